@@ -1,0 +1,340 @@
+//! Signing keys, generated on first start into `<data_dir>/keys` (directory 0700,
+//! files 0600) and never logged:
+//!
+//! * `checkpoint-ed25519.pem` — signs log checkpoints (Ed25519, PKCS#8 PEM);
+//! * `receipt-es256.pem` — signs submission receipts (ECDSA P-256 / ES256, PKCS#8 PEM).
+//!
+//! Public halves are published as JWKS (RFC 7517); key ids are RFC 7638 thumbprints,
+//! so anyone can recompute them from the public key alone.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use rand::TryRng;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+pub const CHECKPOINT_KEY_FILE: &str = "checkpoint-ed25519.pem";
+pub const RECEIPT_KEY_FILE: &str = "receipt-es256.pem";
+
+/// `N` bytes from the operating system's random source.
+pub fn os_random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| Error::Invalid(format!("the OS random source failed: {e}")))?;
+    Ok(bytes)
+}
+
+/// The intermediary's signing keys.
+pub struct Keys {
+    checkpoint: SigningKey,
+    checkpoint_kid: String,
+    receipt_pem: String,
+    receipt_public: p256::PublicKey,
+    receipt_kid: String,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print private material.
+        f.debug_struct("Keys")
+            .field("checkpoint_kid", &self.checkpoint_kid)
+            .field("receipt_kid", &self.receipt_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Public keys that verify checkpoint signatures, by key id.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointVerifier {
+    keys: BTreeMap<String, VerifyingKey>,
+}
+
+impl CheckpointVerifier {
+    /// Whether `signature_b64` is a valid signature of `message` by key `kid`.
+    /// `Err` names what is wrong (unknown key, malformed signature).
+    pub fn verify(&self, kid: &str, message: &[u8], signature_b64: &str) -> Result<bool, String> {
+        let key = self
+            .keys
+            .get(kid)
+            .ok_or_else(|| format!("signed by unknown key {kid}"))?;
+        let raw = STANDARD
+            .decode(signature_b64)
+            .map_err(|e| format!("signature is not base64: {e}"))?;
+        let sig = Signature::from_slice(&raw).map_err(|e| format!("malformed signature: {e}"))?;
+        Ok(key.verify(message, &sig).is_ok())
+    }
+}
+
+impl Keys {
+    /// Loads the keys from `dir`, generating any that are missing.
+    pub fn load_or_generate(dir: &Path) -> Result<Self> {
+        create_private_dir(dir)?;
+        let cp_path = dir.join(CHECKPOINT_KEY_FILE);
+        let cp_pem = load_or_create(&cp_path, || {
+            let key = SigningKey::from_bytes(&os_random::<32>()?);
+            key.to_pkcs8_pem(Default::default())
+                .map(|pem| pem.to_string())
+                .map_err(|e| key_err(&cp_path, e))
+        })?;
+        let checkpoint = SigningKey::from_pkcs8_pem(&cp_pem).map_err(|e| key_err(&cp_path, e))?;
+
+        let rc_path = dir.join(RECEIPT_KEY_FILE);
+        let receipt_pem = load_or_create(&rc_path, || {
+            use p256::pkcs8::EncodePrivateKey as _;
+            let secret = loop {
+                // A uniformly random scalar; rejection of 0 / >= n is astronomically rare.
+                if let Ok(s) = p256::SecretKey::from_slice(&os_random::<32>()?) {
+                    break s;
+                }
+            };
+            secret
+                .to_pkcs8_pem(Default::default())
+                .map(|pem| pem.to_string())
+                .map_err(|e| key_err(&rc_path, e))
+        })?;
+        let receipt_public = {
+            use p256::pkcs8::DecodePrivateKey as _;
+            p256::SecretKey::from_pkcs8_pem(&receipt_pem)
+                .map_err(|e| key_err(&rc_path, e))?
+                .public_key()
+        };
+        // The receipt key must also load where receipts are signed.
+        jsonwebtoken::EncodingKey::from_ec_pem(receipt_pem.as_bytes())
+            .map_err(|e| key_err(&rc_path, e))?;
+
+        let checkpoint_kid = thumbprint(&okp_jwk_members(&checkpoint.verifying_key()));
+        let receipt_kid = thumbprint(&ec_jwk_members(&receipt_public));
+        Ok(Self {
+            checkpoint,
+            checkpoint_kid,
+            receipt_pem,
+            receipt_public,
+            receipt_kid,
+        })
+    }
+
+    pub fn checkpoint_kid(&self) -> &str {
+        &self.checkpoint_kid
+    }
+
+    /// Base64 Ed25519 signature of `message` with the checkpoint key.
+    pub fn sign_checkpoint(&self, message: &[u8]) -> String {
+        STANDARD.encode(self.checkpoint.sign(message).to_bytes())
+    }
+
+    /// The verifier for checkpoints signed by this key set.
+    pub fn checkpoint_verifier(&self) -> CheckpointVerifier {
+        let mut keys = BTreeMap::new();
+        keys.insert(self.checkpoint_kid.clone(), self.checkpoint.verifying_key());
+        CheckpointVerifier { keys }
+    }
+
+    pub fn receipt_kid(&self) -> &str {
+        &self.receipt_kid
+    }
+
+    /// The receipt signing key, for `jsonwebtoken` (ES256).
+    pub fn receipt_encoding_key(&self) -> Result<jsonwebtoken::EncodingKey> {
+        jsonwebtoken::EncodingKey::from_ec_pem(self.receipt_pem.as_bytes()).map_err(|e| {
+            Error::Key {
+                path: PathBuf::from(RECEIPT_KEY_FILE),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// JWKS with the receipt verification key (served at `/.well-known/jwks.json`).
+    pub fn receipt_jwks(&self) -> serde_json::Value {
+        let mut jwk = ec_jwk_members(&self.receipt_public);
+        jwk.insert("kid", self.receipt_kid.clone());
+        jwk.insert("alg", "ES256".into());
+        jwk.insert("use", "sig".into());
+        serde_json::json!({ "keys": [jwk] })
+    }
+
+    /// JWKS with the checkpoint verification key
+    /// (served at `/.well-known/ivan/checkpoint-keys.json`).
+    pub fn checkpoint_jwks(&self) -> serde_json::Value {
+        let mut jwk = okp_jwk_members(&self.checkpoint.verifying_key());
+        jwk.insert("kid", self.checkpoint_kid.clone());
+        jwk.insert("alg", "EdDSA".into());
+        jwk.insert("use", "sig".into());
+        serde_json::json!({ "keys": [jwk] })
+    }
+}
+
+fn key_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// The JWK members that RFC 7638 hashes, sorted (BTreeMap) as it requires.
+fn okp_jwk_members(key: &VerifyingKey) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("crv", "Ed25519".to_owned()),
+        ("kty", "OKP".to_owned()),
+        ("x", URL_SAFE_NO_PAD.encode(key.as_bytes())),
+    ])
+}
+
+fn ec_jwk_members(key: &p256::PublicKey) -> BTreeMap<&'static str, String> {
+    let point = key.to_encoded_point(false);
+    let enc = |c: Option<&[u8]>| URL_SAFE_NO_PAD.encode(c.unwrap_or_default());
+    BTreeMap::from([
+        ("crv", "P-256".to_owned()),
+        ("kty", "EC".to_owned()),
+        ("x", enc(point.x().map(|x| &x[..]))),
+        ("y", enc(point.y().map(|y| &y[..]))),
+    ])
+}
+
+/// RFC 7638 JWK thumbprint: base64url(SHA-256(JSON of the required members, sorted,
+/// no white space)).
+fn thumbprint(members: &BTreeMap<&'static str, String>) -> String {
+    let json = serde_json::to_string(members).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes()))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Reads the key file at `path`, or creates it (0600, fsynced, never overwriting a
+/// file another process wrote meanwhile) with what `generate` returns.
+fn load_or_create(path: &Path, generate: impl FnOnce() -> Result<String>) -> Result<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(key_err(
+                    path,
+                    format!("is readable by others (mode {mode:04o}); run chmod 600 on it"),
+                ));
+            }
+            return std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    let pem = generate()?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(pem.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::io(dir, e))?;
+            }
+            tracing::info!(path = %path.display(), "generated a new signing key");
+            Ok(pem)
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_with_private_modes_and_reloads_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let kdir = dir.path().join("keys");
+        let a = Keys::load_or_generate(&kdir).unwrap();
+        let b = Keys::load_or_generate(&kdir).unwrap();
+        assert_eq!(a.checkpoint_kid(), b.checkpoint_kid());
+        assert_eq!(a.receipt_kid(), b.receipt_kid());
+        for f in [CHECKPOINT_KEY_FILE, RECEIPT_KEY_FILE] {
+            let mode = std::fs::metadata(kdir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let dmode = std::fs::metadata(&kdir).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn refuses_a_key_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        Keys::load_or_generate(dir.path()).unwrap();
+        let p = dir.path().join(CHECKPOINT_KEY_FILE);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Keys::load_or_generate(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn checkpoint_signatures_verify_and_forgeries_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_generate(dir.path()).unwrap();
+        let sig = keys.sign_checkpoint(b"note");
+        let v = keys.checkpoint_verifier();
+        assert_eq!(v.verify(keys.checkpoint_kid(), b"note", &sig), Ok(true));
+        assert_eq!(v.verify(keys.checkpoint_kid(), b"other", &sig), Ok(false));
+        assert!(v.verify("nope", b"note", &sig).is_err());
+    }
+
+    #[test]
+    fn jwks_publish_public_parts_only_and_receipts_verify_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_generate(dir.path()).unwrap();
+        let jwks = keys.receipt_jwks();
+        let jwk = &jwks["keys"][0];
+        assert_eq!(jwk["kty"], "EC");
+        assert_eq!(jwk["kid"], keys.receipt_kid());
+        assert!(jwk.get("d").is_none());
+        // A token signed with the private key verifies with the published JWK.
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(keys.receipt_kid().to_owned());
+        let claims = serde_json::json!({"sub": "x", "exp": 4_000_000_000u64});
+        let token =
+            jsonwebtoken::encode(&header, &claims, &keys.receipt_encoding_key().unwrap()).unwrap();
+        let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+        let dk = jsonwebtoken::DecodingKey::from_jwk(&parsed).unwrap();
+        let v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        jsonwebtoken::decode::<serde_json::Value>(&token, &dk, &v).unwrap();
+        assert_eq!(keys.checkpoint_jwks()["keys"][0]["crv"], "Ed25519");
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc7638_example_shape() {
+        // RFC 8037 appendix A.3: thumbprint of the Ed25519 example key.
+        let members = BTreeMap::from([
+            ("crv", "Ed25519".to_owned()),
+            ("kty", "OKP".to_owned()),
+            ("x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_owned()),
+        ]);
+        assert_eq!(thumbprint(&members), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+}

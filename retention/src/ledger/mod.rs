@@ -1,0 +1,631 @@
+//! The transaction log: append-only, hash-chained, periodically checkpointed.
+//!
+//! Every append goes through one [`Ledger`] task per process. It takes whatever
+//! requests are queued, writes them in **one** database transaction (group commit)
+//! holding the backend's append lock (see [`Db`]'s `begin_write`), and answers each
+//! caller only after that transaction committed. So concurrent appends — in this
+//! process or another (`ivan admin …` beside `ivan serve`) — never fork or gap the
+//! chain, and an acknowledged append survives a crash.
+//!
+//! An append may carry *work*: statements that must commit together with the entry
+//! (e.g. the employer row that `employer.create` records). Work runs inside a
+//! savepoint, so one caller's failure rolls back only that caller's entry.
+//!
+//! Payloads are stored in the [`Originals`] store (durable) before the entry that
+//! names their hash is written; a crash in between leaves only an unreferenced blob.
+//!
+//! After a batch, if `checkpoint_every_entries` entries have accumulated since the
+//! last checkpoint, a signed checkpoint is written in the same transaction; a timer
+//! also checkpoints every `checkpoint_interval` when entries are pending.
+
+mod encoding;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use encoding::{EntryFields, GENESIS_HASH, checkpoint_note, entry_hash, format_time};
+
+use crate::db::WriteTx;
+use crate::keys::Keys;
+use crate::{Actor, Clock, Db, DbConn, Error, Originals, Result, Sha256Hex, on_conn, on_pool};
+
+/// Longest accepted `action` / `subject` / `actor`, in bytes.
+pub const MAX_FIELD_LEN: usize = 512;
+
+/// Tuning of the appender and checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Write a checkpoint once this many entries follow the last one.
+    pub checkpoint_every_entries: u64,
+    /// …and at least this often while entries are pending (seconds).
+    pub checkpoint_interval_secs: u64,
+    /// Most entries written in one transaction.
+    pub max_batch: usize,
+    /// Appends that may wait for the appender before callers are slowed down.
+    pub queue_depth: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_entries: 1000,
+            checkpoint_interval_secs: 60,
+            max_batch: 512,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// A payload whose bytes are kept as an original and whose hash the entry records.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub bytes: Bytes,
+    pub media_type: String,
+}
+
+/// What a caller asks the log to record.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub actor: Actor,
+    /// Dotted verb, e.g. `employer.create`.
+    pub action: String,
+    /// What the action was about, as `kind:id`, e.g. `employer:0193…`.
+    pub subject: String,
+    pub payload: Option<Payload>,
+}
+
+/// The receipt of an append: where it landed in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Appended {
+    pub seq: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub entry_hash: String,
+    pub payload_sha256: Option<Sha256Hex>,
+}
+
+/// A stored log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Entry {
+    pub seq: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub payload_sha256: Option<String>,
+    pub prev_hash: String,
+    pub entry_hash: String,
+}
+
+impl Entry {
+    pub fn fields(&self) -> EntryFields<'_> {
+        EntryFields {
+            seq: self.seq,
+            recorded_at: &self.recorded_at,
+            actor: &self.actor,
+            action: &self.action,
+            subject: &self.subject,
+            payload_sha256: self.payload_sha256.as_deref(),
+            prev_hash: &self.prev_hash,
+        }
+    }
+}
+
+/// A stored, signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub tree_size: i64,
+    pub head_hash: String,
+    pub signed_at: DateTime<Utc>,
+    pub key_id: String,
+    pub signature: String,
+}
+
+impl Checkpoint {
+    pub fn note(&self) -> String {
+        checkpoint_note(self.tree_size, &self.head_hash, &self.signed_at)
+    }
+}
+
+/// Statements to commit together with an entry; see the module docs.
+pub type Work = Box<dyn for<'c> FnOnce(DbConn<'c>) -> BoxFuture<'c, Result<()>> + Send>;
+
+struct PayloadMeta {
+    sha256: Sha256Hex,
+    size: i64,
+    media_type: String,
+}
+
+struct PendingAppend {
+    actor: String,
+    action: String,
+    subject: String,
+    payload: Option<PayloadMeta>,
+    work: Option<Work>,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+enum Request {
+    Append(PendingAppend),
+    Checkpoint(oneshot::Sender<Result<Option<Checkpoint>>>),
+}
+
+/// Handle for appending to the log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Request>,
+    originals: Originals,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Append(_) => "Append",
+            Request::Checkpoint(_) => "Checkpoint",
+        })
+    }
+}
+
+/// The running appender; [`LedgerTask::shutdown`] drains queued appends and stops it.
+#[derive(Debug)]
+pub struct LedgerTask {
+    appender: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+}
+
+impl LedgerTask {
+    /// Stops accepting appends, writes the ones already queued, and waits for that.
+    pub async fn shutdown(self) {
+        self.ticker.abort();
+        let _ = self.stop.send(());
+        if let Err(e) = self.appender.await {
+            tracing::error!(error = %e, "log appender task failed");
+        }
+    }
+}
+
+impl Ledger {
+    /// Starts the appender for `db`.
+    pub fn start(
+        db: Db,
+        originals: Originals,
+        keys: Arc<Keys>,
+        clock: Arc<dyn Clock>,
+        config: LedgerConfig,
+    ) -> (Ledger, LedgerTask) {
+        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let interval = Duration::from_secs(config.checkpoint_interval_secs.max(1));
+        let appender = Appender {
+            db,
+            keys,
+            clock,
+            config,
+        };
+        let appender = tokio::spawn(appender.run(rx, stop_rx));
+        let weak = tx.downgrade();
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(tx) = weak.upgrade() else { return };
+                let (reply, _) = oneshot::channel();
+                if tx.send(Request::Checkpoint(reply)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let task = LedgerTask {
+            appender,
+            ticker,
+            stop: stop_tx,
+        };
+        (Ledger { tx, originals }, task)
+    }
+
+    pub fn originals(&self) -> &Originals {
+        &self.originals
+    }
+
+    /// Records `entry`; returns once it is committed.
+    pub async fn append(&self, entry: NewEntry) -> Result<Appended> {
+        self.submit(entry, None).await
+    }
+
+    /// Records `entry` and commits `work` in the same transaction; if `work` fails,
+    /// neither is written and its error is returned.
+    pub async fn append_with(&self, entry: NewEntry, work: Work) -> Result<Appended> {
+        self.submit(entry, Some(work)).await
+    }
+
+    /// Writes a checkpoint now if entries follow the last one; returns it.
+    pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Checkpoint(reply))
+            .await
+            .map_err(|_| Error::LedgerStopped)?;
+        rx.await.map_err(|_| Error::LedgerStopped)?
+    }
+
+    async fn submit(&self, entry: NewEntry, work: Option<Work>) -> Result<Appended> {
+        let actor = entry.actor.to_string();
+        for (name, value) in [
+            ("actor", &actor),
+            ("action", &entry.action),
+            ("subject", &entry.subject),
+        ] {
+            if value.is_empty() || value.len() > MAX_FIELD_LEN {
+                return Err(Error::Invalid(format!(
+                    "log entry {name} must be 1 to {MAX_FIELD_LEN} bytes"
+                )));
+            }
+        }
+        let payload = match entry.payload {
+            Some(p) => {
+                let size = i64::try_from(p.bytes.len())
+                    .map_err(|_| Error::Invalid("payload too large".into()))?;
+                let sha256 = self.originals.put(p.bytes).await?;
+                Some(PayloadMeta {
+                    sha256,
+                    size,
+                    media_type: p.media_type,
+                })
+            }
+            None => None,
+        };
+        let (reply, rx) = oneshot::channel();
+        let pending = PendingAppend {
+            actor,
+            action: entry.action,
+            subject: entry.subject,
+            payload,
+            work,
+            reply,
+        };
+        self.tx
+            .send(Request::Append(pending))
+            .await
+            .map_err(|_| Error::LedgerStopped)?;
+        rx.await.map_err(|_| Error::LedgerStopped)?
+    }
+}
+
+struct Appender {
+    db: Db,
+    keys: Arc<Keys>,
+    clock: Arc<dyn Clock>,
+    config: LedgerConfig,
+}
+
+struct Head {
+    seq: i64,
+    hash: String,
+    recorded_at: Option<DateTime<Utc>>,
+}
+
+impl Appender {
+    async fn run(self, mut rx: mpsc::Receiver<Request>, mut stop: oneshot::Receiver<()>) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            let batch = self.fill(first, &mut rx);
+            self.process(batch).await;
+        }
+        // Shutting down: refuse new appends, write what is already queued.
+        rx.close();
+        while let Some(first) = rx.recv().await {
+            let batch = self.fill(first, &mut rx);
+            self.process(batch).await;
+        }
+    }
+
+    fn fill(&self, first: Request, rx: &mut mpsc::Receiver<Request>) -> Vec<Request> {
+        let mut batch = vec![first];
+        while batch.len() < self.config.max_batch.max(1) {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    async fn process(&self, batch: Vec<Request>) {
+        let mut appends = Vec::new();
+        let mut cp_waiters = Vec::new();
+        for r in batch {
+            match r {
+                Request::Append(a) => appends.push(a),
+                Request::Checkpoint(w) => cp_waiters.push(w),
+            }
+        }
+        match self.write(&mut appends, !cp_waiters.is_empty()).await {
+            Ok((outcomes, checkpoint)) => {
+                let written = outcomes.iter().filter(|o| o.is_ok()).count();
+                metrics::counter!("ivan_log_appends_total").increment(written as u64);
+                metrics::histogram!("ivan_log_batch_size").record(appends.len() as f64);
+                if let Some(cp) = &checkpoint {
+                    metrics::counter!("ivan_log_checkpoints_total").increment(1);
+                    tracing::debug!(tree_size = cp.tree_size, "log checkpoint signed");
+                }
+                for (a, outcome) in appends.into_iter().zip(outcomes) {
+                    let _ = a.reply.send(outcome);
+                }
+                for w in cp_waiters {
+                    let _ = w.send(Ok(checkpoint.clone()));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("ivan_log_append_failures_total").increment(1);
+                tracing::error!(error = %e, batch = appends.len(), "log batch failed; nothing of it was written");
+                let msg = e.to_string();
+                for a in appends {
+                    let _ = a
+                        .reply
+                        .send(Err(Error::Invalid(format!("log append failed: {msg}"))));
+                }
+                for w in cp_waiters {
+                    let _ = w.send(Err(Error::Invalid(format!("checkpoint failed: {msg}"))));
+                }
+            }
+        }
+    }
+
+    /// One transaction: the batch's entries (each with its work) and, when due, a
+    /// checkpoint. Per-append failures of work are returned in the outcome list;
+    /// an `Err` means nothing was written.
+    async fn write(
+        &self,
+        appends: &mut [PendingAppend],
+        checkpoint_requested: bool,
+    ) -> Result<(Vec<Result<Appended>>, Option<Checkpoint>)> {
+        let mut tx = self.db.begin_write().await?;
+        let mut head = read_head(&mut tx).await?;
+        let last_cp = on_conn!(&mut tx.conn(), c => {
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(tree_size) FROM log_checkpoints")
+                .fetch_one(&mut *c)
+                .await?
+        })
+        .unwrap_or(0);
+
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for a in appends.iter_mut() {
+            let now = self.clock.now();
+            // Times never go backwards in the log, even if the wall clock does.
+            let recorded_at = head.recorded_at.map_or(now, |prev| prev.max(now));
+            let seq = head.seq + 1;
+            let payload_sha256 = a.payload.as_ref().map(|p| p.sha256.as_str().to_owned());
+            let entry_hash = entry_hash(&EntryFields {
+                seq,
+                recorded_at: &recorded_at,
+                actor: &a.actor,
+                action: &a.action,
+                subject: &a.subject,
+                payload_sha256: payload_sha256.as_deref(),
+                prev_hash: &head.hash,
+            })
+            .ok_or_else(|| Error::Invalid(format!("log head {} has a malformed hash", head.seq)))?;
+            let entry = Entry {
+                seq,
+                recorded_at,
+                actor: a.actor.clone(),
+                action: a.action.clone(),
+                subject: a.subject.clone(),
+                payload_sha256,
+                prev_hash: head.hash.clone(),
+                entry_hash,
+            };
+            let outcome = match a.work.take() {
+                None => {
+                    insert_entry(&mut tx, &entry, a.payload.as_ref()).await?;
+                    Ok(())
+                }
+                Some(work) => {
+                    exec(&mut tx, "SAVEPOINT ivan_append").await?;
+                    let r = match work(tx.conn()).await {
+                        Ok(()) => insert_entry(&mut tx, &entry, a.payload.as_ref()).await,
+                        Err(e) => Err(e),
+                    };
+                    if r.is_err() {
+                        exec(&mut tx, "ROLLBACK TO SAVEPOINT ivan_append").await?;
+                    }
+                    exec(&mut tx, "RELEASE SAVEPOINT ivan_append").await?;
+                    r
+                }
+            };
+            outcomes.push(outcome.map(|()| {
+                let appended = Appended {
+                    seq,
+                    recorded_at,
+                    entry_hash: entry.entry_hash.clone(),
+                    payload_sha256: a.payload.as_ref().map(|p| p.sha256.clone()),
+                };
+                head = Head {
+                    seq,
+                    hash: entry.entry_hash,
+                    recorded_at: Some(recorded_at),
+                };
+                appended
+            }));
+        }
+
+        let pending = u64::try_from(head.seq - last_cp).unwrap_or(0);
+        let due = pending >= self.config.checkpoint_every_entries.max(1)
+            || (checkpoint_requested && pending > 0);
+        let checkpoint = if due {
+            let signed_at = self.clock.now();
+            let note = checkpoint_note(head.seq, &head.hash, &signed_at);
+            let cp = Checkpoint {
+                tree_size: head.seq,
+                head_hash: head.hash.clone(),
+                signed_at,
+                key_id: self.keys.checkpoint_kid().to_owned(),
+                signature: self.keys.sign_checkpoint(note.as_bytes()),
+            };
+            on_conn!(&mut tx.conn(), c => {
+                sqlx::query(
+                    "INSERT INTO log_checkpoints (tree_size, head_hash, signed_at, key_id, signature) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(cp.tree_size)
+                .bind(&cp.head_hash)
+                .bind(cp.signed_at)
+                .bind(&cp.key_id)
+                .bind(&cp.signature)
+                .execute(&mut *c)
+                .await?;
+            });
+            Some(cp)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok((outcomes, checkpoint))
+    }
+}
+
+async fn exec(tx: &mut WriteTx, sql: &'static str) -> Result<()> {
+    on_conn!(&mut tx.conn(), c => sqlx::query(sql).execute(&mut *c).await.map(drop))?;
+    Ok(())
+}
+
+async fn read_head(tx: &mut WriteTx) -> Result<Head> {
+    let row: Option<(i64, String, DateTime<Utc>)> = on_conn!(&mut tx.conn(), c => {
+        sqlx::query_as(
+            "SELECT seq, entry_hash, recorded_at FROM log_entries ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *c)
+        .await?
+    });
+    Ok(match row {
+        Some((seq, hash, at)) => Head {
+            seq,
+            hash,
+            recorded_at: Some(at),
+        },
+        None => Head {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+            recorded_at: None,
+        },
+    })
+}
+
+async fn insert_entry(tx: &mut WriteTx, e: &Entry, payload: Option<&PayloadMeta>) -> Result<()> {
+    on_conn!(&mut tx.conn(), c => {
+        if let Some(p) = payload {
+            sqlx::query(
+                "INSERT INTO originals (sha256, size_bytes, media_type, stored_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(p.sha256.as_str())
+            .bind(p.size)
+            .bind(&p.media_type)
+            .bind(e.recorded_at)
+            .execute(&mut *c)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO log_entries \
+             (seq, recorded_at, actor, action, subject, payload_sha256, prev_hash, entry_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.seq)
+        .bind(e.recorded_at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.subject)
+        .bind(&e.payload_sha256)
+        .bind(&e.prev_hash)
+        .bind(&e.entry_hash)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+const ENTRY_COLUMNS: &str =
+    "seq, recorded_at, actor, action, subject, payload_sha256, prev_hash, entry_hash";
+
+/// Up to `limit` entries with `seq > after`, in order.
+pub async fn entries_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Entry>> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// The last `n` entries, oldest first.
+pub async fn last_entries(db: &Db, n: i64) -> Result<Vec<Entry>> {
+    let mut rows: Vec<Entry> = on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM log_entries ORDER BY seq DESC LIMIT $1"
+        )))
+        .bind(n)
+        .fetch_all(pool)
+        .await?
+    });
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Number of entries and the highest sequence number (0 when empty).
+pub async fn size(db: &Db) -> Result<(i64, i64)> {
+    let (count, max): (i64, Option<i64>) = on_pool!(db, pool => {
+        sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM log_entries")
+            .fetch_one(pool)
+            .await?
+    });
+    Ok((count, max.unwrap_or(0)))
+}
+
+/// Up to `limit` checkpoints with `tree_size > after`, in order.
+pub async fn checkpoints_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Checkpoint>> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT tree_size, head_hash, signed_at, key_id, signature FROM log_checkpoints \
+             WHERE tree_size > $1 ORDER BY tree_size LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// The most recent checkpoint, if any.
+pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT tree_size, head_hash, signed_at, key_id, signature FROM log_checkpoints \
+             ORDER BY tree_size DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+#[cfg(test)]
+mod tests;

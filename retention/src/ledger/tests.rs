@@ -1,0 +1,326 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::verify::{Problem, Silent, verify};
+use super::*;
+use crate::testing::TestEnv;
+use crate::{Backend, backend_tests};
+
+fn entry(i: usize) -> NewEntry {
+    NewEntry {
+        actor: Actor::Operator("test".into()),
+        action: "test.append".into(),
+        subject: format!("test:{i}"),
+        payload: None,
+    }
+}
+
+async fn check(env: &TestEnv) -> verify::Report {
+    verify(
+        &env.db,
+        &env.originals,
+        &env.keys.checkpoint_verifier(),
+        &Silent,
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs raw SQL that bypasses the append-only triggers, as an attacker with database
+/// access could.
+async fn tamper(env: &TestEnv, sql: &'static str) {
+    let drop_triggers: &[&'static str] = match env.db.backend() {
+        Backend::Sqlite => &[
+            "DROP TRIGGER log_entries_no_update",
+            "DROP TRIGGER log_entries_no_delete",
+        ],
+        Backend::Postgres => &["DROP TRIGGER log_entries_no_update ON log_entries"],
+    };
+    for s in drop_triggers.iter().copied().chain([sql]) {
+        on_pool!(&env.db, pool => sqlx::query(s).execute(pool).await.map(drop)).unwrap();
+    }
+}
+
+backend_tests!(
+    appends_form_a_verified_chain,
+    concurrent_appends_never_fork_or_gap,
+    failed_work_rolls_back_only_its_own_entry,
+    checkpoints_every_n_entries_and_on_demand,
+    altered_entry_is_named,
+    removed_tail_is_caught_by_checkpoint,
+    corrupt_original_is_named,
+    forged_checkpoint_is_named,
+    database_refuses_updates_to_the_log,
+    shutdown_writes_queued_appends,
+);
+
+async fn appends_form_a_verified_chain(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let mut last = None;
+    for i in 0..5 {
+        let mut e = entry(i);
+        if i == 2 {
+            e.payload = Some(Payload {
+                bytes: Bytes::from_static(b"<x>payload</x>"),
+                media_type: "application/xml".into(),
+            });
+        }
+        let a = ledger.append(e).await.unwrap();
+        assert_eq!(a.seq, i as i64 + 1);
+        last = Some(a);
+    }
+    task.shutdown().await;
+    let entries = entries_after(&env.db, 0, 100).await.unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0].prev_hash, GENESIS_HASH);
+    for w in entries.windows(2) {
+        assert_eq!(w[1].prev_hash, w[0].entry_hash);
+    }
+    assert_eq!(entries[4].entry_hash, last.unwrap().entry_hash);
+    let payload = entries[2].payload_sha256.clone().unwrap();
+    assert_eq!(payload, Sha256Hex::of(b"<x>payload</x>").as_str());
+    let got = env
+        .originals
+        .get(&Sha256Hex::parse(&payload).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&got[..], b"<x>payload</x>");
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!((report.entries, report.originals), (5, 1));
+}
+
+async fn concurrent_appends_never_fork_or_gap(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: 100,
+        ..Default::default()
+    });
+    let mut handles = Vec::new();
+    for w in 0..64 {
+        let ledger = ledger.clone();
+        handles.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..20 {
+                seqs.push(ledger.append(entry(w * 100 + i)).await.unwrap().seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    task.shutdown().await;
+    all.sort();
+    assert_eq!(all, (1..=1280).collect::<Vec<i64>>(), "every append acknowledged once");
+    assert_eq!(size(&env.db).await.unwrap(), (1280, 1280));
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    // A checkpoint follows the batch that crossed 100 pending entries; batches hold at
+    // most one append per writer, so checkpoints are at most 100 + 64 entries apart.
+    assert!(report.checkpoints >= 1280 / (100 + 64), "{}", report.checkpoints);
+}
+
+async fn failed_work_rolls_back_only_its_own_entry(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let work = |fail: bool| -> Work {
+        Box::new(move |mut conn: DbConn<'_>| {
+            Box::pin(async move {
+                on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "INSERT INTO employers (id, name, registration_number, created_at) \
+                         VALUES ($1, 'E', $2, '2026-01-01T00:00:00Z')",
+                    )
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(if fail { "dup" } else { "unique-ok" })
+                    .execute(&mut *c)
+                    .await?;
+                });
+                Ok(())
+            })
+        })
+    };
+    ledger.append_with(entry(0), work(true)).await.unwrap();
+    // Submitted together so they share a batch; the middle one collides.
+    let (a, b, c) = tokio::join!(
+        ledger.append(entry(1)),
+        ledger.append_with(entry(2), work(true)),
+        ledger.append_with(entry(3), work(false)),
+    );
+    task.shutdown().await;
+    let (a, c) = (a.unwrap(), c.unwrap());
+    let err = b.unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+    assert_eq!((a.seq, c.seq), (2, 3));
+    let subjects: Vec<String> = entries_after(&env.db, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.subject)
+        .collect();
+    assert_eq!(subjects, ["test:0", "test:1", "test:3"]);
+    let employers: i64 = on_pool!(&env.db, pool =>
+        sqlx::query_scalar("SELECT COUNT(*) FROM employers").fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(employers, 2);
+    assert!(check(&env).await.ok());
+}
+
+async fn checkpoints_every_n_entries_and_on_demand(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: 5,
+        ..Default::default()
+    });
+    for i in 0..12 {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    let cp = ledger.checkpoint_now().await.unwrap().unwrap();
+    assert_eq!(cp.tree_size, 12);
+    assert!(ledger.checkpoint_now().await.unwrap().is_none(), "nothing new to checkpoint");
+    task.shutdown().await;
+    let sizes: Vec<i64> = checkpoints_after(&env.db, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.tree_size)
+        .collect();
+    assert_eq!(sizes, [5, 10, 12]);
+    let latest = latest_checkpoint(&env.db).await.unwrap().unwrap();
+    assert_eq!(latest, cp);
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 3);
+}
+
+async fn altered_entry_is_named(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    for i in 0..6 {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    task.shutdown().await;
+    tamper(&env, "UPDATE log_entries SET actor = 'operator:mallory' WHERE seq = 4").await;
+    let report = check(&env).await;
+    assert_eq!(
+        report.problems.first(),
+        Some(&Problem::Entry {
+            seq: 4,
+            reason: "content does not match its entry_hash (the entry was altered)".into()
+        })
+    );
+}
+
+async fn removed_tail_is_caught_by_checkpoint(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: 4,
+        ..Default::default()
+    });
+    for i in 0..8 {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    task.shutdown().await;
+    tamper(&env, "DELETE FROM log_entries WHERE seq > 6").await;
+    let report = check(&env).await;
+    assert!(
+        matches!(report.problems.first(), Some(Problem::Checkpoint { tree_size: 8, .. })),
+        "{:?}",
+        report.problems
+    );
+}
+
+async fn corrupt_original_is_named(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let mut e = entry(0);
+    e.payload = Some(Payload {
+        bytes: Bytes::from_static(b"the original"),
+        media_type: "text/plain".into(),
+    });
+    let a = ledger.append(e).await.unwrap();
+    task.shutdown().await;
+    let h = a.payload_sha256.unwrap();
+    let path = env.dir.path().join(format!(
+        "originals/sha256/{}/{}/{}",
+        &h.as_str()[0..2],
+        &h.as_str()[2..4],
+        h
+    ));
+    std::fs::write(path, b"the forgery!").unwrap();
+    let report = check(&env).await;
+    assert!(
+        matches!(report.problems.first(), Some(Problem::Original { sha256, .. }) if sha256 == h.as_str()),
+        "{:?}",
+        report.problems
+    );
+}
+
+async fn forged_checkpoint_is_named(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: 2,
+        ..Default::default()
+    });
+    for i in 0..4 {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    task.shutdown().await;
+    // Put another checkpoint's (valid) signature on this one.
+    on_pool!(&env.db, pool => sqlx::query(
+        "UPDATE log_checkpoints SET signature = \
+         (SELECT signature FROM log_checkpoints WHERE tree_size = 4) WHERE tree_size = 2")
+        .execute(pool).await.map(drop))
+    .unwrap();
+    let report = check(&env).await;
+    assert_eq!(
+        report.problems,
+        [Problem::Checkpoint {
+            tree_size: 2,
+            reason: "signature does not verify".into()
+        }]
+    );
+}
+
+async fn database_refuses_updates_to_the_log(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    ledger.append(entry(0)).await.unwrap();
+    task.shutdown().await;
+    for sql in [
+        "UPDATE log_entries SET actor = 'x'",
+        "DELETE FROM log_entries",
+    ] {
+        let err = on_pool!(&env.db, pool => sqlx::query(sql).execute(pool).await.map(drop))
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+}
+
+async fn shutdown_writes_queued_appends(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let ledger = Arc::new(ledger);
+    let pending: Vec<_> = (0..50)
+        .map(|i| {
+            let l = ledger.clone();
+            tokio::spawn(async move { l.append(entry(i)).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    task.shutdown().await;
+    let mut ok = 0;
+    for p in pending {
+        match p.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(matches!(e, Error::LedgerStopped), "{e}"),
+        }
+    }
+    // Whatever was acknowledged is in the log, and nothing else.
+    assert_eq!(size(&env.db).await.unwrap().0, ok);
+    assert!(check(&env).await.ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_migrations_create_the_same_tables_and_columns() {
+    let sqlite = TestEnv::sqlite().await;
+    let pg = TestEnv::postgres().await;
+    let a = sqlite.db.table_columns().await.unwrap();
+    let b = pg.db.table_columns().await.unwrap();
+    assert!(a.len() > 20, "{a:?}");
+    assert_eq!(a, b);
+}

@@ -1,0 +1,289 @@
+//! `ivan log verify`: recompute the whole chain, check every checkpoint and every
+//! original. Reads in pages, so memory stays flat however long the log is.
+
+use std::fmt;
+
+use crate::keys::CheckpointVerifier;
+use crate::{Db, Error, Originals, Result, Sha256Hex, on_pool};
+
+use super::{Checkpoint, Entry, GENESIS_HASH, checkpoints_after, entries_after, entry_hash, size};
+
+const PAGE: i64 = 2000;
+/// Problems listed before the verifier stops collecting more.
+const MAX_PROBLEMS: usize = 100;
+
+/// Something that does not hold. The first one in a report is the first bad place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Entry { seq: i64, reason: String },
+    Checkpoint { tree_size: i64, reason: String },
+    Original { sha256: String, reason: String },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Entry { seq, reason } => write!(f, "log entry {seq}: {reason}"),
+            Problem::Checkpoint { tree_size, reason } => {
+                write!(f, "checkpoint at tree size {tree_size}: {reason}")
+            }
+            Problem::Original { sha256, reason } => write!(f, "original {sha256}: {reason}"),
+        }
+    }
+}
+
+/// What was checked and what failed.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub entries: u64,
+    pub checkpoints: u64,
+    pub originals: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, p: Problem) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(p);
+        }
+    }
+}
+
+/// Progress feedback (a terminal progress bar in the CLI).
+pub trait Progress {
+    fn phase(&self, name: &str, total: u64);
+    fn advance(&self, n: u64);
+}
+
+/// Progress that shows nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// Checks the record. `Err` only when the check itself could not run (database
+/// unreachable); findings are in [`Report::problems`].
+pub async fn verify(
+    db: &Db,
+    originals: &Originals,
+    keys: &CheckpointVerifier,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let mut report = Report::default();
+    verify_chain(db, keys, progress, &mut report).await?;
+    verify_payload_references(db, &mut report).await?;
+    verify_originals(db, originals, progress, &mut report).await?;
+    Ok(report)
+}
+
+async fn verify_chain(
+    db: &Db,
+    keys: &CheckpointVerifier,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Result<()> {
+    let (count, _) = size(db).await?;
+    progress.phase("log entries", u64::try_from(count).unwrap_or(0));
+    let mut prev: Option<Entry> = None;
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    let mut cp_cursor = 0i64;
+    let mut cp_exhausted = false;
+    'pages: loop {
+        let after = prev.as_ref().map_or(0, |e| e.seq);
+        let page = entries_after(db, after, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        progress.advance(page.len() as u64);
+        for e in page {
+            report.entries += 1;
+            if let Some(reason) = chain_fault(prev.as_ref(), &e) {
+                report.problem(Problem::Entry { seq: e.seq, reason });
+                break 'pages;
+            }
+            // Checkpoints are read alongside, a page at a time.
+            loop {
+                if checkpoints.is_empty() && !cp_exhausted {
+                    checkpoints = checkpoints_after(db, cp_cursor, PAGE).await?;
+                    checkpoints.reverse();
+                    cp_exhausted = checkpoints.is_empty();
+                }
+                match checkpoints.last() {
+                    Some(cp) if cp.tree_size <= e.seq => {
+                        if let Some(cp) = checkpoints.pop() {
+                            cp_cursor = cp.tree_size;
+                            report.checkpoints += 1;
+                            check_checkpoint(&cp, &e, keys, report);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            prev = Some(e);
+        }
+    }
+    // Checkpoints beyond the last good entry: the log was cut short (or the chain
+    // broke before them). Either way they vouch for entries that are not there intact.
+    let last = prev.map_or(0, |e| e.seq);
+    if let Some(cp) = checkpoints
+        .last()
+        .cloned()
+        .or(checkpoints_after(db, last.max(cp_cursor), 1).await?.pop())
+        && report.problems.is_empty()
+    {
+        report.problem(Problem::Checkpoint {
+            tree_size: cp.tree_size,
+            reason: format!(
+                "vouches for {} entries but the log has only {last}: entries were removed",
+                cp.tree_size
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Why `e` does not follow `prev` in a sound chain, if it does not.
+fn chain_fault(prev: Option<&Entry>, e: &Entry) -> Option<String> {
+    let (expected_seq, expected_prev) = match prev {
+        Some(p) => (p.seq + 1, p.entry_hash.as_str()),
+        None => (1, GENESIS_HASH),
+    };
+    if e.seq != expected_seq {
+        return Some(format!(
+            "expected entry {expected_seq} next; entries {expected_seq}..{} are missing",
+            e.seq - 1
+        ));
+    }
+    if e.prev_hash != expected_prev {
+        return Some("prev_hash does not match the entry before it (chain broken)".into());
+    }
+    if let Some(p) = &e.payload_sha256
+        && Sha256Hex::parse(p).is_none_or(|h| h.as_str() != p)
+    {
+        return Some(format!("payload_sha256 {p:?} is not a SHA-256 in lowercase hex"));
+    }
+    match entry_hash(&e.fields()) {
+        Some(h) if h == e.entry_hash => {}
+        Some(_) => {
+            return Some("content does not match its entry_hash (the entry was altered)".into());
+        }
+        None => return Some("prev_hash is malformed".into()),
+    }
+    if let Some(p) = prev
+        && e.recorded_at < p.recorded_at
+    {
+        return Some("recorded_at is earlier than the entry before it".into());
+    }
+    None
+}
+
+fn check_checkpoint(cp: &Checkpoint, e: &Entry, keys: &CheckpointVerifier, report: &mut Report) {
+    if cp.tree_size != e.seq {
+        report.problem(Problem::Checkpoint {
+            tree_size: cp.tree_size,
+            reason: "names a tree size with no entry".into(),
+        });
+        return;
+    }
+    if cp.head_hash != e.entry_hash {
+        report.problem(Problem::Checkpoint {
+            tree_size: cp.tree_size,
+            reason: format!(
+                "head hash {} differs from entry {}'s hash {} (the log was rewritten)",
+                cp.head_hash, e.seq, e.entry_hash
+            ),
+        });
+        return;
+    }
+    match keys.verify(&cp.key_id, cp.note().as_bytes(), &cp.signature) {
+        Ok(true) => {}
+        Ok(false) => report.problem(Problem::Checkpoint {
+            tree_size: cp.tree_size,
+            reason: "signature does not verify".into(),
+        }),
+        Err(reason) => report.problem(Problem::Checkpoint {
+            tree_size: cp.tree_size,
+            reason,
+        }),
+    }
+}
+
+/// Every entry that names a payload must have it indexed as an original.
+async fn verify_payload_references(db: &Db, report: &mut Report) -> Result<()> {
+    let missing: Vec<(i64, String)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT e.seq, e.payload_sha256 FROM log_entries e \
+             LEFT JOIN originals o ON o.sha256 = e.payload_sha256 \
+             WHERE e.payload_sha256 IS NOT NULL AND o.sha256 IS NULL \
+             ORDER BY e.seq LIMIT 10",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    for (seq, sha) in missing {
+        report.problem(Problem::Entry {
+            seq,
+            reason: format!("its payload {sha} is not in the originals index"),
+        });
+    }
+    Ok(())
+}
+
+async fn verify_originals(
+    db: &Db,
+    originals: &Originals,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Result<()> {
+    let total: i64 = on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
+    });
+    progress.phase("originals", u64::try_from(total).unwrap_or(0));
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, i64)> = on_pool!(db, pool => {
+            sqlx::query_as(
+                "SELECT sha256, size_bytes FROM originals WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
+            )
+            .bind(&after)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?
+        });
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        for (sha, size) in page {
+            report.originals += 1;
+            progress.advance(1);
+            let Some(hash) = Sha256Hex::parse(&sha) else {
+                report.problem(Problem::Original {
+                    sha256: sha,
+                    reason: "index key is not a SHA-256".into(),
+                });
+                continue;
+            };
+            match originals.get(&hash).await {
+                Ok(bytes) if i64::try_from(bytes.len()).ok() == Some(size) => {}
+                Ok(bytes) => report.problem(Problem::Original {
+                    sha256: sha,
+                    reason: format!("size is {} but the index says {size}", bytes.len()),
+                }),
+                Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => {
+                    report.problem(Problem::Original {
+                        sha256: sha,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The originals store: the exact bytes received (and, later, the authority's answers),
+//! content-addressed by SHA-256 so a byte-exact original is never re-serialised and
+//! any change to it shows.
+//!
+//! Keys are `sha256/ab/cd/<64 hex>`. By default the store is a local directory under
+//! the data dir; an S3-compatible bucket (with Object Lock in production) is chosen by
+//! config. A put is durable before it returns (on the local backend the file and every
+//! directory up to the store root are fsynced), putting the same bytes twice is a no-op,
+//! and a get re-checks the hash.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, Sha256Hex};
+
+/// Where originals live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OriginalsConfig {
+    /// A local directory (default: `<data_dir>/originals`).
+    Local { dir: Option<PathBuf> },
+    /// An S3-compatible bucket.
+    S3(S3Config),
+}
+
+impl Default for OriginalsConfig {
+    fn default() -> Self {
+        OriginalsConfig::Local { dir: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Endpoint URL for S3-compatible services; `None` means AWS itself.
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint (test emulators only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// Handle to the originals store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Originals {
+    store: Arc<dyn ObjectStore>,
+    /// The root directory when the store is local: puts fsync below it.
+    local_root: Option<PathBuf>,
+}
+
+/// The store key of an original.
+fn key(sha256: &Sha256Hex) -> Path {
+    let h = sha256.as_str();
+    Path::from(format!("sha256/{}/{}/{}", &h[0..2], &h[2..4], h))
+}
+
+impl Originals {
+    /// Opens the store `config` names; `data_dir` anchors the default local directory.
+    pub fn open(config: &OriginalsConfig, data_dir: &FsPath) -> Result<Self> {
+        match config {
+            OriginalsConfig::Local { dir } => {
+                Self::local(&dir.clone().unwrap_or_else(|| data_dir.join("originals")))
+            }
+            OriginalsConfig::S3(s3) => Self::s3(s3),
+        }
+    }
+
+    /// A store in a local directory, created if missing.
+    pub fn local(dir: &FsPath) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(root),
+        })
+    }
+
+    /// A store in an S3-compatible bucket.
+    pub fn s3(config: &S3Config) -> Result<Self> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_allow_http(config.allow_http);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(id) = &config.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        Ok(Self {
+            store: Arc::new(builder.build()?),
+            local_root: None,
+        })
+    }
+
+    /// A human description of where originals live.
+    pub fn describe(&self) -> String {
+        match &self.local_root {
+            Some(root) => format!("local directory {}", root.display()),
+            None => self.store.to_string(),
+        }
+    }
+
+    /// Stores `bytes` and returns their SHA-256. Durable when it returns. Storing bytes
+    /// that are already there changes nothing.
+    pub async fn put(&self, bytes: Bytes) -> Result<Sha256Hex> {
+        let sha256 = Sha256Hex::of(&bytes);
+        let location = key(&sha256);
+        match self.store.head(&location).await {
+            Ok(_) => return Ok(sha256),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&location, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            let rel = location.to_string();
+            tokio::task::spawn_blocking(move || fsync_path(&root, &rel))
+                .await
+                .map_err(|e| Error::Invalid(format!("fsync task failed: {e}")))??;
+        }
+        Ok(sha256)
+    }
+
+    /// The bytes stored under `sha256`, after checking they still hash to it.
+    pub async fn get(&self, sha256: &Sha256Hex) -> Result<Bytes> {
+        let bytes = match self.store.get(&key(sha256)).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::MissingOriginal(sha256.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let actual = Sha256Hex::of(&bytes);
+        if &actual != sha256 {
+            return Err(Error::CorruptOriginal {
+                sha256: sha256.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Whether an original with this hash is stored (no content check).
+    pub async fn contains(&self, sha256: &Sha256Hex) -> Result<bool> {
+        match self.store.head(&key(sha256)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        if let Some(root) = &self.local_root {
+            let meta = tokio::fs::metadata(root)
+                .await
+                .map_err(|e| Error::io(root, e))?;
+            if !meta.is_dir() {
+                return Err(Error::Invalid(format!("{} is not a directory", root.display())));
+            }
+            return Ok(());
+        }
+        match self.store.head(&Path::from("readyz-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every hash in the store, in no particular order (for orphan checks).
+    pub fn list(&self) -> BoxStream<'_, Result<Sha256Hex>> {
+        self.store
+            .list(Some(&Path::from("sha256")))
+            .map(|meta| {
+                let meta = meta?;
+                let name = meta.location.filename().unwrap_or_default();
+                Sha256Hex::parse(name).ok_or_else(|| {
+                    Error::Invalid(format!("unexpected object {} in originals store", meta.location))
+                })
+            })
+            .boxed()
+    }
+}
+
+/// fsyncs `root/rel` and every directory from its parent up to `root`.
+fn fsync_path(root: &FsPath, rel: &str) -> Result<()> {
+    let file = root.join(rel);
+    std::fs::File::open(&file)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&file, e))?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(d, e))?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_roundtrip_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Originals::local(dir.path()).unwrap();
+        let bytes = Bytes::from_static(b"<doc>exact bytes \r\n kept</doc>");
+        let h1 = store.put(bytes.clone()).await.unwrap();
+        assert_eq!(h1, Sha256Hex::of(&bytes));
+        let h2 = store.put(bytes.clone()).await.unwrap();
+        assert_eq!(h1, h2);
+        assert_eq!(store.get(&h1).await.unwrap(), bytes);
+        assert!(store.contains(&h1).await.unwrap());
+        let listed: Vec<_> = store.list().collect::<Vec<_>>().await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].as_ref().unwrap(), &h1);
+        // The file sits where the documented key says.
+        let p = dir
+            .path()
+            .join("sha256")
+            .join(&h1.as_str()[0..2])
+            .join(&h1.as_str()[2..4])
+            .join(h1.as_str());
+        assert_eq!(std::fs::read(p).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn get_detects_tampering_and_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Originals::local(dir.path()).unwrap();
+        let h = store.put(Bytes::from_static(b"original")).await.unwrap();
+        let p = dir
+            .path()
+            .join(format!("sha256/{}/{}/{}", &h.as_str()[0..2], &h.as_str()[2..4], h));
+        std::fs::write(&p, b"forged").unwrap();
+        assert!(matches!(store.get(&h).await, Err(Error::CorruptOriginal { .. })));
+        let absent = Sha256Hex::of(b"never stored");
+        assert!(matches!(store.get(&absent).await, Err(Error::MissingOriginal(_))));
+        assert!(!store.contains(&absent).await.unwrap());
+    }
+}

@@ -1,0 +1,157 @@
+//! Helpers for tests of this and other crates (feature `testing`): a throw-away
+//! PostgreSQL database per test, a temp SQLite file, and [`backend_tests!`] which
+//! runs one generic test body on both backends.
+//!
+//! PostgreSQL is reached at `$IVAN_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); `ops/test.sh` makes sure it runs.
+//! A test that needs it fails — never skips — when it is down.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use sqlx::Connection;
+use tempfile::TempDir;
+
+use crate::keys::Keys;
+use crate::{Db, Error, Ledger, LedgerConfig, MigrationPolicy, Originals, Result, SystemClock};
+
+pub const PG_URL_ENV: &str = "IVAN_TEST_PG";
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The maintenance database URL tests create their databases through.
+pub fn pg_admin_url() -> String {
+    std::env::var(PG_URL_ENV).unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
+
+/// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
+#[derive(Debug)]
+pub struct TempPg {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TempPg {
+    pub async fn create() -> Result<Self> {
+        let admin_url = pg_admin_url();
+        let name = format!("ivan_t_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .map_err(|source| Error::Connect {
+                url: admin_url.clone(),
+                source,
+            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        Ok(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TempPg {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs outside async context; use a private runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A migrated database of one backend, with a temp directory for originals and keys.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub db: Db,
+    pub url: String,
+    pub originals: Originals,
+    pub keys: Arc<Keys>,
+    pub dir: TempDir,
+    _pg: Option<TempPg>,
+}
+
+impl TestEnv {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("ivan.db").display());
+        Self::open(url, dir, None).await
+    }
+
+    pub async fn postgres() -> Self {
+        let pg = TempPg::create()
+            .await
+            .expect("PostgreSQL for tests (start it with ops/test.sh, or set IVAN_TEST_PG)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::open(pg.url().to_owned(), dir, Some(pg)).await
+    }
+
+    async fn open(url: String, dir: TempDir, pg: Option<TempPg>) -> Self {
+        let db = Db::connect(&url, 8, MigrationPolicy::Apply)
+            .await
+            .expect("connect and migrate");
+        let originals = Originals::local(&dir.path().join("originals")).expect("originals");
+        let keys = Arc::new(Keys::load_or_generate(&dir.path().join("keys")).expect("keys"));
+        Self {
+            db,
+            url,
+            originals,
+            keys,
+            dir,
+            _pg: pg,
+        }
+    }
+
+    /// Starts an appender on this database.
+    pub fn ledger(&self, config: LedgerConfig) -> (Ledger, crate::ledger::LedgerTask) {
+        Ledger::start(
+            self.db.clone(),
+            self.originals.clone(),
+            self.keys.clone(),
+            Arc::new(SystemClock),
+            config,
+        )
+    }
+}
+
+/// For each `name`, makes `name::sqlite` and `name::postgres` tests that call the
+/// async fn `name(env: TestEnv)` in scope with a fresh database of that backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::testing::TestEnv::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::testing::TestEnv::postgres().await).await;
+            }
+        }
+    )*};
+}
