@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Connection, Postgres, Sqlite, Transaction};
 
 use crate::{Error, Result};
 
@@ -136,6 +136,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The database file a `sqlite:` URL names; `None` for other URLs and in-memory SQLite.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    let name = opts.get_filename();
+    (name.as_os_str() != ":memory:" && !name.as_os_str().is_empty()).then(|| name.to_path_buf())
+}
+
 impl Db {
     /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`), checks it
     /// answers, and applies or checks migrations as `policy` says.
@@ -161,6 +171,13 @@ impl Db {
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            // One direct connection first: a pool reports only "timed out", this names
+            // the cause (refused, unknown database, authentication).
+            let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
+                .await
+                .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
+                .map_err(connect_err)?;
+            probe.close().await.map_err(connect_err)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(10))
@@ -187,18 +204,6 @@ impl Db {
         match self {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
-        }
-    }
-
-    /// The SQLite database file, for the single-server lock; `None` on PostgreSQL or
-    /// an in-memory SQLite database.
-    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Db::Sqlite(pool) => {
-                let name = pool.connect_options().get_filename().to_path_buf();
-                (name.as_os_str() != ":memory:").then_some(name)
-            }
-            Db::Postgres(_) => None,
         }
     }
 

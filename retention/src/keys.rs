@@ -76,11 +76,30 @@ impl CheckpointVerifier {
 }
 
 impl Keys {
-    /// Loads the keys from `dir`, generating any that are missing.
+    /// Loads the keys from `dir`, generating any that are missing (first start).
     pub fn load_or_generate(dir: &Path) -> Result<Self> {
         create_private_dir(dir)?;
+        Self::open(dir, true)
+    }
+
+    /// Loads the keys from `dir`; a missing key is an error (verification must never
+    /// mint a new key).
+    pub fn load(dir: &Path) -> Result<Self> {
+        Self::open(dir, false)
+    }
+
+    fn open(dir: &Path, generate: bool) -> Result<Self> {
+        let missing = |path: &Path| {
+            key_err(
+                path,
+                "does not exist (keys are created by the first `ivan serve`; is the data dir right?)",
+            )
+        };
         let cp_path = dir.join(CHECKPOINT_KEY_FILE);
         let cp_pem = load_or_create(&cp_path, || {
+            if !generate {
+                return Err(missing(&cp_path));
+            }
             let key = SigningKey::from_bytes(&os_random::<32>()?);
             key.to_pkcs8_pem(Default::default())
                 .map(|pem| pem.to_string())
@@ -91,6 +110,9 @@ impl Keys {
         let rc_path = dir.join(RECEIPT_KEY_FILE);
         let receipt_pem = load_or_create(&rc_path, || {
             use p256::pkcs8::EncodePrivateKey as _;
+            if !generate {
+                return Err(missing(&rc_path));
+            }
             let secret = loop {
                 // A uniformly random scalar; rejection of 0 / >= n is astronomically rare.
                 if let Ok(s) = p256::SecretKey::from_slice(&os_random::<32>()?) {
@@ -282,6 +304,16 @@ mod tests {
         }
         let dmode = std::fs::metadata(&kdir).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn load_never_generates() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Keys::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(!dir.path().join(CHECKPOINT_KEY_FILE).exists());
+        let made = Keys::load_or_generate(dir.path()).unwrap();
+        assert_eq!(Keys::load(dir.path()).unwrap().checkpoint_kid(), made.checkpoint_kid());
     }
 
     #[test]

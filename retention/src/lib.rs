@@ -20,7 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
-mod db;
+pub mod db;
 mod error;
 mod ids;
 pub mod keys;

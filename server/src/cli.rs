@@ -1,0 +1,402 @@
+//! The `ivan` command line: one binary, subcommands for the server, the schema, the
+//! log and the operator's administration.
+//!
+//! Exit codes: 0 success; 1 the command could not do its work (the one-line error
+//! says why); 2 bad usage; 3 `log verify` ran and found the record does not hold.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use retention::keys::Keys;
+use retention::ledger::verify::{self, Progress};
+use retention::ledger::{Entry, LedgerTask};
+use retention::{Actor, Db, Ledger, MigrationPolicy, Originals, SystemClock};
+
+use crate::config::{Config, Overrides};
+use crate::{Error, Result, employers, serve};
+
+#[derive(Debug, Parser)]
+#[command(name = "ivan", version, about = "ivan — value-added network intermediary for social-insurance e-filings")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file [env: IVAN_CONFIG]
+    #[arg(long, global = true, env = "IVAN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080 [env: IVAN_LISTEN]
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (SQLite file, originals, keys) [env: IVAN_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://… [env: IVAN_DATABASE_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the intermediary (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Transaction log tools.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Operator administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration; print it with secrets masked.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Recompute the whole chain, check every checkpoint signature and every original.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the newest log entries.
+    Tail {
+        /// How many entries.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        /// Keep printing new entries as they are appended (until Ctrl-C).
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Employers (filers).
+    #[command(subcommand)]
+    Employer(EmployerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmployerCommand {
+    /// Onboard an employer; prints its id and its API token (shown only this once).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        registration_number: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List employers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line, runs the command, and turns the outcome into an exit code
+/// with a one-line error on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let overrides = Overrides {
+        listen: cli.global.listen,
+        data_dir: cli.global.data_dir.clone(),
+        database_url: cli.global.database_url.clone(),
+    };
+    let config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    let quiet = !matches!(cli.command, Command::Serve);
+    crate::telemetry::init_logging(
+        config.log_format,
+        if quiet { "warn" } else { "info,sqlx=warn" },
+    );
+    match cli.command {
+        Command::Serve => serve::serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => {
+            prepare_data_dir(&config.data_dir)?;
+            let db = open_db(&config, MigrationPolicy::Apply).await?;
+            println!(
+                "database migrated: {} ({})",
+                retention::db::redact_url(&config.database_url()),
+                db.backend()
+            );
+            db.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.to_redacted_toml());
+            eprintln!("config OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log(LogCommand::Verify { json }) => log_verify(&config, json).await,
+        Command::Log(LogCommand::Tail {
+            lines,
+            follow,
+            json,
+        }) => log_tail(&config, lines, follow, json).await,
+        Command::Admin(AdminCommand::Employer(cmd)) => employer(&config, cmd).await,
+    }
+}
+
+/// Creates the data dir if needed and proves it is a writable directory.
+pub fn prepare_data_dir(dir: &Path) -> Result<()> {
+    let fail = |reason: String| Error::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(fail("exists and is not a directory".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| fail(format!("is not writable: {e}")))?;
+    Ok(())
+}
+
+pub async fn open_db(config: &Config, policy: MigrationPolicy) -> Result<Db> {
+    Ok(Db::connect(&config.database_url(), config.database_max_connections, policy).await?)
+}
+
+/// Everything a command that appends to the log needs.
+struct Record {
+    db: Db,
+    ledger: Ledger,
+    task: LedgerTask,
+}
+
+impl Record {
+    async fn open(config: &Config) -> Result<Self> {
+        prepare_data_dir(&config.data_dir)?;
+        let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+        let originals = Originals::open(&config.originals, &config.data_dir)?;
+        let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
+        let (ledger, task) = Ledger::start(
+            db.clone(),
+            originals,
+            keys,
+            Arc::new(SystemClock),
+            config.ledger.clone(),
+        );
+        Ok(Self { db, ledger, task })
+    }
+
+    async fn close(self) {
+        self.task.shutdown().await;
+        self.db.close().await;
+    }
+}
+
+/// The operator at this terminal, as the log names them.
+fn operator() -> Actor {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    Actor::Operator(user)
+}
+
+async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
+    match cmd {
+        EmployerCommand::Add {
+            name,
+            registration_number,
+            json,
+        } => {
+            let record = Record::open(config).await?;
+            let created = employers::add(
+                &record.ledger,
+                &SystemClock,
+                operator(),
+                &name,
+                &registration_number,
+            )
+            .await;
+            record.close().await;
+            let created = created?;
+            if json {
+                println!("{}", to_json(&created));
+            } else {
+                println!("employer id:   {}", created.employer.id);
+                println!("name:          {}", created.employer.name);
+                println!("registration:  {}", created.employer.registration_number);
+                println!("api token:     {}", created.api_token);
+                println!("log entry:     {}", created.log_seq);
+                eprintln!("Store the API token now: it is not shown again.");
+            }
+        }
+        EmployerCommand::List { json } => {
+            let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+            let list = employers::list(&db).await;
+            db.close().await;
+            let list = list?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!("{:<36}  {:<16}  {:<27}  NAME", "ID", "REGISTRATION", "CREATED");
+                for e in list {
+                    println!(
+                        "{:<36}  {:<16}  {:<27}  {}",
+                        e.id,
+                        e.registration_number,
+                        retention::ledger::format_time(&e.created_at),
+                        e.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// A terminal progress bar, hidden when stderr is not a terminal.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn phase(&self, name: &str, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_message(name.to_owned());
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
+    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+    let originals = Originals::open(&config.originals, &config.data_dir)?;
+    let keys = Keys::load(&config.keys_dir())?;
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let style = ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        ProgressBar::new(0).with_style(style)
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = verify::verify(&db, &originals, &keys.checkpoint_verifier(), &Bar(bar.clone())).await;
+    bar.finish_and_clear();
+    db.close().await;
+    let report = report?;
+    if json {
+        let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        println!(
+            "{}",
+            to_json(&serde_json::json!({
+                "ok": report.ok(),
+                "entries": report.entries,
+                "checkpoints": report.checkpoints,
+                "originals": report.originals,
+                "problems": problems,
+            }))
+        );
+    } else if report.ok() {
+        println!(
+            "log OK: {} entries chained, {} checkpoint signatures valid, {} originals intact",
+            report.entries, report.checkpoints, report.originals
+        );
+    } else {
+        println!(
+            "log verification FAILED after {} entries, {} checkpoints, {} originals:",
+            report.entries, report.checkpoints, report.originals
+        );
+        for p in &report.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+async fn log_tail(config: &Config, lines: i64, follow: bool, json: bool) -> Result<ExitCode> {
+    if !(1..=10_000).contains(&lines) {
+        return Err(Error::Invalid("--lines must be 1 to 10000".into()));
+    }
+    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+    let print = |e: &Entry| {
+        if json {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        } else {
+            println!(
+                "{:>8}  {}  {:<24}  {:<20}  {}{}",
+                e.seq,
+                retention::ledger::format_time(&e.recorded_at),
+                e.actor,
+                e.action,
+                e.subject,
+                e.payload_sha256
+                    .as_deref()
+                    .map(|p| format!("  payload:{}", &p[..p.len().min(12)]))
+                    .unwrap_or_default()
+            );
+        }
+    };
+    let mut last = 0;
+    for e in retention::ledger::last_entries(&db, lines).await? {
+        print(&e);
+        last = e.seq;
+    }
+    if follow {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tick.tick() => {
+                    for e in retention::ledger::entries_after(&db, last, 1000).await? {
+                        print(&e);
+                        last = e.seq;
+                    }
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        }
+    }
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}

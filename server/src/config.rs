@@ -1,0 +1,275 @@
+//! Configuration: one TOML file plus `IVAN_*` environment variables plus command-line
+//! flags, in rising priority. Every key has a default, so `ivan serve` runs with no
+//! file at all (SQLite and originals under `./data`, listening on 127.0.0.1:8080).
+//! Unknown keys — in the file or as `IVAN_*` variables — are errors, so a typo never
+//! silently falls back to a default. Nested keys use `__` in variables, e.g.
+//! `IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES=500`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use retention::LedgerConfig;
+use retention::originals::OriginalsConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Environment variables with the `IVAN_` prefix that are not configuration keys.
+const NON_CONFIG_VARS: &[&str] = &["config", "bin", "log"];
+/// Prefix of variables reserved for the test suites (e.g. `IVAN_TEST_PG`).
+const TEST_VAR_PREFIX: &str = "test_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database, originals and signing keys live by default.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default `sqlite://<data_dir>/ivan.db`.
+    pub database_url: Option<String>,
+    /// Largest database pool.
+    pub database_max_connections: u32,
+    /// `text` for people, `json` for log shippers.
+    pub log_format: LogFormat,
+    pub http: HttpConfig,
+    pub ledger: LedgerConfig,
+    pub originals: OriginalsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// A request still running after this long is answered 408.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 10 * 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            log_format: LogFormat::Text,
+            http: HttpConfig::default(),
+            ledger: LedgerConfig::default(),
+            originals: OriginalsConfig::default(),
+        }
+    }
+}
+
+/// Values given as command-line flags; they override file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Defaults ← `file` (if given; it must exist) ← `IVAN_*` env ← `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(Error::Config(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("IVAN_").split("__").filter(|k| {
+            let k = k.as_str();
+            !NON_CONFIG_VARS.contains(&k) && !k.starts_with(TEST_VAR_PREFIX)
+        }));
+        if let Some(v) = overrides.listen {
+            fig = fig.merge(("listen", v));
+        }
+        if let Some(v) = &overrides.data_dir {
+            fig = fig.merge(("data_dir", v));
+        }
+        if let Some(v) = &overrides.database_url {
+            fig = fig.merge(("database_url", v));
+        }
+        let config: Config = fig.extract().map_err(|e| {
+            // One line: the first problem, where it came from.
+            let first = e.into_iter().next();
+            Error::Config(first.map_or_else(|| "invalid".into(), |e| e.to_string()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            return Err(Error::Config(format!(
+                "database_url {:?} must start with sqlite:// or postgres://",
+                retention::db::redact_url(&url)
+            )));
+        }
+        if self.http.body_limit_bytes == 0 || self.http.request_timeout_secs == 0 {
+            return Err(Error::Config(
+                "http.body_limit_bytes and http.request_timeout_secs must be positive".into(),
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(Error::Config(
+                "database_max_connections must be positive".into(),
+            ));
+        }
+        if self.ledger.checkpoint_every_entries == 0 || self.ledger.max_batch == 0 {
+            return Err(Error::Config(
+                "ledger.checkpoint_every_entries and ledger.max_batch must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force (the default derives from `data_dir`).
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ivan.db").display()))
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
+    /// The effective configuration as TOML, with secrets masked (`ivan config check`).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = Some(retention::db::redact_url(&self.database_url()));
+        if let OriginalsConfig::S3(s3) = &mut shown.originals
+            && s3.secret_access_key.is_some()
+        {
+            s3.secret_access_key = Some("***".into());
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Figment's Jail isolates env vars and the working directory per test.
+    use figment::Jail;
+
+    fn load(jail_file: Option<&str>) -> Result<Config, Error> {
+        Config::load(jail_file.map(Path::new), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        Jail::expect_with(|_| {
+            let c = load(None).unwrap();
+            assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.database_url(), "sqlite://./data/ivan.db");
+            assert_eq!(c.originals, OriginalsConfig::Local { dir: None });
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ivan.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/ivan\"\n[ledger]\ncheckpoint_every_entries = 7\n",
+            )?;
+            jail.set_env("IVAN_DATA_DIR", "/var/lib/ivan");
+            jail.set_env("IVAN_LEDGER__MAX_BATCH", "64");
+            jail.set_env("IVAN_TEST_PG", "postgres://ignored");
+            let c = Config::load(
+                Some(Path::new("ivan.toml")),
+                &Overrides {
+                    listen: Some("127.0.0.1:9100".parse().unwrap()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+            assert_eq!(c.data_dir, PathBuf::from("/var/lib/ivan"));
+            assert_eq!(c.ledger.checkpoint_every_entries, 7);
+            assert_eq!(c.ledger.max_batch, 64);
+            assert_eq!(c.database_url(), "sqlite:///var/lib/ivan/ivan.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_file_and_env() {
+        Jail::expect_with(|jail| {
+            jail.create_file("ivan.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            let err = load(Some("ivan.toml")).unwrap_err().to_string();
+            assert!(err.contains("lisen"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("IVAN_DATABSE_URL", "sqlite://x.db");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("databse_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("IVAN_DATABASE_URL", "mysql://x");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("mysql://x"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|_| {
+            let err = load(Some("missing.toml")).unwrap_err().to_string();
+            assert!(err.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn s3_originals_and_redaction() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ivan.toml",
+                "database_url = \"postgres://ivan:pw@db/ivan\"\n[originals]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9\"\nsecret_access_key = \"sekrit\"\n",
+            )?;
+            let c = load(Some("ivan.toml")).unwrap();
+            assert!(matches!(&c.originals, OriginalsConfig::S3(s) if s.bucket == "b"));
+            let shown = c.to_redacted_toml();
+            assert!(!shown.contains("sekrit") && !shown.contains(":pw@"), "{shown}");
+            Ok(())
+        });
+    }
+}

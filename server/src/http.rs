@@ -1,0 +1,163 @@
+//! The HTTP application: routes, middleware (request ids, tracing, metrics, body
+//! limit, timeout) and the operational endpoints.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /healthz` | the process is up |
+//! | `GET /readyz` | database and originals store answer (503 naming what does not) |
+//! | `GET /metrics` | Prometheus metrics |
+//! | `GET /.well-known/jwks.json` | public key(s) that verify receipts (ES256) |
+//! | `GET /.well-known/ivan/checkpoint-keys.json` | public key(s) that verify log checkpoints (Ed25519) |
+//! | `GET /api/v1/log/checkpoint` | the latest signed checkpoint of the transaction log |
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use retention::keys::Keys;
+use retention::{Db, Originals};
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::HttpConfig;
+use crate::error::Problem;
+use crate::{Error, Result};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub originals: Originals,
+    pub keys: Arc<Keys>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole application router.
+pub fn router(state: AppState, http: &HttpConfig) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/.well-known/jwks.json", get(receipt_jwks))
+        .route("/.well-known/ivan/checkpoint-keys.json", get(checkpoint_jwks))
+        .route("/api/v1/log/checkpoint", get(latest_checkpoint))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(track_metrics))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(http.request_timeout_secs),
+                ))
+                .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+                .layer(RequestBodyLimitLayer::new(http.body_limit_bytes)),
+        )
+}
+
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    // The route pattern, not the raw path, keeps label cardinality bounded.
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("method", method), ("path", path), ("status", status)];
+    metrics::counter!("ivan_http_requests_total", &labels).increment(1);
+    metrics::histogram!("ivan_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = state.db.ping().await;
+    let store = state.originals.ping().await;
+    let verdict = |r: &retention::Result<()>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let body = serde_json::json!({ "database": verdict(&db), "originals": verdict(&store) });
+    if db.is_ok() && store.is_ok() {
+        Json(body).into_response()
+    } else {
+        tracing::warn!(%body, "not ready");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(body.to_string())).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn receipt_jwks(State(state): State<AppState>) -> impl IntoResponse {
+    jwks_response(state.keys.receipt_jwks())
+}
+
+async fn checkpoint_jwks(State(state): State<AppState>) -> impl IntoResponse {
+    jwks_response(state.keys.checkpoint_jwks())
+}
+
+fn jwks_response(jwks: serde_json::Value) -> impl IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/jwk-set+json"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        jwks.to_string(),
+    )
+}
+
+async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response> {
+    let cp = retention::ledger::latest_checkpoint(&state.db)
+        .await?
+        .ok_or_else(|| Error::NotFound("no checkpoint has been signed yet".into()))?;
+    let note = cp.note();
+    Ok(Json(serde_json::json!({
+        "tree_size": cp.tree_size,
+        "head_hash": cp.head_hash,
+        "signed_at": retention::ledger::format_time(&cp.signed_at),
+        "key_id": cp.key_id,
+        "signature": cp.signature,
+        "note": note,
+    }))
+    .into_response())
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, Some("no such resource".into()))
+}

@@ -1,0 +1,34 @@
+//! # ivan-server
+//!
+//! The intermediary itself: the `ivan` binary's command line ([`cli`]), the HTTP
+//! application ([`http`]), configuration ([`config`]) and the employer registry
+//! ([`employers`]). Later issues add intake, forwarding, the portal and compliance
+//! views here.
+//!
+//! ```text
+//!             ┌────────────── server (this crate, binary `ivan`) ──────────────┐
+//!             │ cli · config · http · employers · serve                         │
+//!             └───────┬───────────────────────┬──────────────────────┬─────────┘
+//!                     ▼                       ▼                      ▼
+//!               mobile-api ───────────►  retention            sms-adapter
+//!                     └──────────────────────────────────────────────▲
+//! ```
+//!
+//! **Error policy.** Library code returns [`Error`]; nothing panics on bad input
+//! (`unwrap`/`expect`/`panic` are denied outside tests by the workspace lints). The
+//! CLI prints an error as one line on stderr and exits non-zero; HTTP handlers turn
+//! it into an RFC 9457 problem document in exactly one place ([`error`]), logging
+//! internal details instead of sending them.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod employers;
+pub mod error;
+pub mod http;
+pub mod serve;
+mod telemetry;
+
+pub use error::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,157 @@
+//! `ivan serve`: start-up checks, the HTTP server, and graceful shutdown.
+//!
+//! Start-up fails fast, with one line naming the cause, before anything is written:
+//! config, data dir, the single-server lock (SQLite), database and migrations,
+//! originals store, signing keys, listen address. The start and stop of the server
+//! are themselves recorded in the transaction log (`server.start`, `server.stop`).
+//!
+//! On SIGTERM or SIGINT the server stops accepting connections, lets in-flight
+//! requests finish (up to `http.shutdown_grace_secs`), writes any queued log appends,
+//! and exits 0.
+
+use std::future::IntoFuture;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use retention::keys::Keys;
+use retention::ledger::{NewEntry, Payload};
+use retention::{Actor, Ledger, MigrationPolicy, Originals, SystemClock};
+use tokio::net::TcpListener;
+
+use crate::cli::{open_db, prepare_data_dir};
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::{Error, Result, telemetry};
+
+pub async fn serve(config: Config) -> Result<()> {
+    prepare_data_dir(&config.data_dir)?;
+    let url = config.database_url();
+    let _lock = lock_sqlite(&url)?;
+    let db = open_db(&config, MigrationPolicy::Apply).await?;
+    let originals = Originals::open(&config.originals, &config.data_dir)?;
+    originals.ping().await?;
+    let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let metrics = telemetry::metrics_handle();
+    let (ledger, ledger_task) = Ledger::start(
+        db.clone(),
+        originals.clone(),
+        keys.clone(),
+        Arc::new(SystemClock),
+        config.ledger.clone(),
+    );
+    let lifecycle = |action: &str| NewEntry {
+        actor: Actor::System,
+        action: action.into(),
+        subject: format!("server:{addr}"),
+        payload: Some(Payload {
+            bytes: Bytes::from(
+                serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "database": db.backend().to_string(),
+                    "originals": originals.describe(),
+                })
+                .to_string(),
+            ),
+            media_type: "application/json".into(),
+        }),
+    };
+    ledger.append(lifecycle("server.start")).await?;
+
+    let state = AppState {
+        db: db.clone(),
+        originals: originals.clone(),
+        keys,
+        metrics,
+    };
+    let app = router(state, &config.http);
+    tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");
+    // A stable line on stdout for scripts and tests (the port may have been 0).
+    println!("ivan listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        })
+        .into_future();
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    tokio::select! {
+        r = server => r.map_err(|source| Error::Io { context: "http server".into(), source })?,
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("shutdown grace period over; dropping remaining connections"),
+    }
+    if let Err(e) = ledger.append(lifecycle("server.stop")).await {
+        tracing::error!(error = %e, "could not record server.stop");
+    }
+    ledger_task.shutdown().await;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On SQLite, only one `ivan serve` may use a database file: an advisory lock on
+/// `<file>.serve-lock`, released by the OS however the process ends.
+fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>> {
+    let Some(db_file) = retention::db::sqlite_path(url) else {
+        return Ok(None);
+    };
+    let lock_path = PathBuf::from(format!("{}.serve-lock", db_file.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::Io {
+            context: format!("cannot open lock file {}", lock_path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::AlreadyRunning {
+            db: db_file.display().to_string(),
+            lock: lock_path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+            context: format!("cannot lock {}", lock_path.display()),
+            source,
+        }),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
