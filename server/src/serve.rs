@@ -1,8 +1,8 @@
 //! `ivan serve`: start-up checks, the HTTP server, and graceful shutdown.
 //!
-//! Start-up fails fast, with one line naming the cause, before anything is written:
-//! config, data dir, the single-server lock (SQLite), database and migrations,
-//! originals store, signing keys, listen address. The start and stop of the server
+//! Start-up fails fast, with one line naming the cause: config, listen address (bound
+//! before anything is written), data dir, the single-server lock (SQLite), database
+//! and migrations, originals store, signing keys. The start and stop of the server
 //! are themselves recorded in the transaction log (`server.start`, `server.stop`).
 //!
 //! On SIGTERM or SIGINT the server stops accepting connections, lets in-flight
@@ -27,6 +27,14 @@ use crate::http::{AppState, router};
 use crate::{Error, Result, telemetry};
 
 pub async fn serve(config: Config) -> Result<()> {
+    // Binding first costs nothing and writes nothing, so a taken port is refused
+    // before the data dir, database or keys are touched.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
     prepare_data_dir(&config.data_dir)?;
     let url = config.database_url();
     let _lock = lock_sqlite(&url)?;
@@ -34,12 +42,6 @@ pub async fn serve(config: Config) -> Result<()> {
     let originals = Originals::open(&config.originals, &config.data_dir)?;
     originals.ping().await?;
     let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.listen,
-            source,
-        })?;
     let addr = listener.local_addr().map_err(|source| Error::Listen {
         addr: config.listen,
         source,
@@ -113,6 +115,14 @@ fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>> {
     let Some(db_file) = retention::db::sqlite_path(url) else {
         return Ok(None);
     };
+    if let Some(dir) = db_file.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(Error::Invalid(format!(
+            "cannot open database {url}: directory {} does not exist",
+            dir.display()
+        )));
+    }
     let lock_path = PathBuf::from(format!("{}.serve-lock", db_file.display()));
     let file = std::fs::OpenOptions::new()
         .create(true)

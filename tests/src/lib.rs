@@ -1,1 +1,248 @@
+//! # ivan-e2e — the end-to-end harness
+//!
+//! Starts the real `ivan` binary as a child process, against a temp SQLite file or a
+//! fresh PostgreSQL database (created per test, dropped afterwards), and talks to it
+//! over HTTP and its command line, as an operator or a client would.
+//!
+//! The binary is `$IVAN_BIN`, or `ivan` next to the test executable's `deps/`
+//! directory (what `cargo build --bin ivan` produces in the same profile);
+//! `ops/test.sh` builds it first.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use retention::testing::TempPg;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Path of the `ivan` binary under test.
+pub fn ivan_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("IVAN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let bin = profile_dir.join("ivan");
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build --bin ivan` first (ops/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One installation of ivan: a data dir and a database.
+#[derive(Debug)]
+pub struct Instance {
+    pub backend: Backend,
+    pub dir: TempDir,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    _pg: Option<TempPg>,
+}
+
+impl Instance {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let (database_url, pg) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", data_dir.join("ivan.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let pg = TempPg::create().await.expect(
+                    "PostgreSQL for tests (ops/test.sh starts it; or set IVAN_TEST_PG)",
+                );
+                (pg.url().to_owned(), Some(pg))
+            }
+        };
+        Self {
+            backend,
+            dir,
+            data_dir,
+            database_url,
+            _pg: pg,
+        }
+    }
+
+    /// `ivan` with this instance's data dir and database, and a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ivan_bin());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("IVAN_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("IVAN_DATA_DIR", &self.data_dir)
+            .env("IVAN_DATABASE_URL", &self.database_url)
+            .env("USER", "e2e-operator")
+            .current_dir(self.dir.path())
+            .args(args)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `ivan ARGS` to completion (at most 120 s).
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("ivan {args:?} did not finish in 120 s"))
+            .unwrap();
+        out
+    }
+
+    /// Runs `ivan ARGS`, asserting success; returns stdout.
+    pub async fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "ivan {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `ivan serve` on a free loopback port and waits until it listens.
+    pub async fn serve(&self) -> Server {
+        self.serve_with(&[]).await
+    }
+
+    pub async fn serve_with(&self, extra_env: &[(&str, &str)]) -> Server {
+        let log_path = self.dir.path().join(format!("serve-{}.log", uuid_like()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("ivan serve did not start in 60 s; log: {}", read(&log_path)))
+            .unwrap();
+        let Some(line) = line else {
+            panic!("ivan serve exited before listening: {}", read(&log_path));
+        };
+        let base = line
+            .strip_prefix("ivan listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            base,
+            log_path,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A connection to this instance's database, for inspecting (or tampering
+    /// with) it directly.
+    pub async fn db(&self) -> retention::Db {
+        retention::Db::connect(&self.database_url, 2, retention::MigrationPolicy::RequireCurrent)
+            .await
+            .unwrap()
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A running `ivan serve`.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log_path: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        read(&self.log_path)
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("server still running");
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    /// SIGTERM, then wait (at most 60 s) for the exit status.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("ivan serve did not stop in 60 s: {}", self.log()))
+            .unwrap()
+    }
+
+    /// SIGKILL: the process dies wherever it is.
+    pub async fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// For each `name`, makes `name::sqlite` and `name::postgres` tests that call the
+/// async fn `name(instance)` in scope with a fresh instance of that backend.
+#[macro_export]
+macro_rules! e2e_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Instance::new($crate::Backend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Instance::new($crate::Backend::Postgres).await).await;
+            }
+        }
+    )*};
+}
