@@ -173,10 +173,11 @@ impl Db {
             let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
             // One direct connection first: a pool reports only "timed out", this names
             // the cause (refused, unknown database, authentication).
-            let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
-                .await
-                .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
-                .map_err(connect_err)?;
+            let probe =
+                tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
+                    .await
+                    .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
+                    .map_err(connect_err)?;
             probe.close().await.map_err(connect_err)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(2))
@@ -268,25 +269,24 @@ impl Db {
     /// The names and columns of every table (migration bookkeeping excluded),
     /// sorted, as `(table, column)` pairs. Used to prove the twin schemas agree.
     pub async fn table_columns(&self) -> Result<Vec<(String, String)>> {
-        let mut cols: Vec<(String, String)> = match self {
-            Db::Sqlite(pool) => {
-                sqlx::query_as(
-                    "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+        let mut cols: Vec<(String, String)> =
+            match self {
+                Db::Sqlite(pool) => {
+                    sqlx::query_as(
+                        "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
                      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
                      AND m.name <> '_sqlx_migrations'",
-                )
-                .fetch_all(pool)
-                .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_as(
+                    )
+                    .fetch_all(pool)
+                    .await?
+                }
+                Db::Postgres(pool) => sqlx::query_as(
                     "SELECT table_name::text, column_name::text FROM information_schema.columns \
                      WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
                 )
                 .fetch_all(pool)
-                .await?
-            }
-        };
+                .await?,
+            };
         cols.sort();
         Ok(cols)
     }
@@ -306,6 +306,9 @@ mod tests {
             redact_url("postgres://postgres@127.0.0.1/test"),
             "postgres://postgres@127.0.0.1/test"
         );
-        assert_eq!(redact_url("sqlite://./data/ivan.db"), "sqlite://./data/ivan.db");
+        assert_eq!(
+            redact_url("sqlite://./data/ivan.db"),
+            "sqlite://./data/ivan.db"
+        );
     }
 }

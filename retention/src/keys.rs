@@ -299,7 +299,10 @@ mod tests {
         assert_eq!(a.checkpoint_kid(), b.checkpoint_kid());
         assert_eq!(a.receipt_kid(), b.receipt_kid());
         for f in [CHECKPOINT_KEY_FILE, RECEIPT_KEY_FILE] {
-            let mode = std::fs::metadata(kdir.join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(kdir.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         let dmode = std::fs::metadata(&kdir).unwrap().permissions().mode();
@@ -313,7 +316,10 @@ mod tests {
         assert!(err.contains("does not exist"), "{err}");
         assert!(!dir.path().join(CHECKPOINT_KEY_FILE).exists());
         let made = Keys::load_or_generate(dir.path()).unwrap();
-        assert_eq!(Keys::load(dir.path()).unwrap().checkpoint_kid(), made.checkpoint_kid());
+        assert_eq!(
+            Keys::load(dir.path()).unwrap().checkpoint_kid(),
+            made.checkpoint_kid()
+        );
     }
 
     #[test]
@@ -365,8 +371,14 @@ mod tests {
         let members = BTreeMap::from([
             ("crv", "Ed25519".to_owned()),
             ("kty", "OKP".to_owned()),
-            ("x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_owned()),
+            (
+                "x",
+                "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_owned(),
+            ),
         ]);
-        assert_eq!(thumbprint(&members), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            thumbprint(&members),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 }

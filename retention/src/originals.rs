@@ -27,7 +27,12 @@ use crate::{Error, Result, Sha256Hex};
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
 pub enum OriginalsConfig {
     /// A local directory (default: `<data_dir>/originals`).
-    Local { dir: Option<PathBuf> },
+    Local {
+        // Omitted when unset, so layered config (defaults, then a file choosing S3)
+        // does not carry a `dir` key into the S3 table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dir: Option<PathBuf>,
+    },
     /// An S3-compatible bucket.
     S3(S3Config),
 }
@@ -189,7 +194,10 @@ impl Originals {
                 .await
                 .map_err(|e| Error::io(root, e))?;
             if !meta.is_dir() {
-                return Err(Error::Invalid(format!("{} is not a directory", root.display())));
+                return Err(Error::Invalid(format!(
+                    "{} is not a directory",
+                    root.display()
+                )));
             }
             return Ok(());
         }
@@ -207,7 +215,10 @@ impl Originals {
                 let meta = meta?;
                 let name = meta.location.filename().unwrap_or_default();
                 Sha256Hex::parse(name).ok_or_else(|| {
-                    Error::Invalid(format!("unexpected object {} in originals store", meta.location))
+                    Error::Invalid(format!(
+                        "unexpected object {} in originals store",
+                        meta.location
+                    ))
                 })
             })
             .boxed()
@@ -266,13 +277,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Originals::local(dir.path()).unwrap();
         let h = store.put(Bytes::from_static(b"original")).await.unwrap();
-        let p = dir
-            .path()
-            .join(format!("sha256/{}/{}/{}", &h.as_str()[0..2], &h.as_str()[2..4], h));
+        let p = dir.path().join(format!(
+            "sha256/{}/{}/{}",
+            &h.as_str()[0..2],
+            &h.as_str()[2..4],
+            h
+        ));
         std::fs::write(&p, b"forged").unwrap();
-        assert!(matches!(store.get(&h).await, Err(Error::CorruptOriginal { .. })));
+        assert!(matches!(
+            store.get(&h).await,
+            Err(Error::CorruptOriginal { .. })
+        ));
         let absent = Sha256Hex::of(b"never stored");
-        assert!(matches!(store.get(&absent).await, Err(Error::MissingOriginal(_))));
+        assert!(matches!(
+            store.get(&absent).await,
+            Err(Error::MissingOriginal(_))
+        ));
         assert!(!store.contains(&absent).await.unwrap());
     }
 }

@@ -22,7 +22,11 @@ use crate::config::{Config, Overrides};
 use crate::{Error, Result, employers, serve};
 
 #[derive(Debug, Parser)]
-#[command(name = "ivan", version, about = "ivan — value-added network intermediary for social-insurance e-filings")]
+#[command(
+    name = "ivan",
+    version,
+    about = "ivan — value-added network intermediary for social-insurance e-filings"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -120,7 +124,10 @@ pub enum EmployerCommand {
 /// with a one-line error on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -194,7 +201,12 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
 }
 
 pub async fn open_db(config: &Config, policy: MigrationPolicy) -> Result<Db> {
-    Ok(Db::connect(&config.database_url(), config.database_max_connections, policy).await?)
+    Ok(Db::connect(
+        &config.database_url(),
+        config.database_max_connections,
+        policy,
+    )
+    .await?)
 }
 
 /// Everything a command that appends to the log needs.
@@ -271,7 +283,10 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
             if json {
                 println!("{}", to_json(&list));
             } else {
-                println!("{:<36}  {:<16}  {:<27}  NAME", "ID", "REGISTRATION", "CREATED");
+                println!(
+                    "{:<36}  {:<16}  {:<27}  NAME",
+                    "ID", "REGISTRATION", "CREATED"
+                );
                 for e in list {
                     println!(
                         "{:<36}  {:<16}  {:<27}  {}",
@@ -317,7 +332,13 @@ async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let report = verify::verify(&db, &originals, &keys.checkpoint_verifier(), &Bar(bar.clone())).await;
+    let report = verify::verify(
+        &db,
+        &originals,
+        &keys.checkpoint_verifier(),
+        &Bar(bar.clone()),
+    )
+    .await;
     bar.finish_and_clear();
     db.close().await;
     let report = report?;

@@ -104,8 +104,8 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(Env::prefixed("IVAN_").split("__").filter(|k| {
-            let k = k.as_str();
-            !NON_CONFIG_VARS.contains(&k) && !k.starts_with(TEST_VAR_PREFIX)
+            let k = k.as_str().to_ascii_lowercase();
+            !NON_CONFIG_VARS.contains(&k.as_str()) && !k.starts_with(TEST_VAR_PREFIX)
         }));
         if let Some(v) = overrides.listen {
             fig = fig.merge(("listen", v));
@@ -179,6 +179,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its own large error
 mod tests {
     use super::*;
 
@@ -196,6 +197,18 @@ mod tests {
             assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
             assert_eq!(c.database_url(), "sqlite://./data/ivan.db");
             assert_eq!(c.originals, OriginalsConfig::Local { dir: None });
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn documented_example_is_exactly_the_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "example.toml",
+                include_str!("../../ops/config/ivan.example.toml"),
+            )?;
+            assert_eq!(load(Some("example.toml")).unwrap(), Config::default());
             Ok(())
         });
     }
@@ -268,7 +281,10 @@ mod tests {
             let c = load(Some("ivan.toml")).unwrap();
             assert!(matches!(&c.originals, OriginalsConfig::S3(s) if s.bucket == "b"));
             let shown = c.to_redacted_toml();
-            assert!(!shown.contains("sekrit") && !shown.contains(":pw@"), "{shown}");
+            assert!(
+                !shown.contains("sekrit") && !shown.contains(":pw@"),
+                "{shown}"
+            );
             Ok(())
         });
     }

@@ -47,7 +47,9 @@ fn validate(name: &str, registration_number: &str) -> Result<(String, String), E
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::Invalid("employer name must not contain control characters".into()));
+        return Err(Error::Invalid(
+            "employer name must not contain control characters".into(),
+        ));
     }
     let reg = registration_number.trim();
     if reg.is_empty()
@@ -175,26 +177,42 @@ mod tests {
     use retention::testing::TestEnv;
     use retention::{LedgerConfig, SystemClock, backend_tests};
 
-    backend_tests!(creates_with_token_and_log_entry, duplicate_registration_is_a_conflict);
+    backend_tests!(
+        creates_with_token_and_log_entry,
+        duplicate_registration_is_a_conflict
+    );
 
     async fn creates_with_token_and_log_entry(env: TestEnv) {
         let (ledger, task) = env.ledger(LedgerConfig::default());
-        let c = add(&ledger, &SystemClock, Actor::Operator("t".into()), " ACME s.r.o. ", "12345678")
-            .await
-            .unwrap();
+        let c = add(
+            &ledger,
+            &SystemClock,
+            Actor::Operator("t".into()),
+            " ACME s.r.o. ",
+            "12345678",
+        )
+        .await
+        .unwrap();
         task.shutdown().await;
         assert_eq!(c.employer.name, "ACME s.r.o.");
-        assert!(c.api_token.starts_with(&format!("ivan_{}_", c.api_token_id)));
+        assert!(
+            c.api_token
+                .starts_with(&format!("ivan_{}_", c.api_token_id))
+        );
         assert_eq!(list(&env.db).await.unwrap(), vec![c.employer.clone()]);
-        let entries = retention::ledger::entries_after(&env.db, 0, 10).await.unwrap();
+        let entries = retention::ledger::entries_after(&env.db, 0, 10)
+            .await
+            .unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].action, "employer.create");
         assert_eq!(entries[0].subject, format!("employer:{}", c.employer.id));
         // The stored hash is of the secret; the token itself is nowhere in the database.
-        let secret = c.api_token.rsplit('_').next().unwrap();
+        // `ivan_<hex id>_<secret>`; the base64url secret may itself contain '_'.
+        let secret = c.api_token.splitn(3, '_').nth(2).unwrap();
         let stored: String = on_pool!(&env.db, pool => sqlx::query_scalar(
             "SELECT secret_sha256 FROM api_tokens WHERE id = $1")
-            .bind(&c.api_token_id).fetch_one(pool).await).unwrap();
+            .bind(&c.api_token_id).fetch_one(pool).await)
+        .unwrap();
         assert_eq!(stored, Sha256Hex::of(secret.as_bytes()).as_str());
         let payload = env
             .originals
@@ -208,10 +226,17 @@ mod tests {
         let (ledger, task) = env.ledger(LedgerConfig::default());
         let op = || Actor::Operator("t".into());
         add(&ledger, &SystemClock, op(), "A", "R-1").await.unwrap();
-        let err = add(&ledger, &SystemClock, op(), "B", "R-1").await.unwrap_err();
-        assert!(matches!(err, Error::Record(retention::Error::Conflict(_))), "{err}");
+        let err = add(&ledger, &SystemClock, op(), "B", "R-1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Record(retention::Error::Conflict(_))),
+            "{err}"
+        );
         for (name, reg) in [("", "R-2"), ("C", ""), ("C", "R 2"), ("C\u{7}", "R-2")] {
-            let err = add(&ledger, &SystemClock, op(), name, reg).await.unwrap_err();
+            let err = add(&ledger, &SystemClock, op(), name, reg)
+                .await
+                .unwrap_err();
             assert!(matches!(err, Error::Invalid(_)), "{name:?} {reg:?}: {err}");
         }
         task.shutdown().await;

@@ -64,9 +64,9 @@ impl Instance {
                 None,
             ),
             Backend::Postgres => {
-                let pg = TempPg::create().await.expect(
-                    "PostgreSQL for tests (ops/test.sh starts it; or set IVAN_TEST_PG)",
-                );
+                let pg = TempPg::create()
+                    .await
+                    .expect("PostgreSQL for tests (ops/test.sh starts it; or set IVAN_TEST_PG)");
                 (pg.url().to_owned(), Some(pg))
             }
         };
@@ -98,11 +98,10 @@ impl Instance {
 
     /// Runs `ivan ARGS` to completion (at most 120 s).
     pub async fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
+        tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
             .await
             .unwrap_or_else(|_| panic!("ivan {args:?} did not finish in 120 s"))
-            .unwrap();
-        out
+            .unwrap()
     }
 
     /// Runs `ivan ARGS`, asserting success; returns stdout.
@@ -138,7 +137,9 @@ impl Instance {
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("ivan serve did not start in 60 s; log: {}", read(&log_path)))
+            .unwrap_or_else(|_| {
+                panic!("ivan serve did not start in 60 s; log: {}", read(&log_path))
+            })
             .unwrap();
         let Some(line) = line else {
             panic!("ivan serve exited before listening: {}", read(&log_path));
@@ -161,9 +162,13 @@ impl Instance {
     /// A connection to this instance's database, for inspecting (or tampering
     /// with) it directly.
     pub async fn db(&self) -> retention::Db {
-        retention::Db::connect(&self.database_url, 2, retention::MigrationPolicy::RequireCurrent)
-            .await
-            .unwrap()
+        retention::Db::connect(
+            &self.database_url,
+            2,
+            retention::MigrationPolicy::RequireCurrent,
+        )
+        .await
+        .unwrap()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Bad input and crashes through the real binary: each refusal is one clear line and a
 //! non-zero exit with nothing half-written; a kill -9 never leaves a log that fails
 //! verification nor loses an acknowledged append.
+// This whole crate is test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -32,7 +34,12 @@ async fn unknown_config_key_is_refused_before_anything_is_written() {
     assert!(err.contains("checkpoint_every"), "{err}");
     assert!(!inst.data_dir.exists(), "nothing created");
 
-    let out = inst.command(&["config", "check"]).env("IVAN_LISTN", "x").output().await.unwrap();
+    let out = inst
+        .command(&["config", "check"])
+        .env("IVAN_LISTN", "x")
+        .output()
+        .await
+        .unwrap();
     assert!(one_line_error(&out).contains("listn"));
 }
 
@@ -42,12 +49,20 @@ async fn unusable_data_dir_is_refused() {
     let not_a_dir = inst.dir.path().join("plain-file");
     std::fs::write(&not_a_dir, b"x").unwrap();
     let out = inst
-        .run(&["--data-dir", not_a_dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .run(&[
+            "--data-dir",
+            not_a_dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .await;
     let err = one_line_error(&out);
     assert!(err.contains("is not a directory"), "{err}");
     let below_a_file = not_a_dir.join("data");
-    let out = inst.run(&["--data-dir", below_a_file.to_str().unwrap(), "migrate"]).await;
+    let out = inst
+        .run(&["--data-dir", below_a_file.to_str().unwrap(), "migrate"])
+        .await;
     assert!(one_line_error(&out).contains("cannot create it"));
 }
 
@@ -57,13 +72,23 @@ async fn second_server_on_the_same_sqlite_file_is_refused() {
     let first = inst.serve().await;
     let out = inst.run(&["serve", "--listen", "127.0.0.1:0"]).await;
     let err = one_line_error(&out);
-    assert!(err.contains("another `ivan serve` is already using"), "{err}");
-    assert!(first.get("/healthz").await.status().is_success(), "the first one is unharmed");
+    assert!(
+        err.contains("another `ivan serve` is already using"),
+        "{err}"
+    );
+    assert!(
+        first.get("/healthz").await.status().is_success(),
+        "the first one is unharmed"
+    );
     assert!(first.stop().await.success());
     // Once the first is gone, a new one may start.
     let again = inst.serve().await;
     assert!(again.stop().await.success());
-    assert!(inst.run_ok(&["log", "verify"]).await.starts_with("log OK: 4 entries"));
+    assert!(
+        inst.run_ok(&["log", "verify"])
+            .await
+            .starts_with("log OK: 4 entries")
+    );
 }
 
 #[tokio::test]
@@ -98,8 +123,14 @@ async fn crash_under_concurrent_appends_keeps_every_acknowledged_entry(inst: Ins
     let mut children = Vec::new();
     for i in 0..24 {
         let mut cmd = inst.command(&[
-            "admin", "employer", "add", "--name", "Crash test", "--registration-number",
-            &format!("C-{i}"), "--json",
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "Crash test",
+            "--registration-number",
+            &format!("C-{i}"),
+            "--json",
         ]);
         cmd.env("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "3");
         children.push(cmd.stdout(std::process::Stdio::piped()).spawn().unwrap());
@@ -120,10 +151,16 @@ async fn crash_under_concurrent_appends_keeps_every_acknowledged_entry(inst: Ins
             .unwrap();
         if out.status.success() {
             let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            acknowledged.push((v["id"].as_str().unwrap().to_owned(), v["log_seq"].as_i64().unwrap()));
+            acknowledged.push((
+                v["id"].as_str().unwrap().to_owned(),
+                v["log_seq"].as_i64().unwrap(),
+            ));
         }
     }
-    eprintln!("{} of 24 creations acknowledged before/around the crash", acknowledged.len());
+    eprintln!(
+        "{} of 24 creations acknowledged before/around the crash",
+        acknowledged.len()
+    );
     let verify = inst.run(&["log", "verify"]).await;
     assert!(
         verify.status.success(),
@@ -131,7 +168,10 @@ async fn crash_under_concurrent_appends_keeps_every_acknowledged_entry(inst: Ins
         String::from_utf8_lossy(&verify.stdout)
     );
     let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
-    let entries: Vec<Value> = tail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let entries: Vec<Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for (id, seq) in &acknowledged {
         let e = entries
             .iter()
@@ -143,12 +183,18 @@ async fn crash_under_concurrent_appends_keeps_every_acknowledged_entry(inst: Ins
         serde_json::from_str(&inst.run_ok(&["admin", "employer", "list", "--json"]).await).unwrap();
     let listed = list.as_array().unwrap();
     for (id, _) in &acknowledged {
-        assert!(listed.iter().any(|e| e["id"] == id.as_str()), "employer {id} lost");
+        assert!(
+            listed.iter().any(|e| e["id"] == id.as_str()),
+            "employer {id} lost"
+        );
     }
     // Every employer row has its log entry (they commit together).
     assert_eq!(
         listed.len(),
-        entries.iter().filter(|e| e["action"] == "employer.create").count()
+        entries
+            .iter()
+            .filter(|e| e["action"] == "employer.create")
+            .count()
     );
     // And the service starts again on the same record.
     let again = inst.serve().await;

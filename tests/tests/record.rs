@@ -1,5 +1,7 @@
 //! End to end through the real binary: start-up, health, employers, the log, and its
 //! verification going red when the record is tampered with — on both backends.
+// This whole crate is test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ivan_e2e::{Backend, Instance, e2e_tests};
 use retention::on_pool;
@@ -22,9 +24,17 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
     assert_eq!(r.text().await.unwrap(), "ok\n");
 
     let ready: Value = server.get("/readyz").await.json().await.unwrap();
-    assert_eq!(ready, serde_json::json!({"database": "ok", "originals": "ok"}));
+    assert_eq!(
+        ready,
+        serde_json::json!({"database": "ok", "originals": "ok"})
+    );
 
-    let jwks: Value = server.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let jwks: Value = server
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
     assert!(jwks["keys"][0].get("d").is_none(), "never the private part");
     let cpk: Value = server
@@ -43,7 +53,12 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
     );
 
     let metrics = server.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("ivan_http_requests_total{method=\"GET\",path=\"/healthz\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "ivan_http_requests_total{method=\"GET\",path=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains("ivan_log_appends_total"), "{metrics}");
 
     let status = server.stop().await;
@@ -51,17 +66,32 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
     let tail = inst.run_ok(&["log", "tail", "--json"]).await;
     let actions: Vec<String> = tail
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(actions, ["server.start", "server.stop"]);
-    assert!(inst.run_ok(&["log", "verify"]).await.starts_with("log OK: 2 entries"));
+    assert!(
+        inst.run_ok(&["log", "verify"])
+            .await
+            .starts_with("log OK: 2 entries")
+    );
 }
 
 async fn employer_add_is_logged_and_listed_once(inst: Instance) {
     inst.run_ok(&["migrate"]).await;
     let out = inst
         .run_ok(&[
-            "admin", "employer", "add", "--name", "ACME s.r.o.", "--registration-number", "36123456",
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "ACME s.r.o.",
+            "--registration-number",
+            "36123456",
             "--json",
         ])
         .await;
@@ -72,21 +102,31 @@ async fn employer_add_is_logged_and_listed_once(inst: Instance) {
 
     // A duplicate is refused with one line, and leaves nothing behind.
     let dup = inst
-        .run(&["admin", "employer", "add", "--name", "Other", "--registration-number", "36123456"])
+        .run(&[
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "Other",
+            "--registration-number",
+            "36123456",
+        ])
         .await;
     assert!(!dup.status.success());
     let err = String::from_utf8(dup.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("already exists"), "{err}");
 
-    let list: Value = serde_json::from_str(&inst.run_ok(&["admin", "employer", "list", "--json"]).await).unwrap();
+    let list: Value =
+        serde_json::from_str(&inst.run_ok(&["admin", "employer", "list", "--json"]).await).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], id.as_str());
 
     // The token is shown once and stored only as a hash.
     let db = inst.db().await;
     let secrets: Vec<String> = on_pool!(&db, pool => sqlx::query_scalar(
-        "SELECT secret_sha256 FROM api_tokens").fetch_all(pool).await).unwrap();
+        "SELECT secret_sha256 FROM api_tokens").fetch_all(pool).await)
+    .unwrap();
     assert_eq!(secrets.len(), 1);
     assert!(!token.contains(&secrets[0]));
 
@@ -104,8 +144,13 @@ async fn populate(inst: &Instance, n: usize) {
     inst.run_ok(&["migrate"]).await;
     for i in 0..n {
         inst.run_ok(&[
-            "admin", "employer", "add", "--name", &format!("Employer {i}"),
-            "--registration-number", &format!("R-{i}"),
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            &format!("Employer {i}"),
+            "--registration-number",
+            &format!("R-{i}"),
         ])
         .await;
     }
@@ -118,7 +163,10 @@ async fn expect_red(inst: &Instance, needle: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     let first = stdout.lines().nth(1).unwrap_or_default();
-    assert!(first.contains(needle), "first problem {first:?} should name {needle:?}:\n{stdout}");
+    assert!(
+        first.contains(needle),
+        "first problem {first:?} should name {needle:?}:\n{stdout}"
+    );
 }
 
 async fn sql(db: &retention::Db, statement: &'static str) {
@@ -143,7 +191,11 @@ async fn verify_goes_red_when_a_row_is_altered(inst: Instance) {
         "UPDATE log_entries SET subject = 'employer:forged' WHERE seq = 3").execute(pool).await.map(drop));
     assert!(refused.is_err());
     drop_append_only_guards(&inst, &db).await;
-    sql(&db, "UPDATE log_entries SET subject = 'employer:forged' WHERE seq = 3").await;
+    sql(
+        &db,
+        "UPDATE log_entries SET subject = 'employer:forged' WHERE seq = 3",
+    )
+    .await;
     db.close().await;
     expect_red(&inst, "log entry 3:").await;
 }
@@ -153,9 +205,11 @@ async fn verify_goes_red_when_an_original_is_altered(inst: Instance) {
     let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1"]).await;
     let entry: Value = serde_json::from_str(tail.trim()).unwrap();
     let sha = entry["payload_sha256"].as_str().unwrap();
-    let path = inst
-        .data_dir
-        .join(format!("originals/sha256/{}/{}/{sha}", &sha[0..2], &sha[2..4]));
+    let path = inst.data_dir.join(format!(
+        "originals/sha256/{}/{}/{sha}",
+        &sha[0..2],
+        &sha[2..4]
+    ));
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&path, bytes).unwrap();
@@ -167,12 +221,24 @@ async fn verify_goes_red_when_the_tail_is_cut(inst: Instance) {
     inst.run_ok(&["migrate"]).await;
     for i in 0..3 {
         let out = inst
-            .command(&["admin", "employer", "add", "--name", "E", "--registration-number", &format!("T-{i}")])
+            .command(&[
+                "admin",
+                "employer",
+                "add",
+                "--name",
+                "E",
+                "--registration-number",
+                &format!("T-{i}"),
+            ])
             .env("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1")
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.contains("3 checkpoint signatures valid"), "{verify}");
@@ -191,7 +257,9 @@ async fn unreachable_database_is_one_clear_line(inst: Instance) {
         Backend::Sqlite => format!("sqlite://{}/no/such/dir/ivan.db", inst.dir.path().display()),
         Backend::Postgres => "postgres://postgres@127.0.0.1:1/ivan".to_owned(),
     };
-    let out = inst.run(&["--database-url", &url, "serve", "--listen", "127.0.0.1:0"]).await;
+    let out = inst
+        .run(&["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+        .await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -111,25 +111,56 @@ mod tests {
         let pay = "a".repeat(64);
         let prev = "1".repeat(64);
         let variants = [
-            EntryFields { seq: 2, ..fields(&t) },
-            EntryFields { recorded_at: &t2, ..fields(&t) },
-            EntryFields { actor: "operator:x", ..fields(&t) },
-            EntryFields { action: "employer.creat", ..fields(&t) },
-            EntryFields { subject: "employer:0191", ..fields(&t) },
-            EntryFields { payload_sha256: Some(&pay), ..fields(&t) },
-            EntryFields { prev_hash: &prev, ..fields(&t) },
+            EntryFields {
+                seq: 2,
+                ..fields(&t)
+            },
+            EntryFields {
+                recorded_at: &t2,
+                ..fields(&t)
+            },
+            EntryFields {
+                actor: "operator:x",
+                ..fields(&t)
+            },
+            EntryFields {
+                action: "employer.creat",
+                ..fields(&t)
+            },
+            EntryFields {
+                subject: "employer:0191",
+                ..fields(&t)
+            },
+            EntryFields {
+                payload_sha256: Some(&pay),
+                ..fields(&t)
+            },
+            EntryFields {
+                prev_hash: &prev,
+                ..fields(&t)
+            },
         ];
         for v in variants {
             assert_ne!(entry_hash(&v).unwrap(), base, "{v:?}");
         }
         // Length prefixes keep field boundaries: moving a character between fields shows.
-        let shifted = EntryFields { actor: "operator:roote", action: "mployer.create", ..fields(&t) };
+        let shifted = EntryFields {
+            actor: "operator:roote",
+            action: "mployer.create",
+            ..fields(&t)
+        };
         assert_ne!(entry_hash(&shifted).unwrap(), base);
     }
 
     #[test]
     fn malformed_prev_hash_cannot_be_hashed() {
         let t = Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
-        assert!(entry_hash(&EntryFields { prev_hash: "zz", ..fields(&t) }).is_none());
+        assert!(
+            entry_hash(&EntryFields {
+                prev_hash: "zz",
+                ..fields(&t)
+            })
+            .is_none()
+        );
     }
 }

@@ -113,13 +113,21 @@ async fn concurrent_appends_never_fork_or_gap(env: TestEnv) {
     }
     task.shutdown().await;
     all.sort();
-    assert_eq!(all, (1..=1280).collect::<Vec<i64>>(), "every append acknowledged once");
+    assert_eq!(
+        all,
+        (1..=1280).collect::<Vec<i64>>(),
+        "every append acknowledged once"
+    );
     assert_eq!(size(&env.db).await.unwrap(), (1280, 1280));
     let report = check(&env).await;
     assert!(report.ok(), "{:?}", report.problems);
     // A checkpoint follows the batch that crossed 100 pending entries; batches hold at
     // most one append per writer, so checkpoints are at most 100 + 64 entries apart.
-    assert!(report.checkpoints >= 1280 / (100 + 64), "{}", report.checkpoints);
+    assert!(
+        report.checkpoints >= 1280 / (100 + 64),
+        "{}",
+        report.checkpoints
+    );
 }
 
 async fn failed_work_rolls_back_only_its_own_entry(env: TestEnv) {
@@ -177,7 +185,10 @@ async fn checkpoints_every_n_entries_and_on_demand(env: TestEnv) {
     }
     let cp = ledger.checkpoint_now().await.unwrap().unwrap();
     assert_eq!(cp.tree_size, 12);
-    assert!(ledger.checkpoint_now().await.unwrap().is_none(), "nothing new to checkpoint");
+    assert!(
+        ledger.checkpoint_now().await.unwrap().is_none(),
+        "nothing new to checkpoint"
+    );
     task.shutdown().await;
     let sizes: Vec<i64> = checkpoints_after(&env.db, 0, 10)
         .await
@@ -199,7 +210,11 @@ async fn altered_entry_is_named(env: TestEnv) {
         ledger.append(entry(i)).await.unwrap();
     }
     task.shutdown().await;
-    tamper(&env, "UPDATE log_entries SET actor = 'operator:mallory' WHERE seq = 4").await;
+    tamper(
+        &env,
+        "UPDATE log_entries SET actor = 'operator:mallory' WHERE seq = 4",
+    )
+    .await;
     let report = check(&env).await;
     assert_eq!(
         report.problems.first(),
@@ -222,7 +237,10 @@ async fn removed_tail_is_caught_by_checkpoint(env: TestEnv) {
     tamper(&env, "DELETE FROM log_entries WHERE seq > 6").await;
     let report = check(&env).await;
     assert!(
-        matches!(report.problems.first(), Some(Problem::Checkpoint { tree_size: 8, .. })),
+        matches!(
+            report.problems.first(),
+            Some(Problem::Checkpoint { tree_size: 8, .. })
+        ),
         "{:?}",
         report.problems
     );
@@ -286,8 +304,8 @@ async fn database_refuses_updates_to_the_log(env: TestEnv) {
         "UPDATE log_entries SET actor = 'x'",
         "DELETE FROM log_entries",
     ] {
-        let err = on_pool!(&env.db, pool => sqlx::query(sql).execute(pool).await.map(drop))
-            .unwrap_err();
+        let err =
+            on_pool!(&env.db, pool => sqlx::query(sql).execute(pool).await.map(drop)).unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
     }
 }

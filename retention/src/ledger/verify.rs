@@ -167,7 +167,9 @@ fn chain_fault(prev: Option<&Entry>, e: &Entry) -> Option<String> {
     if let Some(p) = &e.payload_sha256
         && Sha256Hex::parse(p).is_none_or(|h| h.as_str() != p)
     {
-        return Some(format!("payload_sha256 {p:?} is not a SHA-256 in lowercase hex"));
+        return Some(format!(
+            "payload_sha256 {p:?} is not a SHA-256 in lowercase hex"
+        ));
     }
     match entry_hash(&e.fields()) {
         Some(h) if h == e.entry_hash => {}
@@ -275,12 +277,11 @@ async fn verify_originals(
                     sha256: sha,
                     reason: format!("size is {} but the index says {size}", bytes.len()),
                 }),
-                Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => {
-                    report.problem(Problem::Original {
+                Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => report
+                    .problem(Problem::Original {
                         sha256: sha,
                         reason: e.to_string(),
-                    })
-                }
+                    }),
                 Err(e) => return Err(e),
             }
         }
