@@ -3,7 +3,8 @@
 # then every test of every crate on both backends (SQLite and PostgreSQL), including
 # the end-to-end tests that drive the real `ivan` binary.
 #
-# Installs and starts what it needs (PostgreSQL) idempotently. Cargo's target dir
+# Installs and starts what it needs idempotently: PostgreSQL, and the Python test
+# peers (moto, an S3 emulator the tests start themselves) in a virtualenv. Cargo's target dir
 # defaults to ~/.cache/ivan-target so repeated runs (and CI on a fresh clone) reuse
 # earlier builds.
 set -euo pipefail
@@ -18,6 +19,21 @@ step() { printf '\n==> %s\n' "$*"; }
 step "PostgreSQL"
 ops/ensure-postgres.sh
 
+step "Python test peers (ops/test-requirements.txt) in a virtualenv"
+venv="${IVAN_VENV:-$HOME/.cache/ivan-venv}"
+stamp="$venv/.requirements"
+if ! cmp -s ops/test-requirements.txt "$stamp" 2>/dev/null; then
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 needs python3-venv for `-m venv`.
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check -r ops/test-requirements.txt
+  cp ops/test-requirements.txt "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -28,4 +44,10 @@ step "build the ivan binary the end-to-end tests spawn"
 cargo build --locked --bin ivan
 
 step "tests (unit, store tests on both backends, end-to-end)"
-cargo test --workspace --locked --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

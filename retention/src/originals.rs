@@ -248,20 +248,49 @@ fn fsync_path(root: &FsPath, rel: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn put_get_roundtrip_and_idempotent() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Originals::local(dir.path()).unwrap();
+    /// The contract every backend keeps.
+    async fn exercise(store: &Originals) -> Sha256Hex {
+        store.ping().await.unwrap();
         let bytes = Bytes::from_static(b"<doc>exact bytes \r\n kept</doc>");
         let h1 = store.put(bytes.clone()).await.unwrap();
         assert_eq!(h1, Sha256Hex::of(&bytes));
         let h2 = store.put(bytes.clone()).await.unwrap();
-        assert_eq!(h1, h2);
+        assert_eq!(h1, h2, "same bytes, same key, no second object");
         assert_eq!(store.get(&h1).await.unwrap(), bytes);
         assert!(store.contains(&h1).await.unwrap());
         let listed: Vec<_> = store.list().collect::<Vec<_>>().await;
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].as_ref().unwrap(), &h1);
+        let absent = Sha256Hex::of(b"never stored");
+        assert!(matches!(
+            store.get(&absent).await,
+            Err(Error::MissingOriginal(_))
+        ));
+        assert!(!store.contains(&absent).await.unwrap());
+        h1
+    }
+
+    #[tokio::test]
+    async fn s3_bucket_keeps_the_same_contract() {
+        let s3 = crate::testing::S3Emulator::start().await;
+        let store = Originals::s3(&s3.config()).unwrap();
+        exercise(&store).await;
+        // A large original survives byte-exact.
+        let big = Bytes::from(
+            (0..3_000_000u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<_>>(),
+        );
+        let h = store.put(big.clone()).await.unwrap();
+        assert_eq!(store.get(&h).await.unwrap(), big);
+    }
+
+    #[tokio::test]
+    async fn put_get_roundtrip_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Originals::local(dir.path()).unwrap();
+        let bytes = Bytes::from_static(b"<doc>exact bytes \r\n kept</doc>");
+        let h1 = exercise(&store).await;
         // The file sits where the documented key says.
         let p = dir
             .path()

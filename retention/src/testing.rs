@@ -138,6 +138,84 @@ impl TestEnv {
     }
 }
 
+/// A throw-away S3-compatible server (moto) with one empty bucket, killed on drop.
+/// The server binary is `$IVAN_TEST_MOTO` or `moto_server` on `PATH` (ops/test.sh
+/// installs it into a virtualenv and puts that on `PATH`).
+#[derive(Debug)]
+pub struct S3Emulator {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Emulator {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let bin = std::env::var("IVAN_TEST_MOTO").unwrap_or_else(|_| "moto_server".into());
+        let child = std::process::Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} (the S3 emulator; ops/test.sh installs it): {e}")
+            });
+        let emulator = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "ivan-test".into(),
+        };
+        let addr = format!("127.0.0.1:{port}");
+        for attempt in 0.. {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(mut s) => {
+                    // moto accepts an unsigned CreateBucket.
+                    let req = format!(
+                        "PUT /{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        emulator.bucket
+                    );
+                    s.write_all(req.as_bytes())
+                        .await
+                        .expect("send CreateBucket");
+                    let mut resp = String::new();
+                    s.read_to_string(&mut resp)
+                        .await
+                        .expect("read CreateBucket");
+                    assert!(resp.starts_with("HTTP/1.1 200"), "CreateBucket: {resp}");
+                    break;
+                }
+                Err(_) if attempt < 300 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{bin} did not listen on {addr} within 30 s: {e}"),
+            }
+        }
+        emulator
+    }
+
+    pub fn config(&self) -> crate::originals::S3Config {
+        crate::originals::S3Config {
+            bucket: self.bucket.clone(),
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            allow_http: true,
+        }
+    }
+}
+
+impl Drop for S3Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// For each `name`, makes `name::sqlite` and `name::postgres` tests that call the
 /// async fn `name(env: TestEnv)` in scope with a fresh database of that backend.
 #[macro_export]
