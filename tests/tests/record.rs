@@ -14,6 +14,7 @@ e2e_tests!(
     verify_goes_red_when_an_original_is_altered,
     verify_goes_red_when_the_tail_is_cut,
     unreachable_database_is_one_clear_line,
+    oversized_bodies_are_refused_before_they_are_read,
 );
 
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
@@ -265,4 +266,31 @@ async fn unreachable_database_is_one_clear_line(inst: Instance) {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: cannot open database"), "{err}");
     assert!(out.stdout.is_empty(), "never reported listening");
+}
+
+async fn oversized_bodies_are_refused_before_they_are_read(inst: Instance) {
+    let server = inst
+        .serve_with(&[("IVAN_HTTP__BODY_LIMIT_BYTES", "1024")])
+        .await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/log/checkpoint"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let ok = server
+        .http
+        .post(server.url("/api/v1/log/checkpoint"))
+        .body(vec![b'x'; 16])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status(),
+        405,
+        "small bodies pass the limit and reach routing"
+    );
+    assert!(server.stop().await.success());
 }
