@@ -97,9 +97,12 @@ mod tests {
             manual.update(s.as_bytes());
         }
         manual.update([0u8; 32]);
+        let h = entry_hash(&fields(&t)).unwrap();
+        assert_eq!(h, hex::encode(manual.finalize()));
+        // The same value the independent Python example in docs/LOG.md prints.
         assert_eq!(
-            entry_hash(&fields(&t)).unwrap(),
-            hex::encode(manual.finalize())
+            h,
+            "b8dd65d1e0e333c3a3d6848b36767e2dccee42f3518060612a9ae3685bf6a4c9"
         );
     }
 

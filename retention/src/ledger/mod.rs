@@ -9,7 +9,12 @@
 //!
 //! An append may carry *work*: statements that must commit together with the entry
 //! (e.g. the employer row that `employer.create` records). Work runs inside a
-//! savepoint, so one caller's failure rolls back only that caller's entry.
+//! savepoint, so one caller's failure rolls back only that caller's entry. Work is
+//! told the positions its entries get, so a row can name its own log position.
+//!
+//! [`Ledger::append_all`] writes a group of entries (e.g. a submission's
+//! received → verified → validated → accepted) as consecutive entries of the chain,
+//! all or none.
 //!
 //! Payloads are stored in the [`Originals`] store (durable) before the entry that
 //! names their hash is written; a crash in between leaves only an unreferenced blob.
@@ -135,8 +140,11 @@ impl Checkpoint {
     }
 }
 
-/// Statements to commit together with an entry; see the module docs.
-pub type Work = Box<dyn for<'c> FnOnce(DbConn<'c>) -> BoxFuture<'c, Result<()>> + Send>;
+/// Statements to commit together with a group of entries; see the module docs. It is
+/// told where its entries will land (their `seq` and `recorded_at`), so what it writes
+/// can name its own log position.
+pub type Work =
+    Box<dyn for<'c> FnOnce(DbConn<'c>, Vec<Appended>) -> BoxFuture<'c, Result<()>> + Send>;
 
 struct PayloadMeta {
     sha256: Sha256Hex,
@@ -144,13 +152,18 @@ struct PayloadMeta {
     media_type: String,
 }
 
-struct PendingAppend {
+struct PendingEntry {
     actor: String,
     action: String,
     subject: String,
     payload: Option<PayloadMeta>,
+}
+
+/// One caller's group of entries: consecutive in the chain, all or none written.
+struct PendingAppend {
+    entries: Vec<PendingEntry>,
     work: Option<Work>,
-    reply: oneshot::Sender<Result<Appended>>,
+    reply: oneshot::Sender<Result<Vec<Appended>>>,
 }
 
 enum Request {
@@ -239,13 +252,26 @@ impl Ledger {
 
     /// Records `entry`; returns once it is committed.
     pub async fn append(&self, entry: NewEntry) -> Result<Appended> {
-        self.submit(entry, None).await
+        first(self.submit(vec![entry], None).await?)
     }
 
     /// Records `entry` and commits `work` in the same transaction; if `work` fails,
     /// neither is written and its error is returned.
     pub async fn append_with(&self, entry: NewEntry, work: Work) -> Result<Appended> {
-        self.submit(entry, Some(work)).await
+        first(self.submit(vec![entry], Some(work)).await?)
+    }
+
+    /// Records `entries` as consecutive entries of the chain, with `work`, in one
+    /// transaction: all of them or none. Returns their positions in order.
+    pub async fn append_all(
+        &self,
+        entries: Vec<NewEntry>,
+        work: Option<Work>,
+    ) -> Result<Vec<Appended>> {
+        if entries.is_empty() {
+            return Err(Error::Invalid("an append needs at least one entry".into()));
+        }
+        self.submit(entries, work).await
     }
 
     /// Writes a checkpoint now if entries follow the last one; returns it.
@@ -258,38 +284,44 @@ impl Ledger {
         rx.await.map_err(|_| Error::LedgerStopped)?
     }
 
-    async fn submit(&self, entry: NewEntry, work: Option<Work>) -> Result<Appended> {
-        let actor = entry.actor.to_string();
-        for (name, value) in [
-            ("actor", &actor),
-            ("action", &entry.action),
-            ("subject", &entry.subject),
-        ] {
-            if value.is_empty() || value.len() > MAX_FIELD_LEN {
-                return Err(Error::Invalid(format!(
-                    "log entry {name} must be 1 to {MAX_FIELD_LEN} bytes"
-                )));
+    async fn submit(&self, entries: Vec<NewEntry>, work: Option<Work>) -> Result<Vec<Appended>> {
+        let mut pending_entries = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let actor = entry.actor.to_string();
+            for (name, value) in [
+                ("actor", &actor),
+                ("action", &entry.action),
+                ("subject", &entry.subject),
+            ] {
+                if value.is_empty() || value.len() > MAX_FIELD_LEN {
+                    return Err(Error::Invalid(format!(
+                        "log entry {name} must be 1 to {MAX_FIELD_LEN} bytes"
+                    )));
+                }
             }
+            let payload = match entry.payload {
+                Some(p) => {
+                    let size = i64::try_from(p.bytes.len())
+                        .map_err(|_| Error::Invalid("payload too large".into()))?;
+                    let sha256 = self.originals.put(p.bytes).await?;
+                    Some(PayloadMeta {
+                        sha256,
+                        size,
+                        media_type: p.media_type,
+                    })
+                }
+                None => None,
+            };
+            pending_entries.push(PendingEntry {
+                actor,
+                action: entry.action,
+                subject: entry.subject,
+                payload,
+            });
         }
-        let payload = match entry.payload {
-            Some(p) => {
-                let size = i64::try_from(p.bytes.len())
-                    .map_err(|_| Error::Invalid("payload too large".into()))?;
-                let sha256 = self.originals.put(p.bytes).await?;
-                Some(PayloadMeta {
-                    sha256,
-                    size,
-                    media_type: p.media_type,
-                })
-            }
-            None => None,
-        };
         let (reply, rx) = oneshot::channel();
         let pending = PendingAppend {
-            actor,
-            action: entry.action,
-            subject: entry.subject,
-            payload,
+            entries: pending_entries,
             work,
             reply,
         };
@@ -358,7 +390,7 @@ impl Appender {
         }
         match self.write(&mut appends, !cp_waiters.is_empty()).await {
             Ok((outcomes, checkpoint)) => {
-                let written = outcomes.iter().filter(|o| o.is_ok()).count();
+                let written: usize = outcomes.iter().flatten().map(Vec::len).sum();
                 metrics::counter!("ivan_log_appends_total").increment(written as u64);
                 metrics::histogram!("ivan_log_batch_size").record(appends.len() as f64);
                 if let Some(cp) = &checkpoint {
@@ -395,7 +427,7 @@ impl Appender {
         &self,
         appends: &mut [PendingAppend],
         checkpoint_requested: bool,
-    ) -> Result<(Vec<Result<Appended>>, Option<Checkpoint>)> {
+    ) -> Result<(Vec<Result<Vec<Appended>>>, Option<Checkpoint>)> {
         let mut tx = self.db.begin_write().await?;
         let mut head = read_head(&mut tx).await?;
         let last_cp = on_conn!(&mut tx.conn(), c => {
@@ -407,63 +439,79 @@ impl Appender {
 
         let mut outcomes = Vec::with_capacity(appends.len());
         for a in appends.iter_mut() {
-            let now = self.clock.now();
-            // Times never go backwards in the log, even if the wall clock does.
-            let recorded_at = head.recorded_at.map_or(now, |prev| prev.max(now));
-            let seq = head.seq + 1;
-            let payload_sha256 = a.payload.as_ref().map(|p| p.sha256.as_str().to_owned());
-            let entry_hash = entry_hash(&EntryFields {
-                seq,
-                recorded_at: &recorded_at,
-                actor: &a.actor,
-                action: &a.action,
-                subject: &a.subject,
-                payload_sha256: payload_sha256.as_deref(),
-                prev_hash: &head.hash,
-            })
-            .ok_or_else(|| Error::Invalid(format!("log head {} has a malformed hash", head.seq)))?;
-            let entry = Entry {
-                seq,
-                recorded_at,
-                actor: a.actor.clone(),
-                action: a.action.clone(),
-                subject: a.subject.clone(),
-                payload_sha256,
-                prev_hash: head.hash.clone(),
-                entry_hash,
+            // Chain this caller's entries after the head, without moving the head yet.
+            let mut at = Head {
+                seq: head.seq,
+                hash: head.hash.clone(),
+                recorded_at: head.recorded_at,
             };
-            let outcome = match a.work.take() {
-                None => {
-                    insert_entry(&mut tx, &entry, a.payload.as_ref()).await?;
-                    Ok(())
-                }
-                Some(work) => {
-                    exec(&mut tx, "SAVEPOINT ivan_append").await?;
-                    let r = match work(tx.conn()).await {
-                        Ok(()) => insert_entry(&mut tx, &entry, a.payload.as_ref()).await,
-                        Err(e) => Err(e),
-                    };
-                    if r.is_err() {
-                        exec(&mut tx, "ROLLBACK TO SAVEPOINT ivan_append").await?;
-                    }
-                    exec(&mut tx, "RELEASE SAVEPOINT ivan_append").await?;
-                    r
-                }
-            };
-            outcomes.push(outcome.map(|()| {
-                let appended = Appended {
+            let mut rows = Vec::with_capacity(a.entries.len());
+            for p in &a.entries {
+                let prev_hash = at.hash.clone();
+                let now = self.clock.now();
+                // Times never go backwards in the log, even if the wall clock does.
+                let recorded_at = at.recorded_at.map_or(now, |prev| prev.max(now));
+                let seq = at.seq + 1;
+                let payload_sha256 = p.payload.as_ref().map(|p| p.sha256.as_str().to_owned());
+                let entry_hash = entry_hash(&EntryFields {
                     seq,
-                    recorded_at,
-                    entry_hash: entry.entry_hash.clone(),
-                    payload_sha256: a.payload.as_ref().map(|p| p.sha256.clone()),
-                };
-                head = Head {
+                    recorded_at: &recorded_at,
+                    actor: &p.actor,
+                    action: &p.action,
+                    subject: &p.subject,
+                    payload_sha256: payload_sha256.as_deref(),
+                    prev_hash: &prev_hash,
+                })
+                .ok_or_else(|| {
+                    Error::Invalid(format!("log head {} has a malformed hash", at.seq))
+                })?;
+                at = Head {
                     seq,
-                    hash: entry.entry_hash,
+                    hash: entry_hash.clone(),
                     recorded_at: Some(recorded_at),
                 };
-                appended
-            }));
+                rows.push(Entry {
+                    seq,
+                    recorded_at,
+                    actor: p.actor.clone(),
+                    action: p.action.clone(),
+                    subject: p.subject.clone(),
+                    payload_sha256,
+                    prev_hash,
+                    entry_hash,
+                });
+            }
+            let appended: Vec<Appended> = rows
+                .iter()
+                .zip(&a.entries)
+                .map(|(e, p)| Appended {
+                    seq: e.seq,
+                    recorded_at: e.recorded_at,
+                    entry_hash: e.entry_hash.clone(),
+                    payload_sha256: p.payload.as_ref().map(|p| p.sha256.clone()),
+                })
+                .collect();
+            let insert_all = async |tx: &mut WriteTx| -> Result<()> {
+                for (e, p) in rows.iter().zip(&a.entries) {
+                    insert_entry(tx, e, p.payload.as_ref()).await?;
+                }
+                Ok(())
+            };
+            exec(&mut tx, "SAVEPOINT ivan_append").await?;
+            // Entries (and their originals' index rows) first, so the work's rows may
+            // reference them; a failing work rolls both back.
+            let r = match (insert_all(&mut tx).await, a.work.take()) {
+                (Ok(()), Some(work)) => work(tx.conn(), appended.clone()).await,
+                (r, _) => r,
+            };
+            if r.is_err() {
+                exec(&mut tx, "ROLLBACK TO SAVEPOINT ivan_append").await?;
+            }
+            exec(&mut tx, "RELEASE SAVEPOINT ivan_append").await?;
+            if r.is_ok() {
+                head = at;
+            }
+            outcomes.push(r.map(|()| appended));
         }
 
         let pending = u64::try_from(head.seq - last_cp).unwrap_or(0);
@@ -629,3 +677,9 @@ pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
 
 #[cfg(test)]
 mod tests;
+
+fn first(mut appended: Vec<Appended>) -> Result<Appended> {
+    appended
+        .pop()
+        .ok_or_else(|| Error::Invalid("the log returned no position".into()))
+}

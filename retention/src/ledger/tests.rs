@@ -53,6 +53,8 @@ backend_tests!(
     forged_checkpoint_is_named,
     database_refuses_updates_to_the_log,
     shutdown_writes_queued_appends,
+    verify_beside_live_appends_sees_no_false_problems,
+    grouped_entries_are_consecutive_all_or_nothing,
 );
 
 async fn appends_form_a_verified_chain(env: TestEnv) {
@@ -133,7 +135,7 @@ async fn concurrent_appends_never_fork_or_gap(env: TestEnv) {
 async fn failed_work_rolls_back_only_its_own_entry(env: TestEnv) {
     let (ledger, task) = env.ledger(LedgerConfig::default());
     let work = |fail: bool| -> Work {
-        Box::new(move |mut conn: DbConn<'_>| {
+        Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
             Box::pin(async move {
                 on_conn!(&mut conn, c => {
                     sqlx::query(
@@ -341,4 +343,115 @@ async fn twin_migrations_create_the_same_tables_and_columns() {
     let b = pg.db.table_columns().await.unwrap();
     assert!(a.len() > 20, "{a:?}");
     assert_eq!(a, b);
+}
+
+async fn verify_beside_live_appends_sees_no_false_problems(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: 7,
+        ..Default::default()
+    });
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let l = ledger.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    l.append(entry(w * 1000 + i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut runs = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        let report = check(&env).await;
+        assert!(report.ok(), "while appending: {:?}", report.problems);
+        runs += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    task.shutdown().await;
+    assert!(runs > 0);
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 1200);
+}
+
+async fn grouped_entries_are_consecutive_all_or_nothing(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    // Work that records the positions it was told, and fails on a duplicate name.
+    let work = |name: &'static str| -> Work {
+        Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+            Box::pin(async move {
+                let seqs: Vec<String> = at.iter().map(|a| a.seq.to_string()).collect();
+                on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "INSERT INTO employers (id, name, registration_number, created_at) \
+                         VALUES ($1, $2, $3, '2026-01-01T00:00:00Z')",
+                    )
+                    .bind(seqs.join(","))
+                    .bind(name)
+                    .bind(name)
+                    .execute(&mut *c)
+                    .await?;
+                });
+                Ok(())
+            })
+        })
+    };
+    let group = |tag: usize| (0..3).map(|i| entry(tag * 10 + i)).collect::<Vec<_>>();
+    let mut calls = Vec::new();
+    for g in 0..6 {
+        let l = ledger.clone();
+        let name = ["g0", "g1", "g2", "dup", "dup", "g5"][g];
+        calls.push(tokio::spawn(async move {
+            tokio::join!(
+                l.append(entry(100 + g)),
+                l.append_all(group(g), Some(work(name))),
+            )
+        }));
+    }
+    let mut failed = 0;
+    for call in calls {
+        let (single, grouped) = call.await.unwrap();
+        single.unwrap();
+        match grouped {
+            Ok(at) => {
+                let seqs: Vec<i64> = at.iter().map(|a| a.seq).collect();
+                assert_eq!(seqs, [seqs[0], seqs[0] + 1, seqs[0] + 2], "consecutive");
+            }
+            Err(e) => {
+                assert!(e.is_unique_violation(), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(failed, 1, "one of the two 'dup' groups fails");
+    assert!(ledger.append_all(Vec::new(), None).await.is_err());
+    task.shutdown().await;
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 6 + 5 * 3, "the failed group left no entry");
+    // The work saw exactly the positions its entries were written at.
+    let rows: Vec<(String, String)> = on_pool!(&env.db, pool =>
+        sqlx::query_as("SELECT id, name FROM employers").fetch_all(pool).await)
+    .unwrap();
+    assert_eq!(rows.len(), 5);
+    let entries = entries_after(&env.db, 0, 100).await.unwrap();
+    for (seqs, _) in rows {
+        let seqs: Vec<i64> = seqs.split(',').map(|s| s.parse().unwrap()).collect();
+        let subjects: Vec<&str> = seqs
+            .iter()
+            .map(|s| entries[(*s - 1) as usize].subject.as_str())
+            .collect();
+        let tag = subjects[0]
+            .trim_start_matches("test:")
+            .parse::<usize>()
+            .unwrap()
+            / 10;
+        assert_eq!(
+            subjects,
+            [0, 1, 2].map(|i| format!("test:{}", tag * 10 + i)),
+            "{seqs:?}"
+        );
+    }
 }

@@ -6,7 +6,10 @@ use std::fmt;
 use crate::keys::CheckpointVerifier;
 use crate::{Db, Error, Originals, Result, Sha256Hex, on_pool};
 
-use super::{Checkpoint, Entry, GENESIS_HASH, checkpoints_after, entries_after, entry_hash, size};
+use super::{
+    Checkpoint, Entry, GENESIS_HASH, checkpoints_after, entries_after, entry_hash,
+    latest_checkpoint, size,
+};
 
 const PAGE: i64 = 2000;
 /// Problems listed before the verifier stops collecting more.
@@ -89,7 +92,11 @@ async fn verify_chain(
     progress: &dyn Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let (count, _) = size(db).await?;
+    // The server may append while we verify. Fix the extent first: the newest
+    // checkpoint, then the newest entry (a checkpoint commits with its entries, so
+    // `max_seq >= cp_limit` unless entries were removed). Later appends are not checked.
+    let cp_limit = latest_checkpoint(db).await?.map_or(0, |cp| cp.tree_size);
+    let (count, max_seq) = size(db).await?;
     progress.phase("log entries", u64::try_from(count).unwrap_or(0));
     let mut prev: Option<Entry> = None;
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
@@ -103,6 +110,9 @@ async fn verify_chain(
         }
         progress.advance(page.len() as u64);
         for e in page {
+            if e.seq > max_seq {
+                break 'pages;
+            }
             report.entries += 1;
             if let Some(reason) = chain_fault(prev.as_ref(), &e) {
                 report.problem(Problem::Entry { seq: e.seq, reason });
@@ -132,10 +142,11 @@ async fn verify_chain(
     // Checkpoints beyond the last good entry: the log was cut short (or the chain
     // broke before them). Either way they vouch for entries that are not there intact.
     let last = prev.map_or(0, |e| e.seq);
-    if let Some(cp) = checkpoints
-        .last()
-        .cloned()
-        .or(checkpoints_after(db, last.max(cp_cursor), 1).await?.pop())
+    let beyond = match checkpoints.last() {
+        Some(cp) => Some(cp.clone()),
+        None => checkpoints_after(db, last.max(cp_cursor), 1).await?.pop(),
+    };
+    if let Some(cp) = beyond.filter(|cp| cp.tree_size <= cp_limit)
         && report.problems.is_empty()
     {
         report.problem(Problem::Checkpoint {
