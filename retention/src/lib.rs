@@ -26,6 +26,7 @@ mod ids;
 pub mod keys;
 pub mod ledger;
 pub mod originals;
+pub mod receipts;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
