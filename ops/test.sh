@@ -3,7 +3,8 @@
 # then every test of every crate on both backends (SQLite and PostgreSQL), including
 # the end-to-end tests that drive the real `ivan` binary.
 #
-# Installs and starts what it needs idempotently: PostgreSQL, and the Python test
+# Installs and starts what it needs idempotently: PostgreSQL, xmlsec1 and openssl
+# (Debian packages), and the Python test
 # peers (moto, an S3 emulator the tests start themselves) in a virtualenv. Cargo's target dir
 # defaults to ~/.cache/ivan-target so repeated runs (and CI on a fresh clone) reuse
 # earlier builds.
@@ -18,6 +19,15 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "PostgreSQL"
 ops/ensure-postgres.sh
+
+step "Debian tools the tests use: xmlsec1 (independent XML-DSig signer/verifier), openssl"
+missing=()
+command -v xmlsec1 >/dev/null || missing+=(xmlsec1)
+command -v openssl >/dev/null || missing+=(openssl)
+if ((${#missing[@]})); then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 step "Python test peers (ops/test-requirements.txt) in a virtualenv"
 venv="${IVAN_VENV:-$HOME/.cache/ivan-venv}"

@@ -19,6 +19,7 @@ use retention::ledger::{Entry, LedgerTask};
 use retention::{Actor, Db, Ledger, MigrationPolicy, Originals, SystemClock};
 
 use crate::config::{Config, Overrides};
+use crate::intake::material;
 use crate::{Error, Result, employers, serve};
 
 #[derive(Debug, Parser)]
@@ -65,6 +66,29 @@ pub enum Command {
     /// Operator administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Tools for trying `ivan` locally: a test PKI and a signer. Not for production keys.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Write a test CA, employer certificates (valid, revoked, expired, from another CA) and a CRL into DIR.
+    Keys {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign IN.xml with an enveloped XML-DSig (the profile `ivan` accepts); the signed document goes to stdout.
+    Sign {
+        /// Private key, PKCS#8 PEM (EC P-256 or RSA).
+        #[arg(long)]
+        key: PathBuf,
+        /// The certificate of that key, PEM or DER (embedded in KeyInfo).
+        #[arg(long)]
+        cert: PathBuf,
+        input: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +124,52 @@ pub enum AdminCommand {
     /// Employers (filers).
     #[command(subcommand)]
     Employer(EmployerCommand),
+    /// Trusted certification authorities.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(CrlCommand),
+    /// Employers' signing certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Trust a CA certificate (PEM or DER) for employers' signing certificates.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Add a CRL (PEM or DER) issued by a trusted CA; the newest one per CA is used.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Register a signing certificate (PEM or DER) for an employer.
+    Add {
+        #[arg(long)]
+        employer: String,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered signing certificates.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +250,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }) => log_tail(&config, lines, follow, json).await,
         Command::Admin(AdminCommand::Employer(cmd)) => employer(&config, cmd).await,
+        Command::Admin(AdminCommand::Ca(CaCommand::Add { file, json })) => {
+            trust_add(&config, TrustKind::Ca, &file, json).await
+        }
+        Command::Admin(AdminCommand::Crl(CrlCommand::Add { file, json })) => {
+            trust_add(&config, TrustKind::Crl, &file, json).await
+        }
+        Command::Admin(AdminCommand::Cert(CertCommand::Add {
+            employer,
+            file,
+            json,
+        })) => trust_add(&config, TrustKind::Cert(employer), &file, json).await,
+        Command::Admin(AdminCommand::Cert(CertCommand::List { json })) => {
+            cert_list(&config, json).await
+        }
+        Command::Dev(cmd) => dev(cmd),
     }
 }
 
@@ -297,6 +382,105 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
                     );
                 }
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+enum TrustKind {
+    Ca,
+    Crl,
+    Cert(String),
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        context: format!("cannot read {}", path.display()),
+        source,
+    })
+}
+
+async fn trust_add(config: &Config, kind: TrustKind, file: &Path, json: bool) -> Result<ExitCode> {
+    let bytes = read_file(file)?;
+    let record = Record::open(config).await?;
+    let added = match &kind {
+        TrustKind::Ca => {
+            material::add_anchor(&record.ledger, &SystemClock, operator(), &bytes).await
+        }
+        TrustKind::Crl => {
+            material::add_crl(&record.ledger, &record.db, &SystemClock, operator(), &bytes).await
+        }
+        TrustKind::Cert(employer) => {
+            material::add_employer_cert(
+                &record.ledger,
+                &record.db,
+                &SystemClock,
+                operator(),
+                employer,
+                &bytes,
+            )
+            .await
+        }
+    };
+    record.close().await;
+    let added = added?;
+    if json {
+        println!("{}", to_json(&added));
+    } else {
+        println!("added:      {}", added.description);
+        println!("sha256:     {}", added.sha256);
+        println!("log entry:  {}", added.log_seq);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
+    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+    let list = material::list_employer_certs(&db).await;
+    db.close().await;
+    let list = list?;
+    if json {
+        println!("{}", to_json(&list));
+    } else {
+        println!(
+            "{:<36}  {:<64}  {:<27}  SUBJECT",
+            "EMPLOYER", "FINGERPRINT (SHA-256)", "NOT AFTER"
+        );
+        for c in list {
+            println!(
+                "{:<36}  {:<64}  {:<27}  {}",
+                c.employer_id,
+                c.fingerprint,
+                retention::ledger::format_time(&c.not_after),
+                c.subject
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dev(cmd: DevCommand) -> Result<ExitCode> {
+    match cmd {
+        DevCommand::Keys { dir, json } => {
+            let pki = crate::dev::make_keys(&dir, chrono::Utc::now())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            if json {
+                println!("{}", to_json(&pki));
+            } else {
+                println!("test PKI written to {}:", dir.display());
+                println!("{pki:#?}");
+                eprintln!("These keys are for testing only.");
+            }
+        }
+        DevCommand::Sign { key, cert, input } => {
+            let key = read_file(&key)?;
+            let cert = crate::intake::trust::parse_certificate_pem_or_der(&read_file(&cert)?)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let xml = String::from_utf8(read_file(&input)?)
+                .map_err(|_| Error::Invalid(format!("{} is not UTF-8", input.display())))?;
+            let signed = crate::intake::signature::sign_enveloped(&xml, &key, &cert.der)
+                .map_err(Error::Invalid)?;
+            print!("{signed}");
         }
     }
     Ok(ExitCode::SUCCESS)

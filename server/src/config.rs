@@ -15,6 +15,7 @@ use retention::originals::OriginalsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::intake::IntakeConfig;
 
 /// Environment variables with the `IVAN_` prefix that are not configuration keys.
 const NON_CONFIG_VARS: &[&str] = &["config", "bin", "log"];
@@ -37,6 +38,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub ledger: LedgerConfig,
     pub originals: OriginalsConfig,
+    pub intake: IntakeConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +80,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             ledger: LedgerConfig::default(),
             originals: OriginalsConfig::default(),
+            intake: IntakeConfig::default(),
         }
     }
 }

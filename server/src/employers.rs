@@ -98,7 +98,7 @@ pub async fn add(
 
     let row = employer.clone();
     let tid = token_id.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>| {
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
         Box::pin(async move {
             let inserted = on_conn!(&mut conn, c => {
                 sqlx::query(
@@ -159,6 +159,63 @@ pub async fn add(
     })
 }
 
+/// Who an API request comes from, once its token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub employer_id: String,
+    pub registration_number: String,
+    pub token_id: String,
+}
+
+impl Caller {
+    /// The log's name for this caller.
+    pub fn actor(&self) -> Actor {
+        Actor::ApiToken(self.token_id.clone())
+    }
+}
+
+/// Checks an API token (`ivan_<id>_<secret>`): the token must exist, be unrevoked, and
+/// its secret must hash to the stored SHA-256. `None` for anything else — callers
+/// answer 401 without saying which part was wrong.
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Caller>, Error> {
+    let Some((token_id, secret)) = token
+        .strip_prefix("ivan_")
+        .and_then(|rest| rest.split_once('_'))
+        .filter(|(id, secret)| {
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty()
+        })
+    else {
+        return Ok(None);
+    };
+    let row: Option<(String, String, String)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT t.secret_sha256, e.id, e.registration_number FROM api_tokens t \
+             JOIN employers e ON e.id = t.employer_id \
+             WHERE t.id = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    let Some((stored, employer_id, registration_number)) = row else {
+        return Ok(None);
+    };
+    let given = Sha256Hex::of(secret.as_bytes());
+    // Compare without an early exit, so timing says nothing about the stored hash.
+    let same = stored.len() == given.as_str().len()
+        && stored
+            .bytes()
+            .zip(given.as_str().bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    Ok(same.then(|| Caller {
+        employer_id,
+        registration_number,
+        token_id: token_id.to_owned(),
+    }))
+}
+
 /// Every employer, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<Employer>, Error> {
     Ok(on_pool!(db, pool => {
@@ -179,8 +236,40 @@ mod tests {
 
     backend_tests!(
         creates_with_token_and_log_entry,
-        duplicate_registration_is_a_conflict
+        duplicate_registration_is_a_conflict,
+        tokens_authenticate_only_when_whole_and_right,
     );
+
+    async fn tokens_authenticate_only_when_whole_and_right(env: TestEnv) {
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let c = add(
+            &ledger,
+            &SystemClock,
+            Actor::Operator("t".into()),
+            "A",
+            "R-1",
+        )
+        .await
+        .unwrap();
+        task.shutdown().await;
+        let caller = authenticate(&env.db, &c.api_token).await.unwrap().unwrap();
+        assert_eq!(caller.employer_id, c.employer.id);
+        assert_eq!(caller.registration_number, "R-1");
+        assert_eq!(caller.token_id, c.api_token_id);
+        let (head, last) = c.api_token.split_at(c.api_token.len() - 1);
+        let wrong_secret = format!("{head}{}", if last == "x" { "y" } else { "x" });
+        let wrong_id = c.api_token.replacen(&c.api_token_id, "0000000000000000", 1);
+        for bad in [
+            "",
+            "ivan_",
+            "Bearer x",
+            wrong_secret.as_str(),
+            wrong_id.as_str(),
+            &c.api_token[..20],
+        ] {
+            assert_eq!(authenticate(&env.db, bad).await.unwrap(), None, "{bad}");
+        }
+    }
 
     async fn creates_with_token_and_log_entry(env: TestEnv) {
         let (ledger, task) = env.ledger(LedgerConfig::default());

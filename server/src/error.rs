@@ -60,6 +60,9 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `[{code, message, location}]` where the API has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<serde_json::Value>>,
 }
 
 impl Problem {
@@ -69,8 +72,58 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
+            errors: None,
         }
     }
+
+    pub fn with_errors(mut self, errors: Vec<serde_json::Value>) -> Self {
+        self.errors = Some(errors);
+        self
+    }
+}
+
+/// Turns the plain-text error responses of lower layers (tower-http's body limit and
+/// timeout, axum's extractor rejections) into problem documents, so every error the
+/// API answers is `application/problem+json`.
+pub async fn problem_for_bare_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            Some("the request body is larger than this endpoint accepts".to_owned())
+        }
+        StatusCode::REQUEST_TIMEOUT => Some("the request took too long".to_owned()),
+        _ => None,
+    };
+    let (mut parts, body) = resp.into_parts();
+    let detail = match detail {
+        Some(d) => Some(d),
+        None => axum::body::to_bytes(body, 4096)
+            .await
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .filter(|s| !s.is_empty()),
+    };
+    let mut problem = Problem::new(status, detail).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    for (k, v) in parts.headers.drain() {
+        if let Some(k) = k {
+            problem.headers_mut().entry(k).or_insert(v);
+        }
+    }
+    problem
 }
 
 impl IntoResponse for Problem {

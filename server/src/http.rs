@@ -9,6 +9,8 @@
 //! | `GET /.well-known/jwks.json` | public key(s) that verify receipts (ES256) |
 //! | `GET /.well-known/ivan/checkpoint-keys.json` | public key(s) that verify log checkpoints (Ed25519) |
 //! | `GET /api/v1/log/checkpoint` | the latest signed checkpoint of the transaction log |
+//!
+//! The employer API is in [`crate::api`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::HttpConfig;
 use crate::error::Problem;
+use crate::intake::{Intake, IntakeConfig};
 use crate::{Error, Result};
 
 /// What every handler can reach.
@@ -39,11 +42,19 @@ pub struct AppState {
     pub originals: Originals,
     pub keys: Arc<Keys>,
     pub metrics: PrometheusHandle,
+    pub intake: Intake,
 }
 
 /// The whole application router.
-pub fn router(state: AppState, http: &HttpConfig) -> Router {
+pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
+    // The submission endpoints take documents up to the intake limit; everything
+    // else the (smaller) general limit. Both refuse an oversized body before reading it.
+    let api = crate::api::routes().layer(
+        ServiceBuilder::new()
+            .layer(DefaultBodyLimit::max(intake.max_document_bytes))
+            .layer(RequestBodyLimitLayer::new(intake.max_document_bytes)),
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -51,6 +62,12 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .route("/.well-known/jwks.json", get(receipt_jwks))
         .route("/.well-known/ivan/checkpoint-keys.json", get(checkpoint_jwks))
         .route("/api/v1/log/checkpoint", get(latest_checkpoint))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+                .layer(RequestBodyLimitLayer::new(http.body_limit_bytes)),
+        )
+        .merge(api)
         .fallback(not_found)
         .with_state(state)
         .layer(
@@ -68,12 +85,11 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(track_metrics))
+                .layer(middleware::from_fn(crate::error::problem_for_bare_errors))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(http.request_timeout_secs),
-                ))
-                .layer(DefaultBodyLimit::max(http.body_limit_bytes))
-                .layer(RequestBodyLimitLayer::new(http.body_limit_bytes)),
+                )),
         )
 }
 

@@ -1,9 +1,11 @@
 //! # ivan-server
 //!
 //! The intermediary itself: the `ivan` binary's command line ([`cli`]), the HTTP
-//! application ([`http`]), configuration ([`config`]) and the employer registry
-//! ([`employers`]). Later issues add intake, forwarding, the portal and compliance
-//! views here.
+//! application ([`http`]) and the employer API ([`api`]), configuration ([`config`]),
+//! the employer registry ([`employers`]), intake of signed filings ([`intake`]), the
+//! document profiles ([`documents`]), submissions and their lifecycle
+//! ([`submissions`]) and a test PKI and signer for trying things ([`dev`]). Later
+//! issues add forwarding, the portal and compliance views here.
 //!
 //! ```text
 //!             ┌────────────── server (this crate, binary `ivan`) ──────────────┐
@@ -21,12 +23,17 @@
 //! internal details instead of sending them.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dev;
+pub mod documents;
 pub mod employers;
 pub mod error;
 pub mod http;
+pub mod intake;
 pub mod serve;
+pub mod submissions;
 mod telemetry;
 
 pub use error::Error;

@@ -7,7 +7,7 @@
 //!
 //! On SIGTERM or SIGINT the server stops accepting connections, lets in-flight
 //! requests finish (up to `http.shutdown_grace_secs`), writes any queued log appends,
-//! and exits 0.
+//! records `server.stop`, signs a closing checkpoint and exits 0.
 
 use std::future::IntoFuture;
 use std::io::Write;
@@ -72,13 +72,26 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     ledger.append(lifecycle("server.start")).await?;
 
+    let profiles = Arc::new(
+        crate::documents::Profiles::load()
+            .map_err(|e| Error::Config(format!("document profiles: {e}")))?,
+    );
+    let intake = crate::intake::Intake::new(
+        db.clone(),
+        ledger.clone(),
+        keys.clone(),
+        profiles,
+        Arc::new(SystemClock),
+        config.intake.clone(),
+    );
     let state = AppState {
         db: db.clone(),
         originals: originals.clone(),
         keys,
         metrics,
+        intake,
     };
-    let app = router(state, &config.http);
+    let app = router(state, &config.http, &config.intake);
     tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");
     // A stable line on stdout for scripts and tests (the port may have been 0).
     println!("ivan listening on http://{addr}");
@@ -102,6 +115,11 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     if let Err(e) = ledger.append(lifecycle("server.stop")).await {
         tracing::error!(error = %e, "could not record server.stop");
+    }
+    // Sign a checkpoint over everything up to server.stop, so nothing written by this
+    // run is left without a signature vouching for it while the server is down.
+    if let Err(e) = ledger.checkpoint_now().await {
+        tracing::error!(error = %e, "could not sign the closing checkpoint");
     }
     ledger_task.shutdown().await;
     db.close().await;

@@ -204,6 +204,78 @@ impl Server {
         self.http.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GET with `Authorization: Bearer TOKEN`.
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends only the head of a request announcing a `content_length`-byte body
+    /// with `Expect: 100-continue`, as careful HTTP clients do for large uploads,
+    /// and returns the server's final answer (status, lower-cased header lines,
+    /// body) without ever sending the body. A server that refuses by the
+    /// announced length answers at once; one that wants the body would answer
+    /// `100 Continue` (which this returns as status 100).
+    pub async fn send_head_only(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: usize,
+    ) -> (u16, Vec<String>, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {content_length}\r\nexpect: 100-continue\r\nconnection: close\r\n"
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the head and the announced body of the answer are in.
+        let text = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                answer.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&answer).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let want = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())
+                                .flatten()
+                        })
+                        .unwrap_or(0);
+                    if head.starts_with("HTTP/1.1 100") || body.len() >= want || n == 0 {
+                        return text;
+                    }
+                } else if n == 0 {
+                    return text;
+                }
+            }
+        })
+        .await
+        .expect("no answer to the request head in 30 s");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let headers = lines.map(str::to_ascii_lowercase).collect();
+        (status, headers, body.to_owned())
+    }
+
     pub fn log(&self) -> String {
         read(&self.log_path)
     }
@@ -216,6 +288,19 @@ impl Server {
             .unwrap()
             .success();
         assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits (at most 60 s) for the process to exit.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("ivan serve did not stop in 60 s: {}", self.log()))
+            .unwrap()
     }
 
     /// SIGTERM, then wait (at most 60 s) for the exit status.

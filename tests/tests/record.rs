@@ -75,10 +75,11 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
         })
         .collect();
     assert_eq!(actions, ["server.start", "server.stop"]);
+    let verify = inst.run_ok(&["log", "verify"]).await;
+    assert!(verify.starts_with("log OK: 2 entries"), "{verify}");
     assert!(
-        inst.run_ok(&["log", "verify"])
-            .await
-            .starts_with("log OK: 2 entries")
+        verify.contains("1 checkpoint signatures valid"),
+        "a clean stop signs a closing checkpoint: {verify}"
     );
 }
 

@@ -1,0 +1,410 @@
+//! The employer API (`/api/v1/submissions…`), authenticated with an API token
+//! (`Authorization: Bearer ivan_…`). An employer sees only its own submissions:
+//! another employer's ids answer `404`, exactly like ids that do not exist.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /api/v1/submissions` | submit a signed filing (body: the XML) |
+//! | `GET /api/v1/submissions?status=&from=&to=&after=&limit=` | own submissions, oldest first, paged |
+//! | `GET /api/v1/submissions/{id}` | one submission with its state history |
+//! | `GET /api/v1/submissions/{id}/original` | the exact bytes received |
+//! | `GET /api/v1/submissions/{id}/receipt` | the signed receipt (compact JWS, `application/jose`) |
+//! | `POST /api/v1/submissions/{id}/cancel` | cancel inside the hold window (`409` after it) |
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router, routing::get, routing::post};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use retention::Sha256Hex;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::employers::{self, Caller};
+use crate::error::Problem;
+use crate::http::AppState;
+use crate::intake::{Outcome, SubmitError};
+use crate::submissions::{self, Filter, Step, Submission};
+use crate::{Error, Result};
+
+/// The OpenAPI document of the employer API, served at `/api/v1/openapi.json`.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "ivan employer API",
+        version = "1",
+        description = "Submit digitally signed social-insurance filings and follow them. Errors are RFC 9457 problem documents. Receipts are ES256 compact JWS verifiable with /.well-known/jwks.json."
+    ),
+    paths(submit, list, show, original, receipt, cancel),
+    components(schemas(View, Page, Step, Submission, ProblemDocument, crate::intake::Problem)),
+    modifiers(&BearerToken),
+    security(("api_token" = []))
+)]
+pub struct ApiDoc;
+
+#[derive(Debug)]
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ivan_<id>_<secret>")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// An RFC 9457 problem document as the API answers it (`application/problem+json`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDocument {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: Option<String>,
+    /// SHA-256 of the refused body (submission refusals only).
+    pub sha256: Option<String>,
+    pub errors: Vec<crate::intake::Problem>,
+    /// Warnings found before the refusal (submission refusals only).
+    pub warnings: Option<Vec<crate::intake::Problem>>,
+}
+
+/// Most submissions one listing page returns.
+pub const MAX_PAGE: i64 = 500;
+
+/// The API routes (their body limit is set by the caller).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/submissions", post(submit).get(list))
+        .route("/api/v1/submissions/{id}", get(show))
+        .route("/api/v1/submissions/{id}/original", get(original))
+        .route("/api/v1/submissions/{id}/receipt", get(receipt))
+        .route("/api/v1/submissions/{id}/cancel", post(cancel))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The authenticated employer of a request.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let caller = match token {
+            Some(t) => employers::authenticate(&state.db, t)
+                .await
+                .map_err(IntoResponse::into_response)?,
+            None => None,
+        };
+        caller.map(Authenticated).ok_or_else(|| {
+            metrics::counter!("ivan_api_unauthorized_total").increment(1);
+            let mut r = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                Some("a valid API token is required: Authorization: Bearer ivan_…".into()),
+            )
+            .with_errors(vec![serde_json::json!({
+                "code": "auth.token",
+                "message": "missing, malformed, unknown or revoked API token",
+                "location": "header Authorization",
+            })])
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            r
+        })
+    }
+}
+
+/// The JSON shape of a submission.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct View {
+    #[serde(flatten)]
+    pub submission: Submission,
+    /// Findings that did not block acceptance.
+    #[schema(value_type = Vec<crate::intake::Problem>)]
+    pub warnings: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Step>>,
+}
+
+impl View {
+    fn of(s: Submission, history: Option<Vec<Step>>) -> Self {
+        let warnings = serde_json::from_str(&s.warnings).unwrap_or(serde_json::json!([]));
+        Self {
+            submission: s,
+            warnings,
+            history,
+        }
+    }
+}
+
+/// Submit a signed filing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/submissions",
+    request_body(content = String, content_type = "application/xml", description = "The enveloped-signed XML document, byte-exact"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry key; the same key with other bytes is 409")),
+    responses(
+        (status = 201, description = "Accepted and durably recorded", body = View),
+        (status = 200, description = "These bytes were submitted before: the first submission and its identical receipt", body = View),
+        (status = 401, description = "Missing or bad API token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key or sender reference already used for other bytes", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than intake.max_document_bytes", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/xml", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Signature, certificate or document validation failed", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn submit(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    match state.intake.submit(&caller, content_type, key, body).await {
+        Ok(Outcome::Created(s)) => {
+            metrics::counter!("ivan_submissions_accepted_total").increment(1);
+            let location = format!("/api/v1/submissions/{}", s.id);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(View::of(s, None)),
+            )
+                .into_response()
+        }
+        Ok(Outcome::Repeated(s)) => (StatusCode::OK, Json(View::of(s, None))).into_response(),
+        Err(SubmitError::Refused(r)) => (
+            r.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            r.body,
+        )
+            .into_response(),
+        Err(SubmitError::Internal(e)) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only submissions in this state (accepted, cancelled).
+    status: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    /// Continue after this message id (the previous page's `next`).
+    after: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Page {
+    items: Vec<View>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// List own submissions, oldest first (`from` ≤ received_at < `to`, RFC 3339).
+#[utoipa::path(
+    get,
+    path = "/api/v1/submissions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of submissions", body = Page),
+        (status = 400, description = "Bad filter", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API token", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>> {
+    let Query(q) = query.map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))?;
+    if let Some(s) = &q.status
+        && !submissions::status::ALL.contains(&s.as_str())
+    {
+        return Err(Error::Invalid(format!(
+            "unknown status {s:?}; one of {:?}",
+            submissions::status::ALL
+        )));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::Invalid(format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let filter = Filter {
+        status: q.status,
+        from: q.from,
+        to: q.to,
+        after: q.after,
+        limit: limit + 1,
+    };
+    let mut rows = submissions::list(&state.db, &caller.employer_id, &filter).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        items: rows.into_iter().map(|s| View::of(s, None)).collect(),
+        next,
+    }))
+}
+
+async fn own(state: &AppState, caller: &Caller, id: &str) -> Result<Submission> {
+    submissions::get(&state.db, &caller.employer_id, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no submission {id}")))
+}
+
+/// One submission with its state history (read from the transaction log).
+#[utoipa::path(
+    get,
+    path = "/api/v1/submissions/{id}",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The submission", body = View),
+        (status = 404, description = "No such submission of this employer", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn show(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<View>> {
+    let s = own(&state, &caller, &id).await?;
+    let history = submissions::history(&state.db, &s.id).await?;
+    Ok(Json(View::of(s, Some(history))))
+}
+
+/// The original document, byte-exact as received.
+#[utoipa::path(
+    get,
+    path = "/api/v1/submissions/{id}/original",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The exact bytes", body = String, content_type = "application/xml"),
+        (status = 404, description = "No such submission of this employer", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn original(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let s = own(&state, &caller, &id).await?;
+    let hash = Sha256Hex::parse(&s.sha256)
+        .ok_or_else(|| Error::Invalid(format!("stored hash of {id} is malformed")))?;
+    let bytes = state.originals.get(&hash).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/xml".to_owned()),
+            (header::ETAG, format!("\"sha256:{}\"", s.sha256)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The signed receipt (compact JWS, ES256; verify with /.well-known/jwks.json).
+#[utoipa::path(
+    get,
+    path = "/api/v1/submissions/{id}/receipt",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The receipt", body = String, content_type = "application/jose"),
+        (status = 404, description = "No such submission of this employer", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn receipt(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let s = own(&state, &caller, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/jose")], s.receipt).into_response())
+}
+
+/// Cancel a submission inside its hold window.
+#[utoipa::path(
+    post,
+    path = "/api/v1/submissions/{id}/cancel",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "Cancelled", body = View),
+        (status = 404, description = "No such submission of this employer", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The hold window has closed, or it is already cancelled", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn cancel(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<View>> {
+    let now = state.intake.clock().now();
+    let s = submissions::cancel(state.intake.ledger(), &state.db, &caller, &id, now).await?;
+    let history = submissions::history(&state.db, &s.id).await?;
+    Ok(Json(View::of(s, Some(history))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_submission_route() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/api/v1/submissions", "post"),
+            ("/api/v1/submissions", "get"),
+            ("/api/v1/submissions/{id}", "get"),
+            ("/api/v1/submissions/{id}/original", "get"),
+            ("/api/v1/submissions/{id}/receipt", "get"),
+            ("/api/v1/submissions/{id}/cancel", "post"),
+        ] {
+            assert!(paths[path][method].is_object(), "{method} {path} missing");
+        }
+        let post = &paths["/api/v1/submissions"]["post"];
+        for status in ["200", "201", "401", "409", "413", "415", "422"] {
+            assert!(
+                post["responses"][status].is_object(),
+                "POST answer {status}"
+            );
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_token"]["scheme"],
+            "bearer"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Rules of the registration form of a natural person (`RegistrationForm`), single
+//! or batch.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use uppsala::{Document, NodeId};
+
+use super::common::{
+    Sink, check_person, check_reference_prefix, child, child_date, child_text, elements, is,
+};
+use super::{Context, DocumentType, LATE_AFTER_DAYS, codes};
+
+const ROOT: &str = "RegistrationForm";
+
+/// The same person and relation (the relation only when the item names one).
+type Key = (u64, Option<String>);
+
+pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
+    // Earliest hire per person and relation; terminations to compare afterwards.
+    let mut hires: HashMap<Key, NaiveDate> = HashMap::new();
+    let mut terminations: Vec<(Key, NaiveDate, usize)> = Vec::new();
+    let mut index = 0usize;
+    for (item, e) in elements(doc, root) {
+        if !is(e, "Registration") {
+            continue;
+        }
+        index += 1;
+        let base = move || format!("/{ROOT}/Registration[{index}]");
+        let Some(person) = child(doc, item, "Person") else {
+            continue;
+        };
+        let (birth, id) = check_person(doc, person, &|| format!("{}/Person", base()), ctx, sink);
+        let relation = child_text(doc, item, "RelationId").map(|r| r.into_owned());
+        let key = id.map(|p| (p.value, relation));
+
+        let Some((kind_id, kind)) = elements(doc, item)
+            .find(|(_, k)| !is(k, "Person") && !is(k, "RelationId"))
+            .map(|(kid, k)| (kid, k.name.local_name.as_ref()))
+        else {
+            continue;
+        };
+        let at = |field: &str| format!("{}/{kind}/{field}", base());
+        let from = child_date(doc, kind_id, "From");
+        let to = child_date(doc, kind_id, "To");
+
+        for (field, d) in [("From", from), ("To", to)] {
+            if let (Some(d), Some(b)) = (d, birth)
+                && d <= b
+            {
+                sink.error(
+                    codes::DATES_BEFORE_BIRTH,
+                    || at(field),
+                    || {
+                        format!(
+                            "the {} date {d} is not after the birth date {b}",
+                            kind.to_ascii_lowercase()
+                        )
+                    },
+                );
+            }
+        }
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            sink.error(
+                codes::DATES_ORDER,
+                || at("To"),
+                || {
+                    format!(
+                        "the {} ends ({t}) before it begins ({f})",
+                        kind.to_ascii_lowercase()
+                    )
+                },
+            );
+        }
+        let effective = match kind {
+            "Hire" | "Interruption" | "Change" => from,
+            "Termination" => to,
+            _ => None,
+        };
+        if let Some(d) = effective
+            && (ctx.today - d).num_days() > LATE_AFTER_DAYS
+        {
+            let field = if kind == "Termination" { "To" } else { "From" };
+            sink.warning(
+                codes::FILING_LATE,
+                || at(field),
+                || {
+                    format!(
+                        "the {} took effect on {d}, {} days before filing (more than {LATE_AFTER_DAYS})",
+                        kind.to_ascii_lowercase(),
+                        (ctx.today - d).num_days()
+                    )
+                },
+            );
+        }
+        match kind {
+            "Hire" => {
+                if let (Some(key), Some(f)) = (key, from) {
+                    hires
+                        .entry(key)
+                        .and_modify(|e| *e = (*e).min(f))
+                        .or_insert(f);
+                }
+            }
+            "Termination" => {
+                if let (Some(key), Some(t)) = (key, to) {
+                    terminations.push((key, t, index));
+                }
+            }
+            "Cancellation" => {
+                if let Some(number) = child_text(doc, kind_id, "DocumentNumber") {
+                    check_reference_prefix(
+                        &number,
+                        DocumentType::RegistrationForm.number_prefix(),
+                        || at("DocumentNumber"),
+                        sink,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, to, index) in terminations {
+        if let Some(hired) = hires.get(&key)
+            && to < *hired
+        {
+            sink.error(
+                codes::DATES_TERMINATION_BEFORE_HIRE,
+                || format!("/{ROOT}/Registration[{index}]/Termination/To"),
+                || {
+                    format!(
+                        "the termination on {to} is before the hire of the same person on {hired} in this batch (give each relation a RelationId if they differ)"
+                    )
+                },
+            );
+        }
+    }
+}

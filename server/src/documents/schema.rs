@@ -1,0 +1,429 @@
+//! XSD validation with uppsala, bounded in time, and the mapping of uppsala's
+//! line/column positions back to element paths.
+//!
+//! uppsala's validator reports each violation with the line and column of the node,
+//! which it computes by scanning the input from its start: one violation deep in a
+//! 50 MB document costs a 50 MB scan, so thousands of violations cost minutes. To
+//! keep that bounded:
+//!
+//! - a document of at most [`DIRECT_MAX`] bytes is validated as it is;
+//! - a larger document whose root holds a run of repeated items (`Employee`,
+//!   `Registration`, `Period`) is validated in **chunks**: the text before the first
+//!   item, about [`CHUNK_BYTES`] of items (and whatever lies between them), and the
+//!   text after the last item, parsed again and validated on their own. Positions
+//!   inside a chunk are cheap, and the item index is offset back to the original
+//!   document. Violations in the parts every chunk repeats (root attributes,
+//!   totals) are reported from the first chunk only. Once the findings are full,
+//!   further chunks are validated without positions (a copy without its source
+//!   text) and only counted. This is sound because the chunks cover the whole text
+//!   and the schemas have no constraint across items (no `xs:unique`/`xs:key`, no
+//!   upper bound on the items): the document is valid exactly when every chunk is;
+//! - any other large document (or a single huge item) is validated first without
+//!   positions; only if `violations × size` stays under [`SCAN_BUDGET`] is it
+//!   validated again with positions, otherwise its violations are reported at the
+//!   root element.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use uppsala::{Document, NodeId, NodeKind, Parser, XsdValidator};
+
+use super::common::{Sink, elements, is, text};
+use super::{DocumentType, NAMESPACE, codes};
+
+/// Documents up to this size are validated directly.
+pub(super) const DIRECT_MAX: usize = 64 * 1024;
+/// Bytes of items per chunk.
+pub(super) const CHUNK_BYTES: usize = 64 * 1024;
+/// Upper bound on `violations × document size` for validating with positions.
+pub(super) const SCAN_BUDGET: usize = 256 * 1024 * 1024;
+
+/// One violation: uppsala's message and, when it could be placed, the node.
+struct Violation {
+    message: String,
+    node: Option<NodeId>,
+}
+
+/// Compiles one embedded schema.
+pub(super) fn compile(ty: DocumentType) -> Result<XsdValidator, String> {
+    let schema = uppsala::parse(ty.schema()).map_err(|e| e.to_string())?;
+    XsdValidator::from_schema(&schema).map_err(|e| e.to_string())
+}
+
+/// Validates `doc` (whose root is `ty`'s root element) and reports each violation
+/// as an `xsd.invalid` error. Returns whether there was any violation.
+pub(super) fn validate(
+    validator: &XsdValidator,
+    ty: DocumentType,
+    doc: &Document<'_>,
+    sink: &mut Sink,
+) -> bool {
+    if doc.input_text().len() > DIRECT_MAX
+        && let Some(item) = ty.item_element()
+        && let Some(chunked) = chunked(validator, ty, item, doc, sink.has_room())
+    {
+        let any = chunked.located.len() + chunked.unlocated > 0;
+        for (path, message) in chunked.located {
+            report(sink, || path, &message);
+        }
+        sink.suppress(chunked.unlocated, true);
+        return any;
+    }
+    let violations = validate_placed(validator, doc, DIRECT_MAX);
+    let root = ty.root_element();
+    for v in &violations {
+        report(
+            sink,
+            || {
+                v.node.map_or_else(
+                    || format!("/{root}"),
+                    |n| location(doc, n, &v.message, None),
+                )
+            },
+            &v.message,
+        );
+    }
+    !violations.is_empty()
+}
+
+fn report(sink: &mut Sink, location: impl FnOnce() -> String, message: &str) {
+    sink.error(codes::XSD_INVALID, location, || {
+        format!("the document does not follow the schema: {message}")
+    });
+}
+
+/// Validates and places each violation on its node, within [`SCAN_BUDGET`]:
+/// documents larger than `direct_max` are counted without positions first.
+fn validate_placed(
+    validator: &XsdValidator,
+    doc: &Document<'_>,
+    direct_max: usize,
+) -> Vec<Violation> {
+    let size = doc.input_text().len();
+    if size > direct_max {
+        // Count first, without positions (a copy without source text answers every
+        // position with 1:1 at once).
+        let count = validator.validate(&doc.clone().into_static());
+        if count.is_empty() {
+            return Vec::new();
+        }
+        if count.len().saturating_mul(size) > SCAN_BUDGET {
+            return count
+                .into_iter()
+                .map(|e| Violation {
+                    message: e.message,
+                    node: None,
+                })
+                .collect();
+        }
+    }
+    let errors = validator.validate(doc);
+    if errors.is_empty() {
+        return Vec::new();
+    }
+    let wanted: Vec<(usize, usize)> = errors
+        .iter()
+        .map(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)))
+        .collect();
+    let nodes = locate(doc, &wanted);
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = (e.line.unwrap_or(0), e.column.unwrap_or(0));
+            Violation {
+                message: e.message,
+                node: nodes.get(&key).copied(),
+            }
+        })
+        .collect()
+}
+
+/// Finds the nodes that start at the given (line, column) positions, computed
+/// exactly as uppsala computes them, in one pass over the document.
+fn locate(doc: &Document<'_>, wanted: &[(usize, usize)]) -> HashMap<(usize, usize), NodeId> {
+    let mut pending: HashMap<(usize, usize), ()> = wanted.iter().map(|k| (*k, ())).collect();
+    let mut found = HashMap::new();
+    let input = doc.input_text().as_bytes();
+    if input.is_empty() {
+        return found;
+    }
+    // Position scanned so far: byte offset, its line, offset of the last newline before it.
+    let (mut pos, mut line, mut last_newline) = (0usize, 1usize, None::<usize>);
+    let mut node = doc.first_child(doc.root());
+    while let Some(id) = node {
+        if pending.is_empty() {
+            break;
+        }
+        if let Some(start) = doc.node_range(id).map(|r| r.start)
+            && start >= pos
+            && start <= input.len()
+        {
+            for (i, b) in input[pos..start].iter().enumerate() {
+                if *b == b'\n' {
+                    line += 1;
+                    last_newline = Some(pos + i);
+                }
+            }
+            pos = start;
+            let key = if start == 0 {
+                (1, 1)
+            } else {
+                let column = match last_newline {
+                    Some(nl) => start - nl,
+                    None => start + 1,
+                };
+                (line, column)
+            };
+            if pending.remove(&key).is_some() {
+                found.insert(key, id);
+            }
+        }
+        node = next_in_document_order(doc, id);
+    }
+    found
+}
+
+fn next_in_document_order(doc: &Document<'_>, id: NodeId) -> Option<NodeId> {
+    if let Some(c) = doc.first_child(id) {
+        return Some(c);
+    }
+    let mut cur = id;
+    loop {
+        if let Some(s) = doc.next_sibling(cur) {
+            return Some(s);
+        }
+        cur = doc.parent(cur)?;
+    }
+}
+
+/// Elements that may repeat: their paths always carry an index.
+const REPEATING: [&str; 3] = ["Employee", "Registration", "Period"];
+
+/// The XPath-like path of `node`: `/Root/Child[n]/…`, `[n]` (1-based among
+/// same-named siblings) on repeating elements and wherever n > 1; elements of
+/// other namespaces by their prefixed name (`ds:Signature`); a text node is
+/// `…/text()`. `item_offset` adds to the index of the root's `(name, offset)` items.
+pub(super) fn path(doc: &Document<'_>, node: NodeId, item_offset: Option<(&str, usize)>) -> String {
+    let mut steps = Vec::new();
+    let mut cur = Some(node);
+    while let Some(id) = cur {
+        match doc.node_kind(id) {
+            Some(NodeKind::Element(e)) => {
+                let name = e.name.local_name.as_ref();
+                let shown = if e.name.namespace_uri.as_deref() == Some(NAMESPACE) {
+                    Cow::Borrowed(name)
+                } else {
+                    e.name.prefixed_name()
+                };
+                let mut index = 1 + doc_previous_siblings(doc, id)
+                    .filter(|s| doc.element(*s).is_some_and(|p| p.name.local_name == name))
+                    .count();
+                let parent_is_root = doc
+                    .parent(id)
+                    .is_some_and(|p| Some(p) == doc.document_element());
+                if parent_is_root
+                    && let Some((item, offset)) = item_offset
+                    && item == name
+                {
+                    index += offset;
+                }
+                if index > 1 || REPEATING.contains(&name) {
+                    steps.push(format!("{shown}[{index}]"));
+                } else {
+                    steps.push(shown.into_owned());
+                }
+            }
+            Some(NodeKind::Text(_) | NodeKind::CData(_)) => steps.push("text()".to_owned()),
+            _ => {}
+        }
+        cur = doc.parent(id);
+    }
+    steps.reverse();
+    format!("/{}", steps.join("/"))
+}
+
+/// The path of the node a violation is reported at, narrowed to the attribute when
+/// the message names one or quotes the value of exactly one attribute (uppsala
+/// reports attribute violations at their element).
+fn location(
+    doc: &Document<'_>,
+    node: NodeId,
+    message: &str,
+    item_offset: Option<(&str, usize)>,
+) -> String {
+    let mut at = path(doc, node, item_offset);
+    if let Some(attribute) = attribute_of(doc, node, message) {
+        at.push_str("/@");
+        at.push_str(&attribute);
+    }
+    at
+}
+
+fn attribute_of(doc: &Document<'_>, node: NodeId, message: &str) -> Option<String> {
+    let element = doc.element(node)?;
+    let quoted = |m: &str| -> Option<String> {
+        let start = m.find('\'')? + 1;
+        let len = m[start..].find('\'')?;
+        Some(m[start..start + len].to_owned())
+    };
+    // "Required attribute 'kind' is missing", "Attribute 'x' is not allowed …".
+    if message.starts_with("Required attribute '") || message.starts_with("Attribute '") {
+        return quoted(message).filter(|n| !n.is_empty() && !n.contains(['{', '/', '[']));
+    }
+    // "Value '2026-10' does not match …", "'7' is not one of …": which attribute
+    // holds the value, if it is not the element's own text.
+    let value = quoted(message.strip_prefix("Value ").unwrap_or(message))?;
+    let value = value.trim();
+    if elements(doc, node).next().is_none() && text(doc, node) == value {
+        return None;
+    }
+    let mut matching = element
+        .attributes
+        .iter()
+        .filter(|a| a.name.namespace_uri.is_none() && a.name.prefix.is_none())
+        .filter(|a| a.value.trim() == value);
+    let first = matching.next()?;
+    matching
+        .next()
+        .is_none()
+        .then(|| first.name.local_name.clone().into_owned())
+}
+
+fn doc_previous_siblings<'d>(
+    doc: &'d Document<'_>,
+    id: NodeId,
+) -> impl Iterator<Item = NodeId> + 'd {
+    std::iter::successors(doc.previous_sibling(id), move |s| doc.previous_sibling(*s))
+}
+
+struct Chunked {
+    /// (path, message) of placed violations, at most as many as there was room for.
+    located: Vec<(String, String)>,
+    /// Violations counted but not placed.
+    unlocated: usize,
+}
+
+/// Validates a large document in chunks of its repeated `item` elements. `None`
+/// when the document does not have that shape (fewer than two items, a large
+/// prefix or suffix) or a chunk does not parse; the caller validates it whole.
+fn chunked(
+    validator: &XsdValidator,
+    ty: DocumentType,
+    item: &str,
+    doc: &Document<'_>,
+    mut room: bool,
+) -> Option<Chunked> {
+    let input = doc.input_text();
+    let root = doc.document_element()?;
+    let items: Vec<std::ops::Range<usize>> = elements(doc, root)
+        .filter(|(_, e)| is(e, item))
+        .map(|(id, _)| doc.node_range(id))
+        .collect::<Option<_>>()?;
+    let (first, last) = (items.first()?, items.last()?);
+    if items.len() < 2 || last.end > input.len() || first.start > last.end {
+        return None;
+    }
+    let head = input.get(..first.start)?;
+    let tail = input.get(last.end..)?;
+    if head.len() + tail.len() > CHUNK_BYTES {
+        return None;
+    }
+    let parser = Parser::new()
+        .with_forbid_dtd(true)
+        .with_forbid_entities(true)
+        .with_max_depth(10_000);
+    let mut out = Chunked {
+        located: Vec::new(),
+        unlocated: 0,
+    };
+    // Violations in the repeated head and tail, as counted in the first chunk.
+    let mut repeated = 0usize;
+    let mut start = 0usize;
+    let mut first_chunk = true;
+    while start < items.len() {
+        let mut end = start + 1;
+        while end < items.len() && items[end].end.saturating_sub(items[start].start) <= CHUNK_BYTES
+        {
+            end += 1;
+        }
+        // Up to where the next chunk begins, so that whatever lies between two items
+        // (misplaced elements, text) is in exactly one chunk.
+        let body_end = items.get(end).map_or(last.end, |next| next.start);
+        let body = input.get(items[start].start..body_end)?;
+        let mut text = String::with_capacity(head.len() + body.len() + tail.len());
+        text.push_str(head);
+        text.push_str(body);
+        text.push_str(tail);
+        let chunk = parser.parse(&text).ok()?;
+        let body_range = head.len()..head.len() + body.len();
+        if room {
+            for v in validate_placed(validator, &chunk, 2 * CHUNK_BYTES) {
+                let in_body = v
+                    .node
+                    .and_then(|n| chunk.node_range(n))
+                    .is_some_and(|r| body_range.contains(&r.start));
+                if !in_body {
+                    if !first_chunk {
+                        continue;
+                    }
+                    repeated += 1;
+                }
+                let location = match v.node {
+                    Some(n) => location(&chunk, n, &v.message, Some((item, start))),
+                    None => format!("/{}", ty.root_element()),
+                };
+                out.located.push((location, v.message));
+            }
+            room = out.located.len() < super::MAX_FINDINGS;
+        } else {
+            let n = validator.validate(&chunk.clone().into_static()).len();
+            out.unlocated += n.saturating_sub(repeated);
+        }
+        first_chunk = false;
+        start = end;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_matches_uppsala_positions() {
+        let xml = "<?xml version=\"1.0\"?>\n<a>\n  <b/><b>x</b>\r\n\t<c><d/></c></a>";
+        let doc = uppsala::parse(xml).unwrap();
+        let mut all = Vec::new();
+        let mut n = doc.first_child(doc.root());
+        while let Some(id) = n {
+            all.push((id, (doc.node_line(id), doc.node_column(id))));
+            n = next_in_document_order(&doc, id);
+        }
+        let wanted: Vec<_> = all.iter().map(|(_, k)| *k).collect();
+        let found = locate(&doc, &wanted);
+        for (id, key) in &all {
+            if doc.element(*id).is_some() {
+                assert_eq!(found.get(key), Some(id), "{key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn paths() {
+        let xml = "<R xmlns=\"urn:ivan:filing:1\"><Employee><A/></Employee><Employee><A/><A/></Employee><T>x</T></R>";
+        let doc = uppsala::parse(xml).unwrap();
+        let root = doc.document_element().unwrap();
+        let kids = doc.children(root);
+        let second = kids[1];
+        let a2 = doc.children(second)[1];
+        assert_eq!(path(&doc, root, None), "/R");
+        assert_eq!(path(&doc, kids[0], None), "/R/Employee[1]");
+        assert_eq!(path(&doc, a2, None), "/R/Employee[2]/A[2]");
+        assert_eq!(
+            path(&doc, a2, Some(("Employee", 10))),
+            "/R/Employee[12]/A[2]"
+        );
+        let text = doc.children(kids[2])[0];
+        assert_eq!(path(&doc, text, None), "/R/T/text()");
+    }
+}

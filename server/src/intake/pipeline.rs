@@ -1,0 +1,539 @@
+//! The intake pipeline: from an authenticated POST to a recorded submission or a
+//! logged refusal.
+//!
+//! 1. The same bytes from the same employer again → the first submission, unchanged
+//!    (`200`, identical receipt). The same `Idempotency-Key` with other bytes → `409`.
+//! 2. `Content-Type` must be XML (`415`).
+//! 3. Off the async runtime, bounded by a memory budget: safe parse, signature profile
+//!    and cryptography, document type, XSD and rules.
+//! 4. The signing certificate must be registered for this employer, chain to a
+//!    trusted CA, be valid now, allow signing and not be revoked per the newest CRL.
+//! 5. Errors among the document findings refuse it (`422`); warnings are reported.
+//! 6. Accepted: original stored durably, four log entries, row, document number and
+//!    receipt committed together — only then `201`.
+//!
+//! Every refusal at steps 1–5 is logged (`submission.refuse`, see
+//! [`crate::submissions`]). Requests without a valid token (`401`) or over the size
+//! limit (`413`, refused before the body is read) are counted in metrics, not logged:
+//! they are not filings of any employer.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use retention::keys::Keys;
+use retention::{Clock, Db, Ledger, Sha256Hex};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::material::Cache;
+use super::signature::Inspected;
+use super::trust::{self, Policy};
+use super::{Refusal, material, signature, xml};
+use crate::Error;
+use crate::documents::{Checked, Context, Finding, Profiles, Severity};
+use crate::employers::Caller;
+use crate::submissions::{self, Accepting, Submission};
+
+/// `[intake]` configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Largest accepted document (the HTTP body limit of the submission endpoint).
+    pub max_document_bytes: usize,
+    /// Deepest element nesting accepted.
+    pub max_depth: u32,
+    /// Documents being parsed and verified at once may add up to at most this many
+    /// bytes; later ones wait. Bounds memory (a parsed document takes many times its
+    /// size).
+    pub analysis_budget_bytes: usize,
+    /// How long after receipt an employer may still cancel (seconds; default 5 h).
+    pub hold_window_secs: u64,
+    /// Refuse signatures whose issuer has no CRL on file.
+    pub require_crl: bool,
+    /// Accept a CRL this long after its nextUpdate (seconds).
+    pub crl_grace_secs: u64,
+    /// Trusted CAs and CRLs added by the CLI reach a running server within this time.
+    pub trust_reload_secs: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: 50 * 1024 * 1024,
+            max_depth: 64,
+            analysis_budget_bytes: 128 * 1024 * 1024,
+            hold_window_secs: 5 * 3600,
+            require_crl: true,
+            crl_grace_secs: 0,
+            trust_reload_secs: 5,
+        }
+    }
+}
+
+/// What a successful POST answers.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new submission (`201`).
+    Created(Submission),
+    /// These bytes were submitted before (`200`, the first receipt).
+    Repeated(Submission),
+}
+
+/// One entry of a refusal's `errors` (or `warnings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub code: String,
+    pub message: String,
+    pub location: String,
+}
+
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Self {
+        Self {
+            code: r.code.to_owned(),
+            message: r.message,
+            location: r.location,
+        }
+    }
+}
+
+impl From<Finding> for Problem {
+    fn from(f: Finding) -> Self {
+        Self {
+            code: f.code,
+            message: f.message,
+            location: f.location,
+        }
+    }
+}
+
+/// A refused filing: the RFC 9457 problem document answered (and logged).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    /// The problem document, exactly as logged.
+    pub body: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct ProblemDoc<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    sha256: &'a str,
+    errors: &'a [Problem],
+    warnings: &'a [Problem],
+}
+
+/// Why a submission did not go through.
+#[derive(Debug)]
+pub enum SubmitError {
+    Refused(Refused),
+    Internal(Error),
+}
+
+impl From<Error> for SubmitError {
+    fn from(e: Error) -> Self {
+        Self::Internal(e)
+    }
+}
+
+impl From<retention::Error> for SubmitError {
+    fn from(e: retention::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// The intake service, shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    db: Db,
+    ledger: Ledger,
+    keys: Arc<Keys>,
+    profiles: Arc<Profiles>,
+    trust: Cache,
+    clock: Arc<dyn Clock>,
+    budget: Arc<Semaphore>,
+    config: IntakeConfig,
+}
+
+/// Budget units are KiB, so a semaphore's permit count holds any sane budget.
+const UNIT: usize = 1024;
+
+struct Analysis {
+    inspected: Inspected,
+    checked: Checked,
+}
+
+impl Intake {
+    pub fn new(
+        db: Db,
+        ledger: Ledger,
+        keys: Arc<Keys>,
+        profiles: Arc<Profiles>,
+        clock: Arc<dyn Clock>,
+        config: IntakeConfig,
+    ) -> Self {
+        let trust = Cache::new(
+            db.clone(),
+            std::time::Duration::from_secs(config.trust_reload_secs),
+        );
+        let budget = Arc::new(Semaphore::new(
+            (config.analysis_budget_bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS),
+        ));
+        Self {
+            db,
+            ledger,
+            keys,
+            profiles,
+            trust,
+            clock,
+            budget,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &IntakeConfig {
+        &self.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Takes one filing from an authenticated caller.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        content_type: Option<&str>,
+        idempotency_key: Option<&str>,
+        body: Bytes,
+    ) -> Result<Outcome, SubmitError> {
+        let sha = Sha256Hex::of(&body);
+        let sha = sha.as_str();
+        let employer = caller.employer_id.as_str();
+        if let Some(first) = submissions::find_by_sha256(&self.db, employer, sha).await? {
+            return Ok(Outcome::Repeated(first));
+        }
+        if let Some(key) = idempotency_key {
+            if key.is_empty()
+                || key.len() > 255
+                || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            {
+                return Err(self
+                    .refuse(
+                        caller,
+                        sha,
+                        StatusCode::BAD_REQUEST,
+                        vec![Problem {
+                            code: "request.idempotency-key".into(),
+                            message: "Idempotency-Key must be 1 to 255 printable ASCII characters"
+                                .into(),
+                            location: "header Idempotency-Key".into(),
+                        }],
+                        vec![],
+                    )
+                    .await);
+            }
+            if let Some(first) =
+                submissions::find_by_idempotency_key(&self.db, employer, key).await?
+            {
+                return Err(self.idempotency_conflict(caller, sha, &first).await);
+            }
+        }
+        if !is_xml(content_type) {
+            return Err(self
+                .refuse(
+                    caller,
+                    sha,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    vec![Problem {
+                        code: "request.content-type".into(),
+                        message: format!(
+                            "Content-Type must be application/xml, not {}",
+                            content_type.unwrap_or("(none)")
+                        ),
+                        location: "header Content-Type".into(),
+                    }],
+                    vec![],
+                )
+                .await);
+        }
+
+        let now = self.clock.now();
+        let analysis = match self.analyse(caller, &body, now).await? {
+            Ok(a) => a,
+            Err(errors) => {
+                return Err(self
+                    .refuse(
+                        caller,
+                        sha,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        errors,
+                        vec![],
+                    )
+                    .await);
+            }
+        };
+
+        let signer = analysis.inspected.signer();
+        let fingerprint = trust::fingerprint(signer);
+        let registered = match material::cert_owner(&self.db, &fingerprint).await? {
+            Some(owner) if owner == caller.employer_id => Ok(()),
+            Some(_) => Err(Problem {
+                code: "certificate.other-employer".into(),
+                message:
+                    "the document is signed with a certificate registered for another employer"
+                        .into(),
+                location: "/ds:Signature/ds:KeyInfo".into(),
+            }),
+            None => Err(Problem {
+                code: "certificate.not-registered".into(),
+                message: format!(
+                    "the signing certificate (SHA-256 {fingerprint}) is not registered for this employer; ask the operator to register it"
+                ),
+                location: "/ds:Signature/ds:KeyInfo".into(),
+            }),
+        };
+        if let Err(p) = registered {
+            return Err(self
+                .refuse(
+                    caller,
+                    sha,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    vec![p],
+                    vec![],
+                )
+                .await);
+        }
+        let snapshot = self.trust.get().await?;
+        let policy = Policy {
+            require_crl: self.config.require_crl,
+            max_crl_age_after_next_update: chrono::Duration::seconds(
+                i64::try_from(self.config.crl_grace_secs).unwrap_or(i64::MAX / 1000),
+            ),
+        };
+        let accepted = match trust::check_signer(
+            signer,
+            analysis.inspected.intermediates(),
+            &snapshot.anchors,
+            &snapshot.crls,
+            now,
+            &policy,
+        ) {
+            Ok(a) => a,
+            Err(r) => {
+                let p = Problem {
+                    code: r.code.to_owned(),
+                    message: r.message,
+                    location: "/ds:Signature/ds:KeyInfo".into(),
+                };
+                return Err(self
+                    .refuse(
+                        caller,
+                        sha,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        vec![p],
+                        vec![],
+                    )
+                    .await);
+            }
+        };
+
+        let Analysis { checked, .. } = analysis;
+        let (errors, warnings): (Vec<Finding>, Vec<Finding>) = checked
+            .findings
+            .iter()
+            .cloned()
+            .partition(|f| f.severity == Severity::Error);
+        let warnings: Vec<Problem> = warnings.into_iter().map(Problem::from).collect();
+        if !errors.is_empty() {
+            let errors = errors.into_iter().map(Problem::from).collect();
+            return Err(self
+                .refuse(
+                    caller,
+                    sha,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    errors,
+                    warnings,
+                )
+                .await);
+        }
+        if let Some(reference) = &checked.sender_reference
+            && let Some(first) =
+                submissions::find_by_sender_reference(&self.db, employer, reference).await?
+        {
+            let p = Problem {
+                code: "sender-reference.conflict".into(),
+                message: format!(
+                    "sender reference {reference:?} was already used by submission {} with other content",
+                    first.id
+                ),
+                location: "sender reference".into(),
+            };
+            return Err(self
+                .refuse(caller, sha, StatusCode::CONFLICT, vec![p], vec![])
+                .await);
+        }
+
+        let accepting = Accepting {
+            id: retention::MessageId::new().to_string(),
+            caller: caller.clone(),
+            document_type: checked.document_type.code().to_owned(),
+            number_prefix: checked.document_type.number_prefix(),
+            original: body,
+            sha256: sha.to_owned(),
+            sender_reference: checked.sender_reference.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            signer_fingerprint: fingerprint,
+            crl_sha256: accepted.crl_sha256,
+            warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
+            hold_window: chrono::Duration::seconds(
+                i64::try_from(self.config.hold_window_secs).unwrap_or(i64::MAX / 1000),
+            ),
+        };
+        match submissions::record(&self.ledger, &self.db, self.keys.clone(), accepting).await {
+            Ok(s) => Ok(Outcome::Created(s)),
+            // A concurrent identical request won the race: answer with its result.
+            Err(Error::Record(e)) if e.is_unique_violation() => {
+                if let Some(first) = submissions::find_by_sha256(&self.db, employer, sha).await? {
+                    return Ok(Outcome::Repeated(first));
+                }
+                if let Some(key) = idempotency_key
+                    && let Some(first) =
+                        submissions::find_by_idempotency_key(&self.db, employer, key).await?
+                {
+                    return Err(self.idempotency_conflict(caller, sha, &first).await);
+                }
+                Err(SubmitError::Internal(Error::Record(e)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Parse, signature and document checks, off the async runtime and inside the
+    /// memory budget.
+    async fn analyse(
+        &self,
+        caller: &Caller,
+        body: &Bytes,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Result<Analysis, Vec<Problem>>, Error> {
+        let units = u32::try_from(body.len().div_ceil(UNIT).max(1))
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(units.min(self.budget_units()))
+            .await
+            .map_err(|_| Error::Unavailable("intake is shutting down".into()))?;
+        let body = body.clone();
+        let profiles = self.profiles.clone();
+        let limits = xml::Limits {
+            max_depth: self.config.max_depth,
+        };
+        let registration_number = caller.registration_number.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let doc = xml::parse(&body, limits).map_err(|r| vec![Problem::from(r)])?;
+            let inspected = signature::inspect(&doc).map_err(|r| vec![Problem::from(r)])?;
+            signature::verify(&doc, inspected.signer()).map_err(|r| vec![Problem::from(r)])?;
+            let ctx = Context {
+                today: now.date_naive(),
+                employer_registration_number: &registration_number,
+            };
+            let checked = profiles
+                .check(&doc, &ctx)
+                .map_err(|f| vec![Problem::from(f)])?;
+            Ok(Analysis { inspected, checked })
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("document analysis failed: {e}")))?;
+        Ok(result)
+    }
+
+    fn budget_units(&self) -> u32 {
+        u32::try_from((self.config.analysis_budget_bytes / UNIT).max(1)).unwrap_or(u32::MAX)
+    }
+
+    async fn idempotency_conflict(
+        &self,
+        caller: &Caller,
+        sha: &str,
+        first: &Submission,
+    ) -> SubmitError {
+        let p = Problem {
+            code: "idempotency-key.conflict".into(),
+            message: format!(
+                "this Idempotency-Key was used for submission {} with other content",
+                first.id
+            ),
+            location: "header Idempotency-Key".into(),
+        };
+        self.refuse(caller, sha, StatusCode::CONFLICT, vec![p], vec![])
+            .await
+    }
+
+    /// Logs a refusal and builds its answer. If even the log entry cannot be
+    /// written, the caller gets a 503 rather than an unlogged refusal.
+    async fn refuse(
+        &self,
+        caller: &Caller,
+        sha: &str,
+        status: StatusCode,
+        errors: Vec<Problem>,
+        warnings: Vec<Problem>,
+    ) -> SubmitError {
+        let detail = match errors.as_slice() {
+            [one] => one.message.clone(),
+            many => format!(
+                "the filing was refused: {} problems, see errors",
+                many.len()
+            ),
+        };
+        let doc = ProblemDoc {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Refused"),
+            status: status.as_u16(),
+            detail,
+            sha256: sha,
+            errors: &errors,
+            warnings: &warnings,
+        };
+        let body = match serde_json::to_vec(&doc) {
+            Ok(b) => b,
+            Err(e) => return SubmitError::Internal(Error::Invalid(e.to_string())),
+        };
+        metrics::counter!("ivan_submissions_refused_total", "status" => status.as_u16().to_string())
+            .increment(1);
+        match submissions::record_refusal(&self.ledger, caller.actor(), sha, body.clone()).await {
+            Ok(_) => SubmitError::Refused(Refused { status, body }),
+            Err(e) => SubmitError::Internal(e),
+        }
+    }
+}
+
+fn is_xml(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/xml" || mime == "text/xml" || mime.ends_with("+xml")
+}

@@ -1,0 +1,375 @@
+//! The XML-DSig profile `ivan` accepts, and its verification.
+//!
+//! A filing carries exactly one **enveloped** signature over the **whole document**:
+//!
+//! - one `ds:Signature` in the whole document, the last element child of the
+//!   document element (anything else — a second signature, a signature deeper in
+//!   the tree or wrapped in another element — is refused);
+//! - `SignedInfo` with `CanonicalizationMethod` inclusive C14N 1.0 / 1.1 or exclusive
+//!   C14N (without comments), `SignatureMethod` RSA-SHA256 or ECDSA-SHA256;
+//! - exactly one `Reference`, `URI=""`, transforms `enveloped-signature` optionally
+//!   followed by one of the canonicalisations above, `DigestMethod` SHA-256;
+//! - no `ds:Object`, no `Manifest`;
+//! - `KeyInfo/X509Data` with the signing certificate first (further certificates
+//!   are taken as intermediates).
+//!
+//! Because the reference covers the whole document, the document that is validated
+//! and stored is exactly the document that was signed (minus the signature itself
+//! and comments); signature-wrapping has nowhere to hide.
+//!
+//! Cryptography is [bergshamra]'s, run with only the certificate the document names
+//! as a key (`trusted_keys_only`, strict reference positions): whether that
+//! certificate is the employer's and is trustworthy is decided by the caller
+//! ([`super::trust`]).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bergshamra::core::{algorithm, ns};
+use bergshamra::{DsigContext, KeysManager, VerifyResult};
+use uppsala::{Document, NodeId, NodeKind};
+
+use super::Refusal;
+
+const SIGNATURE_METHODS: [&str; 2] = [algorithm::RSA_SHA256, algorithm::ECDSA_SHA256];
+const C14N_METHODS: [&str; 3] = [algorithm::C14N, algorithm::C14N11, algorithm::EXC_C14N];
+
+/// What the signature says about itself, before any cryptography.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// `SignatureMethod` algorithm URI.
+    pub signature_method: String,
+    /// DER certificates from `KeyInfo`, signer first.
+    pub certificates: Vec<Vec<u8>>,
+}
+
+impl Inspected {
+    /// The signing certificate (DER).
+    pub fn signer(&self) -> &[u8] {
+        self.certificates.first().map_or(&[], Vec::as_slice)
+    }
+
+    /// Certificates after the signer, offered as intermediates.
+    pub fn intermediates(&self) -> &[Vec<u8>] {
+        self.certificates.get(1..).unwrap_or_default()
+    }
+}
+
+/// Checks the signature's shape against the profile and extracts its certificates.
+pub fn inspect(doc: &Document<'_>) -> Result<Inspected, Refusal> {
+    let root = doc
+        .document_element()
+        .ok_or_else(|| Refusal::new("xml.malformed", "the document has no element", "/"))?;
+    let root_path = format!("/{}", name_of(doc, root));
+    let all: Vec<NodeId> = doc
+        .descendants(doc.root())
+        .into_iter()
+        .filter(|n| is_dsig(doc, *n, ns::node::SIGNATURE))
+        .collect();
+    let sig = match all.as_slice() {
+        [] => {
+            return Err(Refusal::new(
+                "signature.missing",
+                "the document is not signed: no ds:Signature element",
+                root_path,
+            ));
+        }
+        [one] => *one,
+        [_, second, ..] => {
+            return Err(Refusal::new(
+                "signature.multiple",
+                format!(
+                    "the document carries {} signatures; exactly one enveloped signature is accepted",
+                    all.len()
+                ),
+                path_of(doc, *second),
+            ));
+        }
+    };
+    let sig_path = path_of(doc, sig);
+    if doc.parent(sig) != Some(root) || element_children(doc, root).last() != Some(&sig) {
+        return Err(Refusal::new(
+            "signature.misplaced",
+            "the ds:Signature must be the last child element of the document element",
+            sig_path,
+        ));
+    }
+    let parts = element_children(doc, sig);
+    let signed_info = only_child(doc, sig, ns::node::SIGNED_INFO, &sig_path)?;
+    if let Some(extra) = parts.iter().find(|n| {
+        !is_dsig(doc, **n, ns::node::SIGNED_INFO)
+            && !is_dsig(doc, **n, ns::node::SIGNATURE_VALUE)
+            && !is_dsig(doc, **n, ns::node::KEY_INFO)
+    }) {
+        return Err(Refusal::new(
+            "signature.unsupported",
+            format!(
+                "ds:Signature may hold only SignedInfo, SignatureValue and KeyInfo, not {}",
+                name_of(doc, *extra)
+            ),
+            path_of(doc, *extra),
+        ));
+    }
+    let si_path = format!("{sig_path}/ds:SignedInfo");
+    let c14n = only_child(doc, signed_info, "CanonicalizationMethod", &si_path)?;
+    require_algorithm(doc, c14n, &C14N_METHODS, "canonicalization")?;
+    let method = only_child(doc, signed_info, "SignatureMethod", &si_path)?;
+    let signature_method = require_algorithm(doc, method, &SIGNATURE_METHODS, "signature")?;
+
+    let references = doc.child_elements_by_name_ns(signed_info, ns::DSIG, ns::node::REFERENCE);
+    let reference = match references.as_slice() {
+        [one] => *one,
+        _ => {
+            return Err(Refusal::new(
+                "signature.reference",
+                format!(
+                    "SignedInfo has {} references; exactly one, to the whole document (URI=\"\"), is accepted",
+                    references.len()
+                ),
+                si_path,
+            ));
+        }
+    };
+    let ref_path = format!("{si_path}/ds:Reference");
+    if doc.get_attribute(reference, "URI") != Some("") {
+        return Err(Refusal::new(
+            "signature.reference",
+            "the reference must cover the whole document: URI=\"\" with the enveloped-signature transform",
+            ref_path,
+        ));
+    }
+    let transforms = only_child(doc, reference, ns::node::TRANSFORMS, &ref_path)?;
+    let steps: Vec<&str> = element_children(doc, transforms)
+        .iter()
+        .map(|t| {
+            if is_dsig(doc, *t, ns::node::TRANSFORM) {
+                doc.get_attribute(*t, "Algorithm").unwrap_or("")
+            } else {
+                "(not a ds:Transform)"
+            }
+        })
+        .collect();
+    let transforms_ok = match steps.as_slice() {
+        [first] => *first == algorithm::ENVELOPED_SIGNATURE,
+        [first, second] => {
+            *first == algorithm::ENVELOPED_SIGNATURE && C14N_METHODS.contains(second)
+        }
+        _ => false,
+    };
+    if !transforms_ok {
+        return Err(Refusal::new(
+            "signature.reference",
+            format!(
+                "the reference's transforms must be enveloped-signature, optionally followed by one canonicalization; found {steps:?}"
+            ),
+            format!("{ref_path}/ds:Transforms"),
+        ));
+    }
+    let digest = only_child(doc, reference, "DigestMethod", &ref_path)?;
+    require_algorithm(doc, digest, &[algorithm::SHA256], "digest")?;
+
+    let key_info = only_child(doc, sig, ns::node::KEY_INFO, &sig_path)?;
+    let mut certificates = Vec::new();
+    for data in doc.child_elements_by_name_ns(key_info, ns::DSIG, ns::node::X509_DATA) {
+        for cert in doc.child_elements_by_name_ns(data, ns::DSIG, ns::node::X509_CERTIFICATE) {
+            let b64: String = doc
+                .text_content_deep(cert)
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
+            let der = STANDARD.decode(b64.as_bytes()).map_err(|_| {
+                Refusal::new(
+                    "signature.certificate",
+                    "an X509Certificate is not valid base64",
+                    format!("{sig_path}/ds:KeyInfo"),
+                )
+            })?;
+            certificates.push(der);
+        }
+    }
+    if certificates.is_empty() {
+        return Err(Refusal::new(
+            "signature.certificate",
+            "KeyInfo carries no X509Certificate: the signing certificate must be included",
+            format!("{sig_path}/ds:KeyInfo"),
+        ));
+    }
+    Ok(Inspected {
+        signature_method,
+        certificates,
+    })
+}
+
+/// Verifies the signature cryptographically with `certificate_der` as the only key.
+/// Call [`inspect`] first: this relies on the profile it enforces.
+pub fn verify(doc: &Document<'_>, certificate_der: &[u8]) -> Result<(), Refusal> {
+    let invalid = |why: String| Refusal::new("signature.invalid", why, "/");
+    let key = bergshamra::keys::loader::load_x509_cert_der(certificate_der).map_err(|e| {
+        Refusal::new(
+            "signature.certificate",
+            format!("the signing certificate's key cannot be used: {e}"),
+            "/",
+        )
+    })?;
+    let mut keys = KeysManager::new();
+    keys.add_key(key);
+    // Secure defaults: only our key, strict reference positions, digests required.
+    let ctx = DsigContext::new(keys);
+    match bergshamra::dsig::verify::verify_document(&ctx, doc) {
+        Ok(VerifyResult::Valid { references, .. })
+            if references.len() == 1
+                && references
+                    .iter()
+                    .all(|r| r.uri.is_empty() && r.digest_verified) =>
+        {
+            Ok(())
+        }
+        Ok(VerifyResult::Valid { .. }) => Err(invalid(
+            "the signature does not cover exactly the whole document".into(),
+        )),
+        Ok(VerifyResult::Invalid { reason }) => Err(invalid(format!(
+            "the signature does not verify: {reason} (the document was changed after signing, or signed with another key)"
+        ))),
+        Err(e) => Err(invalid(format!("the signature cannot be verified: {e}"))),
+    }
+}
+
+/// Signs `xml` with an enveloped signature in the accepted profile (exclusive C14N,
+/// SHA-256), inserted as the last child of the document element. The input bytes are
+/// kept as they are around the inserted signature. For `ivan dev sign` and tests.
+pub fn sign_enveloped(xml: &str, key_pem: &[u8], cert_der: &[u8]) -> Result<String, String> {
+    let key = bergshamra::keys::loader::load_pem_auto(key_pem, None)
+        .map_err(|e| format!("cannot read the private key: {e}"))?;
+    let method = match key.algorithm_name() {
+        n if n.starts_with("RSA") => algorithm::RSA_SHA256,
+        n if n.starts_with("EC") => algorithm::ECDSA_SHA256,
+        other => return Err(format!("unsupported key type {other}: use RSA or EC P-256")),
+    };
+    let doc =
+        super::xml::parse(xml.as_bytes(), super::xml::Limits::default()).map_err(|r| r.message)?;
+    let root = doc
+        .document_element()
+        .ok_or_else(|| "the document has no element".to_owned())?;
+    if doc
+        .descendants(doc.root())
+        .into_iter()
+        .any(|n| is_dsig(&doc, n, ns::node::SIGNATURE))
+    {
+        return Err("the document is already signed".into());
+    }
+    let end = doc
+        .node_range(root)
+        .map(|r| r.end)
+        .ok_or_else(|| "cannot locate the document element".to_owned())?;
+    let close = xml[..end]
+        .rfind("</")
+        .filter(|_| !xml[..end].ends_with("/>"))
+        .ok_or_else(|| {
+            "the document element is empty (<x/>); give it an end tag to sign it".to_owned()
+        })?;
+    let c14n = algorithm::EXC_C14N;
+    let template = format!(
+        "{}<ds:Signature xmlns:ds=\"{dsig}\"><ds:SignedInfo>\
+<ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>\
+<ds:SignatureMethod Algorithm=\"{method}\"/>\
+<ds:Reference URI=\"\"><ds:Transforms>\
+<ds:Transform Algorithm=\"{env}\"/><ds:Transform Algorithm=\"{c14n}\"/>\
+</ds:Transforms><ds:DigestMethod Algorithm=\"{sha}\"/><ds:DigestValue></ds:DigestValue>\
+</ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue>\
+<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\
+</ds:Signature>{}",
+        &xml[..close],
+        &xml[close..],
+        dsig = ns::DSIG,
+        env = algorithm::ENVELOPED_SIGNATURE,
+        sha = algorithm::SHA256,
+        cert = STANDARD.encode(cert_der),
+    );
+    let mut keys = KeysManager::new();
+    keys.add_key(key);
+    let ctx = DsigContext::new(keys);
+    bergshamra::sign(&ctx, &template).map_err(|e| format!("signing failed: {e}"))
+}
+
+fn is_dsig(doc: &Document<'_>, node: NodeId, local: &str) -> bool {
+    doc.element(node)
+        .is_some_and(|e| e.name.matches(Some(ns::DSIG), local))
+}
+
+fn element_children(doc: &Document<'_>, node: NodeId) -> Vec<NodeId> {
+    doc.children(node)
+        .into_iter()
+        .filter(|c| matches!(doc.node_kind(*c), Some(NodeKind::Element(_))))
+        .collect()
+}
+
+fn only_child(
+    doc: &Document<'_>,
+    parent: NodeId,
+    local: &str,
+    parent_path: &str,
+) -> Result<NodeId, Refusal> {
+    let found = doc.child_elements_by_name_ns(parent, ns::DSIG, local);
+    match found.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(Refusal::new(
+            "signature.malformed",
+            format!(
+                "expected exactly one ds:{local} here, found {}",
+                found.len()
+            ),
+            parent_path,
+        )),
+    }
+}
+
+fn require_algorithm(
+    doc: &Document<'_>,
+    node: NodeId,
+    allowed: &[&str],
+    what: &str,
+) -> Result<String, Refusal> {
+    let alg = doc.get_attribute(node, "Algorithm").unwrap_or("");
+    if allowed.contains(&alg) {
+        Ok(alg.to_owned())
+    } else {
+        Err(Refusal::new(
+            "signature.unsupported-algorithm",
+            format!("{what} algorithm {alg:?} is not accepted; use one of {allowed:?}"),
+            path_of(doc, node),
+        ))
+    }
+}
+
+fn name_of(doc: &Document<'_>, node: NodeId) -> String {
+    doc.element(node)
+        .map(|e| e.name.prefixed_name().into_owned())
+        .unwrap_or_default()
+}
+
+/// `/Root/Child[2]/ds:Signature`-style path of an element, for error locations.
+fn path_of(doc: &Document<'_>, node: NodeId) -> String {
+    let mut parts = Vec::new();
+    let mut at = Some(node);
+    while let Some(n) = at {
+        if doc.element(n).is_none() {
+            break;
+        }
+        let name = name_of(doc, n);
+        let siblings: Vec<NodeId> = doc
+            .parent(n)
+            .map(|p| element_children(doc, p))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| name_of(doc, *s) == name)
+            .collect();
+        if siblings.len() > 1 {
+            let pos = siblings.iter().position(|s| *s == n).map_or(0, |p| p + 1);
+            parts.push(format!("{name}[{pos}]"));
+        } else {
+            parts.push(name);
+        }
+        at = doc.parent(n);
+    }
+    parts.reverse();
+    format!("/{}", parts.join("/"))
+}

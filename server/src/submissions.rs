@@ -1,0 +1,415 @@
+//! Submissions: the accepted filings, their lifecycle and the queries the API serves.
+//!
+//! ```text
+//! received ─► verified ─► validated ─► accepted ──(hold window)──► forwarding …
+//!                                          └─► cancelled (by the employer, inside the window)
+//! ```
+//!
+//! A filing that passes intake is recorded as four consecutive log entries —
+//! `submission.receive` (actor: the API token; payload: the original bytes),
+//! `submission.verify`, `submission.validate`, `submission.accept` (actor: `ivan`
+//! itself) — in the same transaction as its row, its document number and its signed
+//! receipt. The state history the API shows is read back from those log entries.
+//! Refused filings leave no row: only a `submission.refuse` entry whose subject is
+//! `payload:<sha256 of the refused bytes>` and whose payload is the problem document
+//! that was answered.
+
+use chrono::{DateTime, Duration, Utc};
+use retention::ledger::{NewEntry, Work, format_time};
+use retention::receipts::{self, Claims};
+use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use serde::Serialize;
+use std::sync::Arc;
+
+use crate::Error;
+use crate::employers::Caller;
+
+/// A submission as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Submission {
+    #[serde(rename = "message_id")]
+    pub id: String,
+    #[serde(skip)]
+    pub employer_id: String,
+    pub document_type: String,
+    pub document_number: String,
+    pub status: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    #[serde(serialize_with = "ser_time")]
+    pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_time")]
+    pub hold_until: DateTime<Utc>,
+    pub sender_reference: Option<String>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+    pub signer_fingerprint: String,
+    pub crl_sha256: Option<String>,
+    pub log_seq: i64,
+    pub receipt: String,
+    #[serde(skip)]
+    pub warnings: String,
+    #[serde(serialize_with = "ser_time")]
+    pub updated_at: DateTime<Utc>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(t))
+}
+
+const COLUMNS: &str = "id, employer_id, document_type, document_number, status, sha256, \
+    size_bytes, received_at, hold_until, sender_reference, idempotency_key, \
+    signer_fingerprint, crl_sha256, log_seq, receipt, warnings, updated_at";
+
+/// Lifecycle states.
+pub mod status {
+    pub const ACCEPTED: &str = "accepted";
+    pub const CANCELLED: &str = "cancelled";
+    /// Every state a submission can be listed by.
+    pub const ALL: [&str; 2] = [ACCEPTED, CANCELLED];
+}
+
+/// One step of a submission's history, read from the log.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Step {
+    pub status: String,
+    pub at: String,
+    pub actor: String,
+    pub log_seq: i64,
+}
+
+/// Everything intake established about a filing it accepts.
+#[derive(Debug, Clone)]
+pub struct Accepting {
+    pub id: String,
+    pub caller: Caller,
+    pub document_type: String,
+    pub number_prefix: char,
+    pub original: bytes::Bytes,
+    pub sha256: String,
+    pub sender_reference: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub signer_fingerprint: String,
+    pub crl_sha256: Option<String>,
+    /// JSON array of warnings.
+    pub warnings: String,
+    pub hold_window: Duration,
+}
+
+/// Records an accepted filing: four log entries, the row, its document number and
+/// its receipt, all in one transaction. Returns the stored submission.
+pub async fn record(
+    ledger: &Ledger,
+    db: &Db,
+    keys: Arc<retention::keys::Keys>,
+    a: Accepting,
+) -> Result<Submission, Error> {
+    let subject = format!("submission:{}", a.id);
+    let entry = |actor: Actor, action: &str, payload: Option<Payload>| NewEntry {
+        actor,
+        action: action.to_owned(),
+        subject: subject.clone(),
+        payload,
+    };
+    let entries = vec![
+        entry(
+            a.caller.actor(),
+            "submission.receive",
+            Some(Payload {
+                bytes: a.original.clone(),
+                media_type: "application/xml".into(),
+            }),
+        ),
+        entry(Actor::System, "submission.verify", None),
+        entry(Actor::System, "submission.validate", None),
+        entry(Actor::System, "submission.accept", None),
+    ];
+    let id = a.id.clone();
+    let employer_id = a.caller.employer_id.clone();
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let received = at
+                .first()
+                .ok_or_else(|| retention::Error::Invalid("no log position".into()))?;
+            let received_at = received.recorded_at;
+            let period = received_at.format("%y%m").to_string();
+            let prefix = a.number_prefix.to_string();
+            let n: i64 = on_conn!(&mut conn, c => {
+                sqlx::query_scalar(
+                    "INSERT INTO document_counters (prefix, period, last) VALUES ($1, $2, 1) \
+                     ON CONFLICT (prefix, period) DO UPDATE SET last = document_counters.last + 1 \
+                     RETURNING last",
+                )
+                .bind(&prefix)
+                .bind(&period)
+                .fetch_one(&mut *c)
+                .await?
+            });
+            if n > 999_999 {
+                return Err(retention::Error::Invalid(format!(
+                    "document numbers for {prefix}{period} are exhausted"
+                )));
+            }
+            let document_number = format!("{prefix}{period}{n:06}");
+            let receipt = receipts::sign(
+                &keys,
+                &Claims {
+                    iss: "ivan".into(),
+                    sub: a.id.clone(),
+                    employer: a.caller.employer_id.clone(),
+                    document_type: a.document_type.clone(),
+                    document_number: document_number.clone(),
+                    sha256: a.sha256.clone(),
+                    received_at: format_time(&received_at),
+                    log_seq: received.seq,
+                    iat: received_at.timestamp(),
+                },
+            )?;
+            let size = i64::try_from(a.original.len())
+                .map_err(|_| retention::Error::Invalid("document too large".into()))?;
+            on_conn!(&mut conn, c => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO submissions ({COLUMNS}) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                )))
+                .bind(&a.id)
+                .bind(&a.caller.employer_id)
+                .bind(&a.document_type)
+                .bind(&document_number)
+                .bind(status::ACCEPTED)
+                .bind(&a.sha256)
+                .bind(size)
+                .bind(received_at)
+                .bind(received_at + a.hold_window)
+                .bind(&a.sender_reference)
+                .bind(&a.idempotency_key)
+                .bind(&a.signer_fingerprint)
+                .bind(&a.crl_sha256)
+                .bind(received.seq)
+                .bind(&receipt)
+                .bind(&a.warnings)
+                .bind(received_at)
+                .execute(&mut *c)
+                .await?;
+            });
+            Ok(())
+        })
+    });
+    ledger.append_all(entries, Some(work)).await?;
+    get(db, &employer_id, &id)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("submission {id} vanished after commit")))
+}
+
+/// Records a refusal: no row, one log entry naming the refused bytes' hash, with the
+/// problem document answered as its payload.
+pub async fn record_refusal(
+    ledger: &Ledger,
+    actor: Actor,
+    sha256: &str,
+    problem_json: Vec<u8>,
+) -> Result<Appended, Error> {
+    Ok(ledger
+        .append(NewEntry {
+            actor,
+            action: "submission.refuse".into(),
+            subject: format!("payload:{sha256}"),
+            payload: Some(Payload {
+                bytes: problem_json.into(),
+                media_type: "application/problem+json".into(),
+            }),
+        })
+        .await?)
+}
+
+/// The employer's submission with this id (another employer's is `None`).
+pub async fn get(db: &Db, employer_id: &str, id: &str) -> Result<Option<Submission>, Error> {
+    find_one(db, "id", employer_id, id).await
+}
+
+/// The employer's submission of exactly these bytes, if any.
+pub async fn find_by_sha256(
+    db: &Db,
+    employer_id: &str,
+    sha256: &str,
+) -> Result<Option<Submission>, Error> {
+    find_one(db, "sha256", employer_id, sha256).await
+}
+
+/// The employer's submission made with this `Idempotency-Key`, if any.
+pub async fn find_by_idempotency_key(
+    db: &Db,
+    employer_id: &str,
+    key: &str,
+) -> Result<Option<Submission>, Error> {
+    find_one(db, "idempotency_key", employer_id, key).await
+}
+
+/// The employer's submission carrying this sender reference, if any.
+pub async fn find_by_sender_reference(
+    db: &Db,
+    employer_id: &str,
+    reference: &str,
+) -> Result<Option<Submission>, Error> {
+    find_one(db, "sender_reference", employer_id, reference).await
+}
+
+async fn find_one(
+    db: &Db,
+    column: &'static str,
+    employer_id: &str,
+    value: &str,
+) -> Result<Option<Submission>, Error> {
+    let sql = format!("SELECT {COLUMNS} FROM submissions WHERE employer_id = $1 AND {column} = $2");
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(employer_id)
+            .bind(value)
+            .fetch_optional(pool)
+            .await
+            .map_err(retention::Error::from)?
+    }))
+}
+
+/// Filter and page of a submission listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this message id (ids are time-ordered UUIDv7).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// The employer's submissions, oldest first, after `filter.after`.
+pub async fn list(db: &Db, employer_id: &str, filter: &Filter) -> Result<Vec<Submission>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM submissions WHERE employer_id = $1 \
+         AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR received_at >= $3) \
+         AND ($4 IS NULL OR received_at < $4) \
+         AND ($5 IS NULL OR id > $5) \
+         ORDER BY id LIMIT $6"
+    );
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(employer_id)
+            .bind(&filter.status)
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(&filter.after)
+            .bind(filter.limit)
+            .fetch_all(pool)
+            .await
+            .map_err(retention::Error::from)?
+    }))
+}
+
+/// A submission's state history, from its log entries.
+pub async fn history(db: &Db, id: &str) -> Result<Vec<Step>, Error> {
+    let rows: Vec<(i64, DateTime<Utc>, String, String)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT seq, recorded_at, actor, action FROM log_entries WHERE subject = $1 ORDER BY seq",
+        )
+        .bind(format!("submission:{id}"))
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(seq, at, actor, action)| Step {
+            status: state_after(&action).to_owned(),
+            at: format_time(&at),
+            actor,
+            log_seq: seq,
+        })
+        .collect())
+}
+
+fn state_after(action: &str) -> &str {
+    match action {
+        "submission.receive" => "received",
+        "submission.verify" => "verified",
+        "submission.validate" => "validated",
+        "submission.accept" => status::ACCEPTED,
+        "submission.cancel" => status::CANCELLED,
+        other => other.strip_prefix("submission.").unwrap_or(other),
+    }
+}
+
+/// Cancels the caller's submission if it is still inside its hold window. The check
+/// and the change happen in the log's transaction, so nothing can slip in between.
+pub async fn cancel(
+    ledger: &Ledger,
+    db: &Db,
+    caller: &Caller,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Submission, Error> {
+    let current = get(db, &caller.employer_id, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no submission {id}")))?;
+    if current.status != status::ACCEPTED || current.hold_until <= now {
+        return Err(not_cancellable(&current, now));
+    }
+    let (sid, eid) = (id.to_owned(), caller.employer_id.clone());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let at = at.first().map_or(now, |a| a.recorded_at);
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE submissions SET status = $1, updated_at = $2 \
+                     WHERE id = $3 AND employer_id = $4 AND status = $5 AND hold_until > $2",
+                )
+                .bind(status::CANCELLED)
+                .bind(at)
+                .bind(&sid)
+                .bind(&eid)
+                .bind(status::ACCEPTED)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(retention::Error::Conflict(
+                    "the submission can no longer be cancelled".into(),
+                ))
+            }
+        })
+    });
+    ledger
+        .append_with(
+            NewEntry {
+                actor: caller.actor(),
+                action: "submission.cancel".into(),
+                subject: format!("submission:{id}"),
+                payload: None,
+            },
+            work,
+        )
+        .await?;
+    get(db, &caller.employer_id, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no submission {id}")))
+}
+
+fn not_cancellable(s: &Submission, now: DateTime<Utc>) -> Error {
+    if s.status == status::CANCELLED {
+        Error::Conflict(format!("submission {} is already cancelled", s.id))
+    } else if s.hold_until <= now {
+        Error::Conflict(format!(
+            "the cancel window of submission {} closed at {}",
+            s.id,
+            format_time(&s.hold_until)
+        ))
+    } else {
+        Error::Conflict(format!(
+            "submission {} is {} and can no longer be cancelled",
+            s.id, s.status
+        ))
+    }
+}

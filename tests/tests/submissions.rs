@@ -1,0 +1,585 @@
+//! Signed submission intake, end to end through the real binary on both backends:
+//! the operator sets up trust with the CLI (`ivan dev keys`, `ivan admin ca|crl|cert
+//! add`), documents are signed with `ivan dev sign` and with the independent `xmlsec1`,
+//! and the employer API is driven over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ivan_e2e::{Instance, Server, e2e_tests};
+use retention::on_pool;
+use serde_json::Value;
+
+e2e_tests!(
+    accepted_filing_is_kept_receipted_and_repeatable,
+    hostile_and_invalid_filings_are_refused_and_leave_nothing,
+    idempotency_key_and_cancel_window,
+    xmlsec1_signed_filing_is_accepted,
+    sigterm_lets_an_upload_in_flight_finish,
+);
+
+/// An employer with trust set up, ready to file.
+struct Filer {
+    id: String,
+    registration: String,
+    token: String,
+    keys: PathBuf,
+}
+
+async fn set_up(inst: &Instance, registration: &str) -> Filer {
+    inst.run_ok(&["migrate"]).await;
+    let keys = inst.dir.path().join(format!("pki-{registration}"));
+    inst.run_ok(&["dev", "keys", keys.to_str().unwrap()]).await;
+    let created: Value = serde_json::from_str(
+        &inst
+            .run_ok(&[
+                "admin",
+                "employer",
+                "add",
+                "--name",
+                "Test Employer",
+                "--registration-number",
+                registration,
+                "--json",
+            ])
+            .await,
+    )
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let p = |f: &str| keys.join(f).to_str().unwrap().to_owned();
+    // Each `dev keys` makes its own CA.
+    inst.run_ok(&["admin", "ca", "add", &p("ca.pem"), "--json"])
+        .await;
+    inst.run_ok(&["admin", "crl", "add", &p("crl.pem"), "--json"])
+        .await;
+    for cert in ["employer.pem", "revoked.pem", "expired.pem", "stranger.pem"] {
+        inst.run_ok(&[
+            "admin",
+            "cert",
+            "add",
+            "--employer",
+            &id,
+            &p(cert),
+            "--json",
+        ])
+        .await;
+    }
+    Filer {
+        id,
+        registration: registration.to_owned(),
+        token: created["api_token"].as_str().unwrap().to_owned(),
+        keys,
+    }
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/examples")
+}
+
+/// The valid contribution report example, made out to `registration`, with a
+/// sender reference of its own (so each variant is a new filing).
+fn report(registration: &str, variant: u32) -> String {
+    let xml = std::fs::read_to_string(examples().join("valid/contribution-report.xml")).unwrap();
+    let xml = set_attr(&xml, "employer", registration);
+    set_attr(&xml, "senderReference", &format!("E2E-{variant}"))
+}
+
+/// Sets the first `name="…"` attribute in `xml` to `value`.
+fn set_attr(xml: &str, name: &str, value: &str) -> String {
+    let key = format!(" {name}=\"");
+    let start = xml
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} attribute"))
+        + key.len();
+    let end = start + xml[start..].find('"').unwrap();
+    format!("{}{value}{}", &xml[..start], &xml[end..])
+}
+
+async fn sign(inst: &Instance, filer: &Filer, xml: &str, who: &str) -> String {
+    let input = inst.dir.path().join(format!("in-{}.xml", uuid()));
+    std::fs::write(&input, xml).unwrap();
+    let key = filer.keys.join(format!("{who}.key"));
+    let cert = filer.keys.join(format!("{who}.pem"));
+    inst.run_ok(&[
+        "dev",
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ])
+    .await
+}
+
+fn uuid() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn post(server: &Server, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(token)
+        .header("content-type", "application/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn json(r: reqwest::Response) -> Value {
+    r.json().await.unwrap()
+}
+
+async fn count(inst: &Instance, sql: &'static str) -> i64 {
+    let db = inst.db().await;
+    let n = on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
+    db.close().await;
+    n
+}
+
+async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let signed = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
+    let server = inst.serve().await;
+
+    let r = post(&server, &filer.token, signed.clone()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let first = json(r).await;
+    let id = first["message_id"].as_str().unwrap();
+    assert_eq!(location, format!("/api/v1/submissions/{id}"));
+    assert_eq!(first["status"], "accepted");
+    assert_eq!(first["document_type"], "contribution-report");
+    let number = first["document_number"].as_str().unwrap();
+    assert_eq!(number.len(), 11, "{number}");
+    assert_eq!(
+        first["sha256"],
+        retention::Sha256Hex::of(signed.as_bytes()).as_str()
+    );
+
+    // The receipt verifies with the published JWKS and names what it should.
+    let jwks: Value = server
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claims = retention::receipts::verify(first["receipt"].as_str().unwrap(), &jwks).unwrap();
+    assert_eq!(claims.sub, id);
+    assert_eq!(claims.employer, filer.id);
+    assert_eq!(claims.sha256, first["sha256"].as_str().unwrap());
+    assert_eq!(claims.document_number, number);
+    assert_eq!(claims.received_at, first["received_at"].as_str().unwrap());
+    assert_eq!(claims.log_seq, first["log_seq"].as_i64().unwrap());
+
+    // The same bytes again: 200, the identical first receipt, nothing new.
+    let again = post(&server, &filer.token, signed.clone()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(json(again).await, first);
+
+    let detail = json(
+        server
+            .get_auth(&format!("/api/v1/submissions/{id}"), &filer.token)
+            .await,
+    )
+    .await;
+    let steps: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["received", "verified", "validated", "accepted"]);
+    assert!(
+        detail["history"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("api-token:")
+    );
+
+    let original = server
+        .get_auth(&format!("/api/v1/submissions/{id}/original"), &filer.token)
+        .await;
+    assert_eq!(original.status(), 200);
+    assert_eq!(
+        original.bytes().await.unwrap().as_ref(),
+        signed.as_bytes(),
+        "byte-exact"
+    );
+    let receipt = server
+        .get_auth(&format!("/api/v1/submissions/{id}/receipt"), &filer.token)
+        .await;
+    assert_eq!(receipt.headers()["content-type"], "application/jose");
+    assert_eq!(
+        receipt.text().await.unwrap(),
+        first["receipt"].as_str().unwrap()
+    );
+    let list = json(
+        server
+            .get_auth("/api/v1/submissions?status=accepted", &filer.token)
+            .await,
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    // Another employer sees none of it.
+    let other = set_up(&inst, "87654321").await;
+    for path in [
+        format!("/api/v1/submissions/{id}"),
+        format!("/api/v1/submissions/{id}/original"),
+        format!("/api/v1/submissions/{id}/receipt"),
+    ] {
+        assert_eq!(
+            server.get_auth(&path, &other.token).await.status(),
+            404,
+            "{path}"
+        );
+    }
+    let theirs = json(server.get_auth("/api/v1/submissions", &other.token).await).await;
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+
+    // After a restart, the same bytes still get the first receipt.
+    assert!(server.stop().await.success());
+    let server = inst.serve().await;
+    let after_restart = post(&server, &filer.token, signed).await;
+    assert_eq!(after_restart.status(), 200);
+    assert_eq!(json(after_restart).await, first);
+    assert!(server.stop().await.success());
+
+    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
+    let verify = inst.run_ok(&["log", "verify"]).await;
+    assert!(verify.starts_with("log OK"), "{verify}");
+}
+
+async fn hostile_and_invalid_filings_are_refused_and_leave_nothing(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let other = set_up(&inst, "11111111").await;
+    let xml = report(&filer.registration, 1);
+    let good = sign(&inst, &filer, &xml, "employer").await;
+    let sig_at = good.find("<ds:Signature").unwrap();
+    let sig_end = good.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let root_at = good.find("<ContributionReport").unwrap();
+    let root_open_end = root_at + good[root_at..].find('>').unwrap() + 1;
+    let wrapped = format!(
+        "{}{}{}{}",
+        &good[..root_open_end],
+        &good[sig_at..sig_end],
+        &good[root_open_end..sig_at],
+        &good[sig_end..]
+    );
+    // Flip the last digit of the content ('0' <-> '1' and so on): still well-formed.
+    let digit = good[..sig_at].rfind(|c: char| c.is_ascii_digit()).unwrap();
+    let mut flipped = good.clone().into_bytes();
+    flipped[digit] ^= 0x01;
+    let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
+
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        ("not XML", b"hello".to_vec(), "application/xml", 422, "xml.malformed"),
+        ("empty", Vec::new(), "application/xml", 422, "xml.empty"),
+        ("wrong content type", good.clone().into_bytes(), "application/json", 415, "request.content-type"),
+        (
+            "XXE",
+            b"<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>".to_vec(),
+            "application/xml",
+            422,
+            "xml.dtd-forbidden",
+        ),
+        (
+            "billion laughs",
+            b"<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">]><r>&c;</r>".to_vec(),
+            "application/xml",
+            422,
+            "xml.dtd-forbidden",
+        ),
+        (
+            "external DTD",
+            b"<!DOCTYPE r SYSTEM \"http://127.0.0.1:9/r.dtd\"><r/>".to_vec(),
+            "application/xml",
+            422,
+            "xml.dtd-forbidden",
+        ),
+        ("deep nesting", deep.into_bytes(), "application/xml", 422, "xml.too-deep"),
+        ("unsigned", xml.clone().into_bytes(), "application/xml", 422, "signature.missing"),
+        ("signature moved to the front", wrapped.into_bytes(), "application/xml", 422, "signature.misplaced"),
+        ("one flipped byte", flipped, "application/xml", 422, "signature.invalid"),
+        (
+            "revoked",
+            sign(&inst, &filer, &report(&filer.registration, 3), "revoked").await.into_bytes(),
+            "application/xml",
+            422,
+            "certificate.revoked",
+        ),
+        (
+            "expired",
+            sign(&inst, &filer, &report(&filer.registration, 4), "expired").await.into_bytes(),
+            "application/xml",
+            422,
+            "certificate.expired",
+        ),
+        (
+            "unknown CA",
+            sign(&inst, &filer, &report(&filer.registration, 5), "stranger").await.into_bytes(),
+            "application/xml",
+            422,
+            "certificate.untrusted",
+        ),
+        (
+            "another employer's certificate",
+            sign(&inst, &other, &report(&filer.registration, 6), "employer").await.into_bytes(),
+            "application/xml",
+            422,
+            "certificate.other-employer",
+        ),
+        (
+            "another employer's document",
+            sign(&inst, &filer, &report("99999999", 7), "employer").await.into_bytes(),
+            "application/xml",
+            422,
+            "employer.mismatch",
+        ),
+    ];
+    let server = inst
+        .serve_with(&[("IVAN_INTAKE__MAX_DOCUMENT_BYTES", "200000")])
+        .await;
+    let mut logged = 0;
+    for (name, body, content_type, status, code) in &cases {
+        let r = server
+            .http
+            .post(server.url("/api/v1/submissions"))
+            .bearer_auth(&filer.token)
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), *status, "{name}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{name}"
+        );
+        let problem = json(r).await;
+        assert_eq!(problem["errors"][0]["code"], *code, "{name}: {problem}");
+        assert_eq!(
+            problem["sha256"],
+            retention::Sha256Hex::of(body).as_str(),
+            "{name}"
+        );
+        logged += 1;
+    }
+    // Too large: refused before the body is read (not logged: no filing was read).
+    // Only the head is sent: a server that read the body first would wait for it.
+    let auth = format!("Bearer {}", filer.token);
+    let (status, headers, body) = server
+        .send_head_only(
+            "/api/v1/submissions",
+            &[
+                ("content-type", "application/xml"),
+                ("authorization", &auth),
+            ],
+            300_000,
+        )
+        .await;
+    assert_eq!(status, 413, "{headers:?} {body}");
+    assert!(
+        headers.contains(&"content-type: application/problem+json".to_owned()),
+        "{headers:?}"
+    );
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 413, "{problem}");
+    // No or a bad token: 401, not logged.
+    let r = post(&server, "ivan_0000000000000000_nope", good.clone()).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .header("content-type", "application/xml")
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(server.stop().await.success());
+
+    assert_eq!(
+        count(&inst, "SELECT COUNT(*) FROM submissions").await,
+        0,
+        "nothing stored"
+    );
+    let refusals = count(
+        &inst,
+        "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'",
+    )
+    .await;
+    assert_eq!(refusals, logged);
+    // No refused body was kept as an original (only the problem documents were).
+    let db = inst.db().await;
+    for (name, body, ..) in &cases {
+        let sha = retention::Sha256Hex::of(body);
+        let kept: i64 = on_pool!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM originals WHERE sha256 = $1").bind(sha.as_str()).fetch_one(pool).await).unwrap();
+        assert_eq!(kept, 0, "{name} was stored");
+        let entry: i64 = on_pool!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM log_entries WHERE subject = $1").bind(format!("payload:{}", sha.as_str())).fetch_one(pool).await).unwrap();
+        assert_eq!(
+            entry, 1,
+            "{name}: one refusal entry names the payload's hash"
+        );
+    }
+    db.close().await;
+    let verify = inst.run_ok(&["log", "verify"]).await;
+    assert!(verify.starts_with("log OK"), "{verify}");
+}
+
+async fn idempotency_key_and_cancel_window(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let a = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
+    let b = sign(&inst, &filer, &report(&filer.registration, 2), "employer").await;
+    let server = inst.serve().await;
+    let with_key = |body: String| {
+        server
+            .http
+            .post(server.url("/api/v1/submissions"))
+            .bearer_auth(&filer.token)
+            .header("content-type", "application/xml")
+            .header("idempotency-key", "batch-42")
+            .body(body)
+            .send()
+    };
+    let first = with_key(a.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = json(first).await;
+    assert_eq!(with_key(a).await.unwrap().status(), 200);
+    let conflict = with_key(b.clone()).await.unwrap();
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(
+        json(conflict).await["errors"][0]["code"],
+        "idempotency-key.conflict"
+    );
+
+    // Inside the window: cancelled, once.
+    let id = first["message_id"].as_str().unwrap();
+    let cancel = |id: String| {
+        server
+            .http
+            .post(server.url(&format!("/api/v1/submissions/{id}/cancel")))
+            .bearer_auth(&filer.token)
+            .send()
+    };
+    let r = cancel(id.to_owned()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cancelled = json(r).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let last = cancelled["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["status"], "cancelled");
+    assert!(last["actor"].as_str().unwrap().starts_with("api-token:"));
+    assert_eq!(cancel(id.to_owned()).await.unwrap().status(), 409);
+    assert_eq!(cancel("no-such-id".into()).await.unwrap().status(), 404);
+    assert!(server.stop().await.success());
+
+    // With a zero-length window, cancelling is refused.
+    let server = inst
+        .serve_with(&[("IVAN_INTAKE__HOLD_WINDOW_SECS", "0")])
+        .await;
+    let r = post(&server, &filer.token, b).await;
+    assert_eq!(r.status(), 201);
+    let id = json(r).await["message_id"].as_str().unwrap().to_owned();
+    let late = server
+        .http
+        .post(server.url(&format!("/api/v1/submissions/{id}/cancel")))
+        .bearer_auth(&filer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 409);
+    assert!(
+        json(late).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("window")
+    );
+    assert!(server.stop().await.success());
+}
+
+async fn xmlsec1_signed_filing_is_accepted(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let xml = report(&filer.registration, 1);
+    let close = xml.rfind("</").unwrap();
+    let template = "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
+<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\"/>\
+<ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256\"/>\
+<ds:Reference URI=\"\"><ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/></ds:Transforms>\
+<ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue/></ds:Reference>\
+</ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data><ds:X509Certificate/></ds:X509Data></ds:KeyInfo></ds:Signature>";
+    let tmpl = inst.dir.path().join("tmpl.xml");
+    std::fs::write(
+        &tmpl,
+        format!("{}{template}{}", &xml[..close], &xml[close..]),
+    )
+    .unwrap();
+    let out = inst.dir.path().join("xmlsec1-signed.xml");
+    let key = format!(
+        "{},{}",
+        filer.keys.join("employer.key").display(),
+        filer.keys.join("employer.pem").display()
+    );
+    let status = tokio::process::Command::new("xmlsec1")
+        .args(["--sign", "--privkey-pem", &key, "--output"])
+        .arg(&out)
+        .arg(&tmpl)
+        .status()
+        .await
+        .expect("xmlsec1 (ops/test.sh installs it)");
+    assert!(status.success());
+    let server = inst.serve().await;
+    let r = post(&server, &filer.token, std::fs::read(&out).unwrap()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(server.stop().await.success());
+}
+
+/// Graceful shutdown: a filing whose upload is under way when SIGTERM arrives is
+/// still taken, recorded and answered; new connections are refused meanwhile.
+async fn sigterm_lets_an_upload_in_flight_finish(inst: Instance) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let filer = set_up(&inst, "12345678").await;
+    let signed = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
+    let server = inst.serve().await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/submissions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        filer.token,
+        signed.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = signed.as_bytes().split_at(signed.len() / 2);
+    conn.write_all(first).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "no new connections once stopping"
+    );
+    conn.write_all(rest).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(server.wait().await.success());
+    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
+    let verify = inst.run_ok(&["log", "verify"]).await;
+    assert!(verify.starts_with("log OK"), "{verify}");
+}
