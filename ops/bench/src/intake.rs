@@ -132,15 +132,16 @@ fn personal_id(i: usize) -> String {
     let yy = 60 + i % 40;
     let mm = 1 + (i / 40) % 12;
     let dd = 1 + (i / 480) % 28;
-    let serial = (i / 13_440) % 1000;
-    let base: u64 = format!("{yy:02}{mm:02}{dd:02}{serial:03}")
-        .parse()
-        .unwrap_or(0);
-    let check = (11 - (base * 10) % 11) % 11;
-    if check == 10 {
-        return personal_id(i + 13_440 * 1000);
-    }
-    format!("{base:09}{check}")
+    // A serial whose check digit would be 10 has no valid number: take the next one.
+    // (Among any 11 consecutive serials one works; a failure would show as refused filings.)
+    (0..1000)
+        .find_map(|step| {
+            let serial = (i / 13_440 + step) % 1000;
+            let base: u64 = format!("{yy:02}{mm:02}{dd:02}{serial:03}").parse().ok()?;
+            let check = (11 - (base * 10) % 11) % 11;
+            (check < 10).then(|| format!("{base:09}{check}"))
+        })
+        .unwrap_or_default()
 }
 
 /// A contribution report of about `bytes` bytes (valid for the reference profile).
@@ -269,7 +270,7 @@ async fn load(
     let started = Instant::now();
     let url = format!("{}/api/v1/submissions", server.base);
     let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|k| {
             let (client, docs, next, url, token) = (
                 client.clone(),
                 docs.clone(),
@@ -280,7 +281,12 @@ async fn load(
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let (mut failed, mut first_failure) = (0, None);
-                let mut tick = interval.map(tokio::time::interval);
+                // Paced clients start spread over one interval, so they do not fire
+                // in synchronised bursts.
+                let mut tick = interval.map(|every| {
+                    let offset = every.mul_f64(k as f64 / concurrency as f64);
+                    tokio::time::interval_at(tokio::time::Instant::now() + offset, every)
+                });
                 while Instant::now() < deadline {
                     if let Some(t) = tick.as_mut() {
                         t.tick().await;
@@ -337,6 +343,48 @@ async fn load(
         println!("  (ran out of pre-signed documents; the run was shorter than {seconds} s)");
     }
     Ok(run)
+}
+
+/// `(sum, count)` of a summary/histogram in the server's `/metrics`.
+async fn metric(server: &Server, name: &str) -> (f64, f64) {
+    let text = match reqwest::get(format!("{}/metrics", server.base)).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |suffix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{suffix} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (value("_sum"), value("_count"))
+}
+
+/// What the log appender did between two snapshots: batches, mean appends per batch,
+/// mean and total time per batch (the appender is serial, so busy ≈ 100 % means it
+/// is the bottleneck).
+async fn appender_line(server: &Server, before: &[(f64, f64); 2], elapsed: Duration) {
+    let now = [
+        metric(server, "ivan_log_batch_size").await,
+        metric(server, "ivan_log_batch_seconds").await,
+    ];
+    let batches = now[0].1 - before[0].1;
+    if batches > 0.0 {
+        let busy = now[1].0 - before[1].0;
+        println!(
+            "  log appender: {batches:.0} batches, {:.1} submissions/batch, {:.2} ms/batch, busy {:.0} %",
+            (now[0].0 - before[0].0) / batches,
+            busy / batches * 1000.0,
+            busy / elapsed.as_secs_f64() * 100.0
+        );
+    }
+}
+
+async fn appender_snapshot(server: &Server) -> [(f64, f64); 2] {
+    [
+        metric(server, "ivan_log_batch_size").await,
+        metric(server, "ivan_log_batch_seconds").await,
+    ]
 }
 
 fn pct(sorted: &[Duration], q: f64) -> f64 {
@@ -400,11 +448,13 @@ async fn main() -> Result<()> {
         for &kb in &args.size_kb {
             for &c in &args.concurrency {
                 // Enough distinct documents for a generous rate; signing is not measured.
-                let n = (args.seconds as usize * if kb <= 5 { 3000 } else { 1200 }).max(100);
+                let n = (args.seconds as usize * if kb <= 5 { 2000 } else { 1000 }).max(100);
                 let prefix = format!("{backend}-{kb}-{c}");
                 let docs = Arc::new(sign_many(&setup, &prefix, kb * 1024, n)?);
+                let before = appender_snapshot(&server).await;
                 let run = load(&server, &setup.token, docs, c, args.seconds, None).await?;
                 print(&format!("{kb} KB, concurrency {c}"), &run);
+                appender_line(&server, &before, run.elapsed).await;
                 // Half the measured rate, paced (open loop per client).
                 let rate = run.ok as f64 / run.elapsed.as_secs_f64() / 2.0;
                 if rate >= 1.0 {

@@ -388,7 +388,11 @@ impl Appender {
                 Request::Checkpoint(w) => cp_waiters.push(w),
             }
         }
-        match self.write(&mut appends, !cp_waiters.is_empty()).await {
+        let started = std::time::Instant::now();
+        let result = self.write(&mut appends, !cp_waiters.is_empty()).await;
+        // The appender is serial: batch time bounds the log's throughput.
+        metrics::histogram!("ivan_log_batch_seconds").record(started.elapsed().as_secs_f64());
+        match result {
             Ok((outcomes, checkpoint)) => {
                 let written: usize = outcomes.iter().flatten().map(Vec::len).sum();
                 metrics::counter!("ivan_log_appends_total").increment(written as u64);

@@ -1,7 +1,9 @@
 //! Intake of signed filings: safe XML parsing ([`xml`]), the XML-DSig profile and
 //! its verification ([`signature`]), certificate trust and revocation ([`trust`]),
-//! then document checks, storage, log and receipt.
-//! (Being built for issue 4; see the issue note for what is finished.)
+//! then document checks ([`crate::documents`]), the trust material operators manage
+//! ([`material`]), and the pipeline that ties them to storage, log and receipt
+//! ([`Intake`]). Not built: periodic refresh of CRLs from a URL, OCSP, CRLs of
+//! intermediate CAs (only the issuing CA's CRL is consulted).
 
 use serde::Serialize;
 
