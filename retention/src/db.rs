@@ -208,6 +208,17 @@ impl Db {
         }
     }
 
+    /// The row-locking clause that lets several workers claim rows from one queue
+    /// without waiting on, or taking, each other's rows: `FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL; nothing on SQLite, where a write transaction already excludes every
+    /// other writer (and only one `ivan serve` may use a database file).
+    pub fn skip_locked(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// Applies every pending migration of this backend's set.
     pub async fn migrate(&self) -> Result<()> {
         match self {

@@ -10,6 +10,7 @@
 //! | `GET /api/v1/submissions/{id}/original` | the exact bytes received |
 //! | `GET /api/v1/submissions/{id}/receipt` | the signed receipt (compact JWS, `application/jose`) |
 //! | `POST /api/v1/submissions/{id}/cancel` | cancel inside the hold window (`409` after it) |
+//! | `GET /api/v1/submissions/{id}/answers/{n}` | the authority's `n`-th answer document, byte-exact |
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -25,6 +26,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::employers::{self, Caller};
 use crate::error::Problem;
+use crate::forwarding::{self, AnswerInfo};
 use crate::http::AppState;
 use crate::intake::{Outcome, SubmitError};
 use crate::submissions::{self, Filter, Step, Submission};
@@ -38,8 +40,8 @@ use crate::{Error, Result};
         version = "1",
         description = "Submit digitally signed social-insurance filings and follow them. Errors are RFC 9457 problem documents. Receipts are ES256 compact JWS verifiable with /.well-known/jwks.json."
     ),
-    paths(submit, list, show, original, receipt, cancel),
-    components(schemas(View, Page, Step, Submission, ProblemDocument, crate::intake::Problem)),
+    paths(submit, list, show, original, receipt, cancel, answer),
+    components(schemas(View, Page, Step, Submission, AnswerInfo, ProblemDocument, crate::intake::Problem)),
     modifiers(&BearerToken),
     security(("api_token" = []))
 )]
@@ -89,6 +91,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/submissions/{id}/original", get(original))
         .route("/api/v1/submissions/{id}/receipt", get(receipt))
         .route("/api/v1/submissions/{id}/cancel", post(cancel))
+        .route("/api/v1/submissions/{id}/answers/{n}", get(answer))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -147,6 +150,10 @@ pub struct View {
     pub warnings: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Step>>,
+    /// The authority's answer documents (fetch each at `answers/{n}`); on the
+    /// single-submission view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Vec<AnswerInfo>>,
 }
 
 impl View {
@@ -156,7 +163,18 @@ impl View {
             submission: s,
             warnings,
             history,
+            answers: None,
         }
+    }
+
+    /// The full view: history from the log, answers kept.
+    async fn full(state: &AppState, s: Submission) -> Result<Self> {
+        let history = submissions::history(&state.db, &s.id).await?;
+        let answers = forwarding::answers(&state.db, &s.id).await?;
+        Ok(Self {
+            answers: Some(answers),
+            ..Self::of(s, Some(history))
+        })
     }
 }
 
@@ -214,7 +232,8 @@ async fn submit(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only submissions in this state (accepted, cancelled).
+    /// Only submissions in this state (accepted, cancelled, forwarding, delivered,
+    /// processed, rejected, refused_by_authority).
     status: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -303,8 +322,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<View>> {
     let s = own(&state, &caller, &id).await?;
-    let history = submissions::history(&state.db, &s.id).await?;
-    Ok(Json(View::of(s, Some(history))))
+    Ok(Json(View::full(&state, s).await?))
 }
 
 /// The original document, byte-exact as received.
@@ -373,8 +391,44 @@ async fn cancel(
 ) -> Result<Json<View>> {
     let now = state.intake.clock().now();
     let s = submissions::cancel(state.intake.ledger(), &state.db, &caller, &id, now).await?;
-    let history = submissions::history(&state.db, &s.id).await?;
-    Ok(Json(View::of(s, Some(history))))
+    Ok(Json(View::full(&state, s).await?))
+}
+
+/// One of the authority's answer documents, byte-exact as received.
+#[utoipa::path(
+    get,
+    path = "/api/v1/submissions/{id}/answers/{n}",
+    params(
+        ("id" = String, Path, description = "Message id"),
+        ("n" = i64, Path, description = "Answer number, from the submission's `answers`"),
+    ),
+    responses(
+        (status = 200, description = "The document, with the media type the authority gave it", body = String),
+        (status = 404, description = "No such submission of this employer, or no such answer", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn answer(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path((id, n)): Path<(String, i64)>,
+) -> Result<Response> {
+    let s = own(&state, &caller, &id).await?;
+    let info = forwarding::answers(&state.db, &s.id)
+        .await?
+        .into_iter()
+        .find(|a| a.n == n)
+        .ok_or_else(|| Error::NotFound(format!("submission {id} has no answer {n}")))?;
+    let hash = Sha256Hex::parse(&info.sha256)
+        .ok_or_else(|| Error::Invalid(format!("stored hash of answer {n} is malformed")))?;
+    let bytes = state.originals.get(&hash).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, info.media_type),
+            (header::ETAG, format!("\"sha256:{}\"", info.sha256)),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -392,6 +446,7 @@ mod tests {
             ("/api/v1/submissions/{id}/original", "get"),
             ("/api/v1/submissions/{id}/receipt", "get"),
             ("/api/v1/submissions/{id}/cancel", "post"),
+            ("/api/v1/submissions/{id}/answers/{n}", "get"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path} missing");
         }

@@ -69,6 +69,35 @@ pub enum Command {
     /// Tools for trying `ivan` locally: a test PKI and a signer. Not for production keys.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Run the sandbox authority: the authority protocol (docs/authority-protocol.md)
+    /// with an in-memory store and injectable faults, for development and tests.
+    /// Listens on --listen (default 127.0.0.1:8090).
+    SandboxAuthority(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Probability (0 to 1) that a request to /v1/messages* answers 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Delay each answer by a random 0..=N milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Answer 503 to everything for this long after start ("wholly down").
+    #[arg(long, default_value_t = 0)]
+    pub down_for_secs: u64,
+    /// A message reads "processing" this long after receipt, then "processed".
+    #[arg(long, default_value_t = 1000)]
+    pub process_after_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates chaining to this PEM CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +108,10 @@ pub enum DevCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write TLS test material for the authority link into DIR: a CA, a server
+    /// certificate for localhost/127.0.0.1, a client certificate, and a second CA's
+    /// server and client certificates (for "wrong certificate" tests).
+    Tls { dir: PathBuf },
     /// Sign IN.xml with an enveloped XML-DSig (the profile `ivan` accepts); the signed document goes to stdout.
     Sign {
         /// Private key, PKCS#8 PEM (EC P-256 or RSA).
@@ -133,6 +166,20 @@ pub enum AdminCommand {
     /// Employers' signing certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The forwarding outbox (filings still to be delivered or answered).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Rows due first, with attempts, lease holder and the last error.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +261,11 @@ pub fn main() -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::SandboxAuthority(args) = &cli.command {
+        // A peer of ivan, not ivan: it reads no ivan configuration.
+        crate::telemetry::init_logging(crate::config::LogFormat::Text, "info");
+        return sandbox_authority(cli.global.listen, args).await;
+    }
     let overrides = Overrides {
         listen: cli.global.listen,
         data_dir: cli.global.data_dir.clone(),
@@ -264,8 +316,75 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(AdminCommand::Cert(CertCommand::List { json })) => {
             cert_list(&config, json).await
         }
+        Command::Admin(AdminCommand::Outbox(OutboxCommand::List { limit, json })) => {
+            outbox_list(&config, limit, json).await
+        }
         Command::Dev(cmd) => dev(cmd),
+        Command::SandboxAuthority(_) => Err(Error::Invalid("unreachable".into())),
     }
+}
+
+async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -> Result<ExitCode> {
+    let addr = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8090)));
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| Error::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Listen { addr, source })?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::sandbox::SandboxTls {
+            cert_pem: cert.clone(),
+            key_pem: key.clone(),
+            client_ca_pem: args.client_ca.clone(),
+        }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let options = crate::sandbox::SandboxOptions {
+        fault_rate: args.fault_rate,
+        latency_ms: args.latency_ms,
+        down_for_secs: args.down_for_secs,
+        process_after_ms: args.process_after_ms,
+        tls,
+    };
+    crate::sandbox::check(&options)?;
+    // A stable line for scripts and tests (the port may have been 0).
+    println!("sandbox-authority listening on {scheme}://{bound}");
+    let _ = std::io::stdout().flush();
+    crate::sandbox::run(listener, options, serve::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
+    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+    let rows = crate::forwarding::outbox::list(&db, limit.clamp(1, 10_000)).await;
+    db.close().await;
+    let rows = rows?;
+    if json {
+        println!("{}", to_json(&rows));
+    } else {
+        println!(
+            "{:<36}  {:<11}  {:<7}  {:<27}  {:>8}  LAST ERROR",
+            "MESSAGE ID", "DOCUMENT", "PHASE", "DUE", "ATTEMPTS"
+        );
+        for r in rows {
+            println!(
+                "{:<36}  {:<11}  {:<7}  {:<27}  {:>8}  {}{}",
+                r.submission_id,
+                r.document_number,
+                r.phase,
+                retention::ledger::format_time(&r.due_at),
+                r.attempts,
+                if r.overdue_at.is_some() {
+                    "[OVERDUE] "
+                } else {
+                    ""
+                },
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Creates the data dir if needed and proves it is a writable directory.
@@ -471,6 +590,12 @@ fn dev(cmd: DevCommand) -> Result<ExitCode> {
                 println!("{pki:#?}");
                 eprintln!("These keys are for testing only.");
             }
+        }
+        DevCommand::Tls { dir } => {
+            for path in crate::sandbox::write_dev_tls(&dir)? {
+                println!("{}", path.display());
+            }
+            eprintln!("These certificates are for testing only.");
         }
         DevCommand::Sign { key, cert, input } => {
             let key = read_file(&key)?;

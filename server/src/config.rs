@@ -15,6 +15,7 @@ use retention::originals::OriginalsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::forwarding::{AuthorityConfig, AuthorityMode, ForwardingConfig};
 use crate::intake::IntakeConfig;
 
 /// Environment variables with the `IVAN_` prefix that are not configuration keys.
@@ -25,6 +26,9 @@ const TEST_VAR_PREFIX: &str = "test_";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `production` refuses the development conveniences (the in-process sandbox
+    /// authority) at start.
+    pub environment: Environment,
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
     /// Where the SQLite database, originals and signing keys live by default.
@@ -39,6 +43,15 @@ pub struct Config {
     pub ledger: LedgerConfig,
     pub originals: OriginalsConfig,
     pub intake: IntakeConfig,
+    pub authority: AuthorityConfig,
+    pub forwarding: ForwardingConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +85,7 @@ impl Default for HttpConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            environment: Environment::Development,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
@@ -81,6 +95,8 @@ impl Default for Config {
             ledger: LedgerConfig::default(),
             originals: OriginalsConfig::default(),
             intake: IntakeConfig::default(),
+            authority: AuthorityConfig::default(),
+            forwarding: ForwardingConfig::default(),
         }
     }
 }
@@ -154,6 +170,27 @@ impl Config {
                 "ledger.checkpoint_every_entries and ledger.max_batch must be positive".into(),
             ));
         }
+        match (self.authority.mode, &self.authority.base_url) {
+            (AuthorityMode::Sandbox, _) if self.environment == Environment::Production => {
+                return Err(Error::Config(
+                    "authority.mode = \"sandbox\" is for development; production needs \
+                     authority.mode = \"remote\" with authority.base_url"
+                        .into(),
+                ));
+            }
+            (AuthorityMode::Sandbox, Some(_)) => {
+                return Err(Error::Config(
+                    "authority.base_url is only used with authority.mode = \"remote\"".into(),
+                ));
+            }
+            (AuthorityMode::Remote, None) => {
+                return Err(Error::Config(
+                    "authority.mode = \"remote\" needs authority.base_url".into(),
+                ));
+            }
+            _ => {}
+        }
+        self.forwarding.validate(&self.authority)?;
         Ok(())
     }
 
@@ -270,6 +307,21 @@ mod tests {
         Jail::expect_with(|_| {
             let err = load(Some("missing.toml")).unwrap_err().to_string();
             assert!(err.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_the_sandbox_authority() {
+        Jail::expect_with(|jail| {
+            jail.set_env("IVAN_ENVIRONMENT", "production");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("sandbox"), "{err}");
+            jail.set_env("IVAN_AUTHORITY__MODE", "remote");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("base_url"), "{err}");
+            jail.set_env("IVAN_AUTHORITY__BASE_URL", "https://authority.example");
+            assert_eq!(load(None).unwrap().environment, Environment::Production);
             Ok(())
         });
     }

@@ -1,9 +1,14 @@
 //! Submissions: the accepted filings, their lifecycle and the queries the API serves.
 //!
 //! ```text
-//! received ─► verified ─► validated ─► accepted ──(hold window)──► forwarding …
+//! received ─► verified ─► validated ─► accepted ──(hold window)──► forwarding ─► delivered ─► processed
+//!                                          │                              │             └──► rejected
+//!                                          │                              └─► refused_by_authority
 //!                                          └─► cancelled (by the employer, inside the window)
 //! ```
+//!
+//! Forwarding and the authority's answers are [`crate::forwarding`]'s; the outbox row
+//! that drives them is written here, in the transaction that accepts the filing.
 //!
 //! A filing that passes intake is recorded as four consecutive log entries —
 //! `submission.receive` (actor: the API token; payload: the original bytes),
@@ -51,22 +56,49 @@ pub struct Submission {
     pub warnings: String,
     #[serde(serialize_with = "ser_time")]
     pub updated_at: DateTime<Utc>,
+    /// The authority's reference, once it has taken the filing.
+    pub authority_ref: Option<String>,
+    #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>)]
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(t))
 }
 
+fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => ser_time(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 const COLUMNS: &str = "id, employer_id, document_type, document_number, status, sha256, \
     size_bytes, received_at, hold_until, sender_reference, idempotency_key, \
-    signer_fingerprint, crl_sha256, log_seq, receipt, warnings, updated_at";
+    signer_fingerprint, crl_sha256, log_seq, receipt, warnings, updated_at, \
+    authority_ref, delivered_at";
 
 /// Lifecycle states.
 pub mod status {
     pub const ACCEPTED: &str = "accepted";
     pub const CANCELLED: &str = "cancelled";
+    pub const FORWARDING: &str = "forwarding";
+    pub const DELIVERED: &str = "delivered";
+    pub const PROCESSED: &str = "processed";
+    pub const REJECTED: &str = "rejected";
+    /// The authority refused to take the filing (a 4xx answer to its delivery).
+    pub const REFUSED_BY_AUTHORITY: &str = "refused_by_authority";
     /// Every state a submission can be listed by.
-    pub const ALL: [&str; 2] = [ACCEPTED, CANCELLED];
+    pub const ALL: [&str; 7] = [
+        ACCEPTED,
+        CANCELLED,
+        FORWARDING,
+        DELIVERED,
+        PROCESSED,
+        REJECTED,
+        REFUSED_BY_AUTHORITY,
+    ];
 }
 
 /// One step of a submission's history, read from the log.
@@ -170,7 +202,7 @@ pub async fn record(
             on_conn!(&mut conn, c => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO submissions ({COLUMNS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL)"
                 )))
                 .bind(&a.id)
                 .bind(&a.caller.employer_id)
@@ -192,6 +224,13 @@ pub async fn record(
                 .execute(&mut *c)
                 .await?;
             });
+            crate::forwarding::outbox::enqueue(
+                &mut conn,
+                &a.id,
+                received_at + a.hold_window,
+                received_at,
+            )
+            .await?;
             Ok(())
         })
     });
@@ -335,6 +374,15 @@ fn state_after(action: &str) -> &str {
         "submission.validate" => "validated",
         "submission.accept" => status::ACCEPTED,
         "submission.cancel" => status::CANCELLED,
+        "submission.forward" => status::FORWARDING,
+        "submission.deliver" => status::DELIVERED,
+        "submission.process" => status::PROCESSED,
+        "submission.reject" => status::REJECTED,
+        "submission.authority-refuse" => status::REFUSED_BY_AUTHORITY,
+        // Not states, but steps worth seeing: an answer document arrived; the
+        // forwarding deadline passed.
+        "submission.answer" => "answer_received",
+        "submission.overdue" => "overdue",
         other => other.strip_prefix("submission.").unwrap_or(other),
     }
 }
@@ -373,7 +421,7 @@ pub async fn cancel(
                 .rows_affected()
             });
             if changed == 1 {
-                Ok(())
+                crate::forwarding::outbox::dequeue(&mut conn, &sid).await
             } else {
                 Err(retention::Error::Conflict(
                     "the submission can no longer be cancelled".into(),

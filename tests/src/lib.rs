@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod filing;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -335,4 +337,101 @@ macro_rules! e2e_tests {
             }
         }
     )*};
+}
+
+/// A running `ivan sandbox-authority`: the authority peer, in its own process.
+#[derive(Debug)]
+pub struct SandboxAuthority {
+    child: Child,
+    /// `http://127.0.0.1:PORT` or `https://…`.
+    pub base: String,
+    log_path: PathBuf,
+    /// A client able to talk to it (with the client identity when it wants one).
+    pub http: reqwest::Client,
+}
+
+impl SandboxAuthority {
+    /// Starts `ivan sandbox-authority --listen 127.0.0.1:0 ARGS…`, logging into `dir`.
+    pub async fn start(dir: &Path, args: &[&str], http: reqwest::Client) -> Self {
+        let log_path = dir.join(format!("sandbox-{}.log", uuid_like()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(ivan_bin())
+            .args(["sandbox-authority", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("IVAN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("sandbox did not start: {}", read(&log_path)))
+            .unwrap()
+            .unwrap_or_else(|| panic!("sandbox exited: {}", read(&log_path)));
+        let base = line
+            .strip_prefix("sandbox-authority listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            base,
+            log_path,
+            http,
+        }
+    }
+
+    /// `GET /v1/_stats`.
+    pub async fn stats(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/v1/_stats", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/_messages`.
+    pub async fn messages(&self) -> Vec<serde_json::Value> {
+        self.http
+            .get(format!("{}/v1/_messages", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        read(&self.log_path)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, for at most `secs`; panics
+/// with `what` otherwise.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

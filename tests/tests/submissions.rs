@@ -4,9 +4,9 @@
 //! and the employer API is driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ivan_e2e::filing::{report, set_up, sign};
 use ivan_e2e::{Instance, Server, e2e_tests};
 use retention::on_pool;
 use serde_json::Value;
@@ -18,107 +18,6 @@ e2e_tests!(
     xmlsec1_signed_filing_is_accepted,
     sigterm_lets_an_upload_in_flight_finish,
 );
-
-/// An employer with trust set up, ready to file.
-struct Filer {
-    id: String,
-    registration: String,
-    token: String,
-    keys: PathBuf,
-}
-
-async fn set_up(inst: &Instance, registration: &str) -> Filer {
-    inst.run_ok(&["migrate"]).await;
-    let keys = inst.dir.path().join(format!("pki-{registration}"));
-    inst.run_ok(&["dev", "keys", keys.to_str().unwrap()]).await;
-    let created: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "Test Employer",
-                "--registration-number",
-                registration,
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let p = |f: &str| keys.join(f).to_str().unwrap().to_owned();
-    // Each `dev keys` makes its own CA.
-    inst.run_ok(&["admin", "ca", "add", &p("ca.pem"), "--json"])
-        .await;
-    inst.run_ok(&["admin", "crl", "add", &p("crl.pem"), "--json"])
-        .await;
-    for cert in ["employer.pem", "revoked.pem", "expired.pem", "stranger.pem"] {
-        inst.run_ok(&[
-            "admin",
-            "cert",
-            "add",
-            "--employer",
-            &id,
-            &p(cert),
-            "--json",
-        ])
-        .await;
-    }
-    Filer {
-        id,
-        registration: registration.to_owned(),
-        token: created["api_token"].as_str().unwrap().to_owned(),
-        keys,
-    }
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/examples")
-}
-
-/// The valid contribution report example, made out to `registration`, with a
-/// sender reference of its own (so each variant is a new filing).
-fn report(registration: &str, variant: u32) -> String {
-    let xml = std::fs::read_to_string(examples().join("valid/contribution-report.xml")).unwrap();
-    let xml = set_attr(&xml, "employer", registration);
-    set_attr(&xml, "senderReference", &format!("E2E-{variant}"))
-}
-
-/// Sets the first `name="…"` attribute in `xml` to `value`.
-fn set_attr(xml: &str, name: &str, value: &str) -> String {
-    let key = format!(" {name}=\"");
-    let start = xml
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} attribute"))
-        + key.len();
-    let end = start + xml[start..].find('"').unwrap();
-    format!("{}{value}{}", &xml[..start], &xml[end..])
-}
-
-async fn sign(inst: &Instance, filer: &Filer, xml: &str, who: &str) -> String {
-    let input = inst.dir.path().join(format!("in-{}.xml", uuid()));
-    std::fs::write(&input, xml).unwrap();
-    let key = filer.keys.join(format!("{who}.key"));
-    let cert = filer.keys.join(format!("{who}.pem"));
-    inst.run_ok(&[
-        "dev",
-        "sign",
-        "--key",
-        key.to_str().unwrap(),
-        "--cert",
-        cert.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ])
-    .await
-}
-
-fn uuid() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
 
 async fn post(server: &Server, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
     server

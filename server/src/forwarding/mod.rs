@@ -1,0 +1,802 @@
+//! Forwarding accepted filings to the authority, exactly once, and bringing its
+//! answers back.
+//!
+//! ```text
+//! accepted ──(hold window ends)──► forwarding ──► delivered ──► processed
+//!                                       │              └──────► rejected
+//!                                       └──► refused_by_authority (a 4xx: final)
+//! ```
+//!
+//! **The outbox** ([`outbox`]) is a table with one row per submission that still needs
+//! the authority. The row is written in the same transaction that accepts the filing
+//! and deleted in the one that records its final answer (or its cancel), so forwarding
+//! work is never only in memory. A worker *claims* due rows with a lease (PostgreSQL:
+//! `FOR UPDATE SKIP LOCKED`, so several `ivan serve` processes share one database
+//! without taking each other's rows; SQLite: one server per file, which frees a
+//! crashed run's leases at start). Every state change
+//! and the rescheduling of a failed attempt check that the lease is still this
+//! worker's, so a worker that lost its lease (it stalled longer than `lease_secs`)
+//! cannot record anything twice. A crashed worker's rows are taken over when their
+//! lease expires.
+//!
+//! **Exactly once** toward the authority rests on two things: the lease (no two
+//! workers hold one message at a time) and the protocol's idempotency key (the message
+//! id travels as `X-Ivan-Message-Id`; a message the authority has already seen answers
+//! `409` with the same reference, which counts as delivered). A crash between the
+//! authority's answer and our commit therefore costs one repeated POST, never a
+//! duplicate filing.
+//!
+//! **Retries** use exponential backoff with full jitter, capped ([`backoff`]). While
+//! the authority is wholly down (`outage_after_failures` transient failures in a row)
+//! the worker stops sending and sends single probes at growing intervals instead of
+//! hammering it; when a probe gets through, held-back messages are made due at once.
+//! Nothing is ever dropped: a message still undelivered `deadline_secs` after its hold
+//! window ended stays queued and is flagged overdue (`submission.overdue` log entry,
+//! metric).
+//!
+//! **Answers**: after delivery the worker polls the message's state; once it is
+//! `processed` or `rejected` it fetches the answer documents, keeps them as originals
+//! (`submission.answer` log entries, one per document) and records the final state,
+//! all in one transaction.
+//!
+//! Every transition is a log entry on `submission:<id>` whose actor is `ivan`.
+//! Metrics: `ivan_outbox_depth{phase}`, `ivan_outbox_oldest_pending_seconds`,
+//! `ivan_outbox_overdue`, `ivan_forwarding_attempts_total{outcome}`,
+//! `ivan_forwarding_delivery_seconds` (hold window end → delivered).
+
+pub mod authority;
+pub mod outbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use retention::ledger::{NewEntry, Work};
+use retention::{Actor, Appended, Clock, Db, Ledger, Originals, Payload, Sha256Hex};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::submissions::status;
+use authority::{AuthorityClient, Delivery, Outgoing, Transient};
+use outbox::{Claimed, Phase};
+
+/// Where the authority is and how to reach it (`[authority]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorityConfig {
+    /// `sandbox`: `ivan serve` starts the sandbox authority in-process on a loopback
+    /// port and forwards to it (development; refused in production). `remote`: forward
+    /// to `base_url`.
+    pub mode: AuthorityMode,
+    /// The authority's root URL, e.g. `https://authority.example/api` (mode `remote`).
+    pub base_url: Option<String>,
+    /// PEM certificate `ivan` presents (mutual TLS), with its PEM private key.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// PEM CA certificate(s) the authority's server certificate must chain to; when set,
+    /// no other root is trusted.
+    pub ca: Option<PathBuf>,
+    pub connect_timeout_secs: u64,
+    /// Longest any one request to the authority may take.
+    pub request_timeout_secs: u64,
+    /// The in-process sandbox reports `processed` this long after receipt.
+    pub sandbox_process_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorityMode {
+    Sandbox,
+    Remote,
+}
+
+impl Default for AuthorityConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthorityMode::Sandbox,
+            base_url: None,
+            client_cert: None,
+            client_key: None,
+            ca: None,
+            connect_timeout_secs: 10,
+            request_timeout_secs: 60,
+            sandbox_process_after_ms: 2000,
+        }
+    }
+}
+
+/// How the outbox worker behaves (`[forwarding]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardingConfig {
+    /// Run the outbox worker in this process.
+    pub enabled: bool,
+    /// A filing not delivered this long after its hold window ended is overdue.
+    pub deadline_secs: u64,
+    /// How long a claimed row stays this worker's; must exceed the longest attempt.
+    pub lease_secs: u64,
+    /// Rows claimed at once.
+    pub batch: u32,
+    /// Attempts running at once.
+    pub concurrency: usize,
+    /// First retry delay ceiling; doubles per attempt (full jitter below it).
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_cap_secs: u64,
+    /// First state query this long after delivery; then backing off up to `poll_cap_secs`.
+    pub poll_interval_ms: u64,
+    pub poll_cap_secs: u64,
+    /// Look for due work this often when idle.
+    pub idle_ms: u64,
+    /// This many transient failures in a row mean the authority is down.
+    pub outage_after_failures: u32,
+    /// Longest pause between probes while the authority is down.
+    pub outage_probe_cap_secs: u64,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            deadline_secs: 2 * 3600,
+            lease_secs: 300,
+            batch: 32,
+            concurrency: 8,
+            retry_base_ms: 1000,
+            retry_cap_secs: 600,
+            poll_interval_ms: 2000,
+            poll_cap_secs: 300,
+            idle_ms: 500,
+            outage_after_failures: 5,
+            outage_probe_cap_secs: 60,
+        }
+    }
+}
+
+impl ForwardingConfig {
+    /// Checks the settings against each other and the authority's timeouts.
+    pub fn validate(&self, authority: &AuthorityConfig) -> Result<(), Error> {
+        let longest = authority.connect_timeout_secs + authority.request_timeout_secs;
+        // Delivery (one request) or answer fetching (a state query and documents).
+        if self.lease_secs < 4 * longest {
+            return Err(Error::Config(format!(
+                "forwarding.lease_secs ({}) must be at least 4 × (authority.connect_timeout_secs + \
+                 authority.request_timeout_secs) = {}, or a slow attempt could outlive its lease",
+                self.lease_secs,
+                4 * longest
+            )));
+        }
+        if self.batch == 0 || self.concurrency == 0 || self.outage_after_failures == 0 {
+            return Err(Error::Config(
+                "forwarding.batch, concurrency and outage_after_failures must be at least 1".into(),
+            ));
+        }
+        if self.retry_base_ms == 0 || self.idle_ms == 0 || self.poll_interval_ms == 0 {
+            return Err(Error::Config(
+                "forwarding.retry_base_ms, idle_ms and poll_interval_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Full-jitter exponential backoff: a uniformly random delay in
+/// `[0, min(cap, base · 2^attempt)]`, where `unit` is a random number in `[0, 1)`.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+    let ceiling = base
+        .checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
+        .unwrap_or(cap)
+        .min(cap);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// The authority is "down" after a run of transient failures: the worker then sends
+/// one probe at a time, spaced by a growing pause, until one gets through.
+#[derive(Debug, Default)]
+struct Outage {
+    failures_in_row: u32,
+    /// Set while the authority is considered down.
+    probe_at: Option<Instant>,
+    probes: u32,
+}
+
+impl Outage {
+    fn is_down(&self) -> bool {
+        self.probe_at.is_some()
+    }
+
+    /// Records the attempts of one round. Returns `true` when the authority just came
+    /// back after an outage.
+    fn record(&mut self, outcomes: &[Attempt], config: &ForwardingConfig) -> bool {
+        let mut recovered = false;
+        for outcome in outcomes {
+            match outcome {
+                Attempt::Done => {
+                    recovered |= self.is_down();
+                    *self = Outage::default();
+                }
+                Attempt::Transient => {
+                    self.failures_in_row += 1;
+                    if self.failures_in_row >= config.outage_after_failures {
+                        if !self.is_down() {
+                            tracing::warn!(
+                                failures = self.failures_in_row,
+                                "the authority looks down: holding back deliveries, probing"
+                            );
+                        }
+                        let pause = backoff(
+                            self.probes,
+                            Duration::from_millis(config.retry_base_ms),
+                            Duration::from_secs(config.outage_probe_cap_secs.max(1)),
+                            1.0,
+                        );
+                        self.probes = self.probes.saturating_add(1);
+                        self.probe_at = Some(Instant::now() + pause);
+                    }
+                }
+                Attempt::Skipped => {}
+            }
+        }
+        if recovered {
+            tracing::info!("the authority answers again: releasing held-back deliveries");
+        }
+        recovered
+    }
+}
+
+/// How one attempt on one row ended, as far as outage detection cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The authority answered (taken, refused, state, documents).
+    Done,
+    /// Worth retrying: the authority did not answer usefully.
+    Transient,
+    /// Nothing was asked of the authority (lease lost, cancelled, our own error).
+    Skipped,
+}
+
+/// The outbox worker of one `ivan serve`.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    db: Db,
+    ledger: Ledger,
+    originals: Originals,
+    client: AuthorityClient,
+    clock: Arc<dyn Clock>,
+    config: Arc<ForwardingConfig>,
+    /// Identifies this worker's leases.
+    owner: Arc<str>,
+}
+
+/// The running worker; [`ForwarderTask::shutdown`] lets attempts in flight finish.
+#[derive(Debug)]
+pub struct ForwarderTask {
+    handle: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl ForwarderTask {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "forwarding worker failed");
+        }
+    }
+}
+
+impl Forwarder {
+    pub fn new(
+        db: Db,
+        ledger: Ledger,
+        originals: Originals,
+        client: AuthorityClient,
+        clock: Arc<dyn Clock>,
+        config: ForwardingConfig,
+    ) -> Self {
+        let owner = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
+        Self {
+            db,
+            ledger,
+            originals,
+            client,
+            clock,
+            config: Arc::new(config),
+            owner: owner.into(),
+        }
+    }
+
+    pub fn start(self) -> ForwarderTask {
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(self.run(stopped));
+        ForwarderTask { handle, stop }
+    }
+
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        tracing::info!(authority = %self.client.base_url(), owner = %self.owner, "forwarding worker started");
+        if self.db.backend() == retention::db::Backend::Sqlite {
+            // One server per SQLite file: leases still held are a crashed run's.
+            match outbox::release_all_leases(&self.db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(rows = n, "took over the outbox leases of a previous run"),
+                Err(e) => tracing::error!(error = %e, "could not release stale leases"),
+            }
+        }
+        let idle = Duration::from_millis(self.config.idle_ms);
+        let sweep_every = Duration::from_secs(5);
+        let mut last_sweep: Option<Instant> = None;
+        let mut outage = Outage::default();
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+                if let Err(e) = self.sweep().await {
+                    tracing::error!(error = %e, "outbox sweep failed");
+                }
+                last_sweep = Some(Instant::now());
+            }
+            let mut wait = idle;
+            if let Some(at) = outage.probe_at {
+                let now = Instant::now();
+                if at > now {
+                    wait = (at - now).min(sweep_every);
+                    if pause(&mut stopped, wait).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let limit = if outage.is_down() {
+                1
+            } else {
+                self.config.batch
+            };
+            let now = self.clock.now();
+            let lease_until = now + secs(self.config.lease_secs);
+            match outbox::claim(&self.db, &self.owner, now, lease_until, limit).await {
+                Ok(rows) if !rows.is_empty() => {
+                    let outcomes: Vec<Attempt> = futures::stream::iter(rows)
+                        .map(|row| self.attempt(row))
+                        .buffer_unordered(self.config.concurrency)
+                        .collect()
+                        .await;
+                    if outage.record(&outcomes, &self.config) {
+                        let now = self.clock.now();
+                        match outbox::release_held_back(&self.db, now).await {
+                            Ok(n) => tracing::info!(messages = n, "held-back deliveries due now"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not release held-back deliveries")
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming outbox rows failed");
+                    wait = idle.max(Duration::from_secs(1));
+                }
+            }
+            if pause(&mut stopped, wait).await {
+                break;
+            }
+        }
+        tracing::info!("forwarding worker stopped");
+    }
+
+    /// One attempt on one claimed row; every failure is handled here.
+    async fn attempt(&self, row: Claimed) -> Attempt {
+        let id = row.submission_id.clone();
+        let result = match row.phase {
+            Phase::Deliver => self.deliver(&row).await,
+            Phase::Poll => self.poll(&row).await,
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(Failure::Transient(reason)) => {
+                let attempts = row.attempts.saturating_add(1);
+                let own = match row.phase {
+                    Phase::Deliver => backoff(
+                        u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                        Duration::from_millis(self.config.retry_base_ms),
+                        secs_std(self.config.retry_cap_secs),
+                        rand::random::<f64>(),
+                    ),
+                    Phase::Poll => poll_delay(&self.config, row.attempts),
+                };
+                // The authority's Retry-After is honoured, within our own cap.
+                let delay = reason.retry_after.map_or(own, |wait| {
+                    own.max(wait.min(secs_std(self.config.retry_cap_secs)))
+                });
+                tracing::warn!(submission = %id, phase = ?row.phase, attempts, retry_in_ms = delay.as_millis() as u64, reason = %reason, "authority attempt failed; will retry");
+                metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "transient")
+                    .increment(1);
+                let due = self.clock.now() + chrono_of(delay);
+                if let Err(e) = outbox::reschedule(
+                    &self.db,
+                    &id,
+                    &self.owner,
+                    attempts,
+                    due,
+                    Some(&reason.reason),
+                )
+                .await
+                {
+                    tracing::error!(submission = %id, error = %e, "could not reschedule");
+                }
+                Attempt::Transient
+            }
+            Err(Failure::Internal(e)) => {
+                // Our own trouble (database, originals store): retry later, release the row.
+                tracing::error!(submission = %id, error = %e, "forwarding attempt failed inside ivan");
+                metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "internal")
+                    .increment(1);
+                let due = self.clock.now() + chrono_of(Duration::from_secs(30));
+                let _ = outbox::reschedule(
+                    &self.db,
+                    &id,
+                    &self.owner,
+                    row.attempts,
+                    due,
+                    Some(&format!("internal: {e}")),
+                )
+                .await;
+                Attempt::Skipped
+            }
+        }
+    }
+
+    async fn deliver(&self, row: &Claimed) -> Result<Attempt, Failure> {
+        let s = &row.submission;
+        if s.status == status::ACCEPTED {
+            // accepted → forwarding, unless a cancel got in first.
+            let transition = self
+                .transition(row, "submission.forward", None, outbox::Change::Forwarding)
+                .await;
+            match transition {
+                Ok(_) => {}
+                Err(Error::Record(retention::Error::Conflict(why))) => {
+                    tracing::info!(submission = %row.submission_id, %why, "not forwarded");
+                    return Ok(Attempt::Skipped);
+                }
+                Err(e) => return Err(Failure::Internal(e)),
+            }
+        }
+        let hash = Sha256Hex::parse(&s.sha256)
+            .ok_or_else(|| Failure::Internal(Error::Invalid("malformed stored hash".into())))?;
+        let body = self
+            .originals
+            .get(&hash)
+            .await
+            .map_err(|e| Failure::Internal(e.into()))?;
+        let outgoing = Outgoing {
+            message_id: &row.submission_id,
+            employer: &s.employer_registration,
+            document_type: &s.document_type,
+            body,
+        };
+        match self.client.deliver(&outgoing).await? {
+            Delivery::Taken {
+                authority_ref,
+                status: code,
+                body,
+            } => {
+                metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "delivered")
+                    .increment(1);
+                let appended = self
+                    .transition(
+                        row,
+                        "submission.deliver",
+                        Some(Payload {
+                            bytes: body,
+                            media_type: "application/json".into(),
+                        }),
+                        outbox::Change::Delivered {
+                            authority_ref: authority_ref.clone(),
+                            poll_at: chrono_of(Duration::from_millis(self.config.poll_interval_ms)),
+                        },
+                    )
+                    .await
+                    .map_err(Failure::Internal)?;
+                let waited = (appended.recorded_at - s.hold_until)
+                    .num_milliseconds()
+                    .max(0);
+                metrics::histogram!("ivan_forwarding_delivery_seconds")
+                    .record(waited as f64 / 1000.0);
+                tracing::info!(submission = %row.submission_id, %authority_ref, status = code, "delivered to the authority");
+                Ok(Attempt::Done)
+            }
+            Delivery::Refused {
+                status: code,
+                media_type,
+                body,
+            } => {
+                metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "refused")
+                    .increment(1);
+                tracing::warn!(submission = %row.submission_id, status = code, "the authority refused the filing");
+                self.transition(
+                    row,
+                    "submission.authority-refuse",
+                    Some(Payload {
+                        bytes: body,
+                        media_type,
+                    }),
+                    outbox::Change::Refused,
+                )
+                .await
+                .map_err(Failure::Internal)?;
+                Ok(Attempt::Done)
+            }
+        }
+    }
+
+    async fn poll(&self, row: &Claimed) -> Result<Attempt, Failure> {
+        let authority_ref = row.submission.authority_ref.clone().ok_or_else(|| {
+            Failure::Internal(Error::Invalid(
+                "delivered without an authority reference".into(),
+            ))
+        })?;
+        let (state, raw) = self.client.state(&authority_ref).await?;
+        let final_action = match state.state.as_str() {
+            "processed" => "submission.process",
+            "rejected" => "submission.reject",
+            "processing" => {
+                let due = self.clock.now() + chrono_of(poll_delay(&self.config, row.attempts));
+                outbox::reschedule(
+                    &self.db,
+                    &row.submission_id,
+                    &self.owner,
+                    row.attempts.saturating_add(1),
+                    due,
+                    None,
+                )
+                .await
+                .map_err(Failure::Internal)?;
+                return Ok(Attempt::Done);
+            }
+            other => {
+                return Err(Failure::Transient(Transient::new(format!(
+                    "the authority reports an unknown state {other:?}"
+                ))));
+            }
+        };
+        let mut documents = Vec::with_capacity(state.documents.len());
+        for doc in &state.documents {
+            let (media_type, bytes) = self.client.document(&doc.href).await?;
+            documents.push(outbox::Answer {
+                n: doc.n,
+                name: doc.name.clone(),
+                media_type,
+                sha256: Sha256Hex::of(&bytes).as_str().to_owned(),
+                size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+                bytes,
+            });
+        }
+        let subject = format!("submission:{}", row.submission_id);
+        let mut entries: Vec<NewEntry> = documents
+            .iter()
+            .map(|d| NewEntry {
+                actor: Actor::System,
+                action: "submission.answer".into(),
+                subject: subject.clone(),
+                payload: Some(Payload {
+                    bytes: d.bytes.clone(),
+                    media_type: d.media_type.clone(),
+                }),
+            })
+            .collect();
+        entries.push(NewEntry {
+            actor: Actor::System,
+            action: final_action.into(),
+            subject,
+            payload: Some(Payload {
+                bytes: raw,
+                media_type: "application/json".into(),
+            }),
+        });
+        let final_status = if final_action == "submission.process" {
+            status::PROCESSED
+        } else {
+            status::REJECTED
+        };
+        let work = outbox::finish_work(
+            row.submission_id.clone(),
+            self.owner.to_string(),
+            final_status,
+            documents,
+        );
+        match self.ledger.append_all(entries, Some(work)).await {
+            Ok(_) => {
+                tracing::info!(submission = %row.submission_id, state = %state.state, "the authority's answer is in");
+                Ok(Attempt::Done)
+            }
+            Err(retention::Error::Conflict(why)) => {
+                tracing::warn!(submission = %row.submission_id, %why, "answer not recorded: lease lost");
+                Ok(Attempt::Skipped)
+            }
+            Err(e) => Err(Failure::Internal(e.into())),
+        }
+    }
+
+    /// Appends `action` for the row's submission and applies `change` in the same
+    /// transaction, provided this worker still holds the row's lease.
+    async fn transition(
+        &self,
+        row: &Claimed,
+        action: &str,
+        payload: Option<Payload>,
+        change: outbox::Change,
+    ) -> Result<Appended, Error> {
+        let work: Work =
+            outbox::change_work(row.submission_id.clone(), self.owner.to_string(), change);
+        Ok(self
+            .ledger
+            .append_with(
+                NewEntry {
+                    actor: Actor::System,
+                    action: action.into(),
+                    subject: format!("submission:{}", row.submission_id),
+                    payload,
+                },
+                work,
+            )
+            .await?)
+    }
+
+    /// Flags overdue deliveries (once each) and refreshes the outbox gauges.
+    async fn sweep(&self) -> Result<(), Error> {
+        let now = self.clock.now();
+        let cutoff = now - secs(self.config.deadline_secs);
+        for id in outbox::newly_overdue(&self.db, cutoff, 100).await? {
+            let work = outbox::flag_overdue_work(id.clone());
+            match self
+                .ledger
+                .append_with(
+                    NewEntry {
+                        actor: Actor::System,
+                        action: "submission.overdue".into(),
+                        subject: format!("submission:{id}"),
+                        payload: None,
+                    },
+                    work,
+                )
+                .await
+            {
+                Ok(_) => {
+                    metrics::counter!("ivan_forwarding_overdue_total").increment(1);
+                    tracing::warn!(submission = %id, deadline_secs = self.config.deadline_secs, "forwarding is overdue");
+                }
+                Err(retention::Error::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let gauges = outbox::gauges(&self.db, now).await?;
+        metrics::gauge!("ivan_outbox_depth", "phase" => "deliver").set(gauges.deliver as f64);
+        metrics::gauge!("ivan_outbox_depth", "phase" => "poll").set(gauges.poll as f64);
+        metrics::gauge!("ivan_outbox_overdue").set(gauges.overdue as f64);
+        metrics::gauge!("ivan_outbox_oldest_pending_seconds").set(gauges.oldest_pending_secs);
+        Ok(())
+    }
+}
+
+/// Why an attempt did not complete.
+#[derive(Debug)]
+enum Failure {
+    Transient(Transient),
+    Internal(Error),
+}
+
+impl From<Transient> for Failure {
+    fn from(t: Transient) -> Self {
+        Failure::Transient(t)
+    }
+}
+
+fn poll_delay(config: &ForwardingConfig, attempts: i64) -> Duration {
+    let base = Duration::from_millis(config.poll_interval_ms);
+    let n = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);
+    base.checked_mul(1u32 << n)
+        .unwrap_or(Duration::MAX)
+        .min(secs_std(config.poll_cap_secs))
+}
+
+/// Sleeps `d` unless the worker is told to stop first; `true` = stop.
+async fn pause(stopped: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stopped.borrow(),
+        r = stopped.changed() => r.is_err() || *stopped.borrow(),
+    }
+}
+
+fn secs(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+fn secs_std(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// What the API shows of an answer document.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AnswerInfo {
+    pub n: i64,
+    pub name: String,
+    pub media_type: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    #[serde(serialize_with = "ser_time")]
+    pub received_at: DateTime<Utc>,
+    pub log_seq: i64,
+}
+
+fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&retention::ledger::format_time(t))
+}
+
+/// The answers kept for a submission, in the authority's order.
+pub async fn answers(db: &Db, submission_id: &str) -> Result<Vec<AnswerInfo>, Error> {
+    outbox::answers(db, submission_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_full_jitter() {
+        let base = Duration::from_millis(1000);
+        let cap = Duration::from_secs(600);
+        assert_eq!(backoff(0, base, cap, 0.0), Duration::ZERO);
+        assert_eq!(backoff(0, base, cap, 1.0), base);
+        assert_eq!(backoff(3, base, cap, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(3, base, cap, 0.5), Duration::from_secs(4));
+        assert_eq!(backoff(20, base, cap, 1.0), cap);
+        assert_eq!(backoff(u32::MAX, base, cap, 1.0), cap);
+    }
+
+    #[test]
+    fn polls_back_off_to_their_cap() {
+        let c = ForwardingConfig::default();
+        assert_eq!(poll_delay(&c, 0), Duration::from_secs(2));
+        assert_eq!(poll_delay(&c, 1), Duration::from_secs(4));
+        assert_eq!(poll_delay(&c, 40), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_outage_opens_after_a_run_of_failures_and_closes_on_success() {
+        let c = ForwardingConfig {
+            outage_after_failures: 3,
+            ..ForwardingConfig::default()
+        };
+        let mut o = Outage::default();
+        assert!(!o.record(&[Attempt::Transient, Attempt::Transient], &c));
+        assert!(!o.is_down());
+        // Skipped attempts neither break nor extend the run.
+        o.record(&[Attempt::Skipped, Attempt::Transient], &c);
+        assert!(o.is_down());
+        assert!(o.record(&[Attempt::Done], &c), "recovery is reported once");
+        assert!(!o.is_down());
+        assert!(!o.record(&[Attempt::Done], &c));
+    }
+
+    #[test]
+    fn lease_must_outlive_the_slowest_attempt() {
+        let a = AuthorityConfig::default();
+        let ok = ForwardingConfig::default();
+        assert!(ok.validate(&a).is_ok());
+        let short = ForwardingConfig {
+            lease_secs: 60,
+            ..ForwardingConfig::default()
+        };
+        let err = short.validate(&a).unwrap_err().to_string();
+        assert!(err.contains("lease_secs"), "{err}");
+    }
+}

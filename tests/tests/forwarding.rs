@@ -1,0 +1,563 @@
+//! Forwarding to the authority, end to end: the real `ivan serve` delivers to the
+//! sandbox authority (in-process by default; as its own `ivan sandbox-authority`
+//! process with mutual TLS and injected faults otherwise), polls for the answers and
+//! keeps them. Crashes, outages and two servers on one database must neither lose nor
+//! duplicate a message. Every test is bounded in time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use ivan_e2e::filing::{Filer, report, set_attr, set_up, sign};
+use ivan_e2e::{Backend, Instance, SandboxAuthority, Server, e2e_tests, eventually};
+use retention::on_pool;
+use serde_json::Value;
+
+e2e_tests!(
+    default_sandbox_forwards_and_answers_come_back,
+    faults_and_latency_over_mutual_tls_deliver_each_filing_once,
+    sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing,
+    authority_down_then_back_drains_the_backlog_and_flags_overdue,
+    refusal_rejection_and_cancel,
+    tls_misconfiguration_is_refused_with_a_clear_error,
+);
+
+/// Fast retries and polls, so tests take seconds, with timeouts that keep the lease
+/// rule (lease ≥ 4 × timeouts) at 12 s.
+const FAST: &[(&str, &str)] = &[
+    ("IVAN_INTAKE__HOLD_WINDOW_SECS", "0"),
+    ("IVAN_FORWARDING__RETRY_BASE_MS", "100"),
+    ("IVAN_FORWARDING__RETRY_CAP_SECS", "2"),
+    ("IVAN_FORWARDING__POLL_INTERVAL_MS", "200"),
+    ("IVAN_FORWARDING__POLL_CAP_SECS", "1"),
+    ("IVAN_FORWARDING__IDLE_MS", "100"),
+    ("IVAN_FORWARDING__LEASE_SECS", "12"),
+    ("IVAN_FORWARDING__OUTAGE_PROBE_CAP_SECS", "3"),
+    ("IVAN_AUTHORITY__CONNECT_TIMEOUT_SECS", "1"),
+    ("IVAN_AUTHORITY__REQUEST_TIMEOUT_SECS", "2"),
+];
+
+fn env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    FAST.iter().chain(extra).copied().collect()
+}
+
+/// TLS material from `ivan dev tls`.
+async fn tls(inst: &Instance) -> std::path::PathBuf {
+    let dir = inst.dir.path().join("tls");
+    inst.run_ok(&["dev", "tls", dir.to_str().unwrap()]).await;
+    dir
+}
+
+fn pem(dir: &Path, f: &str) -> String {
+    dir.join(f).to_str().unwrap().to_owned()
+}
+
+/// A client that presents `client` (cert+key basename) and trusts only ca.pem.
+fn tls_client(dir: &Path, client: Option<&str>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(std::time::Duration::from_secs(10));
+    if let Some(name) = client {
+        let mut id = std::fs::read(dir.join(format!("{name}.pem"))).unwrap();
+        id.push(b'\n');
+        id.extend(std::fs::read(dir.join(format!("{name}.key"))).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&id).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// A sandbox authority process with mutual TLS and `args`; returns it and the env
+/// that points `ivan serve` at it.
+async fn tls_sandbox(inst: &Instance, args: &[&str]) -> (SandboxAuthority, Vec<(String, String)>) {
+    let dir = tls(inst).await;
+    let mut all = vec![
+        "--tls-cert".to_owned(),
+        pem(&dir, "server.pem"),
+        "--tls-key".to_owned(),
+        pem(&dir, "server.key"),
+        "--client-ca".to_owned(),
+        pem(&dir, "ca.pem"),
+    ];
+    all.extend(args.iter().map(|s| (*s).to_owned()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let sandbox =
+        SandboxAuthority::start(inst.dir.path(), &all, tls_client(&dir, Some("client"))).await;
+    let env = vec![
+        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
+        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
+        ("IVAN_AUTHORITY__CA".to_owned(), pem(&dir, "ca.pem")),
+        (
+            "IVAN_AUTHORITY__CLIENT_CERT".to_owned(),
+            pem(&dir, "client.pem"),
+        ),
+        (
+            "IVAN_AUTHORITY__CLIENT_KEY".to_owned(),
+            pem(&dir, "client.key"),
+        ),
+    ];
+    (sandbox, env)
+}
+
+async fn serve(inst: &Instance, authority: &[(String, String)], extra: &[(&str, &str)]) -> Server {
+    let mut all: Vec<(&str, &str)> = env(extra);
+    all.extend(authority.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    inst.serve_with(&all).await
+}
+
+/// Signs and posts `n` distinct filings; returns their message ids.
+async fn file(inst: &Instance, server: &Server, filer: &Filer, refs: &[String]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for r in refs {
+        let xml = set_attr(&report(&filer.registration, 0), "senderReference", r);
+        let signed = sign(inst, filer, &xml, "employer").await;
+        let resp = server
+            .http
+            .post(server.url("/api/v1/submissions"))
+            .bearer_auth(&filer.token)
+            .header("content-type", "application/xml")
+            .body(signed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        let v: Value = resp.json().await.unwrap();
+        ids.push(v["message_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+fn refs(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+async fn show(server: &Server, filer: &Filer, id: &str) -> Value {
+    server
+        .get_auth(&format!("/api/v1/submissions/{id}"), &filer.token)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until every id has `status`.
+async fn all_reach(server: &Server, filer: &Filer, ids: &[String], status: &str, secs: u64) {
+    for id in ids {
+        eventually(
+            secs,
+            &format!("{id} {status}: {}", server.log()),
+            || async {
+                let v = show(server, filer, id).await;
+                (v["status"] == status).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+async fn count(inst: &Instance, sql: &'static str) -> i64 {
+    let db = inst.db().await;
+    let n: i64 = on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
+    db.close().await;
+    n
+}
+
+fn steps(v: &Value) -> Vec<String> {
+    v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn default_sandbox_forwards_and_answers_come_back(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let server = serve(
+        &inst,
+        &[],
+        &[("IVAN_AUTHORITY__SANDBOX_PROCESS_AFTER_MS", "300")],
+    )
+    .await;
+    let ids = file(&inst, &server, &filer, &refs("DEFAULT", 2)).await;
+    all_reach(&server, &filer, &ids, "processed", 60).await;
+    let v = show(&server, &filer, &ids[0]).await;
+    assert_eq!(
+        steps(&v),
+        [
+            "received",
+            "verified",
+            "validated",
+            "accepted",
+            "forwarding",
+            "delivered",
+            "answer_received",
+            "answer_received",
+            "processed"
+        ],
+        "{v}"
+    );
+    assert!(
+        v["authority_ref"].as_str().unwrap().starts_with("A-"),
+        "{v}"
+    );
+    assert!(v["delivered_at"].is_string(), "{v}");
+    let answers = v["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 2, "{v}");
+    for a in answers {
+        let n = a["n"].as_i64().unwrap();
+        let r = server
+            .get_auth(
+                &format!("/api/v1/submissions/{}/answers/{n}", ids[0]),
+                &filer.token,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"],
+            a["media_type"].as_str().unwrap()
+        );
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(
+            retention::Sha256Hex::of(&bytes).as_str(),
+            a["sha256"].as_str().unwrap()
+        );
+        if n == 1 {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            assert!(
+                text.contains(&ids[0]),
+                "the protocol names the message: {text}"
+            );
+        }
+    }
+    let r = server
+        .get_auth(
+            &format!("/api/v1/submissions/{}/answers/9", ids[0]),
+            &filer.token,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    // Filtering by the new states works.
+    let page: Value = server
+        .get_auth("/api/v1/submissions?status=processed", &filer.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert!(server.stop().await.success());
+    assert_eq!(count(&inst, "SELECT COUNT(*) FROM outbox").await, 0);
+    assert_eq!(count(&inst, "SELECT COUNT(*) FROM answers").await, 4);
+    inst.run_ok(&["log", "verify"]).await;
+}
+
+async fn faults_and_latency_over_mutual_tls_deliver_each_filing_once(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let (sandbox, authority) = tls_sandbox(
+        &inst,
+        &[
+            "--fault-rate",
+            "0.3",
+            "--latency-ms",
+            "50",
+            "--process-after-ms",
+            "200",
+        ],
+    )
+    .await;
+    let server = serve(&inst, &authority, &[]).await;
+    let n = 12;
+    let ids = file(&inst, &server, &filer, &refs("FAULTS", n)).await;
+    all_reach(&server, &filer, &ids, "processed", 120).await;
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["received"], n, "{stats}");
+    assert!(stats["faults_injected"].as_i64().unwrap() > 0, "{stats}");
+    let mut seen: Vec<String> = sandbox
+        .messages()
+        .await
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(seen, want, "the authority holds exactly our filings");
+    assert!(server.stop().await.success());
+    // One delivery recorded per filing, whatever the retries.
+    assert_eq!(
+        count(
+            &inst,
+            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.deliver'"
+        )
+        .await,
+        n as i64
+    );
+    inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
+
+async fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let (sandbox, authority) = tls_sandbox(
+        &inst,
+        &["--latency-ms", "1500", "--process-after-ms", "100"],
+    )
+    .await;
+    let server = serve(&inst, &authority, &[]).await;
+    let n = 8;
+    let ids = file(&inst, &server, &filer, &refs("KILL", n)).await;
+    // Kill as soon as the authority has seen a delivery: others are in flight.
+    eventually(30, "a delivery reached the authority", || async {
+        (sandbox.stats().await["posts"].as_i64().unwrap() > 0).then_some(())
+    })
+    .await;
+    server.kill9().await;
+    let server = serve(&inst, &authority, &[]).await;
+    all_reach(&server, &filer, &ids, "processed", 120).await;
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["received"], n, "every filing counted once: {stats}");
+    assert!(server.stop().await.success());
+    assert_eq!(
+        count(
+            &inst,
+            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.deliver'"
+        )
+        .await,
+        n as i64
+    );
+    inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
+
+async fn authority_down_then_back_drains_the_backlog_and_flags_overdue(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let down = 60;
+    let (sandbox, authority) = tls_sandbox(
+        &inst,
+        &[
+            "--down-for-secs",
+            &down.to_string(),
+            "--process-after-ms",
+            "100",
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let server = serve(
+        &inst,
+        &authority,
+        &[("IVAN_FORWARDING__DEADLINE_SECS", "3")],
+    )
+    .await;
+    let n = 10;
+    let ids = file(&inst, &server, &filer, &refs("DOWN", n)).await;
+    // While it is down: flagged overdue, nothing lost, and the authority is probed,
+    // not hammered.
+    eventually(30, "overdue flagged", || async {
+        let v = show(&server, &filer, &ids[0]).await;
+        steps(&v).contains(&"overdue".to_owned()).then_some(())
+    })
+    .await;
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("ivan_outbox_overdue"), "{metrics}");
+    let remaining = std::time::Duration::from_secs(down).saturating_sub(started.elapsed());
+    tokio::time::sleep(remaining.saturating_sub(std::time::Duration::from_secs(2))).await;
+    let posts_while_down = sandbox.stats().await["posts"].as_i64().unwrap();
+    assert!(
+        posts_while_down < 80,
+        "{posts_while_down} deliveries tried during a {down} s outage: hammering"
+    );
+    assert!(
+        server.log().contains("the authority looks down"),
+        "{}",
+        server.log()
+    );
+    all_reach(&server, &filer, &ids, "processed", 60).await;
+    assert_eq!(sandbox.stats().await["received"], n);
+    assert!(server.stop().await.success());
+    assert_eq!(
+        count(
+            &inst,
+            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.overdue'"
+        )
+        .await,
+        n as i64,
+        "each overdue filing flagged once"
+    );
+    sandbox.stop().await;
+}
+
+async fn refusal_rejection_and_cancel(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let sandbox = SandboxAuthority::start(
+        inst.dir.path(),
+        &["--process-after-ms", "100"],
+        reqwest::Client::new(),
+    )
+    .await;
+    let authority = vec![
+        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
+        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
+    ];
+    // A hold window long enough to cancel in, short enough to wait out.
+    let server = serve(&inst, &authority, &[("IVAN_INTAKE__HOLD_WINDOW_SECS", "3")]).await;
+    let ids = file(
+        &inst,
+        &server,
+        &filer,
+        &[
+            "OK-1".into(),
+            "REFUSE-1".into(),
+            "REJECT-1".into(),
+            "CANCEL-1".into(),
+        ],
+    )
+    .await;
+    let r = server
+        .http
+        .post(server.url(&format!("/api/v1/submissions/{}/cancel", ids[3])))
+        .bearer_auth(&filer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    all_reach(&server, &filer, &ids[..1], "processed", 60).await;
+    all_reach(&server, &filer, &ids[1..2], "refused_by_authority", 60).await;
+    all_reach(&server, &filer, &ids[2..3], "rejected", 60).await;
+    let rejected = show(&server, &filer, &ids[2]).await;
+    assert_eq!(
+        rejected["answers"].as_array().unwrap().len(),
+        2,
+        "{rejected}"
+    );
+    let refused = show(&server, &filer, &ids[1]).await;
+    assert!(refused["answers"].as_array().unwrap().is_empty());
+    // The refusal's answer is kept as the log entry's payload.
+    assert_eq!(
+        count(
+            &inst,
+            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.authority-refuse' AND payload_sha256 IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    // The cancelled filing never left.
+    let cancelled = show(&server, &filer, &ids[3]).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let sent: Vec<Value> = sandbox.messages().await;
+    assert!(sent.iter().all(|m| m["message_id"] != ids[3].as_str()));
+    assert_eq!(
+        sandbox.stats().await["received"],
+        2,
+        "OK and REJECT are stored"
+    );
+    assert!(server.stop().await.success());
+    assert_eq!(count(&inst, "SELECT COUNT(*) FROM outbox").await, 0);
+    inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
+
+async fn tls_misconfiguration_is_refused_with_a_clear_error(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let (sandbox, authority) = tls_sandbox(&inst, &[]).await;
+    let dir = inst.dir.path().join("tls");
+    for (case, changes, expect) in [
+        (
+            "server certificate from an untrusted CA",
+            vec![("IVAN_AUTHORITY__CA", pem(&dir, "other-ca.pem"))],
+            "invalid peer certificate: unknownissuer",
+        ),
+        (
+            "no client certificate",
+            vec![
+                ("IVAN_AUTHORITY__CLIENT_CERT", String::new()),
+                ("IVAN_AUTHORITY__CLIENT_KEY", String::new()),
+            ],
+            "certificaterequired",
+        ),
+    ] {
+        let env: Vec<(String, String)> = authority
+            .iter()
+            .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+            .cloned()
+            .chain(
+                changes
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| ((*k).to_owned(), v.clone())),
+            )
+            .collect();
+        let server = serve(&inst, &env, &[]).await;
+        let ids = file(&inst, &server, &filer, &[format!("TLS-{}", case.len())]).await;
+        let error = eventually(
+            30,
+            &format!("{case}: an error saying {expect:?}"),
+            || async {
+                let out = inst.run_ok(&["admin", "outbox", "list", "--json"]).await;
+                let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+                // Under TLS 1.3 the server judges the client certificate after the
+                // client's handshake is done, so an attempt may fail writing the request
+                // ("broken pipe") before it reads the server's alert; the retries show
+                // the alert itself soon enough.
+                rows.iter()
+                    .find(|r| r["submission_id"] == ids[0].as_str())
+                    .and_then(|r| r["last_error"].as_str().map(str::to_owned))
+                    .filter(|e| e.to_lowercase().contains(expect))
+            },
+        )
+        .await;
+        assert!(
+            error.contains("POST /v1/messages"),
+            "{case}: the error names the call: {error}"
+        );
+        assert_eq!(
+            show(&server, &filer, &ids[0]).await["status"],
+            "forwarding",
+            "{case}"
+        );
+        assert!(server.stop().await.success());
+    }
+    assert_eq!(sandbox.stats().await["posts"], 0, "nothing got through");
+    sandbox.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_never_send_twice() {
+    let inst = Instance::new(Backend::Postgres).await;
+    let filer = set_up(&inst, "12345678").await;
+    let sandbox = SandboxAuthority::start(
+        inst.dir.path(),
+        &["--latency-ms", "20", "--process-after-ms", "100"],
+        reqwest::Client::new(),
+    )
+    .await;
+    let authority = vec![
+        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
+        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
+    ];
+    // Small claims, so both servers find due rows.
+    let each = [
+        ("IVAN_INTAKE__HOLD_WINDOW_SECS", "2"),
+        ("IVAN_FORWARDING__BATCH", "2"),
+        ("IVAN_FORWARDING__CONCURRENCY", "2"),
+    ];
+    let a = serve(&inst, &authority, &each).await;
+    let b = serve(&inst, &authority, &each).await;
+    let n = 20;
+    let mut ids = file(&inst, &a, &filer, &refs("TWO-A", n / 2)).await;
+    ids.extend(file(&inst, &b, &filer, &refs("TWO-B", n / 2)).await);
+    all_reach(&a, &filer, &ids, "processed", 120).await;
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["received"], n, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    assert_eq!(stats["posts"], n, "{stats}");
+    // Both did work (each claims due rows as they come).
+    let (la, lb) = (a.log(), b.log());
+    assert!(a.stop().await.success());
+    assert!(b.stop().await.success());
+    assert!(
+        la.contains("delivered to the authority") && lb.contains("delivered to the authority"),
+        "both servers delivered:\n{la}\n---\n{lb}"
+    );
+    inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
