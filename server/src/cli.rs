@@ -235,6 +235,16 @@ pub enum EmployerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the address that gets the employer's mail (receipts, answers, overdue
+    /// forwarding); logged.
+    SetEmail {
+        #[arg(long)]
+        employer: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code
@@ -477,6 +487,26 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
                 println!("api token:     {}", created.api_token);
                 println!("log entry:     {}", created.log_seq);
                 eprintln!("Store the API token now: it is not shown again.");
+            }
+        }
+        EmployerCommand::SetEmail {
+            employer,
+            email,
+            json,
+        } => {
+            let record = Record::open(config).await?;
+            let set = employers::set_email(&record.ledger, operator(), &employer, &email).await;
+            record.close().await;
+            let log_seq = set?;
+            if json {
+                println!(
+                    "{}",
+                    to_json(
+                        &serde_json::json!({"id": employer, "notify_email": email.trim(), "log_seq": log_seq})
+                    )
+                );
+            } else {
+                println!("mail for employer {employer} now goes to {}", email.trim());
             }
         }
         EmployerCommand::List { json } => {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::forwarding::{AuthorityConfig, AuthorityMode, ForwardingConfig};
 use crate::intake::IntakeConfig;
+use crate::mail::{MailConfig, MailTransport};
 
 /// Environment variables with the `IVAN_` prefix that are not configuration keys.
 const NON_CONFIG_VARS: &[&str] = &["config", "bin", "log"];
@@ -27,7 +28,7 @@ const TEST_VAR_PREFIX: &str = "test_";
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `production` refuses the development conveniences (the in-process sandbox
-    /// authority) at start.
+    /// authority, the mail file sink) at start.
     pub environment: Environment,
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
@@ -45,6 +46,7 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub authority: AuthorityConfig,
     pub forwarding: ForwardingConfig,
+    pub mail: MailConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +99,7 @@ impl Default for Config {
             intake: IntakeConfig::default(),
             authority: AuthorityConfig::default(),
             forwarding: ForwardingConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -191,6 +194,15 @@ impl Config {
             _ => {}
         }
         self.forwarding.validate(&self.authority)?;
+        self.mail.validate()?;
+        if self.environment == Environment::Production && self.mail.transport == MailTransport::File
+        {
+            return Err(Error::Config(
+                "mail.transport = \"file\" is for development; production needs \
+                 mail.transport = \"smtp\""
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -209,6 +221,9 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = Some(retention::db::redact_url(&self.database_url()));
+        if shown.mail.smtp_password.is_some() {
+            shown.mail.smtp_password = Some("***".into());
+        }
         if let OriginalsConfig::S3(s3) = &mut shown.originals
             && s3.secret_access_key.is_some()
         {
@@ -321,6 +336,9 @@ mod tests {
             let err = load(None).unwrap_err().to_string();
             assert!(err.contains("base_url"), "{err}");
             jail.set_env("IVAN_AUTHORITY__BASE_URL", "https://authority.example");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("mail.transport"), "{err}");
+            jail.set_env("IVAN_MAIL__TRANSPORT", "smtp");
             assert_eq!(load(None).unwrap().environment, Environment::Production);
             Ok(())
         });

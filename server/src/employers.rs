@@ -159,6 +159,50 @@ pub async fn add(
     })
 }
 
+/// Sets the employer's notification address, recorded as `employer.set-email` (payload:
+/// the new address) in the same transaction. Returns the entry's position.
+pub async fn set_email(
+    ledger: &Ledger,
+    actor: Actor,
+    employer_id: &str,
+    email: &str,
+) -> Result<i64, Error> {
+    let email = crate::mail::parse_address(email)?;
+    let (id, address) = (employer_id.to_owned(), email.clone());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
+        Box::pin(async move {
+            let n = on_conn!(&mut conn, c => {
+                sqlx::query("UPDATE employers SET notify_email = $1 WHERE id = $2")
+                    .bind(&address)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            });
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(retention::Error::Invalid(format!("no employer {id}")))
+            }
+        })
+    });
+    let appended = ledger
+        .append_with(
+            NewEntry {
+                actor,
+                action: "employer.set-email".into(),
+                subject: format!("employer:{employer_id}"),
+                payload: Some(Payload {
+                    bytes: Bytes::from(email.into_bytes()),
+                    media_type: "text/plain".into(),
+                }),
+            },
+            work,
+        )
+        .await?;
+    Ok(appended.seq)
+}
+
 /// Who an API request comes from, once its token checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -33,6 +33,7 @@ pub mod error;
 pub mod forwarding;
 pub mod http;
 pub mod intake;
+pub mod mail;
 pub mod sandbox;
 pub mod serve;
 pub mod submissions;

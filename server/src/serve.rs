@@ -108,9 +108,18 @@ pub async fn serve(config: Config) -> Result<()> {
             client,
             Arc::new(SystemClock),
             config.forwarding.clone(),
+            config.mail.operator.clone(),
         )
         .start()
     });
+    let mailer = crate::mail::Mailer::new(
+        db.clone(),
+        ledger.clone(),
+        Arc::new(SystemClock),
+        &config.mail,
+        &config.data_dir,
+    )?
+    .start();
     let state = AppState {
         db: db.clone(),
         originals: originals.clone(),
@@ -151,6 +160,7 @@ pub async fn serve(config: Config) -> Result<()> {
     if let Some(forwarder) = forwarder {
         forwarder.shutdown().await;
     }
+    mailer.shutdown().await;
     if let Some((stop, task)) = sandbox {
         let _ = stop.send(());
         let _ = task.await;

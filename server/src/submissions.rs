@@ -231,6 +231,20 @@ pub async fn record(
                 received_at,
             )
             .await?;
+            crate::mail::enqueue_to_employer(
+                &mut conn,
+                crate::mail::Kind::Receipt,
+                &a.id,
+                &format!(
+                    "Your {} was received and accepted as {document_number} at {}. \
+                     It can be cancelled until {}.",
+                    a.document_type,
+                    format_time(&received_at),
+                    format_time(&(received_at + a.hold_window))
+                ),
+                received_at,
+            )
+            .await?;
             Ok(())
         })
     });

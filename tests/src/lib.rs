@@ -435,3 +435,54 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A real SMTP server (Python aiosmtpd, `tests/peers/smtp_sink.py`, from the test
+/// virtualenv that `ops/test.sh` puts first on PATH) that keeps every message.
+#[derive(Debug)]
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl SmtpSink {
+    pub async fn start(dir: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/smtp_sink.py");
+        let dir = dir.join(format!("smtp-{}", uuid_like()));
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with aiosmtpd (ops/test.sh installs it into its virtualenv)");
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::time::timeout(
+            Duration::from_secs(30),
+            BufReader::new(stdout).lines().next_line(),
+        )
+        .await
+        .expect("smtp sink did not start in 30 s")
+        .unwrap()
+        .expect("smtp sink exited (is aiosmtpd installed?)");
+        let port = line
+            .strip_prefix("smtp listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self { child, port, dir }
+    }
+
+    /// Every message received so far, oldest first, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort();
+        files.iter().map(|p| read(p)).collect()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

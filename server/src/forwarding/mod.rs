@@ -32,7 +32,7 @@
 //! hammering it; when a probe gets through, held-back messages are made due at once.
 //! Nothing is ever dropped: a message still undelivered `deadline_secs` after its hold
 //! window ended stays queued and is flagged overdue (`submission.overdue` log entry,
-//! metric).
+//! metric, mail to the employer and the operator through [`crate::mail`]).
 //!
 //! **Answers**: after delivery the worker polls the message's state; once it is
 //! `processed` or `rejected` it fetches the answer documents, keeps them as originals
@@ -132,7 +132,9 @@ pub struct ForwardingConfig {
     pub poll_cap_secs: u64,
     /// Look for due work this often when idle.
     pub idle_ms: u64,
-    /// This many transient failures in a row mean the authority is down.
+    /// This many transient failures in a row (no success between them, across all
+    /// attempts) mean the authority is down. High enough that a flaky but working
+    /// authority (30 % failures: 0.3^10 ≈ 6·10⁻⁶) does not trip it.
     pub outage_after_failures: u32,
     /// Longest pause between probes while the authority is down.
     pub outage_probe_cap_secs: u64,
@@ -151,7 +153,7 @@ impl Default for ForwardingConfig {
             poll_interval_ms: 2000,
             poll_cap_secs: 300,
             idle_ms: 500,
-            outage_after_failures: 5,
+            outage_after_failures: 10,
             outage_probe_cap_secs: 60,
         }
     }
@@ -219,7 +221,13 @@ impl Outage {
                     recovered |= self.is_down();
                     *self = Outage::default();
                 }
-                Attempt::Transient => {
+                Attempt::Transient { answered } => {
+                    if *answered > 0 {
+                        // Some requests of this attempt were answered: the authority
+                        // is up; only the last request failed.
+                        recovered |= self.is_down();
+                        *self = Outage::default();
+                    }
                     self.failures_in_row += 1;
                     if self.failures_in_row >= config.outage_after_failures {
                         if !self.is_down() {
@@ -248,13 +256,17 @@ impl Outage {
     }
 }
 
-/// How one attempt on one row ended, as far as outage detection cares.
+/// How one attempt on one row ended, as far as outage detection cares. Outage
+/// detection counts failed *requests* in a row: an attempt that made several requests
+/// (a state query, then documents) and failed at the last one still shows the
+/// authority answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempt {
     /// The authority answered (taken, refused, state, documents).
     Done,
-    /// Worth retrying: the authority did not answer usefully.
-    Transient,
+    /// Worth retrying: a request failed after `answered` requests of the same attempt
+    /// had succeeded.
+    Transient { answered: u32 },
     /// Nothing was asked of the authority (lease lost, cancelled, our own error).
     Skipped,
 }
@@ -270,6 +282,8 @@ pub struct Forwarder {
     config: Arc<ForwardingConfig>,
     /// Identifies this worker's leases.
     owner: Arc<str>,
+    /// Overdue mail also goes here (`mail.operator`).
+    operator_mail: Option<String>,
 }
 
 /// The running worker; [`ForwarderTask::shutdown`] lets attempts in flight finish.
@@ -296,6 +310,7 @@ impl Forwarder {
         client: AuthorityClient,
         clock: Arc<dyn Clock>,
         config: ForwardingConfig,
+        operator_mail: Option<String>,
     ) -> Self {
         let owner = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
         Self {
@@ -306,6 +321,7 @@ impl Forwarder {
             clock,
             config: Arc::new(config),
             owner: owner.into(),
+            operator_mail,
         }
     }
 
@@ -397,7 +413,7 @@ impl Forwarder {
         };
         match result {
             Ok(outcome) => outcome,
-            Err(Failure::Transient(reason)) => {
+            Err(Failure::Transient(reason, answered)) => {
                 let attempts = row.attempts.saturating_add(1);
                 let own = match row.phase {
                     Phase::Deliver => backoff(
@@ -428,7 +444,7 @@ impl Forwarder {
                 {
                     tracing::error!(submission = %id, error = %e, "could not reschedule");
                 }
-                Attempt::Transient
+                Attempt::Transient { answered }
             }
             Err(Failure::Internal(e)) => {
                 // Our own trouble (database, originals store): retry later, release the row.
@@ -559,14 +575,21 @@ impl Forwarder {
                 return Ok(Attempt::Done);
             }
             other => {
-                return Err(Failure::Transient(Transient::new(format!(
-                    "the authority reports an unknown state {other:?}"
-                ))));
+                return Err(Failure::Transient(
+                    Transient::new(format!("the authority reports an unknown state {other:?}")),
+                    1,
+                ));
             }
         };
         let mut documents = Vec::with_capacity(state.documents.len());
         for doc in &state.documents {
-            let (media_type, bytes) = self.client.document(&doc.href).await?;
+            // The state query and the documents before this one were answered.
+            let answered = u32::try_from(documents.len() + 1).unwrap_or(u32::MAX);
+            let (media_type, bytes) = self
+                .client
+                .document(&doc.href)
+                .await
+                .map_err(|t| Failure::Transient(t, answered))?;
             documents.push(outbox::Answer {
                 n: doc.n,
                 name: doc.name.clone(),
@@ -652,7 +675,7 @@ impl Forwarder {
         let now = self.clock.now();
         let cutoff = now - secs(self.config.deadline_secs);
         for id in outbox::newly_overdue(&self.db, cutoff, 100).await? {
-            let work = outbox::flag_overdue_work(id.clone());
+            let work = outbox::flag_overdue_work(id.clone(), self.operator_mail.clone());
             match self
                 .ledger
                 .append_with(
@@ -686,13 +709,14 @@ impl Forwarder {
 /// Why an attempt did not complete.
 #[derive(Debug)]
 enum Failure {
-    Transient(Transient),
+    /// A request failed after `.1` requests of the same attempt were answered.
+    Transient(Transient, u32),
     Internal(Error),
 }
 
 impl From<Transient> for Failure {
     fn from(t: Transient) -> Self {
-        Failure::Transient(t)
+        Failure::Transient(t, 0)
     }
 }
 
@@ -777,10 +801,15 @@ mod tests {
             ..ForwardingConfig::default()
         };
         let mut o = Outage::default();
-        assert!(!o.record(&[Attempt::Transient, Attempt::Transient], &c));
+        let failed = Attempt::Transient { answered: 0 };
+        assert!(!o.record(&[failed, failed], &c));
+        assert!(!o.is_down());
+        // An attempt whose earlier requests were answered breaks the run.
+        o.record(&[Attempt::Transient { answered: 1 }], &c);
+        o.record(&[failed], &c);
         assert!(!o.is_down());
         // Skipped attempts neither break nor extend the run.
-        o.record(&[Attempt::Skipped, Attempt::Transient], &c);
+        o.record(&[Attempt::Skipped, failed], &c);
         assert!(o.is_down());
         assert!(o.record(&[Attempt::Done], &c), "recovery is reported once");
         assert!(!o.is_down());

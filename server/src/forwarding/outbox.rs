@@ -322,6 +322,17 @@ pub fn finish_work(
                     .execute(&mut *c)
                     .await?;
             });
+            crate::mail::enqueue_to_employer(
+                &mut conn,
+                crate::mail::Kind::Answer,
+                &submission_id,
+                &format!(
+                    "The authority has answered: the filing is {final_status} ({} answer document(s)).",
+                    documents.len()
+                ),
+                last.recorded_at,
+            )
+            .await?;
             Ok(())
         })
     })
@@ -347,8 +358,9 @@ pub async fn newly_overdue(
     }))
 }
 
-/// Flags one row overdue, once (a second flag is a conflict, so it is logged once).
-pub fn flag_overdue_work(submission_id: String) -> Work {
+/// Flags one row overdue, once (a second flag is a conflict, so it is logged once),
+/// and queues mail to the employer and, if given, the operator.
+pub fn flag_overdue_work(submission_id: String, operator: Option<String>) -> Work {
     Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
         Box::pin(async move {
             let at = at
@@ -366,11 +378,31 @@ pub fn flag_overdue_work(submission_id: String) -> Work {
                 .await?
                 .rows_affected()
             });
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(conflict("already flagged or delivered"))
+            if n != 1 {
+                return Err(conflict("already flagged or delivered"));
             }
+            let detail = "The filing has not reached the authority within the promised time; \
+                          ivan keeps trying and will deliver it as soon as the authority answers.";
+            crate::mail::enqueue_to_employer(
+                &mut conn,
+                crate::mail::Kind::Overdue,
+                &submission_id,
+                detail,
+                at,
+            )
+            .await?;
+            if let Some(operator) = &operator {
+                crate::mail::enqueue_to(
+                    &mut conn,
+                    crate::mail::Kind::Overdue,
+                    operator,
+                    &submission_id,
+                    detail,
+                    at,
+                )
+                .await?;
+            }
+            Ok(())
         })
     })
 }

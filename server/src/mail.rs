@@ -1,0 +1,519 @@
+//! E-mail to employers (and the operator): the receipt of an accepted filing, the
+//! authority's answer, and overdue forwarding.
+//!
+//! Mail goes through its own durable outbox (`mail_outbox`): a message is a row
+//! written in the same transaction as the event it reports (the acceptance, the final
+//! answer, the overdue flag), addressed to the employer's notification address
+//! (`ivan admin employer set-email`) — an employer without one gets no mail. The
+//! [`Mailer`] task claims due rows with a lease, sends them, and records each sent
+//! message as a `mail.send` log entry whose payload is the message exactly as sent
+//! (so "the employer was told" is evidence too); failures are retried with capped,
+//! jittered backoff and never dropped.
+//!
+//! Transports ([`MailConfig::transport`]): `smtp` (lettre, with STARTTLS, implicit TLS
+//! or none, and optional credentials) and `file`, the development default, which
+//! appends each message to a file under the data dir. `environment = "production"`
+//! refuses the file sink at start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use retention::ledger::{NewEntry, Work};
+use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+
+/// `[mail]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// `file` (development: append to `file`) or `smtp`.
+    pub transport: MailTransport,
+    /// The file sink; default `<data_dir>/mail-sink.txt`.
+    pub file: Option<PathBuf>,
+    /// The sender, e.g. `ivan <no-reply@ivan.example>`.
+    pub from: String,
+    /// Where overdue-forwarding mail for the operator goes (none if unset).
+    pub operator: Option<String>,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// `starttls` (default), `tls` (implicit TLS, e.g. port 465) or `none`.
+    pub smtp_security: SmtpSecurity,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_timeout_secs: u64,
+    /// Retry delays: full jitter below min(retry_cap_secs, retry_base_ms · 2^attempt).
+    pub retry_base_ms: u64,
+    pub retry_cap_secs: u64,
+    /// Look for mail to send this often when idle.
+    pub idle_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::File,
+            file: None,
+            from: "ivan <ivan@localhost>".into(),
+            operator: None,
+            smtp_host: "localhost".into(),
+            smtp_port: 587,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_timeout_secs: 30,
+            retry_base_ms: 2000,
+            retry_cap_secs: 900,
+            idle_ms: 1000,
+        }
+    }
+}
+
+impl MailConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        parse_mailbox(&self.from, "mail.from")?;
+        if let Some(op) = &self.operator {
+            parse_mailbox(op, "mail.operator")?;
+        }
+        if self.smtp_username.is_some() != self.smtp_password.is_some() {
+            return Err(Error::Config(
+                "mail.smtp_username and mail.smtp_password go together".into(),
+            ));
+        }
+        if self.retry_base_ms == 0 || self.idle_ms == 0 || self.smtp_timeout_secs == 0 {
+            return Err(Error::Config(
+                "mail.retry_base_ms, idle_ms and smtp_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_mailbox(s: &str, what: &str) -> Result<Mailbox, Error> {
+    s.parse::<Mailbox>()
+        .map_err(|e| Error::Config(format!("{what} {s:?} is not a mail address: {e}")))
+}
+
+/// Checks an employer's notification address (one plain address).
+pub fn parse_address(s: &str) -> Result<String, Error> {
+    let address = s
+        .trim()
+        .parse::<lettre::Address>()
+        .map_err(|e| Error::Invalid(format!("{s:?} is not an e-mail address: {e}")))?;
+    Ok(address.to_string())
+}
+
+/// Kinds of mail, with their subject and text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Receipt,
+    Answer,
+    Overdue,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Receipt => "receipt",
+            Kind::Answer => "answer",
+            Kind::Overdue => "overdue",
+        }
+    }
+}
+
+/// Queues mail about `submission_id` to its employer's notification address, if it
+/// has one, inside the caller's transaction. `detail` is the event in one sentence.
+pub async fn enqueue_to_employer(
+    conn: &mut DbConn<'_>,
+    kind: Kind,
+    submission_id: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    let (subject, body) = text(kind, submission_id, detail);
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
+             created_at, due_at, attempts) \
+             SELECT $1, $2, e.notify_email, $3, $4, s.id, $5, $5, 0 \
+             FROM submissions s JOIN employers e ON e.id = s.employer_id \
+             WHERE s.id = $6 AND e.notify_email IS NOT NULL",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind.as_str())
+        .bind(&subject)
+        .bind(&body)
+        .bind(now)
+        .bind(submission_id)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Queues mail to a fixed address (the operator's), inside the caller's transaction.
+pub async fn enqueue_to(
+    conn: &mut DbConn<'_>,
+    kind: Kind,
+    recipient: &str,
+    submission_id: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    let (subject, body) = text(kind, submission_id, detail);
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
+             created_at, due_at, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind.as_str())
+        .bind(recipient)
+        .bind(&subject)
+        .bind(&body)
+        .bind(submission_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
+    let subject = match kind {
+        Kind::Receipt => format!("Filing received: {submission_id}"),
+        Kind::Answer => format!("Authority answer for filing {submission_id}"),
+        Kind::Overdue => format!("Forwarding overdue: filing {submission_id}"),
+    };
+    let body = format!(
+        "{detail}\n\nMessage id: {submission_id}\nDetails: GET /api/v1/submissions/{submission_id}\n\n\
+         This message was sent by ivan; the signed receipt and the authority's answers are\n\
+         available through the API.\n"
+    );
+    (subject, body)
+}
+
+/// One claimed mail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Claimed {
+    id: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    attempts: i64,
+}
+
+/// How mail leaves.
+#[derive(Clone)]
+enum Sender {
+    File(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sender::File(p) => write!(f, "file {}", p.display()),
+            Sender::Smtp(_) => f.write_str("smtp"),
+        }
+    }
+}
+
+/// The mail worker of one `ivan serve`.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    db: Db,
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+    config: Arc<MailConfig>,
+    from: Mailbox,
+    sender: Sender,
+    owner: Arc<str>,
+}
+
+/// The running mail worker.
+#[derive(Debug)]
+pub struct MailerTask {
+    handle: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl MailerTask {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "mail worker failed");
+        }
+    }
+}
+
+impl Mailer {
+    pub fn new(
+        db: Db,
+        ledger: Ledger,
+        clock: Arc<dyn Clock>,
+        config: &MailConfig,
+        data_dir: &Path,
+    ) -> Result<Self, Error> {
+        let from = parse_mailbox(&config.from, "mail.from")?;
+        let sender = match config.transport {
+            MailTransport::File => Sender::File(
+                config
+                    .file
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("mail-sink.txt")),
+            ),
+            MailTransport::Smtp => {
+                let host = config.smtp_host.as_str();
+                let tls = |host: &str| {
+                    TlsParameters::new(host.to_owned())
+                        .map_err(|e| Error::Config(format!("mail TLS for {host}: {e}")))
+                };
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    .port(config.smtp_port)
+                    .timeout(Some(Duration::from_secs(config.smtp_timeout_secs)));
+                builder = match config.smtp_security {
+                    SmtpSecurity::None => builder.tls(Tls::None),
+                    SmtpSecurity::Starttls => builder.tls(Tls::Required(tls(host)?)),
+                    SmtpSecurity::Tls => builder.tls(Tls::Wrapper(tls(host)?)),
+                };
+                if let (Some(user), Some(password)) = (&config.smtp_username, &config.smtp_password)
+                {
+                    builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+                }
+                Sender::Smtp(builder.build())
+            }
+        };
+        let owner = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
+        Ok(Self {
+            db,
+            ledger,
+            clock,
+            config: Arc::new(config.clone()),
+            from,
+            sender,
+            owner: owner.into(),
+        })
+    }
+
+    pub fn start(self) -> MailerTask {
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(self.run(stopped));
+        MailerTask { handle, stop }
+    }
+
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        tracing::info!(transport = ?self.sender, "mail worker started");
+        let idle = Duration::from_millis(self.config.idle_ms);
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            let sent_some = match self.round().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "mail round failed");
+                    false
+                }
+            };
+            if !sent_some {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
+                }
+            }
+        }
+        tracing::info!("mail worker stopped");
+    }
+
+    /// Claims and handles up to 16 due messages; returns how many were claimed.
+    async fn round(&self) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let lease_until = now + chrono::Duration::seconds(4 * self.config.smtp_timeout_secs as i64);
+        let sql = format!(
+            "UPDATE mail_outbox SET lease_owner = $1, lease_until = $2 \
+             WHERE id IN (SELECT id FROM mail_outbox \
+                WHERE sent_at IS NULL AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+                ORDER BY due_at LIMIT 16{}) \
+             RETURNING id, recipient, subject, body, attempts",
+            self.db.skip_locked()
+        );
+        let rows: Vec<Claimed> = on_pool!(&self.db, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&*self.owner)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_all(pool)
+                .await
+                .map_err(retention::Error::from)?
+        });
+        let n = rows.len();
+        for row in rows {
+            self.send(row).await?;
+        }
+        Ok(n)
+    }
+
+    async fn send(&self, row: Claimed) -> Result<(), Error> {
+        let message = match self.build(&row) {
+            Ok(m) => m,
+            Err(reason) => return self.retry(&row, &reason).await,
+        };
+        let bytes = message.formatted();
+        let sent = match &self.sender {
+            Sender::File(path) => append_to_file(path, &bytes).map_err(|e| e.to_string()),
+            Sender::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        };
+        match sent {
+            Ok(()) => {
+                let (id, owner) = (row.id.clone(), self.owner.to_string());
+                let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+                    Box::pin(async move {
+                        let at = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                        on_conn!(&mut conn, c => {
+                            sqlx::query(
+                                "UPDATE mail_outbox SET sent_at = $1, lease_owner = NULL, \
+                                 lease_until = NULL, last_error = NULL \
+                                 WHERE id = $2 AND lease_owner = $3",
+                            )
+                            .bind(at)
+                            .bind(&id)
+                            .bind(&owner)
+                            .execute(&mut *c)
+                            .await?;
+                        });
+                        Ok(())
+                    })
+                });
+                self.ledger
+                    .append_with(
+                        NewEntry {
+                            actor: Actor::System,
+                            action: "mail.send".into(),
+                            subject: format!("mail:{}", row.id),
+                            payload: Some(Payload {
+                                bytes: Bytes::from(bytes),
+                                media_type: "message/rfc822".into(),
+                            }),
+                        },
+                        work,
+                    )
+                    .await?;
+                metrics::counter!("ivan_mail_sent_total").increment(1);
+                tracing::info!(mail = %row.id, to = %row.recipient, "mail sent");
+                Ok(())
+            }
+            Err(reason) => self.retry(&row, &reason).await,
+        }
+    }
+
+    fn build(&self, row: &Claimed) -> Result<Message, String> {
+        let to: Mailbox = row
+            .recipient
+            .parse()
+            .map_err(|e| format!("recipient {:?}: {e}", row.recipient))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(row.subject.clone())
+            .header(ContentType::TEXT_PLAIN)
+            .body(row.body.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn retry(&self, row: &Claimed, reason: &str) -> Result<(), Error> {
+        metrics::counter!("ivan_mail_failures_total").increment(1);
+        let delay = crate::forwarding::backoff(
+            u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            Duration::from_millis(self.config.retry_base_ms),
+            Duration::from_secs(self.config.retry_cap_secs),
+            rand::random::<f64>(),
+        );
+        tracing::warn!(mail = %row.id, to = %row.recipient, error = %reason, retry_in_ms = delay.as_millis() as u64, "mail not sent; will retry");
+        let due =
+            self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE mail_outbox SET attempts = attempts + 1, due_at = $1, last_error = $2, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+            )
+            .bind(due)
+            .bind(reason.chars().take(1000).collect::<String>())
+            .bind(&row.id)
+            .bind(&*self.owner)
+            .execute(pool)
+            .await
+            .map_err(retention::Error::from)?;
+        });
+        Ok(())
+    }
+}
+
+/// The development sink: each message appended, then fsynced.
+fn append_to_file(path: &Path, message: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(message)?;
+    f.write_all(b"\n\n")?;
+    f.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked() {
+        assert_eq!(parse_address(" a@b.example ").unwrap(), "a@b.example");
+        assert!(parse_address("not an address").is_err());
+        let bad = MailConfig {
+            from: "nobody".into(),
+            ..MailConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        assert!(MailConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn texts_name_the_message() {
+        let (subject, body) = text(Kind::Answer, "m-1", "The authority processed it.");
+        assert!(subject.contains("m-1"));
+        assert!(body.starts_with("The authority processed it."));
+        assert!(body.contains("/api/v1/submissions/m-1"));
+    }
+}

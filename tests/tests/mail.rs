@@ -1,0 +1,155 @@
+//! E-mail end to end: the real `ivan serve` sends receipts, the authority's answers and
+//! overdue warnings through a real SMTP server (aiosmtpd), each recorded in the log;
+//! the development file sink works without any server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ivan_e2e::filing::{Filer, report, set_up, sign};
+use ivan_e2e::{Instance, SandboxAuthority, Server, SmtpSink, e2e_tests, eventually};
+use retention::on_pool;
+use serde_json::Value;
+
+e2e_tests!(
+    receipts_answers_and_overdue_warnings_are_mailed,
+    the_development_file_sink_needs_no_server,
+);
+
+async fn set_email(inst: &Instance, filer: &Filer, email: &str) {
+    let out = inst
+        .run_ok(&[
+            "admin",
+            "employer",
+            "set-email",
+            "--employer",
+            &filer.id,
+            "--email",
+            email,
+            "--json",
+        ])
+        .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["notify_email"], email);
+    // A bad address is refused, and changes nothing.
+    let bad = inst
+        .run(&[
+            "admin",
+            "employer",
+            "set-email",
+            "--employer",
+            &filer.id,
+            "--email",
+            "nope",
+        ])
+        .await;
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+async fn file(inst: &Instance, server: &Server, filer: &Filer, reference: u32) -> String {
+    let signed = sign(
+        inst,
+        filer,
+        &report(&filer.registration, reference),
+        "employer",
+    )
+    .await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(&filer.token)
+        .header("content-type", "application/xml")
+        .body(signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["message_id"].as_str().unwrap().to_owned()
+}
+
+async fn receipts_answers_and_overdue_warnings_are_mailed(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    set_email(&inst, &filer, "clerk@employer.test").await;
+    let smtp = SmtpSink::start(inst.dir.path()).await;
+    let sandbox = SandboxAuthority::start(
+        inst.dir.path(),
+        &["--down-for-secs", "8", "--process-after-ms", "100"],
+        reqwest::Client::new(),
+    )
+    .await;
+    let port = smtp.port.to_string();
+    let server = inst
+        .serve_with(&[
+            ("IVAN_INTAKE__HOLD_WINDOW_SECS", "0"),
+            ("IVAN_AUTHORITY__MODE", "remote"),
+            ("IVAN_AUTHORITY__BASE_URL", &sandbox.base),
+            ("IVAN_FORWARDING__RETRY_BASE_MS", "100"),
+            ("IVAN_FORWARDING__RETRY_CAP_SECS", "1"),
+            ("IVAN_FORWARDING__POLL_INTERVAL_MS", "200"),
+            ("IVAN_FORWARDING__OUTAGE_PROBE_CAP_SECS", "1"),
+            ("IVAN_FORWARDING__DEADLINE_SECS", "2"),
+            ("IVAN_MAIL__TRANSPORT", "smtp"),
+            ("IVAN_MAIL__SMTP_HOST", "127.0.0.1"),
+            ("IVAN_MAIL__SMTP_PORT", &port),
+            ("IVAN_MAIL__SMTP_SECURITY", "none"),
+            ("IVAN_MAIL__OPERATOR", "ops@ivan.test"),
+            ("IVAN_MAIL__IDLE_MS", "100"),
+        ])
+        .await;
+    let id = file(&inst, &server, &filer, 1).await;
+    // Receipt, overdue (employer and operator) while the authority is down, answer.
+    let mails = eventually(60, &format!("four mails: {}", server.log()), || async {
+        let m = smtp.messages();
+        (m.len() >= 4 && m.iter().any(|t| t.contains("Authority answer"))).then_some(m)
+    })
+    .await;
+    let find = |subject: &str, to: &str| {
+        mails
+            .iter()
+            .find(|m| m.contains(subject) && m.contains(&format!("X-Envelope-To: {to}")))
+            .unwrap_or_else(|| panic!("no {subject:?} to {to}: {mails:#?}"))
+    };
+    let receipt = find(&format!("Filing received: {id}"), "clerk@employer.test");
+    assert!(receipt.contains("accepted as V"), "{receipt}");
+    find(
+        &format!("Forwarding overdue: filing {id}"),
+        "clerk@employer.test",
+    );
+    find(&format!("Forwarding overdue: filing {id}"), "ops@ivan.test");
+    let answer = find(
+        &format!("Authority answer for filing {id}"),
+        "clerk@employer.test",
+    );
+    assert!(answer.contains("processed"), "{answer}");
+    assert!(server.stop().await.success());
+    // Each message sent is in the log, with the message as its payload.
+    let db = inst.db().await;
+    let sent: i64 = on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM log_entries WHERE action = 'mail.send' AND payload_sha256 IS NOT NULL"
+    ).fetch_one(pool).await)
+    .unwrap();
+    let unsent: i64 = on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL"
+    ).fetch_one(pool).await)
+    .unwrap();
+    db.close().await;
+    assert_eq!(sent, 4);
+    assert_eq!(unsent, 0);
+    assert_eq!(smtp.messages().len(), 4, "each mail sent once");
+    inst.run_ok(&["log", "verify"]).await;
+    smtp.stop().await;
+    sandbox.stop().await;
+}
+
+async fn the_development_file_sink_needs_no_server(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    set_email(&inst, &filer, "clerk@employer.test").await;
+    let server = inst.serve_with(&[("IVAN_MAIL__IDLE_MS", "100")]).await;
+    let id = file(&inst, &server, &filer, 2).await;
+    let sink = inst.data_dir.join("mail-sink.txt");
+    eventually(30, "the receipt in the file sink", || async {
+        let text = std::fs::read_to_string(&sink).unwrap_or_default();
+        text.contains(&format!("Filing received: {id}"))
+            .then_some(())
+    })
+    .await;
+    assert!(server.stop().await.success());
+}
