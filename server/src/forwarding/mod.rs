@@ -391,7 +391,14 @@ impl Forwarder {
                     }
                     continue;
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    // Nothing due: wake when the next row falls due (retries are often
+                    // due in milliseconds), or after `idle` for rows yet to come.
+                    if let Ok(Some(next)) = outbox::next_due(&self.db).await {
+                        let until = (next - self.clock.now()).to_std().unwrap_or_default();
+                        wait = until.clamp(Duration::from_millis(10), idle);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "claiming outbox rows failed");
                     wait = idle.max(Duration::from_secs(1));

@@ -101,6 +101,18 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// When the next unleased row falls due, if any.
+pub async fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT due_at FROM outbox WHERE lease_owner IS NULL ORDER BY due_at LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
+}
+
 /// Gives a held row back with its next attempt at `due_at`.
 pub async fn reschedule(
     db: &Db,
