@@ -341,13 +341,18 @@ async fn original(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let s = own(&state, &caller, &id).await?;
-    let hash = Sha256Hex::parse(&s.sha256)
-        .ok_or_else(|| Error::Invalid(format!("stored hash of {id} is malformed")))?;
+    stored_bytes(&state, &s.sha256, "application/xml".to_owned()).await
+}
+
+/// An original from the store, byte-exact, with its media type and its hash as ETag.
+async fn stored_bytes(state: &AppState, sha256: &str, media_type: String) -> Result<Response> {
+    let hash = Sha256Hex::parse(sha256)
+        .ok_or_else(|| Error::Invalid(format!("stored hash {sha256:?} is malformed")))?;
     let bytes = state.originals.get(&hash).await?;
     Ok((
         [
-            (header::CONTENT_TYPE, "application/xml".to_owned()),
-            (header::ETAG, format!("\"sha256:{}\"", s.sha256)),
+            (header::CONTENT_TYPE, media_type),
+            (header::ETAG, format!("\"sha256:{sha256}\"")),
         ],
         bytes,
     )
@@ -418,17 +423,7 @@ async fn answer(
         .into_iter()
         .find(|a| a.n == n)
         .ok_or_else(|| Error::NotFound(format!("submission {id} has no answer {n}")))?;
-    let hash = Sha256Hex::parse(&info.sha256)
-        .ok_or_else(|| Error::Invalid(format!("stored hash of answer {n} is malformed")))?;
-    let bytes = state.originals.get(&hash).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, info.media_type),
-            (header::ETAG, format!("\"sha256:{}\"", info.sha256)),
-        ],
-        bytes,
-    )
-        .into_response())
+    stored_bytes(&state, &info.sha256, info.media_type).await
 }
 
 #[cfg(test)]
