@@ -41,9 +41,9 @@ pub struct Submission {
     pub status: String,
     pub sha256: String,
     pub size_bytes: i64,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
     pub received_at: DateTime<Utc>,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
     pub hold_until: DateTime<Utc>,
     pub sender_reference: Option<String>,
     #[serde(skip)]
@@ -54,24 +54,13 @@ pub struct Submission {
     pub receipt: String,
     #[serde(skip)]
     pub warnings: String,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
     pub updated_at: DateTime<Utc>,
     /// The authority's reference, once it has taken the filing.
     pub authority_ref: Option<String>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
     #[schema(value_type = Option<String>)]
     pub delivered_at: Option<DateTime<Utc>>,
-}
-
-fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_time(t))
-}
-
-fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => ser_time(t, s),
-        None => s.serialize_none(),
-    }
 }
 
 const COLUMNS: &str = "id, employer_id, document_type, document_number, status, sha256, \

@@ -15,6 +15,23 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// [`format_time`] as a serde serializer (`#[serde(serialize_with = …)]`), so JSON
+/// shows times exactly as the log encodes them.
+pub fn serialize_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(t))
+}
+
+/// [`serialize_time`] for an optional time (`null` when absent).
+pub fn serialize_opt_time<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_time(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// The fields an entry hash covers.
 #[derive(Debug, Clone, Copy)]
 pub struct EntryFields<'a> {

@@ -36,7 +36,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use encoding::{EntryFields, GENESIS_HASH, checkpoint_note, entry_hash, format_time};
+pub use encoding::{
+    EntryFields, GENESIS_HASH, checkpoint_note, entry_hash, format_time, serialize_opt_time,
+    serialize_time,
+};
 
 use crate::db::WriteTx;
 use crate::keys::Keys;

@@ -763,13 +763,9 @@ pub struct AnswerInfo {
     pub media_type: String,
     pub sha256: String,
     pub size_bytes: i64,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
     pub received_at: DateTime<Utc>,
     pub log_seq: i64,
-}
-
-fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&retention::ledger::format_time(t))
 }
 
 /// The answers kept for a submission, in the authority's order.

@@ -512,24 +512,13 @@ pub struct Row {
     pub submission_id: String,
     pub document_number: String,
     pub phase: String,
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
     pub due_at: DateTime<Utc>,
     pub attempts: i64,
     pub lease_owner: Option<String>,
     pub last_error: Option<String>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
     pub overdue_at: Option<DateTime<Utc>>,
-}
-
-fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&retention::ledger::format_time(t))
-}
-
-fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => ser_time(t, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// The whole queue, due first (for operators).
