@@ -456,6 +456,17 @@ pub fn make_keys(dir: &Path, now: DateTime<Utc>) -> Result<DevPki, DevError> {
         (&out.crl, &pki.crl.pem, false),
     ];
 
+    write_all_new(dir, &files)?;
+    Ok(DevPki {
+        employer_fingerprint: pki.employer.fingerprint(),
+        ..out
+    })
+}
+
+/// Creates `dir` if needed and writes `(path, contents, secret)` files into it, each
+/// created new (mode 0600 for secrets on Unix) and synced; if any of them exists,
+/// nothing is written and the error names every existing one.
+pub fn write_all_new(dir: &Path, files: &[(&Path, &str, bool)]) -> Result<(), DevError> {
     std::fs::create_dir_all(dir).map_err(|source| DevError::Io {
         path: dir.to_path_buf(),
         source,
@@ -469,12 +480,9 @@ pub fn make_keys(dir: &Path, now: DateTime<Utc>) -> Result<DevPki, DevError> {
         return Err(DevError::Exists(existing));
     }
     for (path, contents, secret) in files {
-        write_new(path, contents.as_bytes(), secret)?;
+        write_new(path, contents.as_bytes(), *secret)?;
     }
-    Ok(DevPki {
-        employer_fingerprint: pki.employer.fingerprint(),
-        ..out
-    })
+    Ok(())
 }
 
 /// Creates `path` (failing if it exists) and writes `bytes`; mode 0600 for secrets

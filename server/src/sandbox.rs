@@ -22,9 +22,7 @@
 //! certificates) for trying mutual TLS locally and in tests.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -1090,25 +1088,21 @@ pub fn write_dev_tls(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         &other_client.key_pem,
     ];
 
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        context: dir.display().to_string(),
-        source,
-    })?;
     let paths: Vec<PathBuf> = DEV_TLS_FILES.iter().map(|(f, _)| dir.join(f)).collect();
-    let existing: Vec<String> = paths
+    let files: Vec<(&Path, &str, bool)> = paths
         .iter()
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
+        .zip(DEV_TLS_FILES)
+        .zip(contents)
+        .map(|((path, (_, secret)), text)| (path.as_path(), text, secret))
         .collect();
-    if !existing.is_empty() {
-        return Err(Error::Conflict(format!(
-            "refusing to overwrite existing files: {}",
-            existing.join(", ")
-        )));
-    }
-    for ((path, (_, secret)), text) in paths.iter().zip(DEV_TLS_FILES).zip(contents) {
-        write_new(path, text.as_bytes(), secret)?;
-    }
+    dev::write_all_new(dir, &files).map_err(|e| match e {
+        dev::DevError::Exists(_) => Error::Conflict(e.to_string()),
+        dev::DevError::Io { path, source } => Error::Io {
+            context: path.display().to_string(),
+            source,
+        },
+        other => generation(other),
+    })?;
     Ok(paths)
 }
 
@@ -1165,36 +1159,6 @@ fn leaf(
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
-}
-
-/// Creates `path` (failing if it exists) and writes `bytes`; mode 0600 for secrets on
-/// Unix.
-fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        context: path.display().to_string(),
-        source,
-    };
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Conflict(format!(
-                "refusing to overwrite existing files: {}",
-                path.display()
-            ))
-        } else {
-            io(e)
-        }
-    })?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)
 }
 
 #[cfg(test)]
