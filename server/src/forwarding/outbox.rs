@@ -64,41 +64,58 @@ pub async fn claim(
          WHERE submission_id IN (\
             SELECT submission_id FROM outbox \
             WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-            ORDER BY due_at LIMIT $4{}) \
-         RETURNING submission_id, phase, attempts",
+            ORDER BY due_at LIMIT $4{})",
         db.skip_locked()
     );
-    let rows: Vec<(String, String, i64)> = on_pool!(db, pool => {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let leased = on_pool!(db, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(lease_until)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(pool)
+            .execute(pool)
             .await
             .map_err(retention::Error::from)?
+            .rows_affected()
     });
-    let mut claimed = Vec::with_capacity(rows.len());
-    for (submission_id, phase, attempts) in rows {
-        let submission: Outgoing = on_pool!(db, pool => {
-            sqlx::query_as(
-                "SELECT s.status, s.document_type, s.sha256, s.hold_until, s.authority_ref, \
-                        e.registration_number AS employer_registration \
-                 FROM submissions s JOIN employers e ON e.id = s.employer_id WHERE s.id = $1",
-            )
-            .bind(&submission_id)
-            .fetch_one(pool)
-            .await
-            .map_err(retention::Error::from)?
-        });
-        claimed.push(Claimed {
-            phase: Phase::parse(&phase)?,
-            submission_id,
-            attempts,
-            submission,
-        });
+    if leased == 0 {
+        return Ok(Vec::new());
     }
-    Ok(claimed)
+    // The rows of this claim, with what delivery needs, in one query: this owner's
+    // rows carrying exactly this lease.
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        submission_id: String,
+        phase: String,
+        attempts: i64,
+        #[sqlx(flatten)]
+        submission: Outgoing,
+    }
+    let rows: Vec<Row> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT o.submission_id, o.phase, o.attempts, \
+                    s.status, s.document_type, s.sha256, s.hold_until, s.authority_ref, \
+                    e.registration_number AS employer_registration \
+             FROM outbox o JOIN submissions s ON s.id = o.submission_id \
+             JOIN employers e ON e.id = s.employer_id \
+             WHERE o.lease_owner = $1 AND o.lease_until = $2 ORDER BY o.due_at",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    rows.into_iter()
+        .map(|r| {
+            Ok(Claimed {
+                phase: Phase::parse(&r.phase)?,
+                submission_id: r.submission_id,
+                attempts: r.attempts,
+                submission: r.submission,
+            })
+        })
+        .collect()
 }
 
 /// When the next unleased row falls due, if any.
