@@ -366,10 +366,10 @@ async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -> Re
 }
 
 async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
-    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
-    let rows = crate::forwarding::outbox::list(&db, limit.clamp(1, 10_000)).await;
-    db.close().await;
-    let rows = rows?;
+    let rows = read_db(config, async |db| {
+        crate::forwarding::outbox::list(db, limit.clamp(1, 10_000)).await
+    })
+    .await?;
     if json {
         println!("{}", to_json(&rows));
     } else {
@@ -421,6 +421,15 @@ pub async fn open_db(config: &Config, policy: MigrationPolicy) -> Result<Db> {
         policy,
     )
     .await?)
+}
+
+/// Runs `query` on a connection that requires a current schema, then closes it,
+/// whether the query succeeded or not.
+async fn read_db<T>(config: &Config, query: impl AsyncFnOnce(&Db) -> Result<T>) -> Result<T> {
+    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
+    let result = query(&db).await;
+    db.close().await;
+    result
 }
 
 /// Everything a command that appends to the log needs.
@@ -510,10 +519,7 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
             }
         }
         EmployerCommand::List { json } => {
-            let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
-            let list = employers::list(&db).await;
-            db.close().await;
-            let list = list?;
+            let list = read_db(config, async |db| employers::list(db).await).await?;
             if json {
                 println!("{}", to_json(&list));
             } else {
@@ -584,10 +590,7 @@ async fn trust_add(config: &Config, kind: TrustKind, file: &Path, json: bool) ->
 }
 
 async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
-    let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
-    let list = material::list_employer_certs(&db).await;
-    db.close().await;
-    let list = list?;
+    let list = read_db(config, async |db| material::list_employer_certs(db).await).await?;
     if json {
         println!("{}", to_json(&list));
     } else {

@@ -160,13 +160,14 @@ pub async fn add(
 }
 
 /// Sets the employer's notification address, recorded as `employer.set-email` (payload:
-/// the new address) in the same transaction. Returns the entry's position.
+/// the new address) in the same transaction. Returns the address as stored and the
+/// entry's position.
 pub async fn set_email(
     ledger: &Ledger,
     actor: Actor,
     employer_id: &str,
     email: &str,
-) -> Result<i64, Error> {
+) -> Result<(String, i64), Error> {
     let email = crate::mail::parse_address(email)?;
     let (id, address) = (employer_id.to_owned(), email.clone());
     let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
@@ -193,14 +194,14 @@ pub async fn set_email(
                 action: "employer.set-email".into(),
                 subject: format!("employer:{employer_id}"),
                 payload: Some(Payload {
-                    bytes: Bytes::from(email.into_bytes()),
+                    bytes: Bytes::from(email.clone().into_bytes()),
                     media_type: "text/plain".into(),
                 }),
             },
             work,
         )
         .await?;
-    Ok(appended.seq)
+    Ok((email, appended.seq))
 }
 
 /// Who an API request comes from, once its token checked out.
