@@ -82,9 +82,8 @@ async fn tls_sandbox(inst: &Instance, args: &[&str]) -> (SandboxAuthority, Vec<(
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let sandbox =
         SandboxAuthority::start(inst.dir.path(), &all, tls_client(&dir, Some("client"))).await;
-    let env = vec![
-        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
-        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
+    let mut env = remote(&sandbox);
+    env.extend([
         ("IVAN_AUTHORITY__CA".to_owned(), pem(&dir, "ca.pem")),
         (
             "IVAN_AUTHORITY__CLIENT_CERT".to_owned(),
@@ -94,8 +93,25 @@ async fn tls_sandbox(inst: &Instance, args: &[&str]) -> (SandboxAuthority, Vec<(
             "IVAN_AUTHORITY__CLIENT_KEY".to_owned(),
             pem(&dir, "client.key"),
         ),
-    ];
+    ]);
     (sandbox, env)
+}
+
+/// The env that points `ivan serve` at `sandbox`.
+fn remote(sandbox: &SandboxAuthority) -> Vec<(String, String)> {
+    vec![
+        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
+        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
+    ]
+}
+
+/// How many deliveries the log records (one per filing, whatever the retries).
+async fn deliveries(inst: &Instance) -> i64 {
+    count(
+        inst,
+        "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.deliver'",
+    )
+    .await
 }
 
 async fn serve(inst: &Instance, authority: &[(String, String)], extra: &[(&str, &str)]) -> Server {
@@ -282,15 +298,7 @@ async fn faults_and_latency_over_mutual_tls_deliver_each_filing_once(inst: Insta
     want.sort();
     assert_eq!(seen, want, "the authority holds exactly our filings");
     assert!(server.stop().await.success());
-    // One delivery recorded per filing, whatever the retries.
-    assert_eq!(
-        count(
-            &inst,
-            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.deliver'"
-        )
-        .await,
-        n as i64
-    );
+    assert_eq!(deliveries(&inst).await, n as i64);
     inst.run_ok(&["log", "verify"]).await;
     sandbox.stop().await;
 }
@@ -316,14 +324,7 @@ async fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing(inst: In
     let stats = sandbox.stats().await;
     assert_eq!(stats["received"], n, "every filing counted once: {stats}");
     assert!(server.stop().await.success());
-    assert_eq!(
-        count(
-            &inst,
-            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.deliver'"
-        )
-        .await,
-        n as i64
-    );
+    assert_eq!(deliveries(&inst).await, n as i64);
     inst.run_ok(&["log", "verify"]).await;
     sandbox.stop().await;
 }
@@ -394,10 +395,7 @@ async fn refusal_rejection_and_cancel(inst: Instance) {
         reqwest::Client::new(),
     )
     .await;
-    let authority = vec![
-        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
-        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
-    ];
+    let authority = remote(&sandbox);
     // A hold window long enough to cancel in, short enough to wait out.
     let server = serve(&inst, &authority, &[("IVAN_INTAKE__HOLD_WINDOW_SECS", "3")]).await;
     let ids = file(
@@ -530,10 +528,7 @@ async fn two_servers_on_one_postgres_never_send_twice() {
         reqwest::Client::new(),
     )
     .await;
-    let authority = vec![
-        ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
-        ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
-    ];
+    let authority = remote(&sandbox);
     // Small claims, so both servers find due rows.
     let each = [
         ("IVAN_INTAKE__HOLD_WINDOW_SECS", "2"),
