@@ -147,58 +147,45 @@ impl Kind {
     }
 }
 
-/// Queues mail about `submission_id` to its employer's notification address, if it
-/// has one, inside the caller's transaction. `detail` is the event in one sentence.
-pub async fn enqueue_to_employer(
+/// Who a queued mail goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To<'a> {
+    /// The submission's employer, at its notification address; no mail if it has none.
+    Employer,
+    /// A fixed address (the operator's).
+    Address(&'a str),
+}
+
+/// Queues mail about `submission_id` inside the caller's transaction (one statement).
+/// `detail` is the event in one sentence.
+pub async fn enqueue(
     conn: &mut DbConn<'_>,
     kind: Kind,
+    to: To<'_>,
     submission_id: &str,
     detail: &str,
     now: DateTime<Utc>,
 ) -> Result<(), retention::Error> {
     let (subject, body) = text(kind, submission_id, detail);
+    let address = match to {
+        To::Employer => None,
+        To::Address(a) => Some(a),
+    };
     on_conn!(conn, c => {
         sqlx::query(
             "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
              created_at, due_at, attempts) \
-             SELECT $1, $2, e.notify_email, $3, $4, s.id, $5, $5, 0 \
+             SELECT $1, $2, COALESCE($3, e.notify_email), $4, $5, s.id, $6, $6, 0 \
              FROM submissions s JOIN employers e ON e.id = s.employer_id \
-             WHERE s.id = $6 AND e.notify_email IS NOT NULL",
+             WHERE s.id = $7 AND COALESCE($3, e.notify_email) IS NOT NULL",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(kind.as_str())
+        .bind(address)
         .bind(&subject)
         .bind(&body)
         .bind(now)
         .bind(submission_id)
-        .execute(&mut *c)
-        .await?;
-    });
-    Ok(())
-}
-
-/// Queues mail to a fixed address (the operator's), inside the caller's transaction.
-pub async fn enqueue_to(
-    conn: &mut DbConn<'_>,
-    kind: Kind,
-    recipient: &str,
-    submission_id: &str,
-    detail: &str,
-    now: DateTime<Utc>,
-) -> Result<(), retention::Error> {
-    let (subject, body) = text(kind, submission_id, detail);
-    on_conn!(conn, c => {
-        sqlx::query(
-            "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
-             created_at, due_at, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(kind.as_str())
-        .bind(recipient)
-        .bind(&subject)
-        .bind(&body)
-        .bind(submission_id)
-        .bind(now)
         .execute(&mut *c)
         .await?;
     });

@@ -220,9 +220,10 @@ pub async fn record(
                 received_at,
             )
             .await?;
-            crate::mail::enqueue_to_employer(
+            crate::mail::enqueue(
                 &mut conn,
                 crate::mail::Kind::Receipt,
+                crate::mail::To::Employer,
                 &a.id,
                 &format!(
                     "Your {} was received and accepted as {document_number} at {}. \

@@ -351,9 +351,10 @@ pub fn finish_work(
                     .execute(&mut *c)
                     .await?;
             });
-            crate::mail::enqueue_to_employer(
+            crate::mail::enqueue(
                 &mut conn,
                 crate::mail::Kind::Answer,
+                crate::mail::To::Employer,
                 &submission_id,
                 &format!(
                     "The authority has answered: the filing is {final_status} ({} answer document(s)).",
@@ -412,19 +413,20 @@ pub fn flag_overdue_work(submission_id: String, operator: Option<String>) -> Wor
             }
             let detail = "The filing has not reached the authority within the promised time; \
                           ivan keeps trying and will deliver it as soon as the authority answers.";
-            crate::mail::enqueue_to_employer(
+            crate::mail::enqueue(
                 &mut conn,
                 crate::mail::Kind::Overdue,
+                crate::mail::To::Employer,
                 &submission_id,
                 detail,
                 at,
             )
             .await?;
             if let Some(operator) = &operator {
-                crate::mail::enqueue_to(
+                crate::mail::enqueue(
                     &mut conn,
                     crate::mail::Kind::Overdue,
-                    operator,
+                    crate::mail::To::Address(operator),
                     &submission_id,
                     detail,
                     at,
