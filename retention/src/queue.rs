@@ -1,0 +1,88 @@
+//! Leased work queues in a table: the claim and the retry bookkeeping shared by the
+//! mail outbox and the SMS outbox (one piece of code for the idea).
+//!
+//! A queue table has the columns `id`, `due_at`, `attempts`, `last_error`,
+//! `lease_owner`, `lease_until` and a "done" column (e.g. `sent_at`) that is NULL while
+//! the row still has work. A worker *claims* due rows by setting its owner and a lease
+//! end in one statement (with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+//! workers never take the same row); it then either finishes a row (its own statement,
+//! usually in a log entry's transaction, guarded by `lease_owner`) or [`retry`]s it
+//! later. A worker that dies leaves rows whose lease simply runs out.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Db, Result, on_pool};
+
+/// One queue table.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue {
+    /// The table name.
+    pub table: &'static str,
+    /// The column that is NULL while a row still has work.
+    pub done_column: &'static str,
+}
+
+/// Claims up to `limit` due rows (oldest due first) for `owner` until `lease_until`
+/// and returns their `columns`, read as `R`.
+pub async fn claim<R>(
+    db: &Db,
+    q: Queue,
+    columns: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<R>>
+where
+    R: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let (table, done) = (q.table, q.done_column);
+    let sql = format!(
+        "UPDATE {table} SET lease_owner = $1, lease_until = $2 \
+         WHERE id IN (SELECT id FROM {table} \
+            WHERE {done} IS NULL AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+            ORDER BY due_at LIMIT $4{}) \
+         RETURNING {columns}",
+        db.skip_locked()
+    );
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+/// Gives a claimed row back for another attempt at `due`, counting the attempt and
+/// keeping `error` (cut to 1000 characters) for operators. Does nothing if `owner`
+/// no longer holds the row.
+pub async fn retry(
+    db: &Db,
+    q: Queue,
+    id: &str,
+    owner: &str,
+    due: DateTime<Utc>,
+    error: &str,
+) -> Result<()> {
+    let sql = format!(
+        "UPDATE {} SET attempts = attempts + 1, due_at = $1, last_error = $2, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+        q.table
+    );
+    on_pool!(db, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(due)
+            .bind(error.chars().take(1000).collect::<String>())
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}
