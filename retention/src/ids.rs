@@ -55,6 +55,8 @@ pub enum Actor {
     Operator(String),
     /// An employer's payroll software, by API token id.
     ApiToken(String),
+    /// A phone user an employer authorised, by phone access id.
+    Phone(String),
     /// `ivan` itself (background jobs, checkpoints, forwarding).
     System,
 }
@@ -64,6 +66,7 @@ impl fmt::Display for Actor {
         match self {
             Actor::Operator(user) => write!(f, "operator:{user}"),
             Actor::ApiToken(id) => write!(f, "api-token:{id}"),
+            Actor::Phone(id) => write!(f, "phone:{id}"),
             Actor::System => f.write_str("system:ivan"),
         }
     }

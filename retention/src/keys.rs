@@ -109,20 +109,10 @@ impl Keys {
 
         let rc_path = dir.join(RECEIPT_KEY_FILE);
         let receipt_pem = load_or_create(&rc_path, || {
-            use p256::pkcs8::EncodePrivateKey as _;
             if !generate {
                 return Err(missing(&rc_path));
             }
-            let secret = loop {
-                // A uniformly random scalar; rejection of 0 / >= n is astronomically rare.
-                if let Ok(s) = p256::SecretKey::from_slice(&os_random::<32>()?) {
-                    break s;
-                }
-            };
-            secret
-                .to_pkcs8_pem(Default::default())
-                .map(|pem| pem.to_string())
-                .map_err(|e| key_err(&rc_path, e))
+            new_es256_pem(&rc_path)
         })?;
         let receipt_public = {
             use p256::pkcs8::DecodePrivateKey as _;
@@ -193,6 +183,46 @@ impl Keys {
         jwk.insert("use", "sig".into());
         serde_json::json!({ "keys": [jwk] })
     }
+}
+
+/// A new ECDSA P-256 private key as PKCS#8 PEM.
+fn new_es256_pem(path: &Path) -> Result<String> {
+    use p256::pkcs8::EncodePrivateKey as _;
+    let secret = loop {
+        // A uniformly random scalar; rejection of 0 / >= n is astronomically rare.
+        if let Ok(s) = p256::SecretKey::from_slice(&os_random::<32>()?) {
+            break s;
+        }
+    };
+    secret
+        .to_pkcs8_pem(Default::default())
+        .map(|pem| pem.to_string())
+        .map_err(|e| key_err(path, e))
+}
+
+/// Loads the ES256 (P-256, PKCS#8 PEM) private key `file` in the key directory `dir`,
+/// generating it on first use like the keys above. For keys other crates own (the
+/// mobile API's session-token key).
+pub fn es256_key(dir: &Path, file: &str) -> Result<String> {
+    create_private_dir(dir)?;
+    let path = dir.join(file);
+    let pem = load_or_create(&path, || new_es256_pem(&path))?;
+    jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| key_err(&path, e))?;
+    Ok(pem)
+}
+
+/// Loads the secret `file` (`N` random bytes, base64) in the key directory `dir`,
+/// generating it on first use (0600, never overwritten). For secrets other crates own
+/// (the PIN pepper and sealing key).
+pub fn secret<const N: usize>(dir: &Path, file: &str) -> Result<[u8; N]> {
+    create_private_dir(dir)?;
+    let path = dir.join(file);
+    let text = load_or_create(&path, || Ok(STANDARD.encode(os_random::<N>()?) + "\n"))?;
+    STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or_else(|| key_err(&path, format!("is not {N} bytes of base64")))
 }
 
 fn key_err(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -11,6 +11,7 @@
 //!   `ivan log verify`.
 //! * [`keys`] — the signing keys (checkpoints: Ed25519; receipts: ES256) kept in the
 //!   data directory, and their public JWKS.
+//! * [`queue`] — leased work queues in a table (the mail and SMS outboxes).
 //! * identity types every log entry names: [`Actor`], [`EmployerId`], [`MessageId`].
 //!
 //! Time comes in through a [`Clock`] so deadlines and retention can be tested without
@@ -26,6 +27,7 @@ mod ids;
 pub mod keys;
 pub mod ledger;
 pub mod originals;
+pub mod queue;
 pub mod receipts;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

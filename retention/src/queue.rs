@@ -9,6 +9,8 @@
 //! usually in a log entry's transaction, guarded by `lease_owner`) or [`retry`]s it
 //! later. A worker that dies leaves rows whose lease simply runs out.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::postgres::PgRow;
@@ -85,4 +87,14 @@ pub async fn retry(
             .await?;
     });
     Ok(())
+}
+
+/// Full-jitter exponential backoff: a uniformly random delay in
+/// `[0, min(cap, base · 2^attempt)]`, where `unit` is a random number in `[0, 1)`.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+    let ceiling = base
+        .checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
+        .unwrap_or(cap)
+        .min(cap);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }

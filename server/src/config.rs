@@ -47,6 +47,11 @@ pub struct Config {
     pub authority: AuthorityConfig,
     pub forwarding: ForwardingConfig,
     pub mail: MailConfig,
+    /// The mobile pre-registration channel (PINs, sessions, deadlines).
+    pub mobile: mobile_api::MobileConfig,
+    /// How SMS leave: `transport = "smpp" | "http_gateway" | "dev_outbox"`. Unset: the
+    /// development outbox file `<data_dir>/sms-outbox.jsonl`.
+    pub sms: Option<sms_adapter::SmsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +105,8 @@ impl Default for Config {
             authority: AuthorityConfig::default(),
             forwarding: ForwardingConfig::default(),
             mail: MailConfig::default(),
+            mobile: mobile_api::MobileConfig::default(),
+            sms: None,
         }
     }
 }
@@ -203,7 +210,24 @@ impl Config {
                     .into(),
             ));
         }
+        self.mobile.validate().map_err(Error::Config)?;
+        if self.environment == Environment::Production && self.sms_config().is_dev() {
+            return Err(Error::Config(
+                "the SMS dev outbox is for development; production needs [sms] with \
+                 transport = \"smpp\" or \"http_gateway\""
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The SMS transport in force (the default is the development outbox file).
+    pub fn sms_config(&self) -> sms_adapter::SmsConfig {
+        self.sms.clone().unwrap_or_else(|| {
+            sms_adapter::SmsConfig::DevOutbox(sms_adapter::DevOutboxConfig {
+                path: self.data_dir.join("sms-outbox.jsonl"),
+            })
+        })
     }
 
     /// The database URL in force (the default derives from `data_dir`).
@@ -339,6 +363,10 @@ mod tests {
             let err = load(None).unwrap_err().to_string();
             assert!(err.contains("mail.transport"), "{err}");
             jail.set_env("IVAN_MAIL__TRANSPORT", "smtp");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("SMS dev outbox"), "{err}");
+            jail.set_env("IVAN_SMS__TRANSPORT", "http_gateway");
+            jail.set_env("IVAN_SMS__URL", "https://sms.example/v1/send");
             assert_eq!(load(None).unwrap().environment, Environment::Production);
             Ok(())
         });

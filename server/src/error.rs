@@ -9,6 +9,8 @@ use serde::Serialize;
 pub enum Error {
     #[error(transparent)]
     Record(#[from] retention::Error),
+    #[error(transparent)]
+    Mobile(#[from] mobile_api::Error),
     #[error("config: {0}")]
     Config(String),
     #[error("data dir {path}: {reason}")]
@@ -46,6 +48,18 @@ impl Error {
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Record(retention::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
             Error::Record(retention::Error::Conflict(_)) => StatusCode::CONFLICT,
+            Error::Mobile(e) => match e {
+                mobile_api::Error::Record(retention::Error::Invalid(_))
+                | mobile_api::Error::Invalid(_) => StatusCode::BAD_REQUEST,
+                mobile_api::Error::Record(retention::Error::Conflict(_))
+                | mobile_api::Error::Conflict(_) => StatusCode::CONFLICT,
+                mobile_api::Error::Findings(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                mobile_api::Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                mobile_api::Error::NotFound(_) => StatusCode::NOT_FOUND,
+                mobile_api::Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+                mobile_api::Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                mobile_api::Error::Record(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,6 +162,31 @@ impl IntoResponse for Error {
         } else {
             Some(self.to_string())
         };
-        Problem::new(status, detail).into_response()
+        let mut problem = Problem::new(status, detail);
+        if let Error::Mobile(mobile_api::Error::Findings(findings)) = &self {
+            problem = problem.with_errors(
+                findings
+                    .iter()
+                    .filter_map(|f| serde_json::to_value(f).ok())
+                    .collect(),
+            );
+        }
+        let mut resp = problem.into_response();
+        match &self {
+            Error::Mobile(mobile_api::Error::TooManyRequests { retry_after }) => {
+                let secs = retry_after.as_secs().max(1).to_string();
+                if let Ok(v) = header::HeaderValue::from_str(&secs) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Error::Mobile(mobile_api::Error::Unauthorized(_)) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            _ => {}
+        }
+        resp
     }
 }

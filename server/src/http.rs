@@ -43,6 +43,7 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub metrics: PrometheusHandle,
     pub intake: Intake,
+    pub mobile: mobile_api::Mobile,
 }
 
 /// The whole application router.
@@ -68,6 +69,7 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
                 .layer(RequestBodyLimitLayer::new(http.body_limit_bytes)),
         )
         .merge(api)
+        .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
         .fallback(not_found)
         .with_state(state)
         .layer(

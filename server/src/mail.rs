@@ -27,7 +27,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -135,6 +135,8 @@ pub enum Kind {
     Receipt,
     Answer,
     Overdue,
+    /// The daily list of pre-registrations past their deadline.
+    PreregistrationDigest,
 }
 
 impl Kind {
@@ -143,6 +145,7 @@ impl Kind {
             Kind::Receipt => "receipt",
             Kind::Answer => "answer",
             Kind::Overdue => "overdue",
+            Kind::PreregistrationDigest => "preregistration-digest",
         }
     }
 }
@@ -197,6 +200,9 @@ fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
         Kind::Receipt => format!("Filing received: {submission_id}"),
         Kind::Answer => format!("Authority answer for filing {submission_id}"),
         Kind::Overdue => format!("Forwarding overdue: filing {submission_id}"),
+        Kind::PreregistrationDigest => {
+            "Pre-registrations waiting for their registration form".to_owned()
+        }
     };
     let body = format!(
         "{detail}\n\nMessage id: {submission_id}\nDetails: GET /api/v1/submissions/{submission_id}\n\n\
@@ -204,6 +210,35 @@ fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
          available through the API.\n"
     );
     (subject, body)
+}
+
+/// Queues mail to an employer's notification address (none if it has none), not
+/// about one submission: `body` is the whole text. Inside the caller's transaction.
+pub async fn enqueue_to_employer(
+    conn: &mut DbConn<'_>,
+    kind: Kind,
+    employer_id: &str,
+    body: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    let (subject, _) = text(kind, "", "");
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
+             created_at, due_at, attempts) \
+             SELECT $1, $2, e.notify_email, $3, $4, NULL, $5, $5, 0 \
+             FROM employers e WHERE e.id = $6 AND e.notify_email IS NOT NULL",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind.as_str())
+        .bind(&subject)
+        .bind(body)
+        .bind(now)
+        .bind(employer_id)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
 }
 
 /// One claimed mail.
@@ -231,6 +266,12 @@ impl std::fmt::Debug for Sender {
         }
     }
 }
+
+/// The mail outbox as a leased queue.
+const QUEUE: retention::queue::Queue = retention::queue::Queue {
+    table: "mail_outbox",
+    done_column: "sent_at",
+};
 
 /// The mail worker of one `ivan serve`.
 #[derive(Debug, Clone)]
@@ -343,23 +384,16 @@ impl Mailer {
     async fn round(&self) -> Result<usize, Error> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::seconds(4 * self.config.smtp_timeout_secs as i64);
-        let sql = format!(
-            "UPDATE mail_outbox SET lease_owner = $1, lease_until = $2 \
-             WHERE id IN (SELECT id FROM mail_outbox \
-                WHERE sent_at IS NULL AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-                ORDER BY due_at LIMIT 16{}) \
-             RETURNING id, recipient, subject, body, attempts",
-            self.db.skip_locked()
-        );
-        let rows: Vec<Claimed> = on_pool!(&self.db, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(&*self.owner)
-                .bind(lease_until)
-                .bind(now)
-                .fetch_all(pool)
-                .await
-                .map_err(retention::Error::from)?
-        });
+        let rows: Vec<Claimed> = retention::queue::claim(
+            &self.db,
+            QUEUE,
+            "id, recipient, subject, body, attempts",
+            &self.owner,
+            now,
+            lease_until,
+            16,
+        )
+        .await?;
         let n = rows.len();
         for row in rows {
             self.send(row).await?;
@@ -449,19 +483,7 @@ impl Mailer {
         tracing::warn!(mail = %row.id, to = %row.recipient, error = %reason, retry_in_ms = delay.as_millis() as u64, "mail not sent; will retry");
         let due =
             self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        on_pool!(&self.db, pool => {
-            sqlx::query(
-                "UPDATE mail_outbox SET attempts = attempts + 1, due_at = $1, last_error = $2, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
-            )
-            .bind(due)
-            .bind(reason.chars().take(1000).collect::<String>())
-            .bind(&row.id)
-            .bind(&*self.owner)
-            .execute(pool)
-            .await
-            .map_err(retention::Error::from)?;
-        });
+        retention::queue::retry(&self.db, QUEUE, &row.id, &self.owner, due, reason).await?;
         Ok(())
     }
 }

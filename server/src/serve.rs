@@ -87,7 +87,8 @@ pub async fn serve(config: Config) -> Result<()> {
         profiles,
         Arc::new(SystemClock),
         config.intake.clone(),
-    );
+    )
+    .with_pairing_tolerance_days(config.mobile.pairing_tolerance_days);
     // Forwarding: to the configured authority, or to a sandbox authority started here
     // on a loopback port (development default), through the same client and protocol.
     let mut sandbox = None;
@@ -120,12 +121,39 @@ pub async fn serve(config: Config) -> Result<()> {
         &config.data_dir,
     )?
     .start();
+    // The mobile channel: PIN and session keys beside the signing keys; SMS through
+    // the configured transport; the deadline sweeper.
+    let host = crate::preregistrations::ServerHost {
+        db: db.clone(),
+        ledger: ledger.clone(),
+        keys: keys.clone(),
+    };
+    let mobile = mobile_api::Mobile::new(
+        db.clone(),
+        ledger.clone(),
+        Arc::new(SystemClock),
+        &config.keys_dir(),
+        config.mobile.clone(),
+        Arc::new(host),
+    )?;
+    let sms_config = config.sms_config();
+    let sms_sender =
+        sms_adapter::build(&sms_config).map_err(|e| Error::Config(format!("sms: {e}")))?;
+    if sms_config.is_dev() {
+        tracing::warn!(
+            transport = sms_sender.name(),
+            "SMS go to the development outbox file, not to phones"
+        );
+    }
+    let sms_worker = mobile.sms_worker(sms_sender.clone()).start();
+    let sweeper = crate::preregistrations::start_sweeper(mobile.clone());
     let state = AppState {
         db: db.clone(),
         originals: originals.clone(),
         keys,
         metrics,
         intake,
+        mobile,
     };
     let app = router(state, &config.http, &config.intake);
     tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");
@@ -141,6 +169,8 @@ pub async fn serve(config: Config) -> Result<()> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
+    // Connection info gives the mobile API the peer address its login limits key on.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -161,6 +191,9 @@ pub async fn serve(config: Config) -> Result<()> {
         forwarder.shutdown().await;
     }
     mailer.shutdown().await;
+    sms_worker.shutdown().await;
+    sweeper.shutdown().await;
+    sms_sender.close().await;
     if let Some((stop, task)) = sandbox {
         let _ = stop.send(());
         let _ = task.await;

@@ -48,7 +48,8 @@ pub struct Submission {
     pub sender_reference: Option<String>,
     #[serde(skip)]
     pub idempotency_key: Option<String>,
-    pub signer_fingerprint: String,
+    /// The signing certificate's SHA-256; none for a pre-registration.
+    pub signer_fingerprint: Option<String>,
     pub crl_sha256: Option<String>,
     pub log_seq: i64,
     pub receipt: String,
@@ -99,18 +100,39 @@ pub struct Step {
     pub log_seq: i64,
 }
 
+/// Where an accepted filing came from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A signed document through the API: received, verified, validated, accepted.
+    /// A registration form's registrations are noted for pairing.
+    Signed {
+        registrations: Vec<mobile_api::prereg::RegistrationItem>,
+    },
+    /// A phone user's pre-registration: received (the request as sent), validated,
+    /// accepted (the document `ivan` made of it, which is what is forwarded).
+    Phone {
+        access_id: String,
+        request: bytes::Bytes,
+        checked: mobile_api::prereg::Checked,
+        deadline: Duration,
+    },
+}
+
 /// Everything intake established about a filing it accepts.
 #[derive(Debug, Clone)]
 pub struct Accepting {
     pub id: String,
-    pub caller: Caller,
+    pub employer_id: String,
+    /// Who sent it (the API token, the phone access).
+    pub actor: Actor,
+    pub origin: Origin,
     pub document_type: String,
     pub number_prefix: char,
     pub original: bytes::Bytes,
     pub sha256: String,
     pub sender_reference: Option<String>,
     pub idempotency_key: Option<String>,
-    pub signer_fingerprint: String,
+    pub signer_fingerprint: Option<String>,
     pub crl_sha256: Option<String>,
     /// JSON array of warnings.
     pub warnings: String,
@@ -132,21 +154,36 @@ pub async fn record(
         subject: subject.clone(),
         payload,
     };
-    let entries = vec![
-        entry(
-            a.caller.actor(),
-            "submission.receive",
-            Some(Payload {
-                bytes: a.original.clone(),
-                media_type: "application/xml".into(),
-            }),
-        ),
-        entry(Actor::System, "submission.verify", None),
-        entry(Actor::System, "submission.validate", None),
-        entry(Actor::System, "submission.accept", None),
-    ];
+    let xml = |bytes: &bytes::Bytes| Payload {
+        bytes: bytes.clone(),
+        media_type: "application/xml".into(),
+    };
+    let entries = match &a.origin {
+        Origin::Signed { .. } => vec![
+            entry(
+                a.actor.clone(),
+                "submission.receive",
+                Some(xml(&a.original)),
+            ),
+            entry(Actor::System, "submission.verify", None),
+            entry(Actor::System, "submission.validate", None),
+            entry(Actor::System, "submission.accept", None),
+        ],
+        Origin::Phone { request, .. } => vec![
+            entry(
+                a.actor.clone(),
+                "submission.receive",
+                Some(Payload {
+                    bytes: request.clone(),
+                    media_type: "application/json".into(),
+                }),
+            ),
+            entry(Actor::System, "submission.validate", None),
+            entry(Actor::System, "submission.accept", Some(xml(&a.original))),
+        ],
+    };
     let id = a.id.clone();
-    let employer_id = a.caller.employer_id.clone();
+    let employer_id = a.employer_id.clone();
     let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
         Box::pin(async move {
             let received = at
@@ -177,7 +214,7 @@ pub async fn record(
                 &Claims {
                     iss: "ivan".into(),
                     sub: a.id.clone(),
-                    employer: a.caller.employer_id.clone(),
+                    employer: a.employer_id.clone(),
                     document_type: a.document_type.clone(),
                     document_number: document_number.clone(),
                     sha256: a.sha256.clone(),
@@ -194,7 +231,7 @@ pub async fn record(
                      ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL)"
                 )))
                 .bind(&a.id)
-                .bind(&a.caller.employer_id)
+                .bind(&a.employer_id)
                 .bind(&a.document_type)
                 .bind(&document_number)
                 .bind(status::ACCEPTED)
@@ -213,6 +250,35 @@ pub async fn record(
                 .execute(&mut *c)
                 .await?;
             });
+            match &a.origin {
+                Origin::Signed { registrations } if !registrations.is_empty() => {
+                    mobile_api::prereg::note_registration(
+                        &mut conn,
+                        &a.id,
+                        &a.employer_id,
+                        registrations,
+                    )
+                    .await?;
+                }
+                Origin::Signed { .. } => {}
+                Origin::Phone {
+                    access_id,
+                    checked,
+                    deadline,
+                    ..
+                } => {
+                    mobile_api::prereg::insert(
+                        &mut conn,
+                        &a.id,
+                        &a.employer_id,
+                        access_id,
+                        checked,
+                        received_at,
+                        *deadline,
+                    )
+                    .await?;
+                }
+            }
             crate::forwarding::outbox::enqueue(
                 &mut conn,
                 &a.id,
@@ -220,17 +286,23 @@ pub async fn record(
                 received_at,
             )
             .await?;
+            let when = if a.hold_window > Duration::zero() {
+                format!(
+                    "It can be cancelled until {}.",
+                    format_time(&(received_at + a.hold_window))
+                )
+            } else {
+                "It is being forwarded to the authority.".to_owned()
+            };
             crate::mail::enqueue(
                 &mut conn,
                 crate::mail::Kind::Receipt,
                 crate::mail::To::Employer,
                 &a.id,
                 &format!(
-                    "Your {} was received and accepted as {document_number} at {}. \
-                     It can be cancelled until {}.",
+                    "Your {} was received and accepted as {document_number} at {}. {when}",
                     a.document_type,
                     format_time(&received_at),
-                    format_time(&(received_at + a.hold_window))
                 ),
                 received_at,
             )

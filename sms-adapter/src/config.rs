@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, FileOutbox, HttpGateway, SmppSender, SmsSender};
 
@@ -16,7 +16,7 @@ use crate::{Error, FileOutbox, HttpGateway, SmppSender, SmsSender};
 /// password = "s3cret"
 /// source_addr = "IVAN"
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, tag = "transport", rename_all = "snake_case")]
 pub enum SmsConfig {
     /// Development only: messages go to a JSON-lines file, never to a phone.
@@ -66,6 +66,13 @@ impl Secret {
     }
 }
 
+/// Serializes masked (`"***"`), so printing a configuration never shows the secret.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
@@ -73,7 +80,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// `transport = "dev_outbox"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevOutboxConfig {
     /// The JSON-lines file messages are appended to (its directory is created).
@@ -81,7 +88,7 @@ pub struct DevOutboxConfig {
 }
 
 /// SMPP interface version announced in the bind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum SmppVersion {
     /// SMPP 3.4 — what most operator SMSCs speak.
     #[default]
@@ -92,7 +99,7 @@ pub enum SmppVersion {
 }
 
 /// `transport = "smpp"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmppConfig {
     /// `host:port` of the SMSC (plain TCP).
@@ -137,7 +144,7 @@ pub struct SmppConfig {
 }
 
 /// `transport = "http_gateway"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpGatewayConfig {
     /// `http(s)://…` endpoint that takes `POST {"to", "text", "from"}`.

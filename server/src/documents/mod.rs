@@ -165,6 +165,22 @@ use common::{Sink, attribute};
 
 /// The namespace of all ivan filing types (profile version 1).
 pub const NAMESPACE: &str = "urn:ivan:filing:1";
+
+/// Escapes text for XML (and HTML) content and double- or single-quoted attributes.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 /// The XML-DSig namespace of the optional enveloped signature.
 pub const DSIG_NAMESPACE: &str = "http://www.w3.org/2000/09/xmldsig#";
 /// Findings returned at most (plus one `findings.truncated`).
@@ -381,6 +397,9 @@ pub struct Checked {
     pub sender_reference: Option<String>,
     /// Errors and warnings, in document order within each stage.
     pub findings: Vec<Finding>,
+    /// What a registration form registers (person, kind, effective date), for pairing
+    /// with pre-registrations; empty for other types.
+    pub registrations: Vec<mobile_api::prereg::RegistrationItem>,
 }
 
 impl Checked {
@@ -465,6 +484,7 @@ impl Profiles {
             .map(str::to_owned);
 
         let mut sink = Sink::new(MAX_FINDINGS, ty.root_element());
+        let mut registrations = Vec::new();
         common::check_employer(ty.root_element(), root_el, ctx, &mut sink);
         let schema_failed = schema::validate(self.validator(ty), ty, doc, &mut sink);
         if !schema_failed {
@@ -474,6 +494,7 @@ impl Profiles {
                 }
                 DocumentType::RegistrationForm => {
                     registration_form::check(doc, root, ctx, &mut sink);
+                    registrations = registration_form::items(doc, root);
                 }
                 DocumentType::EmployerChange => employer_change::check(doc, root, ctx, &mut sink),
                 DocumentType::PensionRecordSheet => {
@@ -485,6 +506,7 @@ impl Profiles {
             document_type: ty,
             sender_reference,
             findings: sink.finish(),
+            registrations,
         })
     }
 }

@@ -16,6 +16,41 @@ const ROOT: &str = "RegistrationForm";
 /// The same person and relation (the relation only when the item names one).
 type Key = (u64, Option<String>);
 
+/// Each registration's person id, kind (`hire`, `termination`, `interruption`,
+/// `change`, `cancellation`) and effective date (the hire's or interruption's `From`,
+/// the termination's `To`), in document order; registrations without a person id or
+/// kind are skipped.
+pub(super) fn items(doc: &Document<'_>, root: NodeId) -> Vec<mobile_api::prereg::RegistrationItem> {
+    let mut out = Vec::new();
+    for (item, e) in elements(doc, root) {
+        if !is(e, "Registration") {
+            continue;
+        }
+        let Some(person_id) = child(doc, item, "Person")
+            .and_then(|p| child_text(doc, p, "PersonalId"))
+            .map(|t| t.trim().to_owned())
+        else {
+            continue;
+        };
+        let Some((kind_id, kind)) = elements(doc, item)
+            .find(|(_, k)| !is(k, "Person") && !is(k, "RelationId"))
+            .map(|(kid, k)| (kid, k.name.local_name.to_ascii_lowercase()))
+        else {
+            continue;
+        };
+        let effective_date = match kind.as_str() {
+            "termination" => child_date(doc, kind_id, "To"),
+            _ => child_date(doc, kind_id, "From"),
+        };
+        out.push(mobile_api::prereg::RegistrationItem {
+            person_id,
+            kind,
+            effective_date,
+        });
+    }
+    out
+}
+
 pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
     // Earliest hire per person and relation; terminations to compare afterwards.
     let mut hires: HashMap<Key, NaiveDate> = HashMap::new();

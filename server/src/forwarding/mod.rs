@@ -186,15 +186,7 @@ impl ForwardingConfig {
     }
 }
 
-/// Full-jitter exponential backoff: a uniformly random delay in
-/// `[0, min(cap, base · 2^attempt)]`, where `unit` is a random number in `[0, 1)`.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
-    let ceiling = base
-        .checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
-        .unwrap_or(cap)
-        .min(cap);
-    ceiling.mul_f64(unit.clamp(0.0, 1.0))
-}
+pub use retention::queue::backoff;
 
 /// The authority is "down" after a run of transient failures: the worker then sends
 /// one probe at a time, spaced by a growing pause, until one gets through.

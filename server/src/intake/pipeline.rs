@@ -158,6 +158,8 @@ pub struct Intake {
     clock: Arc<dyn Clock>,
     budget: Arc<Semaphore>,
     config: IntakeConfig,
+    /// `mobile.pairing_tolerance_days`, for pairing accepted registration forms.
+    pairing_tolerance_days: u32,
 }
 
 /// Budget units are KiB, so a semaphore's permit count holds any sane budget.
@@ -193,7 +195,15 @@ impl Intake {
             clock,
             budget,
             config,
+            pairing_tolerance_days: mobile_api::MobileConfig::default().pairing_tolerance_days,
         }
+    }
+
+    /// Pairs registration forms with pre-registrations whose effective dates differ
+    /// by at most `days` (`mobile.pairing_tolerance_days`).
+    pub fn with_pairing_tolerance_days(mut self, days: u32) -> Self {
+        self.pairing_tolerance_days = days;
+        self
     }
 
     pub fn config(&self) -> &IntakeConfig {
@@ -389,14 +399,18 @@ impl Intake {
 
         let accepting = Accepting {
             id: retention::MessageId::new().to_string(),
-            caller: caller.clone(),
+            employer_id: caller.employer_id.clone(),
+            actor: caller.actor(),
+            origin: submissions::Origin::Signed {
+                registrations: checked.registrations.clone(),
+            },
             document_type: checked.document_type.code().to_owned(),
             number_prefix: checked.document_type.number_prefix(),
             original: body,
             sha256: sha.to_owned(),
             sender_reference: checked.sender_reference.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
-            signer_fingerprint: fingerprint,
+            signer_fingerprint: Some(fingerprint),
             crl_sha256: accepted.crl_sha256,
             warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
             hold_window: chrono::Duration::seconds(
@@ -404,7 +418,23 @@ impl Intake {
             ),
         };
         match submissions::record(&self.ledger, &self.db, self.keys.clone(), accepting).await {
-            Ok(s) => Ok(Outcome::Created(s)),
+            Ok(s) => {
+                if !checked.registrations.is_empty() {
+                    // Pair pre-registrations now; a failure here only delays pairing
+                    // to the next sweep, it never undoes the acceptance.
+                    if let Err(e) = mobile_api::prereg::pair(
+                        &self.ledger,
+                        &self.db,
+                        Some(employer),
+                        self.pairing_tolerance_days,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, submission = %s.id, "pairing deferred to the sweep");
+                    }
+                }
+                Ok(Outcome::Created(s))
+            }
             // A concurrent identical request won the race: answer with its result.
             Err(Error::Record(e)) if e.is_unique_violation() => {
                 if let Some(first) = submissions::find_by_sha256(&self.db, employer, sha).await? {

@@ -11,6 +11,9 @@
 //! | `GET /api/v1/submissions/{id}/receipt` | the signed receipt (compact JWS, `application/jose`) |
 //! | `POST /api/v1/submissions/{id}/cancel` | cancel inside the hold window (`409` after it) |
 //! | `GET /api/v1/submissions/{id}/answers/{n}` | the authority's `n`-th answer document, byte-exact |
+//!
+//! Phone accesses and pre-registrations (the mobile channel's employer side) are in
+//! [`phones`].
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -32,6 +35,8 @@ use crate::intake::{Outcome, SubmitError};
 use crate::submissions::{self, Filter, Step, Submission};
 use crate::{Error, Result};
 
+pub mod phones;
+
 /// The OpenAPI document of the employer API, served at `/api/v1/openapi.json`.
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -40,8 +45,12 @@ use crate::{Error, Result};
         version = "1",
         description = "Submit digitally signed social-insurance filings and follow them. Errors are RFC 9457 problem documents. Receipts are ES256 compact JWS verifiable with /.well-known/jwks.json."
     ),
-    paths(submit, list, show, original, receipt, cancel, answer),
-    components(schemas(View, Page, Step, Submission, AnswerInfo, ProblemDocument, crate::intake::Problem)),
+    paths(submit, list, show, original, receipt, cancel, answer,
+        phones::add, phones::list, phones::deactivate, phones::new_pin, phones::send_pin,
+        phones::preregistrations, phones::preregistration, phones::registration_form),
+    components(schemas(View, Page, Step, Submission, AnswerInfo, ProblemDocument, crate::intake::Problem,
+        phones::NewPhoneAccess, phones::NewPin, phones::PhoneAccessList, phones::PreregPage,
+        mobile_api::access::PhoneAccess, mobile_api::prereg::Preregistration)),
     modifiers(&BearerToken),
     security(("api_token" = []))
 )]
@@ -92,6 +101,28 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/submissions/{id}/receipt", get(receipt))
         .route("/api/v1/submissions/{id}/cancel", post(cancel))
         .route("/api/v1/submissions/{id}/answers/{n}", get(answer))
+        .route(
+            "/api/v1/phone-accesses",
+            post(phones::add).get(phones::list),
+        )
+        .route(
+            "/api/v1/phone-accesses/{id}",
+            axum::routing::delete(phones::deactivate),
+        )
+        .route("/api/v1/phone-accesses/{id}/pin", post(phones::new_pin))
+        .route(
+            "/api/v1/phone-accesses/{id}/pin/send",
+            post(phones::send_pin),
+        )
+        .route("/api/v1/preregistrations", get(phones::preregistrations))
+        .route(
+            "/api/v1/preregistrations/{id}",
+            get(phones::preregistration),
+        )
+        .route(
+            "/api/v1/preregistrations/{id}/registration-form",
+            get(phones::registration_form),
+        )
         .route("/api/v1/openapi.json", get(openapi))
 }
 

@@ -1,0 +1,576 @@
+//! Phone accesses: the phone users an employer authorised, their PINs and PIN logins.
+//!
+//! Every change is a log entry whose work makes the change (subject
+//! `phone-access:<id>`): `phone-access.create`, `.pin-generate`, `.pin-send`,
+//! `.deactivate`, `.register` (first successful login); and per login attempt
+//! `phone.login`, `phone.login-fail`, `phone.lockout`. PINs never appear in the log.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use retention::ledger::{NewEntry, Work};
+use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use serde::Serialize;
+
+use crate::pin::Pins;
+use crate::session::{self, Issued, Sessions};
+use crate::{Error, MobileConfig, sms};
+
+/// Longest holder name, in characters.
+pub const MAX_HOLDER_CHARS: usize = 200;
+/// Longest device name, in characters.
+pub const MAX_DEVICE_CHARS: usize = 100;
+
+/// A phone access as the employer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct PhoneAccess {
+    pub id: String,
+    #[serde(skip)]
+    pub employer_id: String,
+    /// E.164, e.g. `+421901123456`.
+    pub phone: String,
+    pub holder_name: String,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    #[schema(value_type = String)]
+    pub created_at: DateTime<Utc>,
+    /// False once deactivated.
+    pub active: bool,
+    /// Whether the phone user has logged in at least once.
+    pub registered: bool,
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
+    #[schema(value_type = Option<String>)]
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// Locked after too many wrong PINs; a new PIN unlocks.
+    pub locked: bool,
+    /// Whether a PIN has been generated.
+    pub has_pin: bool,
+    /// Whether the current PIN can still be sent by SMS (generated, not used yet).
+    pub pin_sendable: bool,
+}
+
+const VIEW: &str = "SELECT id, employer_id, phone, holder_name, created_at, \
+    (deactivated_at IS NULL) AS active, (registered_at IS NOT NULL) AS registered, last_login_at, \
+    (locked_at IS NOT NULL OR failed_attempts >= $1) AS locked, (pin_hash IS NOT NULL) AS has_pin, \
+    (pin_sealed IS NOT NULL AND deactivated_at IS NULL) AS pin_sendable FROM phone_accesses";
+
+/// Checks an E.164 number: `+`, a non-zero digit, 7 to 14 more digits.
+pub fn parse_phone(s: &str) -> Result<String, Error> {
+    let s = s.trim();
+    let digits = s.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(Error::Invalid(format!(
+            "phone {s:?} is not an E.164 number (+ and 8 to 15 digits, e.g. +421901123456)"
+        )))
+    }
+}
+
+fn parse_name(s: &str, what: &str, max: usize) -> Result<String, Error> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "{what} must be 1 to {max} characters without control characters"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+fn json(v: serde_json::Value) -> Payload {
+    Payload {
+        bytes: v.to_string().into_bytes().into(),
+        media_type: "application/json".into(),
+    }
+}
+
+fn entry(actor: Actor, action: &str, id: &str, payload: Option<Payload>) -> NewEntry {
+    NewEntry {
+        actor,
+        action: action.to_owned(),
+        subject: format!("phone-access:{id}"),
+        payload,
+    }
+}
+
+/// The phone accesses of an employer, oldest first.
+pub async fn list(
+    db: &Db,
+    config: &MobileConfig,
+    employer_id: &str,
+) -> Result<Vec<PhoneAccess>, Error> {
+    let sql = format!("{VIEW} WHERE employer_id = $2 ORDER BY id");
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(config.max_failed_pins))
+            .bind(employer_id)
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+/// The employer's phone access `id` (another employer's is `NotFound`).
+pub async fn get(
+    db: &Db,
+    config: &MobileConfig,
+    employer_id: &str,
+    id: &str,
+) -> Result<PhoneAccess, Error> {
+    let sql = format!("{VIEW} WHERE employer_id = $2 AND id = $3");
+    let found: Option<PhoneAccess> = on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(config.max_failed_pins))
+            .bind(employer_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+    });
+    found.ok_or_else(|| Error::NotFound(format!("no phone access {id}")))
+}
+
+/// Registers a phone access for the employer. At most one active access per phone.
+pub async fn add(
+    ledger: &Ledger,
+    db: &Db,
+    config: &MobileConfig,
+    actor: Actor,
+    employer_id: &str,
+    phone: &str,
+    holder_name: &str,
+) -> Result<PhoneAccess, Error> {
+    let phone = parse_phone(phone)?;
+    let holder = parse_name(holder_name, "holder_name", MAX_HOLDER_CHARS)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let payload = json(serde_json::json!({
+        "id": id, "employer_id": employer_id, "phone": phone, "holder_name": holder,
+    }));
+    let (rid, eid) = (id.clone(), employer_id.to_owned());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+            let inserted = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "INSERT INTO phone_accesses (id, employer_id, phone, holder_name, created_at, \
+                     failed_attempts) VALUES ($1, $2, $3, $4, $5, 0)",
+                )
+                .bind(&rid)
+                .bind(&eid)
+                .bind(&phone)
+                .bind(&holder)
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map(drop)
+            });
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    Err(retention::Error::Conflict(format!(
+                        "phone {phone} already has an active access; deactivate it first"
+                    )))
+                }
+                other => Ok(other?),
+            }
+        })
+    });
+    ledger
+        .append_with(
+            entry(actor, "phone-access.create", &id, Some(payload)),
+            work,
+        )
+        .await?;
+    get(db, config, employer_id, &id).await
+}
+
+/// Work that revokes every live session of an access (inside the caller's transaction).
+async fn revoke_sessions(
+    conn: &mut DbConn<'_>,
+    access_id: &str,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> Result<(), retention::Error> {
+    on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE mobile_sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE phone_access_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(access_id)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Deactivates an access: its PIN stops working and its sessions end at once.
+pub async fn deactivate(
+    ledger: &Ledger,
+    db: &Db,
+    config: &MobileConfig,
+    actor: Actor,
+    employer_id: &str,
+    id: &str,
+) -> Result<PhoneAccess, Error> {
+    let current = get(db, config, employer_id, id).await?;
+    if !current.active {
+        return Err(Error::Conflict(format!(
+            "phone access {id} is already deactivated"
+        )));
+    }
+    let (rid, eid) = (id.to_owned(), employer_id.to_owned());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE phone_accesses SET deactivated_at = $1, pin_sealed = NULL \
+                     WHERE id = $2 AND employer_id = $3 AND deactivated_at IS NULL",
+                )
+                .bind(now)
+                .bind(&rid)
+                .bind(&eid)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            if changed != 1 {
+                return Err(retention::Error::Conflict(format!(
+                    "phone access {rid} is already deactivated"
+                )));
+            }
+            revoke_sessions(&mut conn, &rid, now, "access deactivated").await
+        })
+    });
+    ledger
+        .append_with(entry(actor, "phone-access.deactivate", id, None), work)
+        .await?;
+    get(db, config, employer_id, id).await
+}
+
+/// Generates a new PIN for an active access: the old PIN stops working, the lock is
+/// lifted and the phone's sessions end. Returns the access and the PIN, which is
+/// shown this once (and kept sealed only until used, for [`send_pin`]).
+pub async fn new_pin(
+    ledger: &Ledger,
+    db: &Db,
+    pins: &Arc<Pins>,
+    config: &MobileConfig,
+    actor: Actor,
+    employer_id: &str,
+    id: &str,
+) -> Result<(PhoneAccess, String), Error> {
+    let current = get(db, config, employer_id, id).await?;
+    if !current.active {
+        return Err(Error::Conflict(format!("phone access {id} is deactivated")));
+    }
+    let pin = pins.generate()?;
+    let hash = pins.hash(pin.clone()).await?;
+    let sealed = pins.seal(id, &pin)?;
+    let (rid, eid) = (id.to_owned(), employer_id.to_owned());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE phone_accesses SET pin_hash = $1, pin_sealed = $2, pin_generated_at = $3, \
+                     pin_used_at = NULL, failed_attempts = 0, locked_at = NULL \
+                     WHERE id = $4 AND employer_id = $5 AND deactivated_at IS NULL",
+                )
+                .bind(&hash)
+                .bind(&sealed)
+                .bind(now)
+                .bind(&rid)
+                .bind(&eid)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            if changed != 1 {
+                return Err(retention::Error::Conflict(format!(
+                    "phone access {rid} is deactivated"
+                )));
+            }
+            revoke_sessions(&mut conn, &rid, now, "new PIN generated").await
+        })
+    });
+    ledger
+        .append_with(entry(actor, "phone-access.pin-generate", id, None), work)
+        .await?;
+    Ok((get(db, config, employer_id, id).await?, pin))
+}
+
+/// Queues the current PIN for delivery by SMS. Only while it has not been used.
+pub async fn send_pin(
+    ledger: &Ledger,
+    db: &Db,
+    config: &MobileConfig,
+    actor: Actor,
+    employer_id: &str,
+    id: &str,
+) -> Result<PhoneAccess, Error> {
+    let current = get(db, config, employer_id, id).await?;
+    if !current.pin_sendable {
+        return Err(Error::Conflict(if current.has_pin {
+            format!(
+                "the PIN of phone access {id} has been used (or the access is deactivated); generate a new one to send"
+            )
+        } else {
+            format!("phone access {id} has no PIN yet; generate one first")
+        }));
+    }
+    let (rid, phone) = (id.to_owned(), current.phone.clone());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+            sms::enqueue(&mut conn, sms::Kind::Pin, &rid, &phone, None, now).await
+        })
+    });
+    ledger
+        .append_with(
+            entry(
+                actor,
+                "phone-access.pin-send",
+                id,
+                Some(json(serde_json::json!({ "phone": current.phone }))),
+            ),
+            work,
+        )
+        .await?;
+    Ok(current)
+}
+
+/// A phone user's login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub phone: String,
+    pub pin: String,
+    pub device_name: String,
+    /// Where the request came from (for the log).
+    pub source: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct LoginRow {
+    id: String,
+    employer_id: String,
+    pin_hash: Option<String>,
+    failed_attempts: i64,
+    locked: bool,
+    registered: bool,
+}
+
+/// The one answer every failed login gets, whatever failed.
+fn refused() -> Error {
+    Error::Unauthorized("unknown phone number or wrong PIN (or the access is locked)".into())
+}
+
+/// Checks a phone number and PIN and opens a session. An unknown phone, a wrong PIN,
+/// a locked or deactivated access all answer the same [`Error::Unauthorized`] after
+/// the same work (one Argon2id computation, one log entry). `max_failed_pins` wrong
+/// PINs in a row lock the access until the employer generates a new PIN.
+pub async fn login(
+    ledger: &Ledger,
+    db: &Db,
+    pins: &Arc<Pins>,
+    sessions: &Sessions,
+    config: &MobileConfig,
+    login: Login,
+) -> Result<Issued, Error> {
+    let device = parse_name(&login.device_name, "device_name", MAX_DEVICE_CHARS)?;
+    let phone = parse_phone(&login.phone).ok();
+    let row: Option<LoginRow> = match &phone {
+        Some(p) => on_pool!(db, pool => {
+            sqlx::query_as(
+                "SELECT id, employer_id, pin_hash, failed_attempts, \
+                 (locked_at IS NOT NULL OR failed_attempts >= $1) AS locked, \
+                 (registered_at IS NOT NULL) AS registered \
+                 FROM phone_accesses WHERE phone = $2 AND deactivated_at IS NULL",
+            )
+            .bind(i64::from(config.max_failed_pins))
+            .bind(p)
+            .fetch_optional(pool)
+            .await?
+        }),
+        None => None,
+    };
+    let hash = row.as_ref().and_then(|r| r.pin_hash.clone());
+    let matched = pins.verify(login.pin.clone(), hash.clone()).await?;
+    let source = serde_json::json!({ "source": login.source, "device_name": device });
+
+    let Some(row) = row.filter(|r| r.pin_hash.is_some()) else {
+        // Unknown phone (or no PIN yet): logged under the number tried.
+        metrics::counter!("ivan_mobile_logins_total", "outcome" => "refused").increment(1);
+        ledger
+            .append(NewEntry {
+                actor: Actor::System,
+                action: "phone.login-fail".into(),
+                subject: format!("phone:{}", phone.as_deref().unwrap_or("invalid")),
+                payload: Some(json(source)),
+            })
+            .await?;
+        return Err(refused());
+    };
+
+    if !matched || row.locked {
+        metrics::counter!("ivan_mobile_logins_total", "outcome" => "refused").increment(1);
+        let locks_now = !row.locked && row.failed_attempts + 1 >= i64::from(config.max_failed_pins);
+        let rid = row.id.clone();
+        let counts = !row.locked;
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+            Box::pin(async move {
+                if counts {
+                    on_conn!(&mut conn, c => {
+                        sqlx::query("UPDATE phone_accesses SET failed_attempts = failed_attempts + 1 WHERE id = $1")
+                            .bind(&rid)
+                            .execute(&mut *c)
+                            .await?;
+                    });
+                }
+                Ok(())
+            })
+        });
+        let mut payload = source.clone();
+        payload["failed_attempts"] = serde_json::json!(row.failed_attempts + i64::from(counts));
+        payload["reason"] = serde_json::json!(if row.locked { "locked" } else { "wrong PIN" });
+        ledger
+            .append_with(
+                entry(
+                    Actor::Phone(row.id.clone()),
+                    "phone.login-fail",
+                    &row.id,
+                    Some(json(payload)),
+                ),
+                work,
+            )
+            .await?;
+        if locks_now {
+            lock(ledger, &row.id, config.max_failed_pins).await?;
+        }
+        return Err(refused());
+    }
+
+    // The PIN matched: open a session in the same transaction that records the login.
+    let issued = sessions.prepare(&row.id, &row.employer_id)?;
+    let (rid, used_hash) = (row.id.clone(), hash.unwrap_or_default());
+    let max = i64::from(config.max_failed_pins);
+    let new_session = issued.clone();
+    let device_name = device.clone();
+    let lifetime = chrono::Duration::days(i64::from(config.session_days));
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE phone_accesses SET failed_attempts = 0, pin_sealed = NULL, \
+                     pin_used_at = COALESCE(pin_used_at, $1), registered_at = COALESCE(registered_at, $1), \
+                     last_login_at = $1 \
+                     WHERE id = $2 AND pin_hash = $3 AND deactivated_at IS NULL AND locked_at IS NULL \
+                     AND failed_attempts < $4",
+                )
+                .bind(now)
+                .bind(&rid)
+                .bind(&used_hash)
+                .bind(max)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            if changed != 1 {
+                // The PIN was replaced, or the access deactivated or locked, meanwhile.
+                return Err(retention::Error::Conflict(
+                    "the access changed during login".into(),
+                ));
+            }
+            session::insert(&mut conn, &new_session, &device_name, now, now + lifetime).await
+        })
+    });
+    let mut entries = vec![entry(
+        Actor::Phone(row.id.clone()),
+        "phone.login",
+        &row.id,
+        Some(json(serde_json::json!({
+            "session_id": issued.session_id, "source": login.source, "device_name": device,
+        }))),
+    )];
+    if !row.registered {
+        entries.push(entry(
+            Actor::Phone(row.id.clone()),
+            "phone-access.register",
+            &row.id,
+            None,
+        ));
+    }
+    match ledger.append_all(entries, Some(work)).await {
+        Ok(_) => {}
+        Err(retention::Error::Conflict(_)) => return Err(refused()),
+        Err(e) => return Err(e.into()),
+    }
+    metrics::counter!("ivan_mobile_logins_total", "outcome" => "ok").increment(1);
+    Ok(issued)
+}
+
+/// Records the lockout once (a concurrent second one finds the access locked and
+/// writes nothing).
+async fn lock(ledger: &Ledger, id: &str, max: u32) -> Result<(), Error> {
+    let rid = id.to_owned();
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+        Box::pin(async move {
+            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query("UPDATE phone_accesses SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
+                    .bind(now)
+                    .bind(&rid)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            });
+            if changed == 1 {
+                revoke_sessions(&mut conn, &rid, now, "locked after wrong PINs").await
+            } else {
+                Err(retention::Error::Conflict("already locked".into()))
+            }
+        })
+    });
+    let locked = ledger
+        .append_with(
+            entry(
+                Actor::System,
+                "phone.lockout",
+                id,
+                Some(json(serde_json::json!({ "failed_attempts": max }))),
+            ),
+            work,
+        )
+        .await;
+    match locked {
+        Ok(_) => {
+            metrics::counter!("ivan_mobile_lockouts_total").increment(1);
+            tracing::warn!(phone_access = %id, "phone access locked after {max} wrong PINs");
+            Ok(())
+        }
+        Err(retention::Error::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_must_be_e164() {
+        assert_eq!(parse_phone(" +421901123456 ").unwrap(), "+421901123456");
+        for bad in [
+            "421901123456",
+            "+0421901123",
+            "+42 190 112",
+            "+1234567",
+            "+1234567890123456",
+            "",
+        ] {
+            assert!(parse_phone(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The mobile API, `/mobile/v1` (JSON; errors are RFC 9457 problem documents made by
+//! the server's error mapping). Its OpenAPI document is served at
+//! `/mobile/v1/openapi.json`.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /mobile/v1/session` | log in with phone number and PIN → access + refresh token |
+//! | `POST /mobile/v1/session/refresh` | spend a refresh token for new tokens |
+//! | `DELETE /mobile/v1/session` | log out (revokes the session) |
+//! | `POST /mobile/v1/preregistrations` | file a pre-registration (`Idempotency-Key` optional) |
+//! | `GET /mobile/v1/preregistrations?after=&limit=` | the employer's pre-registrations, paged |
+//!
+//! Logins are limited per source address (`logins_per_minute_per_source`, then `429`
+//! with `Retry-After`); the source is the TCP peer (put a proxy's own limits in front
+//! if there is one — forwarded headers are not trusted).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+
+use crate::prereg::{self, Filter, Preregistration};
+use crate::session::Issued;
+use crate::{Error, Mobile, PhoneCaller, access};
+
+/// Largest request body the mobile API reads.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Most pre-registrations one listing page returns.
+pub const MAX_PAGE: i64 = 200;
+
+/// Login attempts per source address.
+#[derive(Debug)]
+pub(crate) struct SourceLimiter(DefaultKeyedRateLimiter<IpAddr>);
+
+impl SourceLimiter {
+    pub(crate) fn new(per_minute: u32) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        Self(governor::RateLimiter::keyed(quota))
+    }
+
+    fn check(&self, ip: IpAddr) -> Result<(), Error> {
+        if self.0.len() > 100_000 {
+            self.0.retain_recent();
+        }
+        self.0.check_key(&ip).map_err(|not_until| {
+            metrics::counter!("ivan_mobile_rate_limited_total").increment(1);
+            Error::TooManyRequests {
+                retry_after: not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                )),
+            }
+        })
+    }
+}
+
+/// The TCP peer of a request (`unknown` when the server was not started with
+/// connection info).
+#[derive(Debug, Clone)]
+pub struct Source(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+/// The mobile API's OpenAPI document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "ivan mobile API",
+        version = "1",
+        description = "Phone users authorised by an employer sign in with phone number and PIN and file pre-registrations (preliminary hires and terminations). Errors are RFC 9457 problem documents. Receipts are ES256 compact JWS verifiable with /.well-known/jwks.json."
+    ),
+    paths(login_doc, refresh_doc, logout_doc, file_doc, list_doc),
+    components(schemas(
+        LoginRequest,
+        RefreshRequest,
+        Issued,
+        prereg::Request,
+        Preregistration,
+        Page,
+        crate::Finding
+    ))
+)]
+pub struct MobileApiDoc;
+
+/// `POST /mobile/v1/session`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// E.164, e.g. `+421901123456`.
+    pub phone: String,
+    pub pin: String,
+    /// Shown to the employer, e.g. "Pixel 8 of J. Novák".
+    pub device_name: String,
+}
+
+/// `POST /mobile/v1/session/refresh`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// One page of pre-registrations.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    pub items: Vec<Preregistration>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// The `/mobile/v1` routes with their state; `E` is the server's error type, which
+/// owns the mapping to problem documents.
+pub fn router<E, S>(mobile: Mobile) -> Router<S>
+where
+    E: From<Error> + IntoResponse + Send + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/mobile/v1/session", post(login::<E>).delete(logout::<E>))
+        .route("/mobile/v1/session/refresh", post(refresh::<E>))
+        .route(
+            "/mobile/v1/preregistrations",
+            post(file::<E>).get(list::<E>),
+        )
+        .route("/mobile/v1/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(mobile)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(MobileApiDoc::openapi())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::Invalid(format!("the body is not valid JSON for this request: {e}")))
+}
+
+/// The phone user a bearer token names.
+async fn caller(mobile: &Mobile, headers: &HeaderMap) -> Result<PhoneCaller, Error> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Error::Unauthorized("a valid access token is required: Authorization: Bearer …".into())
+        })?;
+    mobile.sessions().authenticate(mobile.db(), token).await
+}
+
+async fn login<E: From<Error>>(
+    State(m): State<Mobile>,
+    source: Source,
+    body: Bytes,
+) -> Result<Json<Issued>, E> {
+    if let Some(addr) = source.0 {
+        m.inner.limiter.check(addr.ip())?;
+    }
+    let req: LoginRequest = parse_json(&body)?;
+    let issued = access::login(
+        m.ledger(),
+        m.db(),
+        m.pins(),
+        m.sessions(),
+        m.config(),
+        access::Login {
+            phone: req.phone,
+            pin: req.pin,
+            device_name: req.device_name,
+            source: source
+                .0
+                .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
+        },
+    )
+    .await?;
+    Ok(Json(issued))
+}
+
+async fn refresh<E: From<Error>>(
+    State(m): State<Mobile>,
+    source: Source,
+    body: Bytes,
+) -> Result<Json<Issued>, E> {
+    if let Some(addr) = source.0 {
+        m.inner.limiter.check(addr.ip())?;
+    }
+    let req: RefreshRequest = parse_json(&body)?;
+    Ok(Json(
+        m.sessions()
+            .refresh(m.ledger(), m.db(), &req.refresh_token)
+            .await?,
+    ))
+}
+
+async fn logout<E: From<Error>>(
+    State(m): State<Mobile>,
+    headers: HeaderMap,
+) -> Result<StatusCode, E> {
+    let c = caller(&m, &headers).await?;
+    crate::session::revoke(m.ledger(), &c.session_id, &c.access_id, c.actor(), "logout").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn file<E: From<Error>>(
+    State(m): State<Mobile>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, E> {
+    let c = caller(&m, &headers).await?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    let (p, created) = prereg::file(&m, &c, body, key.as_deref()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/submissions/{}", p.id);
+    Ok((status, [(header::LOCATION, location)], Json(p)).into_response())
+}
+
+async fn list<E: From<Error>>(
+    State(m): State<Mobile>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page>, E> {
+    let c = caller(&m, &headers).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::Invalid(format!("limit must be 1 to {MAX_PAGE}")).into());
+    }
+    let items = prereg::list(
+        m.db(),
+        &c.employer_id,
+        &Filter {
+            state: None,
+            after: q.after,
+            limit,
+        },
+    )
+    .await?;
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|p| p.id.clone()))
+        .flatten();
+    Ok(Json(Page { items, next_after }))
+}
+
+// OpenAPI descriptions of the generic handlers above.
+
+/// Log in with phone number and PIN.
+#[utoipa::path(post, path = "/mobile/v1/session", request_body = LoginRequest,
+    responses((status = 200, body = Issued), (status = 401, description = "unknown phone, wrong PIN or locked access (one answer for all)"),
+        (status = 429, description = "too many attempts from this source"), (status = 503, description = "PIN checking busy")))]
+#[allow(dead_code)]
+fn login_doc() {}
+
+/// Spend a refresh token for new tokens (reusing a spent one revokes the session).
+#[utoipa::path(post, path = "/mobile/v1/session/refresh", request_body = RefreshRequest,
+    responses((status = 200, body = Issued), (status = 401, description = "unknown, spent, expired or revoked refresh token")))]
+#[allow(dead_code)]
+fn refresh_doc() {}
+
+/// Log out: the session's tokens stop working.
+#[utoipa::path(delete, path = "/mobile/v1/session", security(("access_token" = [])),
+    responses((status = 204), (status = 401)))]
+#[allow(dead_code)]
+fn logout_doc() {}
+
+/// File a pre-registration; it is forwarded to the authority at once.
+#[utoipa::path(post, path = "/mobile/v1/preregistrations", request_body = prereg::Request,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first filing")),
+    security(("access_token" = [])),
+    responses((status = 201, body = Preregistration), (status = 200, body = Preregistration, description = "repeat of an Idempotency-Key"),
+        (status = 400), (status = 401), (status = 409, description = "Idempotency-Key reused with other content"),
+        (status = 422, description = "rules broken; `errors[]` lists them")))]
+#[allow(dead_code)]
+fn file_doc() {}
+
+/// The employer's pre-registrations, oldest first.
+#[utoipa::path(get, path = "/mobile/v1/preregistrations",
+    params(("after" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
+    security(("access_token" = [])),
+    responses((status = 200, body = Page), (status = 401)))]
+#[allow(dead_code)]
+fn list_doc() {}

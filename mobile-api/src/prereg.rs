@@ -1,0 +1,718 @@
+//! Pre-registrations: a phone user's preliminary hire or termination, filed at once
+//! and paired later with the employer's registration form.
+//!
+//! ```text
+//! received ──(deadline passes)──► overdue
+//!    └──────────────┬──────────────────┘
+//!                   └──(a matching registration form is accepted)──► paired
+//! ```
+//!
+//! A pre-registration is also a submission (document type `preregistration`, same
+//! id): the server records it with a receipt and forwards it through the same
+//! outbox as signed filings ([`crate::Host::file`]). This module owns the
+//! pre-registration row, its validation, its listing, the pairing and the deadline
+//! sweep. Pairing matches employer, person id and kind, with effective dates at most
+//! `pairing_tolerance_days` apart, against the registration items the server notes
+//! in the transaction that accepts a registration form ([`note_registration`]); it
+//! runs right after each acceptance and on every sweep, so a crash in between only
+//! delays it. Each change is a log entry: `preregistration.pair`,
+//! `preregistration.overdue`, `preregistration.remind`.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use retention::ledger::{NewEntry, Work};
+use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Finding;
+use crate::{Error, Host, MobileConfig, sms};
+
+/// The document type pre-registrations are filed and forwarded as.
+pub const DOCUMENT_TYPE: &str = "preregistration";
+
+pub mod state {
+    pub const RECEIVED: &str = "received";
+    pub const OVERDUE: &str = "overdue";
+    pub const PAIRED: &str = "paired";
+    pub const ALL: [&str; 3] = [RECEIVED, OVERDUE, PAIRED];
+}
+
+/// Longest surname / given name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// What the app sends (`POST /mobile/v1/preregistrations`).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Personal identification number, digits only (9 or 10).
+    pub person_id: String,
+    pub surname: String,
+    pub given_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// `hire` or `termination`.
+    pub kind: String,
+    /// `YYYY-MM-DD`: the first day of work (hire) or the last (termination).
+    pub effective_date: String,
+}
+
+/// A validated pre-registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checked {
+    pub person_id: String,
+    pub surname: String,
+    pub given_name: String,
+    pub birth_date: NaiveDate,
+    pub kind: Kind,
+    pub effective_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Hire,
+    Termination,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hire => "hire",
+            Kind::Termination => "termination",
+        }
+    }
+}
+
+/// Most days an effective date may lie before or after the day of filing.
+pub const MAX_EFFECTIVE_DAYS_AWAY: i64 = 366;
+
+/// Checks a request the way registration forms are checked (the personal id rule
+/// comes from the host, which owns the document rules); all findings at once.
+pub fn validate(req: &Request, today: NaiveDate, host: &dyn Host) -> Result<Checked, Error> {
+    let mut findings = Vec::new();
+    let mut name = |v: &str, field: &str| {
+        let v = v.trim();
+        if v.is_empty() || v.chars().count() > MAX_NAME_CHARS || v.chars().any(char::is_control) {
+            findings.push(Finding::new(
+                "person.name",
+                format!(
+                    "{field} must be 1 to {MAX_NAME_CHARS} characters without control characters"
+                ),
+                &format!("/{field}"),
+            ));
+        }
+        v.to_owned()
+    };
+    let surname = name(&req.surname, "surname");
+    let given_name = name(&req.given_name, "given_name");
+    let mut date = |v: &str, field: &str| match NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            findings.push(Finding::new(
+                "date.format",
+                format!("{field} must be a date YYYY-MM-DD, not {v:?}"),
+                &format!("/{field}"),
+            ));
+            None
+        }
+    };
+    let birth = date(&req.birth_date, "birth_date");
+    let effective = date(&req.effective_date, "effective_date");
+    let kind = match req.kind.trim() {
+        "hire" => Some(Kind::Hire),
+        "termination" => Some(Kind::Termination),
+        other => {
+            findings.push(Finding::new(
+                "kind",
+                format!("kind must be \"hire\" or \"termination\", not {other:?}"),
+                "/kind",
+            ));
+            None
+        }
+    };
+    if let Some(b) = birth
+        && b > today
+    {
+        findings.push(Finding::new(
+            "date.future",
+            format!("the birth date {b} is in the future"),
+            "/birth_date",
+        ));
+    }
+    if let Some(b) = birth
+        && let Some(f) = host.check_person(req.person_id.trim(), b, today)
+    {
+        findings.push(f);
+    }
+    if birth.is_none() && req.person_id.trim().is_empty() {
+        findings.push(Finding::new(
+            "person.id.format",
+            "person_id is required",
+            "/person_id",
+        ));
+    }
+    if let (Some(e), Some(b)) = (effective, birth)
+        && e <= b
+    {
+        findings.push(Finding::new(
+            "dates.before-birth",
+            format!("the effective date {e} is not after the birth date {b}"),
+            "/effective_date",
+        ));
+    }
+    if let Some(e) = effective
+        && (e - today).num_days().abs() > MAX_EFFECTIVE_DAYS_AWAY
+    {
+        findings.push(Finding::new(
+            "date.range",
+            format!("the effective date {e} is more than {MAX_EFFECTIVE_DAYS_AWAY} days from today ({today})"),
+            "/effective_date",
+        ));
+    }
+    match (findings.is_empty(), birth, effective, kind) {
+        (true, Some(birth_date), Some(effective_date), Some(kind)) => Ok(Checked {
+            person_id: req.person_id.trim().to_owned(),
+            surname,
+            given_name,
+            birth_date,
+            kind,
+            effective_date,
+        }),
+        _ => Err(Error::Findings(findings)),
+    }
+}
+
+/// A pre-registration as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Preregistration {
+    pub id: String,
+    #[serde(skip)]
+    pub employer_id: String,
+    pub phone_access_id: String,
+    pub document_number: String,
+    pub person_id: String,
+    pub surname: String,
+    pub given_name: String,
+    pub birth_date: String,
+    pub kind: String,
+    pub effective_date: String,
+    /// `received`, `overdue` or `paired`.
+    pub state: String,
+    /// Where forwarding to the authority stands (the submission's status).
+    pub forwarding_status: String,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    #[schema(value_type = String)]
+    pub received_at: DateTime<Utc>,
+    /// The registration form is due by then.
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    #[schema(value_type = String)]
+    pub deadline_at: DateTime<Utc>,
+    /// The registration form it was paired with (its message id).
+    pub paired_with: Option<String>,
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
+    #[schema(value_type = Option<String>)]
+    pub paired_at: Option<DateTime<Utc>>,
+    /// The signed receipt (compact JWS).
+    pub receipt: String,
+}
+
+const VIEW: &str = "SELECT p.id, p.employer_id, p.phone_access_id, s.document_number, p.person_id, \
+    p.surname, p.given_name, p.birth_date, p.kind, p.effective_date, p.state, \
+    s.status AS forwarding_status, p.received_at, p.deadline_at, p.paired_with, p.paired_at, s.receipt \
+    FROM preregistrations p JOIN submissions s ON s.id = p.id";
+
+/// Stores the pre-registration row (inside the transaction that records the filing).
+pub async fn insert(
+    conn: &mut DbConn<'_>,
+    id: &str,
+    employer_id: &str,
+    phone_access_id: &str,
+    p: &Checked,
+    received_at: DateTime<Utc>,
+    deadline: Duration,
+) -> Result<(), retention::Error> {
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO preregistrations (id, employer_id, phone_access_id, person_id, surname, \
+             given_name, birth_date, kind, effective_date, received_at, deadline_at, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(id)
+        .bind(employer_id)
+        .bind(phone_access_id)
+        .bind(&p.person_id)
+        .bind(&p.surname)
+        .bind(&p.given_name)
+        .bind(p.birth_date.to_string())
+        .bind(p.kind.as_str())
+        .bind(p.effective_date.to_string())
+        .bind(received_at)
+        .bind(received_at + deadline)
+        .bind(state::RECEIVED)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// One registration of an accepted registration form, as pairing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationItem {
+    pub person_id: String,
+    /// `hire`, `termination`, `interruption`, `change` or `cancellation`.
+    pub kind: String,
+    pub effective_date: Option<NaiveDate>,
+}
+
+/// Notes the registrations of an accepted registration form (inside the transaction
+/// that accepts it), for pairing.
+pub async fn note_registration(
+    conn: &mut DbConn<'_>,
+    submission_id: &str,
+    employer_id: &str,
+    items: &[RegistrationItem],
+) -> Result<(), retention::Error> {
+    for (n, item) in items.iter().enumerate() {
+        on_conn!(conn, c => {
+            sqlx::query(
+                "INSERT INTO registration_items (submission_id, n, employer_id, person_id, kind, effective_date) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(submission_id)
+            .bind(i64::try_from(n + 1).unwrap_or(i64::MAX))
+            .bind(employer_id)
+            .bind(&item.person_id)
+            .bind(&item.kind)
+            .bind(item.effective_date.map(|d| d.to_string()))
+            .execute(&mut *c)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
+/// Filter and page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub state: Option<String>,
+    /// Continue after this id (ids are time-ordered).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// The employer's pre-registrations, oldest first.
+pub async fn list(db: &Db, employer_id: &str, f: &Filter) -> Result<Vec<Preregistration>, Error> {
+    let sql = format!(
+        "{VIEW} WHERE p.employer_id = $1 AND ($2 IS NULL OR p.state = $2) AND ($3 IS NULL OR p.id > $3) \
+         ORDER BY p.id LIMIT $4"
+    );
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(employer_id)
+            .bind(&f.state)
+            .bind(&f.after)
+            .bind(f.limit)
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+/// The employer's pre-registration `id` (another employer's is `NotFound`).
+pub async fn get(db: &Db, employer_id: &str, id: &str) -> Result<Preregistration, Error> {
+    let sql = format!("{VIEW} WHERE p.employer_id = $1 AND p.id = $2");
+    let found: Option<Preregistration> = on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(employer_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+    });
+    found.ok_or_else(|| Error::NotFound(format!("no pre-registration {id}")))
+}
+
+/// The pre-registration an access filed with this idempotency key, if any.
+pub async fn find_by_idempotency_key(
+    db: &Db,
+    employer_id: &str,
+    key: &str,
+) -> Result<Option<Preregistration>, Error> {
+    let sql = format!("{VIEW} WHERE s.employer_id = $1 AND s.idempotency_key = $2");
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(employer_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+    }))
+}
+
+/// Pairs every unpaired pre-registration (of one employer, or all) that has a
+/// matching accepted registration form. Returns how many were paired.
+pub async fn pair(
+    ledger: &Ledger,
+    db: &Db,
+    employer_id: Option<&str>,
+    tolerance_days: u32,
+) -> Result<usize, Error> {
+    #[derive(sqlx::FromRow)]
+    struct Candidate {
+        id: String,
+        effective_date: String,
+        form: String,
+        form_date: Option<String>,
+        person_id: String,
+        kind: String,
+    }
+    let rows: Vec<Candidate> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT p.id, p.effective_date, r.submission_id AS form, r.effective_date AS form_date, \
+             p.person_id, p.kind \
+             FROM preregistrations p \
+             JOIN registration_items r ON r.employer_id = p.employer_id AND r.person_id = p.person_id AND r.kind = p.kind \
+             JOIN submissions s ON s.id = r.submission_id \
+             WHERE p.state <> 'paired' AND ($1 IS NULL OR p.employer_id = $1) \
+             AND s.status NOT IN ('cancelled', 'refused_by_authority', 'rejected') \
+             ORDER BY p.id, r.submission_id",
+        )
+        .bind(employer_id)
+        .fetch_all(pool)
+        .await?
+    });
+    let mut paired = 0;
+    let mut done = std::collections::HashSet::new();
+    for c in rows {
+        let close = match (
+            NaiveDate::parse_from_str(&c.effective_date, "%Y-%m-%d"),
+            c.form_date
+                .as_deref()
+                .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d")),
+        ) {
+            (Ok(a), Some(Ok(b))) => (a - b).num_days().abs() <= i64::from(tolerance_days),
+            _ => false,
+        };
+        if !close || done.contains(&c.id) {
+            continue;
+        }
+        let (pid, form) = (c.id.clone(), c.form.clone());
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+            Box::pin(async move {
+                let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                let changed = on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "UPDATE preregistrations SET state = 'paired', paired_with = $1, paired_at = $2 \
+                         WHERE id = $3 AND state <> 'paired'",
+                    )
+                    .bind(&form)
+                    .bind(now)
+                    .bind(&pid)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                });
+                if changed == 1 {
+                    Ok(())
+                } else {
+                    Err(retention::Error::Conflict("already paired".into()))
+                }
+            })
+        });
+        let payload = serde_json::json!({
+            "preregistration": c.id, "registration_form": c.form, "person_id": c.person_id, "kind": c.kind,
+        });
+        match ledger
+            .append_with(entry("preregistration.pair", &c.id, Some(payload)), work)
+            .await
+        {
+            Ok(_) => {
+                paired += 1;
+                done.insert(c.id.clone());
+                metrics::counter!("ivan_preregistrations_paired_total").increment(1);
+                tracing::info!(preregistration = %c.id, registration_form = %c.form, "pre-registration paired");
+            }
+            Err(retention::Error::Conflict(_)) => {
+                done.insert(c.id.clone());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(paired)
+}
+
+fn entry(action: &str, id: &str, payload: Option<serde_json::Value>) -> NewEntry {
+    NewEntry {
+        actor: Actor::System,
+        action: action.to_owned(),
+        subject: format!("preregistration:{id}"),
+        payload: payload.map(|p| Payload {
+            bytes: p.to_string().into_bytes().into(),
+            media_type: "application/json".into(),
+        }),
+    }
+}
+
+/// One sweep: pairs what can be paired, flags pre-registrations past their deadline
+/// as overdue, and queues the phone user's SMS reminder for those due within
+/// `reminder_before_secs`.
+/// Returns (overdue flagged, reminders queued).
+pub async fn sweep(
+    ledger: &Ledger,
+    db: &Db,
+    config: &MobileConfig,
+    now: DateTime<Utc>,
+) -> Result<(usize, usize), Error> {
+    pair(ledger, db, None, config.pairing_tolerance_days).await?;
+    let overdue: Vec<(String, DateTime<Utc>)> = on_pool!(db, pool => {
+        sqlx::query_as("SELECT id, deadline_at FROM preregistrations WHERE state = 'received' AND deadline_at <= $1 ORDER BY id LIMIT 500")
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+    });
+    let mut flagged = 0;
+    for (id, deadline) in overdue {
+        let pid = id.clone();
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+            Box::pin(async move {
+                let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                let changed = on_conn!(&mut conn, c => {
+                    sqlx::query("UPDATE preregistrations SET state = 'overdue', overdue_at = $1 WHERE id = $2 AND state = 'received'")
+                        .bind(now)
+                        .bind(&pid)
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected()
+                });
+                if changed == 1 {
+                    Ok(())
+                } else {
+                    Err(retention::Error::Conflict("no longer received".into()))
+                }
+            })
+        });
+        let payload =
+            serde_json::json!({ "deadline_at": retention::ledger::format_time(&deadline) });
+        match ledger
+            .append_with(entry("preregistration.overdue", &id, Some(payload)), work)
+            .await
+        {
+            Ok(_) => {
+                flagged += 1;
+                metrics::counter!("ivan_preregistrations_overdue_total").increment(1);
+            }
+            Err(retention::Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    struct Due {
+        id: String,
+        phone_access_id: String,
+        phone: String,
+        document_number: String,
+        kind: String,
+        effective_date: String,
+        deadline_at: DateTime<Utc>,
+    }
+    let due: Vec<Due> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT p.id, p.phone_access_id, a.phone, s.document_number, p.kind, p.effective_date, p.deadline_at \
+             FROM preregistrations p JOIN phone_accesses a ON a.id = p.phone_access_id \
+             JOIN submissions s ON s.id = p.id \
+             WHERE p.state = 'received' AND p.reminded_at IS NULL AND p.deadline_at <= $1 \
+             AND a.deactivated_at IS NULL ORDER BY p.id LIMIT 500",
+        )
+        .bind(now + Duration::seconds(i64::try_from(config.reminder_before_secs).unwrap_or(86_400)))
+        .fetch_all(pool)
+        .await?
+    });
+    let mut reminded = 0;
+    for d in due {
+        let text = reminder_text(
+            &d.document_number,
+            &d.kind,
+            &d.effective_date,
+            &d.deadline_at,
+        );
+        let (pid, access, phone, body) = (
+            d.id.clone(),
+            d.phone_access_id.clone(),
+            d.phone.clone(),
+            text.clone(),
+        );
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+            Box::pin(async move {
+                let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                let changed = on_conn!(&mut conn, c => {
+                    sqlx::query("UPDATE preregistrations SET reminded_at = $1 WHERE id = $2 AND reminded_at IS NULL AND state = 'received'")
+                        .bind(now)
+                        .bind(&pid)
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected()
+                });
+                if changed != 1 {
+                    return Err(retention::Error::Conflict("already reminded".into()));
+                }
+                sms::enqueue(
+                    &mut conn,
+                    sms::Kind::Reminder,
+                    &access,
+                    &phone,
+                    Some(&body),
+                    now,
+                )
+                .await
+            })
+        });
+        let payload = serde_json::json!({ "to": d.phone, "text": text });
+        match ledger
+            .append_with(entry("preregistration.remind", &d.id, Some(payload)), work)
+            .await
+        {
+            Ok(_) => reminded += 1,
+            Err(retention::Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((flagged, reminded))
+}
+
+/// The reminder SMS: ASCII only, so it fits one 160-character segment.
+pub fn reminder_text(
+    document_number: &str,
+    kind: &str,
+    effective_date: &str,
+    deadline: &DateTime<Utc>,
+) -> String {
+    format!(
+        "ivan reminder: pre-registration {document_number} ({kind} {effective_date}) still needs the employer's registration form by {} UTC.",
+        deadline.format("%Y-%m-%d %H:%M")
+    )
+}
+
+/// Employers with overdue pre-registrations that have not had today's digest yet,
+/// each with its overdue list.
+pub async fn digests_due(
+    db: &Db,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Vec<Preregistration>)>, Error> {
+    let day = now.date_naive().to_string();
+    let sql = format!(
+        "{VIEW} WHERE p.state = 'overdue' AND NOT EXISTS \
+         (SELECT 1 FROM prereg_digests d WHERE d.employer_id = p.employer_id AND d.day = $1) \
+         ORDER BY p.employer_id, p.id LIMIT 5000"
+    );
+    let rows: Vec<Preregistration> = on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&day).fetch_all(pool).await?
+    });
+    let mut out: Vec<(String, Vec<Preregistration>)> = Vec::new();
+    for p in rows {
+        match out.last_mut() {
+            Some((e, list)) if *e == p.employer_id => list.push(p),
+            _ => out.push((p.employer_id.clone(), vec![p])),
+        }
+    }
+    Ok(out)
+}
+
+/// Marks today's digest of an employer as sent (inside the transaction that queues
+/// it); `Conflict` if it already was.
+pub async fn mark_digest(
+    conn: &mut DbConn<'_>,
+    employer_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    let inserted = on_conn!(conn, c => {
+        sqlx::query("INSERT INTO prereg_digests (employer_id, day) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(employer_id)
+            .bind(now.date_naive().to_string())
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(retention::Error::Conflict(
+            "today's digest was already sent".into(),
+        ))
+    }
+}
+
+/// Files a pre-registration for the phone user `caller` from the request body as
+/// sent. With an idempotency key already used by this access, returns the first
+/// filing (`false`: nothing new), or `Conflict` if the request differs from it.
+pub async fn file(
+    mobile: &crate::Mobile,
+    caller: &crate::PhoneCaller,
+    body: bytes::Bytes,
+    idempotency_key: Option<&str>,
+) -> Result<(Preregistration, bool), Error> {
+    let req: Request = serde_json::from_slice(&body)
+        .map_err(|e| Error::Invalid(format!("the body is not a pre-registration: {e}")))?;
+    let today = mobile.clock().now().date_naive();
+    let checked = validate(&req, today, mobile.host().as_ref())?;
+    let key = match idempotency_key {
+        Some(k) if k.is_empty() || k.len() > 200 || !k.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(Error::Invalid(
+                "Idempotency-Key must be 1 to 200 visible ASCII characters".into(),
+            ));
+        }
+        Some(k) => Some(format!("phone:{}:{k}", caller.access_id)),
+        None => None,
+    };
+    if let Some(k) = &key
+        && let Some(first) = find_by_idempotency_key(mobile.db(), &caller.employer_id, k).await?
+    {
+        let same = first.person_id == checked.person_id
+            && first.kind == checked.kind.as_str()
+            && first.effective_date == checked.effective_date.to_string()
+            && first.birth_date == checked.birth_date.to_string();
+        return if same {
+            Ok((first, false))
+        } else {
+            Err(Error::Conflict(format!(
+                "Idempotency-Key was already used for pre-registration {} with different content",
+                first.id
+            )))
+        };
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let deadline = Duration::seconds(
+        i64::try_from(mobile.config().pairing_deadline_secs).unwrap_or(i64::MAX / 1000),
+    );
+    let filed = mobile
+        .host()
+        .file(crate::Filing {
+            id: id.clone(),
+            caller: caller.clone(),
+            request: body,
+            checked,
+            idempotency_key: key.clone(),
+            deadline,
+        })
+        .await;
+    match filed {
+        Ok(()) => {}
+        // A concurrent retry with the same key won the race: answer with its filing.
+        Err(Error::Record(e)) if e.is_unique_violation() && key.is_some() => {
+            if let Some(k) = &key
+                && let Some(first) =
+                    find_by_idempotency_key(mobile.db(), &caller.employer_id, k).await?
+            {
+                return Ok((first, false));
+            }
+            return Err(Error::Record(e));
+        }
+        Err(e) => return Err(e),
+    }
+    metrics::counter!("ivan_preregistrations_total").increment(1);
+    // The registration form may already be there.
+    pair(
+        mobile.ledger(),
+        mobile.db(),
+        Some(&caller.employer_id),
+        mobile.config().pairing_tolerance_days,
+    )
+    .await?;
+    Ok((get(mobile.db(), &caller.employer_id, &id).await?, true))
+}

@@ -1,0 +1,346 @@
+//! The durable SMS outbox and its worker.
+//!
+//! A message is a row of `sms_outbox`, written in the transaction of the event that
+//! calls for it (`phone-access.pin-send`, a pre-registration reminder). The
+//! [`SmsWorker`] claims due rows with a lease ([`retention::queue`]), sends them
+//! through the configured [`SmsSender`] and records the outcome as a log entry:
+//! `sms.send` (payload: recipient, transport and its message id, and the text with any
+//! PIN masked), `sms.fail` (a permanent refusal), `sms.drop` (no longer needed, e.g.
+//! the PIN was used or replaced meanwhile). Transient failures are retried with capped,
+//! jittered backoff and never dropped.
+//!
+//! A PIN message keeps no text in the row: the worker composes it from the sealed PIN
+//! at the moment it sends, so the PIN exists in clear only in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use retention::ledger::{NewEntry, Work};
+use retention::queue::{self, Queue};
+use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use sms_adapter::{Sms, SmsSender};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::pin::Pins;
+use crate::{Error, MobileConfig};
+
+const QUEUE: Queue = Queue {
+    table: "sms_outbox",
+    done_column: "done_at",
+};
+
+/// What a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The phone access's current PIN (composed when sent).
+    Pin,
+    /// A pre-registration's deadline reminder.
+    Reminder,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pin => "pin",
+            Kind::Reminder => "reminder",
+        }
+    }
+}
+
+/// Queues a message inside the caller's transaction.
+pub async fn enqueue(
+    conn: &mut DbConn<'_>,
+    kind: Kind,
+    access_id: &str,
+    recipient: &str,
+    body: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO sms_outbox (id, kind, phone_access_id, recipient, body, created_at, due_at, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 0)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind.as_str())
+        .bind(access_id)
+        .bind(recipient)
+        .bind(body)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// The text of a PIN message.
+pub fn pin_text(pin: &str) -> String {
+    format!(
+        "ivan: your PIN is {pin}. Sign in to the mobile app with this phone number and PIN. Do not share it."
+    )
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    id: String,
+    kind: String,
+    phone_access_id: String,
+    recipient: String,
+    body: Option<String>,
+    attempts: i64,
+}
+
+/// The SMS worker of one `ivan serve`.
+#[derive(Debug, Clone)]
+pub struct SmsWorker {
+    db: Db,
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+    pins: Arc<Pins>,
+    sender: Arc<dyn SmsSender>,
+    config: MobileConfig,
+    owner: Arc<str>,
+}
+
+/// The running SMS worker.
+#[derive(Debug)]
+pub struct SmsTask {
+    handle: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl SmsTask {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "SMS worker failed");
+        }
+    }
+}
+
+/// How a claimed message ends this round.
+enum Outcome {
+    Sent {
+        text: String,
+        transport: String,
+        transport_id: String,
+    },
+    Failed(String),
+    Dropped(String),
+    Retry(String),
+}
+
+impl SmsWorker {
+    pub fn new(
+        db: Db,
+        ledger: Ledger,
+        clock: Arc<dyn Clock>,
+        pins: Arc<Pins>,
+        sender: Arc<dyn SmsSender>,
+        config: &MobileConfig,
+    ) -> Self {
+        let owner = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
+        Self {
+            db,
+            ledger,
+            clock,
+            pins,
+            sender,
+            config: config.clone(),
+            owner: owner.into(),
+        }
+    }
+
+    pub fn start(self) -> SmsTask {
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(self.run(stopped));
+        SmsTask { handle, stop }
+    }
+
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        tracing::info!(transport = self.sender.name(), "SMS worker started");
+        let idle = Duration::from_millis(self.config.sms_idle_ms);
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            let busy = match self.round().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "SMS round failed");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
+                }
+            }
+        }
+        tracing::info!("SMS worker stopped");
+    }
+
+    /// Claims and handles up to 16 due messages; returns how many were claimed.
+    pub async fn round(&self) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let lease_until = now + chrono::Duration::seconds(120);
+        let rows: Vec<Claimed> = queue::claim(
+            &self.db,
+            QUEUE,
+            "id, kind, phone_access_id, recipient, body, attempts",
+            &self.owner,
+            now,
+            lease_until,
+            16,
+        )
+        .await?;
+        let n = rows.len();
+        for row in rows {
+            let outcome = self.attempt(&row).await;
+            self.finish(&row, outcome).await?;
+        }
+        Ok(n)
+    }
+
+    async fn attempt(&self, row: &Claimed) -> Outcome {
+        #[derive(sqlx::FromRow)]
+        struct Access {
+            pin_sealed: Option<Vec<u8>>,
+            active: bool,
+        }
+        let access: Result<Option<Access>, sqlx::Error> = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT pin_sealed, (deactivated_at IS NULL) AS active FROM phone_accesses WHERE id = $1",
+            )
+            .bind(&row.phone_access_id)
+            .fetch_optional(pool)
+            .await
+        });
+        let access = match access {
+            Ok(Some(a)) => a,
+            Ok(None) => return Outcome::Dropped("the phone access no longer exists".into()),
+            Err(e) => return Outcome::Retry(format!("database: {e}")),
+        };
+        if !access.active {
+            return Outcome::Dropped("the phone access was deactivated".into());
+        }
+        let (text, masked) = if row.kind == Kind::Pin.as_str() {
+            let Some(sealed) = access.pin_sealed else {
+                return Outcome::Dropped(
+                    "the PIN was used or replaced before it could be sent".into(),
+                );
+            };
+            match self.pins.unseal(&row.phone_access_id, &sealed) {
+                Ok(pin) => (pin_text(&pin), pin_text(&"*".repeat(pin.len()))),
+                Err(e) => return Outcome::Failed(e.to_string()),
+            }
+        } else {
+            let body = row.body.clone().unwrap_or_default();
+            (body.clone(), body)
+        };
+        let sms = Sms {
+            to: row.recipient.clone(),
+            text,
+        };
+        match self.sender.send(&sms).await {
+            Ok(sent) => Outcome::Sent {
+                text: masked,
+                transport: sent.transport.to_owned(),
+                transport_id: sent.message_id,
+            },
+            Err(e) if e.is_permanent() => Outcome::Failed(e.to_string()),
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    async fn finish(&self, row: &Claimed, outcome: Outcome) -> Result<(), Error> {
+        let (action, outcome_code, transport_id, detail) = match outcome {
+            Outcome::Retry(reason) => return self.retry(row, &reason).await,
+            Outcome::Sent {
+                text,
+                transport,
+                transport_id,
+            } => {
+                metrics::counter!("ivan_sms_sent_total").increment(1);
+                tracing::info!(sms = %row.id, kind = %row.kind, transport = %transport, "SMS sent");
+                let detail = serde_json::json!({
+                    "to": row.recipient, "kind": row.kind, "transport": transport,
+                    "transport_id": transport_id, "text": text,
+                });
+                ("sms.send", "sent", Some(transport_id), detail)
+            }
+            Outcome::Failed(reason) => {
+                metrics::counter!("ivan_sms_failed_total").increment(1);
+                tracing::error!(sms = %row.id, error = %reason, "SMS refused for good");
+                (
+                    "sms.fail",
+                    "failed",
+                    None,
+                    serde_json::json!({ "to": row.recipient, "kind": row.kind, "error": reason }),
+                )
+            }
+            Outcome::Dropped(reason) => {
+                tracing::info!(sms = %row.id, reason = %reason, "SMS dropped");
+                (
+                    "sms.drop",
+                    "dropped",
+                    None,
+                    serde_json::json!({ "to": row.recipient, "kind": row.kind, "reason": reason }),
+                )
+            }
+        };
+        let (id, owner) = (row.id.clone(), self.owner.to_string());
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+            Box::pin(async move {
+                let at = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "UPDATE sms_outbox SET done_at = $1, outcome = $2, transport_id = $3, \
+                         lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
+                    )
+                    .bind(at)
+                    .bind(outcome_code)
+                    .bind(&transport_id)
+                    .bind(&id)
+                    .bind(&owner)
+                    .execute(&mut *c)
+                    .await?;
+                });
+                Ok(())
+            })
+        });
+        self.ledger
+            .append_with(
+                NewEntry {
+                    actor: Actor::System,
+                    action: action.into(),
+                    subject: format!("sms:{}", row.id),
+                    payload: Some(Payload {
+                        bytes: detail.to_string().into_bytes().into(),
+                        media_type: "application/json".into(),
+                    }),
+                },
+                work,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, row: &Claimed, reason: &str) -> Result<(), Error> {
+        metrics::counter!("ivan_sms_retries_total").increment(1);
+        let delay = queue::backoff(
+            u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            Duration::from_millis(self.config.sms_retry_base_ms),
+            Duration::from_secs(self.config.sms_retry_cap_secs),
+            rand::random::<f64>(),
+        );
+        tracing::warn!(sms = %row.id, error = %reason, retry_in_ms = delay.as_millis() as u64, "SMS not sent; will retry");
+        let due =
+            self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        queue::retry(&self.db, QUEUE, &row.id, &self.owner, due, reason).await?;
+        Ok(())
+    }
+}
