@@ -18,7 +18,7 @@ CREATE TABLE phone_accesses (
     pin_sealed       BYTEA   NULL,
     pin_generated_at TIMESTAMPTZ NULL,
     pin_used_at      TIMESTAMPTZ NULL,
-    failed_attempts  INTEGER NOT NULL,
+    failed_attempts  BIGINT  NOT NULL,
     locked_at        TIMESTAMPTZ NULL,
     registered_at    TIMESTAMPTZ NULL,
     last_login_at    TIMESTAMPTZ NULL
@@ -70,7 +70,7 @@ CREATE INDEX preregistrations_deadline ON preregistrations (state, deadline_at);
 
 CREATE TABLE registration_items (
     submission_id  TEXT NOT NULL REFERENCES submissions (id),
-    n              INTEGER NOT NULL,
+    n              BIGINT  NOT NULL,
     employer_id    TEXT NOT NULL REFERENCES employers (id),
     person_id      TEXT NOT NULL,
     kind           TEXT NOT NULL,
@@ -93,7 +93,7 @@ CREATE TABLE sms_outbox (
     body            TEXT    NULL,
     created_at      TIMESTAMPTZ NOT NULL,
     due_at          TIMESTAMPTZ NOT NULL,
-    attempts        INTEGER NOT NULL,
+    attempts        BIGINT  NOT NULL,
     done_at         TIMESTAMPTZ NULL,
     outcome         TEXT    NULL,
     transport_id    TEXT    NULL,

@@ -84,6 +84,41 @@ impl Drop for TempPg {
     }
 }
 
+/// A clock tests set and move by hand (deadlines, lockouts, retention).
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    /// Starts at the system time.
+    pub fn new() -> Self {
+        Self(std::sync::Mutex::new(crate::Clock::now(&SystemClock)))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *t += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A migrated database of one backend, with a temp directory for originals and keys.
 #[derive(Debug)]
 pub struct TestEnv {

@@ -258,14 +258,15 @@ async fn send_digest(
     let (eid, text) = (employer_id.to_owned(), body.clone());
     let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
         Box::pin(async move {
-            let now = at.first().map_or(now, |a| a.recorded_at);
+            // The day is the sweeper's (its clock may be injected); the mail's time the log's.
             prereg::mark_digest(&mut conn, &eid, now).await?;
+            let at = at.first().map_or(now, |a| a.recorded_at);
             mail::enqueue_to_employer(
                 &mut conn,
                 mail::Kind::PreregistrationDigest,
                 &eid,
                 &text,
-                now,
+                at,
             )
             .await
         })
@@ -282,5 +283,102 @@ async fn send_digest(
     match ledger.append_with(entry, work).await {
         Ok(_) | Err(retention::Error::Conflict(_)) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retention::testing::{ManualClock, TestEnv};
+    use retention::{Clock, LedgerConfig};
+
+    retention::backend_tests!(the_clock_drives_reminders_overdue_and_one_digest_a_day);
+
+    async fn count(db: &Db, sql: &str) -> i64 {
+        retention::on_pool!(db, pool => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap())
+    }
+
+    async fn the_clock_drives_reminders_overdue_and_one_digest_a_day(env: TestEnv) {
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let clock = Arc::new(ManualClock::new());
+        let employer =
+            crate::employers::add(&ledger, clock.as_ref(), Actor::System, "Acme", "EMP-7")
+                .await
+                .unwrap();
+        retention::on_pool!(&env.db, pool => {
+            sqlx::query("UPDATE employers SET notify_email = 'hr@acme.test'").execute(pool).await.unwrap();
+        });
+        let host = ServerHost {
+            db: env.db.clone(),
+            ledger: ledger.clone(),
+            keys: env.keys.clone(),
+        };
+        let mobile = Mobile::new(
+            env.db.clone(),
+            ledger.clone(),
+            clock.clone(),
+            &env.dir.path().join("keys"),
+            mobile_api::MobileConfig::default(),
+            Arc::new(host),
+        )
+        .unwrap();
+        let eid = employer.employer.id.clone();
+        let access = mobile_api::access::add(
+            &ledger,
+            &env.db,
+            mobile.config(),
+            Actor::System,
+            &eid,
+            "+421905000001",
+            "J. N.",
+        )
+        .await
+        .unwrap();
+        let caller = mobile_api::PhoneCaller {
+            access_id: access.id.clone(),
+            employer_id: eid.clone(),
+            session_id: "s".into(),
+        };
+        let body = serde_json::json!({"person_id": "9206154122", "surname": "Novák", "given_name": "Peter",
+            "birth_date": "1992-06-15", "kind": "termination", "effective_date": clock.now().date_naive().to_string()});
+        let (p, created) = prereg::file(&mobile, &caller, body.to_string().into(), Some("k1"))
+            .await
+            .unwrap();
+        assert!(created);
+        // The same Idempotency-Key: the first filing again, nothing new.
+        let (again, created) = prereg::file(&mobile, &caller, body.to_string().into(), Some("k1"))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again.id, p.id);
+
+        let reminders = "SELECT COUNT(*) FROM sms_outbox WHERE kind = 'reminder'";
+        let digests = "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'preregistration-digest'";
+        sweep(&mobile).await.unwrap();
+        assert_eq!(count(&env.db, reminders).await, 0, "nothing is due yet");
+        // A day before the deadline (3 days): the reminder, once.
+        clock.advance(chrono::Duration::days(2) + chrono::Duration::minutes(1));
+        sweep(&mobile).await.unwrap();
+        sweep(&mobile).await.unwrap();
+        assert_eq!(count(&env.db, reminders).await, 1);
+        assert_eq!(
+            prereg::get(&env.db, &eid, &p.id).await.unwrap().state,
+            "received"
+        );
+        // Past the deadline: overdue, and the day's digest, once however often it sweeps.
+        clock.advance(chrono::Duration::days(1));
+        sweep(&mobile).await.unwrap();
+        sweep(&mobile).await.unwrap();
+        assert_eq!(
+            prereg::get(&env.db, &eid, &p.id).await.unwrap().state,
+            "overdue"
+        );
+        assert_eq!(count(&env.db, digests).await, 1);
+        // The next day, another digest while it is still unpaired.
+        clock.advance(chrono::Duration::days(1));
+        sweep(&mobile).await.unwrap();
+        assert_eq!(count(&env.db, digests).await, 2);
+        assert_eq!(count(&env.db, reminders).await, 1);
+        task.shutdown().await;
     }
 }

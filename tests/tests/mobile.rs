@@ -1,0 +1,594 @@
+//! The mobile channel end to end: the real `ivan serve` sends PINs through a real
+//! SMPP peer (the test SMSC), the "app" logs in and files pre-registrations, the
+//! sandbox authority receives them, a signed registration form pairs them; sessions,
+//! lockout, isolation between employers, deadlines, reminders and the daily digest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use ivan_e2e::filing::{Filer, set_up, sign};
+use ivan_e2e::{Instance, Server, SmtpSink, e2e_tests, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sms_adapter::testing::{Smsc, SmscOptions};
+
+e2e_tests!(
+    pin_by_sms_login_prereg_forwarded_and_paired,
+    sessions_rotate_and_reuse_revokes_the_family,
+    lockout_after_five_wrong_pins_and_employers_are_isolated,
+    overdue_preregistrations_are_reminded_and_listed_daily,
+);
+
+/// Environment that points `ivan serve` at the test SMSC.
+fn smpp_env(smsc: &Smsc) -> Vec<(String, String)> {
+    let c = smsc.smpp_config("IVAN");
+    vec![
+        ("IVAN_SMS__TRANSPORT".into(), "smpp".into()),
+        ("IVAN_SMS__ADDRESS".into(), c.address),
+        ("IVAN_SMS__SYSTEM_ID".into(), c.system_id),
+        ("IVAN_SMS__PASSWORD".into(), c.password.expose().to_owned()),
+        ("IVAN_SMS__SOURCE_ADDR".into(), c.source_addr),
+        ("IVAN_SMS__RECONNECT_MIN_MS".into(), "100".into()),
+        ("IVAN_SMS__RECONNECT_MAX_MS".into(), "1000".into()),
+        (
+            "IVAN_AUTHORITY__SANDBOX_PROCESS_AFTER_MS".into(),
+            "200".into(),
+        ),
+        ("IVAN_INTAKE__HOLD_WINDOW_SECS".into(), "0".into()),
+    ]
+}
+
+async fn serve(inst: &Instance, env: &[(String, String)]) -> Server {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    inst.serve_with(&pairs).await
+}
+
+async fn post(
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut req = server.http.post(server.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn get(server: &Server, path: &str, token: &str) -> (StatusCode, Value) {
+    let r = server.get_auth(path, token).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Adds a phone access and generates its PIN; returns (access id, PIN).
+async fn phone_with_pin(server: &Server, filer: &Filer, phone: &str) -> (String, String) {
+    let (s, a) = post(
+        server,
+        "/api/v1/phone-accesses",
+        Some(&filer.token),
+        json!({"phone": phone, "holder_name": "Ján Novák"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    assert_eq!(a["registered"], false);
+    let id = a["id"].as_str().unwrap().to_owned();
+    let (s, p) = post(
+        server,
+        &format!("/api/v1/phone-accesses/{id}/pin"),
+        Some(&filer.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let pin = p["pin"].as_str().unwrap().to_owned();
+    assert_eq!(pin.len(), 8);
+    assert!(pin.bytes().all(|b| b.is_ascii_digit()));
+    (id, pin)
+}
+
+async fn login(server: &Server, phone: &str, pin: &str) -> (StatusCode, Value) {
+    post(
+        server,
+        "/mobile/v1/session",
+        None,
+        json!({"phone": phone, "pin": pin, "device_name": "test phone"}),
+    )
+    .await
+}
+
+fn hire(effective: &str) -> Value {
+    json!({"person_id": "9206154122", "surname": "Novák", "given_name": "Peter",
+           "birth_date": "1992-06-15", "kind": "hire", "effective_date": effective})
+}
+
+fn today() -> String {
+    chrono::Utc::now().date_naive().to_string()
+}
+
+fn log_actions(inst: &Instance) -> impl std::future::Future<Output = String> + '_ {
+    async move { inst.run_ok(&["log", "tail", "-n", "500"]).await }
+}
+
+async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0042").await;
+    let smsc = Smsc::start(SmscOptions::default()).await.unwrap();
+    let server = serve(&inst, &smpp_env(&smsc)).await;
+
+    let phone = "+421901123456";
+    let (id, pin) = phone_with_pin(&server, &filer, phone).await;
+    let (s, sent) = post(
+        &server,
+        &format!("/api/v1/phone-accesses/{id}/pin/send"),
+        Some(&filer.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{sent}");
+    let got = smsc.wait_for(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got[0].destination_addr, "421901123456");
+    assert_eq!(got[0].source_addr, "IVAN");
+    assert!(
+        got[0].text.contains(&pin),
+        "the SMS carries the PIN: {:?}",
+        got[0].text
+    );
+
+    let (s, tokens) = login(&server, phone, &pin).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (_, list) = get(&server, "/api/v1/phone-accesses", &filer.token).await;
+    let me = &list["items"][0];
+    assert_eq!(me["registered"], true);
+    assert!(me["last_login_at"].is_string());
+    assert_eq!(
+        me["pin_sendable"], false,
+        "a used PIN can no longer be sent"
+    );
+    let (s, _) = post(
+        &server,
+        &format!("/api/v1/phone-accesses/{id}/pin/send"),
+        Some(&filer.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Invalid input: all findings at once, as problem+json; nothing stored.
+    let mut bad = hire(&today());
+    bad["person_id"] = json!("9206154123");
+    bad["kind"] = json!("hired");
+    let (s, problem) = post(&server, "/mobile/v1/preregistrations", Some(&access), bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let codes: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"person.id.checksum") && codes.contains(&"kind"),
+        "{codes:?}"
+    );
+
+    let (s, filed) = post(
+        &server,
+        "/mobile/v1/preregistrations",
+        Some(&access),
+        hire(&today()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{filed}");
+    assert_eq!(filed["state"], "received");
+    let pid = filed["id"].as_str().unwrap().to_owned();
+    assert!(filed["document_number"].as_str().unwrap().starts_with('P'));
+    assert_eq!(
+        filed["receipt"].as_str().unwrap().split('.').count(),
+        3,
+        "a compact JWS receipt"
+    );
+
+    // Forwarded at once: the sandbox authority takes and processes it.
+    eventually(
+        30,
+        "the pre-registration is processed by the authority",
+        || async {
+            let (_, v) = get(&server, &format!("/api/v1/submissions/{pid}"), &filer.token).await;
+            (v["status"] == "processed").then_some(())
+        },
+    )
+    .await;
+    let (_, sub) = get(&server, &format!("/api/v1/submissions/{pid}"), &filer.token).await;
+    assert_eq!(sub["document_type"], "preregistration");
+
+    // The employer completes the prefilled form, signs it and files it: they pair.
+    let r = server
+        .get_auth(
+            &format!("/api/v1/preregistrations/{pid}/registration-form"),
+            &filer.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let form = r.text().await.unwrap();
+    assert!(
+        form.contains("<RegistrationForm")
+            && form.contains("9206154122")
+            && form.contains("employer=\"EMP-0042\""),
+        "{form}"
+    );
+    let signed = sign(&inst, &filer, &form, "employer").await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(&filer.token)
+        .header("content-type", "application/xml")
+        .body(signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let form_id = r.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paired = eventually(20, "the pre-registration pairs with the form", || async {
+        let (_, v) = get(
+            &server,
+            &format!("/api/v1/preregistrations/{pid}"),
+            &filer.token,
+        )
+        .await;
+        (v["state"] == "paired").then_some(v)
+    })
+    .await;
+    assert_eq!(paired["paired_with"], form_id.as_str());
+    let (_, by_state) = get(
+        &server,
+        "/api/v1/preregistrations?state=paired",
+        &filer.token,
+    )
+    .await;
+    assert_eq!(by_state["items"].as_array().unwrap().len(), 1);
+    let (_, mine) = get(&server, "/mobile/v1/preregistrations", &access).await;
+    assert_eq!(mine["items"][0]["state"], "paired");
+
+    let log = log_actions(&inst).await;
+    for action in [
+        "phone-access.create",
+        "phone-access.pin-generate",
+        "phone-access.pin-send",
+        "sms.send",
+        "phone.login",
+        "phone-access.register",
+        "preregistration.pair",
+    ] {
+        assert!(log.contains(action), "log lacks {action}");
+    }
+    assert!(!log.contains(&pin), "the PIN never reaches the log");
+    inst.run_ok(&["log", "verify"]).await;
+    server.stop().await;
+}
+
+async fn sessions_rotate_and_reuse_revokes_the_family(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0043").await;
+    let server = inst.serve().await;
+    let phone = "+421902000001";
+    let (id, pin) = phone_with_pin(&server, &filer, phone).await;
+    let (_, t1) = login(&server, phone, &pin).await;
+    let (s, t2) = post(
+        &server,
+        "/mobile/v1/session/refresh",
+        None,
+        json!({"refresh_token": t1["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{t2}");
+    assert_ne!(t1["refresh_token"], t2["refresh_token"]);
+    let a2 = t2["access_token"].as_str().unwrap();
+    assert_eq!(
+        get(&server, "/mobile/v1/preregistrations", a2).await.0,
+        StatusCode::OK
+    );
+    // The spent token again: refused, and the whole session (family) is revoked.
+    let (s, _) = post(
+        &server,
+        "/mobile/v1/session/refresh",
+        None,
+        json!({"refresh_token": t1["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = post(
+        &server,
+        "/mobile/v1/session/refresh",
+        None,
+        json!({"refresh_token": t2["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the newest token of a revoked family is dead too"
+    );
+    assert_eq!(
+        get(&server, "/mobile/v1/preregistrations", a2).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logout ends a session at once.
+    let (_, t3) = login(&server, phone, &pin).await;
+    let a3 = t3["access_token"].as_str().unwrap();
+    let r = server
+        .http
+        .delete(server.url("/mobile/v1/session"))
+        .bearer_auth(a3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&server, "/mobile/v1/preregistrations", a3).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A new PIN: the old one stops working and live sessions end.
+    let (_, t4) = login(&server, phone, &pin).await;
+    let a4 = t4["access_token"].as_str().unwrap();
+    let (s, p2) = post(
+        &server,
+        &format!("/api/v1/phone-accesses/{id}/pin"),
+        Some(&filer.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        get(&server, "/mobile/v1/preregistrations", a4).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&server, phone, &pin).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&server, phone, p2["pin"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+
+    // Deactivation ends everything.
+    let (_, t5) = login(&server, phone, p2["pin"].as_str().unwrap()).await;
+    let r = server
+        .http
+        .delete(server.url(&format!("/api/v1/phone-accesses/{id}")))
+        .bearer_auth(&filer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get(
+            &server,
+            "/mobile/v1/preregistrations",
+            t5["access_token"].as_str().unwrap()
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&server, phone, p2["pin"].as_str().unwrap()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(log_actions(&inst).await.contains("phone.session-revoke"));
+    server.stop().await;
+}
+
+async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0044").await;
+    let other = set_up(&inst, "EMP-0045").await;
+    let server = inst.serve().await;
+    let phone = "+421903000001";
+    let (id, pin) = phone_with_pin(&server, &filer, phone).await;
+    let wrong = if pin == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+
+    // Unknown phone and wrong PIN answer alike.
+    let (s1, unknown) = login(&server, "+421999999999", wrong).await;
+    let (s2, bad_pin) = login(&server, phone, wrong).await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(unknown, bad_pin);
+    for _ in 0..4 {
+        assert_eq!(
+            login(&server, phone, wrong).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Five wrong in a row: locked, even for the right PIN.
+    assert_eq!(
+        login(&server, phone, &pin).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, list) = get(&server, "/api/v1/phone-accesses", &filer.token).await;
+    assert_eq!(list["items"][0]["locked"], true);
+    let log = log_actions(&inst).await;
+    assert_eq!(log.matches("phone.lockout").count(), 1, "one lockout entry");
+    assert!(log.matches("phone.login-fail").count() >= 6);
+    // A new PIN unlocks.
+    let (_, p2) = post(
+        &server,
+        &format!("/api/v1/phone-accesses/{id}/pin"),
+        Some(&filer.token),
+        json!({}),
+    )
+    .await;
+    let (s, tokens) = login(&server, phone, p2["pin"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let access = tokens["access_token"].as_str().unwrap();
+    let (_, filed) = post(
+        &server,
+        "/mobile/v1/preregistrations",
+        Some(access),
+        hire(&today()),
+    )
+    .await;
+    let pid = filed["id"].as_str().unwrap();
+
+    // Another employer sees none of it.
+    let (_, theirs) = get(&server, "/api/v1/phone-accesses", &other.token).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+    for path in [
+        format!("/api/v1/preregistrations/{pid}"),
+        format!("/api/v1/preregistrations/{pid}/registration-form"),
+        format!("/api/v1/submissions/{pid}"),
+    ] {
+        assert_eq!(
+            get(&server, &path, &other.token).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    for path in [
+        format!("/api/v1/phone-accesses/{id}/pin"),
+        format!("/api/v1/phone-accesses/{id}/pin/send"),
+    ] {
+        assert_eq!(
+            post(&server, &path, Some(&other.token), json!({})).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let r = server
+        .http
+        .delete(server.url(&format!("/api/v1/phone-accesses/{id}")))
+        .bearer_auth(&other.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (_, theirs) = get(&server, "/api/v1/preregistrations", &other.token).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+    // The same phone cannot be authorised twice while active.
+    let (s, _) = post(
+        &server,
+        "/api/v1/phone-accesses",
+        Some(&other.token),
+        json!({"phone": phone, "holder_name": "X"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    server.stop().await;
+}
+
+async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0046").await;
+    inst.run_ok(&[
+        "admin",
+        "employer",
+        "set-email",
+        "--employer",
+        &filer.id,
+        "--email",
+        "hr@employer.test",
+    ])
+    .await;
+    let smsc = Smsc::start(SmscOptions::default()).await.unwrap();
+    let smtp = SmtpSink::start(inst.dir.path()).await;
+    let mut env = smpp_env(&smsc);
+    for (k, v) in [
+        ("IVAN_MAIL__TRANSPORT", "smtp".to_owned()),
+        ("IVAN_MAIL__SMTP_HOST", "127.0.0.1".to_owned()),
+        ("IVAN_MAIL__SMTP_PORT", smtp.port.to_string()),
+        ("IVAN_MAIL__SMTP_SECURITY", "none".to_owned()),
+        ("IVAN_MOBILE__PAIRING_DEADLINE_SECS", "6".to_owned()),
+        ("IVAN_MOBILE__REMINDER_BEFORE_SECS", "4".to_owned()),
+        ("IVAN_MOBILE__SWEEP_INTERVAL_SECS", "1".to_owned()),
+    ] {
+        env.push((k.to_owned(), v));
+    }
+    let server = serve(&inst, &env).await;
+    let phone = "+421904000001";
+    let (_, pin) = phone_with_pin(&server, &filer, phone).await;
+    let (_, tokens) = login(&server, phone, &pin).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (s, filed) = post(
+        &server,
+        "/mobile/v1/preregistrations",
+        Some(access),
+        hire(&today()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let number = filed["document_number"].as_str().unwrap().to_owned();
+
+    // The reminder SMS goes to the phone user before the deadline, once.
+    let got = smsc.wait_for(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got[0].destination_addr, "421904000001");
+    assert!(
+        got[0].text.contains(&number) && got[0].text.contains("reminder"),
+        "{:?}",
+        got[0].text
+    );
+    // Then it is overdue, and the employer gets the daily list by e-mail, once.
+    eventually(30, "the pre-registration is overdue", || async {
+        let (_, v) = get(
+            &server,
+            "/api/v1/preregistrations?state=overdue",
+            &filer.token,
+        )
+        .await;
+        (v["items"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    let digest = eventually(30, "the digest mail arrives", || async {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.contains("Pre-registrations waiting"))
+    })
+    .await;
+    assert!(
+        digest.contains(&number) && digest.contains("hr@employer.test"),
+        "{digest}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        smtp.messages()
+            .iter()
+            .filter(|m| m.contains("Pre-registrations waiting"))
+            .count(),
+        1,
+        "one digest a day"
+    );
+    assert_eq!(smsc.received().len(), 1, "one reminder");
+    let log = log_actions(&inst).await;
+    for action in [
+        "preregistration.remind",
+        "preregistration.overdue",
+        "preregistration.digest",
+    ] {
+        assert!(log.contains(action), "log lacks {action}");
+    }
+    server.stop().await;
+    smtp.stop().await;
+}
