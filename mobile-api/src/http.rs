@@ -310,3 +310,33 @@ fn file_doc() {}
     responses((status = 200, body = Page), (status = 401)))]
 #[allow(dead_code)]
 fn list_doc() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_mobile_route() {
+        let doc = serde_json::to_value(MobileApiDoc::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/mobile/v1/session", "post"),
+            ("/mobile/v1/session", "delete"),
+            ("/mobile/v1/session/refresh", "post"),
+            ("/mobile/v1/preregistrations", "post"),
+            ("/mobile/v1/preregistrations", "get"),
+        ] {
+            assert!(paths[path][method].is_object(), "{method} {path} missing");
+        }
+        for status in ["200", "201", "401", "409", "422"] {
+            assert!(
+                paths["/mobile/v1/preregistrations"]["post"]["responses"][status].is_object(),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["access_token"]["scheme"],
+            "bearer"
+        );
+    }
+}

@@ -449,7 +449,56 @@ fn entry(action: &str, id: &str, payload: Option<serde_json::Value>) -> NewEntry
     }
 }
 
-/// One sweep: pairs what can be paired, flags pre-registrations past their deadline
+/// Pre-registrations paired with a registration form that was since cancelled, or
+/// refused or rejected by the authority, go back to `received` (the sweep flags them
+/// overdue again if their deadline has passed), logged as `preregistration.unpair`.
+/// Returns how many.
+pub async fn unpair_withdrawn(ledger: &Ledger, db: &Db) -> Result<usize, Error> {
+    let rows: Vec<(String, String, String)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT p.id, p.paired_with, s.status FROM preregistrations p JOIN submissions s ON s.id = p.paired_with \
+             WHERE p.state = 'paired' AND s.status IN ('cancelled', 'refused_by_authority', 'rejected') ORDER BY p.id",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    let mut n = 0;
+    for (id, form, status) in rows {
+        let (pid, fid) = (id.clone(), form.clone());
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+            Box::pin(async move {
+                let changed = on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "UPDATE preregistrations SET state = 'received', paired_with = NULL, paired_at = NULL, \
+                         overdue_at = NULL WHERE id = $1 AND paired_with = $2 AND state = 'paired'",
+                    )
+                    .bind(&pid)
+                    .bind(&fid)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                });
+                if changed == 1 {
+                    Ok(())
+                } else {
+                    Err(retention::Error::Conflict("no longer paired".into()))
+                }
+            })
+        });
+        let payload = serde_json::json!({ "registration_form": form, "form_status": status });
+        match ledger
+            .append_with(entry("preregistration.unpair", &id, Some(payload)), work)
+            .await
+        {
+            Ok(_) => n += 1,
+            Err(retention::Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
+/// One sweep: undoes pairings with withdrawn forms, pairs what can be paired, flags pre-registrations past their deadline
 /// as overdue, and queues the phone user's SMS reminder for those due within
 /// `reminder_before_secs`.
 /// Returns (overdue flagged, reminders queued).
@@ -650,7 +699,27 @@ pub async fn file(
     let req: Request = serde_json::from_slice(&body)
         .map_err(|e| Error::Invalid(format!("the body is not a pre-registration: {e}")))?;
     let today = mobile.clock().now().date_naive();
-    let checked = validate(&req, today, mobile.host().as_ref())?;
+    let checked = match validate(&req, today, mobile.host().as_ref()) {
+        Ok(c) => c,
+        Err(Error::Findings(findings)) => {
+            // Like a refused filing: no row, one entry naming the refused bytes.
+            let payload = serde_json::json!({ "request": String::from_utf8_lossy(&body), "errors": findings });
+            mobile
+                .ledger()
+                .append(NewEntry {
+                    actor: caller.actor(),
+                    action: "preregistration.refuse".into(),
+                    subject: format!("payload:{}", retention::Sha256Hex::of(&body)),
+                    payload: Some(Payload {
+                        bytes: payload.to_string().into_bytes().into(),
+                        media_type: "application/json".into(),
+                    }),
+                })
+                .await?;
+            return Err(Error::Findings(findings));
+        }
+        Err(e) => return Err(e),
+    };
     let key = match idempotency_key {
         Some(k) if k.is_empty() || k.len() > 200 || !k.bytes().all(|b| b.is_ascii_graphic()) => {
             return Err(Error::Invalid(

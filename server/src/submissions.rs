@@ -516,6 +516,12 @@ pub async fn cancel(
             work,
         )
         .await?;
+    if current.document_type == crate::documents::DocumentType::RegistrationForm.code() {
+        // Pre-registrations paired with it are unpaired now (the sweep would too).
+        if let Err(e) = mobile_api::prereg::unpair_withdrawn(ledger, db).await {
+            tracing::warn!(error = %e, submission = %id, "unpairing deferred to the sweep");
+        }
+    }
     get(db, &caller.employer_id, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no submission {id}")))

@@ -17,6 +17,7 @@ e2e_tests!(
     sessions_rotate_and_reuse_revokes_the_family,
     lockout_after_five_wrong_pins_and_employers_are_isolated,
     overdue_preregistrations_are_reminded_and_listed_daily,
+    logins_are_rate_limited_and_a_cancelled_form_unpairs,
 );
 
 /// Environment that points `ivan serve` at the test SMSC.
@@ -117,8 +118,8 @@ fn today() -> String {
     chrono::Utc::now().date_naive().to_string()
 }
 
-fn log_actions(inst: &Instance) -> impl std::future::Future<Output = String> + '_ {
-    async move { inst.run_ok(&["log", "tail", "-n", "500"]).await }
+async fn log_actions(inst: &Instance) -> String {
+    inst.run_ok(&["log", "tail", "-n", "500"]).await
 }
 
 async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
@@ -276,6 +277,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
         "sms.send",
         "phone.login",
         "phone-access.register",
+        "preregistration.refuse",
         "preregistration.pair",
     ] {
         assert!(log.contains(action), "log lacks {action}");
@@ -591,4 +593,95 @@ async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) 
     }
     server.stop().await;
     smtp.stop().await;
+}
+
+async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0047").await;
+    let server = inst
+        .serve_with(&[("IVAN_MOBILE__LOGINS_PER_MINUTE_PER_SOURCE", "4")])
+        .await;
+    let phone = "+421905000001";
+    let (_, pin) = phone_with_pin(&server, &filer, phone).await;
+    let (s, tokens) = login(&server, phone, &pin).await;
+    assert_eq!(s, StatusCode::OK);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(
+            login(&server, "+421999999998", "12345678").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = server
+        .http
+        .post(server.url("/mobile/v1/session"))
+        .json(&json!({"phone": phone, "pin": pin, "device_name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the fifth login in a minute from one source"
+    );
+    assert!(r.headers().get("retry-after").is_some());
+
+    // A registration form inside its cancel window pairs; cancelling it unpairs.
+    let (_, filed) = post(
+        &server,
+        "/mobile/v1/preregistrations",
+        Some(&access),
+        hire(&today()),
+    )
+    .await;
+    let pid = filed["id"].as_str().unwrap().to_owned();
+    let form = server
+        .get_auth(
+            &format!("/api/v1/preregistrations/{pid}/registration-form"),
+            &filer.token,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let signed = sign(&inst, &filer, &form, "employer").await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(&filer.token)
+        .header("content-type", "application/xml")
+        .body(signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let form_id = r.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, p) = get(
+        &server,
+        &format!("/api/v1/preregistrations/{pid}"),
+        &filer.token,
+    )
+    .await;
+    assert_eq!(p["state"], "paired", "paired when the form is accepted");
+    let (s, _) = post(
+        &server,
+        &format!("/api/v1/submissions/{form_id}/cancel"),
+        Some(&filer.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, p) = get(
+        &server,
+        &format!("/api/v1/preregistrations/{pid}"),
+        &filer.token,
+    )
+    .await;
+    assert_eq!(p["state"], "received", "{p}");
+    assert!(p["paired_with"].is_null());
+    let log = log_actions(&inst).await;
+    assert!(log.contains("preregistration.unpair"));
+    server.stop().await;
 }

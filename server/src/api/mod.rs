@@ -473,6 +473,14 @@ mod tests {
             ("/api/v1/submissions/{id}/receipt", "get"),
             ("/api/v1/submissions/{id}/cancel", "post"),
             ("/api/v1/submissions/{id}/answers/{n}", "get"),
+            ("/api/v1/phone-accesses", "post"),
+            ("/api/v1/phone-accesses", "get"),
+            ("/api/v1/phone-accesses/{id}", "delete"),
+            ("/api/v1/phone-accesses/{id}/pin", "post"),
+            ("/api/v1/phone-accesses/{id}/pin/send", "post"),
+            ("/api/v1/preregistrations", "get"),
+            ("/api/v1/preregistrations/{id}", "get"),
+            ("/api/v1/preregistrations/{id}/registration-form", "get"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path} missing");
         }
