@@ -97,6 +97,8 @@ CREATE TABLE sms_outbox (
     done_at         TIMESTAMPTZ NULL,
     outcome         TEXT    NULL,
     transport_id    TEXT    NULL,
+    delivery_status TEXT    NULL,
+    delivered_at    TIMESTAMPTZ NULL,
     last_error      TEXT    NULL,
     lease_owner     TEXT    NULL,
     lease_until     TIMESTAMPTZ NULL

@@ -150,6 +150,8 @@ CREATE TABLE sms_outbox (
     done_at         TEXT    NULL,            -- when it left, failed for good, or was dropped
     outcome         TEXT    NULL,            -- sent | failed | dropped (e.g. the PIN was used meanwhile)
     transport_id    TEXT    NULL,            -- the SMSC's / gateway's message id
+    delivery_status TEXT    NULL,            -- from the SMSC's delivery receipt (DELIVRD, UNDELIV, …), when asked for
+    delivered_at    TEXT    NULL,            -- when that receipt arrived
     last_error      TEXT    NULL,
     lease_owner     TEXT    NULL,
     lease_until     TEXT    NULL

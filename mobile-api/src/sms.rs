@@ -7,7 +7,9 @@
 //! `sms.send` (payload: recipient, transport and its message id, and the text with any
 //! PIN masked), `sms.fail` (a permanent refusal), `sms.drop` (no longer needed, e.g.
 //! the PIN was used or replaced meanwhile). Transient failures are retried with capped,
-//! jittered backoff and never dropped.
+//! jittered backoff and never dropped. Delivery receipts, when the transport gets them
+//! (SMPP with `registered_delivery = true`), become `sms.delivery` entries and set the
+//! row's `delivery_status`.
 //!
 //! A PIN message keeps no text in the row: the worker composes it from the sealed PIN
 //! at the moment it sends, so the PIN exists in clear only in memory.
@@ -108,14 +110,17 @@ pub struct SmsWorker {
 #[derive(Debug)]
 pub struct SmsTask {
     handle: JoinHandle<()>,
+    receipts: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
 impl SmsTask {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if let Err(e) = self.handle.await {
-            tracing::error!(error = %e, "SMS worker failed");
+        for h in std::iter::once(self.handle).chain(self.receipts) {
+            if let Err(e) = h.await {
+                tracing::error!(error = %e, "SMS worker failed");
+            }
         }
     }
 }
@@ -155,8 +160,102 @@ impl SmsWorker {
 
     pub fn start(self) -> SmsTask {
         let (stop, stopped) = watch::channel(false);
+        let receipts = self
+            .sender
+            .receipts()
+            .map(|rx| tokio::spawn(self.clone().record_receipts(rx, stopped.clone())));
         let handle = tokio::spawn(self.run(stopped));
-        SmsTask { handle, stop }
+        SmsTask {
+            handle,
+            receipts,
+            stop,
+        }
+    }
+
+    /// Records each delivery receipt the transport hands over (SMPP with
+    /// `registered_delivery`) as an `sms.delivery` log entry on its message.
+    async fn record_receipts(
+        self,
+        mut rx: tokio::sync::broadcast::Receiver<sms_adapter::DeliveryReceipt>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let receipt = tokio::select! {
+                r = rx.recv() => r,
+                r = stopped.changed() => if r.is_err() || *stopped.borrow() { break } else { continue },
+            };
+            match receipt {
+                Ok(r) => {
+                    if let Err(e) = self.record_receipt(&r).await {
+                        tracing::error!(error = %e, transport_id = %r.message_id, "delivery receipt not recorded");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "delivery receipts arrived faster than they were recorded; some were missed"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    async fn record_receipt(&self, r: &sms_adapter::DeliveryReceipt) -> Result<(), Error> {
+        // The receipt can overtake the transaction that records the send: look again
+        // briefly before recording it under the transport's id alone.
+        let mut id: Option<String> = None;
+        for _ in 0..10 {
+            id = on_pool!(&self.db, pool => {
+                sqlx::query_scalar("SELECT id FROM sms_outbox WHERE transport_id = $1")
+                    .bind(&r.message_id)
+                    .fetch_optional(pool)
+                    .await?
+            });
+            if id.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let subject = id.as_ref().map_or_else(
+            || format!("sms-transport:{}", r.message_id),
+            |i| format!("sms:{i}"),
+        );
+        let (tid, stat) = (r.message_id.clone(), r.stat.clone());
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+            Box::pin(async move {
+                let at = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                on_conn!(&mut conn, c => {
+                    sqlx::query("UPDATE sms_outbox SET delivery_status = $1, delivered_at = $2 WHERE transport_id = $3")
+                        .bind(&stat)
+                        .bind(at)
+                        .bind(&tid)
+                        .execute(&mut *c)
+                        .await?;
+                });
+                Ok(())
+            })
+        });
+        let payload = serde_json::json!({
+            "transport_id": r.message_id, "stat": r.stat, "err": r.err, "handset": r.handset, "raw": r.raw,
+        });
+        self.ledger
+            .append_with(
+                NewEntry {
+                    actor: Actor::System,
+                    action: "sms.delivery".into(),
+                    subject,
+                    payload: Some(Payload {
+                        bytes: payload.to_string().into_bytes().into(),
+                        media_type: "application/json".into(),
+                    }),
+                },
+                work,
+            )
+            .await?;
+        metrics::counter!("ivan_sms_delivery_receipts_total", "stat" => r.stat.clone())
+            .increment(1);
+        Ok(())
     }
 
     async fn run(self, mut stopped: watch::Receiver<bool>) {

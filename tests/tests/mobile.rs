@@ -31,6 +31,7 @@ fn smpp_env(smsc: &Smsc) -> Vec<(String, String)> {
         ("IVAN_SMS__SOURCE_ADDR".into(), c.source_addr),
         ("IVAN_SMS__RECONNECT_MIN_MS".into(), "100".into()),
         ("IVAN_SMS__RECONNECT_MAX_MS".into(), "1000".into()),
+        ("IVAN_SMS__REGISTERED_DELIVERY".into(), "true".into()),
         (
             "IVAN_AUTHORITY__SANDBOX_PROCESS_AFTER_MS".into(),
             "200".into(),
@@ -275,6 +276,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
         "phone-access.pin-generate",
         "phone-access.pin-send",
         "sms.send",
+        "sms.delivery",
         "phone.login",
         "phone-access.register",
         "preregistration.refuse",
