@@ -68,7 +68,9 @@
 //! one). The manual gives none for the other two, so: `Z` for the employer change
 //! (*registračný list **z**amestnávateľa*) and `E` for the pension record sheet
 //! (***E**LDP*). Corrections and cancellations must name a number with the prefix
-//! of their own type (`reference.wrong-type`).
+//! of their own type (`reference.wrong-type`). Pre-registrations filed from phones
+//! (not a type of this module: `ivan` makes their document) are numbered with `P`
+//! (`crate::preregistrations`).
 //!
 //! # Order of checks
 //!
