@@ -97,9 +97,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
         Preregistration,
         Page,
         crate::Finding
-    ))
+    )),
+    modifiers(&AccessToken)
 )]
 pub struct MobileApiDoc;
+
+#[derive(Debug)]
+struct AccessToken;
+
+impl utoipa::Modify for AccessToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "access_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+    }
+}
 
 /// `POST /mobile/v1/session`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
