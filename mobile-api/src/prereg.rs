@@ -498,8 +498,8 @@ pub async fn unpair_withdrawn(ledger: &Ledger, db: &Db) -> Result<usize, Error> 
     Ok(n)
 }
 
-/// One sweep: undoes pairings with withdrawn forms, pairs what can be paired, flags pre-registrations past their deadline
-/// as overdue, and queues the phone user's SMS reminder for those due within
+/// One sweep: undoes pairings with withdrawn forms, pairs what can be paired, flags
+/// pre-registrations past their deadline as overdue, and queues the phone user's SMS reminder for those due within
 /// `reminder_before_secs`.
 /// Returns (overdue flagged, reminders queued).
 pub async fn sweep(
@@ -508,6 +508,7 @@ pub async fn sweep(
     config: &MobileConfig,
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), Error> {
+    unpair_withdrawn(ledger, db).await?;
     pair(ledger, db, None, config.pairing_tolerance_days).await?;
     let overdue: Vec<(String, DateTime<Utc>)> = on_pool!(db, pool => {
         sqlx::query_as("SELECT id, deadline_at FROM preregistrations WHERE state = 'received' AND deadline_at <= $1 ORDER BY id LIMIT 500")

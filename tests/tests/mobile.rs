@@ -18,6 +18,7 @@ e2e_tests!(
     lockout_after_five_wrong_pins_and_employers_are_isolated,
     overdue_preregistrations_are_reminded_and_listed_daily,
     logins_are_rate_limited_and_a_cancelled_form_unpairs,
+    a_form_the_authority_rejects_is_unpaired_by_the_sweep,
 );
 
 /// Environment that points `ivan serve` at the test SMSC.
@@ -704,5 +705,83 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
     assert!(p["paired_with"].is_null());
     let log = log_actions(&inst).await;
     assert!(log.contains("preregistration.unpair"));
+    server.stop().await;
+}
+
+async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0048").await;
+    let server = inst
+        .serve_with(&[
+            ("IVAN_INTAKE__HOLD_WINDOW_SECS", "0"),
+            ("IVAN_AUTHORITY__SANDBOX_PROCESS_AFTER_MS", "200"),
+            ("IVAN_MOBILE__SWEEP_INTERVAL_SECS", "1"),
+        ])
+        .await;
+    let phone = "+421906000001";
+    let (_, pin) = phone_with_pin(&server, &filer, phone).await;
+    let (_, tokens) = login(&server, phone, &pin).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (_, filed) = post(
+        &server,
+        "/mobile/v1/preregistrations",
+        Some(access),
+        hire(&today()),
+    )
+    .await;
+    let pid = filed["id"].as_str().unwrap().to_owned();
+    let form = server
+        .get_auth(
+            &format!("/api/v1/preregistrations/{pid}/registration-form"),
+            &filer.token,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    // The sandbox authority rejects filings whose sender reference starts with REJECT.
+    let form = ivan_e2e::filing::set_attr(&form, "senderReference", "REJECT-1");
+    let signed = sign(&inst, &filer, &form, "employer").await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(&filer.token)
+        .header("content-type", "application/xml")
+        .body(signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let form_id = r.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, p) = get(
+        &server,
+        &format!("/api/v1/preregistrations/{pid}"),
+        &filer.token,
+    )
+    .await;
+    assert_eq!(p["state"], "paired");
+    eventually(30, "the authority rejects the form", || async {
+        let (_, v) = get(
+            &server,
+            &format!("/api/v1/submissions/{form_id}"),
+            &filer.token,
+        )
+        .await;
+        (v["status"] == "rejected").then_some(())
+    })
+    .await;
+    eventually(30, "the sweep unpairs the pre-registration", || async {
+        let (_, v) = get(
+            &server,
+            &format!("/api/v1/preregistrations/{pid}"),
+            &filer.token,
+        )
+        .await;
+        (v["state"] == "received" && v["paired_with"].is_null()).then_some(())
+    })
+    .await;
+    assert!(log_actions(&inst).await.contains("preregistration.unpair"));
     server.stop().await;
 }
