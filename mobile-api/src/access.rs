@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::pin::Pins;
 use crate::session::{self, Issued, Sessions};
-use crate::{Error, MobileConfig, sms};
+use crate::{Error, MobileConfig, append_once, sms};
 
 /// Longest holder name, in characters.
 pub const MAX_HOLDER_CHARS: usize = 200;
@@ -533,26 +533,22 @@ async fn lock(ledger: &Ledger, id: &str, max: u32) -> Result<(), Error> {
             }
         })
     });
-    let locked = ledger
-        .append_with(
-            entry(
-                Actor::System,
-                "phone.lockout",
-                id,
-                Some(json(serde_json::json!({ "failed_attempts": max }))),
-            ),
-            work,
-        )
-        .await;
-    match locked {
-        Ok(_) => {
-            metrics::counter!("ivan_mobile_lockouts_total").increment(1);
-            tracing::warn!(phone_access = %id, "phone access locked after {max} wrong PINs");
-            Ok(())
-        }
-        Err(retention::Error::Conflict(_)) => Ok(()),
-        Err(e) => Err(e.into()),
+    let locked = append_once(
+        ledger,
+        entry(
+            Actor::System,
+            "phone.lockout",
+            id,
+            Some(json(serde_json::json!({ "failed_attempts": max }))),
+        ),
+        work,
+    )
+    .await?;
+    if locked {
+        metrics::counter!("ivan_mobile_lockouts_total").increment(1);
+        tracing::warn!(phone_access = %id, "phone access locked after {max} wrong PINs");
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Finding;
-use crate::{Error, Host, MobileConfig, sms};
+use crate::{Error, Host, MobileConfig, append_once, sms};
 
 /// The document type pre-registrations are filed and forwarded as.
 pub const DOCUMENT_TYPE: &str = "preregistration";
@@ -418,21 +418,18 @@ pub async fn pair(
         let payload = serde_json::json!({
             "preregistration": c.id, "registration_form": c.form, "person_id": c.person_id, "kind": c.kind,
         });
-        match ledger
-            .append_with(entry("preregistration.pair", &c.id, Some(payload)), work)
-            .await
+        if append_once(
+            ledger,
+            entry("preregistration.pair", &c.id, Some(payload)),
+            work,
+        )
+        .await?
         {
-            Ok(_) => {
-                paired += 1;
-                done.insert(c.id.clone());
-                metrics::counter!("ivan_preregistrations_paired_total").increment(1);
-                tracing::info!(preregistration = %c.id, registration_form = %c.form, "pre-registration paired");
-            }
-            Err(retention::Error::Conflict(_)) => {
-                done.insert(c.id.clone());
-            }
-            Err(e) => return Err(e.into()),
+            paired += 1;
+            metrics::counter!("ivan_preregistrations_paired_total").increment(1);
+            tracing::info!(preregistration = %c.id, registration_form = %c.form, "pre-registration paired");
         }
+        done.insert(c.id.clone());
     }
     Ok(paired)
 }
@@ -486,13 +483,14 @@ pub async fn unpair_withdrawn(ledger: &Ledger, db: &Db) -> Result<usize, Error> 
             })
         });
         let payload = serde_json::json!({ "registration_form": form, "form_status": status });
-        match ledger
-            .append_with(entry("preregistration.unpair", &id, Some(payload)), work)
-            .await
+        if append_once(
+            ledger,
+            entry("preregistration.unpair", &id, Some(payload)),
+            work,
+        )
+        .await?
         {
-            Ok(_) => n += 1,
-            Err(retention::Error::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
+            n += 1;
         }
     }
     Ok(n)
@@ -539,16 +537,15 @@ pub async fn sweep(
         });
         let payload =
             serde_json::json!({ "deadline_at": retention::ledger::format_time(&deadline) });
-        match ledger
-            .append_with(entry("preregistration.overdue", &id, Some(payload)), work)
-            .await
+        if append_once(
+            ledger,
+            entry("preregistration.overdue", &id, Some(payload)),
+            work,
+        )
+        .await?
         {
-            Ok(_) => {
-                flagged += 1;
-                metrics::counter!("ivan_preregistrations_overdue_total").increment(1);
-            }
-            Err(retention::Error::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
+            flagged += 1;
+            metrics::counter!("ivan_preregistrations_overdue_total").increment(1);
         }
     }
 
@@ -614,13 +611,14 @@ pub async fn sweep(
             })
         });
         let payload = serde_json::json!({ "to": d.phone, "text": text });
-        match ledger
-            .append_with(entry("preregistration.remind", &d.id, Some(payload)), work)
-            .await
+        if append_once(
+            ledger,
+            entry("preregistration.remind", &d.id, Some(payload)),
+            work,
+        )
+        .await?
         {
-            Ok(_) => reminded += 1,
-            Err(retention::Error::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
+            reminded += 1;
         }
     }
     Ok((flagged, reminded))

@@ -382,8 +382,5 @@ pub async fn revoke(
             media_type: "application/json".into(),
         }),
     };
-    match ledger.append_with(entry, work).await {
-        Ok(_) | Err(retention::Error::Conflict(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    crate::append_once(ledger, entry, work).await.map(drop)
 }

@@ -258,28 +258,10 @@ impl SmsWorker {
         Ok(())
     }
 
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
-        tracing::info!(transport = self.sender.name(), "SMS worker started");
+    async fn run(self, stopped: watch::Receiver<bool>) {
+        tracing::info!(transport = self.sender.name(), "SMS transport");
         let idle = Duration::from_millis(self.config.sms_idle_ms);
-        loop {
-            if *stopped.borrow() {
-                break;
-            }
-            let busy = match self.round().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "SMS round failed");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
-                }
-            }
-        }
-        tracing::info!("SMS worker stopped");
+        queue::run_worker("SMS worker", stopped, idle, || self.round()).await;
     }
 
     /// Claims and handles up to 16 due messages; returns how many were claimed.

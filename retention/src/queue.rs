@@ -98,3 +98,38 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Durati
         .min(cap);
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
+
+/// A queue worker's loop: runs `round` (which handles a batch and says how many rows
+/// it claimed) again at once while there is work, after `idle` when there was none,
+/// until `stopped` turns true. A failed round is logged and retried after `idle`.
+pub async fn run_worker<F, Fut, E>(
+    name: &str,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<usize, E>>,
+    E: std::fmt::Display,
+{
+    tracing::info!("{name} started");
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        let busy = match round().await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::error!(error = %e, "{name}: round failed");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
+            }
+        }
+    }
+    tracing::info!("{name} stopped");
+}

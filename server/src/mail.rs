@@ -356,28 +356,10 @@ impl Mailer {
         MailerTask { handle, stop }
     }
 
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
-        tracing::info!(transport = ?self.sender, "mail worker started");
+    async fn run(self, stopped: watch::Receiver<bool>) {
+        tracing::info!(transport = ?self.sender, "mail transport");
         let idle = Duration::from_millis(self.config.idle_ms);
-        loop {
-            if *stopped.borrow() {
-                break;
-            }
-            let sent_some = match self.round().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "mail round failed");
-                    false
-                }
-            };
-            if !sent_some {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
-                }
-            }
-        }
-        tracing::info!("mail worker stopped");
+        retention::queue::run_worker("mail worker", stopped, idle, || self.round()).await;
     }
 
     /// Claims and handles up to 16 due messages; returns how many were claimed.

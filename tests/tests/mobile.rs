@@ -120,6 +120,25 @@ fn today() -> String {
     chrono::Utc::now().date_naive().to_string()
 }
 
+/// Signs `form` as the employer and files it; returns its message id.
+async fn file_form(inst: &Instance, server: &Server, filer: &Filer, form: &str) -> String {
+    let signed = sign(inst, filer, form, "employer").await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(&filer.token)
+        .header("content-type", "application/xml")
+        .body(signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn log_actions(inst: &Instance) -> String {
     inst.run_ok(&["log", "tail", "-n", "500"]).await
 }
@@ -230,26 +249,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
             && form.contains("employer=\"EMP-0042\""),
         "{form}"
     );
-    let signed = sign(&inst, &filer, &form, "employer").await;
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(signed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap()
-    );
-    let form_id = r.json::<Value>().await.unwrap()["message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let form_id = file_form(&inst, &server, &filer, &form).await;
     let paired = eventually(20, "the pre-registration pairs with the form", || async {
         let (_, v) = get(
             &server,
@@ -665,21 +665,7 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
         .text()
         .await
         .unwrap();
-    let signed = sign(&inst, &filer, &form, "employer").await;
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(signed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let form_id = r.json::<Value>().await.unwrap()["message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let form_id = file_form(&inst, &server, &filer, &form).await;
     let (_, p) = get(
         &server,
         &format!("/api/v1/preregistrations/{pid}"),
@@ -740,21 +726,7 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
         .unwrap();
     // The sandbox authority rejects filings whose sender reference starts with REJECT.
     let form = ivan_e2e::filing::set_attr(&form, "senderReference", "REJECT-1");
-    let signed = sign(&inst, &filer, &form, "employer").await;
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(signed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let form_id = r.json::<Value>().await.unwrap()["message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let form_id = file_form(&inst, &server, &filer, &form).await;
     let (_, p) = get(
         &server,
         &format!("/api/v1/preregistrations/{pid}"),
