@@ -329,6 +329,17 @@ pub async fn get(db: &Db, employer_id: &str, id: &str) -> Result<Preregistration
     found.ok_or_else(|| Error::NotFound(format!("no pre-registration {id}")))
 }
 
+/// The ids of the employer's pre-registrations paired with registration form `form_id`.
+pub async fn paired_with(db: &Db, employer_id: &str, form_id: &str) -> Result<Vec<String>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT id FROM preregistrations WHERE employer_id = $1 AND paired_with = $2 ORDER BY id")
+            .bind(employer_id)
+            .bind(form_id)
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
 /// The pre-registration an access filed with this idempotency key, if any.
 pub async fn find_by_idempotency_key(
     db: &Db,

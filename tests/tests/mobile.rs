@@ -261,6 +261,17 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
     })
     .await;
     assert_eq!(paired["paired_with"], form_id.as_str());
+    let (_, form_view) = get(
+        &server,
+        &format!("/api/v1/submissions/{form_id}"),
+        &filer.token,
+    )
+    .await;
+    assert_eq!(
+        form_view["paired_preregistrations"],
+        json!([pid]),
+        "linked both ways"
+    );
     let (_, by_state) = get(
         &server,
         "/api/v1/preregistrations?state=paired",

@@ -185,6 +185,10 @@ pub struct View {
     /// single-submission view only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answers: Option<Vec<AnswerInfo>>,
+    /// For a registration form: the pre-registrations paired with it (their ids);
+    /// on the single-submission view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paired_preregistrations: Option<Vec<String>>,
 }
 
 impl View {
@@ -195,6 +199,7 @@ impl View {
             warnings,
             history,
             answers: None,
+            paired_preregistrations: None,
         }
     }
 
@@ -202,8 +207,14 @@ impl View {
     async fn full(state: &AppState, s: Submission) -> Result<Self> {
         let history = submissions::history(&state.db, &s.id).await?;
         let answers = forwarding::answers(&state.db, &s.id).await?;
+        let paired = if s.document_type == crate::documents::DocumentType::RegistrationForm.code() {
+            Some(mobile_api::prereg::paired_with(&state.db, &s.employer_id, &s.id).await?)
+        } else {
+            None
+        };
         Ok(Self {
             answers: Some(answers),
+            paired_preregistrations: paired,
             ..Self::of(s, Some(history))
         })
     }
