@@ -307,6 +307,107 @@ impl Db {
 mod tests {
     use super::*;
 
+    /// Migration 0005 rebuilds SQLite's `submissions` table (to make
+    /// `signer_fingerprint` nullable): an installation with filings must keep every
+    /// row, every reference to it, and foreign-key enforcement.
+    #[tokio::test]
+    async fn sqlite_0005_rebuild_keeps_rows_references_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            dir.path().join("old.db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        SQLITE_MIGRATOR.run_to(4, &pool).await.unwrap();
+        let t = "2026-11-01T10:00:00.000000Z";
+        for sql in [
+            format!(
+                "INSERT INTO originals VALUES ('{}', 5, 'application/xml', '{t}')",
+                "a".repeat(64)
+            ),
+            format!(
+                "INSERT INTO originals VALUES ('{}', 5, 'application/xml', '{t}')",
+                "b".repeat(64)
+            ),
+            format!(
+                "INSERT INTO employers (id, name, registration_number, created_at) VALUES ('e1', 'E', 'EMP-1', '{t}')"
+            ),
+            format!(
+                "INSERT INTO employer_certificates VALUES ('f1', 'e1', 's', 'i', '1', '{t}', '{t}', x'00', '{t}')"
+            ),
+            format!(
+                "INSERT INTO submissions VALUES ('s1', 'e1', 'contribution-report', 'V2611000001', 'delivered', '{}', 5, \
+                 '{t}', '{t}', 'REF-1', NULL, 'f1', NULL, 7, 'jws', '[]', '{t}', 'A-1', '{t}')",
+                "a".repeat(64)
+            ),
+            format!(
+                "INSERT INTO outbox (submission_id, phase, due_at, attempts, created_at) VALUES ('s1', 'poll', '{t}', 0, '{t}')"
+            ),
+            format!(
+                "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, created_at, due_at, attempts) \
+                     VALUES ('m1', 'receipt', 'a@b.c', 's', 'b', 's1', '{t}', '{t}', 0)"
+            ),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        SQLITE_MIGRATOR.run(&pool).await.unwrap();
+
+        let row: (String, Option<String>, String, i64, Option<String>) = sqlx::query_as(
+            "SELECT document_number, signer_fingerprint, status, log_seq, authority_ref FROM submissions WHERE id = 's1'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            row,
+            (
+                "V2611000001".into(),
+                Some("f1".into()),
+                "delivered".into(),
+                7,
+                Some("A-1".into())
+            )
+        );
+        let dangling: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(dangling.is_empty(), "{dangling:?}");
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(on, 1, "foreign keys are enforced again after the rebuild");
+        // The references still bind to the rebuilt table: a row naming no submission
+        // is refused, and a submission without a signer is now allowed.
+        let orphan = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO outbox (submission_id, phase, due_at, attempts, created_at) VALUES ('nope', 'deliver', '{t}', 0, '{t}')"
+        )))
+        .execute(&pool)
+        .await;
+        assert!(orphan.is_err(), "outbox still references submissions");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO submissions (id, employer_id, document_type, document_number, status, sha256, size_bytes, \
+             received_at, hold_until, signer_fingerprint, log_seq, receipt, warnings, updated_at) \
+             VALUES ('s2', 'e1', 'preregistration', 'P2611000001', 'accepted', '{}', 5, '{t}', '{t}', NULL, 8, 'jws', '[]', '{t}')",
+            "b".repeat(64)
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
     #[test]
     fn redacts_password_only() {
         assert_eq!(
