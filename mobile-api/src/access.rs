@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::pin::Pins;
 use crate::session::{self, Issued, Sessions};
-use crate::{Error, MobileConfig, append_once, sms};
+use crate::{Error, MobileConfig, sms};
 
 /// Longest holder name, in characters.
 pub const MAX_HOLDER_CHARS: usize = 200;
@@ -533,17 +533,17 @@ async fn lock(ledger: &Ledger, id: &str, max: u32) -> Result<(), Error> {
             }
         })
     });
-    let locked = append_once(
-        ledger,
-        entry(
-            Actor::System,
-            "phone.lockout",
-            id,
-            Some(json(serde_json::json!({ "failed_attempts": max }))),
-        ),
-        work,
-    )
-    .await?;
+    let locked = ledger
+        .append_once(
+            entry(
+                Actor::System,
+                "phone.lockout",
+                id,
+                Some(json(serde_json::json!({ "failed_attempts": max }))),
+            ),
+            work,
+        )
+        .await?;
     if locked {
         metrics::counter!("ivan_mobile_lockouts_total").increment(1);
         tracing::warn!(phone_access = %id, "phone access locked after {max} wrong PINs");

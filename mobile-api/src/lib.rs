@@ -37,20 +37,6 @@ pub use config::MobileConfig;
 pub use error::{Error, Finding};
 pub use session::PhoneCaller;
 
-/// Appends `entry` with `work`; `Ok(false)` when the work found its change already made
-/// (it answers `Conflict`), so that racing sweeps or requests record a change once.
-pub(crate) async fn append_once(
-    ledger: &Ledger,
-    entry: retention::NewEntry,
-    work: retention::ledger::Work,
-) -> Result<bool, Error> {
-    match ledger.append_with(entry, work).await {
-        Ok(_) => Ok(true),
-        Err(retention::Error::Conflict(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// A pre-registration to record as a filing.
 #[derive(Debug, Clone)]
 pub struct Filing {

@@ -24,7 +24,7 @@ use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Finding;
-use crate::{Error, Host, MobileConfig, append_once, sms};
+use crate::{Error, Host, MobileConfig, sms};
 
 /// The document type pre-registrations are filed and forwarded as.
 pub const DOCUMENT_TYPE: &str = "preregistration";
@@ -429,12 +429,9 @@ pub async fn pair(
         let payload = serde_json::json!({
             "preregistration": c.id, "registration_form": c.form, "person_id": c.person_id, "kind": c.kind,
         });
-        if append_once(
-            ledger,
-            entry("preregistration.pair", &c.id, Some(payload)),
-            work,
-        )
-        .await?
+        if ledger
+            .append_once(entry("preregistration.pair", &c.id, Some(payload)), work)
+            .await?
         {
             paired += 1;
             metrics::counter!("ivan_preregistrations_paired_total").increment(1);
@@ -494,12 +491,9 @@ pub async fn unpair_withdrawn(ledger: &Ledger, db: &Db) -> Result<usize, Error> 
             })
         });
         let payload = serde_json::json!({ "registration_form": form, "form_status": status });
-        if append_once(
-            ledger,
-            entry("preregistration.unpair", &id, Some(payload)),
-            work,
-        )
-        .await?
+        if ledger
+            .append_once(entry("preregistration.unpair", &id, Some(payload)), work)
+            .await?
         {
             n += 1;
         }
@@ -548,12 +542,9 @@ pub async fn sweep(
         });
         let payload =
             serde_json::json!({ "deadline_at": retention::ledger::format_time(&deadline) });
-        if append_once(
-            ledger,
-            entry("preregistration.overdue", &id, Some(payload)),
-            work,
-        )
-        .await?
+        if ledger
+            .append_once(entry("preregistration.overdue", &id, Some(payload)), work)
+            .await?
         {
             flagged += 1;
             metrics::counter!("ivan_preregistrations_overdue_total").increment(1);
@@ -622,12 +613,9 @@ pub async fn sweep(
             })
         });
         let payload = serde_json::json!({ "to": d.phone, "text": text });
-        if append_once(
-            ledger,
-            entry("preregistration.remind", &d.id, Some(payload)),
-            work,
-        )
-        .await?
+        if ledger
+            .append_once(entry("preregistration.remind", &d.id, Some(payload)), work)
+            .await?
         {
             reminded += 1;
         }

@@ -382,5 +382,6 @@ pub async fn revoke(
             media_type: "application/json".into(),
         }),
     };
-    crate::append_once(ledger, entry, work).await.map(drop)
+    ledger.append_once(entry, work).await?;
+    Ok(())
 }

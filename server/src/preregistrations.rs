@@ -280,10 +280,8 @@ async fn send_digest(
             media_type: "text/plain; charset=utf-8".into(),
         }),
     };
-    match ledger.append_with(entry, work).await {
-        Ok(_) | Err(retention::Error::Conflict(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    ledger.append_once(entry, work).await?;
+    Ok(())
 }
 
 #[cfg(test)]

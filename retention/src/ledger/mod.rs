@@ -264,6 +264,18 @@ impl Ledger {
         first(self.submit(vec![entry], Some(work)).await?)
     }
 
+    /// Like [`Ledger::append_with`] for a change that must be recorded once: when
+    /// `work` finds it already made (it answers [`Error::Conflict`]), nothing is
+    /// written and the answer is `Ok(false)`, so racing workers or requests record a
+    /// change exactly once.
+    pub async fn append_once(&self, entry: NewEntry, work: Work) -> Result<bool> {
+        match self.append_with(entry, work).await {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records `entries` as consecutive entries of the chain, with `work`, in one
     /// transaction: all of them or none. Returns their positions in order.
     pub async fn append_all(

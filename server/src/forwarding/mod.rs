@@ -675,9 +675,9 @@ impl Forwarder {
         let cutoff = now - secs(self.config.deadline_secs);
         for id in outbox::newly_overdue(&self.db, cutoff, 100).await? {
             let work = outbox::flag_overdue_work(id.clone(), self.operator_mail.clone());
-            match self
+            if self
                 .ledger
-                .append_with(
+                .append_once(
                     NewEntry {
                         actor: Actor::System,
                         action: "submission.overdue".into(),
@@ -686,14 +686,10 @@ impl Forwarder {
                     },
                     work,
                 )
-                .await
+                .await?
             {
-                Ok(_) => {
-                    metrics::counter!("ivan_forwarding_overdue_total").increment(1);
-                    tracing::warn!(submission = %id, deadline_secs = self.config.deadline_secs, "forwarding is overdue");
-                }
-                Err(retention::Error::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
+                metrics::counter!("ivan_forwarding_overdue_total").increment(1);
+                tracing::warn!(submission = %id, deadline_secs = self.config.deadline_secs, "forwarding is overdue");
             }
         }
         let gauges = outbox::gauges(&self.db, now).await?;
