@@ -178,7 +178,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(MobileApiDoc::openapi())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+/// A JSON request body as `T`, or [`Error::Invalid`] saying why not.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body)
         .map_err(|e| Error::Invalid(format!("the body is not valid JSON for this request: {e}")))
 }
@@ -278,19 +279,12 @@ async fn list<E: From<Error>>(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::Invalid(format!("limit must be 1 to {MAX_PAGE}")).into());
     }
-    let items = prereg::list(
-        m.db(),
-        &c.employer_id,
-        &Filter {
-            state: None,
-            after: q.after,
-            limit,
-        },
-    )
-    .await?;
-    let next_after = (items.len() as i64 == limit)
-        .then(|| items.last().map(|p| p.id.clone()))
-        .flatten();
+    let filter = Filter {
+        state: None,
+        after: q.after,
+        limit,
+    };
+    let (items, next_after) = prereg::page(m.db(), &c.employer_id, &filter).await?;
     Ok(Json(Page { items, next_after }))
 }
 

@@ -316,6 +316,26 @@ pub async fn list(db: &Db, employer_id: &str, f: &Filter) -> Result<Vec<Preregis
     }))
 }
 
+/// One page of the employer's pre-registrations (at most `f.limit`) and the id to
+/// continue after, if there are more.
+pub async fn page(
+    db: &Db,
+    employer_id: &str,
+    f: &Filter,
+) -> Result<(Vec<Preregistration>, Option<String>), Error> {
+    let mut items = list(
+        db,
+        employer_id,
+        &Filter {
+            limit: f.limit + 1,
+            ..f.clone()
+        },
+    )
+    .await?;
+    let next_after = retention::db::next_page(&mut items, f.limit, |p| p.id.clone());
+    Ok((items, next_after))
+}
+
 /// The employer's pre-registration `id` (another employer's is `NotFound`).
 pub async fn get(db: &Db, employer_id: &str, id: &str) -> Result<Preregistration, Error> {
     let sql = format!("{VIEW} WHERE p.employer_id = $1 AND p.id = $2");

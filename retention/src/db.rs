@@ -63,6 +63,18 @@ pub enum DbConn<'c> {
     Postgres(&'c mut PgConnection),
 }
 
+/// Keyset paging: `rows` were read with a limit of `limit + 1`, ordered by key. Keeps
+/// the first `limit` and returns the key to continue after when there are more.
+pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Option<String> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(key)
+    } else {
+        None
+    }
+}
+
 /// Runs `$body` with `$pool` bound to the backend's pool (`&SqlitePool` or `&PgPool`).
 /// The body is compiled once per backend, so the same portable query serves both.
 #[macro_export]

@@ -377,6 +377,19 @@ mod tests {
         sweep(&mobile).await.unwrap();
         assert_eq!(count(&env.db, digests).await, 2);
         assert_eq!(count(&env.db, reminders).await, 1);
+        // Paging: a second one, then pages of one.
+        let (second, _) = prereg::file(&mobile, &caller, body.to_string().into(), Some("k2"))
+            .await
+            .unwrap();
+        let one = |after: Option<String>| prereg::Filter {
+            state: None,
+            after,
+            limit: 1,
+        };
+        let (page1, next) = prereg::page(&env.db, &eid, &one(None)).await.unwrap();
+        assert_eq!((page1.len(), next.as_deref()), (1, Some(p.id.as_str())));
+        let (page2, next) = prereg::page(&env.db, &eid, &one(next)).await.unwrap();
+        assert_eq!((page2[0].id.as_str(), next), (second.id.as_str(), None));
         task.shutdown().await;
     }
 }

@@ -330,12 +330,7 @@ async fn list(
         limit: limit + 1,
     };
     let mut rows = submissions::list(&state.db, &caller.employer_id, &filter).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        rows.last().map(|s| s.id.clone())
-    } else {
-        None
-    };
+    let next = retention::db::next_page(&mut rows, limit, |s| s.id.clone());
     Ok(Json(Page {
         items: rows.into_iter().map(|s| View::of(s, None)).collect(),
         next,

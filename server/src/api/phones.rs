@@ -62,11 +62,6 @@ pub struct PreregPage {
     pub next_after: Option<String>,
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::Invalid(format!("the body is not valid JSON for this request: {e}")))
-}
-
 /// Authorise a phone.
 #[utoipa::path(post, path = "/api/v1/phone-accesses", request_body = NewPhoneAccess,
     responses((status = 201, body = PhoneAccess), (status = 400), (status = 401), (status = 409, description = "the phone has an active access")))]
@@ -75,7 +70,7 @@ pub(super) async fn add(
     Authenticated(caller): Authenticated,
     body: bytes::Bytes,
 ) -> Result<Response> {
-    let req: NewPhoneAccess = json_body(&body)?;
+    let req: NewPhoneAccess = mobile_api::http::parse_json(&body)?;
     let m = &state.mobile;
     let a = access::add(
         m.ledger(),
@@ -200,15 +195,9 @@ pub(super) async fn preregistrations(
     let filter = prereg::Filter {
         state: q.state,
         after: q.after,
-        limit: limit + 1,
+        limit,
     };
-    let mut items = prereg::list(state.mobile.db(), &caller.employer_id, &filter).await?;
-    let next_after = if items.len() as i64 > limit {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        items.last().map(|p| p.id.clone())
-    } else {
-        None
-    };
+    let (items, next_after) = prereg::page(state.mobile.db(), &caller.employer_id, &filter).await?;
     Ok(Json(PreregPage { items, next_after }))
 }
 
