@@ -120,6 +120,31 @@ fn today() -> String {
     chrono::Utc::now().date_naive().to_string()
 }
 
+/// Files a hire effective today as the phone user; returns the `201` answer.
+async fn file_hire(server: &Server, access: &str) -> Value {
+    let (s, filed) = post(
+        server,
+        "/mobile/v1/preregistrations",
+        Some(access),
+        hire(&today()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{filed}");
+    filed
+}
+
+/// The prefilled registration form of pre-registration `pid`.
+async fn prefilled_form(server: &Server, filer: &Filer, pid: &str) -> String {
+    let r = server
+        .get_auth(
+            &format!("/api/v1/preregistrations/{pid}/registration-form"),
+            &filer.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap()
+}
+
 /// Signs `form` as the employer and files it; returns its message id.
 async fn file_form(inst: &Instance, server: &Server, filer: &Filer, form: &str) -> String {
     let signed = sign(inst, filer, form, "employer").await;
@@ -204,14 +229,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
         "{codes:?}"
     );
 
-    let (s, filed) = post(
-        &server,
-        "/mobile/v1/preregistrations",
-        Some(&access),
-        hire(&today()),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{filed}");
+    let filed = file_hire(&server, &access).await;
     assert_eq!(filed["state"], "received");
     let pid = filed["id"].as_str().unwrap().to_owned();
     assert!(filed["document_number"].as_str().unwrap().starts_with('P'));
@@ -235,14 +253,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
     assert_eq!(sub["document_type"], "preregistration");
 
     // The employer completes the prefilled form, signs it and files it: they pair.
-    let r = server
-        .get_auth(
-            &format!("/api/v1/preregistrations/{pid}/registration-form"),
-            &filer.token,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let form = r.text().await.unwrap();
+    let form = prefilled_form(&server, &filer, &pid).await;
     assert!(
         form.contains("<RegistrationForm")
             && form.contains("9206154122")
@@ -481,13 +492,7 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
     let (s, tokens) = login(&server, phone, p2["pin"].as_str().unwrap()).await;
     assert_eq!(s, StatusCode::OK);
     let access = tokens["access_token"].as_str().unwrap();
-    let (_, filed) = post(
-        &server,
-        "/mobile/v1/preregistrations",
-        Some(access),
-        hire(&today()),
-    )
-    .await;
+    let filed = file_hire(&server, access).await;
     let pid = filed["id"].as_str().unwrap();
 
     // Another employer sees none of it.
@@ -567,14 +572,7 @@ async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) 
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
     let (_, tokens) = login(&server, phone, &pin).await;
     let access = tokens["access_token"].as_str().unwrap();
-    let (s, filed) = post(
-        &server,
-        "/mobile/v1/preregistrations",
-        Some(access),
-        hire(&today()),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let filed = file_hire(&server, access).await;
     let number = filed["document_number"].as_str().unwrap().to_owned();
 
     // The reminder SMS goes to the phone user before the deadline, once.
@@ -661,23 +659,9 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
     assert!(r.headers().get("retry-after").is_some());
 
     // A registration form inside its cancel window pairs; cancelling it unpairs.
-    let (_, filed) = post(
-        &server,
-        "/mobile/v1/preregistrations",
-        Some(&access),
-        hire(&today()),
-    )
-    .await;
+    let filed = file_hire(&server, &access).await;
     let pid = filed["id"].as_str().unwrap().to_owned();
-    let form = server
-        .get_auth(
-            &format!("/api/v1/preregistrations/{pid}/registration-form"),
-            &filer.token,
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let form = prefilled_form(&server, &filer, &pid).await;
     let form_id = file_form(&inst, &server, &filer, &form).await;
     let (_, p) = get(
         &server,
@@ -720,23 +704,9 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
     let (_, tokens) = login(&server, phone, &pin).await;
     let access = tokens["access_token"].as_str().unwrap();
-    let (_, filed) = post(
-        &server,
-        "/mobile/v1/preregistrations",
-        Some(access),
-        hire(&today()),
-    )
-    .await;
+    let filed = file_hire(&server, access).await;
     let pid = filed["id"].as_str().unwrap().to_owned();
-    let form = server
-        .get_auth(
-            &format!("/api/v1/preregistrations/{pid}/registration-form"),
-            &filer.token,
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let form = prefilled_form(&server, &filer, &pid).await;
     // The sandbox authority rejects filings whose sender reference starts with REJECT.
     let form = ivan_e2e::filing::set_attr(&form, "senderReference", "REJECT-1");
     let form_id = file_form(&inst, &server, &filer, &form).await;
