@@ -376,14 +376,30 @@ pub async fn find_by_idempotency_key(
     }))
 }
 
-/// Pairs every unpaired pre-registration (of one employer, or all) that has a
-/// matching accepted registration form. Returns how many were paired.
+/// Which pre-registrations and forms [`pair`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum PairScope<'a> {
+    /// Every unpaired pre-registration (the sweep).
+    All,
+    /// One pre-registration, just filed.
+    Preregistration(&'a str),
+    /// The registrations of one registration form, just accepted.
+    Form(&'a str),
+}
+
+/// Pairs the unpaired pre-registrations in `scope` that have a matching accepted
+/// registration form. Returns how many were paired.
 pub async fn pair(
     ledger: &Ledger,
     db: &Db,
-    employer_id: Option<&str>,
+    scope: PairScope<'_>,
     tolerance_days: u32,
 ) -> Result<usize, Error> {
+    let (prereg_id, form_id) = match scope {
+        PairScope::All => (None, None),
+        PairScope::Preregistration(id) => (Some(id), None),
+        PairScope::Form(id) => (None, Some(id)),
+    };
     #[derive(sqlx::FromRow)]
     struct Candidate {
         id: String,
@@ -400,11 +416,12 @@ pub async fn pair(
              FROM preregistrations p \
              JOIN registration_items r ON r.employer_id = p.employer_id AND r.person_id = p.person_id AND r.kind = p.kind \
              JOIN submissions s ON s.id = r.submission_id \
-             WHERE p.state <> 'paired' AND ($1 IS NULL OR p.employer_id = $1) \
+             WHERE p.state <> 'paired' AND ($1 IS NULL OR p.id = $1) AND ($2 IS NULL OR r.submission_id = $2) \
              AND s.status NOT IN ('cancelled', 'refused_by_authority', 'rejected') \
              ORDER BY p.id, r.submission_id",
         )
-        .bind(employer_id)
+        .bind(prereg_id)
+        .bind(form_id)
         .fetch_all(pool)
         .await?
     });
@@ -532,7 +549,7 @@ pub async fn sweep(
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), Error> {
     unpair_withdrawn(ledger, db).await?;
-    pair(ledger, db, None, config.pairing_tolerance_days).await?;
+    pair(ledger, db, PairScope::All, config.pairing_tolerance_days).await?;
     let overdue: Vec<(String, DateTime<Utc>)> = on_pool!(db, pool => {
         sqlx::query_as("SELECT id, deadline_at FROM preregistrations WHERE state = 'received' AND deadline_at <= $1 ORDER BY id LIMIT 500")
             .bind(now)
@@ -797,7 +814,7 @@ pub async fn file(
     pair(
         mobile.ledger(),
         mobile.db(),
-        Some(&caller.employer_id),
+        PairScope::Preregistration(&id),
         mobile.config().pairing_tolerance_days,
     )
     .await?;

@@ -425,7 +425,7 @@ impl Intake {
                     if let Err(e) = mobile_api::prereg::pair(
                         &self.ledger,
                         &self.db,
-                        Some(employer),
+                        mobile_api::prereg::PairScope::Form(&s.id),
                         self.pairing_tolerance_days,
                     )
                     .await
