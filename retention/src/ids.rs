@@ -57,6 +57,8 @@ pub enum Actor {
     ApiToken(String),
     /// A phone user an employer authorised, by phone access id.
     Phone(String),
+    /// A portal user (an employer's clerk or admin), by user id.
+    User(String),
     /// `ivan` itself (background jobs, checkpoints, forwarding).
     System,
 }
@@ -67,6 +69,7 @@ impl fmt::Display for Actor {
             Actor::Operator(user) => write!(f, "operator:{user}"),
             Actor::ApiToken(id) => write!(f, "api-token:{id}"),
             Actor::Phone(id) => write!(f, "phone:{id}"),
+            Actor::User(id) => write!(f, "user:{id}"),
             Actor::System => f.write_str("system:ivan"),
         }
     }

@@ -204,18 +204,20 @@ pub async fn set_email(
     Ok((email, appended.seq))
 }
 
-/// Who an API request comes from, once its token checked out.
+/// Who files or acts for an employer: an API token (payroll software) or a portal
+/// user, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub employer_id: String,
     pub registration_number: String,
-    pub token_id: String,
+    /// The log's name for the caller: `api-token:<id>` or `user:<id>`.
+    pub actor: Actor,
 }
 
 impl Caller {
     /// The log's name for this caller.
     pub fn actor(&self) -> Actor {
-        Actor::ApiToken(self.token_id.clone())
+        self.actor.clone()
     }
 }
 
@@ -257,7 +259,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Caller>, Error>
     Ok(same.then(|| Caller {
         employer_id,
         registration_number,
-        token_id: token_id.to_owned(),
+        actor: Actor::ApiToken(token_id.to_owned()),
     }))
 }
 
@@ -300,7 +302,7 @@ mod tests {
         let caller = authenticate(&env.db, &c.api_token).await.unwrap().unwrap();
         assert_eq!(caller.employer_id, c.employer.id);
         assert_eq!(caller.registration_number, "R-1");
-        assert_eq!(caller.token_id, c.api_token_id);
+        assert_eq!(caller.actor, Actor::ApiToken(c.api_token_id.clone()));
         let (head, last) = c.api_token.split_at(c.api_token.len() - 1);
         let wrong_secret = format!("{head}{}", if last == "x" { "y" } else { "x" });
         let wrong_id = c.api_token.replacen(&c.api_token_id, "0000000000000000", 1);
