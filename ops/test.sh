@@ -3,8 +3,8 @@
 # then every test of every crate on both backends (SQLite and PostgreSQL), including
 # the end-to-end tests that drive the real `ivan` binary.
 #
-# Installs and starts what it needs idempotently: PostgreSQL, xmlsec1 and openssl
-# (Debian packages), and the Python test
+# Installs and starts what it needs idempotently: PostgreSQL, xmlsec1, openssl,
+# chromium and chromium-driver (Debian packages), and the Python test
 # peers (moto, an S3 emulator the tests start themselves) in a virtualenv. Cargo's target dir
 # defaults to ~/.cache/ivan-target so repeated runs (and CI on a fresh clone) reuse
 # earlier builds.
@@ -27,6 +27,12 @@ command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+step "Headless Chromium and chromedriver (the portal's browser tests, tests/src/browser.rs)"
+if ! command -v chromedriver >/dev/null || [ ! -x /usr/lib/chromium/chromium ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 step "Python test peers (ops/test-requirements.txt) in a virtualenv"

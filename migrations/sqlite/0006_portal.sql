@@ -82,3 +82,9 @@ ALTER TABLE api_tokens ADD COLUMN label TEXT NULL;
 ALTER TABLE api_tokens ADD COLUMN allowed_ips TEXT NULL;
 -- `user:<id>` or `operator:<name>`
 ALTER TABLE api_tokens ADD COLUMN created_by TEXT NULL;
+
+-- A message carrying a secret (an enrolment link) holds it here, not in its body: the
+-- body has the placeholder `{{secret}}`. The secret is put in only when the message
+-- is sent, the logged copy (`mail.send`) keeps the placeholder, and the column is
+-- cleared once the message has left.
+ALTER TABLE mail_outbox ADD COLUMN secret TEXT NULL;

@@ -37,17 +37,19 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most pre-registrations one listing page returns.
 pub const MAX_PAGE: i64 = 200;
 
-/// Login attempts per source address.
+/// Requests per source address per minute (governor, keyed by IP); the mobile login
+/// and the portal's sign-in use it.
 #[derive(Debug)]
-pub(crate) struct SourceLimiter(DefaultKeyedRateLimiter<IpAddr>);
+pub struct SourceLimiter(DefaultKeyedRateLimiter<IpAddr>);
 
 impl SourceLimiter {
-    pub(crate) fn new(per_minute: u32) -> Self {
+    pub fn new(per_minute: u32) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
         Self(governor::RateLimiter::keyed(quota))
     }
 
-    fn check(&self, ip: IpAddr) -> Result<(), Error> {
+    /// `Err(TooManyRequests)` with the wait when `ip` is over its quota.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Error> {
         if self.0.len() > 100_000 {
             self.0.retain_recent();
         }

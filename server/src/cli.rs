@@ -157,6 +157,9 @@ pub enum AdminCommand {
     /// Employers (filers).
     #[command(subcommand)]
     Employer(EmployerCommand),
+    /// Employers' API tokens (for their payroll software).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Trusted certification authorities.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -169,6 +172,39 @@ pub enum AdminCommand {
     /// The forwarding outbox (filings still to be delivered or answered).
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Portal users (an employer's clerks and admins).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Invite a user: mails a single-use enrolment link (valid `portal.invitation_valid_secs`)
+    /// through the mail outbox. Inviting an active user again sends a fresh link.
+    Invite {
+        #[arg(long)]
+        employer: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: crate::portal::accounts::Role,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users (of one employer, or all).
+    List {
+        #[arg(long)]
+        employer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a user: no more sign-ins; their sessions end now.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +283,44 @@ pub enum EmployerCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create another API token for an employer; prints it (shown only this once).
+    /// Logged as `api-token.create`.
+    Create {
+        #[arg(long)]
+        employer: String,
+        /// What the token is for (1 to 100 characters), e.g. the payroll system.
+        #[arg(long)]
+        label: String,
+        /// Accept the token only from this address or CIDR block (repeat for more,
+        /// up to 32; e.g. 192.0.2.7, 10.0.0.0/8, 2001:db8::/32). Without it: any
+        /// address.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an employer's API tokens, newest first (revoked ones too; never secrets).
+    List {
+        #[arg(long)]
+        employer: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token (by its id, the part after `ivan_`): it stops working at
+    /// once. Logged as `api-token.revoke`.
+    Revoke {
+        #[arg(long)]
+        employer: String,
+        /// The token id (16 hex digits).
+        #[arg(long = "token", value_name = "TOKEN_ID")]
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Parses the command line, runs the command, and turns the outcome into an exit code
 /// with a one-line error on stderr.
 pub fn main() -> ExitCode {
@@ -312,6 +386,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }) => log_tail(&config, lines, follow, json).await,
         Command::Admin(AdminCommand::Employer(cmd)) => employer(&config, cmd).await,
+        Command::Admin(AdminCommand::Token(cmd)) => token(&config, cmd).await,
+        Command::Admin(AdminCommand::User(cmd)) => user(&config, cmd).await,
         Command::Admin(AdminCommand::Ca(CaCommand::Add { file, json })) => {
             trust_add(&config, TrustKind::Ca, &file, json).await
         }
@@ -536,6 +612,191 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
                         e.name
                     );
                 }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create {
+            employer,
+            label,
+            allow,
+            json,
+        } => {
+            let record = Record::open(config).await?;
+            let created = employers::create_token(
+                &record.ledger,
+                &SystemClock,
+                operator(),
+                &employer,
+                &label,
+                &allow,
+            )
+            .await;
+            record.close().await;
+            let created = created?;
+            if json {
+                println!("{}", to_json(&created));
+            } else {
+                println!("token id:      {}", created.id);
+                println!("employer id:   {}", created.employer_id);
+                println!("label:         {}", created.label);
+                println!("allowed from:  {}", allowed_from(&created.allowed_ips));
+                println!("api token:     {}", created.api_token);
+                println!("log entry:     {}", created.log_seq);
+                eprintln!("Store the API token now: it is not shown again.");
+            }
+        }
+        TokenCommand::List { employer, json } => {
+            let list = read_db(config, async |db| {
+                employers::list_tokens(db, &employer).await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!(
+                    "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  LABEL",
+                    "ID", "CREATED", "REVOKED", "CREATED BY", "ALLOWED FROM"
+                );
+                for t in list {
+                    println!(
+                        "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  {}",
+                        t.id,
+                        retention::ledger::format_time(&t.created_at),
+                        t.revoked_at
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), retention::ledger::format_time),
+                        t.created_by.as_deref().unwrap_or("-"),
+                        allowed_from(&t.allowed_ips),
+                        t.label.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke {
+            employer,
+            token,
+            json,
+        } => {
+            let record = Record::open(config).await?;
+            let revoked =
+                employers::revoke_token(&record.ledger, operator(), &employer, &token).await;
+            record.close().await;
+            let log_seq = revoked?;
+            if json {
+                println!(
+                    "{}",
+                    to_json(&serde_json::json!({
+                        "id": token, "employer_id": employer, "revoked": true, "log_seq": log_seq
+                    }))
+                );
+            } else {
+                println!("API token {token} of employer {employer} revoked (log entry {log_seq})");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token's allow-list for people: the blocks, or "any address".
+fn allowed_from(blocks: &[String]) -> String {
+    if blocks.is_empty() {
+        "any address".to_owned()
+    } else {
+        blocks.join(",")
+    }
+}
+
+async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
+    use crate::portal::accounts;
+    match cmd {
+        UserCommand::Invite {
+            employer,
+            email,
+            role,
+            json,
+        } => {
+            let origin = config.portal.origin(config.listen.port())?;
+            let valid = chrono::Duration::seconds(
+                i64::try_from(config.portal.invitation_valid_secs).unwrap_or(86_400),
+            );
+            let record = Record::open(config).await?;
+            let invited = accounts::invite(
+                &record.ledger,
+                &record.db,
+                &SystemClock,
+                operator(),
+                origin.as_str(),
+                &employer,
+                &email,
+                role,
+                valid,
+            )
+            .await;
+            record.close().await;
+            let invited = invited?;
+            if json {
+                println!("{}", to_json(&invited));
+            } else {
+                println!("user id:      {}", invited.user.id);
+                println!("email:        {}", invited.user.email);
+                println!("role:         {}", invited.user.role);
+                println!(
+                    "link valid:   until {}",
+                    retention::ledger::format_time(&invited.expires_at)
+                );
+                println!("log entry:    {}", invited.log_seq);
+                eprintln!(
+                    "The enrolment link is on its way through the mail outbox (portal {}).",
+                    origin
+                );
+            }
+        }
+        UserCommand::List { employer, json } => {
+            let users = read_db(config, async |db| {
+                accounts::list(db, employer.as_deref()).await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&users));
+            } else {
+                println!(
+                    "{:<36}  {:<36}  {:<6}  {:<8}  EMAIL",
+                    "ID", "EMPLOYER", "ROLE", "STATE"
+                );
+                for u in users {
+                    let state = if u.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<36}  {:<36}  {:<6}  {:<8}  {}",
+                        u.id, u.employer_id, u.role, state, u.email
+                    );
+                }
+            }
+        }
+        UserCommand::Revoke { user, json } => {
+            let record = Record::open(config).await?;
+            let done =
+                accounts::revoke(&record.ledger, operator(), &user, chrono::Utc::now()).await;
+            record.close().await;
+            let log_seq = done.map_err(|e| match e {
+                Error::Record(retention::Error::Conflict(m)) => Error::NotFound(m),
+                e => e,
+            })?;
+            if json {
+                println!(
+                    "{}",
+                    to_json(&serde_json::json!({"id": user, "revoked": true, "log_seq": log_seq}))
+                );
+            } else {
+                println!("user {user} revoked; their sessions have ended");
             }
         }
     }

@@ -52,6 +52,8 @@ pub struct Config {
     /// How SMS leave: `transport = "smpp" | "http_gateway" | "dev_outbox"`. Unset: the
     /// development outbox file `<data_dir>/sms-outbox.jsonl`.
     pub sms: Option<sms_adapter::SmsConfig>,
+    /// The employer portal (origin, session lifetimes).
+    pub portal: crate::portal::PortalConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +109,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             mobile: mobile_api::MobileConfig::default(),
             sms: None,
+            portal: crate::portal::PortalConfig::default(),
         }
     }
 }
@@ -211,6 +214,8 @@ impl Config {
             ));
         }
         self.mobile.validate().map_err(Error::Config)?;
+        self.portal
+            .validate(self.environment == Environment::Production)?;
         if self.environment == Environment::Production && self.sms_config().is_dev() {
             return Err(Error::Config(
                 "the SMS dev outbox is for development; production needs [sms] with \

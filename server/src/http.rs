@@ -10,7 +10,7 @@
 //! | `GET /.well-known/ivan/checkpoint-keys.json` | public key(s) that verify log checkpoints (Ed25519) |
 //! | `GET /api/v1/log/checkpoint` | the latest signed checkpoint of the transaction log |
 //!
-//! The employer API is in [`crate::api`].
+//! The employer API is in [`crate::api`], the portal's pages in [`crate::portal`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +44,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub intake: Intake,
     pub mobile: mobile_api::Mobile,
+    pub portal: crate::portal::Portal,
 }
 
 /// The whole application router.
@@ -70,6 +71,7 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
         )
         .merge(api)
         .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
+        .merge(crate::portal::router(&state.portal, intake))
         .fallback(not_found)
         .with_state(state)
         .layer(

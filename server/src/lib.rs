@@ -34,6 +34,7 @@ pub mod forwarding;
 pub mod http;
 pub mod intake;
 pub mod mail;
+pub mod portal;
 pub mod preregistrations;
 pub mod sandbox;
 pub mod serve;

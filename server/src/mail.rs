@@ -10,6 +10,12 @@
 //! (so "the employer was told" is evidence too); failures are retried with capped,
 //! jittered backoff and never dropped.
 //!
+//! A message that carries a secret (the enrolment link of a portal invitation,
+//! [`enqueue_with_secret`]) keeps it beside its body, which holds the placeholder
+//! [`SECRET_PLACEHOLDER`]: the secret goes into the message only as it is sent; the
+//! logged copy keeps the placeholder, and the secret is cleared from the outbox once
+//! sent. So the record never holds a live enrolment link.
+//!
 //! Transports ([`MailConfig::transport`]): `smtp` (lettre, with STARTTLS, implicit TLS
 //! or none, and optional credentials) and `file`, the development default, which
 //! appends each message to a file under the data dir. `environment = "production"`
@@ -137,6 +143,8 @@ pub enum Kind {
     Overdue,
     /// The daily list of pre-registrations past their deadline.
     PreregistrationDigest,
+    /// A portal user's enrolment link.
+    Invitation,
 }
 
 impl Kind {
@@ -146,6 +154,7 @@ impl Kind {
             Kind::Answer => "answer",
             Kind::Overdue => "overdue",
             Kind::PreregistrationDigest => "preregistration-digest",
+            Kind::Invitation => "invitation",
         }
     }
 }
@@ -203,6 +212,7 @@ fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
         Kind::PreregistrationDigest => {
             "Pre-registrations waiting for their registration form".to_owned()
         }
+        Kind::Invitation => "Your access to the ivan employer portal".to_owned(),
     };
     let body = format!(
         "{detail}\n\nMessage id: {submission_id}\nDetails: GET /api/v1/submissions/{submission_id}\n\n\
@@ -241,6 +251,48 @@ pub async fn enqueue_to_employer(
     Ok(())
 }
 
+/// Stands for a queued message's secret in its body (see [`enqueue_with_secret`]).
+pub const SECRET_PLACEHOLDER: &str = "{{secret}}";
+
+/// Queues a message to `recipient` whose body holds [`SECRET_PLACEHOLDER`] exactly
+/// once; `secret` replaces it when the message is sent (and only then). Inside the
+/// caller's transaction.
+pub async fn enqueue_with_secret(
+    conn: &mut DbConn<'_>,
+    kind: Kind,
+    recipient: &str,
+    body: &str,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    if body.matches(SECRET_PLACEHOLDER).count() != 1
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(retention::Error::Invalid(
+            "a secret-bearing mail needs one placeholder and a URL-safe secret".into(),
+        ));
+    }
+    let (subject, _) = text(kind, "", "");
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO mail_outbox (id, kind, recipient, subject, body, secret, submission_id, \
+             created_at, due_at, attempts) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7, 0)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind.as_str())
+        .bind(recipient)
+        .bind(&subject)
+        .bind(body)
+        .bind(secret)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
 /// One claimed mail.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Claimed {
@@ -248,7 +300,16 @@ struct Claimed {
     recipient: String,
     subject: String,
     body: String,
+    secret: Option<String>,
     attempts: i64,
+}
+
+/// A message ready to leave: the bytes to send and the bytes to log (the same, but
+/// with the secret left as its placeholder).
+struct Outgoing {
+    envelope: lettre::address::Envelope,
+    sent: Vec<u8>,
+    logged: Vec<u8>,
 }
 
 /// How mail leaves.
@@ -369,7 +430,7 @@ impl Mailer {
         let rows: Vec<Claimed> = retention::queue::claim(
             &self.db,
             QUEUE,
-            "id, recipient, subject, body, attempts",
+            "id, recipient, subject, body, secret, attempts",
             &self.owner,
             now,
             lease_until,
@@ -384,19 +445,19 @@ impl Mailer {
     }
 
     async fn send(&self, row: Claimed) -> Result<(), Error> {
-        let message = match self.build(&row) {
+        let out = match self.build(&row) {
             Ok(m) => m,
             Err(reason) => return self.retry(&row, &reason).await,
         };
-        let bytes = message.formatted();
         let sent = match &self.sender {
-            Sender::File(path) => append_to_file(path, &bytes).map_err(|e| e.to_string()),
+            Sender::File(path) => append_to_file(path, &out.sent).map_err(|e| e.to_string()),
             Sender::Smtp(smtp) => smtp
-                .send(message)
+                .send_raw(&out.envelope, &out.sent)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
         };
+        let bytes = out.logged;
         match sent {
             Ok(()) => {
                 let (id, owner) = (row.id.clone(), self.owner.to_string());
@@ -406,7 +467,7 @@ impl Mailer {
                         on_conn!(&mut conn, c => {
                             sqlx::query(
                                 "UPDATE mail_outbox SET sent_at = $1, lease_owner = NULL, \
-                                 lease_until = NULL, last_error = NULL \
+                                 lease_until = NULL, last_error = NULL, secret = NULL \
                                  WHERE id = $2 AND lease_owner = $3",
                             )
                             .bind(at)
@@ -440,18 +501,36 @@ impl Mailer {
         }
     }
 
-    fn build(&self, row: &Claimed) -> Result<Message, String> {
+    fn build(&self, row: &Claimed) -> Result<Outgoing, String> {
         let to: Mailbox = row
             .recipient
             .parse()
             .map_err(|e| format!("recipient {:?}: {e}", row.recipient))?;
-        Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(row.subject.clone())
-            .header(ContentType::TEXT_PLAIN)
-            .body(row.body.clone())
-            .map_err(|e| e.to_string())
+        // One date and message id, so the logged copy of a secret-bearing message
+        // is the sent one with only the secret left out.
+        let date = std::time::SystemTime::now();
+        let message_id = format!("<{}@{}>", row.id, self.from.email.domain());
+        let message = |body: String| {
+            Message::builder()
+                .from(self.from.clone())
+                .to(to.clone())
+                .subject(row.subject.clone())
+                .date(date)
+                .message_id(Some(message_id.clone()))
+                .header(ContentType::TEXT_PLAIN)
+                .body(body)
+                .map_err(|e| e.to_string())
+        };
+        let logged = message(row.body.clone())?;
+        let sent = match &row.secret {
+            None => logged.clone(),
+            Some(secret) => message(row.body.replacen(SECRET_PLACEHOLDER, secret, 1))?,
+        };
+        Ok(Outgoing {
+            envelope: sent.envelope().clone(),
+            sent: sent.formatted(),
+            logged: logged.formatted(),
+        })
     }
 
     async fn retry(&self, row: &Claimed, reason: &str) -> Result<(), Error> {

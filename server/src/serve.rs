@@ -147,6 +147,8 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let sms_worker = mobile.sms_worker(sms_sender.clone()).start();
     let sweeper = crate::preregistrations::start_sweeper(mobile.clone());
+    let portal = crate::portal::Portal::new(&config.portal, addr.port())?;
+    tracing::info!(origin = %portal.origin, "portal");
     let state = AppState {
         db: db.clone(),
         originals: originals.clone(),
@@ -154,6 +156,7 @@ pub async fn serve(config: Config) -> Result<()> {
         metrics,
         intake,
         mobile,
+        portal,
     };
     let app = router(state, &config.http, &config.intake);
     tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");

@@ -390,22 +390,42 @@ async fn find_one(
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub status: Option<String>,
+    pub document_type: Option<String>,
+    /// Document numbers starting with this (letters and digits only).
+    pub number_prefix: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// Continue after this message id (ids are time-ordered UUIDv7).
+    /// Continue after this message id (ids are time-ordered UUIDv7), oldest first.
     pub after: Option<String>,
+    /// Newest first, continuing before this message id (if any).
+    pub newest_first: bool,
+    pub before: Option<String>,
     pub limit: i64,
 }
 
-/// The employer's submissions, oldest first, after `filter.after`.
+/// The employer's submissions matching `filter`: oldest first after `filter.after`,
+/// or newest first before `filter.before`.
 pub async fn list(db: &Db, employer_id: &str, filter: &Filter) -> Result<Vec<Submission>, Error> {
+    if filter
+        .number_prefix
+        .as_deref()
+        .is_some_and(|p| !p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(Error::Invalid(
+            "a document number has only letters and digits".into(),
+        ));
+    }
+    let order = if filter.newest_first { "DESC" } else { "ASC" };
     let sql = format!(
         "SELECT {COLUMNS} FROM submissions WHERE employer_id = $1 \
          AND ($2 IS NULL OR status = $2) \
          AND ($3 IS NULL OR received_at >= $3) \
          AND ($4 IS NULL OR received_at < $4) \
          AND ($5 IS NULL OR id > $5) \
-         ORDER BY id LIMIT $6"
+         AND ($7 IS NULL OR document_type = $7) \
+         AND ($8 IS NULL OR document_number LIKE $8 || '%') \
+         AND ($9 IS NULL OR id < $9) \
+         ORDER BY id {order} LIMIT $6"
     );
     Ok(on_pool!(db, pool => {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -415,6 +435,9 @@ pub async fn list(db: &Db, employer_id: &str, filter: &Filter) -> Result<Vec<Sub
             .bind(filter.to)
             .bind(&filter.after)
             .bind(filter.limit)
+            .bind(&filter.document_type)
+            .bind(&filter.number_prefix)
+            .bind(&filter.before)
             .fetch_all(pool)
             .await
             .map_err(retention::Error::from)?

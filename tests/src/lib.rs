@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod filing;
 
 use std::path::{Path, PathBuf};
@@ -124,9 +125,15 @@ impl Instance {
     }
 
     pub async fn serve_with(&self, extra_env: &[(&str, &str)]) -> Server {
+        self.serve_on("127.0.0.1:0", extra_env).await
+    }
+
+    /// `ivan serve` listening on `listen` (for tests that must know the port
+    /// before the server starts, e.g. for links the CLI mails).
+    pub async fn serve_on(&self, listen: &str, extra_env: &[(&str, &str)]) -> Server {
         let log_path = self.dir.path().join(format!("serve-{}.log", uuid_like()));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = self.command(&["serve", "--listen", listen]);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -337,6 +344,15 @@ macro_rules! e2e_tests {
             }
         }
     )*};
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `ivan sandbox-authority`: the authority peer, in its own process.

@@ -1,6 +1,9 @@
 //! The employer API (`/api/v1/submissions…`), authenticated with an API token
 //! (`Authorization: Bearer ivan_…`). An employer sees only its own submissions:
-//! another employer's ids answer `404`, exactly like ids that do not exist.
+//! another employer's ids answer `404`, exactly like ids that do not exist. A token
+//! created with an IP allow-list (`ivan admin token create --allow CIDR`) is accepted
+//! only from a TCP peer inside one of its blocks; from anywhere else (or when the
+//! peer is unknown) it answers `401`, like a bad token.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -145,9 +148,17 @@ impl FromRequestParts<AppState> for Authenticated {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let caller = match token {
-            Some(t) => employers::authenticate(&state.db, t)
-                .await
-                .map_err(IntoResponse::into_response)?,
+            Some(t) => {
+                // The TCP peer (`serve` adds it); unknown when absent, which an
+                // allow-listed token does not pass.
+                let peer = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|ci| ci.0.ip());
+                employers::authenticate(&state.db, t, peer)
+                    .await
+                    .map_err(IntoResponse::into_response)?
+            }
             None => None,
         };
         caller.map(Authenticated).ok_or_else(|| {
@@ -328,6 +339,7 @@ async fn list(
         to: q.to,
         after: q.after,
         limit: limit + 1,
+        ..Filter::default()
     };
     let mut rows = submissions::list(&state.db, &caller.employer_id, &filter).await?;
     let next = retention::db::next_page(&mut rows, limit, |s| s.id.clone());
@@ -382,7 +394,11 @@ async fn original(
 }
 
 /// An original from the store, byte-exact, with its media type and its hash as ETag.
-async fn stored_bytes(state: &AppState, sha256: &str, media_type: String) -> Result<Response> {
+pub(crate) async fn stored_bytes(
+    state: &AppState,
+    sha256: &str,
+    media_type: String,
+) -> Result<Response> {
     let hash = Sha256Hex::parse(sha256)
         .ok_or_else(|| Error::Invalid(format!("stored hash {sha256:?} is malformed")))?;
     let bytes = state.originals.get(&hash).await?;

@@ -39,4 +39,4 @@ mod pipeline;
 #[cfg(test)]
 mod signature_tests;
 
-pub use pipeline::{Intake, IntakeConfig, Outcome, Problem, Refused, SubmitError};
+pub use pipeline::{Intake, IntakeConfig, Outcome, Preview, Problem, Refused, SubmitError};

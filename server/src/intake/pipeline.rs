@@ -81,7 +81,7 @@ pub enum Outcome {
 }
 
 /// One entry of a refusal's `errors` (or `warnings`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     pub code: String,
     pub message: String,
@@ -165,6 +165,41 @@ pub struct Intake {
 /// Budget units are KiB, so a semaphore's permit count holds any sane budget.
 const UNIT: usize = 1024;
 
+/// What intake concluded before recording anything.
+enum Verdict {
+    /// These bytes were accepted before.
+    Repeated(Box<Submission>),
+    Refuse {
+        status: StatusCode,
+        errors: Vec<Problem>,
+        warnings: Vec<Problem>,
+    },
+    Accept(Box<Ready>),
+}
+
+/// A filing that passed every check.
+struct Ready {
+    checked: Checked,
+    fingerprint: String,
+    crl_sha256: Option<String>,
+    warnings: Vec<Problem>,
+}
+
+/// What the portal shows before an upload is approved: the result of the same
+/// checks as a submission, with nothing stored and nothing logged.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub sha256: String,
+    /// The document type, when the document passed every check.
+    pub document_type: Option<String>,
+    /// The HTTP status the API would answer (200: it would be accepted).
+    pub status: StatusCode,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    /// These bytes were accepted before, as this submission.
+    pub repeated: Option<Submission>,
+}
+
 struct Analysis {
     inspected: Inspected,
     checked: Checked,
@@ -222,78 +257,69 @@ impl Intake {
         self.clock.as_ref()
     }
 
-    /// Takes one filing from an authenticated caller.
-    pub async fn submit(
+    /// Steps 1–5: everything intake checks before it records anything.
+    async fn evaluate(
         &self,
         caller: &Caller,
         content_type: Option<&str>,
         idempotency_key: Option<&str>,
-        body: Bytes,
-    ) -> Result<Outcome, SubmitError> {
-        let sha = Sha256Hex::of(&body);
-        let sha = sha.as_str();
+        body: &Bytes,
+        sha: &str,
+    ) -> Result<Verdict, Error> {
         let employer = caller.employer_id.as_str();
         if let Some(first) = submissions::find_by_sha256(&self.db, employer, sha).await? {
-            return Ok(Outcome::Repeated(first));
+            return Ok(Verdict::Repeated(Box::new(first)));
         }
         if let Some(key) = idempotency_key {
             if key.is_empty()
                 || key.len() > 255
                 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
             {
-                return Err(self
-                    .refuse(
-                        caller,
-                        sha,
-                        StatusCode::BAD_REQUEST,
-                        vec![Problem {
-                            code: "request.idempotency-key".into(),
-                            message: "Idempotency-Key must be 1 to 255 printable ASCII characters"
-                                .into(),
-                            location: "header Idempotency-Key".into(),
-                        }],
-                        vec![],
-                    )
-                    .await);
+                return Ok(Verdict::Refuse {
+                    status: StatusCode::BAD_REQUEST,
+                    errors: vec![Problem {
+                        code: "request.idempotency-key".into(),
+                        message: "Idempotency-Key must be 1 to 255 printable ASCII characters"
+                            .into(),
+                        location: "header Idempotency-Key".into(),
+                    }],
+                    warnings: vec![],
+                });
             }
             if let Some(first) =
                 submissions::find_by_idempotency_key(&self.db, employer, key).await?
             {
-                return Err(self.idempotency_conflict(caller, sha, &first).await);
+                return Ok(Verdict::Refuse {
+                    status: StatusCode::CONFLICT,
+                    errors: vec![idempotency_conflict(&first)],
+                    warnings: vec![],
+                });
             }
         }
         if !is_xml(content_type) {
-            return Err(self
-                .refuse(
-                    caller,
-                    sha,
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    vec![Problem {
-                        code: "request.content-type".into(),
-                        message: format!(
-                            "Content-Type must be application/xml, not {}",
-                            content_type.unwrap_or("(none)")
-                        ),
-                        location: "header Content-Type".into(),
-                    }],
-                    vec![],
-                )
-                .await);
+            return Ok(Verdict::Refuse {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                errors: vec![Problem {
+                    code: "request.content-type".into(),
+                    message: format!(
+                        "Content-Type must be application/xml, not {}",
+                        content_type.unwrap_or("(none)")
+                    ),
+                    location: "header Content-Type".into(),
+                }],
+                warnings: vec![],
+            });
         }
 
         let now = self.clock.now();
-        let analysis = match self.analyse(caller, &body, now).await? {
+        let analysis = match self.analyse(caller, body, now).await? {
             Ok(a) => a,
             Err(errors) => {
-                return Err(self
-                    .refuse(
-                        caller,
-                        sha,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        errors,
-                        vec![],
-                    )
-                    .await);
+                return Ok(Verdict::Refuse {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    errors,
+                    warnings: vec![],
+                });
             }
         };
 
@@ -317,15 +343,11 @@ impl Intake {
             }),
         };
         if let Err(p) = registered {
-            return Err(self
-                .refuse(
-                    caller,
-                    sha,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    vec![p],
-                    vec![],
-                )
-                .await);
+            return Ok(Verdict::Refuse {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                errors: vec![p],
+                warnings: vec![],
+            });
         }
         let snapshot = self.trust.get().await?;
         let policy = Policy {
@@ -349,15 +371,11 @@ impl Intake {
                     message: r.message,
                     location: "/ds:Signature/ds:KeyInfo".into(),
                 };
-                return Err(self
-                    .refuse(
-                        caller,
-                        sha,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        vec![p],
-                        vec![],
-                    )
-                    .await);
+                return Ok(Verdict::Refuse {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    errors: vec![p],
+                    warnings: vec![],
+                });
             }
         };
 
@@ -370,15 +388,11 @@ impl Intake {
         let warnings: Vec<Problem> = warnings.into_iter().map(Problem::from).collect();
         if !errors.is_empty() {
             let errors = errors.into_iter().map(Problem::from).collect();
-            return Err(self
-                .refuse(
-                    caller,
-                    sha,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    errors,
-                    warnings,
-                )
-                .await);
+            return Ok(Verdict::Refuse {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+                warnings,
+            });
         }
         if let Some(reference) = &checked.sender_reference
             && let Some(first) =
@@ -392,11 +406,92 @@ impl Intake {
                 ),
                 location: "sender reference".into(),
             };
-            return Err(self
-                .refuse(caller, sha, StatusCode::CONFLICT, vec![p], vec![])
-                .await);
+            return Ok(Verdict::Refuse {
+                status: StatusCode::CONFLICT,
+                errors: vec![p],
+                warnings: vec![],
+            });
         }
 
+        Ok(Verdict::Accept(Box::new(Ready {
+            checked,
+            fingerprint,
+            crl_sha256: accepted.crl_sha256,
+            warnings,
+        })))
+    }
+
+    /// Runs the checks of [`Intake::submit`] on a document without recording
+    /// anything: the portal shows this before the user approves the upload.
+    pub async fn check(&self, caller: &Caller, body: &Bytes) -> Result<Preview, Error> {
+        let sha = Sha256Hex::of(body);
+        let verdict = self
+            .evaluate(caller, Some("application/xml"), None, body, sha.as_str())
+            .await?;
+        let sha256 = sha.as_str().to_owned();
+        Ok(match verdict {
+            Verdict::Repeated(first) => Preview {
+                sha256,
+                document_type: Some(first.document_type.clone()),
+                status: StatusCode::OK,
+                errors: vec![],
+                warnings: vec![],
+                repeated: Some(*first),
+            },
+            Verdict::Refuse {
+                status,
+                errors,
+                warnings,
+            } => Preview {
+                sha256,
+                document_type: None,
+                status,
+                errors,
+                warnings,
+                repeated: None,
+            },
+            Verdict::Accept(ready) => Preview {
+                sha256,
+                document_type: Some(ready.checked.document_type.code().to_owned()),
+                status: StatusCode::OK,
+                errors: vec![],
+                warnings: ready.warnings,
+                repeated: None,
+            },
+        })
+    }
+
+    /// Takes one filing from an authenticated caller.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        content_type: Option<&str>,
+        idempotency_key: Option<&str>,
+        body: Bytes,
+    ) -> Result<Outcome, SubmitError> {
+        let sha = Sha256Hex::of(&body);
+        let sha = sha.as_str();
+        let employer = caller.employer_id.as_str();
+        let ready = match self
+            .evaluate(caller, content_type, idempotency_key, &body, sha)
+            .await?
+        {
+            Verdict::Repeated(first) => return Ok(Outcome::Repeated(*first)),
+            Verdict::Refuse {
+                status,
+                errors,
+                warnings,
+            } => {
+                return Err(self.refuse(caller, sha, status, errors, warnings).await);
+            }
+            Verdict::Accept(ready) => *ready,
+        };
+        let Ready {
+            checked,
+            fingerprint,
+            crl_sha256,
+            warnings,
+        } = ready;
         let accepting = Accepting {
             id: retention::MessageId::new().to_string(),
             employer_id: caller.employer_id.clone(),
@@ -411,7 +506,7 @@ impl Intake {
             sender_reference: checked.sender_reference.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
             signer_fingerprint: Some(fingerprint),
-            crl_sha256: accepted.crl_sha256,
+            crl_sha256,
             warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
             hold_window: chrono::Duration::seconds(
                 i64::try_from(self.config.hold_window_secs).unwrap_or(i64::MAX / 1000),
@@ -444,7 +539,10 @@ impl Intake {
                     && let Some(first) =
                         submissions::find_by_idempotency_key(&self.db, employer, key).await?
                 {
-                    return Err(self.idempotency_conflict(caller, sha, &first).await);
+                    let errors = vec![idempotency_conflict(&first)];
+                    return Err(self
+                        .refuse(caller, sha, StatusCode::CONFLICT, errors, vec![])
+                        .await);
                 }
                 Err(SubmitError::Internal(Error::Record(e)))
             }
@@ -498,24 +596,6 @@ impl Intake {
         u32::try_from((self.config.analysis_budget_bytes / UNIT).max(1)).unwrap_or(u32::MAX)
     }
 
-    async fn idempotency_conflict(
-        &self,
-        caller: &Caller,
-        sha: &str,
-        first: &Submission,
-    ) -> SubmitError {
-        let p = Problem {
-            code: "idempotency-key.conflict".into(),
-            message: format!(
-                "this Idempotency-Key was used for submission {} with other content",
-                first.id
-            ),
-            location: "header Idempotency-Key".into(),
-        };
-        self.refuse(caller, sha, StatusCode::CONFLICT, vec![p], vec![])
-            .await
-    }
-
     /// Logs a refusal and builds its answer. If even the log entry cannot be
     /// written, the caller gets a 503 rather than an unlogged refusal.
     async fn refuse(
@@ -552,6 +632,17 @@ impl Intake {
             Ok(_) => SubmitError::Refused(Refused { status, body }),
             Err(e) => SubmitError::Internal(e),
         }
+    }
+}
+
+fn idempotency_conflict(first: &Submission) -> Problem {
+    Problem {
+        code: "idempotency-key.conflict".into(),
+        message: format!(
+            "this Idempotency-Key was used for submission {} with other content",
+            first.id
+        ),
+        location: "header Idempotency-Key".into(),
     }
 }
 

@@ -1,0 +1,615 @@
+//! Portal users, their enrolment invitations and their passkeys.
+//!
+//! The operator invites a user (`ivan admin user invite`): the user row, a
+//! single-use invitation (only the SHA-256 of its secret is kept) and the mail with
+//! the enrolment link are written in one transaction with the `user.invite` log entry.
+//! The link registers the user's first passkey (`user.enrol`); a signed-in user may add
+//! more (`user.passkey-add`) and remove any but the last (`user.passkey-remove`). The
+//! operator can revoke a user (`user.revoke`), which ends their sessions at once.
+//! Inviting an active user again sends a fresh link (for a user who lost every
+//! passkey); earlier unused links of that user stop working.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use retention::keys::os_random;
+use retention::ledger::{NewEntry, Work};
+use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, Sha256Hex, on_conn, on_pool};
+use serde::{Deserialize, Serialize};
+use webauthn_rs::prelude::Passkey;
+
+use crate::Error;
+use crate::mail;
+
+/// What a user may do: an `admin` also manages phone accesses and API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Clerk,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Clerk => "clerk",
+        }
+    }
+}
+
+/// A portal user.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub employer_id: String,
+    pub email: String,
+    pub role: String,
+    #[serde(skip)]
+    pub webauthn_handle: String,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin.as_str()
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.id.clone())
+    }
+}
+
+const USER_COLUMNS: &str = "id, employer_id, email, role, webauthn_handle, created_at, revoked_at";
+
+/// What `invite` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invited {
+    pub user: User,
+    pub invitation_id: String,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    pub expires_at: DateTime<Utc>,
+    pub log_seq: i64,
+}
+
+/// Records `action` on `subject` with a JSON payload, and `work` in the same
+/// transaction.
+async fn record(
+    ledger: &Ledger,
+    actor: Actor,
+    action: &str,
+    subject: String,
+    payload: serde_json::Value,
+    work: Work,
+) -> Result<Appended, Error> {
+    Ok(ledger
+        .append_with(
+            NewEntry {
+                actor,
+                action: action.into(),
+                subject,
+                payload: Some(Payload {
+                    bytes: Bytes::from(payload.to_string()),
+                    media_type: "application/json".into(),
+                }),
+            },
+            work,
+        )
+        .await?)
+}
+
+/// Invites `email` to the employer's portal with `role`; the enrolment link (under
+/// `portal_origin`) is mailed through the outbox and valid for `valid`.
+#[allow(clippy::too_many_arguments)]
+pub async fn invite(
+    ledger: &Ledger,
+    db: &Db,
+    clock: &dyn Clock,
+    actor: Actor,
+    portal_origin: &str,
+    employer_id: &str,
+    email: &str,
+    role: Role,
+    valid: Duration,
+) -> Result<Invited, Error> {
+    let email = mail::parse_address(email)?.to_ascii_lowercase();
+    let employer_exists: Option<String> = on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT id FROM employers WHERE id = $1")
+            .bind(employer_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(retention::Error::from)?
+    });
+    if employer_exists.is_none() {
+        return Err(Error::NotFound(format!("no employer {employer_id}")));
+    }
+    let now = clock.now();
+    let existing = on_pool!(db, pool => {
+        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE employer_id = $1 AND email = $2 AND revoked_at IS NULL"
+        )))
+        .bind(employer_id)
+        .bind(&email)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    let (user, is_new) = match existing {
+        Some(u) if u.role != role.as_str() => {
+            return Err(Error::Conflict(format!(
+                "{email} is already a user of this employer, as {}; revoke it first to change the role",
+                u.role
+            )));
+        }
+        Some(u) => (u, false),
+        None => (
+            User {
+                id: uuid::Uuid::now_v7().to_string(),
+                employer_id: employer_id.to_owned(),
+                email: email.clone(),
+                role: role.as_str().to_owned(),
+                webauthn_handle: uuid::Uuid::new_v4().to_string(),
+                created_at: now,
+                revoked_at: None,
+            },
+            true,
+        ),
+    };
+    let invitation_id = hex::encode(os_random::<8>()?);
+    let secret = URL_SAFE_NO_PAD.encode(os_random::<32>()?);
+    let expires_at = now + valid;
+    let body = format!(
+        "You are invited to the ivan employer portal as {role} ({email}).\n\n\
+         Open this link on the device that will hold your passkey, before {expires}:\n\n\
+         {origin}/portal/enrol?token={invitation_id}.{placeholder}\n\n\
+         The link works once. If you did not expect this message, ignore it.\n",
+        role = role.as_str(),
+        expires = retention::ledger::format_time(&expires_at),
+        origin = portal_origin.trim_end_matches('/'),
+        placeholder = mail::SECRET_PLACEHOLDER,
+    );
+    let payload = serde_json::json!({
+        "user_id": user.id,
+        "employer_id": employer_id,
+        "email": email,
+        "role": role.as_str(),
+        "invitation_id": invitation_id,
+        "expires_at": retention::ledger::format_time(&expires_at),
+        "new_user": is_new,
+    });
+    let (row, iid, hash) = (
+        user.clone(),
+        invitation_id.clone(),
+        Sha256Hex::of(secret.as_bytes()),
+    );
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+        Box::pin(async move {
+            if is_new {
+                let inserted = on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "INSERT INTO users (id, employer_id, email, role, webauthn_handle, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&row.id)
+                    .bind(&row.employer_id)
+                    .bind(&row.email)
+                    .bind(&row.role)
+                    .bind(&row.webauthn_handle)
+                    .bind(row.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map(drop)
+                });
+                if let Err(sqlx::Error::Database(e)) = &inserted
+                    && e.is_unique_violation()
+                {
+                    return Err(retention::Error::Conflict(format!(
+                        "{} was invited at the same moment; try again",
+                        row.email
+                    )));
+                }
+                inserted?;
+            }
+            on_conn!(&mut conn, c => {
+                // Earlier unused links of this user stop working.
+                sqlx::query(
+                    "UPDATE user_invitations SET expires_at = $1 WHERE user_id = $2 \
+                     AND used_at IS NULL AND expires_at > $1",
+                )
+                .bind(now)
+                .bind(&row.id)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO user_invitations (id, user_id, secret_sha256, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&iid)
+                .bind(&row.id)
+                .bind(hash.as_str())
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *c)
+                .await?;
+            });
+            mail::enqueue_with_secret(
+                &mut conn,
+                mail::Kind::Invitation,
+                &row.email,
+                &body,
+                &secret,
+                now,
+            )
+            .await
+        })
+    });
+    let appended = record(
+        ledger,
+        actor,
+        "user.invite",
+        format!("user:{}", user.id),
+        payload,
+        work,
+    )
+    .await?;
+    Ok(Invited {
+        user,
+        invitation_id,
+        expires_at,
+        log_seq: appended.seq,
+    })
+}
+
+/// The user and invitation an enrolment token (`<invitation id>.<secret>`) stands
+/// for, if it is whole, unused, unexpired and its user active. `None` otherwise —
+/// the page says only that the link is not valid.
+pub async fn invitation(
+    db: &Db,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(User, String)>, Error> {
+    let Some((id, secret)) = token.split_once('.').filter(|(id, s)| {
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !s.is_empty()
+    }) else {
+        return Ok(None);
+    };
+    let row: Option<(String, String, DateTime<Utc>)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT user_id, secret_sha256, expires_at FROM user_invitations \
+             WHERE id = $1 AND used_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    let Some((user_id, stored, expires_at)) = row else {
+        return Ok(None);
+    };
+    if !constant_time_eq(
+        stored.as_bytes(),
+        Sha256Hex::of(secret.as_bytes()).as_str().as_bytes(),
+    ) || expires_at <= now
+    {
+        return Ok(None);
+    }
+    Ok(user(db, &user_id).await?.map(|u| (u, id.to_owned())))
+}
+
+/// Compares without an early exit, so timing says nothing about where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An active user by id.
+pub async fn user(db: &Db, id: &str) -> Result<Option<User>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND revoked_at IS NULL"
+        )))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
+}
+
+/// An active user by WebAuthn user handle.
+pub async fn user_by_handle(db: &Db, handle: &uuid::Uuid) -> Result<Option<User>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE webauthn_handle = $1 AND revoked_at IS NULL"
+        )))
+        .bind(handle.to_string())
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
+}
+
+/// Users, optionally of one employer, oldest first.
+pub async fn list(db: &Db, employer_id: Option<&str>) -> Result<Vec<User>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE ($1 IS NULL OR employer_id = $1) ORDER BY id"
+        )))
+        .bind(employer_id)
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
+}
+
+/// Revokes a user: no more sign-ins, and their sessions end now.
+pub async fn revoke(
+    ledger: &Ledger,
+    actor: Actor,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<i64, Error> {
+    let id = user_id.to_owned();
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+        Box::pin(async move {
+            let n = on_conn!(&mut conn, c => {
+                let n = sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                sqlx::query("UPDATE portal_sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?;
+                n
+            });
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(retention::Error::Conflict(format!("no active user {id}")))
+            }
+        })
+    });
+    let appended = record(
+        ledger,
+        actor,
+        "user.revoke",
+        format!("user:{user_id}"),
+        serde_json::json!({ "user_id": user_id }),
+        work,
+    )
+    .await?;
+    Ok(appended.seq)
+}
+
+/// A registered passkey.
+#[derive(Debug, Clone)]
+pub struct StoredPasskey {
+    /// The credential id, base64url.
+    pub id: String,
+    pub name: String,
+    pub passkey: Passkey,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A credential id as stored (base64url, no padding).
+pub fn credential_id(raw: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+type PasskeyRow = (String, String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+fn stored(row: PasskeyRow) -> Result<StoredPasskey, Error> {
+    let (id, name, json, created_at, last_used_at) = row;
+    let passkey = serde_json::from_str(&json)
+        .map_err(|e| Error::Invalid(format!("stored passkey {id} is unreadable: {e}")))?;
+    Ok(StoredPasskey {
+        id,
+        name,
+        passkey,
+        created_at,
+        last_used_at,
+    })
+}
+
+/// A user's passkeys, oldest first.
+pub async fn passkeys(db: &Db, user_id: &str) -> Result<Vec<StoredPasskey>, Error> {
+    let rows: Vec<PasskeyRow> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT id, name, passkey, created_at, last_used_at FROM passkeys \
+             WHERE user_id = $1 AND removed_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    rows.into_iter().map(stored).collect()
+}
+
+/// One of the user's passkeys by credential id.
+pub async fn passkey(
+    db: &Db,
+    user_id: &str,
+    credential: &str,
+) -> Result<Option<StoredPasskey>, Error> {
+    let row: Option<PasskeyRow> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT id, name, passkey, created_at, last_used_at FROM passkeys \
+             WHERE id = $1 AND user_id = $2 AND removed_at IS NULL",
+        )
+        .bind(credential)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    row.map(stored).transpose()
+}
+
+/// Notes a passkey's use (and its new signature counter, if it has one).
+pub async fn passkey_used(db: &Db, key: &StoredPasskey, now: DateTime<Utc>) -> Result<(), Error> {
+    let json = serde_json::to_string(&key.passkey).map_err(|e| Error::Invalid(e.to_string()))?;
+    on_pool!(db, pool => {
+        sqlx::query("UPDATE passkeys SET passkey = $1, last_used_at = $2 WHERE id = $3")
+            .bind(&json)
+            .bind(now)
+            .bind(&key.id)
+            .execute(pool)
+            .await
+            .map_err(retention::Error::from)?;
+    });
+    Ok(())
+}
+
+fn passkey_name(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "a passkey's name must be 1 to 60 characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Registers a passkey: the first one from an invitation (`invitation` is consumed in
+/// the same transaction), or another one of a signed-in user.
+pub async fn add_passkey(
+    ledger: &Ledger,
+    user: &User,
+    invitation: Option<&str>,
+    passkey: &Passkey,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<String, Error> {
+    let name = passkey_name(name)?;
+    let id = credential_id(passkey.cred_id().as_ref());
+    let json = serde_json::to_string(passkey).map_err(|e| Error::Invalid(e.to_string()))?;
+    let action = if invitation.is_some() {
+        "user.enrol"
+    } else {
+        "user.passkey-add"
+    };
+    let payload = serde_json::json!({
+        "user_id": user.id,
+        "passkey_id": id,
+        "name": name,
+        "invitation_id": invitation,
+    });
+    let (uid, pid, inv) = (user.id.clone(), id.clone(), invitation.map(str::to_owned));
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+        Box::pin(async move {
+            if let Some(inv) = inv {
+                let n = on_conn!(&mut conn, c => {
+                    sqlx::query(
+                        "UPDATE user_invitations SET used_at = $1 WHERE id = $2 AND user_id = $3 \
+                         AND used_at IS NULL AND expires_at > $1",
+                    )
+                    .bind(now)
+                    .bind(&inv)
+                    .bind(&uid)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+                });
+                if n != 1 {
+                    return Err(retention::Error::Conflict(
+                        "this enrolment link has been used or has expired".into(),
+                    ));
+                }
+            }
+            let inserted = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "INSERT INTO passkeys (id, user_id, name, passkey, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&pid)
+                .bind(&uid)
+                .bind(&name)
+                .bind(&json)
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map(drop)
+            });
+            if let Err(sqlx::Error::Database(e)) = &inserted
+                && e.is_unique_violation()
+            {
+                return Err(retention::Error::Conflict(
+                    "this passkey is already registered".into(),
+                ));
+            }
+            Ok(inserted?)
+        })
+    });
+    record(
+        ledger,
+        user.actor(),
+        action,
+        format!("user:{}", user.id),
+        payload,
+        work,
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Removes one of the user's passkeys; never the last one.
+pub async fn remove_passkey(
+    ledger: &Ledger,
+    user: &User,
+    passkey_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let (uid, pid) = (user.id.clone(), passkey_id.to_owned());
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+        Box::pin(async move {
+            let (exists, n) = on_conn!(&mut conn, c => {
+                let exists: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM passkeys WHERE id = $1 AND user_id = $2 AND removed_at IS NULL",
+                )
+                .bind(&pid)
+                .bind(&uid)
+                .fetch_optional(&mut *c)
+                .await?;
+                let n = sqlx::query(
+                    "UPDATE passkeys SET removed_at = $1 WHERE id = $2 AND user_id = $3 \
+                     AND removed_at IS NULL AND \
+                     (SELECT COUNT(*) FROM passkeys WHERE user_id = $3 AND removed_at IS NULL) > 1",
+                )
+                .bind(now)
+                .bind(&pid)
+                .bind(&uid)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                (exists, n)
+            });
+            match (exists, n) {
+                (None, _) => Err(retention::Error::Invalid(format!("no passkey {pid}"))),
+                (Some(_), 0) => Err(retention::Error::Conflict(
+                    "this is your last passkey: add another one before removing it".into(),
+                )),
+                _ => Ok(()),
+            }
+        })
+    });
+    match record(
+        ledger,
+        user.actor(),
+        "user.passkey-remove",
+        format!("user:{}", user.id),
+        serde_json::json!({ "user_id": user.id, "passkey_id": passkey_id }),
+        work,
+    )
+    .await
+    {
+        Err(Error::Record(retention::Error::Invalid(m))) => Err(Error::NotFound(m)),
+        other => other.map(drop),
+    }
+}

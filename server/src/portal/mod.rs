@@ -1,0 +1,277 @@
+//! The employer portal: server-rendered pages for an employer's clerks and admins,
+//! signed in with passkeys (WebAuthn).
+//!
+//! * [`accounts`]: users (invited by the operator, `admin` or `clerk`), enrolment
+//!   invitations (single use, 24 h, sent through the mail outbox) and passkeys.
+//! * [`ceremony`]: WebAuthn ceremonies in progress, kept server-side and single use;
+//!   a step-up ceremony is bound to one action on one target.
+//! * [`session`]: the session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` unless
+//!   the portal is served on loopback over plain HTTP), idle and absolute timeouts,
+//!   the per-session CSRF token every form carries.
+//! * [`pages`]: the pages themselves (askama templates under `server/templates/portal`).
+//!
+//! Pages work without scripts, except the WebAuthn ceremonies, which need
+//! `navigator.credentials` (one small script, `/portal/static/webauthn.js`, the only
+//! script the Content-Security-Policy allows).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use webauthn_rs::prelude::Url;
+
+use crate::Error;
+use crate::http::AppState;
+
+pub mod accounts;
+pub mod ceremony;
+pub mod pages;
+pub mod session;
+
+/// `[portal]` configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Where people reach the portal, e.g. `https://portal.example.net` (the
+    /// WebAuthn origin; links in mails). Unset: `http://localhost:<listen port>`,
+    /// which only works on this machine. Plain `http` is only accepted for loopback.
+    pub public_url: Option<String>,
+    /// A session ends after this long without a request (seconds).
+    pub session_idle_secs: u64,
+    /// …and this long after sign-in, whatever happens (seconds).
+    pub session_absolute_secs: u64,
+    /// An enrolment link is valid this long (seconds; 24 h).
+    pub invitation_valid_secs: u64,
+    /// A passkey prompt (registration, sign-in, step-up) must be answered within this
+    /// long (seconds).
+    pub ceremony_valid_secs: u64,
+    /// An uploaded, checked file waits this long for its approval (seconds).
+    pub upload_valid_secs: u64,
+    /// Sign-in pages and attempts per source address per minute (then `429`).
+    pub sign_ins_per_minute_per_source: u32,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            session_idle_secs: 30 * 60,
+            session_absolute_secs: 12 * 3600,
+            invitation_valid_secs: 24 * 3600,
+            ceremony_valid_secs: 5 * 60,
+            upload_valid_secs: 30 * 60,
+            sign_ins_per_minute_per_source: 30,
+        }
+    }
+}
+
+impl PortalConfig {
+    /// The portal's origin: `public_url`, or `http://localhost:<port>`.
+    pub fn origin(&self, port: u16) -> Result<Url, Error> {
+        let raw = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{port}"));
+        let url = Url::parse(&raw)
+            .map_err(|e| Error::Config(format!("portal.public_url {raw:?}: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| Error::Config(format!("portal.public_url {raw:?} has no host")))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(host) => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "portal.public_url {raw:?} must be https:// (plain http only on localhost)"
+                )));
+            }
+        }
+        if url.path() != "/" || url.query().is_some() {
+            return Err(Error::Config(format!(
+                "portal.public_url {raw:?} must be an origin (scheme, host, port), without a path"
+            )));
+        }
+        Ok(url)
+    }
+
+    pub fn validate(&self, production: bool) -> Result<(), Error> {
+        if production && self.public_url.is_none() {
+            return Err(Error::Config(
+                "production needs portal.public_url (the https origin of the portal)".into(),
+            ));
+        }
+        if let Some(u) = &self.public_url {
+            let url = self.origin(0)?;
+            if production && url.scheme() != "https" {
+                return Err(Error::Config(format!(
+                    "portal.public_url {u:?} must be https:// in production"
+                )));
+            }
+        }
+        if self.session_idle_secs == 0
+            || self.session_absolute_secs < self.session_idle_secs
+            || self.invitation_valid_secs == 0
+            || self.ceremony_valid_secs == 0
+            || self.upload_valid_secs == 0
+            || self.sign_ins_per_minute_per_source == 0
+        {
+            return Err(Error::Config(
+                "portal: lifetimes and limits must be positive, and session_absolute_secs \
+                 at least session_idle_secs"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The portal's routes with their security headers and body limit (uploads up to
+/// the intake limit plus the form's overhead).
+pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Router<AppState> {
+    use axum::http::{HeaderName, HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let limit = intake.max_document_bytes.saturating_add(64 * 1024);
+    let mut headers: Vec<(HeaderName, &'static str)> = vec![
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        // `same-origin`, not `no-referrer`: with the latter, browsers send `Origin: null`
+        // on form posts, and the origin check needs the real one.
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ),
+    ];
+    if portal.secure_cookies {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    let mut router = pages::routes();
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    // Pages change with every request (sessions, CSRF tokens): never cached.
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+}
+
+/// What the portal's handlers share.
+#[derive(Clone)]
+pub struct Portal {
+    pub config: PortalConfig,
+    pub origin: Url,
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// Cookies carry `Secure` (and the `__Host-` prefix) unless the origin is plain
+    /// http on loopback.
+    pub secure_cookies: bool,
+    pub(crate) limiter: Arc<session::SourceLimiter>,
+}
+
+impl std::fmt::Debug for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Portal")
+            .field("origin", &self.origin.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Portal {
+    /// The portal of a server listening on `port`.
+    pub fn new(config: &PortalConfig, port: u16) -> Result<Self, Error> {
+        let origin = config.origin(port)?;
+        let rp_id = origin
+            .host_str()
+            .ok_or_else(|| Error::Config("portal.public_url has no host".into()))?
+            .to_owned();
+        let webauthn = webauthn_rs::WebauthnBuilder::new(&rp_id, &origin)
+            .and_then(|b| {
+                b.rp_name("ivan")
+                    .timeout(std::time::Duration::from_secs(config.ceremony_valid_secs))
+                    .build()
+            })
+            .map_err(|e| Error::Config(format!("WebAuthn relying party {rp_id}: {e}")))?;
+        Ok(Self {
+            config: config.clone(),
+            secure_cookies: origin.scheme() == "https",
+            origin,
+            webauthn: Arc::new(webauthn),
+            limiter: Arc::new(session::SourceLimiter::new(
+                config.sign_ins_per_minute_per_source,
+            )),
+        })
+    }
+
+    /// An absolute link into the portal.
+    pub fn link(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.origin.as_str().trim_end_matches('/'),
+            path_and_query
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_must_be_https_except_on_loopback() {
+        let with = |u: &str| PortalConfig {
+            public_url: Some(u.into()),
+            ..PortalConfig::default()
+        };
+        assert_eq!(
+            PortalConfig::default().origin(8080).unwrap().as_str(),
+            "http://localhost:8080/"
+        );
+        for ok in [
+            "https://portal.example.net",
+            "http://127.0.0.1:9",
+            "http://[::1]:9",
+        ] {
+            assert!(with(ok).origin(1).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://portal.example.net",
+            "ftp://localhost",
+            "https://x.example/portal",
+            "nonsense",
+        ] {
+            assert!(with(bad).origin(1).is_err(), "{bad}");
+        }
+        assert!(PortalConfig::default().validate(true).is_err());
+        assert!(with("https://p.example").validate(true).is_ok());
+        assert!(with("http://localhost:1").validate(true).is_err());
+        let p = Portal::new(&with("https://p.example"), 1).unwrap();
+        assert!(p.secure_cookies);
+        assert_eq!(p.link("/portal/x?y=1"), "https://p.example/portal/x?y=1");
+    }
+}

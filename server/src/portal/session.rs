@@ -1,0 +1,263 @@
+//! Portal sessions: a random 256-bit secret in a cookie (`HttpOnly`,
+//! `SameSite=Strict`, `Path=/portal`, and `Secure` with the `__Host-` prefix unless
+//! the portal is plain http on loopback); the database keeps only its SHA-256, the
+//! user, the passkey that signed in, and a CSRF token. A session ends after
+//! `portal.session_idle_secs` without a request, `portal.session_absolute_secs` after
+//! sign-in, at sign-out, or when the user is revoked.
+//!
+//! Every state-changing form carries the session's CSRF token (`csrf`), compared in
+//! constant time; a POST whose `Origin` header names another origin is refused too.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use retention::{Db, Sha256Hex, on_pool};
+
+use super::Portal;
+use super::accounts::{self, User};
+use super::pages::PortalError;
+use crate::Error;
+use crate::http::AppState;
+
+pub use mobile_api::http::SourceLimiter;
+
+/// The session cookie's name.
+pub fn cookie_name(portal: &Portal) -> &'static str {
+    if portal.secure_cookies {
+        "__Host-ivan_portal"
+    } else {
+        "ivan_portal"
+    }
+}
+
+/// The `Set-Cookie` value for a session secret (or, with `None`, one that clears it).
+pub fn set_cookie(portal: &Portal, secret: Option<&str>) -> String {
+    let (value, age) = match secret {
+        Some(s) => (s, portal.config.session_absolute_secs.to_string()),
+        None => ("", "0".to_owned()),
+    };
+    // `__Host-` cookies must have Path=/; the others are scoped to the portal.
+    let (path, secure) = if portal.secure_cookies {
+        ("/", "; Secure")
+    } else {
+        ("/portal", "")
+    };
+    format!(
+        "{}={value}; Path={path}; Max-Age={age}; HttpOnly; SameSite=Strict{secure}",
+        cookie_name(portal)
+    )
+}
+
+/// Starts a session for `user`, signed in with `passkey_id`; returns the cookie secret.
+pub async fn start(
+    portal: &Portal,
+    db: &Db,
+    user: &User,
+    passkey_id: &str,
+    now: DateTime<Utc>,
+) -> Result<String, Error> {
+    let secret = URL_SAFE_NO_PAD.encode(retention::keys::os_random::<32>()?);
+    let csrf = URL_SAFE_NO_PAD.encode(retention::keys::os_random::<32>()?);
+    let expires =
+        now + Duration::seconds(i64::try_from(portal.config.session_absolute_secs).unwrap_or(3600));
+    on_pool!(db, pool => {
+        sqlx::query(
+            "INSERT INTO portal_sessions (id_sha256, user_id, passkey_id, csrf_token, created_at, \
+             last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(Sha256Hex::of(secret.as_bytes()).as_str())
+        .bind(&user.id)
+        .bind(passkey_id)
+        .bind(&csrf)
+        .bind(now)
+        .bind(expires)
+        .execute(pool)
+        .await
+        .map_err(retention::Error::from)?;
+    });
+    Ok(secret)
+}
+
+/// Ends the session with this id hash.
+pub async fn end(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    on_pool!(db, pool => {
+        sqlx::query("UPDATE portal_sessions SET ended_at = $1 WHERE id_sha256 = $2 AND ended_at IS NULL")
+            .bind(now)
+            .bind(id_sha256)
+            .execute(pool)
+            .await
+            .map_err(retention::Error::from)?;
+    });
+    Ok(())
+}
+
+/// A signed-in user, from the session cookie.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub session: String,
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SignedIn {
+    /// The session's CSRF token must be `given`.
+    pub fn check_csrf(&self, given: &str) -> Result<(), PortalError> {
+        if accounts::constant_time_eq(self.csrf.as_bytes(), given.as_bytes()) {
+            Ok(())
+        } else {
+            metrics::counter!("ivan_portal_csrf_refused_total").increment(1);
+            Err(PortalError::Csrf)
+        }
+    }
+
+    /// Admin pages answer 403 to clerks.
+    pub fn require_admin(&self) -> Result<(), PortalError> {
+        if self.user.is_admin() {
+            Ok(())
+        } else {
+            Err(PortalError::Forbidden(
+                "this page is for the employer's portal admins".into(),
+            ))
+        }
+    }
+
+    /// The caller as intake and the submissions module know it.
+    pub async fn caller(&self, db: &Db) -> Result<crate::employers::Caller, Error> {
+        let registration_number: String = on_pool!(db, pool => {
+            sqlx::query_scalar("SELECT registration_number FROM employers WHERE id = $1")
+                .bind(&self.user.employer_id)
+                .fetch_one(pool)
+                .await
+                .map_err(retention::Error::from)?
+        });
+        Ok(crate::employers::Caller {
+            employer_id: self.user.employer_id.clone(),
+            registration_number,
+            actor: self.user.actor(),
+        })
+    }
+}
+
+/// The value of the cookie `name`, if the request has it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+type SessionRow = (String, String, DateTime<Utc>, DateTime<Utc>);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let portal = &state.portal;
+        let now = state.intake.clock().now();
+        let required = || {
+            if parts.method == Method::GET {
+                PortalError::SignInRequired
+            } else {
+                PortalError::SessionEnded
+            }
+        };
+        let Some(secret) = cookie(&parts.headers, cookie_name(portal)) else {
+            return Err(required());
+        };
+        let id = Sha256Hex::of(secret.as_bytes());
+        let row: Option<SessionRow> = on_pool!(&state.db, pool => {
+            sqlx::query_as(
+                "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at FROM portal_sessions s \
+                 JOIN users u ON u.id = s.user_id \
+                 WHERE s.id_sha256 = $1 AND s.ended_at IS NULL AND u.revoked_at IS NULL",
+            )
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| PortalError::App(retention::Error::from(e).into()))?
+        });
+        let Some((user_id, csrf, last_seen, expires_at)) = row else {
+            return Err(required());
+        };
+        let idle = Duration::seconds(i64::try_from(portal.config.session_idle_secs).unwrap_or(60));
+        if expires_at <= now || last_seen + idle <= now {
+            end(&state.db, id.as_str(), now).await?;
+            return Err(required());
+        }
+        // Note activity at most once a minute: fewer writes, same idle timeout.
+        if now - last_seen > Duration::seconds(60) {
+            on_pool!(&state.db, pool => {
+                sqlx::query("UPDATE portal_sessions SET last_seen_at = $1 WHERE id_sha256 = $2")
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await
+                    .map_err(|e| PortalError::App(retention::Error::from(e).into()))?;
+            });
+        }
+        let user = accounts::user(&state.db, &user_id)
+            .await?
+            .ok_or_else(required)?;
+        Ok(SignedIn {
+            user,
+            session: id.as_str().to_owned(),
+            csrf,
+            expires_at,
+        })
+    }
+}
+
+/// Refuses a state-changing request whose `Origin` names another site. Browsers send
+/// `Origin` with every POST; a request without one (not a browser) still needs the
+/// CSRF token.
+pub fn check_origin(portal: &Portal, headers: &HeaderMap) -> Result<(), PortalError> {
+    match headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => Ok(()),
+        Some(o) if o == portal.origin.as_str().trim_end_matches('/') => Ok(()),
+        Some(o) => {
+            tracing::warn!(origin = o, "portal POST from another origin refused");
+            Err(PortalError::Csrf)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_strict_and_secure_off_loopback() {
+        let local = Portal::new(&super::super::PortalConfig::default(), 8080).unwrap();
+        let c = set_cookie(&local, Some("abc"));
+        assert!(c.starts_with("ivan_portal=abc; Path=/portal;"), "{c}");
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"));
+        assert!(!c.contains("Secure"));
+        let remote = Portal::new(
+            &super::super::PortalConfig {
+                public_url: Some("https://p.example".into()),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+        let c = set_cookie(&remote, Some("abc"));
+        assert!(c.starts_with("__Host-ivan_portal=abc; Path=/;"), "{c}");
+        assert!(c.ends_with("; Secure"));
+        assert!(set_cookie(&remote, None).contains("Max-Age=0"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; ivan_portal=xyz; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, "ivan_portal"), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

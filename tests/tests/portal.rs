@@ -1,0 +1,355 @@
+//! The employer portal in a real browser: headless Chromium with Chrome's virtual
+//! WebAuthn authenticator drives the real `ivan serve` — enrolment from the link
+//! mailed to a real SMTP server, passkey sign-in, upload checked then approved with a
+//! step-up, the list, cancel with a step-up — and the security properties: another
+//! employer's ids answer 404 on every portal route, forms without the CSRF token are
+//! refused, and a step-up given for one document cannot approve another.
+//! Screenshots of each page go to `<target>/portal-screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ivan_e2e::browser::Browser;
+use ivan_e2e::filing::{Filer, report, set_up, sign};
+use ivan_e2e::{Instance, Server, SmtpSink, e2e_tests, eventually, free_port};
+use serde_json::Value;
+
+e2e_tests!(clerk_enrols_files_and_cancels_with_passkeys);
+
+/// The enrolment link in a mail (quoted-printable undone).
+fn enrolment_link(mail: &str) -> Option<String> {
+    let text = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = text.find("http://localhost:")?;
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || ":/?=.-_".contains(*c))
+        .collect();
+    link.contains("/portal/enrol?token=").then_some(link)
+}
+
+async fn invite(inst: &Instance, filer: &Filer, email: &str, role: &str, env: &[(&str, &str)]) {
+    let mut cmd = inst.command(&[
+        "admin",
+        "user",
+        "invite",
+        "--employer",
+        &filer.id,
+        "--email",
+        email,
+        "--role",
+        role,
+        "--json",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "invite: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["user"]["email"], email);
+    assert_eq!(v["user"]["role"], role);
+}
+
+/// Files a signed report through the API; returns its message id.
+async fn file_by_api(inst: &Instance, server: &Server, filer: &Filer, variant: u32) -> String {
+    let signed = sign(
+        inst,
+        filer,
+        &report(&filer.registration, variant),
+        "employer",
+    )
+    .await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(&filer.token)
+        .header("content-type", "application/xml")
+        .body(signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["message_id"].as_str().unwrap().to_owned()
+}
+
+async fn write_signed(inst: &Instance, filer: &Filer, variant: u32) -> std::path::PathBuf {
+    let signed = sign(
+        inst,
+        filer,
+        &report(&filer.registration, variant),
+        "employer",
+    )
+    .await;
+    let path = inst.dir.path().join(format!("upload-{variant}.xml"));
+    std::fs::write(&path, signed).unwrap();
+    path
+}
+
+/// Uploads a file in the portal and waits for the approval page; returns its URL.
+async fn upload(browser: &Browser, origin: &str, path: &std::path::Path) -> String {
+    browser.goto(&format!("{origin}/portal/upload")).await;
+    browser.upload_file("#file", path).await;
+    browser.click("#check").await;
+    browser.wait_for_url_containing("/portal/uploads/").await
+}
+
+async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
+    let backend = format!("{:?}", inst.backend).to_lowercase();
+    let shot = |name: &str| format!("{backend}-{name}");
+    let filer = set_up(&inst, "12345678").await;
+    let other = set_up(&inst, "87654321").await;
+    let smtp = SmtpSink::start(inst.dir.path()).await;
+    let port = free_port();
+    let origin = format!("http://localhost:{port}");
+    let smtp_port = smtp.port.to_string();
+    let env = [
+        ("IVAN_PORTAL__PUBLIC_URL", origin.as_str()),
+        ("IVAN_MAIL__TRANSPORT", "smtp"),
+        ("IVAN_MAIL__SMTP_HOST", "127.0.0.1"),
+        ("IVAN_MAIL__SMTP_PORT", smtp_port.as_str()),
+        ("IVAN_MAIL__SMTP_SECURITY", "none"),
+        ("IVAN_MAIL__IDLE_MS", "100"),
+    ];
+    let server = inst.serve_on(&format!("127.0.0.1:{port}"), &env).await;
+    invite(&inst, &filer, "clerk@employer.test", "admin", &env).await;
+    let link = eventually(30, "the enrolment mail", || async {
+        smtp.messages().iter().find_map(|m| enrolment_link(m))
+    })
+    .await;
+    assert!(link.starts_with(&origin), "{link}");
+
+    let browser = Browser::start().await;
+    let authenticator = browser.add_virtual_authenticator().await;
+
+    // Enrol from the mailed link: the passkey is made, the session starts.
+    browser.goto(&link).await;
+    browser.wait_for("#register").await;
+    browser.screenshot(&shot("enrol")).await;
+    browser.click("#register").await;
+    browser.wait_for_url_containing("/portal/dashboard").await;
+    assert!(browser.text("h1").await.starts_with("Dashboard"));
+    browser.screenshot(&shot("dashboard")).await;
+    let creds = browser.authenticator_credentials(&authenticator).await;
+    assert_eq!(creds.as_array().unwrap().len(), 1, "{creds}");
+    assert_eq!(creds[0]["isResidentCredential"], true);
+    // The link works once.
+    browser.goto(&link).await;
+    assert!(
+        browser.source().await.contains("not valid"),
+        "a used link must be refused"
+    );
+
+    // Sign out, sign in again with the passkey alone.
+    browser.goto(&format!("{origin}/portal/dashboard")).await;
+    browser.click("header form button").await;
+    browser.wait_for_url_containing("/portal/sign-in").await;
+    browser.goto(&format!("{origin}/portal/dashboard")).await;
+    browser.wait_for_url_containing("/portal/sign-in").await;
+    browser.screenshot(&shot("sign-in")).await;
+    browser.click("#sign-in").await;
+    browser.wait_for_url_containing("/portal/dashboard").await;
+
+    // Two checked uploads wait for approval. The step-up of the first, re-aimed at the
+    // second, approves nothing.
+    let second = upload(&browser, &origin, &write_signed(&inst, &filer, 2).await).await;
+    let first = upload(&browser, &origin, &write_signed(&inst, &filer, 1).await).await;
+    browser.screenshot(&shot("approve")).await;
+    let second_id = second.rsplit('/').next().unwrap().to_owned();
+    browser
+        .execute(
+            "document.querySelector('form[data-webauthn]').action = arguments[0];",
+            vec![Value::String(format!(
+                "/portal/uploads/{second_id}/approve"
+            ))],
+        )
+        .await;
+    browser.click("#approve").await;
+    browser
+        .wait_for_url_containing(&format!("/portal/uploads/{second_id}/approve"))
+        .await;
+    let refused = browser.source().await;
+    assert!(
+        refused.contains("another document"),
+        "the step-up for one document approved another: {refused}"
+    );
+    let listed = server
+        .get_auth("/api/v1/submissions", &filer.token)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 0, "{listed}");
+
+    // Approving the first, with its own step-up, files it.
+    browser.goto(&first).await;
+    browser.wait_for("#approve").await;
+    let sha = browser.text("#sha256").await;
+    browser.click("#approve").await;
+    let filed = browser.wait_for_url_containing("done=filed").await;
+    browser.screenshot(&shot("filed")).await;
+    assert_eq!(browser.text("#state").await, "accepted");
+    let message_id = browser.text("#message-id").await;
+    assert!(filed.contains(&message_id));
+    let api: Value = server
+        .get_auth(&format!("/api/v1/submissions/{message_id}"), &filer.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["sha256"], sha.as_str());
+    let receive = &api["history"][0];
+    assert_eq!(receive["status"], "received");
+    assert!(
+        receive["actor"].as_str().unwrap().starts_with("user:"),
+        "the approving user is the filing's actor: {api}"
+    );
+
+    // The list shows it; cancel it with a step-up.
+    browser.goto(&format!("{origin}/portal/submissions")).await;
+    browser.wait_for("table").await;
+    browser.screenshot(&shot("submissions")).await;
+    assert!(browser.source().await.contains(&message_id));
+    browser
+        .click(&format!("a[href='/portal/submissions/{message_id}']"))
+        .await;
+    browser.wait_for("#cancel").await;
+    assert!(browser.text("#remaining").await.contains(" h "));
+    browser.screenshot(&shot("submission")).await;
+    browser.click("#cancel").await;
+    browser.wait_for_url_containing("done=cancelled").await;
+    assert_eq!(browser.text("#state").await, "cancelled");
+    browser.screenshot(&shot("cancelled")).await;
+
+    // Another employer's ids answer 404 on every portal route, like unknown ids; a
+    // form without the CSRF token is refused and changes nothing.
+    let theirs = file_by_api(&inst, &server, &other, 7).await;
+    let cookie = browser
+        .client()
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name() == "ivan_portal")
+        .expect("the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+    let session = format!("ivan_portal={}", cookie.value());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = server.url("");
+    for path in [
+        format!("/portal/submissions/{theirs}"),
+        format!("/portal/submissions/{theirs}/original"),
+        format!("/portal/submissions/{theirs}/receipt"),
+        format!("/portal/submissions/{theirs}/answers/1"),
+        "/portal/submissions/01900000-0000-7000-8000-000000000000".to_owned(),
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "GET {path}");
+    }
+    let csrf = {
+        let page = http
+            .get(format!("{base}/portal/upload"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+        page[at..at + page[at..].find('"').unwrap()].to_owned()
+    };
+    for (path, with_csrf) in [
+        (format!("/portal/submissions/{theirs}/cancel"), true),
+        (format!("/portal/uploads/{second_id}/discard"), false),
+        ("/portal/sign-out".to_owned(), false),
+    ] {
+        let form = if with_csrf {
+            format!("csrf={csrf}&ceremony=x&credential=%7B%7D")
+        } else {
+            "ceremony=x&credential=%7B%7D".to_owned()
+        };
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        let want = if with_csrf { 404 } else { 403 };
+        assert_eq!(r.status(), want, "POST {path}");
+    }
+    // The refused sign-out left the session alive; the refused discard left the upload.
+    let r = http
+        .get(format!("{base}/portal/uploads/{second_id}"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let theirs_now: Value = server
+        .get_auth(&format!("/api/v1/submissions/{theirs}"), &other.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs_now["status"], "accepted");
+
+    browser.close().await;
+    server.stop().await;
+    let log = inst
+        .run_ok(&["log", "tail", "--lines", "200", "--json"])
+        .await;
+    for action in [
+        "user.invite",
+        "user.enrol",
+        "user.sign-in",
+        "user.sign-out",
+        "user.step-up",
+        "submission.cancel",
+        "mail.send",
+    ] {
+        assert!(
+            log.contains(&format!("\"{action}\"")),
+            "no {action} in the log"
+        );
+    }
+    // The mailed secret is in no stored payload (the logged mail has a placeholder).
+    let secret = link.rsplit('.').next().unwrap();
+    let mut stack = vec![inst.data_dir.join("originals")];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(secret),
+                    "the enrolment secret is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 10, "only {files} originals");
+    inst.run_ok(&["log", "verify"]).await;
+    smtp.stop().await;
+}
