@@ -214,8 +214,6 @@ impl Config {
             ));
         }
         self.mobile.validate().map_err(Error::Config)?;
-        self.portal
-            .validate(self.environment == Environment::Production)?;
         if self.environment == Environment::Production && self.sms_config().is_dev() {
             return Err(Error::Config(
                 "the SMS dev outbox is for development; production needs [sms] with \
@@ -223,6 +221,8 @@ impl Config {
                     .into(),
             ));
         }
+        self.portal
+            .validate(self.environment == Environment::Production)?;
         Ok(())
     }
 
@@ -372,6 +372,12 @@ mod tests {
             assert!(err.contains("SMS dev outbox"), "{err}");
             jail.set_env("IVAN_SMS__TRANSPORT", "http_gateway");
             jail.set_env("IVAN_SMS__URL", "https://sms.example/v1/send");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("portal.public_url"), "{err}");
+            jail.set_env("IVAN_PORTAL__PUBLIC_URL", "http://localhost:8080");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("https"), "{err}");
+            jail.set_env("IVAN_PORTAL__PUBLIC_URL", "https://portal.example");
             assert_eq!(load(None).unwrap().environment, Environment::Production);
             Ok(())
         });

@@ -226,6 +226,59 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     assert_eq!(browser.text("#state").await, "cancelled");
     browser.screenshot(&shot("cancelled")).await;
 
+    // Phone accesses (admin): add a phone, generate its PIN, shown once.
+    browser.goto(&format!("{origin}/portal/phones")).await;
+    browser.fill("#phone", "+421901123456").await;
+    browser.fill("#holder_name", "Jana Nováková").await;
+    browser.click("#add-phone").await;
+    browser.wait_for_url_containing("done=added").await;
+    browser.click("button.new-pin").await;
+    browser.wait_for("#secret").await;
+    let pin = browser.text("#secret").await;
+    assert!(
+        pin.len() == 8 && pin.bytes().all(|b| b.is_ascii_digit()),
+        "{pin}"
+    );
+    browser.screenshot(&shot("pin")).await;
+    let login = server
+        .http
+        .post(server.url("/mobile/v1/session"))
+        .json(&serde_json::json!({"phone": "+421901123456", "pin": pin, "device_name": "e2e"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "the portal's PIN logs the phone in");
+    browser.goto(&format!("{origin}/portal/phones")).await;
+    browser.wait_for("table").await;
+    assert!(browser.source().await.contains("Jana Nováková"));
+    browser.screenshot(&shot("phones")).await;
+    browser
+        .goto(&format!("{origin}/portal/preregistrations"))
+        .await;
+    browser.wait_for("h1").await;
+    browser.screenshot(&shot("preregistrations")).await;
+
+    // API tokens (admin): one limited to 10.0.0.0/8 is shown once and refused here.
+    browser.goto(&format!("{origin}/portal/tokens")).await;
+    browser.fill("#label", "payroll").await;
+    browser.fill("#allowed", "10.0.0.0/8").await;
+    browser.click("#create-token").await;
+    browser.wait_for("#secret").await;
+    let token = browser.text("#secret").await;
+    assert!(token.starts_with("ivan_"), "{token}");
+    browser.screenshot(&shot("token")).await;
+    assert_eq!(
+        server
+            .get_auth("/api/v1/submissions", &token)
+            .await
+            .status(),
+        401
+    );
+    browser.goto(&format!("{origin}/portal/tokens")).await;
+    browser.wait_for("table").await;
+    assert!(browser.source().await.contains("10.0.0.0/8"));
+    browser.screenshot(&shot("tokens")).await;
+
     // Another employer's ids answer 404 on every portal route, like unknown ids; a
     // form without the CSRF token is refused and changes nothing.
     let theirs = file_by_api(&inst, &server, &other, 7).await;
@@ -250,6 +303,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         format!("/portal/submissions/{theirs}/original"),
         format!("/portal/submissions/{theirs}/receipt"),
         format!("/portal/submissions/{theirs}/answers/1"),
+        format!("/portal/preregistrations/{theirs}/registration-form"),
         "/portal/submissions/01900000-0000-7000-8000-000000000000".to_owned(),
     ] {
         let r = http
@@ -309,6 +363,33 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .await
         .unwrap();
     assert_eq!(theirs_now["status"], "accepted");
+
+    // A clerk (invited, enrolled in the same browser) gets no admin pages.
+    invite(&inst, &filer, "clerk2@employer.test", "clerk", &env).await;
+    let clerk_link = eventually(30, "the clerk's enrolment mail", || async {
+        smtp.messages()
+            .iter()
+            .filter(|m| m.contains("clerk2@employer.test"))
+            .find_map(|m| enrolment_link(m))
+    })
+    .await;
+    browser.goto(&format!("{origin}/portal/dashboard")).await;
+    browser.click("header form button").await;
+    browser.wait_for_url_containing("/portal/sign-in").await;
+    browser.goto(&clerk_link).await;
+    browser.click("#register").await;
+    browser.wait_for_url_containing("/portal/dashboard").await;
+    assert!(!browser.source().await.contains("/portal/phones"));
+    for path in ["/portal/phones", "/portal/tokens"] {
+        browser.goto(&format!("{origin}{path}")).await;
+        assert!(
+            browser
+                .source()
+                .await
+                .contains("for the employer's portal admins"),
+            "a clerk reached {path}"
+        );
+    }
 
     browser.close().await;
     server.stop().await;

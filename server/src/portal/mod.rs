@@ -8,7 +8,9 @@
 //! * [`session`]: the session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` unless
 //!   the portal is served on loopback over plain HTTP), idle and absolute timeouts,
 //!   the per-session CSRF token every form carries.
-//! * [`pages`]: the pages themselves (askama templates under `server/templates/portal`).
+//! * [`pages`]: sign-in, enrolment, dashboard, submissions, upload and cancel;
+//!   [`admin`]: phone accesses, pre-registrations, API tokens (askama templates
+//!   under `server/templates/portal`).
 //!
 //! Pages work without scripts, except the WebAuthn ceremonies, which need
 //! `navigator.credentials` (one small script, `/portal/static/webauthn.js`, the only
@@ -23,6 +25,7 @@ use crate::Error;
 use crate::http::AppState;
 
 pub mod accounts;
+pub mod admin;
 pub mod ceremony;
 pub mod pages;
 pub mod session;
@@ -165,7 +168,7 @@ pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Ro
             "max-age=31536000; includeSubDomains",
         ));
     }
-    let mut router = pages::routes();
+    let mut router = pages::routes().merge(admin::routes());
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::overriding(
             name,

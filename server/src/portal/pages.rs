@@ -197,7 +197,7 @@ fn reason(status: StatusCode) -> String {
 }
 
 /// Renders a template with a status.
-fn page<T: Template>(status: StatusCode, t: &T) -> Response {
+pub(super) fn page<T: Template>(status: StatusCode, t: &T) -> Response {
     match t.render() {
         Ok(html) => (
             status,
@@ -212,18 +212,18 @@ fn page<T: Template>(status: StatusCode, t: &T) -> Response {
     }
 }
 
-type PageResult = Result<Response, PortalError>;
+pub(super) type PageResult = Result<Response, PortalError>;
 
 /// What the header shows for a signed-in user.
-struct Nav {
-    email: String,
-    role: String,
-    admin: bool,
-    csrf: String,
+pub(super) struct Nav {
+    pub(super) email: String,
+    pub(super) role: String,
+    pub(super) admin: bool,
+    pub(super) csrf: String,
 }
 
 impl Nav {
-    fn of(s: &SignedIn) -> Option<Self> {
+    pub(super) fn of(s: &SignedIn) -> Option<Self> {
         Some(Self {
             email: s.user.email.clone(),
             role: s.user.role.clone(),
@@ -233,11 +233,11 @@ impl Nav {
     }
 }
 
-fn when(t: &DateTime<Utc>) -> String {
+pub(super) fn when(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
@@ -415,9 +415,9 @@ async fn log_user_event(
 }
 
 #[derive(Debug, Deserialize)]
-struct CsrfForm {
+pub(super) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 async fn sign_out(
@@ -787,7 +787,13 @@ async fn dashboard(State(state): State<AppState>, signed: SignedIn) -> PageResul
                     state,
                 })
                 .collect(),
-            certs: certs.into_iter().map(|(s, t)| (s, when(&t))).collect(),
+            certs: certs
+                .into_iter()
+                .map(|(s, t)| {
+                    let verb = if t <= now { "expired" } else { "valid until" };
+                    (s, format!("{verb} {}", when(&t)))
+                })
+                .collect(),
         },
     ))
 }
