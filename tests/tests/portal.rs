@@ -195,6 +195,11 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.screenshot(&shot("filed")).await;
     assert_eq!(browser.text("#state").await, "accepted");
     let message_id = browser.text("#message-id").await;
+    let number = browser
+        .text("h1")
+        .await
+        .trim_start_matches("Submission ")
+        .to_owned();
     assert!(filed.contains(&message_id));
     let api: Value = server
         .get_auth(&format!("/api/v1/submissions/{message_id}"), &filer.token)
@@ -250,8 +255,20 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     assert_eq!(login.status(), 200, "the portal's PIN logs the phone in");
     browser.goto(&format!("{origin}/portal/phones")).await;
     browser.wait_for("table").await;
-    assert!(browser.source().await.contains("Jana Nováková"));
+    let row = browser.text("table tbody tr").await;
+    assert!(
+        row.contains("Jana Nováková") && row.contains("yes"),
+        "registered: {row}"
+    );
     browser.screenshot(&shot("phones")).await;
+    // A second PIN, sent by SMS this time (the development outbox), then deactivation.
+    browser.click("button.new-pin").await;
+    browser.wait_for("#follow-up").await;
+    browser.click("#follow-up").await;
+    browser.wait_for_url_containing("done=sent").await;
+    browser.click("button.deactivate").await;
+    browser.wait_for_url_containing("done=deactivated").await;
+    assert!(browser.text("table tbody tr").await.contains("deactivated"));
     browser
         .goto(&format!("{origin}/portal/preregistrations"))
         .await;
@@ -278,6 +295,21 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.wait_for("table").await;
     assert!(browser.source().await.contains("10.0.0.0/8"));
     browser.screenshot(&shot("tokens")).await;
+    // Revoking the employer's first (operator-made) token stops it.
+    let first_token = filer.token.split('_').nth(1).unwrap().to_owned();
+    browser
+        .click(&format!(
+            "form[action='/portal/tokens/{first_token}/revoke'] button"
+        ))
+        .await;
+    browser.wait_for_url_containing("done=revoked").await;
+    assert_eq!(
+        server
+            .get_auth("/api/v1/submissions", &filer.token)
+            .await
+            .status(),
+        401
+    );
 
     // Another employer's ids answer 404 on every portal route, like unknown ids; a
     // form without the CSRF token is refused and changes nothing.
@@ -356,6 +388,46 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Filters: by state, by document number prefix; a bad filter is a 400 page.
+    let list = |q: String| {
+        let (http, base, session) = (http.clone(), base.clone(), session.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/portal/submissions?{q}"))
+                .header("cookie", &session)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, cancelled) = list("state=cancelled".into()).await;
+    assert_eq!(status, 200);
+    assert!(cancelled.contains(&message_id));
+    let (_, accepted) = list("state=accepted".into()).await;
+    assert!(!accepted.contains(&message_id));
+    let (_, by_number) = list(format!("number={}", &number[..5])).await;
+    assert!(by_number.contains(&message_id));
+    let (_, by_other_number) = list(format!("number={number}9")).await;
+    assert!(!by_other_number.contains(&message_id));
+    assert_eq!(list("state=bogus".into()).await.0, 400);
+    assert_eq!(list("from=yesterday".into()).await.0, 400);
+    // Security headers on every page.
+    let r = http
+        .get(format!("{base}/portal/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let h = r.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+
     let theirs_now: Value = server
         .get_auth(&format!("/api/v1/submissions/{theirs}"), &other.token)
         .await
@@ -391,6 +463,30 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         );
     }
 
+    // The operator revokes the clerk: the browser's session ends at once.
+    let users: Value = serde_json::from_str(
+        &inst
+            .run_ok(&["admin", "user", "list", "--employer", &filer.id, "--json"])
+            .await,
+    )
+    .unwrap();
+    let clerk = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "clerk2@employer.test")
+        .unwrap();
+    inst.run_ok(&[
+        "admin",
+        "user",
+        "revoke",
+        "--user",
+        clerk["id"].as_str().unwrap(),
+    ])
+    .await;
+    browser.goto(&format!("{origin}/portal/dashboard")).await;
+    browser.wait_for_url_containing("/portal/sign-in").await;
+
     browser.close().await;
     server.stop().await;
     let log = inst
@@ -402,6 +498,9 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         "user.sign-in",
         "user.sign-out",
         "user.step-up",
+        "user.revoke",
+        "api-token.create",
+        "api-token.revoke",
         "submission.cancel",
         "mail.send",
     ] {

@@ -613,3 +613,238 @@ pub async fn remove_passkey(
         other => other.map(drop),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retention::testing::TestEnv;
+    use retention::{LedgerConfig, SystemClock, backend_tests};
+
+    backend_tests!(
+        invitations_are_single_use_and_expire,
+        the_last_passkey_stays_and_revocation_ends_sessions,
+    );
+
+    /// A passkey as webauthn-rs stores it, made by Chrome's virtual authenticator in
+    /// the portal's browser test; `{id}` stands for its credential id.
+    const PASSKEY: &str = r#"{"cred":{"cred_id":"{id}","cred":{"type_":"ES256","key":{"EC_EC2":{"curve":"SECP256R1","x":"WqSJhWkwP0RGOSe35MKixr_IjQuX77E1BfDsAeIF_T0","y":"J9Dx2hAZbLfdrJGRAs2Fo-GfexErkfaYBtbY6HkPNgE"}}},"counter":1,"transports":null,"user_verified":true,"backup_eligible":false,"backup_state":false,"registration_policy":"required","extensions":{"cred_protect":"Ignored","hmac_create_secret":"NotRequested","appid":"NotRequested","cred_props":{"Unsigned":{"rk":true}}},"attestation":{"data":"None","metadata":"None"},"attestation_format":"none"}}"#;
+
+    fn passkey(id: &str) -> Passkey {
+        serde_json::from_str(&PASSKEY.replace("{id}", id)).unwrap()
+    }
+
+    async fn employer(ledger: &Ledger) -> String {
+        crate::employers::add(
+            ledger,
+            &SystemClock,
+            Actor::Operator("t".into()),
+            "A",
+            "R-1",
+        )
+        .await
+        .unwrap()
+        .employer
+        .id
+    }
+
+    async fn invite_one(
+        env: &TestEnv,
+        ledger: &Ledger,
+        employer: &str,
+        role: Role,
+    ) -> (User, String) {
+        let invited = invite(
+            ledger,
+            &env.db,
+            &SystemClock,
+            Actor::Operator("t".into()),
+            "http://localhost:8080",
+            employer,
+            " Clerk@Example.TEST ",
+            role,
+            Duration::hours(24),
+        )
+        .await
+        .unwrap();
+        let (body, secret): (String, String) = on_pool!(&env.db, pool => sqlx::query_as(
+            "SELECT body, secret FROM mail_outbox ORDER BY id DESC LIMIT 1")
+            .fetch_one(pool).await)
+        .unwrap();
+        // The body has the placeholder, never the secret.
+        assert!(body.contains(&format!(
+            "token={}.{}",
+            invited.invitation_id,
+            mail::SECRET_PLACEHOLDER
+        )));
+        assert!(!body.contains(&secret));
+        (invited.user, format!("{}.{secret}", invited.invitation_id))
+    }
+
+    async fn invitations_are_single_use_and_expire(env: TestEnv) {
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let employer = employer(&ledger).await;
+        let (user, token) = invite_one(&env, &ledger, &employer, Role::Clerk).await;
+        assert_eq!(user.email, "clerk@example.test");
+        let now = Utc::now();
+        let (found, invitation) = invitation(&env.db, &token, now).await.unwrap().unwrap();
+        assert_eq!(found.id, user.id);
+        let wrong = format!("{}x", &token[..token.len() - 1]);
+        for bad in [wrong.as_str(), "", "nodot", &token[..17]] {
+            assert!(invitation_is_none(&env, bad, now).await, "{bad}");
+        }
+        assert!(invitation_is_none(&env, &token, now + Duration::hours(25)).await);
+
+        add_passkey(
+            &ledger,
+            &user,
+            Some(&invitation),
+            &passkey("AAAA"),
+            "mine",
+            now,
+        )
+        .await
+        .unwrap();
+        let again = add_passkey(
+            &ledger,
+            &user,
+            Some(&invitation),
+            &passkey("BBBB"),
+            "x",
+            now,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(again, Error::Record(retention::Error::Conflict(_))),
+            "{again}"
+        );
+        assert!(
+            invitation_is_none(&env, &token, now).await,
+            "used link still valid"
+        );
+        assert_eq!(passkeys(&env.db, &user.id).await.unwrap().len(), 1);
+
+        // A new link for the same user voids the unused older one.
+        let (same, first) = invite_one(&env, &ledger, &employer, Role::Clerk).await;
+        let (_, second) = invite_one(&env, &ledger, &employer, Role::Clerk).await;
+        assert_eq!(same.id, user.id);
+        assert!(invitation_is_none(&env, &first, Utc::now()).await);
+        assert!(!invitation_is_none(&env, &second, Utc::now()).await);
+        let err = invite(
+            &ledger,
+            &env.db,
+            &SystemClock,
+            Actor::Operator("t".into()),
+            "http://localhost:8080",
+            &employer,
+            "clerk@example.test",
+            Role::Admin,
+            Duration::hours(24),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        let err = invite(
+            &ledger,
+            &env.db,
+            &SystemClock,
+            Actor::Operator("t".into()),
+            "http://localhost:8080",
+            "no-such-employer",
+            "a@example.test",
+            Role::Admin,
+            Duration::hours(24),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        task.shutdown().await;
+    }
+
+    async fn invitation_is_none(env: &TestEnv, token: &str, now: DateTime<Utc>) -> bool {
+        invitation(&env.db, token, now).await.unwrap().is_none()
+    }
+
+    async fn the_last_passkey_stays_and_revocation_ends_sessions(env: TestEnv) {
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let employer = employer(&ledger).await;
+        let (user, token) = invite_one(&env, &ledger, &employer, Role::Admin).await;
+        let now = Utc::now();
+        let (_, inv) = invitation(&env.db, &token, now).await.unwrap().unwrap();
+        add_passkey(&ledger, &user, Some(&inv), &passkey("AAAA"), "first", now)
+            .await
+            .unwrap();
+        add_passkey(&ledger, &user, None, &passkey("BBBB"), "second", now)
+            .await
+            .unwrap();
+        let dup = add_passkey(&ledger, &user, None, &passkey("BBBB"), "again", now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(dup, Error::Record(retention::Error::Conflict(_))),
+            "{dup}"
+        );
+        assert!(
+            add_passkey(&ledger, &user, None, &passkey("CCCC"), " ", now)
+                .await
+                .is_err()
+        );
+
+        remove_passkey(&ledger, &user, "AAAA", now).await.unwrap();
+        let last = remove_passkey(&ledger, &user, "BBBB", now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(last, Error::Record(retention::Error::Conflict(_))),
+            "{last}"
+        );
+        let unknown = remove_passkey(&ledger, &user, "ZZZZ", now)
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, Error::NotFound(_)), "{unknown}");
+        let left = passkeys(&env.db, &user.id).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].name, "second");
+
+        let portal =
+            super::super::Portal::new(&super::super::PortalConfig::default(), 8080).unwrap();
+        super::super::session::start(&portal, &env.db, &user, "BBBB", now)
+            .await
+            .unwrap();
+        revoke(&ledger, Actor::Operator("t".into()), &user.id, now)
+            .await
+            .unwrap();
+        assert!(super::user(&env.db, &user.id).await.unwrap().is_none());
+        let open: i64 = on_pool!(&env.db, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM portal_sessions WHERE ended_at IS NULL")
+            .fetch_one(pool).await)
+        .unwrap();
+        assert_eq!(open, 0);
+        let again = revoke(&ledger, Actor::Operator("t".into()), &user.id, now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(again, Error::Record(retention::Error::Conflict(_))),
+            "{again}"
+        );
+        task.shutdown().await;
+        let actions: Vec<String> = retention::ledger::entries_after(&env.db, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        for a in [
+            "user.invite",
+            "user.enrol",
+            "user.passkey-add",
+            "user.passkey-remove",
+            "user.revoke",
+        ] {
+            assert!(
+                actions.iter().any(|x| x == a),
+                "{a} not logged: {actions:?}"
+            );
+        }
+    }
+}

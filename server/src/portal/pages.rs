@@ -156,27 +156,22 @@ impl IntoResponse for PortalError {
                 } else {
                     e.to_string()
                 };
-                let mut r = (status, message, "/portal/dashboard");
                 if let Error::Mobile(mobile_api::Error::TooManyRequests { retry_after }) = &e {
-                    let page = page(
+                    let mut resp = page(
                         status,
                         &ErrorPage {
                             nav: None,
                             title: reason(status),
-                            message: r.1.clone(),
+                            message,
                             back: "/portal/sign-in",
                         },
                     );
-                    let mut resp = page.into_response();
                     if let Ok(v) = retry_after.as_secs().max(1).to_string().parse() {
                         resp.headers_mut().insert(header::RETRY_AFTER, v);
                     }
                     return resp;
                 }
-                if status == StatusCode::NOT_FOUND {
-                    r.2 = "/portal/dashboard";
-                }
-                r
+                (status, message, "/portal/dashboard")
             }
         };
         page(
