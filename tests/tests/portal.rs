@@ -12,7 +12,10 @@ use ivan_e2e::filing::{Filer, report, set_up, sign};
 use ivan_e2e::{Instance, Server, SmtpSink, e2e_tests, eventually, free_port};
 use serde_json::Value;
 
-e2e_tests!(clerk_enrols_files_and_cancels_with_passkeys);
+e2e_tests!(
+    clerk_enrols_files_and_cancels_with_passkeys,
+    sessions_end_when_idle_or_too_old,
+);
 
 /// The enrolment link in a mail (quoted-printable undone).
 fn enrolment_link(mail: &str) -> Option<String> {
@@ -154,6 +157,32 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.screenshot(&shot("sign-in")).await;
     browser.click("#sign-in").await;
     browser.wait_for_url_containing("/portal/dashboard").await;
+
+    // A document changed after signing: the API's checks show its errors; nothing is
+    // stored or logged.
+    let log_size = |s: String| s.lines().count();
+    let before = log_size(
+        inst.run_ok(&["log", "tail", "--lines", "10000", "--json"])
+            .await,
+    );
+    let tampered = write_signed(&inst, &filer, 3).await;
+    let xml = std::fs::read_to_string(&tampered).unwrap();
+    std::fs::write(&tampered, xml.replacen("E2E-3", "E2E-4", 1)).unwrap();
+    browser.goto(&format!("{origin}/portal/upload")).await;
+    browser.upload_file("#file", &tampered).await;
+    browser.click("#check").await;
+    browser.wait_for(".errors").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("cannot be filed") && page.contains("signature."),
+        "{page}"
+    );
+    browser.screenshot(&shot("upload-refused")).await;
+    let after = log_size(
+        inst.run_ok(&["log", "tail", "--lines", "10000", "--json"])
+            .await,
+    );
+    assert_eq!(before, after, "a portal check wrote to the log");
 
     // Two checked uploads wait for approval. The step-up of the first, re-aimed at the
     // second, approves nothing.
@@ -532,4 +561,107 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     assert!(files > 10, "only {files} originals");
     inst.run_ok(&["log", "verify"]).await;
     smtp.stop().await;
+}
+
+/// Sessions end after `portal.session_idle_secs` without a request and at their
+/// absolute end, whatever happens; an ended session's form post is refused. The
+/// sessions are written straight into the database (a session is only a row and a
+/// cookie), so no browser is needed.
+async fn sessions_end_when_idle_or_too_old(inst: Instance) {
+    inst.run_ok(&["migrate"]).await;
+    let created: Value = serde_json::from_str(
+        &inst
+            .run_ok(&[
+                "admin",
+                "employer",
+                "add",
+                "--name",
+                "E",
+                "--registration-number",
+                "11111111",
+                "--json",
+            ])
+            .await,
+    )
+    .unwrap();
+    let employer = created["id"].as_str().unwrap();
+    let server = inst
+        .serve_with(&[
+            ("IVAN_PORTAL__SESSION_IDLE_SECS", "2"),
+            ("IVAN_PORTAL__SESSION_ABSOLUTE_SECS", "60"),
+            ("IVAN_PORTAL__SIGN_INS_PER_MINUTE_PER_SOURCE", "2"),
+        ])
+        .await;
+    let db = inst.db().await;
+    let now = chrono::Utc::now();
+    let user = "01900000-0000-7000-8000-00000000000a";
+    retention::on_pool!(&db, pool => {
+        sqlx::query("INSERT INTO users (id, employer_id, email, role, webauthn_handle, created_at) \
+                     VALUES ($1, $2, 'a@example.test', 'admin', 'h-1', $3)")
+            .bind(user).bind(employer).bind(now).execute(pool).await.unwrap();
+        // "fresh": just signed in. "old": active a moment ago, but past its absolute end.
+        for (secret, created, expires) in [
+            ("fresh", now, now + chrono::Duration::seconds(60)),
+            ("old", now - chrono::Duration::seconds(120), now - chrono::Duration::seconds(1)),
+        ] {
+            sqlx::query("INSERT INTO portal_sessions (id_sha256, user_id, passkey_id, csrf_token, \
+                         created_at, last_seen_at, expires_at) VALUES ($1, $2, 'k', 'c', $3, $4, $5)")
+                .bind(retention::Sha256Hex::of(secret.as_bytes()).as_str())
+                .bind(user).bind(created).bind(now).bind(expires)
+                .execute(pool).await.unwrap();
+        }
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |secret: &'static str| {
+        let (http, url) = (http.clone(), server.url("/portal/dashboard"));
+        async move {
+            http.get(url)
+                .header("cookie", format!("ivan_portal={secret}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get("fresh").await.status(), 200);
+    let old = get("old").await;
+    assert_eq!(old.status(), 303);
+    assert_eq!(old.headers()["location"], "/portal/sign-in");
+    assert_eq!(get("nonsense").await.status(), 303);
+    // Idle past 2 s: over.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(get("fresh").await.status(), 303);
+    let post = http
+        .post(server.url("/portal/sign-out"))
+        .header("cookie", "ivan_portal=fresh")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 401);
+    let ended: i64 = retention::on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM portal_sessions WHERE ended_at IS NOT NULL")
+        .fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(ended, 2, "both expired sessions are ended in the database");
+    // Sign-in pages are limited per source address.
+    for _ in 0..2 {
+        let r = http
+            .get(server.url("/portal/sign-in"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let limited = http
+        .get(server.url("/portal/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    server.stop().await;
 }
