@@ -244,6 +244,9 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         "the approving user is the filing's actor: {api}"
     );
 
+    // The approval is evidence anyone can check without ivan (docs/LOG.md).
+    check_step_up_offline(&inst, "approve-upload", &sha, &origin).await;
+
     // The list shows it; cancel it with a step-up.
     browser.goto(&format!("{origin}/portal/submissions")).await;
     browser.wait_for("table").await;
@@ -258,6 +261,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.click("#cancel").await;
     browser.wait_for_url_containing("done=cancelled").await;
     assert_eq!(browser.text("#state").await, "cancelled");
+    check_step_up_offline(&inst, "cancel", &message_id, &origin).await;
     browser.screenshot(&shot("cancelled")).await;
 
     // Phone accesses (admin): add a phone, generate its PIN, shown once.
@@ -388,8 +392,25 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
         page[at..at + page[at..].find('"').unwrap()].to_owned()
     };
+    let their_phone: Value = server
+        .http
+        .post(server.url("/api/v1/phone-accesses"))
+        .bearer_auth(&other.token)
+        .json(&serde_json::json!({"phone": "+421907000111", "holder_name": "Other"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let their_phone = their_phone["id"].as_str().unwrap().to_owned();
+    let their_token = other.token.split('_').nth(1).unwrap().to_owned();
     for (path, with_csrf) in [
         (format!("/portal/submissions/{theirs}/cancel"), true),
+        (format!("/portal/phones/{their_phone}/pin"), true),
+        (format!("/portal/phones/{their_phone}/send"), true),
+        (format!("/portal/phones/{their_phone}/deactivate"), true),
+        (format!("/portal/tokens/{their_token}/revoke"), true),
         (format!("/portal/uploads/{second_id}/discard"), false),
         ("/portal/sign-out".to_owned(), false),
     ] {
@@ -464,6 +485,14 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .await
         .unwrap();
     assert_eq!(theirs_now["status"], "accepted");
+    assert_eq!(
+        server
+            .get_auth("/api/v1/submissions", &other.token)
+            .await
+            .status(),
+        200,
+        "the other employer's token still works"
+    );
 
     // A clerk (invited, enrolled in the same browser) gets no admin pages.
     invite(&inst, &filer, "clerk2@employer.test", "clerk", &env).await;
@@ -664,4 +693,65 @@ async fn sessions_end_when_idle_or_too_old(inst: Instance) {
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));
     server.stop().await;
+}
+
+/// The JSON payload of the newest log entry with `action`.
+async fn payload_of(inst: &Instance, action: &str) -> Value {
+    let db = inst.db().await;
+    let sha: String = retention::on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT payload_sha256 FROM log_entries WHERE action = $1 ORDER BY seq DESC LIMIT 1")
+        .bind(action)
+        .fetch_one(pool).await)
+    .unwrap();
+    let path = inst.data_dir.join(format!(
+        "originals/sha256/{}/{}/{sha}",
+        &sha[0..2],
+        &sha[2..4]
+    ));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Verifies the newest `user.step-up` like a third party would: the challenge the
+/// authenticator signed commits to the action and target, and the signature verifies
+/// with the public key logged at enrolment.
+async fn check_step_up_offline(inst: &Instance, action: &str, target: &str, origin: &str) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use p256::ecdsa::signature::Verifier;
+    use sha2::{Digest, Sha256};
+    let step = payload_of(inst, "user.step-up").await;
+    assert_eq!(step["action"], action);
+    assert_eq!(step["target"], target);
+    let mut preimage = format!("ivan step-up v1\n{action}\n{target}\n").into_bytes();
+    preimage.extend(hex::decode(step["nonce"].as_str().unwrap()).unwrap());
+    let challenge = Sha256::digest(&preimage);
+    let b64 = |k: &str| {
+        B64.decode(step["assertion"]["response"][k].as_str().unwrap())
+            .unwrap()
+    };
+    let client_data = b64("clientDataJSON");
+    let cd: Value = serde_json::from_slice(&client_data).unwrap();
+    assert_eq!(cd["type"], "webauthn.get");
+    assert_eq!(cd["origin"], origin);
+    assert_eq!(
+        B64.decode(cd["challenge"].as_str().unwrap()).unwrap(),
+        challenge.to_vec()
+    );
+    let auth_data = b64("authenticatorData");
+    assert_eq!(auth_data[32] & 0x04, 0x04, "user verified");
+    let enrol = payload_of(inst, "user.enrol").await;
+    assert_eq!(enrol["passkey_id"], step["passkey_id"]);
+    let key = &enrol["public_key"]["key"]["EC_EC2"];
+    let mut point = vec![4u8];
+    point.extend(B64.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(B64.decode(key["y"].as_str().unwrap()).unwrap());
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&b64("signature")).unwrap();
+    let mut signed = auth_data.clone();
+    signed.extend(Sha256::digest(&client_data));
+    vk.verify(&signed, &sig)
+        .expect("the assertion verifies with the logged key");
+    // …and not for anything else.
+    signed[0] ^= 1;
+    assert!(vk.verify(&signed, &sig).is_err());
 }

@@ -496,11 +496,13 @@ pub async fn add_passkey(
     } else {
         "user.passkey-add"
     };
+    // The public key is in the log, so step-up assertions can be checked offline.
     let payload = serde_json::json!({
         "user_id": user.id,
         "passkey_id": id,
         "name": name,
         "invitation_id": invitation,
+        "public_key": passkey.get_public_key(),
     });
     let (uid, pid, inv) = (user.id.clone(), id.clone(), invitation.map(str::to_owned));
     let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {

@@ -7,7 +7,17 @@
 //! A **step-up** ceremony is bound to one action on one target when it starts
 //! (`approve-upload` of a document's SHA-256, `cancel` of a message id). Finishing it
 //! for anything else fails, so an assertion given to approve one document cannot
-//! approve another.
+//! approve another. Its challenge itself names what it approves:
+//!
+//! ```text
+//! challenge = SHA-256("ivan step-up v1\n" ‖ action ‖ "\n" ‖ target ‖ "\n" ‖ nonce)
+//! ```
+//!
+//! with a fresh 128-bit nonce (so it is still unpredictable). The authenticator signs
+//! the challenge (inside `clientDataJSON`), so the assertion, kept in the log as the
+//! `user.step-up` entry's payload with the action, target and nonce, is evidence that
+//! this passkey approved exactly this document or cancel — checkable offline with the
+//! passkey's public key, which the `user.enrol` / `user.passkey-add` entry holds.
 
 use chrono::{DateTime, Duration, Utc};
 use retention::{Db, on_pool};
@@ -16,7 +26,7 @@ use serde::de::DeserializeOwned;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential, RequestChallengeResponse};
 
 use super::Portal;
-use super::accounts::{self, StoredPasskey, User};
+use super::accounts::{self, User};
 use crate::Error;
 
 /// What a ceremony is for.
@@ -154,6 +164,52 @@ pub fn credential<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
         .map_err(|e| Error::Invalid(format!("the browser's passkey answer is malformed: {e}")))
 }
 
+/// The challenge of a step-up for `binding` with `nonce` (see the module docs).
+pub fn step_up_challenge(binding: &Binding, nonce: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"ivan step-up v1\n");
+    h.update(binding.action.as_bytes());
+    h.update(b"\n");
+    h.update(binding.target.as_bytes());
+    h.update(b"\n");
+    h.update(nonce);
+    h.finalize().into()
+}
+
+/// A step-up in progress: webauthn-rs's state (with our challenge) and the nonce.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StepUpState {
+    state: PasskeyAuthentication,
+    nonce: String,
+}
+
+/// Puts `challenge` into a ceremony's options and state. webauthn-rs draws its own
+/// random challenge and has no way to choose one, so it is replaced in the serialised
+/// forms (which `danger-allow-state-serialisation` makes stable); the library then
+/// verifies the browser's answer against it like any other.
+fn with_challenge(
+    options: RequestChallengeResponse,
+    state: PasskeyAuthentication,
+    challenge: &[u8],
+) -> Result<(RequestChallengeResponse, PasskeyAuthentication), Error> {
+    use base64::Engine;
+    let b64 = serde_json::Value::String(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(challenge),
+    );
+    let broken = |what: &str| Error::Invalid(format!("webauthn-rs {what} has an unexpected shape"));
+    let mut o = serde_json::to_value(&options).map_err(|_| broken("options"))?;
+    let mut s = serde_json::to_value(&state).map_err(|_| broken("state"))?;
+    *o.pointer_mut("/publicKey/challenge")
+        .ok_or_else(|| broken("options"))? = b64.clone();
+    *s.pointer_mut("/ast/challenge")
+        .ok_or_else(|| broken("state"))? = b64;
+    Ok((
+        serde_json::from_value(o).map_err(|_| broken("options"))?,
+        serde_json::from_value(s).map_err(|_| broken("state"))?,
+    ))
+}
+
 /// Starts a step-up for `binding`: the options for the page and the ceremony id.
 pub async fn start_step_up(
     portal: &Portal,
@@ -171,6 +227,12 @@ pub async fn start_step_up(
         .webauthn
         .start_passkey_authentication(&keys)
         .map_err(|e| Error::Invalid(format!("cannot start the passkey prompt: {e}")))?;
+    let nonce = retention::keys::os_random::<16>()?;
+    let (options, state) = with_challenge(options, state, &step_up_challenge(binding, &nonce))?;
+    let state = StepUpState {
+        state,
+        nonce: hex::encode(nonce),
+    };
     let id = put(
         db,
         Kind::StepUp,
@@ -198,9 +260,16 @@ impl From<Error> for StepUpError {
     }
 }
 
+/// What a finished step-up leaves as evidence (the `user.step-up` payload).
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub passkey_id: String,
+    pub evidence: serde_json::Value,
+}
+
 /// Finishes a step-up: the ceremony must be the user's, bound to exactly `binding`,
 /// and the assertion (with user verification) must come from one of their passkeys.
-/// Returns the passkey that approved.
+/// Returns the passkey that approved and the evidence to log.
 pub async fn finish_step_up(
     portal: &Portal,
     db: &Db,
@@ -209,12 +278,13 @@ pub async fn finish_step_up(
     answer: &str,
     binding: &Binding,
     now: DateTime<Utc>,
-) -> Result<StoredPasskey, StepUpError> {
-    let (state, bound): (PasskeyAuthentication, _) =
+) -> Result<Approval, StepUpError> {
+    let (StepUpState { state, nonce }, bound): (StepUpState, _) =
         take(db, ceremony_id, Kind::StepUp, Some(&user.id), now).await?;
     if bound != Some((binding.action.to_owned(), binding.target.clone())) {
         return Err(StepUpError::WrongTarget);
     }
+    let raw: serde_json::Value = credential(answer)?;
     let answer: PublicKeyCredential = credential(answer)?;
     let result = portal
         .webauthn
@@ -226,5 +296,40 @@ pub async fn finish_step_up(
         .ok_or_else(|| Error::Invalid("that passkey is not registered for you".into()))?;
     key.passkey.update_credential(&result);
     accounts::passkey_used(db, &key, now).await?;
-    Ok(key)
+    let challenge = hex::decode(&nonce)
+        .map(|n| hex::encode(step_up_challenge(binding, &n)))
+        .map_err(|e| Error::Invalid(format!("stored nonce: {e}")))?;
+    Ok(Approval {
+        evidence: serde_json::json!({
+            "action": binding.action,
+            "target": binding.target,
+            "nonce": nonce,
+            "challenge_sha256": challenge,
+            "passkey_id": key.id,
+            "assertion": raw,
+        }),
+        passkey_id: key.id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_challenge_names_the_action_and_target_and_replaces_the_librarys() {
+        let portal =
+            super::super::Portal::new(&super::super::PortalConfig::default(), 8080).unwrap();
+        let a = step_up_challenge(&Binding::approve_upload("ab"), b"n");
+        assert_ne!(a, step_up_challenge(&Binding::approve_upload("ac"), b"n"));
+        assert_ne!(a, step_up_challenge(&Binding::cancel("ab"), b"n"));
+        assert_ne!(a, step_up_challenge(&Binding::approve_upload("ab"), b"m"));
+        let (options, state) = portal.webauthn.start_passkey_authentication(&[]).unwrap();
+        let (options, state) = with_challenge(options, state, &a).unwrap();
+        let want = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, a);
+        let o = serde_json::to_value(&options).unwrap();
+        let s = serde_json::to_value(&state).unwrap();
+        assert_eq!(o["publicKey"]["challenge"], want.as_str());
+        assert_eq!(s["ast"]["challenge"], want.as_str());
+    }
 }

@@ -1058,7 +1058,7 @@ async fn cancel(
     let s = own(&state, &signed, &id).await?;
     let now = state.intake.clock().now();
     let binding = Binding::cancel(&s.id);
-    let key = ceremony::finish_step_up(
+    let approval = ceremony::finish_step_up(
         &state.portal,
         &state.db,
         &signed.user,
@@ -1070,34 +1070,24 @@ async fn cancel(
     .await?;
     let caller = signed.caller(&state.db).await?;
     submissions::cancel(state.intake.ledger(), &state.db, &caller, &s.id, now).await?;
-    log_step_up(&state, &signed.user, &binding, &key.id, &s.id).await?;
+    log_step_up(&state, &signed.user, approval, &s.id).await?;
     Ok(see_other(&format!(
         "/portal/submissions/{}?done=cancelled",
         s.id
     )))
 }
 
-/// Records which passkey approved what (`user.step-up`), beside the action's own
-/// entries, whose actor is the user.
+/// Records which passkey approved what (`user.step-up`, with the assertion as
+/// evidence), beside the action's own entries, whose actor is the user.
 async fn log_step_up(
     state: &AppState,
     user: &User,
-    binding: &Binding,
-    passkey_id: &str,
+    approval: ceremony::Approval,
     message_id: &str,
 ) -> Result<(), Error> {
-    log_user_event(
-        state,
-        user,
-        "user.step-up",
-        serde_json::json!({
-            "action": binding.action,
-            "target": binding.target,
-            "passkey_id": passkey_id,
-            "message_id": message_id,
-        }),
-    )
-    .await
+    let mut evidence = approval.evidence;
+    evidence["message_id"] = serde_json::Value::String(message_id.to_owned());
+    log_user_event(state, user, "user.step-up", evidence).await
 }
 
 // ---------------------------------------------------------------- upload
@@ -1358,7 +1348,7 @@ async fn approve(
     let p = pending(&state, &signed, &id).await?;
     let now = state.intake.clock().now();
     let binding = Binding::approve_upload(&p.sha256);
-    let key = ceremony::finish_step_up(
+    let approval = ceremony::finish_step_up(
         &state.portal,
         &state.db,
         &signed.user,
@@ -1378,7 +1368,7 @@ async fn approve(
     match outcome {
         Ok(Outcome::Created(s)) | Ok(Outcome::Repeated(s)) => {
             drop_pending(&state, &id).await?;
-            log_step_up(&state, &signed.user, &binding, &key.id, &s.id).await?;
+            log_step_up(&state, &signed.user, approval, &s.id).await?;
             metrics::counter!("ivan_submissions_accepted_total").increment(1);
             Ok(see_other(&format!(
                 "/portal/submissions/{}?done=filed",
