@@ -44,6 +44,7 @@ CREATE TABLE portal_sessions (
     csrf_token   TEXT NOT NULL,
     created_at   TIMESTAMPTZ NOT NULL,
     last_seen_at TIMESTAMPTZ NOT NULL,
+    reauth_at    TIMESTAMPTZ NULL,                     -- last passkey assertion (sign-in or re-confirmation)
     expires_at   TIMESTAMPTZ NOT NULL,                 -- absolute end
     ended_at     TIMESTAMPTZ NULL
 );

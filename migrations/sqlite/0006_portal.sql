@@ -44,6 +44,7 @@ CREATE TABLE portal_sessions (
     csrf_token   TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     last_seen_at TEXT NOT NULL,
+    reauth_at    TEXT NULL,                     -- last passkey assertion (sign-in or re-confirmation)
     expires_at   TEXT NOT NULL,                 -- absolute end
     ended_at     TEXT NULL
 ) STRICT;

@@ -84,7 +84,8 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("-");
-                        tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id = %id)
+                        // The path only: a query can hold a secret (the portal's enrolment link).
+                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))

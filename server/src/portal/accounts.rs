@@ -561,7 +561,8 @@ pub async fn add_passkey(
     Ok(id)
 }
 
-/// Removes one of the user's passkeys; never the last one.
+/// Removes one of the user's passkeys, never the last one; sessions signed in with
+/// it end.
 pub async fn remove_passkey(
     ledger: &Ledger,
     user: &User,
@@ -590,6 +591,18 @@ pub async fn remove_passkey(
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
+                if n == 1 {
+                    // Sessions signed in with it end too (a lost key's finder's).
+                    sqlx::query(
+                        "UPDATE portal_sessions SET ended_at = $1 WHERE user_id = $2 \
+                         AND passkey_id = $3 AND ended_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(&uid)
+                    .bind(&pid)
+                    .execute(&mut *c)
+                    .await?;
+                }
                 (exists, n)
             });
             match (exists, n) {

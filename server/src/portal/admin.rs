@@ -45,16 +45,19 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/tokens/{id}/revoke", post(revoke_token))
 }
 
-/// A checked, admin-only form post: the origin, the session's CSRF token, the role.
+/// A checked, admin-only form post: the origin, the session's CSRF token, the role,
+/// a recent passkey confirmation (else back to `page` after confirming).
 async fn admin_post<T: HasCsrf>(
     state: &AppState,
     signed: &SignedIn,
     headers: &HeaderMap,
     form: T,
+    page: &str,
 ) -> Result<T, super::pages::PortalError> {
     session::check_origin(&state.portal, headers)?;
     signed.check_csrf(form.csrf())?;
     signed.require_admin()?;
+    signed.require_recent(page)?;
     Ok(form)
 }
 
@@ -103,6 +106,7 @@ async fn phones(
     Query(d): Query<Done>,
 ) -> PageResult {
     signed.require_admin()?;
+    signed.require_recent("/portal/phones")?;
     let m = &state.mobile;
     let items = access::list(m.db(), m.config(), &signed.user.employer_id)
         .await
@@ -160,7 +164,7 @@ async fn add_phone(
     headers: HeaderMap,
     Form(f): Form<NewPhone>,
 ) -> PageResult {
-    let f = admin_post(&state, &signed, &headers, f).await?;
+    let f = admin_post(&state, &signed, &headers, f, "/portal/phones").await?;
     let m = &state.mobile;
     access::add(
         m.ledger(),
@@ -196,7 +200,7 @@ async fn new_pin(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    admin_post(&state, &signed, &headers, f).await?;
+    admin_post(&state, &signed, &headers, f, "/portal/phones").await?;
     let m = &state.mobile;
     let (a, pin) = access::new_pin(
         m.ledger(),
@@ -234,7 +238,7 @@ async fn send_pin(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    admin_post(&state, &signed, &headers, f).await?;
+    admin_post(&state, &signed, &headers, f, "/portal/phones").await?;
     let m = &state.mobile;
     access::send_pin(
         m.ledger(),
@@ -256,7 +260,7 @@ async fn deactivate(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    admin_post(&state, &signed, &headers, f).await?;
+    admin_post(&state, &signed, &headers, f, "/portal/phones").await?;
     let m = &state.mobile;
     access::deactivate(
         m.ledger(),
@@ -402,6 +406,7 @@ async fn tokens(
     Query(d): Query<Done>,
 ) -> PageResult {
     signed.require_admin()?;
+    signed.require_recent("/portal/tokens")?;
     let items = employers::list_tokens(&state.db, &signed.user.employer_id)
         .await?
         .into_iter()
@@ -450,7 +455,7 @@ async fn create_token(
     headers: HeaderMap,
     Form(f): Form<NewToken>,
 ) -> PageResult {
-    let f = admin_post(&state, &signed, &headers, f).await?;
+    let f = admin_post(&state, &signed, &headers, f, "/portal/tokens").await?;
     let allowed: Vec<String> = f
         .allowed
         .lines()
@@ -501,7 +506,7 @@ async fn revoke_token(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    admin_post(&state, &signed, &headers, f).await?;
+    admin_post(&state, &signed, &headers, f, "/portal/tokens").await?;
     employers::revoke_token(
         state.intake.ledger(),
         signed.user.actor(),

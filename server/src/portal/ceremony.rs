@@ -69,6 +69,14 @@ impl Binding {
         }
     }
 
+    /// Re-confirming a session (see [`super::session`]), named by its id hash.
+    pub fn reauth(session: &str) -> Self {
+        Self {
+            action: "reauth",
+            target: session.to_owned(),
+        }
+    }
+
     /// Cancelling a submission, named by its message id.
     pub fn cancel(message_id: &str) -> Self {
         Self {
@@ -284,7 +292,6 @@ pub async fn finish_step_up(
     if bound != Some((binding.action.to_owned(), binding.target.clone())) {
         return Err(StepUpError::WrongTarget);
     }
-    let raw: serde_json::Value = credential(answer)?;
     let answer: PublicKeyCredential = credential(answer)?;
     let result = portal
         .webauthn
@@ -306,7 +313,9 @@ pub async fn finish_step_up(
             "nonce": nonce,
             "challenge_sha256": challenge,
             "passkey_id": key.id,
-            "assertion": raw,
+            // Re-serialised from the parsed answer: only the fields WebAuthn defines
+            // reach the record, whatever else the browser sent.
+            "assertion": serde_json::to_value(&answer).unwrap_or_default(),
         }),
         passkey_id: key.id,
     })

@@ -51,6 +51,9 @@ pub struct PortalConfig {
     pub upload_valid_secs: u64,
     /// Sign-in pages and attempts per source address per minute (then `429`).
     pub sign_ins_per_minute_per_source: u32,
+    /// Managing passkeys, API tokens and phone accesses needs a passkey assertion
+    /// (sign-in or re-confirmation) from the last this many seconds.
+    pub reauth_valid_secs: u64,
 }
 
 impl Default for PortalConfig {
@@ -63,6 +66,7 @@ impl Default for PortalConfig {
             ceremony_valid_secs: 5 * 60,
             upload_valid_secs: 30 * 60,
             sign_ins_per_minute_per_source: 30,
+            reauth_valid_secs: 600,
         }
     }
 }
@@ -116,6 +120,7 @@ impl PortalConfig {
             || self.ceremony_valid_secs == 0
             || self.upload_valid_secs == 0
             || self.sign_ins_per_minute_per_source == 0
+            || self.reauth_valid_secs == 0
         {
             return Err(Error::Config(
                 "portal: lifetimes and limits must be positive, and session_absolute_secs \
@@ -168,7 +173,18 @@ pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Ro
             "max-age=31536000; includeSubDomains",
         ));
     }
-    let mut router = pages::routes().merge(admin::routes());
+    // Forms are small; only the upload carries a document. Both limits refuse an
+    // oversized body before it is read (and before any handler runs).
+    let small = 64 * 1024;
+    let mut router = pages::routes()
+        .merge(admin::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(small))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(small))
+        .merge(
+            pages::upload_routes()
+                .layer(axum::extract::DefaultBodyLimit::max(limit))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(limit)),
+        );
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::overriding(
             name,
@@ -176,13 +192,10 @@ pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Ro
         ));
     }
     // Pages change with every request (sessions, CSRF tokens): never cached.
-    router
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+    router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ))
 }
 
 /// What the portal's handlers share.

@@ -63,14 +63,32 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/submissions/{id}/receipt", get(receipt))
         .route("/portal/submissions/{id}/answers/{n}", get(answer))
         .route("/portal/submissions/{id}/cancel", post(cancel))
-        .route("/portal/upload", get(upload_page).post(upload))
         .route("/portal/uploads/{id}", get(pending_page))
         .route("/portal/uploads/{id}/approve", post(approve))
         .route("/portal/uploads/{id}/discard", post(discard))
+        .route("/portal/reauth", get(reauth_page).post(reauth))
         .route("/portal/account", get(account))
         .route("/portal/account/passkeys/new", get(new_passkey_page))
         .route("/portal/account/passkeys", post(add_passkey))
         .route("/portal/account/passkeys/{id}/remove", post(remove_passkey))
+}
+
+/// The upload route: its body may be a whole document (the caller sets its limit).
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route("/portal/upload", get(upload_page).post(upload))
+}
+
+/// `next` if it is a portal path made of plain characters, else the dashboard (no
+/// open redirects).
+fn safe_next(next: &str) -> &str {
+    let plain = next
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.?=&".contains(&b));
+    if plain && next.starts_with("/portal/") && !next.contains("//") {
+        next
+    } else {
+        "/portal/dashboard"
+    }
 }
 
 // ---------------------------------------------------------------- errors
@@ -89,6 +107,8 @@ pub enum PortalError {
     Forbidden(String),
     /// The step-up was for another action or target.
     WrongApproval,
+    /// Credential management needs a fresh passkey confirmation; then back here.
+    Reconfirm(String),
 }
 
 impl From<Error> for PortalError {
@@ -127,6 +147,10 @@ impl IntoResponse for PortalError {
             PortalError::SignInRequired => {
                 return Redirect::to("/portal/sign-in").into_response();
             }
+            PortalError::Reconfirm(back) => {
+                return Redirect::to(&format!("/portal/reauth?next={}", safe_next(&back)))
+                    .into_response();
+            }
             PortalError::SessionEnded => (
                 StatusCode::UNAUTHORIZED,
                 "Your session has ended. Sign in again; nothing was changed.".to_owned(),
@@ -151,7 +175,8 @@ impl IntoResponse for PortalError {
                 let status = e.status();
                 let message = if status.is_server_error() {
                     tracing::error!(error = %e, "portal request failed");
-                    "Something went wrong on our side; nothing was changed. Try again later."
+                    "Something went wrong on our side. Try again later; if you were filing or \
+                     cancelling, look at the submission first: it may have gone through."
                         .to_owned()
                 } else {
                     e.to_string()
@@ -580,14 +605,27 @@ async fn enrol(
         now,
     )
     .await?;
-    let secret = session::start(&state.portal, &state.db, &user, &id, now).await?;
-    log_user_event(
-        &state,
-        &user,
-        "user.sign-in",
-        serde_json::json!({ "passkey_id": id, "enrolment": true }),
-    )
-    .await?;
+    // The passkey is registered now; if signing in fails, say so.
+    let signed_in = async {
+        let secret = session::start(&state.portal, &state.db, &user, &id, now).await?;
+        log_user_event(
+            &state,
+            &user,
+            "user.sign-in",
+            serde_json::json!({ "passkey_id": id, "enrolment": true }),
+        )
+        .await?;
+        Ok::<_, Error>(secret)
+    }
+    .await;
+    let secret = signed_in.map_err(|e| {
+        tracing::error!(error = %e, user = %user.id, "sign-in after enrolment failed");
+        PortalError::App(Error::Unavailable(
+            "Your passkey is registered, but signing you in failed. Sign in with it on the \
+             sign-in page."
+                .into(),
+        ))
+    })?;
     Ok(with_cookie(
         see_other("/portal/dashboard"),
         &session::set_cookie(&state.portal, Some(&secret)),
@@ -615,6 +653,7 @@ struct AccountPage {
 }
 
 async fn account(State(state): State<AppState>, signed: SignedIn) -> PageResult {
+    signed.require_recent("/portal/account")?;
     let keys = accounts::passkeys(&state.db, &signed.user.id)
         .await?
         .into_iter()
@@ -639,6 +678,7 @@ async fn account(State(state): State<AppState>, signed: SignedIn) -> PageResult 
 }
 
 async fn new_passkey_page(State(state): State<AppState>, signed: SignedIn) -> PageResult {
+    signed.require_recent("/portal/account")?;
     let (options, ceremony) = start_registration(&state, &signed.user, Kind::AddPasskey).await?;
     Ok(page(
         StatusCode::OK,
@@ -665,6 +705,7 @@ async fn add_passkey(
 ) -> PageResult {
     session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
+    signed.require_recent("/portal/account")?;
     let passkey = finish_registration(&state, &signed.user, Kind::AddPasskey, &f).await?;
     let now = state.intake.clock().now();
     accounts::add_passkey(
@@ -688,6 +729,7 @@ async fn remove_passkey(
 ) -> PageResult {
     session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
+    signed.require_recent("/portal/account")?;
     let now = state.intake.clock().now();
     accounts::remove_passkey(state.intake.ledger(), &signed.user, &id, now).await?;
     Ok(see_other("/portal/account"))
@@ -1068,9 +1110,11 @@ async fn cancel(
         now,
     )
     .await?;
+    // The approval is recorded before the change it approves, so a change never
+    // stands without its evidence.
+    log_step_up(&state, &signed.user, approval).await?;
     let caller = signed.caller(&state.db).await?;
     submissions::cancel(state.intake.ledger(), &state.db, &caller, &s.id, now).await?;
-    log_step_up(&state, &signed.user, approval, &s.id).await?;
     Ok(see_other(&format!(
         "/portal/submissions/{}?done=cancelled",
         s.id
@@ -1078,16 +1122,92 @@ async fn cancel(
 }
 
 /// Records which passkey approved what (`user.step-up`, with the assertion as
-/// evidence), beside the action's own entries, whose actor is the user.
+/// evidence). Written before the action it approves, whose own entries name the user
+/// as actor (and the approved target: the document's SHA-256, or the message id).
 async fn log_step_up(
     state: &AppState,
     user: &User,
     approval: ceremony::Approval,
-    message_id: &str,
 ) -> Result<(), Error> {
-    let mut evidence = approval.evidence;
-    evidence["message_id"] = serde_json::Value::String(message_id.to_owned());
-    log_user_event(state, user, "user.step-up", evidence).await
+    log_user_event(state, user, "user.step-up", approval.evidence).await
+}
+
+// ---------------------------------------------------------------- re-confirmation
+
+#[derive(Template)]
+#[template(path = "portal/reauth.html")]
+struct ReauthPage {
+    nav: Option<Nav>,
+    csrf: String,
+    options: String,
+    ceremony: String,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+async fn reauth_page(
+    State(state): State<AppState>,
+    signed: SignedIn,
+    Query(q): Query<NextQuery>,
+) -> PageResult {
+    let now = state.intake.clock().now();
+    let (ceremony, options) = ceremony::start_step_up(
+        &state.portal,
+        &state.db,
+        &signed.user,
+        &Binding::reauth(&signed.session),
+        now,
+    )
+    .await?;
+    Ok(page(
+        StatusCode::OK,
+        &ReauthPage {
+            nav: Nav::of(&signed),
+            csrf: signed.csrf.clone(),
+            options: json_attr(&options)?,
+            ceremony,
+            next: safe_next(&q.next).to_owned(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReauthForm {
+    ceremony: String,
+    credential: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn reauth(
+    State(state): State<AppState>,
+    signed: SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<ReauthForm>,
+) -> PageResult {
+    session::check_origin(&state.portal, &headers)?;
+    signed.check_csrf(&f.csrf)?;
+    let now = state.intake.clock().now();
+    let approval = ceremony::finish_step_up(
+        &state.portal,
+        &state.db,
+        &signed.user,
+        &f.ceremony,
+        &f.credential,
+        &Binding::reauth(&signed.session),
+        now,
+    )
+    .await?;
+    log_step_up(&state, &signed.user, approval).await?;
+    session::reconfirmed(&state.db, &signed.session, now).await?;
+    Ok(see_other(safe_next(&f.next)))
 }
 
 // ---------------------------------------------------------------- upload
@@ -1358,6 +1478,7 @@ async fn approve(
         now,
     )
     .await?;
+    log_step_up(&state, &signed.user, approval).await?;
     let caller = signed.caller(&state.db).await?;
     // The upload's id is the idempotency key: approving twice files once.
     let key_name = format!("portal-upload:{id}");
@@ -1367,16 +1488,20 @@ async fn approve(
         .await;
     match outcome {
         Ok(Outcome::Created(s)) | Ok(Outcome::Repeated(s)) => {
-            drop_pending(&state, &id).await?;
-            log_step_up(&state, &signed.user, approval, &s.id).await?;
             metrics::counter!("ivan_submissions_accepted_total").increment(1);
+            // Filed: a leftover pending row only waits for its expiry.
+            if let Err(e) = drop_pending(&state, &id).await {
+                tracing::warn!(error = %e, upload = %id, "pending upload not removed");
+            }
             Ok(see_other(&format!(
                 "/portal/submissions/{}?done=filed",
                 s.id
             )))
         }
         Err(SubmitError::Refused(r)) => {
-            drop_pending(&state, &id).await?;
+            if let Err(e) = drop_pending(&state, &id).await {
+                tracing::warn!(error = %e, upload = %id, "pending upload not removed");
+            }
             #[derive(Deserialize, Default)]
             struct Answered {
                 #[serde(default)]

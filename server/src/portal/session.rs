@@ -7,6 +7,12 @@
 //!
 //! Every state-changing form carries the session's CSRF token (`csrf`), compared in
 //! constant time; a POST whose `Origin` header names another origin is refused too.
+//!
+//! **Re-confirmation.** Pages and forms that manage credentials (passkeys, API tokens,
+//! phone accesses and their PINs) need a passkey assertion from the last
+//! `portal.reauth_valid_secs` (sign-in counts): otherwise the page sends the user to
+//! `/portal/reauth` first. So a session left open in a browser cannot, alone, mint an
+//! API token or add the finder's passkey.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -66,7 +72,7 @@ pub async fn start(
     on_pool!(db, pool => {
         sqlx::query(
             "INSERT INTO portal_sessions (id_sha256, user_id, passkey_id, csrf_token, created_at, \
-             last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)",
+             last_seen_at, reauth_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $5, $6)",
         )
         .bind(Sha256Hex::of(secret.as_bytes()).as_str())
         .bind(&user.id)
@@ -94,6 +100,19 @@ pub async fn end(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Err
     Ok(())
 }
 
+/// Notes a fresh passkey assertion on the session.
+pub async fn reconfirmed(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    on_pool!(db, pool => {
+        sqlx::query("UPDATE portal_sessions SET reauth_at = $1 WHERE id_sha256 = $2")
+            .bind(now)
+            .bind(id_sha256)
+            .execute(pool)
+            .await
+            .map_err(retention::Error::from)?;
+    });
+    Ok(())
+}
+
 /// A signed-in user, from the session cookie.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
@@ -101,6 +120,10 @@ pub struct SignedIn {
     pub session: String,
     pub csrf: String,
     pub expires_at: DateTime<Utc>,
+    /// The session's last passkey assertion (sign-in or re-confirmation).
+    pub reauth_at: Option<DateTime<Utc>>,
+    /// Whether that was within `portal.reauth_valid_secs`.
+    pub recently_confirmed: bool,
 }
 
 impl SignedIn {
@@ -111,6 +134,16 @@ impl SignedIn {
         } else {
             metrics::counter!("ivan_portal_csrf_refused_total").increment(1);
             Err(PortalError::Csrf)
+        }
+    }
+
+    /// Credential management needs a recent passkey assertion: `Err` sends the user
+    /// to confirm with their passkey, then back to `back` (a portal path).
+    pub fn require_recent(&self, back: &str) -> Result<(), PortalError> {
+        if self.recently_confirmed {
+            Ok(())
+        } else {
+            Err(PortalError::Reconfirm(back.to_owned()))
         }
     }
 
@@ -154,7 +187,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-type SessionRow = (String, String, DateTime<Utc>, DateTime<Utc>);
+type SessionRow = (
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
 
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = PortalError;
@@ -175,7 +214,7 @@ impl FromRequestParts<AppState> for SignedIn {
         let id = Sha256Hex::of(secret.as_bytes());
         let row: Option<SessionRow> = on_pool!(&state.db, pool => {
             sqlx::query_as(
-                "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at FROM portal_sessions s \
+                "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at, s.reauth_at FROM portal_sessions s \
                  JOIN users u ON u.id = s.user_id \
                  WHERE s.id_sha256 = $1 AND s.ended_at IS NULL AND u.revoked_at IS NULL",
             )
@@ -184,7 +223,7 @@ impl FromRequestParts<AppState> for SignedIn {
             .await
             .map_err(|e| PortalError::App(retention::Error::from(e).into()))?
         });
-        let Some((user_id, csrf, last_seen, expires_at)) = row else {
+        let Some((user_id, csrf, last_seen, expires_at, reauth_at)) = row else {
             return Err(required());
         };
         let idle = Duration::seconds(i64::try_from(portal.config.session_idle_secs).unwrap_or(60));
@@ -206,11 +245,15 @@ impl FromRequestParts<AppState> for SignedIn {
         let user = accounts::user(&state.db, &user_id)
             .await?
             .ok_or_else(required)?;
+        let window =
+            Duration::seconds(i64::try_from(portal.config.reauth_valid_secs).unwrap_or(600));
         Ok(SignedIn {
             user,
             session: id.as_str().to_owned(),
             csrf,
             expires_at,
+            reauth_at,
+            recently_confirmed: reauth_at.is_some_and(|t| t + window > now),
         })
     }
 }
