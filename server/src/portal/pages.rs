@@ -1021,6 +1021,7 @@ async fn submission_page(
     let answers = crate::forwarding::answers(&state.db, &s.id).await?;
     let notice = match n.done.as_str() {
         "filed" => Some("Filed. The signed receipt is below."),
+        "repeated" => Some("These exact bytes had been filed already: this is that filing."),
         "cancelled" => Some("Cancelled. It will not be forwarded."),
         _ => None,
     };
@@ -1412,9 +1413,10 @@ async fn pending_page(
         return Ok(see_other(&format!("/portal/submissions/{}", first.id)));
     }
     if !preview.errors.is_empty() {
-        drop_pending(&state, &id).await?;
+        // Kept until it expires or is discarded: the problem may pass (a CRL about to
+        // be renewed); approving it now would only be refused.
         let headline = format!(
-            "{} can no longer be filed: {} problem(s). Nothing was stored.",
+            "{} cannot be filed now: {} problem(s). Nothing was filed.",
             p.file_name,
             preview.errors.len()
         );
@@ -1487,14 +1489,20 @@ async fn approve(
         .submit(&caller, Some("application/xml"), Some(&key_name), p.body)
         .await;
     match outcome {
-        Ok(Outcome::Created(s)) | Ok(Outcome::Repeated(s)) => {
-            metrics::counter!("ivan_submissions_accepted_total").increment(1);
+        Ok(outcome) => {
+            let (s, done) = match outcome {
+                Outcome::Created(s) => {
+                    metrics::counter!("ivan_submissions_accepted_total").increment(1);
+                    (s, "filed")
+                }
+                Outcome::Repeated(s) => (s, "repeated"),
+            };
             // Filed: a leftover pending row only waits for its expiry.
             if let Err(e) = drop_pending(&state, &id).await {
                 tracing::warn!(error = %e, upload = %id, "pending upload not removed");
             }
             Ok(see_other(&format!(
-                "/portal/submissions/{}?done=filed",
+                "/portal/submissions/{}?done={done}",
                 s.id
             )))
         }
