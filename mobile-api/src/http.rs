@@ -64,21 +64,33 @@ impl SourceLimiter {
     }
 }
 
-/// The TCP peer of a request (`unknown` when the server was not started with
-/// connection info).
+/// The client's address as the server established it (behind trusted proxies, from
+/// `X-Forwarded-For`; see the server's `http.trusted_proxies`), put into the request's
+/// extensions by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Where a request comes from: the [`ClientIp`] the server found, else the TCP peer
+/// (`None` when the server was not started with connection info).
 #[derive(Debug, Clone)]
-pub struct Source(pub Option<SocketAddr>);
+pub struct Source(pub Option<IpAddr>);
+
+impl Source {
+    /// The source of a request from its extensions.
+    pub fn of(extensions: &axum::http::Extensions) -> Self {
+        Source(extensions.get::<ClientIp>().map(|c| c.0).or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        }))
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Source {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-        ))
+        Ok(Source::of(&parts.extensions))
     }
 }
 
@@ -204,8 +216,8 @@ async fn login<E: From<Error>>(
     source: Source,
     body: Bytes,
 ) -> Result<Json<Issued>, E> {
-    if let Some(addr) = source.0 {
-        m.inner.limiter.check(addr.ip())?;
+    if let Some(ip) = source.0 {
+        m.inner.limiter.check(ip)?;
     }
     let req: LoginRequest = parse_json(&body)?;
     let issued = access::login(
@@ -220,7 +232,7 @@ async fn login<E: From<Error>>(
             device_name: req.device_name,
             source: source
                 .0
-                .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         },
     )
     .await?;
@@ -232,8 +244,8 @@ async fn refresh<E: From<Error>>(
     source: Source,
     body: Bytes,
 ) -> Result<Json<Issued>, E> {
-    if let Some(addr) = source.0 {
-        m.inner.limiter.check(addr.ip())?;
+    if let Some(ip) = source.0 {
+        m.inner.limiter.check(ip)?;
     }
     let req: RefreshRequest = parse_json(&body)?;
     Ok(Json(

@@ -79,6 +79,11 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed:
+    /// a request from one of them counts as coming from the address it forwarded
+    /// (for the sign-in and login rate limits, API-token allow-lists and the log).
+    /// Empty: the TCP peer, always.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -87,6 +92,7 @@ impl Default for HttpConfig {
             body_limit_bytes: 10 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -173,6 +179,8 @@ impl Config {
                 "http.body_limit_bytes and http.request_timeout_secs must be positive".into(),
             ));
         }
+        crate::employers::parse_allowed_ips(&self.http.trusted_proxies)
+            .map_err(|e| Error::Config(format!("http.trusted_proxies: {e}")))?;
         if self.database_max_connections == 0 {
             return Err(Error::Config(
                 "database_max_connections must be positive".into(),

@@ -76,6 +76,10 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    Arc::new(trusted_proxies(&http.trusted_proxies)),
+                    client_ip,
+                ))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -96,6 +100,65 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
                     Duration::from_secs(http.request_timeout_secs),
                 )),
         )
+}
+
+/// `http.trusted_proxies` as networks (checked at config load; a bad entry is skipped).
+fn trusted_proxies(entries: &[String]) -> Vec<ipnet::IpNet> {
+    crate::employers::parse_allowed_ips(entries)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.parse().ok())
+        .collect()
+}
+
+/// Puts the client's address into the request (`mobile_api::http::ClientIp`): the TCP
+/// peer, or — when the peer is a trusted proxy — the nearest untrusted address of
+/// `X-Forwarded-For`, read from the right (a client can prepend anything; only what the
+/// trusted proxies appended counts).
+async fn client_ip(
+    State(trusted): State<Arc<Vec<ipnet::IpNet>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(peer) = peer {
+        let ip = forwarded_client(peer, req.headers(), &trusted);
+        req.extensions_mut().insert(mobile_api::http::ClientIp(ip));
+    }
+    next.run(req).await
+}
+
+fn forwarded_client(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| {
+        let ip = ip.to_canonical();
+        trusted.iter().any(|n| n.contains(&ip))
+    };
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        if !is_trusted(&client) {
+            break;
+        }
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) => client = ip,
+            // A hop a trusted proxy would not write: stop at the last sure address.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 async fn track_metrics(req: Request, next: Next) -> Response {
@@ -181,4 +244,55 @@ async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response> {
 
 async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, Some("no such resource".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let trusted = trusted_proxies(&["10.0.0.0/8".into()]);
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let with = |xff: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        // No proxy trusted: the peer, whatever the header says.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &with(&["198.51.100.7"]), &[]),
+            ip("10.0.0.1")
+        );
+        // From a trusted proxy: the nearest untrusted hop, read from the right.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &with(&["1.2.3.4, 198.51.100.7"]), &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            forwarded_client(
+                ip("10.0.0.1"),
+                &with(&["198.51.100.7", "10.0.0.2"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        // From an untrusted peer: the peer (a client cannot claim another address).
+        assert_eq!(
+            forwarded_client(ip("203.0.113.9"), &with(&["10.0.0.5"]), &trusted),
+            ip("203.0.113.9")
+        );
+        // Garbage after a trusted hop: the last sure address.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &with(&["nonsense"]), &trusted),
+            ip("10.0.0.1")
+        );
+        // IPv4-mapped IPv6 peers match IPv4 blocks.
+        assert_eq!(
+            forwarded_client(ip("::ffff:10.0.0.1"), &with(&["198.51.100.7"]), &trusted),
+            ip("198.51.100.7")
+        );
+    }
 }

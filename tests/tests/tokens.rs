@@ -7,7 +7,10 @@
 use ivan_e2e::{Instance, Server, e2e_tests};
 use serde_json::Value;
 
-e2e_tests!(tokens_are_created_limited_by_address_listed_and_revoked);
+e2e_tests!(
+    tokens_are_created_limited_by_address_listed_and_revoked,
+    forwarded_addresses_count_only_from_trusted_proxies,
+);
 
 /// `GET /api/v1/submissions` with `token`: the status code.
 async fn api_status(server: &Server, token: &str) -> u16 {
@@ -274,4 +277,69 @@ async fn tokens_are_created_limited_by_address_listed_and_revoked(inst: Instance
             }
         }
     }
+}
+
+/// `GET /api/v1/submissions` with `token` and an `X-Forwarded-For` header.
+async fn forwarded_status(server: &Server, token: &str, xff: &str) -> u16 {
+    server
+        .http
+        .get(server.url("/api/v1/submissions"))
+        .bearer_auth(token)
+        .header("x-forwarded-for", xff)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Behind a reverse proxy (`http.trusted_proxies`), an allow-listed token is judged
+/// by the address the proxy forwarded; a client that is not a trusted proxy cannot
+/// claim an address with `X-Forwarded-For`.
+async fn forwarded_addresses_count_only_from_trusted_proxies(inst: Instance) {
+    inst.run_ok(&["migrate"]).await;
+    let employer: Value = serde_json::from_str(
+        &inst
+            .run_ok(&[
+                "admin",
+                "employer",
+                "add",
+                "--name",
+                "E",
+                "--registration-number",
+                "22222222",
+                "--json",
+            ])
+            .await,
+    )
+    .unwrap();
+    let id = employer["id"].as_str().unwrap();
+    let created = create_json(&inst, id, "payroll", &["198.51.100.0/24"]).await;
+    let token = created["api_token"].as_str().unwrap();
+
+    // No trusted proxy: the header is ignored, the peer (loopback) is outside.
+    let direct = inst.serve().await;
+    assert_eq!(forwarded_status(&direct, token, "198.51.100.7").await, 401);
+    direct.stop().await;
+
+    // Loopback is the trusted proxy: the forwarded address counts, read from the right.
+    let proxied = inst
+        .serve_with(&[("IVAN_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]")])
+        .await;
+    assert_eq!(
+        api_status(&proxied, token).await,
+        401,
+        "the proxy itself is outside"
+    );
+    assert_eq!(forwarded_status(&proxied, token, "198.51.100.7").await, 200);
+    assert_eq!(
+        forwarded_status(&proxied, token, "198.51.100.7, 127.0.0.1").await,
+        200
+    );
+    // What the client wrote before the proxy appended its peer does not count.
+    assert_eq!(
+        forwarded_status(&proxied, token, "198.51.100.7, 203.0.113.1").await,
+        401
+    );
+    proxied.stop().await;
 }

@@ -149,12 +149,10 @@ impl FromRequestParts<AppState> for Authenticated {
             .map(str::trim);
         let caller = match token {
             Some(t) => {
-                // The TCP peer (`serve` adds it); unknown when absent, which an
-                // allow-listed token does not pass.
-                let peer = parts
-                    .extensions
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|ci| ci.0.ip());
+                // The client (the TCP peer, or behind trusted proxies the address
+                // they forwarded); unknown when absent, which an allow-listed token
+                // does not pass.
+                let peer = mobile_api::http::Source::of(&parts.extensions).0;
                 employers::authenticate(&state.db, t, peer)
                     .await
                     .map_err(IntoResponse::into_response)?

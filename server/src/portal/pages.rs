@@ -335,11 +335,11 @@ async fn sign_in_page(
 }
 
 fn limit(state: &AppState, source: &mobile_api::http::Source) -> Result<(), PortalError> {
-    if let Some(addr) = source.0 {
+    if let Some(ip) = source.0 {
         state
             .portal
             .limiter
-            .check(addr.ip())
+            .check(ip)
             .map_err(|e| PortalError::App(Error::Mobile(e)))?;
     }
     Ok(())
