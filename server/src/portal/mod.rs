@@ -192,10 +192,15 @@ pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Ro
         ));
     }
     // Pages change with every request (sessions, CSRF tokens): never cached.
-    router.layer(SetResponseHeaderLayer::if_not_present(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    ))
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            portal.clone(),
+            session::refuse_foreign_origin,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 /// What the portal's handlers share.

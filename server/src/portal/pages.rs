@@ -18,7 +18,7 @@
 
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -356,10 +356,8 @@ struct CeremonyForm {
 async fn sign_in(
     State(state): State<AppState>,
     source: mobile_api::http::Source,
-    headers: HeaderMap,
     Form(f): Form<CeremonyForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     limit(&state, &source)?;
     let now = state.intake.clock().now();
     let refused = || {
@@ -443,10 +441,8 @@ pub(super) struct CsrfForm {
 async fn sign_out(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
     let now = state.intake.clock().now();
     session::end(&state.db, &signed.session, now).await?;
@@ -585,10 +581,8 @@ async fn finish_registration(
 async fn enrol(
     State(state): State<AppState>,
     source: mobile_api::http::Source,
-    headers: HeaderMap,
     Form(f): Form<RegisterForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     limit(&state, &source)?;
     let now = state.intake.clock().now();
     // The link's secret is this form's CSRF protection: it is needed again here.
@@ -700,10 +694,8 @@ async fn new_passkey_page(State(state): State<AppState>, signed: SignedIn) -> Pa
 async fn add_passkey(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Form(f): Form<RegisterForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
     signed.require_recent("/portal/account")?;
     let passkey = finish_registration(&state, &signed.user, Kind::AddPasskey, &f).await?;
@@ -723,11 +715,9 @@ async fn add_passkey(
 async fn remove_passkey(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
     signed.require_recent("/portal/account")?;
     let now = state.intake.clock().now();
@@ -999,18 +989,11 @@ async fn submission_page(
     let s = own(&state, &signed, &id).await?;
     let now = state.intake.clock().now();
     let cancel = if s.status == submissions::status::ACCEPTED && s.hold_until > now {
-        let (ceremony, options) = ceremony::start_step_up(
-            &state.portal,
-            &state.db,
-            &signed.user,
-            &Binding::cancel(&s.id),
-            now,
-        )
-        .await?;
+        let (ceremony, options) = step_up_prompt(&state, &signed, &Binding::cancel(&s.id)).await?;
         Some(CancelForm {
             remaining: remaining(s.hold_until - now),
             until: when(&s.hold_until),
-            options: json_attr(&options)?,
+            options,
             ceremony,
         })
     } else {
@@ -1092,28 +1075,13 @@ fn attachment(r: &mut Response, name: &str) {
 async fn cancel(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
     let s = own(&state, &signed, &id).await?;
     let now = state.intake.clock().now();
-    let binding = Binding::cancel(&s.id);
-    let approval = ceremony::finish_step_up(
-        &state.portal,
-        &state.db,
-        &signed.user,
-        &f.ceremony,
-        &f.credential,
-        &binding,
-        now,
-    )
-    .await?;
-    // The approval is recorded before the change it approves, so a change never
-    // stands without its evidence.
-    log_step_up(&state, &signed.user, approval).await?;
+    approve_step_up(&state, &signed, &f, &Binding::cancel(&s.id)).await?;
     let caller = signed.caller(&state.db).await?;
     submissions::cancel(state.intake.ledger(), &state.db, &caller, &s.id, now).await?;
     Ok(see_other(&format!(
@@ -1122,15 +1090,41 @@ async fn cancel(
     )))
 }
 
-/// Records which passkey approved what (`user.step-up`, with the assertion as
-/// evidence). Written before the action it approves, whose own entries name the user
-/// as actor (and the approved target: the document's SHA-256, or the message id).
-async fn log_step_up(
+/// A passkey prompt approving `binding`: the ceremony id and the options for the page.
+async fn step_up_prompt(
     state: &AppState,
-    user: &User,
-    approval: ceremony::Approval,
-) -> Result<(), Error> {
-    log_user_event(state, user, "user.step-up", approval.evidence).await
+    signed: &SignedIn,
+    binding: &Binding,
+) -> Result<(String, String), PortalError> {
+    let now = state.intake.clock().now();
+    let (ceremony, options) =
+        ceremony::start_step_up(&state.portal, &state.db, &signed.user, binding, now).await?;
+    Ok((ceremony, json_attr(&options)?))
+}
+
+/// Checks the passkey's answer to the prompt for `binding` and records which passkey
+/// approved what (`user.step-up`, with the assertion as evidence). Called before the
+/// action it approves, whose own entries name the user as actor, so a change never
+/// stands without its evidence.
+async fn approve_step_up(
+    state: &AppState,
+    signed: &SignedIn,
+    f: &CeremonyForm,
+    binding: &Binding,
+) -> Result<(), PortalError> {
+    let now = state.intake.clock().now();
+    let approval = ceremony::finish_step_up(
+        &state.portal,
+        &state.db,
+        &signed.user,
+        &f.ceremony,
+        &f.credential,
+        binding,
+        now,
+    )
+    .await?;
+    log_user_event(state, &signed.user, "user.step-up", approval.evidence).await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- re-confirmation
@@ -1156,21 +1150,14 @@ async fn reauth_page(
     signed: SignedIn,
     Query(q): Query<NextQuery>,
 ) -> PageResult {
-    let now = state.intake.clock().now();
-    let (ceremony, options) = ceremony::start_step_up(
-        &state.portal,
-        &state.db,
-        &signed.user,
-        &Binding::reauth(&signed.session),
-        now,
-    )
-    .await?;
+    let (ceremony, options) =
+        step_up_prompt(&state, &signed, &Binding::reauth(&signed.session)).await?;
     Ok(page(
         StatusCode::OK,
         &ReauthPage {
             nav: Nav::of(&signed),
             csrf: signed.csrf.clone(),
-            options: json_attr(&options)?,
+            options,
             ceremony,
             next: safe_next(&q.next).to_owned(),
         },
@@ -1179,10 +1166,8 @@ async fn reauth_page(
 
 #[derive(Debug, Deserialize)]
 struct ReauthForm {
-    ceremony: String,
-    credential: String,
-    #[serde(default)]
-    csrf: String,
+    #[serde(flatten)]
+    answer: CeremonyForm,
     #[serde(default)]
     next: String,
 }
@@ -1190,23 +1175,17 @@ struct ReauthForm {
 async fn reauth(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Form(f): Form<ReauthForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
-    signed.check_csrf(&f.csrf)?;
+    signed.check_csrf(&f.answer.csrf)?;
     let now = state.intake.clock().now();
-    let approval = ceremony::finish_step_up(
-        &state.portal,
-        &state.db,
-        &signed.user,
-        &f.ceremony,
-        &f.credential,
+    approve_step_up(
+        &state,
+        &signed,
+        &f.answer,
         &Binding::reauth(&signed.session),
-        now,
     )
     .await?;
-    log_step_up(&state, &signed.user, approval).await?;
     session::reconfirmed(&state.db, &signed.session, now).await?;
     Ok(see_other(safe_next(&f.next)))
 }
@@ -1244,10 +1223,8 @@ async fn upload_page(State(state): State<AppState>, signed: SignedIn) -> PageRes
 async fn upload(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     mut form: Multipart,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     let (mut csrf, mut file) = (None, None);
     while let Some(field) = form
         .next_field()
@@ -1433,15 +1410,8 @@ async fn pending_page(
             ),
         ));
     }
-    let now = state.intake.clock().now();
-    let (ceremony, options) = ceremony::start_step_up(
-        &state.portal,
-        &state.db,
-        &signed.user,
-        &Binding::approve_upload(&p.sha256),
-        now,
-    )
-    .await?;
+    let (ceremony, options) =
+        step_up_prompt(&state, &signed, &Binding::approve_upload(&p.sha256)).await?;
     Ok(page(
         StatusCode::OK,
         &PendingPage {
@@ -1451,7 +1421,7 @@ async fn pending_page(
             document_type: preview.document_type.unwrap_or_default(),
             sha256: p.sha256,
             warnings: preview.warnings,
-            options: json_attr(&options)?,
+            options,
             ceremony,
             csrf: signed.csrf.clone(),
         },
@@ -1461,26 +1431,12 @@ async fn pending_page(
 async fn approve(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
     let p = pending(&state, &signed, &id).await?;
-    let now = state.intake.clock().now();
-    let binding = Binding::approve_upload(&p.sha256);
-    let approval = ceremony::finish_step_up(
-        &state.portal,
-        &state.db,
-        &signed.user,
-        &f.ceremony,
-        &f.credential,
-        &binding,
-        now,
-    )
-    .await?;
-    log_step_up(&state, &signed.user, approval).await?;
+    approve_step_up(&state, &signed, &f, &Binding::approve_upload(&p.sha256)).await?;
     let caller = signed.caller(&state.db).await?;
     // The upload's id is the idempotency key: approving twice files once.
     let key_name = format!("portal-upload:{id}");
@@ -1538,11 +1494,9 @@ async fn approve(
 async fn discard(
     State(state): State<AppState>,
     signed: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    session::check_origin(&state.portal, &headers)?;
     signed.check_csrf(&f.csrf)?;
     pending(&state, &signed, &id).await?;
     drop_pending(&state, &id).await?;

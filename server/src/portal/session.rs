@@ -258,10 +258,24 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
-/// Refuses a state-changing request whose `Origin` names another site. Browsers send
-/// `Origin` with every POST; a request without one (not a browser) still needs the
-/// CSRF token.
-pub fn check_origin(portal: &Portal, headers: &HeaderMap) -> Result<(), PortalError> {
+/// Layer of the portal's router: refuses every state-changing request whose `Origin`
+/// names another site, before any handler runs. Browsers send `Origin` with every
+/// POST; a request without one (not a browser) still needs the CSRF token.
+pub async fn refuse_foreign_origin(
+    axum::extract::State(portal): axum::extract::State<Portal>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !matches!(*req.method(), Method::GET | Method::HEAD)
+        && let Err(refused) = check_origin(&portal, req.headers())
+    {
+        return refused.into_response();
+    }
+    next.run(req).await
+}
+
+fn check_origin(portal: &Portal, headers: &HeaderMap) -> Result<(), PortalError> {
     match headers
         .get(header::ORIGIN)
         .map(|v| v.to_str().unwrap_or(""))
