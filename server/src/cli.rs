@@ -535,6 +535,15 @@ impl Record {
         self.task.shutdown().await;
         self.db.close().await;
     }
+
+    /// Runs `work` with the record open, then closes it (queued appends written),
+    /// whether the work succeeded or not; the twin of [`read_db`].
+    async fn with<T>(config: &Config, work: impl AsyncFnOnce(&Record) -> Result<T>) -> Result<T> {
+        let record = Self::open(config).await?;
+        let result = work(&record).await;
+        record.close().await;
+        result
+    }
 }
 
 /// The operator at this terminal, as the log names them.
@@ -552,17 +561,17 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
             registration_number,
             json,
         } => {
-            let record = Record::open(config).await?;
-            let created = employers::add(
-                &record.ledger,
-                &SystemClock,
-                operator(),
-                &name,
-                &registration_number,
-            )
-            .await;
-            record.close().await;
-            let created = created?;
+            let created = Record::with(config, async |record: &Record| {
+                employers::add(
+                    &record.ledger,
+                    &SystemClock,
+                    operator(),
+                    &name,
+                    &registration_number,
+                )
+                .await
+            })
+            .await?;
             if json {
                 println!("{}", to_json(&created));
             } else {
@@ -579,10 +588,10 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
             email,
             json,
         } => {
-            let record = Record::open(config).await?;
-            let set = employers::set_email(&record.ledger, operator(), &employer, &email).await;
-            record.close().await;
-            let log_seq = set?;
+            let log_seq = Record::with(config, async |record: &Record| {
+                employers::set_email(&record.ledger, operator(), &employer, &email).await
+            })
+            .await?;
             if json {
                 println!(
                     "{}",
@@ -626,18 +635,18 @@ async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             allow,
             json,
         } => {
-            let record = Record::open(config).await?;
-            let created = employers::create_token(
-                &record.ledger,
-                &SystemClock,
-                operator(),
-                &employer,
-                &label,
-                &allow,
-            )
-            .await;
-            record.close().await;
-            let created = created?;
+            let created = Record::with(config, async |record: &Record| {
+                employers::create_token(
+                    &record.ledger,
+                    &SystemClock,
+                    operator(),
+                    &employer,
+                    &label,
+                    &allow,
+                )
+                .await
+            })
+            .await?;
             if json {
                 println!("{}", to_json(&created));
             } else {
@@ -682,11 +691,10 @@ async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             token,
             json,
         } => {
-            let record = Record::open(config).await?;
-            let revoked =
-                employers::revoke_token(&record.ledger, operator(), &employer, &token).await;
-            record.close().await;
-            let log_seq = revoked?;
+            let log_seq = Record::with(config, async |record: &Record| {
+                employers::revoke_token(&record.ledger, operator(), &employer, &token).await
+            })
+            .await?;
             if json {
                 println!(
                     "{}",
@@ -724,21 +732,21 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             let valid = chrono::Duration::seconds(
                 i64::try_from(config.portal.invitation_valid_secs).unwrap_or(86_400),
             );
-            let record = Record::open(config).await?;
-            let invited = accounts::invite(
-                &record.ledger,
-                &record.db,
-                &SystemClock,
-                operator(),
-                origin.as_str(),
-                &employer,
-                &email,
-                role,
-                valid,
-            )
-            .await;
-            record.close().await;
-            let invited = invited?;
+            let invited = Record::with(config, async |record: &Record| {
+                accounts::invite(
+                    &record.ledger,
+                    &record.db,
+                    &SystemClock,
+                    operator(),
+                    origin.as_str(),
+                    &employer,
+                    &email,
+                    role,
+                    valid,
+                )
+                .await
+            })
+            .await?;
             if json {
                 println!("{}", to_json(&invited));
             } else {
@@ -782,10 +790,10 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             }
         }
         UserCommand::Revoke { user, json } => {
-            let record = Record::open(config).await?;
-            let done =
-                accounts::revoke(&record.ledger, operator(), &user, chrono::Utc::now()).await;
-            record.close().await;
+            let done = Record::with(config, async |record: &Record| {
+                accounts::revoke(&record.ledger, operator(), &user, chrono::Utc::now()).await
+            })
+            .await;
             let log_seq = done.map_err(|e| match e {
                 Error::Record(retention::Error::Conflict(m)) => Error::NotFound(m),
                 e => e,
@@ -818,8 +826,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 async fn trust_add(config: &Config, kind: TrustKind, file: &Path, json: bool) -> Result<ExitCode> {
     let bytes = read_file(file)?;
-    let record = Record::open(config).await?;
-    let added = match &kind {
+    let added = Record::with(config, async |record: &Record| match &kind {
         TrustKind::Ca => {
             material::add_anchor(&record.ledger, &SystemClock, operator(), &bytes).await
         }
@@ -837,9 +844,8 @@ async fn trust_add(config: &Config, kind: TrustKind, file: &Path, json: bool) ->
             )
             .await
         }
-    };
-    record.close().await;
-    let added = added?;
+    })
+    .await?;
     if json {
         println!("{}", to_json(&added));
     } else {
