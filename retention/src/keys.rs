@@ -73,6 +73,58 @@ impl CheckpointVerifier {
         let sig = Signature::from_slice(&raw).map_err(|e| format!("malformed signature: {e}"))?;
         Ok(key.verify(message, &sig).is_ok())
     }
+
+    /// Builds a verifier from a checkpoint JWKS, as served at
+    /// `/.well-known/ivan/checkpoint-keys.json` or carried in an evidence bundle.
+    /// Every key must be Ed25519 (`kty: OKP`, `crv: Ed25519`) and its `kid` must be
+    /// the RFC 7638 thumbprint of its public key (recomputed here), so equal key ids
+    /// always mean equal keys. `Err` names the offending key.
+    pub fn from_jwks(jwks: &serde_json::Value) -> Result<Self, String> {
+        let list = jwks
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .ok_or("JWKS has no \"keys\" array")?;
+        if list.is_empty() {
+            return Err("JWKS has no keys".into());
+        }
+        let mut keys = BTreeMap::new();
+        for (i, jwk) in list.iter().enumerate() {
+            let member = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
+            let kid = member("kid").ok_or_else(|| format!("key #{i} has no kid"))?;
+            if member("kty") != Some("OKP") || member("crv") != Some("Ed25519") {
+                return Err(format!("key {kid} is not an Ed25519 (OKP) key"));
+            }
+            if member("alg").is_some_and(|alg| alg != "EdDSA") {
+                return Err(format!("key {kid} is not for EdDSA"));
+            }
+            if member("use").is_some_and(|u| u != "sig") {
+                return Err(format!("key {kid} is not a signing key"));
+            }
+            let x = member("x").ok_or_else(|| format!("key {kid} has no x"))?;
+            let raw = URL_SAFE_NO_PAD
+                .decode(x)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| format!("key {kid}: x is not 32 bytes of base64url"))?;
+            let key = VerifyingKey::from_bytes(&raw)
+                .map_err(|e| format!("key {kid}: not an Ed25519 public key: {e}"))?;
+            let thumbprint = thumbprint(&okp_jwk_members(&key));
+            if kid != thumbprint {
+                return Err(format!(
+                    "key {kid}: kid is not the key's RFC 7638 thumbprint ({thumbprint})"
+                ));
+            }
+            if keys.insert(kid.to_owned(), key).is_some() {
+                return Err(format!("key {kid} appears twice"));
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// The key ids this verifier knows, in ascending order.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
 }
 
 impl Keys {
@@ -393,6 +445,32 @@ mod tests {
         let v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         jsonwebtoken::decode::<serde_json::Value>(&token, &dk, &v).unwrap();
         assert_eq!(keys.checkpoint_jwks()["keys"][0]["crv"], "Ed25519");
+    }
+
+    #[test]
+    fn checkpoint_verifier_from_published_jwks() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_generate(dir.path()).unwrap();
+        let v = CheckpointVerifier::from_jwks(&keys.checkpoint_jwks()).unwrap();
+        assert_eq!(v.key_ids().collect::<Vec<_>>(), [keys.checkpoint_kid()]);
+        let sig = keys.sign_checkpoint(b"note");
+        assert_eq!(v.verify(keys.checkpoint_kid(), b"note", &sig), Ok(true));
+
+        // A kid that is not the key's thumbprint is refused.
+        let mut jwks = keys.checkpoint_jwks();
+        jwks["keys"][0]["kid"] = "someone-else".into();
+        let err = CheckpointVerifier::from_jwks(&jwks).unwrap_err();
+        assert!(err.contains("thumbprint"), "{err}");
+        // Another key under this kid is refused too.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Keys::load_or_generate(other_dir.path()).unwrap();
+        let mut jwks = keys.checkpoint_jwks();
+        jwks["keys"][0]["x"] = other.checkpoint_jwks()["keys"][0]["x"].clone();
+        assert!(CheckpointVerifier::from_jwks(&jwks).is_err());
+        // Not Ed25519, empty, malformed.
+        assert!(CheckpointVerifier::from_jwks(&keys.receipt_jwks()).is_err());
+        assert!(CheckpointVerifier::from_jwks(&serde_json::json!({"keys": []})).is_err());
+        assert!(CheckpointVerifier::from_jwks(&serde_json::json!([])).is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 mod clock;
 pub mod db;
 mod error;
+pub mod evidence;
 mod ids;
 pub mod keys;
 pub mod ledger;

@@ -178,6 +178,19 @@ impl Originals {
         Ok(bytes)
     }
 
+    /// Removes the original with this hash (the retention policy's purge); `false`
+    /// when it was not there. On an S3 bucket with Object Lock, a delete before the
+    /// lock's retain-until date is refused by the bucket and comes back as an error.
+    pub async fn delete(&self, sha256: &Sha256Hex) -> Result<bool> {
+        if !self.contains(sha256).await? {
+            return Ok(false);
+        }
+        match self.store.delete(&key(sha256)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether an original with this hash is stored (no content check).
     pub async fn contains(&self, sha256: &Sha256Hex) -> Result<bool> {
         match self.store.head(&key(sha256)).await {
@@ -267,6 +280,14 @@ mod tests {
             Err(Error::MissingOriginal(_))
         ));
         assert!(!store.contains(&absent).await.unwrap());
+        // Deleting removes it once; the second time there is nothing to delete.
+        let gone = store
+            .put(Bytes::from_static(b"to be purged"))
+            .await
+            .unwrap();
+        assert!(store.delete(&gone).await.unwrap());
+        assert!(!store.contains(&gone).await.unwrap());
+        assert!(!store.delete(&gone).await.unwrap());
         h1
     }
 

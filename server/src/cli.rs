@@ -18,6 +18,10 @@ use retention::ledger::verify::{self, Progress};
 use retention::ledger::{Entry, LedgerTask};
 use retention::{Actor, Db, Ledger, MigrationPolicy, Originals, SystemClock};
 
+mod evidence;
+mod holds;
+mod officers;
+
 use crate::config::{Config, Overrides};
 use crate::intake::material;
 use crate::{Error, Result, employers, serve};
@@ -63,6 +67,12 @@ pub enum Command {
     /// Transaction log tools.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Evidence bundles: export (logged, with a legal basis) and verify offline.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
+    /// Retention: run the sweep now.
+    #[command(subcommand)]
+    Retention(holds::RetentionCommand),
     /// Operator administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -175,6 +185,12 @@ pub enum AdminCommand {
     /// Portal users (an employer's clerks and admins).
     #[command(subcommand)]
     User(UserCommand),
+    /// Compliance officers and their personal API tokens.
+    #[command(subcommand)]
+    Officer(officers::OfficerCommand),
+    /// Legal holds: keep filings past their retention period.
+    #[command(subcommand)]
+    Hold(holds::HoldCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,9 +401,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             follow,
             json,
         }) => log_tail(&config, lines, follow, json).await,
+        Command::Evidence(cmd) => evidence::run(&config, cmd).await,
+        Command::Retention(cmd) => holds::retention(&config, cmd).await,
+        Command::Admin(AdminCommand::Hold(cmd)) => holds::hold(&config, cmd).await,
         Command::Admin(AdminCommand::Employer(cmd)) => employer(&config, cmd).await,
         Command::Admin(AdminCommand::Token(cmd)) => token(&config, cmd).await,
         Command::Admin(AdminCommand::User(cmd)) => user(&config, cmd).await,
+        Command::Admin(AdminCommand::Officer(cmd)) => officers::run(&config, cmd).await,
         Command::Admin(AdminCommand::Ca(CaCommand::Add { file, json })) => {
             trust_add(&config, TrustKind::Ca, &file, json).await
         }
@@ -739,9 +759,8 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
                     &SystemClock,
                     operator(),
                     origin.as_str(),
-                    &employer,
+                    &accounts::Membership::employer(&employer, role),
                     &email,
-                    role,
                     valid,
                 )
                 .await
@@ -773,7 +792,7 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
                 println!("{}", to_json(&users));
             } else {
                 println!(
-                    "{:<36}  {:<36}  {:<6}  {:<8}  EMAIL",
+                    "{:<36}  {:<36}  {:<7}  {:<8}  EMAIL",
                     "ID", "EMPLOYER", "ROLE", "STATE"
                 );
                 for u in users {
@@ -783,8 +802,12 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
                         "active"
                     };
                     println!(
-                        "{:<36}  {:<36}  {:<6}  {:<8}  {}",
-                        u.id, u.employer_id, u.role, state, u.email
+                        "{:<36}  {:<36}  {:<7}  {:<8}  {}",
+                        u.id,
+                        u.employer_id.as_deref().unwrap_or("-"),
+                        u.role,
+                        state,
+                        u.email
                     );
                 }
             }
@@ -960,13 +983,17 @@ async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
                 "entries": report.entries,
                 "checkpoints": report.checkpoints,
                 "originals": report.originals,
+                "purged": report.purged,
                 "problems": problems,
             }))
         );
     } else if report.ok() {
         println!(
-            "log OK: {} entries chained, {} checkpoint signatures valid, {} originals intact",
-            report.entries, report.checkpoints, report.originals
+            "log OK: {} entries chained, {} checkpoint signatures valid, {} originals intact, {} purged by the retention policy (hashes kept)",
+            report.entries,
+            report.checkpoints,
+            report.originals - report.purged,
+            report.purged
         );
     } else {
         println!(

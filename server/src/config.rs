@@ -54,6 +54,8 @@ pub struct Config {
     pub sms: Option<sms_adapter::SmsConfig>,
     /// The employer portal (origin, session lifetimes).
     pub portal: crate::portal::PortalConfig,
+    /// How long filings' payloads are kept, and the sweeper that purges them.
+    pub retention: crate::compliance::sweeper::RetentionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +118,7 @@ impl Default for Config {
             mobile: mobile_api::MobileConfig::default(),
             sms: None,
             portal: crate::portal::PortalConfig::default(),
+            retention: crate::compliance::sweeper::RetentionConfig::default(),
         }
     }
 }
@@ -231,6 +234,7 @@ impl Config {
         }
         self.portal
             .validate(self.environment == Environment::Production)?;
+        self.retention.validate()?;
         Ok(())
     }
 

@@ -82,22 +82,44 @@ fn validate(name: &str, registration_number: &str) -> Result<(String, String), E
 
 /// A freshly generated API token: its public id, the whole token (shown once) and
 /// the hash of its secret (what is stored).
-struct Minted {
-    id: String,
-    token: String,
-    secret_sha256: Sha256Hex,
+pub(crate) struct Minted {
+    pub id: String,
+    pub token: String,
+    pub secret_sha256: Sha256Hex,
 }
 
-/// Generates a token: 64 random bits of id (hex), 256 random bits of secret
-/// (base64url).
-fn mint() -> Result<Minted, Error> {
+/// What employers' API tokens start with.
+pub const API_TOKEN_PREFIX: &str = "ivan_";
+
+/// Generates a token `<prefix><id>_<secret>`: 64 random bits of id (hex), 256 random
+/// bits of secret (base64url).
+pub(crate) fn mint(prefix: &str) -> Result<Minted, Error> {
     let id = hex::encode(os_random::<8>()?);
     let secret = URL_SAFE_NO_PAD.encode(os_random::<32>()?);
     Ok(Minted {
-        token: format!("ivan_{id}_{secret}"),
+        token: format!("{prefix}{id}_{secret}"),
         secret_sha256: Sha256Hex::of(secret.as_bytes()),
         id,
     })
+}
+
+/// The id and secret of a token `<prefix><16 hex>_<secret>`, if it has that form.
+pub(crate) fn split_token<'t>(token: &'t str, prefix: &str) -> Option<(&'t str, &'t str)> {
+    token
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split_once('_'))
+        .filter(|(id, secret)| {
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty()
+        })
+}
+
+/// Whether `secret` hashes to `stored` (hex SHA-256), compared without an early exit
+/// so timing says nothing about the stored hash.
+pub(crate) fn secret_matches(stored: &str, secret: &str) -> bool {
+    crate::portal::accounts::constant_time_eq(
+        stored.as_bytes(),
+        Sha256Hex::of(secret.as_bytes()).as_str().as_bytes(),
+    )
 }
 
 /// An `api_tokens` row to insert.
@@ -177,7 +199,7 @@ pub async fn add(
         registration_number: reg,
         created_at: clock.now(),
     };
-    let minted = mint()?;
+    let minted = mint(API_TOKEN_PREFIX)?;
     let token = TokenRow::new(
         &minted,
         &employer.id,
@@ -327,7 +349,7 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn validate_label(label: &str) -> Result<String, Error> {
+pub(crate) fn validate_label(label: &str) -> Result<String, Error> {
     let label = label.trim();
     if label.is_empty() || label.chars().count() > MAX_TOKEN_LABEL_CHARS {
         return Err(Error::Invalid(format!(
@@ -420,7 +442,7 @@ pub async fn create_token(
 ) -> Result<CreatedToken, Error> {
     let label = validate_label(label)?;
     let allowed_ips = parse_allowed_ips(allowed_ips)?;
-    let minted = mint()?;
+    let minted = mint(API_TOKEN_PREFIX)?;
     let created_at = clock.now();
     let row = TokenRow::new(
         &minted,
@@ -619,13 +641,7 @@ pub async fn authenticate(
     token: &str,
     peer: Option<IpAddr>,
 ) -> Result<Option<Caller>, Error> {
-    let Some((token_id, secret)) = token
-        .strip_prefix("ivan_")
-        .and_then(|rest| rest.split_once('_'))
-        .filter(|(id, secret)| {
-            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty()
-        })
-    else {
+    let Some((token_id, secret)) = split_token(token, API_TOKEN_PREFIX) else {
         return Ok(None);
     };
     let row: Option<(String, Option<String>, String, String)> = on_pool!(db, pool => {
@@ -642,15 +658,7 @@ pub async fn authenticate(
     let Some((stored, allowed_ips, employer_id, registration_number)) = row else {
         return Ok(None);
     };
-    let given = Sha256Hex::of(secret.as_bytes());
-    // Compare without an early exit, so timing says nothing about the stored hash.
-    let same = stored.len() == given.as_str().len()
-        && stored
-            .bytes()
-            .zip(given.as_str().bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !secret_matches(&stored, secret) {
         return Ok(None);
     }
     if let Some(allowed) = allowed_ips.as_deref()

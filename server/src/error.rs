@@ -32,6 +32,10 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// It existed, and is gone for good (an original purged at the end of its
+    /// retention period).
+    #[error("{0}")]
+    Gone(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -46,6 +50,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Gone(_) => StatusCode::GONE,
             Error::Record(retention::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
             Error::Record(retention::Error::Conflict(_)) => StatusCode::CONFLICT,
             Error::Mobile(e) => match e {

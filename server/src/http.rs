@@ -45,6 +45,8 @@ pub struct AppState {
     pub intake: Intake,
     pub mobile: mobile_api::Mobile,
     pub portal: crate::portal::Portal,
+    /// Keys of the person index, for compliance searches by personal id.
+    pub persons: crate::compliance::persons::PersonIndex,
 }
 
 /// The whole application router.

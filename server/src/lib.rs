@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod dev;
 pub mod documents;

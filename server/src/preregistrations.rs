@@ -33,6 +33,7 @@ pub struct ServerHost {
     pub db: Db,
     pub ledger: Ledger,
     pub keys: Arc<Keys>,
+    pub persons: crate::compliance::persons::PersonIndex,
 }
 
 impl Host for ServerHost {
@@ -85,6 +86,7 @@ impl Host for ServerHost {
                 crl_sha256: None,
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
+                person_keys: self.persons.keys_of([filing.checked.person_id.as_str()]),
             };
             submissions::record(&self.ledger, &self.db, self.keys.clone(), accepting)
                 .await
@@ -184,15 +186,15 @@ pub fn registration_form_xml(
 /// The deadline sweeper of one `ivan serve`.
 #[derive(Debug)]
 pub struct SweeperTask {
-    handle: JoinHandle<()>,
-    stop: watch::Sender<bool>,
+    pub(crate) handle: JoinHandle<()>,
+    pub(crate) stop: watch::Sender<bool>,
 }
 
 impl SweeperTask {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.handle.await {
-            tracing::error!(error = %e, "pre-registration sweeper failed");
+            tracing::error!(error = %e, "sweeper task failed");
         }
     }
 }
@@ -310,6 +312,7 @@ mod tests {
             db: env.db.clone(),
             ledger: ledger.clone(),
             keys: env.keys.clone(),
+            persons: crate::compliance::persons::PersonIndex::with_key([7; 32]),
         };
         let mobile = Mobile::new(
             env.db.clone(),

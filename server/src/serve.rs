@@ -46,6 +46,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let originals = Originals::open(&config.originals, &config.data_dir)?;
     originals.ping().await?;
     let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
+    let persons = crate::compliance::persons::PersonIndex::load_or_generate(&config.keys_dir())?;
     let addr = listener.local_addr().map_err(|source| Error::Listen {
         addr: config.listen,
         source,
@@ -87,6 +88,7 @@ pub async fn serve(config: Config) -> Result<()> {
         profiles,
         Arc::new(SystemClock),
         config.intake.clone(),
+        persons.clone(),
     )
     .with_pairing_tolerance_days(config.mobile.pairing_tolerance_days);
     // Forwarding: to the configured authority, or to a sandbox authority started here
@@ -127,6 +129,7 @@ pub async fn serve(config: Config) -> Result<()> {
         db: db.clone(),
         ledger: ledger.clone(),
         keys: keys.clone(),
+        persons: persons.clone(),
     };
     let mobile = mobile_api::Mobile::new(
         db.clone(),
@@ -147,6 +150,14 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let sms_worker = mobile.sms_worker(sms_sender.clone()).start();
     let sweeper = crate::preregistrations::start_sweeper(mobile.clone());
+    let retention_sweeper = crate::compliance::sweeper::Sweeper {
+        db: db.clone(),
+        ledger: ledger.clone(),
+        clock: Arc::new(SystemClock),
+        config: config.retention.clone(),
+        persons: persons.clone(),
+    }
+    .start();
     let portal = crate::portal::Portal::new(&config.portal, addr.port())?;
     tracing::info!(origin = %portal.origin, "portal");
     let state = AppState {
@@ -157,6 +168,7 @@ pub async fn serve(config: Config) -> Result<()> {
         intake,
         mobile,
         portal,
+        persons,
     };
     let app = router(state, &config.http, &config.intake);
     tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");
@@ -196,6 +208,7 @@ pub async fn serve(config: Config) -> Result<()> {
     mailer.shutdown().await;
     sms_worker.shutdown().await;
     sweeper.shutdown().await;
+    retention_sweeper.shutdown().await;
     sms_sender.close().await;
     if let Some((stop, task)) = sandbox {
         let _ = stop.send(());

@@ -137,6 +137,9 @@ pub struct Accepting {
     /// JSON array of warnings.
     pub warnings: String,
     pub hold_window: Duration,
+    /// Person index keys of every personal id the filing names
+    /// ([`crate::compliance::persons`]).
+    pub person_keys: Vec<String>,
 }
 
 /// Records an accepted filing: four log entries, the row, its document number and
@@ -279,6 +282,8 @@ pub async fn record(
                     .await?;
                 }
             }
+            crate::compliance::persons::insert(&mut conn, &a.id, &a.person_keys, received_at)
+                .await?;
             crate::forwarding::outbox::enqueue(
                 &mut conn,
                 &a.id,

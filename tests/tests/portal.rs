@@ -15,6 +15,7 @@ use serde_json::Value;
 e2e_tests!(
     clerk_enrols_files_and_cancels_with_passkeys,
     sessions_end_when_idle_or_too_old,
+    officer_searches_the_log_on_a_legal_basis,
 );
 
 /// The enrolment link in a mail (quoted-printable undone).
@@ -777,4 +778,145 @@ async fn check_step_up_offline(inst: &Instance, action: &str, target: &str, orig
     // …and not for anything else.
     signed[0] ^= 1;
     assert!(vk.verify(&signed, &sig).is_err());
+}
+
+/// A compliance officer enrols from the mailed link like an employer's user, lands on
+/// the log search, cannot search without grounds (not even by removing the form's
+/// `required` attributes), finds a filing's entries, opens its original (logged with
+/// the grounds), and gets no employer page; an employer's admin gets no search page.
+async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
+    let backend = format!("{:?}", inst.backend).to_lowercase();
+    let shot = |name: &str| format!("{backend}-{name}");
+    let filer = set_up(&inst, "55555555").await;
+    let smtp = SmtpSink::start(inst.dir.path()).await;
+    let port = free_port();
+    let origin = format!("http://localhost:{port}");
+    let smtp_port = smtp.port.to_string();
+    let env = [
+        ("IVAN_PORTAL__PUBLIC_URL", origin.as_str()),
+        ("IVAN_MAIL__TRANSPORT", "smtp"),
+        ("IVAN_MAIL__SMTP_HOST", "127.0.0.1"),
+        ("IVAN_MAIL__SMTP_PORT", smtp_port.as_str()),
+        ("IVAN_MAIL__SMTP_SECURITY", "none"),
+        ("IVAN_MAIL__IDLE_MS", "100"),
+    ];
+    let server = inst.serve_on(&format!("127.0.0.1:{port}"), &env).await;
+    let filed = file_by_api(&inst, &server, &filer, 1).await;
+    let mut cmd = inst.command(&[
+        "admin",
+        "officer",
+        "add",
+        "--email",
+        "officer@authority.test",
+        "--organisation",
+        "Audit Office",
+        "--json",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    assert!(cmd.output().await.unwrap().status.success());
+    let link = eventually(30, "the officer's enrolment mail", || async {
+        smtp.messages()
+            .iter()
+            .filter(|m| m.contains("compliance officer of Audit Office"))
+            .find_map(|m| enrolment_link(m))
+    })
+    .await;
+
+    let browser = Browser::start().await;
+    browser.add_virtual_authenticator().await;
+    browser.goto(&link).await;
+    browser.click("#register").await;
+    browser.wait_for_url_containing("/portal/compliance").await;
+    assert!(browser.text("h1").await.contains("log search"));
+    let page = browser.source().await;
+    assert!(page.contains("Audit Office") && !page.contains("/portal/submissions"));
+    browser.screenshot(&shot("compliance-search")).await;
+    // No employer pages for an officer.
+    for path in ["/portal/submissions", "/portal/upload", "/portal/tokens"] {
+        browser.goto(&format!("{origin}{path}")).await;
+        assert!(
+            browser.source().await.contains("for employers' users"),
+            "an officer reached {path}"
+        );
+    }
+
+    // Without grounds the server refuses too, and logs nothing.
+    browser.goto(&format!("{origin}/portal/compliance")).await;
+    browser
+        .execute(
+            "document.querySelectorAll('[required]').forEach(e => e.removeAttribute('required'));",
+            vec![],
+        )
+        .await;
+    browser.fill("#message_id", &filed).await;
+    browser.click("#search").await;
+    browser.wait_for(".error").await;
+    assert!(browser.text(".error").await.contains("legal basis"));
+    let searches = || async {
+        inst.run_ok(&["log", "tail", "--lines", "500", "--json"])
+            .await
+            .lines()
+            .filter(|l| l.contains("\"compliance.search\""))
+            .count()
+    };
+    assert_eq!(searches().await, 0);
+
+    // With grounds: the filing's entries, the query's own log position.
+    browser
+        .fill("#legal_basis", "Social Insurance Act § 12")
+        .await;
+    browser.fill("#reference_number", "AUD-9").await;
+    browser.click("#search").await;
+    browser.wait_for("#results").await;
+    let results = browser.text("#results").await;
+    assert!(results.contains("submission.receive"), "{results}");
+    assert!(
+        results.contains(&format!("submission:{filed}")),
+        "{results}"
+    );
+    assert!(
+        browser
+            .text("#audit")
+            .await
+            .contains("recorded as log entry")
+    );
+    browser.screenshot(&shot("compliance-results")).await;
+    assert_eq!(searches().await, 1);
+    // Opening the original is logged with the grounds.
+    browser.click("#results form button").await;
+    let read = eventually(30, "the officer's original.read", || async {
+        inst.run_ok(&["log", "tail", "--lines", "500", "--json"])
+            .await
+            .lines()
+            .find(|l| l.contains("\"original.read\"") && l.contains(&format!("submission:{filed}")))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(read.contains("\"user:"), "{read}");
+    browser.close().await;
+
+    // An employer's admin gets no search page.
+    invite(&inst, &filer, "admin@employer.test", "admin", &env).await;
+    let admin_link = eventually(30, "the admin's enrolment mail", || async {
+        smtp.messages()
+            .iter()
+            .filter(|m| m.contains("admin@employer.test"))
+            .find_map(|m| enrolment_link(m))
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.add_virtual_authenticator().await;
+    browser.goto(&admin_link).await;
+    browser.click("#register").await;
+    browser.wait_for_url_containing("/portal/dashboard").await;
+    assert!(!browser.source().await.contains("/portal/compliance"));
+    browser.goto(&format!("{origin}/portal/compliance")).await;
+    assert!(browser.source().await.contains("for compliance officers"));
+    browser.close().await;
+
+    server.stop().await;
+    inst.run_ok(&["log", "verify"]).await;
+    smtp.stop().await;
 }

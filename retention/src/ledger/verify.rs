@@ -41,6 +41,9 @@ pub struct Report {
     pub entries: u64,
     pub checkpoints: u64,
     pub originals: u64,
+    /// Originals the retention policy purged: their hashes stay in the log and the
+    /// index, their bytes are gone by design (not a problem).
+    pub purged: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -261,20 +264,26 @@ async fn verify_originals(
     progress.phase("originals", u64::try_from(total).unwrap_or(0));
     let mut after = String::new();
     loop {
-        let page: Vec<(String, i64)> = on_pool!(db, pool => {
+        let page: Vec<(String, i64, Option<chrono::DateTime<chrono::Utc>>)> = on_pool!(db, pool => {
             sqlx::query_as(
-                "SELECT sha256, size_bytes FROM originals WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
+                "SELECT sha256, size_bytes, purged_at FROM originals WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
             )
             .bind(&after)
             .bind(PAGE)
             .fetch_all(pool)
             .await?
         });
-        let Some((last, _)) = page.last() else { break };
+        let Some((last, _, _)) = page.last() else {
+            break;
+        };
         after = last.clone();
-        for (sha, size) in page {
+        for (sha, size, purged_at) in page {
             report.originals += 1;
             progress.advance(1);
+            if purged_at.is_some() {
+                report.purged += 1;
+                continue;
+            }
             let Some(hash) = Sha256Hex::parse(&sha) else {
                 report.problem(Problem::Original {
                     sha256: sha,

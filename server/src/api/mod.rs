@@ -25,11 +25,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get, routing::post};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use retention::Sha256Hex;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
+use crate::compliance::Read;
 use crate::employers::{self, Caller};
 use crate::error::Problem;
 use crate::forwarding::{self, AnswerInfo};
@@ -38,6 +38,7 @@ use crate::intake::{Outcome, SubmitError};
 use crate::submissions::{self, Filter, Step, Submission};
 use crate::{Error, Result};
 
+pub mod compliance;
 pub mod phones;
 
 /// The OpenAPI document of the employer API, served at `/api/v1/openapi.json`.
@@ -50,7 +51,8 @@ pub mod phones;
     ),
     paths(submit, list, show, original, receipt, cancel, answer,
         phones::add, phones::list, phones::deactivate, phones::new_pin, phones::send_pin,
-        phones::preregistrations, phones::preregistration, phones::registration_form),
+        phones::preregistrations, phones::preregistration, phones::registration_form,
+        compliance::search, compliance::original, compliance::evidence),
     components(schemas(View, Page, Step, Submission, AnswerInfo, ProblemDocument, crate::intake::Problem,
         phones::NewPhoneAccess, phones::NewPin, phones::PhoneAccessList, phones::PreregPage,
         mobile_api::access::PhoneAccess, mobile_api::prereg::Preregistration)),
@@ -71,6 +73,15 @@ impl Modify for BearerToken {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("ivan_<id>_<secret>")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "officer_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ivan-officer_<id>_<secret>")
                     .build(),
             ),
         );
@@ -125,6 +136,12 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/preregistrations/{id}/registration-form",
             get(phones::registration_form),
+        )
+        .route("/api/v1/compliance/log", get(compliance::search))
+        .route("/api/v1/compliance/evidence", get(compliance::evidence))
+        .route(
+            "/api/v1/compliance/originals/{sha256}",
+            get(compliance::original),
         )
         .route("/api/v1/openapi.json", get(openapi))
 }
@@ -388,18 +405,25 @@ async fn original(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let s = own(&state, &caller, &id).await?;
-    stored_bytes(&state, &s.sha256, "application/xml".to_owned()).await
+    let read = Read {
+        reader: caller.actor(),
+        subject: format!("submission:{}", s.id),
+        route: "api:/api/v1/submissions/{id}/original",
+        basis: None,
+    };
+    stored_bytes(&state, &s.sha256, "application/xml".to_owned(), read).await
 }
 
-/// An original from the store, byte-exact, with its media type and its hash as ETag.
+/// An original from the store, byte-exact, with its media type and its hash as ETag;
+/// the read is logged (`original.read`) first. `410 Gone` once retention purged it.
 pub(crate) async fn stored_bytes(
     state: &AppState,
     sha256: &str,
     media_type: String,
+    read: Read<'_>,
 ) -> Result<Response> {
-    let hash = Sha256Hex::parse(sha256)
-        .ok_or_else(|| Error::Invalid(format!("stored hash {sha256:?} is malformed")))?;
-    let bytes = state.originals.get(&hash).await?;
+    let bytes =
+        crate::compliance::read_original(&state.db, state.intake.ledger(), sha256, read).await?;
     Ok((
         [
             (header::CONTENT_TYPE, media_type),
@@ -474,7 +498,13 @@ async fn answer(
         .into_iter()
         .find(|a| a.n == n)
         .ok_or_else(|| Error::NotFound(format!("submission {id} has no answer {n}")))?;
-    stored_bytes(&state, &info.sha256, info.media_type).await
+    let read = Read {
+        reader: caller.actor(),
+        subject: format!("submission:{}", s.id),
+        route: "api:/api/v1/submissions/{id}/answers/{n}",
+        basis: None,
+    };
+    stored_bytes(&state, &info.sha256, info.media_type, read).await
 }
 
 #[cfg(test)]
@@ -501,6 +531,9 @@ mod tests {
             ("/api/v1/preregistrations", "get"),
             ("/api/v1/preregistrations/{id}", "get"),
             ("/api/v1/preregistrations/{id}/registration-form", "get"),
+            ("/api/v1/compliance/log", "get"),
+            ("/api/v1/compliance/evidence", "get"),
+            ("/api/v1/compliance/originals/{sha256}", "get"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path} missing");
         }

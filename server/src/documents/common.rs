@@ -113,6 +113,26 @@ pub(super) fn elements<'d, 'a>(
         .filter_map(move |id| doc.element(id).map(|e| (id, e)))
 }
 
+/// Every personal id in the document: the text of each of our `PersonalId`
+/// elements, wherever it is, without duplicates, in document order.
+pub(super) fn person_ids(doc: &Document<'_>, root: NodeId) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if let Some(e) = doc.element(id)
+            && is(e, "PersonalId")
+        {
+            let t = text(doc, id).into_owned();
+            if !t.is_empty() && !found.contains(&t) {
+                found.push(t);
+            }
+        }
+        let children: Vec<NodeId> = elements(doc, id).map(|(child, _)| child).collect();
+        stack.extend(children.into_iter().rev());
+    }
+    found
+}
+
 /// The first child element of `parent` named `name` (in our namespace).
 pub(super) fn child(doc: &Document<'_>, parent: NodeId, name: &str) -> Option<NodeId> {
     elements(doc, parent)

@@ -402,6 +402,8 @@ pub struct Checked {
     /// What a registration form registers (person, kind, effective date), for pairing
     /// with pre-registrations; empty for other types.
     pub registrations: Vec<mobile_api::prereg::RegistrationItem>,
+    /// Every personal id the document names (for the keyed person index).
+    pub persons: Vec<String>,
 }
 
 impl Checked {
@@ -509,8 +511,21 @@ impl Profiles {
             sender_reference,
             findings: sink.finish(),
             registrations,
+            persons: common::person_ids(doc, root),
         })
     }
+}
+
+/// Every personal id named in an XML document (a filing or a pre-registration as
+/// forwarded), read with intake's parser and limits. For indexing filings recorded
+/// before the person index existed.
+pub fn person_ids_in(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let doc = crate::intake::xml::parse(bytes, crate::intake::xml::Limits::default())
+        .map_err(|r| format!("{}: {}", r.code, r.message))?;
+    let root = doc
+        .document_element()
+        .ok_or_else(|| "the document has no root element".to_owned())?;
+    Ok(common::person_ids(&doc, root))
 }
 
 fn unknown_type(location: &str, message: &str) -> Finding {

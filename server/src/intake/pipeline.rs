@@ -22,6 +22,8 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use retention::keys::Keys;
+
+use crate::compliance::persons::PersonIndex;
 use retention::{Clock, Db, Ledger, Sha256Hex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -160,6 +162,7 @@ pub struct Intake {
     config: IntakeConfig,
     /// `mobile.pairing_tolerance_days`, for pairing accepted registration forms.
     pairing_tolerance_days: u32,
+    persons: PersonIndex,
 }
 
 /// Budget units are KiB, so a semaphore's permit count holds any sane budget.
@@ -213,6 +216,7 @@ impl Intake {
         profiles: Arc<Profiles>,
         clock: Arc<dyn Clock>,
         config: IntakeConfig,
+        persons: PersonIndex,
     ) -> Self {
         let trust = Cache::new(
             db.clone(),
@@ -231,6 +235,7 @@ impl Intake {
             budget,
             config,
             pairing_tolerance_days: mobile_api::MobileConfig::default().pairing_tolerance_days,
+            persons,
         }
     }
 
@@ -511,6 +516,9 @@ impl Intake {
             hold_window: chrono::Duration::seconds(
                 i64::try_from(self.config.hold_window_secs).unwrap_or(i64::MAX / 1000),
             ),
+            person_keys: self
+                .persons
+                .keys_of(checked.persons.iter().map(String::as_str)),
         };
         match submissions::record(&self.ledger, &self.db, self.keys.clone(), accepting).await {
             Ok(s) => {

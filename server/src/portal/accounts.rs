@@ -39,11 +39,75 @@ impl Role {
     }
 }
 
+/// Longest accepted organisation name of a compliance officer, in characters.
+pub const MAX_ORGANISATION_CHARS: usize = 200;
+
+/// Whom a user acts for: an employer (as admin or clerk), or, as a compliance
+/// officer, an organisation (and no employer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    Employer { employer_id: String, role: Role },
+    Officer { organisation: String },
+}
+
+impl Membership {
+    pub fn employer(employer_id: &str, role: Role) -> Self {
+        Membership::Employer {
+            employer_id: employer_id.to_owned(),
+            role,
+        }
+    }
+
+    /// A compliance officer of `organisation` (trimmed; 1 to 200 characters, no
+    /// control characters).
+    pub fn officer(organisation: &str) -> Result<Self, Error> {
+        let organisation = organisation.trim();
+        if organisation.is_empty()
+            || organisation.chars().count() > MAX_ORGANISATION_CHARS
+            || organisation.chars().any(char::is_control)
+        {
+            return Err(Error::Invalid(format!(
+                "the organisation must be 1 to {MAX_ORGANISATION_CHARS} characters without control characters"
+            )));
+        }
+        Ok(Membership::Officer {
+            organisation: organisation.to_owned(),
+        })
+    }
+
+    fn role(&self) -> &'static str {
+        match self {
+            Membership::Employer { role, .. } => role.as_str(),
+            Membership::Officer { .. } => OFFICER_ROLE,
+        }
+    }
+
+    fn employer_id(&self) -> Option<&str> {
+        match self {
+            Membership::Employer { employer_id, .. } => Some(employer_id),
+            Membership::Officer { .. } => None,
+        }
+    }
+
+    fn organisation(&self) -> Option<&str> {
+        match self {
+            Membership::Employer { .. } => None,
+            Membership::Officer { organisation } => Some(organisation),
+        }
+    }
+}
+
+/// The `role` of compliance officers.
+pub const OFFICER_ROLE: &str = "officer";
+
 /// A portal user.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct User {
     pub id: String,
-    pub employer_id: String,
+    /// `None` for a compliance officer.
+    pub employer_id: Option<String>,
+    /// A compliance officer's organisation.
+    pub organisation: Option<String>,
     pub email: String,
     pub role: String,
     #[serde(skip)]
@@ -59,12 +123,17 @@ impl User {
         self.role == Role::Admin.as_str()
     }
 
+    pub fn is_officer(&self) -> bool {
+        self.role == OFFICER_ROLE && self.employer_id.is_none()
+    }
+
     pub fn actor(&self) -> Actor {
         Actor::User(self.id.clone())
     }
 }
 
-const USER_COLUMNS: &str = "id, employer_id, email, role, webauthn_handle, created_at, revoked_at";
+const USER_COLUMNS: &str =
+    "id, employer_id, organisation, email, role, webauthn_handle, created_at, revoked_at";
 
 /// What `invite` did.
 #[derive(Debug, Clone, Serialize)]
@@ -102,8 +171,9 @@ async fn record(
         .await?)
 }
 
-/// Invites `email` to the employer's portal with `role`; the enrolment link (under
-/// `portal_origin`) is mailed through the outbox and valid for `valid`.
+/// Invites `email` to the portal as `membership` says (an employer's admin or clerk,
+/// or a compliance officer); the enrolment link (under `portal_origin`) is mailed
+/// through the outbox and valid for `valid`.
 #[allow(clippy::too_many_arguments)]
 pub async fn invite(
     ledger: &Ledger,
@@ -111,47 +181,67 @@ pub async fn invite(
     clock: &dyn Clock,
     actor: Actor,
     portal_origin: &str,
-    employer_id: &str,
+    membership: &Membership,
     email: &str,
-    role: Role,
     valid: Duration,
 ) -> Result<Invited, Error> {
     let email = mail::parse_address(email)?.to_ascii_lowercase();
-    let employer_exists: Option<String> = on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT id FROM employers WHERE id = $1")
-            .bind(employer_id)
+    let role = membership.role();
+    let now = clock.now();
+    let existing = match membership {
+        Membership::Employer { employer_id, .. } => {
+            let employer_exists: Option<String> = on_pool!(db, pool => {
+                sqlx::query_scalar("SELECT id FROM employers WHERE id = $1")
+                    .bind(employer_id)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(retention::Error::from)?
+            });
+            if employer_exists.is_none() {
+                return Err(Error::NotFound(format!("no employer {employer_id}")));
+            }
+            on_pool!(db, pool => {
+                sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE employer_id = $1 AND email = $2 AND revoked_at IS NULL"
+                )))
+                .bind(employer_id)
+                .bind(&email)
+                .fetch_optional(pool)
+                .await
+                .map_err(retention::Error::from)?
+            })
+        }
+        Membership::Officer { .. } => on_pool!(db, pool => {
+            sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE role = 'officer' AND email = $1 AND revoked_at IS NULL"
+            )))
+            .bind(&email)
             .fetch_optional(pool)
             .await
             .map_err(retention::Error::from)?
-    });
-    if employer_exists.is_none() {
-        return Err(Error::NotFound(format!("no employer {employer_id}")));
-    }
-    let now = clock.now();
-    let existing = on_pool!(db, pool => {
-        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE employer_id = $1 AND email = $2 AND revoked_at IS NULL"
-        )))
-        .bind(employer_id)
-        .bind(&email)
-        .fetch_optional(pool)
-        .await
-        .map_err(retention::Error::from)?
-    });
+        }),
+    };
     let (user, is_new) = match existing {
-        Some(u) if u.role != role.as_str() => {
+        Some(u) if u.role != role => {
             return Err(Error::Conflict(format!(
                 "{email} is already a user of this employer, as {}; revoke it first to change the role",
                 u.role
+            )));
+        }
+        Some(u) if u.organisation.as_deref() != membership.organisation() => {
+            return Err(Error::Conflict(format!(
+                "{email} is already a compliance officer of {}; revoke it first to change the organisation",
+                u.organisation.as_deref().unwrap_or("?")
             )));
         }
         Some(u) => (u, false),
         None => (
             User {
                 id: uuid::Uuid::now_v7().to_string(),
-                employer_id: employer_id.to_owned(),
+                employer_id: membership.employer_id().map(str::to_owned),
+                organisation: membership.organisation().map(str::to_owned),
                 email: email.clone(),
-                role: role.as_str().to_owned(),
+                role: role.to_owned(),
                 webauthn_handle: uuid::Uuid::new_v4().to_string(),
                 created_at: now,
                 revoked_at: None,
@@ -162,21 +252,29 @@ pub async fn invite(
     let invitation_id = hex::encode(os_random::<8>()?);
     let secret = URL_SAFE_NO_PAD.encode(os_random::<32>()?);
     let expires_at = now + valid;
+    let invited_as = match membership {
+        Membership::Employer { role, .. } => {
+            format!("the ivan employer portal as {}", role.as_str())
+        }
+        Membership::Officer { organisation } => {
+            format!("the ivan portal as a compliance officer of {organisation}")
+        }
+    };
     let body = format!(
-        "You are invited to the ivan employer portal as {role} ({email}).\n\n\
+        "You are invited to {invited_as} ({email}).\n\n\
          Open this link on the device that will hold your passkey, before {expires}:\n\n\
          {origin}/portal/enrol?token={invitation_id}.{placeholder}\n\n\
          The link works once. If you did not expect this message, ignore it.\n",
-        role = role.as_str(),
         expires = retention::ledger::format_time(&expires_at),
         origin = portal_origin.trim_end_matches('/'),
         placeholder = mail::SECRET_PLACEHOLDER,
     );
     let payload = serde_json::json!({
         "user_id": user.id,
-        "employer_id": employer_id,
+        "employer_id": membership.employer_id(),
+        "organisation": membership.organisation(),
         "email": email,
-        "role": role.as_str(),
+        "role": role,
         "invitation_id": invitation_id,
         "expires_at": retention::ledger::format_time(&expires_at),
         "new_user": is_new,
@@ -191,11 +289,12 @@ pub async fn invite(
             if is_new {
                 let inserted = on_conn!(&mut conn, c => {
                     sqlx::query(
-                        "INSERT INTO users (id, employer_id, email, role, webauthn_handle, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        "INSERT INTO users (id, employer_id, organisation, email, role, webauthn_handle, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(&row.id)
                     .bind(&row.employer_id)
+                    .bind(&row.organisation)
                     .bind(&row.email)
                     .bind(&row.role)
                     .bind(&row.webauthn_handle)
@@ -674,9 +773,8 @@ mod tests {
             &SystemClock,
             Actor::Operator("t".into()),
             "http://localhost:8080",
-            employer,
+            &Membership::employer(employer, role),
             " Clerk@Example.TEST ",
-            role,
             Duration::hours(24),
         )
         .await
@@ -751,9 +849,8 @@ mod tests {
             &SystemClock,
             Actor::Operator("t".into()),
             "http://localhost:8080",
-            &employer,
+            &Membership::employer(&employer, Role::Admin),
             "clerk@example.test",
-            Role::Admin,
             Duration::hours(24),
         )
         .await
@@ -765,9 +862,8 @@ mod tests {
             &SystemClock,
             Actor::Operator("t".into()),
             "http://localhost:8080",
-            "no-such-employer",
+            &Membership::employer("no-such-employer", Role::Admin),
             "a@example.test",
-            Role::Admin,
             Duration::hours(24),
         )
         .await

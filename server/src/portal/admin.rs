@@ -26,7 +26,7 @@ use mobile_api::prereg;
 use serde::Deserialize;
 
 use super::pages::{CsrfForm, Nav, PageResult, page, see_other, when};
-use super::session::SignedIn;
+use super::session::EmployerUser;
 use crate::employers;
 use crate::http::AppState;
 
@@ -49,7 +49,7 @@ pub fn routes() -> Router<AppState> {
 /// passkey confirmation (else back to `page` after confirming). (The portal's router
 /// has already refused posts from other origins.)
 fn admin_post<T: HasCsrf>(
-    signed: &SignedIn,
+    signed: &EmployerUser,
     form: T,
     page: &str,
 ) -> Result<T, super::pages::PortalError> {
@@ -100,13 +100,13 @@ struct Done {
 
 async fn phones(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Query(d): Query<Done>,
 ) -> PageResult {
     signed.require_admin()?;
     signed.require_recent("/portal/phones")?;
     let m = &state.mobile;
-    let items = access::list(m.db(), m.config(), &signed.user.employer_id)
+    let items = access::list(m.db(), m.config(), &signed.employer_id)
         .await
         .map_err(crate::Error::from)?
         .into_iter()
@@ -158,7 +158,7 @@ impl HasCsrf for NewPhone {
 
 async fn add_phone(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Form(f): Form<NewPhone>,
 ) -> PageResult {
     let f = admin_post(&signed, f, "/portal/phones")?;
@@ -168,7 +168,7 @@ async fn add_phone(
         m.db(),
         m.config(),
         signed.user.actor(),
-        &signed.user.employer_id,
+        &signed.employer_id,
         &f.phone,
         &f.holder_name,
     )
@@ -192,7 +192,7 @@ struct SecretPage {
 
 async fn new_pin(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
@@ -204,7 +204,7 @@ async fn new_pin(
         m.pins(),
         m.config(),
         signed.user.actor(),
-        &signed.user.employer_id,
+        &signed.employer_id,
         &id,
     )
     .await
@@ -229,7 +229,7 @@ async fn new_pin(
 
 async fn send_pin(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
@@ -240,7 +240,7 @@ async fn send_pin(
         m.db(),
         m.config(),
         signed.user.actor(),
-        &signed.user.employer_id,
+        &signed.employer_id,
         &id,
     )
     .await
@@ -250,7 +250,7 @@ async fn send_pin(
 
 async fn deactivate(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
@@ -261,7 +261,7 @@ async fn deactivate(
         m.db(),
         m.config(),
         signed.user.actor(),
-        &signed.user.employer_id,
+        &signed.employer_id,
         &id,
     )
     .await
@@ -307,7 +307,7 @@ struct PreregQuery {
 
 async fn preregistrations(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Query(q): Query<PreregQuery>,
 ) -> PageResult {
     if !q.state.is_empty() && !prereg::state::ALL.contains(&q.state.as_str()) {
@@ -318,7 +318,7 @@ async fn preregistrations(
         after: (!q.after.is_empty()).then(|| q.after.clone()),
         limit: PAGE_ROWS,
     };
-    let (items, next) = prereg::page(state.mobile.db(), &signed.user.employer_id, &filter)
+    let (items, next) = prereg::page(state.mobile.db(), &signed.employer_id, &filter)
         .await
         .map_err(crate::Error::from)?;
     Ok(page(
@@ -350,10 +350,10 @@ async fn preregistrations(
 
 async fn registration_form(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
-    let p = prereg::get(state.mobile.db(), &signed.user.employer_id, &id)
+    let p = prereg::get(state.mobile.db(), &signed.employer_id, &id)
         .await
         .map_err(crate::Error::from)?;
     let caller = signed.caller(&state.db).await?;
@@ -396,12 +396,12 @@ struct TokensPage {
 
 async fn tokens(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Query(d): Query<Done>,
 ) -> PageResult {
     signed.require_admin()?;
     signed.require_recent("/portal/tokens")?;
-    let items = employers::list_tokens(&state.db, &signed.user.employer_id)
+    let items = employers::list_tokens(&state.db, &signed.employer_id)
         .await?
         .into_iter()
         .map(|t| TokenRow {
@@ -445,7 +445,7 @@ impl HasCsrf for NewToken {
 
 async fn create_token(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Form(f): Form<NewToken>,
 ) -> PageResult {
     let f = admin_post(&signed, f, "/portal/tokens")?;
@@ -460,7 +460,7 @@ async fn create_token(
         state.intake.ledger(),
         state.intake.clock(),
         signed.user.actor(),
-        &signed.user.employer_id,
+        &signed.employer_id,
         &f.label,
         &allowed,
     )
@@ -494,7 +494,7 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
@@ -502,7 +502,7 @@ async fn revoke_token(
     employers::revoke_token(
         state.intake.ledger(),
         signed.user.actor(),
-        &signed.user.employer_id,
+        &signed.employer_id,
         &id,
     )
     .await?;

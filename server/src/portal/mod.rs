@@ -27,6 +27,7 @@ use crate::http::AppState;
 pub mod accounts;
 pub mod admin;
 pub mod ceremony;
+pub mod compliance;
 pub mod pages;
 pub mod session;
 
@@ -178,6 +179,7 @@ pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Ro
     let small = 64 * 1024;
     let mut router = pages::routes()
         .merge(admin::routes())
+        .merge(compliance::routes())
         .layer(axum::extract::DefaultBodyLimit::max(small))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(small))
         .merge(

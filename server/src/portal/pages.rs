@@ -34,7 +34,7 @@ use webauthn_rs::prelude::{
 
 use super::accounts::{self, User};
 use super::ceremony::{self, Binding, Kind, StepUpError};
-use super::session::{self, SignedIn};
+use super::session::{self, EmployerUser, SignedIn};
 use crate::Error;
 use crate::http::AppState;
 use crate::intake::{Outcome, Problem, SubmitError};
@@ -239,6 +239,7 @@ pub(super) struct Nav {
     pub(super) email: String,
     pub(super) role: String,
     pub(super) admin: bool,
+    pub(super) officer: bool,
     pub(super) csrf: String,
 }
 
@@ -248,6 +249,7 @@ impl Nav {
             email: s.user.email.clone(),
             role: s.user.role.clone(),
             admin: s.user.is_admin(),
+            officer: s.user.is_officer(),
             csrf: s.csrf.clone(),
         })
     }
@@ -749,7 +751,10 @@ struct DashboardPage {
 type PreregRow = (String, String, String, DateTime<Utc>, String);
 
 async fn dashboard(State(state): State<AppState>, signed: SignedIn) -> PageResult {
-    let employer = signed.user.employer_id.clone();
+    // Compliance officers belong to no employer: their home is the log search.
+    let Some(employer) = signed.user.employer_id.clone() else {
+        return Ok(see_other("/portal/compliance"));
+    };
     let now = state.intake.clock().now();
     let (name, counts, overdue, preregs, certs) = on_pool!(&state.db, pool => {
         let name: String = sqlx::query_scalar("SELECT name FROM employers WHERE id = $1")
@@ -878,7 +883,7 @@ fn day(s: &str, what: &str) -> Result<Option<DateTime<Utc>>, Error> {
 
 async fn submissions_page(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
     if !q.state.is_empty() && !submissions::status::ALL.contains(&q.state.as_str()) {
@@ -907,7 +912,7 @@ async fn submissions_page(
         limit: PAGE_ROWS + 1,
         ..Default::default()
     };
-    let mut rows = submissions::list(&state.db, &signed.user.employer_id, &filter).await?;
+    let mut rows = submissions::list(&state.db, &signed.employer_id, &filter).await?;
     let next = retention::db::next_page(&mut rows, PAGE_ROWS, |s| s.id.clone()).map(|before| {
         let mut url = url_with(&q);
         url.push_str(&format!("&before={before}"));
@@ -943,8 +948,8 @@ fn url_with(q: &ListQuery) -> String {
     )
 }
 
-async fn own(state: &AppState, signed: &SignedIn, id: &str) -> Result<Submission, Error> {
-    submissions::get(&state.db, &signed.user.employer_id, id)
+async fn own(state: &AppState, signed: &EmployerUser, id: &str) -> Result<Submission, Error> {
+    submissions::get(&state.db, &signed.employer_id, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no submission {id}")))
 }
@@ -982,7 +987,7 @@ fn remaining(d: Duration) -> String {
 
 async fn submission_page(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Query(n): Query<Notice>,
 ) -> PageResult {
@@ -1025,18 +1030,24 @@ async fn submission_page(
 
 async fn original(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
     let s = own(&state, &signed, &id).await?;
-    let mut r = crate::api::stored_bytes(&state, &s.sha256, "application/xml".into()).await?;
+    let read = crate::compliance::Read {
+        reader: signed.user.actor(),
+        subject: format!("submission:{}", s.id),
+        route: "portal:/portal/submissions/{id}/original",
+        basis: None,
+    };
+    let mut r = crate::api::stored_bytes(&state, &s.sha256, "application/xml".into(), read).await?;
     attachment(&mut r, &format!("{}.xml", s.document_number));
     Ok(r)
 }
 
 async fn receipt(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
     let s = own(&state, &signed, &id).await?;
@@ -1051,7 +1062,7 @@ async fn receipt(
 
 async fn answer(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path((id, n)): Path<(String, i64)>,
 ) -> PageResult {
     let s = own(&state, &signed, &id).await?;
@@ -1060,7 +1071,13 @@ async fn answer(
         .into_iter()
         .find(|a| a.n == n)
         .ok_or_else(|| Error::NotFound(format!("submission {id} has no answer {n}")))?;
-    let mut r = crate::api::stored_bytes(&state, &info.sha256, info.media_type).await?;
+    let read = crate::compliance::Read {
+        reader: signed.user.actor(),
+        subject: format!("submission:{}", s.id),
+        route: "portal:/portal/submissions/{id}/answers/{n}",
+        basis: None,
+    };
+    let mut r = crate::api::stored_bytes(&state, &info.sha256, info.media_type, read).await?;
     attachment(&mut r, &format!("{}-answer-{n}", s.document_number));
     Ok(r)
 }
@@ -1074,7 +1091,7 @@ fn attachment(r: &mut Response, name: &str) {
 
 async fn cancel(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
 ) -> PageResult {
@@ -1207,7 +1224,7 @@ struct UploadPage {
     result: Option<Findings>,
 }
 
-fn upload_form(state: &AppState, signed: &SignedIn, result: Option<Findings>) -> UploadPage {
+fn upload_form(state: &AppState, signed: &EmployerUser, result: Option<Findings>) -> UploadPage {
     UploadPage {
         nav: Nav::of(signed),
         csrf: signed.csrf.clone(),
@@ -1216,13 +1233,13 @@ fn upload_form(state: &AppState, signed: &SignedIn, result: Option<Findings>) ->
     }
 }
 
-async fn upload_page(State(state): State<AppState>, signed: SignedIn) -> PageResult {
+async fn upload_page(State(state): State<AppState>, signed: EmployerUser) -> PageResult {
     Ok(page(StatusCode::OK, &upload_form(&state, &signed, None)))
 }
 
 async fn upload(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     mut form: Multipart,
 ) -> PageResult {
     let (mut csrf, mut file) = (None, None);
@@ -1303,7 +1320,7 @@ async fn upload(
         )
         .bind(&id)
         .bind(&signed.user.id)
-        .bind(&signed.user.employer_id)
+        .bind(&signed.employer_id)
         .bind(&name)
         .bind(&preview.sha256)
         .bind(body.as_ref())
@@ -1323,7 +1340,7 @@ struct Pending {
     body: Bytes,
 }
 
-async fn pending(state: &AppState, signed: &SignedIn, id: &str) -> Result<Pending, Error> {
+async fn pending(state: &AppState, signed: &EmployerUser, id: &str) -> Result<Pending, Error> {
     let now = state.intake.clock().now();
     let row: Option<(String, String, Vec<u8>)> = on_pool!(&state.db, pool => {
         sqlx::query_as(
@@ -1332,7 +1349,7 @@ async fn pending(state: &AppState, signed: &SignedIn, id: &str) -> Result<Pendin
         )
         .bind(id)
         .bind(&signed.user.id)
-        .bind(&signed.user.employer_id)
+        .bind(&signed.employer_id)
         .bind(now)
         .fetch_optional(pool)
         .await
@@ -1378,7 +1395,7 @@ struct PendingPage {
 
 async fn pending_page(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
     let p = pending(&state, &signed, &id).await?;
@@ -1430,7 +1447,7 @@ async fn pending_page(
 
 async fn approve(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
 ) -> PageResult {
@@ -1493,7 +1510,7 @@ async fn approve(
 
 async fn discard(
     State(state): State<AppState>,
-    signed: SignedIn,
+    signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {

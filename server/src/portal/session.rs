@@ -157,21 +157,84 @@ impl SignedIn {
             ))
         }
     }
+}
 
+/// A signed-in user of an employer (a clerk or an admin): the extractor of every
+/// employer page. A compliance officer gets 403 here.
+#[derive(Debug, Clone)]
+pub struct EmployerUser {
+    pub signed: SignedIn,
+    pub employer_id: String,
+}
+
+impl std::ops::Deref for EmployerUser {
+    type Target = SignedIn;
+    fn deref(&self) -> &SignedIn {
+        &self.signed
+    }
+}
+
+impl EmployerUser {
     /// The caller as intake and the submissions module know it.
     pub async fn caller(&self, db: &Db) -> Result<crate::employers::Caller, Error> {
         let registration_number: String = on_pool!(db, pool => {
             sqlx::query_scalar("SELECT registration_number FROM employers WHERE id = $1")
-                .bind(&self.user.employer_id)
+                .bind(&self.employer_id)
                 .fetch_one(pool)
                 .await
                 .map_err(retention::Error::from)?
         });
         Ok(crate::employers::Caller {
-            employer_id: self.user.employer_id.clone(),
+            employer_id: self.employer_id.clone(),
             registration_number,
             actor: self.user.actor(),
         })
+    }
+}
+
+impl FromRequestParts<AppState> for EmployerUser {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let signed = SignedIn::from_request_parts(parts, state).await?;
+        match signed.user.employer_id.clone() {
+            Some(employer_id) => Ok(EmployerUser {
+                signed,
+                employer_id,
+            }),
+            None => Err(PortalError::Forbidden(
+                "this page is for employers' users".into(),
+            )),
+        }
+    }
+}
+
+/// A signed-in compliance officer: the extractor of the compliance pages. Employers'
+/// users get 403 here.
+#[derive(Debug, Clone)]
+pub struct OfficerUser {
+    pub signed: SignedIn,
+    pub officer: crate::compliance::officers::Officer,
+}
+
+impl std::ops::Deref for OfficerUser {
+    type Target = SignedIn;
+    fn deref(&self) -> &SignedIn {
+        &self.signed
+    }
+}
+
+impl FromRequestParts<AppState> for OfficerUser {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let signed = SignedIn::from_request_parts(parts, state).await?;
+        match crate::compliance::officers::Officer::of_user(&signed.user) {
+            Some(officer) => Ok(OfficerUser { signed, officer }),
+            None => Err(PortalError::Forbidden(
+                "this page is for compliance officers".into(),
+            )),
+        }
     }
 }
 

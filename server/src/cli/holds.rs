@@ -1,0 +1,165 @@
+//! `ivan admin hold …` (legal holds) and `ivan retention sweep`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use retention::SystemClock;
+
+use super::{Record, operator, read_db, to_json};
+use crate::compliance::persons::PersonIndex;
+use crate::compliance::sweeper::{self, Scope, Sweeper};
+use crate::config::Config;
+use crate::{Error, Result};
+
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Keep a filing (--message-id) or all of an employer's filings (--employer) past
+    /// their retention period. Logged as `hold.add`.
+    Add {
+        #[arg(
+            long,
+            conflicts_with = "employer",
+            required_unless_present = "employer"
+        )]
+        message_id: Option<String>,
+        #[arg(long)]
+        employer: Option<String>,
+        /// Why (required; e.g. the court order or case).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a hold: the sweeper may purge what has expired meanwhile. Logged as
+    /// `hold.release`.
+    Release {
+        #[arg(long = "hold", value_name = "HOLD_ID")]
+        hold: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List legal holds (active ones; --all for released ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Run the retention sweep now (the server runs it every
+    /// retention.sweep_interval_secs): purge expired, unheld, ended filings.
+    Sweep {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
+    match cmd {
+        HoldCommand::Add {
+            message_id,
+            employer,
+            reason,
+            json,
+        } => {
+            let (scope, target) = match (message_id, employer) {
+                (Some(m), None) => (Scope::Submission, m),
+                (None, Some(e)) => (Scope::Employer, e),
+                _ => {
+                    return Err(Error::Invalid("give --message-id or --employer".into()));
+                }
+            };
+            let hold = Record::with(config, async |r: &Record| {
+                sweeper::add_hold(
+                    &r.ledger,
+                    &r.db,
+                    &SystemClock,
+                    operator(),
+                    scope,
+                    &target,
+                    &reason,
+                )
+                .await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&hold));
+            } else {
+                println!("hold {} on {} {}", hold.id, hold.scope, hold.target);
+            }
+        }
+        HoldCommand::Release { hold, reason, json } => {
+            let released = Record::with(config, async |r: &Record| {
+                sweeper::release_hold(&r.ledger, &r.db, &SystemClock, operator(), &hold, &reason)
+                    .await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&released));
+            } else {
+                println!("hold {} released", released.id);
+            }
+        }
+        HoldCommand::List { all, json } => {
+            let list = read_db(config, async |db| sweeper::holds(db, !all).await).await?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!(
+                    "{:<36}  {:<10}  {:<36}  {:<8}  REASON",
+                    "ID", "SCOPE", "TARGET", "STATE"
+                );
+                for h in list {
+                    let state = if h.released_at.is_some() {
+                        "released"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<36}  {:<10}  {:<36}  {:<8}  {}",
+                        h.id, h.scope, h.target, state, h.reason
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn retention(config: &Config, cmd: RetentionCommand) -> Result<ExitCode> {
+    let RetentionCommand::Sweep { json } = cmd;
+    let persons = PersonIndex::load_or_generate(&config.keys_dir())?;
+    let swept = Record::with(config, async |r: &Record| {
+        Sweeper {
+            db: r.db.clone(),
+            ledger: r.ledger.clone(),
+            clock: Arc::new(SystemClock),
+            config: config.retention.clone(),
+            persons: persons.clone(),
+        }
+        .sweep()
+        .await
+    })
+    .await?;
+    if json {
+        println!("{}", to_json(&swept));
+    } else {
+        println!(
+            "purged {} filings ({} originals deleted, {} shared payloads kept); {} expired filings held; {} filings indexed; {} portal rows removed",
+            swept.purged_filings.len(),
+            swept.purged_originals,
+            swept.shared_kept,
+            swept.held,
+            swept.persons_indexed,
+            swept.housekeeping_rows
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

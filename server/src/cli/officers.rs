@@ -1,0 +1,228 @@
+//! `ivan admin officer …`: compliance officers and their personal API tokens.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use retention::SystemClock;
+
+use super::{Record, operator, read_db, to_json};
+use crate::compliance::officers;
+use crate::config::Config;
+use crate::portal::accounts;
+use crate::{Error, Result};
+
+#[derive(Debug, Subcommand)]
+pub enum OfficerCommand {
+    /// Invite a compliance officer: mails a single-use enrolment link (passkey, as for
+    /// employers' users). Logged as `user.invite` with role `officer`.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// The officer's organisation (1 to 200 characters).
+        #[arg(long)]
+        organisation: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List compliance officers (revoked ones too).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an officer: no more sign-ins, sessions end, tokens stop working.
+    Revoke {
+        #[arg(long)]
+        officer: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An officer's personal API tokens (for their tools).
+    #[command(subcommand)]
+    Token(OfficerTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfficerTokenCommand {
+    /// Create a personal API token for an officer; prints it (shown only this once).
+    /// Logged as `officer-token.create`.
+    Create {
+        #[arg(long)]
+        officer: String,
+        /// What the token is for (1 to 100 characters).
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List officer tokens (of one officer, or all), newest first; never secrets.
+    List {
+        #[arg(long)]
+        officer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an officer token by id (the part after `ivan-officer_`). Logged as
+    /// `officer-token.revoke`.
+    Revoke {
+        #[arg(long = "token", value_name = "TOKEN_ID")]
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
+    match cmd {
+        OfficerCommand::Add {
+            email,
+            organisation,
+            json,
+        } => {
+            let origin = config.portal.origin(config.listen.port())?;
+            let valid = chrono::Duration::seconds(
+                i64::try_from(config.portal.invitation_valid_secs).unwrap_or(86_400),
+            );
+            let invited = Record::with(config, async |record: &Record| {
+                officers::add(
+                    &record.ledger,
+                    &record.db,
+                    &SystemClock,
+                    operator(),
+                    origin.as_str(),
+                    &email,
+                    &organisation,
+                    valid,
+                )
+                .await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&invited));
+            } else {
+                println!("officer id:   {}", invited.user.id);
+                println!("email:        {}", invited.user.email);
+                println!(
+                    "organisation: {}",
+                    invited.user.organisation.as_deref().unwrap_or("")
+                );
+                println!(
+                    "link valid:   until {}",
+                    retention::ledger::format_time(&invited.expires_at)
+                );
+                println!("log entry:    {}", invited.log_seq);
+                eprintln!(
+                    "The enrolment link is on its way through the mail outbox (portal {origin})."
+                );
+            }
+        }
+        OfficerCommand::List { json } => {
+            let list = read_db(config, async |db| officers::list(db).await).await?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!(
+                    "{:<36}  {:<8}  {:<32}  EMAIL",
+                    "ID", "STATE", "ORGANISATION"
+                );
+                for u in list {
+                    let state = if u.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<36}  {:<8}  {:<32}  {}",
+                        u.id,
+                        state,
+                        u.organisation.as_deref().unwrap_or(""),
+                        u.email
+                    );
+                }
+            }
+        }
+        OfficerCommand::Revoke { officer, json } => {
+            let log_seq = Record::with(config, async |record: &Record| {
+                match accounts::user(&record.db, &officer).await? {
+                    Some(u) if u.is_officer() => {}
+                    _ => {
+                        return Err(Error::NotFound(format!(
+                            "no active compliance officer {officer}"
+                        )));
+                    }
+                }
+                accounts::revoke(&record.ledger, operator(), &officer, chrono::Utc::now()).await
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "revoked": officer, "log_seq": log_seq })
+                );
+            } else {
+                println!("officer {officer} revoked (log entry {log_seq})");
+            }
+        }
+        OfficerCommand::Token(OfficerTokenCommand::Create {
+            officer,
+            label,
+            json,
+        }) => {
+            let created = Record::with(config, async |record: &Record| {
+                officers::create_token(
+                    &record.ledger,
+                    &record.db,
+                    &SystemClock,
+                    operator(),
+                    &officer,
+                    &label,
+                )
+                .await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&created));
+            } else {
+                println!("token id:     {}", created.id);
+                println!("officer:      {}", created.officer);
+                println!("label:        {}", created.label);
+                println!("log entry:    {}", created.log_seq);
+                println!("token:        {}", created.token);
+                eprintln!("The token is shown only this once; only a hash of it is kept.");
+            }
+        }
+        OfficerCommand::Token(OfficerTokenCommand::List { officer, json }) => {
+            let list = read_db(config, async |db| {
+                officers::list_tokens(db, officer.as_deref()).await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!("{:<16}  {:<36}  {:<8}  LABEL", "ID", "OFFICER", "STATE");
+                for t in list {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{:<16}  {:<36}  {:<8}  {}", t.id, t.user_id, state, t.label);
+                }
+            }
+        }
+        OfficerCommand::Token(OfficerTokenCommand::Revoke { token, json }) => {
+            let log_seq = Record::with(config, async |record: &Record| {
+                officers::revoke_token(&record.ledger, &SystemClock, operator(), &token).await
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "revoked": token, "log_seq": log_seq })
+                );
+            } else {
+                println!("officer token {token} revoked (log entry {log_seq})");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

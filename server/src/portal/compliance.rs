@@ -1,0 +1,244 @@
+//! The compliance officers' pages: the log search (the same search as
+//! `GET /api/v1/compliance/log`, with the same mandatory legal basis and reference
+//! number, logged the same way) and reading an original from a result. Searches are
+//! POSTed (they write an audit entry); the next page re-posts the same form.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+
+use super::pages::{Nav, PageResult, page, when};
+use super::session::OfficerUser;
+use crate::compliance::{self, Basis, Channel, Filters, FoundEntry};
+use crate::http::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/portal/compliance", get(search_page).post(search))
+        .route("/portal/compliance/originals/{sha256}", post(original))
+}
+
+/// The search form, as posted (and re-posted for the next page).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(super) struct SearchForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    legal_basis: String,
+    #[serde(default)]
+    reference_number: String,
+    #[serde(default)]
+    employer: String,
+    #[serde(default)]
+    person_id: String,
+    #[serde(default)]
+    document_number: String,
+    #[serde(default)]
+    message_id: String,
+    #[serde(default)]
+    action: String,
+    /// A day (YYYY-MM-DD): from its start.
+    #[serde(default)]
+    from: String,
+    /// A day (YYYY-MM-DD): up to its end.
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    before: String,
+}
+
+struct Row {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    subject: String,
+    payload: Option<String>,
+    purged: bool,
+}
+
+#[derive(Template)]
+#[template(path = "portal/compliance.html")]
+struct SearchPage {
+    nav: Option<Nav>,
+    csrf: String,
+    organisation: String,
+    form: SearchForm,
+    error: Option<String>,
+    searched: bool,
+    rows: Vec<Row>,
+    query_id: String,
+    audit_log_seq: i64,
+    next_before: Option<i64>,
+}
+
+fn render(
+    signed: &OfficerUser,
+    form: SearchForm,
+    status: StatusCode,
+    error: Option<String>,
+) -> PageResult {
+    Ok(page(
+        status,
+        &SearchPage {
+            nav: Nav::of(signed),
+            csrf: signed.csrf.clone(),
+            organisation: signed.officer.organisation.clone(),
+            form,
+            error,
+            searched: false,
+            rows: Vec::new(),
+            query_id: String::new(),
+            audit_log_seq: 0,
+            next_before: None,
+        },
+    ))
+}
+
+async fn search_page(signed: OfficerUser) -> PageResult {
+    render(&signed, SearchForm::default(), StatusCode::OK, None)
+}
+
+fn day(s: &str, end: bool) -> Result<Option<DateTime<Utc>>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))?;
+    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+    Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
+}
+
+fn opt(s: &str) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+async fn search(
+    State(state): State<AppState>,
+    signed: OfficerUser,
+    Form(f): Form<SearchForm>,
+) -> PageResult {
+    signed.check_csrf(&f.csrf)?;
+    let basis = match Basis::new(Some(&f.legal_basis), Some(&f.reference_number)) {
+        Ok(b) => b,
+        Err(e) => return render(&signed, f, StatusCode::BAD_REQUEST, Some(e.to_string())),
+    };
+    let (from, to) = match (day(&f.from, false), day(&f.to, true)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return render(&signed, f, StatusCode::BAD_REQUEST, Some(e)),
+    };
+    let before = match opt(&f.before).map(|b| b.parse::<i64>()) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            return render(
+                &signed,
+                f,
+                StatusCode::BAD_REQUEST,
+                Some("bad page position".into()),
+            );
+        }
+    };
+    let filters = Filters {
+        employer: opt(&f.employer),
+        person_id: opt(&f.person_id),
+        document_number: opt(&f.document_number),
+        message_id: opt(&f.message_id),
+        action: opt(&f.action),
+        from,
+        to,
+        before,
+        limit: Some(50),
+    };
+    let found = match compliance::search(
+        &state.db,
+        state.intake.ledger(),
+        &state.persons,
+        &signed.officer,
+        &basis,
+        &filters,
+        Channel::Portal,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(crate::Error::Invalid(m)) => {
+            return render(&signed, f, StatusCode::BAD_REQUEST, Some(m));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rows = found
+        .entries
+        .into_iter()
+        .map(|e: FoundEntry| Row {
+            seq: e.seq,
+            at: when(&e.recorded_at),
+            actor: e.actor,
+            action: e.action,
+            subject: e.subject,
+            purged: e.payload_purged,
+            payload: e.payload_sha256,
+        })
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        &SearchPage {
+            nav: Nav::of(&signed),
+            csrf: signed.csrf.clone(),
+            organisation: signed.officer.organisation.clone(),
+            form: SearchForm {
+                before: String::new(),
+                ..f
+            },
+            error: None,
+            searched: true,
+            rows,
+            query_id: found.query_id,
+            audit_log_seq: found.audit_log_seq,
+            next_before: found.next_before,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    legal_basis: String,
+    #[serde(default)]
+    reference_number: String,
+}
+
+async fn original(
+    State(state): State<AppState>,
+    signed: OfficerUser,
+    Path(sha256): Path<String>,
+    Form(f): Form<ReadForm>,
+) -> PageResult {
+    signed.check_csrf(&f.csrf)?;
+    let basis = Basis::new(Some(&f.legal_basis), Some(&f.reference_number))?;
+    let mut r = crate::api::compliance::read_as_officer(
+        &state,
+        &signed.officer,
+        &basis,
+        &sha256,
+        "portal:/portal/compliance/originals/{sha256}",
+    )
+    .await?;
+    if let Ok(v) = format!(
+        "attachment; filename=\"{}\"",
+        &sha256[..sha256.len().min(64)]
+    )
+    .parse()
+    {
+        r.headers_mut()
+            .insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
