@@ -20,6 +20,7 @@
 //! Later issues add here: receipts, retention policy and legal holds, backup/restore.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 mod clock;
 pub mod db;
 mod error;

@@ -18,6 +18,7 @@ use retention::ledger::verify::{self, Progress};
 use retention::ledger::{Entry, LedgerTask};
 use retention::{Actor, Db, Ledger, MigrationPolicy, Originals, SystemClock};
 
+mod backup;
 mod evidence;
 mod holds;
 mod officers;
@@ -76,6 +77,11 @@ pub enum Command {
     /// Operator administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Backups of the database, originals and keys (docs/BACKUP.md).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a backup snapshot into an empty target (--database-url, --data-dir).
+    Restore(backup::RestoreArgs),
     /// Tools for trying `ivan` locally: a test PKI and a signer. Not for production keys.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -425,6 +431,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(AdminCommand::Outbox(OutboxCommand::List { limit, json })) => {
             outbox_list(&config, limit, json).await
         }
+        Command::Backup(cmd) => backup::run_backup(&config, cmd).await,
+        Command::Restore(args) => backup::run_restore(&config, args).await,
         Command::Dev(cmd) => dev(cmd),
         Command::SandboxAuthority(_) => Err(Error::Invalid("unreachable".into())),
     }
@@ -493,7 +501,8 @@ async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the data dir if needed and proves it is a writable directory.
+/// Creates the data dir if needed and proves it is a writable directory that no
+/// unfinished restore left behind.
 pub fn prepare_data_dir(dir: &Path) -> Result<()> {
     let fail = |reason: String| Error::DataDir {
         path: dir.display().to_string(),
@@ -502,6 +511,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(fail("exists and is not a directory".into()));
     }
+    backup::refuse_unfinished_restore(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")

@@ -1,0 +1,497 @@
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::layout::{
+    is_plain_identifier, is_snapshot_id, list_line, original_rel, parse_list_line,
+};
+use super::*;
+use crate::ledger::{NewEntry, Payload};
+use crate::originals::OriginalsConfig;
+use crate::testing::{TempPg, TestEnv};
+use crate::{Actor, Backend, Db, MigrationPolicy, backend_tests};
+
+#[test]
+fn signing_input_is_domain_then_manifest_hash() {
+    let input = manifest_signing_input(b"{}\n");
+    let text = String::from_utf8(input).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "ivan/backup-manifest/v1\n{}\n",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"{}\n"))
+        )
+    );
+    assert_ne!(
+        manifest_signing_input(b"{}\n"),
+        manifest_signing_input(b"{} \n")
+    );
+}
+
+#[test]
+fn snapshot_ids_are_fixed_width_and_sort_as_times() {
+    let t1 = chrono::DateTime::parse_from_rfc3339("2026-03-04T05:06:07.000008Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let t2 = t1 + chrono::Duration::microseconds(1);
+    let t3 = t1 + chrono::Duration::days(400);
+    let (a, b, c) = (snapshot_id(&t1), snapshot_id(&t2), snapshot_id(&t3));
+    assert_eq!(a, "20260304T050607000008Z");
+    assert!(a < b && b < c);
+    assert!(is_snapshot_id(&a));
+    for bad in [
+        "",
+        "20260304T050607000008",
+        "2026030xT050607000008Z",
+        "../x",
+        "a/b",
+    ] {
+        assert!(!is_snapshot_id(bad), "{bad}");
+    }
+}
+
+#[test]
+fn originals_go_where_the_store_keeps_them() {
+    let h = "ab".repeat(32);
+    assert_eq!(original_rel(&h), format!("sha256/ab/ab/{h}"));
+}
+
+#[test]
+fn list_lines_parse_strictly() {
+    let h = "0f".repeat(32);
+    let line = list_line(&h, 1234);
+    assert_eq!(line, format!("{h} 1234\n"));
+    let (sha, size) = parse_list_line(line.trim_end_matches('\n')).unwrap();
+    assert_eq!((sha.as_str(), size), (h.as_str(), 1234));
+    assert_eq!(parse_list_line(&format!("{h} 0")).unwrap().1, 0);
+    for bad in [
+        String::new(),
+        h.clone(),
+        format!("{h}  1"),
+        format!("{h} -1"),
+        format!("{h} 1 "),
+        format!("{h} 1x"),
+        format!("{} 1", h.to_uppercase()),
+        format!("{} 1", &h[..63]),
+        format!("{h} 123456789012345678901"),
+    ] {
+        assert!(parse_list_line(&bad).is_none(), "{bad:?}");
+    }
+}
+
+#[test]
+fn identifiers_and_paths_are_checked() {
+    assert!(is_plain_identifier("log_entries"));
+    assert!(is_plain_identifier("_sqlx_migrations"));
+    for bad in ["", "Log", "a-b", "a\"b", "1a", "a b"] {
+        assert!(!is_plain_identifier(bad), "{bad}");
+    }
+    assert!(check::is_safe_rel("db/log_entries.copy"));
+    for bad in ["", "/etc/passwd", "a/../b", "./a", "a//b", ".."] {
+        assert!(!check::is_safe_rel(bad), "{bad}");
+    }
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn edges(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn fk_order_puts_referenced_tables_first_stably() {
+    let tables = names(&[
+        "submissions",
+        "outbox",
+        "employers",
+        "originals",
+        "log_entries",
+    ]);
+    let order = pg::fk_order(
+        &tables,
+        &edges(&[
+            ("submissions", "employers"),
+            ("submissions", "originals"),
+            ("outbox", "submissions"),
+            ("outbox", "outbox"), // a self-reference is no constraint on order
+            ("submissions", "not_listed"), // nor is a table outside the set
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        order,
+        names(&[
+            "employers",
+            "log_entries",
+            "originals",
+            "submissions",
+            "outbox"
+        ])
+    );
+    let cycle = pg::fk_order(
+        &names(&["a", "b", "c"]),
+        &edges(&[("a", "b"), ("b", "a"), ("c", "a")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(cycle.contains("cycle among a, b, c"), "{cycle}");
+}
+
+/// A record with a few logged payloads and a checkpoint.
+async fn fill(env: &TestEnv, from: usize, n: usize) {
+    let (ledger, task) = env.ledger(crate::LedgerConfig::default());
+    fill_with(&ledger, from, n).await;
+    task.shutdown().await;
+}
+
+async fn fill_with(ledger: &crate::Ledger, from: usize, n: usize) {
+    for i in from..from + n {
+        ledger
+            .append(NewEntry {
+                actor: Actor::System,
+                action: "test.payload".into(),
+                subject: format!("test:{i}"),
+                payload: Some(Payload {
+                    bytes: Bytes::from(format!(
+                        "<doc n=\"{i}\">\r\n exact bytes {}</doc>",
+                        "x".repeat(i * 37)
+                    )),
+                    media_type: "application/xml".into(),
+                }),
+            })
+            .await
+            .unwrap();
+    }
+    ledger
+        .append(NewEntry {
+            actor: Actor::System,
+            action: "test.plain".into(),
+            subject: "test:plain".into(),
+            payload: None,
+        })
+        .await
+        .unwrap();
+    ledger.checkpoint_now().await.unwrap();
+}
+
+/// A fresh, empty target of `backend` in `dir` (its database, data dir and keys).
+struct Target {
+    url: String,
+    data_dir: std::path::PathBuf,
+    keys_dir: std::path::PathBuf,
+    originals: OriginalsConfig,
+    _pg: Option<TempPg>,
+}
+
+impl Target {
+    async fn new(backend: Backend, dir: &Path) -> Self {
+        let data_dir = dir.join("target-data");
+        let (url, pg) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", data_dir.join("ivan.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let pg = TempPg::create().await.unwrap();
+                (pg.url().to_owned(), Some(pg))
+            }
+        };
+        Self {
+            url,
+            keys_dir: data_dir.join("keys"),
+            data_dir,
+            originals: OriginalsConfig::default(),
+            _pg: pg,
+        }
+    }
+
+    fn restore_target(&self) -> RestoreTarget<'_> {
+        RestoreTarget {
+            database_url: &self.url,
+            max_connections: 4,
+            data_dir: &self.data_dir,
+            keys_dir: &self.keys_dir,
+            originals: &self.originals,
+        }
+    }
+}
+
+backend_tests!(snapshot_restores_into_an_empty_target_and_verifies);
+
+async fn snapshot_restores_into_an_empty_target_and_verifies(env: TestEnv) {
+    fill(&env, 1, 6).await;
+    let backup = env.dir.path().join("backup");
+    let keys_dir = env.dir.path().join("keys");
+    let first = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(first.originals, 6);
+    assert_eq!((first.originals_copied, first.originals_skipped), (6, 0));
+    assert_eq!(first.log_tree_size, 7);
+    assert_eq!(first.checkpoint_tree_size, Some(7));
+    let report = verify(&backup, None, true, &Silent).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.snapshot, first.snapshot);
+    assert_eq!(report.originals, 6);
+    assert_eq!(report.key_id.as_deref(), Some(env.keys.checkpoint_kid()));
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(
+            backup
+                .join("snapshots")
+                .join(&first.snapshot)
+                .join("keys/checkpoint-ed25519.pem"),
+        )
+        .unwrap()
+        .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    // More filings; the next snapshot copies only the new originals.
+    fill(&env, 7, 2).await;
+    let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
+        .await
+        .unwrap();
+    assert_eq!((second.originals_copied, second.originals_skipped), (2, 6));
+    assert!(second.snapshot > first.snapshot);
+
+    // Restore the first snapshot.
+    let target = Target::new(env.db.backend(), env.dir.path()).await;
+    let done = restore(
+        &backup,
+        Some(&first.snapshot),
+        &target.restore_target(),
+        &Silent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.log_entries, 7);
+    assert_eq!(done.originals_verified, 6);
+    assert_eq!(done.head_hash, first.head_hash);
+    assert!(!target.data_dir.join(INCOMPLETE_MARKER).exists());
+    let restored = Db::connect(&target.url, 2, MigrationPolicy::RequireCurrent)
+        .await
+        .unwrap();
+    let (count, _) = crate::ledger::size(&restored).await.unwrap();
+    assert_eq!(count, 7);
+    assert_eq!(
+        restored.table_columns().await.unwrap(),
+        env.db.table_columns().await.unwrap()
+    );
+    restored.close().await;
+
+    // A second restore into the now full target is refused, and changes nothing.
+    let again = restore(&backup, None, &target.restore_target(), &Silent)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        again.contains("restore only into an empty target"),
+        "{again}"
+    );
+    assert!(!target.data_dir.join(INCOMPLETE_MARKER).exists());
+}
+
+backend_tests!(damaged_snapshots_are_refused_before_the_target_is_touched);
+
+async fn damaged_snapshots_are_refused_before_the_target_is_touched(env: TestEnv) {
+    fill(&env, 1, 3).await;
+    let backup = env.dir.path().join("backup");
+    let made = create(
+        &env.db,
+        &env.originals,
+        &env.dir.path().join("keys"),
+        &backup,
+        &Silent,
+    )
+    .await
+    .unwrap();
+    let snap = backup.join("snapshots").join(&made.snapshot);
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(snap.join(MANIFEST)).unwrap()).unwrap();
+    let db_file = manifest
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("db/"))
+        .max_by_key(|f| f.size)
+        .unwrap()
+        .path
+        .clone();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(snap.join(&db_file))
+        .unwrap();
+    f.set_len(
+        manifest
+            .files
+            .iter()
+            .find(|x| x.path == db_file)
+            .unwrap()
+            .size
+            / 2,
+    )
+    .unwrap();
+    let report = verify(&backup, None, true, &Silent).await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&db_file) && p.contains("truncated")),
+        "{:?}",
+        report.problems
+    );
+    let target = Target::new(env.db.backend(), env.dir.path()).await;
+    let refused = restore(&backup, None, &target.restore_target(), &Silent)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("nothing was restored"), "{refused}");
+    assert!(refused.contains(&db_file), "{refused}");
+    assert!(
+        !target.data_dir.exists(),
+        "the target data dir was not even created"
+    );
+    if env.db.backend() == Backend::Postgres {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&target.url).await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0, "the target database was not touched");
+    }
+}
+
+/// Originals in an S3 bucket are backed up through the store, and restored into
+/// another (empty) bucket through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_originals_back_up_and_restore_through_the_store() {
+    use std::sync::Arc;
+    let source_s3 = crate::testing::S3Emulator::start().await;
+    let target_s3 = crate::testing::S3Emulator::start().await;
+    let env = TestEnv::sqlite().await;
+    let source = crate::Originals::s3(&source_s3.config()).unwrap();
+    let (ledger, task) = crate::Ledger::start(
+        env.db.clone(),
+        source.clone(),
+        env.keys.clone(),
+        Arc::new(crate::SystemClock),
+        crate::LedgerConfig::default(),
+    );
+    fill_with(&ledger, 1, 4).await;
+    task.shutdown().await;
+    let backup = env.dir.path().join("backup");
+    let made = create(
+        &env.db,
+        &source,
+        &env.dir.path().join("keys"),
+        &backup,
+        &Silent,
+    )
+    .await
+    .unwrap();
+    assert_eq!((made.originals, made.originals_copied), (4, 4));
+    assert!(verify(&backup, None, true, &Silent).await.unwrap().ok);
+
+    let mut target = Target::new(Backend::Sqlite, env.dir.path()).await;
+    target.originals = OriginalsConfig::S3(target_s3.config());
+    let done = restore(&backup, None, &target.restore_target(), &Silent)
+        .await
+        .unwrap();
+    assert_eq!(done.originals_verified, 4);
+    let restored = crate::Originals::s3(&target_s3.config()).unwrap();
+    let listed = futures::StreamExt::collect::<Vec<_>>(restored.list()).await;
+    assert_eq!(listed.len(), 4);
+    // A bucket that is not empty is refused.
+    let mut again = Target::new(Backend::Sqlite, &env.dir.path().join("again")).await;
+    again.originals = OriginalsConfig::S3(target_s3.config());
+    let err = restore(&backup, None, &again.restore_target(), &Silent)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("originals store") && err.contains("not empty"),
+        "{err}"
+    );
+}
+
+/// The retention sweep marks an original purged, then deletes its bytes. A snapshot
+/// taken before the mark lists it; if the bytes are gone by the time it is copied,
+/// that snapshot is given up (and `create` takes a new one); a missing original that
+/// is not purged is damage, and an error. A snapshot taken after the purge does not
+/// list it, and restores to a record whose verification counts it as purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originals_purged_during_a_backup_are_not_damage() {
+    let env = TestEnv::sqlite().await;
+    fill(&env, 1, 3).await;
+    let backup = env.dir.path().join("backup");
+    let keys_dir = env.dir.path().join("keys");
+    let first = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
+        .await
+        .unwrap();
+    let snap = backup.join("snapshots").join(&first.snapshot);
+    let list = std::fs::read_to_string(snap.join(ORIGINALS_LIST)).unwrap();
+    let (sha, _) = parse_list_line(list.lines().next().unwrap()).unwrap();
+    let summary: Manifest =
+        serde_json::from_slice(&std::fs::read(snap.join(MANIFEST)).unwrap()).unwrap();
+
+    // Gone from the store but not marked purged: damage, an error.
+    env.originals.delete(&sha).await.unwrap();
+    let fresh = env.dir.path().join("fresh");
+    let err = create::copy_originals(
+        &env.db,
+        &env.originals,
+        &fresh,
+        &snap,
+        &summary.originals,
+        &Silent,
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("missing"), "{err}");
+
+    // Marked purged (as the sweep does before deleting): the snapshot is given up.
+    sqlx::query("UPDATE originals SET purged_at = $1 WHERE sha256 = $2")
+        .bind(chrono::Utc::now())
+        .bind(sha.as_str())
+        .execute(match &env.db {
+            Db::Sqlite(pool) => pool,
+            Db::Postgres(_) => unreachable!(),
+        })
+        .await
+        .unwrap();
+    let fresh = env.dir.path().join("fresh2");
+    match create::copy_originals(
+        &env.db,
+        &env.originals,
+        &fresh,
+        &snap,
+        &summary.originals,
+        &Silent,
+    )
+    .await
+    .unwrap()
+    {
+        create::Copy::Purged(p) => assert_eq!(p, sha.as_str()),
+        create::Copy::Done(_) => panic!("a purged original cannot be copied"),
+    }
+
+    // A snapshot taken now leaves it out, and restores to a record that verifies.
+    let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(second.originals, 2);
+    let target = Target::new(Backend::Sqlite, env.dir.path()).await;
+    let done = restore(&backup, None, &target.restore_target(), &Silent)
+        .await
+        .unwrap();
+    assert_eq!((done.originals, done.originals_verified), (2, 3));
+}
