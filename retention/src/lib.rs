@@ -11,13 +11,21 @@
 //!   `ivan log verify`.
 //! * [`keys`] — the signing keys (checkpoints: Ed25519; receipts: ES256) kept in the
 //!   data directory, and their public JWKS.
+//! * [`receipts`] — signed receipts (compact JWS, ES256) for stored filings.
 //! * [`queue`] — leased work queues in a table (the mail and SMS outboxes).
+//! * [`evidence`] — evidence bundles: the canonical archive about a set of filings
+//!   (`ivan evidence export`) and its offline verifier (`ivan evidence verify`).
+//! * [`backup`] — consistent snapshots of the database, originals and keys, their
+//!   verification, and restore (`ivan backup create|verify`, `ivan restore`).
 //! * identity types every log entry names: [`Actor`], [`EmployerId`], [`MessageId`].
+//!
+//! The retention *policy* (what is purged when, legal holds, the sweeper) lives in
+//! `server` (`compliance::sweeper`), which owns the submission lifecycle; this crate
+//! gives it the primitives: [`Originals::delete`] and a `log verify` that reports
+//! purged payloads as such.
 //!
 //! Time comes in through a [`Clock`] so deadlines and retention can be tested without
 //! sleeping. Errors are one [`Error`] enum; HTTP mapping happens in `server`.
-//!
-//! Later issues add here: receipts, retention policy and legal holds, backup/restore.
 #![forbid(unsafe_code)]
 
 pub mod backup;

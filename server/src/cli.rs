@@ -2,7 +2,7 @@
 //! log and the operator's administration.
 //!
 //! Exit codes: 0 success; 1 the command could not do its work (the one-line error
-//! says why); 2 bad usage; 3 `log verify` ran and found the record does not hold.
+//! says why); 2 bad usage; 3 a verification (`log verify`, `backup verify`, `evidence verify`) ran and found problems.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;

@@ -1,15 +1,19 @@
 //! # ivan-server
 //!
 //! The intermediary itself: the `ivan` binary's command line ([`cli`]), the HTTP
-//! application ([`http`]) and the employer API ([`api`]), configuration ([`config`]),
-//! the employer registry ([`employers`]), intake of signed filings ([`intake`]), the
-//! document profiles ([`documents`]), submissions and their lifecycle
-//! ([`submissions`]) and a test PKI and signer for trying things ([`dev`]). Later
-//! issues add forwarding, the portal and compliance views here.
+//! application ([`http`]) and the employer and compliance APIs ([`api`]),
+//! configuration ([`config`]), the employer registry ([`employers`]), intake of signed
+//! filings ([`intake`]), the document profiles ([`documents`]), submissions and their
+//! lifecycle ([`submissions`]), forwarding to the authority ([`forwarding`]) and its
+//! sandbox ([`sandbox`]), mail ([`mail`]), the mobile channel's host side
+//! ([`preregistrations`]), the employer and officer portal ([`portal`]), compliance —
+//! officers, the logged log search and original reads, evidence export, retention,
+//! legal holds and the sweeper ([`compliance`]) — and a test PKI and signer for trying
+//! things ([`dev`]).
 //!
 //! ```text
 //!             ┌────────────── server (this crate, binary `ivan`) ──────────────┐
-//!             │ cli · config · http · employers · serve                         │
+//!             │ cli · config · http · api · portal · compliance · serve         │
 //!             └───────┬───────────────────────┬──────────────────────┬─────────┘
 //!                     ▼                       ▼                      ▼
 //!               mobile-api ───────────►  retention            sms-adapter

@@ -61,7 +61,7 @@ pub struct Manifest {
     pub format: String,
     /// When the bundle was made (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
     pub created_at: String,
-    /// Who made it, as an actor string (e.g. `officer:<id>`).
+    /// Who made it, as an actor string (e.g. `user:<officer id>` or `operator:<name>`).
     pub created_by: String,
     /// What the export was made for (filter, legal basis, reference); carried as is.
     pub query: serde_json::Value,

@@ -50,7 +50,7 @@ pub struct Receipt {
 #[derive(Debug, Clone)]
 pub struct Contents {
     pub created_at: DateTime<Utc>,
-    /// The actor making the export, e.g. `officer:<id>`.
+    /// The actor making the export, e.g. `user:<officer id>` or `operator:<name>`.
     pub created_by: String,
     /// What the export was made for (a JSON object; carried as is).
     pub query: serde_json::Value,

@@ -10,8 +10,9 @@
 //! against. A checkpoint is written first, so the newest entries are covered too.
 //!
 //! The export is logged (`compliance.evidence`: who, legal basis, reference, the
-//! selection, the filings and the originals it contains) **before** the bundle is
-//! made; an export that cannot be logged is not made.
+//! selection, the filings and each filing's document) **before** the bundle is
+//! made; an export that cannot be logged is not made. The other payloads the bundle
+//! carries (answers, the authority's JSON) are those of the listed filings' entries.
 
 use std::collections::BTreeSet;
 use std::io::{Cursor, Write};

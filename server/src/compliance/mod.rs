@@ -101,7 +101,7 @@ pub struct Found {
     /// Where the query itself was logged.
     pub audit_log_seq: i64,
     pub entries: Vec<FoundEntry>,
-    /// Pass as `before` for the next page; absent on the last page.
+    /// Pass as `before` for the next page; `null` on the last page.
     pub next_before: Option<i64>,
 }
 
