@@ -523,7 +523,18 @@ pub(super) async fn copy_originals(
     summary: &OriginalsSummary,
     progress: &dyn Progress,
 ) -> Result<Copy> {
-    let content = Arc::new(ContentDir::new(&dir.join(ORIGINALS))?);
+    // Files are written without an fsync each and made durable by one syncfs at
+    // the end; the marker says so until then, and a crash leaves it for the next
+    // run, which then re-hashes what it finds instead of trusting it.
+    let root = dir.join(ORIGINALS);
+    fsio::create_dirs(&root, 0o755)?;
+    let marker = root.join(fsio::UNSYNCED_MARKER);
+    let recheck = marker.exists();
+    if !recheck {
+        fsio::write_new(&marker, b"", 0o644)?;
+        fsio::fsync_dir(&root)?;
+    }
+    let content = Arc::new(ContentDir::unsynced(&root, recheck)?);
     let phase: Arc<dyn super::Phase> = Arc::from(progress.phase("originals", summary.bytes, true));
     let list = list_stream(snap.join(ORIGINALS_LIST)).await?;
     let outcomes = list
@@ -577,7 +588,12 @@ pub(super) async fn copy_originals(
         }
     }
     let syncing = content.clone();
-    blocking(move || syncing.sync_dirs()).await?;
+    blocking(move || -> Result<()> {
+        syncing.sync_dirs()?;
+        std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+        fsio::fsync_dir(&root)
+    })
+    .await?;
     phase.finish();
     Ok(match purged {
         Some(sha) => Copy::Purged(sha.to_string()),

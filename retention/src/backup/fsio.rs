@@ -56,11 +56,19 @@ impl HashingFile {
 
     /// Flushes and fsyncs; answers (sha256 hex, size, number of `\n` bytes).
     pub fn finish(self) -> Result<(String, u64, u64)> {
+        self.finish_with(true)
+    }
+
+    /// [`HashingFile::finish`], fsyncing only when `sync` (otherwise the caller
+    /// makes the file durable later, e.g. with [`syncfs`]).
+    fn finish_with(self, sync: bool) -> Result<(String, u64, u64)> {
         let file = self
             .file
             .into_inner()
             .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        if sync {
+            file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        }
         Ok((
             hex::encode(self.hasher.finalize()),
             self.size,
@@ -72,10 +80,21 @@ impl HashingFile {
 /// Writes `bytes` to `path` (which must not exist) with `mode`, fsynced; answers
 /// (sha256 hex, size).
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(String, u64)> {
+    write_new_with(path, bytes, mode, true)
+}
+
+fn write_new_with(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<(String, u64)> {
     let mut f = HashingFile::create(path, mode)?;
     f.write(bytes)?;
-    let (sha, size, _) = f.finish()?;
+    let (sha, size, _) = f.finish_with(sync)?;
     Ok((sha, size))
+}
+
+/// Writes back every dirty file and directory of the filesystem holding `path`
+/// (syncfs(2)); an error means something written there may not be durable.
+pub fn syncfs(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(|e| Error::io(path, e))?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io(path, e.into()))
 }
 
 /// SHA-256 (hex) and size of the file at `path`, read in chunks.
@@ -113,12 +132,27 @@ pub fn create_dirs(dir: &Path, mode: u32) -> Result<()> {
 /// A content-addressed directory (`sha256/ab/cd/<hash>`) that files are put into
 /// atomically: temp file, fsync, rename. The directories that changed are fsynced
 /// once, by [`ContentDir::sync_dirs`], instead of after every file.
+///
+/// [`ContentDir::unsynced`] skips the fsync of each file: [`ContentDir::sync_dirs`]
+/// then makes everything durable at once with syncfs(2), which is much faster for
+/// many small files. A crash before that can leave files whose content was lost
+/// behind, so the caller must either discard the directory after a crash (a
+/// restore, guarded by its marker) or open it with `recheck` the next time (a
+/// backup, see [`UNSYNCED_MARKER`]): then a file already there is re-hashed before
+/// it is trusted.
 #[derive(Debug)]
 pub struct ContentDir {
     root: PathBuf,
     dirty: Mutex<BTreeSet<PathBuf>>,
     counter: AtomicU64,
+    sync_each: bool,
+    recheck: bool,
 }
+
+/// In a backup's `originals/` while `backup create` writes files there that are not
+/// yet durable; found at the start of the next one, it means a crash, and files
+/// already there are re-hashed before they are trusted.
+pub const UNSYNCED_MARKER: &str = ".unsynced";
 
 /// What putting one file did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +169,18 @@ impl ContentDir {
             root: root.to_owned(),
             dirty: Mutex::new(BTreeSet::new()),
             counter: AtomicU64::new(0),
+            sync_each: true,
+            recheck: false,
+        })
+    }
+
+    /// A directory whose files are made durable together, by [`ContentDir::sync_dirs`];
+    /// with `recheck`, a file already there counts only if its content hashes right.
+    pub fn unsynced(root: &Path, recheck: bool) -> Result<Self> {
+        Ok(Self {
+            sync_each: false,
+            recheck,
+            ..Self::new(root)?
         })
     }
 
@@ -142,11 +188,14 @@ impl ContentDir {
         self.root.join(super::layout::original_rel(sha256))
     }
 
-    /// Whether a file for `sha256` of `size` bytes is present (its content is not
-    /// re-hashed here; `backup verify` does that).
+    /// Whether a file for `sha256` of `size` bytes is present (its content is
+    /// re-hashed only with `recheck`; `backup verify` does it always).
     pub fn has(&self, sha256: &str, size: u64) -> Result<bool> {
         let path = self.path_of(sha256);
         match std::fs::metadata(&path) {
+            Ok(m) if self.recheck && m.is_file() && m.len() == size => {
+                Ok(hash_file(&path).map_err(|e| Error::io(&path, e))? == (sha256.to_owned(), size))
+            }
             Ok(m) => Ok(m.is_file() && m.len() == size),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io(&path, e)),
@@ -189,7 +238,7 @@ impl ContentDir {
             return Ok(Put::Present);
         }
         let (tmp, dest) = self.temp_for(sha256)?;
-        let written = write_new(&tmp, bytes, 0o644);
+        let written = write_new_with(&tmp, bytes, 0o644, self.sync_each);
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -212,7 +261,7 @@ impl ContentDir {
             return Ok(Put::Present);
         }
         let (tmp, dest) = self.temp_for(sha256)?;
-        let result = copy_checked(src, &tmp, sha256, size, advance);
+        let result = copy_checked(src, &tmp, sha256, size, self.sync_each, advance);
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -221,7 +270,8 @@ impl ContentDir {
         Ok(Put::Copied(size))
     }
 
-    /// fsyncs every directory that gained a file or a subdirectory, deepest first.
+    /// fsyncs every directory that gained a file or a subdirectory, deepest first
+    /// (an [`ContentDir::unsynced`] one: syncs the whole filesystem instead).
     pub fn sync_dirs(&self) -> Result<()> {
         let dirty = std::mem::take(
             &mut *self
@@ -229,6 +279,9 @@ impl ContentDir {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        if !self.sync_each {
+            return syncfs(&self.root);
+        }
         for d in dirty.iter().rev() {
             fsync_dir(d)?;
         }
@@ -240,12 +293,13 @@ impl ContentDir {
 }
 
 /// Copies `src` to the new file `dst` (0644), checking that it is `size` bytes
-/// hashing to `sha256`; fsyncs `dst`.
+/// hashing to `sha256`; fsyncs `dst` when `sync`.
 pub fn copy_checked(
     src: &Path,
     dst: &Path,
     sha256: &str,
     size: u64,
+    sync: bool,
     advance: &dyn Fn(u64),
 ) -> Result<()> {
     let mut input = File::open(src).map_err(|e| Error::io(src, e))?;
@@ -262,7 +316,7 @@ pub fn copy_checked(
             break;
         }
     }
-    let (actual, actual_size, _) = out.finish()?;
+    let (actual, actual_size, _) = out.finish_with(sync)?;
     if actual_size != size {
         return Err(Error::Invalid(format!(
             "{}: {actual_size} bytes where {size} were expected (truncated or altered)",

@@ -466,9 +466,10 @@ async fn load_database(
                 fsio::create_dirs(&parent, 0o755)?;
                 let tmp = PathBuf::from(format!("{}.restore-tmp", path.display()));
                 let _ = std::fs::remove_file(&tmp);
-                let copied = fsio::copy_checked(&src, &tmp, &record.sha256, record.size, &|n| {
-                    advance.advance(n)
-                });
+                let copied =
+                    fsio::copy_checked(&src, &tmp, &record.sha256, record.size, true, &|n| {
+                        advance.advance(n)
+                    });
                 if let Err(e) = copied {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(e);
@@ -560,12 +561,14 @@ async fn copy_originals(
             .map(|dir| dir.join(ORIGINALS))
             .ok_or_else(|| Error::Invalid(format!("{}: no backup directory", snap.display())))?,
     );
-    // A local store is written directly (temp file, fsync, rename; directories
-    // fsynced once at the end); any other store through its own `put`.
+    // A local store is written directly (temp file, rename; one syncfs at the end:
+    // the target is not trusted before the restore finishes, see INCOMPLETE_MARKER);
+    // any other store through its own `put`.
     let local = match target.originals {
-        OriginalsConfig::Local { dir } => Some(Arc::new(ContentDir::new(
+        OriginalsConfig::Local { dir } => Some(Arc::new(ContentDir::unsynced(
             &dir.clone()
                 .unwrap_or_else(|| target.data_dir.join(ORIGINALS)),
+            false,
         )?)),
         OriginalsConfig::S3(_) => None,
     };

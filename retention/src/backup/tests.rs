@@ -295,6 +295,56 @@ async fn snapshot_restores_into_an_empty_target_and_verifies(env: TestEnv) {
     assert!(!target.data_dir.join(INCOMPLETE_MARKER).exists());
 }
 
+backend_tests!(after_a_crash_the_next_backup_rehashes_the_originals_it_finds);
+
+/// `backup create` writes originals without an fsync each and syncs once at the end;
+/// a crash in between leaves the marker, and the next run must not trust a file it
+/// finds just because its size is right.
+async fn after_a_crash_the_next_backup_rehashes_the_originals_it_finds(env: TestEnv) {
+    fill(&env, 1, 3).await;
+    let backup = env.dir.path().join("backup");
+    let keys_dir = env.dir.path().join("keys");
+    let first = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
+        .await
+        .unwrap();
+    assert_eq!((first.originals_copied, first.originals_skipped), (3, 0));
+    let marker = backup.join("originals").join(fsio::UNSYNCED_MARKER);
+    assert!(
+        !marker.exists(),
+        "the marker goes once the files are synced"
+    );
+
+    // A crash that lost one file's content (same size, zeros) before the sync.
+    let list = std::fs::read_to_string(
+        backup
+            .join("snapshots")
+            .join(&first.snapshot)
+            .join(ORIGINALS_LIST),
+    )
+    .unwrap();
+    let (sha, size) = parse_list_line(list.lines().next().unwrap()).unwrap();
+    let lost = backup.join("originals").join(original_rel(sha.as_str()));
+    std::fs::write(&lost, vec![0u8; usize::try_from(size).unwrap()]).unwrap();
+    std::fs::write(&marker, b"").unwrap();
+
+    fill(&env, 4, 1).await;
+    let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.originals_copied, second.originals_skipped),
+        (2, 2),
+        "the new original and the damaged one are copied"
+    );
+    assert!(!marker.exists());
+    let report = verify(&backup, None, true, &Silent).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    let first_again = verify(&backup, Some(&first.snapshot), true, &Silent)
+        .await
+        .unwrap();
+    assert!(first_again.ok, "{:?}", first_again.problems);
+}
+
 backend_tests!(damaged_snapshots_are_refused_before_the_target_is_touched);
 
 async fn damaged_snapshots_are_refused_before_the_target_is_touched(env: TestEnv) {
