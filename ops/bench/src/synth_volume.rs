@@ -570,8 +570,8 @@ async fn main() -> Result<()> {
         ] {
             w.entry(now, &system, action, &subject, None)?;
         }
-        let person_keys = [i as usize, i as usize + 7]
-            .map(|n| w.persons.key_of(&ivan_bench::personal_id(n)));
+        let person_keys =
+            [i as usize, i as usize + 7].map(|n| w.persons.key_of(&ivan_bench::personal_id(n)));
         open.insert(
             i,
             Filing {
