@@ -508,9 +508,26 @@ async fn originals_purged_during_a_backup_are_not_damage() {
     .to_string();
     assert!(err.contains("missing"), "{err}");
 
-    // Marked purged (as the sweep does before deleting): the snapshot is given up.
-    sqlx::query("UPDATE originals SET purged_at = $1 WHERE sha256 = $2")
+    // Marked purged with its purge entry (as the sweep does before deleting): the
+    // snapshot is given up.
+    let (ledger, task) = env.ledger(crate::LedgerConfig::default());
+    let purge = ledger
+        .append(NewEntry {
+            actor: Actor::System,
+            action: "submission.purge".into(),
+            subject: "test:1".into(),
+            payload: Some(Payload {
+                bytes: Bytes::from(format!("{{\"purged\":[\"{sha}\"]}}")),
+                media_type: "application/json".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    ledger.checkpoint_now().await.unwrap();
+    task.shutdown().await;
+    sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
         .bind(chrono::Utc::now())
+        .bind(purge.seq)
         .bind(sha.as_str())
         .execute(match &env.db {
             Db::Sqlite(pool) => pool,
@@ -534,14 +551,15 @@ async fn originals_purged_during_a_backup_are_not_damage() {
         create::Copy::Done(_) => panic!("a purged original cannot be copied"),
     }
 
-    // A snapshot taken now leaves it out, and restores to a record that verifies.
+    // A snapshot taken now leaves it out (and has the purge record), and restores to
+    // a record that verifies.
     let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
         .await
         .unwrap();
-    assert_eq!(second.originals, 2);
+    assert_eq!(second.originals, 3);
     let target = Target::new(Backend::Sqlite, env.dir.path()).await;
     let done = restore(&backup, None, &target.restore_target(), &Silent)
         .await
         .unwrap();
-    assert_eq!((done.originals, done.originals_verified), (2, 3));
+    assert_eq!((done.originals, done.originals_verified), (3, 4));
 }

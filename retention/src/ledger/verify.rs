@@ -42,7 +42,8 @@ pub struct Report {
     pub checkpoints: u64,
     pub originals: u64,
     /// Originals the retention policy purged: their hashes stay in the log and the
-    /// index, their bytes are gone by design (not a problem).
+    /// index, their bytes are gone by design (not a problem) — each one checked
+    /// against the `submission.purge` entry that lists it.
     pub purged: u64,
     pub problems: Vec<Problem>,
 }
@@ -262,26 +263,39 @@ async fn verify_originals(
         sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
     });
     progress.phase("originals", u64::try_from(total).unwrap_or(0));
+    let mut purges = PurgeEntries::default();
     let mut after = String::new();
     loop {
-        let page: Vec<(String, i64, Option<chrono::DateTime<chrono::Utc>>)> = on_pool!(db, pool => {
+        type Row = (
+            String,
+            i64,
+            Option<chrono::DateTime<chrono::Utc>>,
+            Option<i64>,
+        );
+        let page: Vec<Row> = on_pool!(db, pool => {
             sqlx::query_as(
-                "SELECT sha256, size_bytes, purged_at FROM originals WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
+                "SELECT sha256, size_bytes, purged_at, purge_seq FROM originals WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
             )
             .bind(&after)
             .bind(PAGE)
             .fetch_all(pool)
             .await?
         });
-        let Some((last, _, _)) = page.last() else {
+        let Some((last, _, _, _)) = page.last() else {
             break;
         };
         after = last.clone();
-        for (sha, size, purged_at) in page {
+        for (sha, size, purged_at, purge_seq) in page {
             report.originals += 1;
             progress.advance(1);
             if purged_at.is_some() {
                 report.purged += 1;
+                if let Some(reason) = purges.unjustified(db, originals, &sha, purge_seq).await? {
+                    report.problem(Problem::Original {
+                        sha256: sha,
+                        reason,
+                    });
+                }
                 continue;
             }
             let Some(hash) = Sha256Hex::parse(&sha) else {
@@ -307,4 +321,84 @@ async fn verify_originals(
         }
     }
     Ok(())
+}
+
+/// The `submission.purge` entries purged originals name, read as needed: `purged_at`
+/// is not chained, so a purged original counts as purged only if the chained entry
+/// its `purge_seq` names is a `submission.purge` whose payload lists it. Keeps the
+/// lists of the last few entries read (originals come in hash order, not by purge).
+#[derive(Default)]
+struct PurgeEntries {
+    lists: std::collections::HashMap<i64, Result<Vec<String>, String>>,
+}
+
+impl PurgeEntries {
+    const CACHED: usize = 1024;
+
+    /// Why `sha`, marked purged with `purge_seq`, is not a proper purge; `None` if it is.
+    async fn unjustified(
+        &mut self,
+        db: &Db,
+        originals: &Originals,
+        sha: &str,
+        purge_seq: Option<i64>,
+    ) -> Result<Option<String>> {
+        let Some(seq) = purge_seq else {
+            return Ok(Some(
+                "marked purged, but no submission.purge entry is named for it".into(),
+            ));
+        };
+        if !self.lists.contains_key(&seq) {
+            if self.lists.len() >= Self::CACHED {
+                self.lists.clear();
+            }
+            let list = Self::read(db, originals, seq).await?;
+            self.lists.insert(seq, list);
+        }
+        Ok(match self.lists.get(&seq) {
+            Some(Ok(list)) if list.iter().any(|h| h == sha) => None,
+            Some(Ok(_)) => Some(format!(
+                "marked purged by log entry {seq}, whose payload does not list it"
+            )),
+            Some(Err(reason)) => Some(format!("marked purged by log entry {seq}, but {reason}")),
+            None => Some(format!(
+                "marked purged by log entry {seq}, which was not read"
+            )),
+        })
+    }
+
+    /// The `purged` list of the purge entry at `seq`, or why there is none.
+    async fn read(db: &Db, originals: &Originals, seq: i64) -> Result<Result<Vec<String>, String>> {
+        let row: Option<(String, Option<String>)> = on_pool!(db, pool => {
+            sqlx::query_as("SELECT action, payload_sha256 FROM log_entries WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some((action, payload)) = row else {
+            return Ok(Err("there is no such entry".into()));
+        };
+        if action != "submission.purge" {
+            return Ok(Err(format!(
+                "that entry is a {action}, not a submission.purge"
+            )));
+        }
+        let Some(hash) = payload.as_deref().and_then(Sha256Hex::parse) else {
+            return Ok(Err("that entry has no payload".into()));
+        };
+        let bytes = match originals.get(&hash).await {
+            Ok(b) => b,
+            Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => {
+                return Ok(Err(format!("its payload cannot be read: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
+        #[derive(serde::Deserialize)]
+        struct Purge {
+            purged: Vec<String>,
+        }
+        Ok(serde_json::from_slice::<Purge>(&bytes)
+            .map(|p| p.purged)
+            .map_err(|e| format!("its payload is not a purge record: {e}")))
+    }
 }

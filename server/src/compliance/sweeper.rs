@@ -521,8 +521,9 @@ impl Sweeper {
             "kept_shared": kept,
         });
         let (id, rows) = (c.id.clone(), purge.clone());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
             Box::pin(async move {
+                let purge_seq = at.first().map(|a| a.seq);
                 on_conn!(&mut conn, c => {
                     let n = sqlx::query("UPDATE submissions SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
                         .bind(now)
@@ -534,8 +535,9 @@ impl Sweeper {
                         return Err(retention::Error::Conflict(format!("{id} was purged meanwhile")));
                     }
                     for sha in &rows {
-                        sqlx::query("UPDATE originals SET purged_at = $1 WHERE sha256 = $2")
+                        sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
                             .bind(now)
+                            .bind(purge_seq)
                             .bind(sha)
                             .execute(&mut *c)
                             .await?;
@@ -942,6 +944,48 @@ mod tests {
         .unwrap();
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.purged, 2);
+
+        // purged_at is not chained: marking an original purged by hand (to hide its
+        // deletion) does not pass, with no purge entry or with one that does not list it.
+        let a_purge_seq: i64 = on_pool!(&env.db, pool => {
+            sqlx::query_scalar("SELECT seq FROM log_entries WHERE action = 'submission.purge' AND subject = $1")
+                .bind(format!("submission:{a}"))
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        for forged in [None, Some(a_purge_seq)] {
+            on_pool!(&env.db, pool => {
+                sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
+                    .bind(clock.now())
+                    .bind(forged)
+                    .bind(&c_sha)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            });
+            let report = verify::verify(
+                &env.db,
+                originals,
+                &env.keys.checkpoint_verifier(),
+                &verify::Silent,
+            )
+            .await
+            .unwrap();
+            assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+            assert!(
+                report.problems[0].to_string().contains(c_sha.as_str()),
+                "{}",
+                report.problems[0]
+            );
+        }
+        on_pool!(&env.db, pool => {
+            sqlx::query("UPDATE originals SET purged_at = NULL, purge_seq = NULL WHERE sha256 = $1")
+                .bind(&c_sha)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
 
         // Sweeping again changes nothing; releasing the employer's hold lets d go.
         assert!(sweeper.sweep().await.unwrap().purged_filings.is_empty());
