@@ -759,9 +759,7 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             json,
         } => {
             let origin = config.portal.origin(config.listen.port())?;
-            let valid = chrono::Duration::seconds(
-                i64::try_from(config.portal.invitation_valid_secs).unwrap_or(86_400),
-            );
+            let valid = config.portal.invitation_valid();
             let invited = Record::with(config, async |record: &Record| {
                 accounts::invite(
                     &record.ledger,

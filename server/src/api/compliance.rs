@@ -13,8 +13,8 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -23,7 +23,6 @@ use utoipa::IntoParams;
 use crate::compliance::evidence::Selection;
 use crate::compliance::officers::{self, Officer};
 use crate::compliance::{self, Basis, Channel, Filters, Read};
-use crate::error::Problem;
 use crate::http::AppState;
 use crate::{Error, Result};
 
@@ -35,38 +34,18 @@ impl FromRequestParts<AppState> for OfficerAuth {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let officer = match token {
+        let officer = match super::bearer(parts) {
             Some(t) => officers::authenticate(&state.db, t)
                 .await
                 .map_err(IntoResponse::into_response)?,
             None => None,
         };
         officer.map(OfficerAuth).ok_or_else(|| {
-            metrics::counter!("ivan_api_unauthorized_total").increment(1);
-            let mut r = Problem::new(
-                StatusCode::UNAUTHORIZED,
-                Some(
-                    "a compliance officer's token is required: Authorization: Bearer ivan-officer_…"
-                        .into(),
-                ),
+            super::unauthorized(
+                "a compliance officer's token is required: Authorization: Bearer ivan-officer_…",
+                "auth.officer-token",
+                "missing, malformed, unknown or revoked officer token",
             )
-            .with_errors(vec![serde_json::json!({
-                "code": "auth.officer-token",
-                "message": "missing, malformed, unknown or revoked officer token",
-                "location": "header Authorization",
-            })])
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
         })
     }
 }

@@ -158,13 +158,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let caller = match token {
+        let caller = match bearer(parts) {
             Some(t) => {
                 // The client (the TCP peer, or behind trusted proxies the address
                 // they forwarded); unknown when absent, which an allow-listed token
@@ -177,24 +171,41 @@ impl FromRequestParts<AppState> for Authenticated {
             None => None,
         };
         caller.map(Authenticated).ok_or_else(|| {
-            metrics::counter!("ivan_api_unauthorized_total").increment(1);
-            let mut r = Problem::new(
-                StatusCode::UNAUTHORIZED,
-                Some("a valid API token is required: Authorization: Bearer ivan_…".into()),
+            unauthorized(
+                "a valid API token is required: Authorization: Bearer ivan_…",
+                "auth.token",
+                "missing, malformed, unknown or revoked API token",
             )
-            .with_errors(vec![serde_json::json!({
-                "code": "auth.token",
-                "message": "missing, malformed, unknown or revoked API token",
-                "location": "header Authorization",
-            })])
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
         })
     }
+}
+
+/// The bearer token of a request's `Authorization` header, if it has one.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// `401` with a `WWW-Authenticate: Bearer` challenge, counted in
+/// `ivan_api_unauthorized_total`.
+pub(crate) fn unauthorized(detail: &str, code: &str, message: &str) -> Response {
+    metrics::counter!("ivan_api_unauthorized_total").increment(1);
+    let mut r = Problem::new(StatusCode::UNAUTHORIZED, Some(detail.into()))
+        .with_errors(vec![serde_json::json!({
+            "code": code,
+            "message": message,
+            "location": "header Authorization",
+        })])
+        .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
 }
 
 /// The JSON shape of a submission.

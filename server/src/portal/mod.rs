@@ -73,6 +73,11 @@ impl Default for PortalConfig {
 }
 
 impl PortalConfig {
+    /// How long an enrolment link stays valid (`invitation_valid_secs`).
+    pub fn invitation_valid(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.invitation_valid_secs).unwrap_or(86_400))
+    }
+
     /// The portal's origin: `public_url`, or `http://localhost:<port>`.
     pub fn origin(&self, port: u16) -> Result<Url, Error> {
         let raw = self
