@@ -9,7 +9,9 @@
 #   ops/drills/restore-drill.sh                     # the full drill (about 80 minutes on 2 cores)
 #   FILINGS=20000 ops/drills/restore-drill.sh       # a quick rehearsal
 #
-# Settings (environment): SKIP_VERIFY=1 skips `ivan backup verify`; FILINGS (1000000), YEARS (3), SCALE (4), TEN_YEAR_FILINGS
+# Settings (environment): SKIP_VERIFY=1 skips `ivan backup verify`; REUSE=1 keeps
+# the record a previous run left with KEEP=1 (same DRILL_DIR) and redoes backup and
+# restore only, e.g. to measure a change to them; FILINGS (1000000), YEARS (3), SCALE (4), TEN_YEAR_FILINGS
 # (FILINGS / YEARS * 10: the same yearly rate for ten years), DRILL_DIR
 # (~/.cache/ivan-drill; wiped at the start, removed at the end unless KEEP=1),
 # PG (postgres://postgres@127.0.0.1:5432: databases ivan_drill_src and
@@ -39,12 +41,21 @@ cargo build --release --locked -p ivan-server -p ivan-bench --bin ivan --bin syn
 ivan="$CARGO_TARGET_DIR/release/ivan"
 synth="$CARGO_TARGET_DIR/release/synth-volume"
 
-step "fresh work dir $WORK and databases"
-rm -rf "$WORK"
-mkdir -p "$WORK"
-for db in ivan_drill_src ivan_drill_restored; do
-  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-done
+reuse=0
+if [ "${REUSE:-0}" = 1 ] && [ -s "$WORK/synth.json" ]; then
+  reuse=1
+  step "reusing the record in $WORK (REUSE=1); fresh backup, restored database and data dir"
+  rm -rf "$WORK/backup" "$WORK/restored" "$WORK/verify.seconds"
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ivan_drill_restored WITH (FORCE)" \
+    -c "CREATE DATABASE ivan_drill_restored"
+else
+  step "fresh work dir $WORK and databases"
+  rm -rf "$WORK"
+  mkdir -p "$WORK"
+  for db in ivan_drill_src ivan_drill_restored; do
+    psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  done
+fi
 cleanup() {
   [ -n "${serve_pid:-}" ] && kill "$serve_pid" 2>/dev/null || true
   if [ "${KEEP:-0}" != 1 ]; then
@@ -58,19 +69,22 @@ trap cleanup EXIT
 
 src() { IVAN_DATA_DIR="$WORK/src" IVAN_DATABASE_URL="$PG/ivan_drill_src" IVAN_LOG=warn "$ivan" "$@"; }
 
-step "schema, employer, test PKI and trust through the CLI"
-src migrate >/dev/null
-"$ivan" dev keys "$WORK/pki" >/dev/null
-employer=$(src admin employer add --name "Drill Employer" --registration-number 12345678 --json |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-src admin ca add "$WORK/pki/ca.pem" >/dev/null
-src admin crl add "$WORK/pki/crl.pem" >/dev/null
-src admin cert add --employer "$employer" "$WORK/pki/employer.pem" >/dev/null
+if [ "$reuse" = 0 ]; then
+  step "schema, employer, test PKI and trust through the CLI"
+  src migrate >/dev/null
+  "$ivan" dev keys "$WORK/pki" >/dev/null
+  employer=$(src admin employer add --name "Drill Employer" --registration-number 12345678 --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  src admin ca add "$WORK/pki/ca.pem" >/dev/null
+  src admin crl add "$WORK/pki/crl.pem" >/dev/null
+  src admin cert add --employer "$employer" "$WORK/pki/employer.pem" >/dev/null
 
-step "synthetic volume: $FILINGS filings over $YEARS years, sizes / $SCALE"
-"$synth" --database-url "$PG/ivan_drill_src" --data-dir "$WORK/src" \
-  --filings "$FILINGS" --years "$YEARS" --scale "$SCALE" >"$WORK/synth.json"
-sync
+  step "synthetic volume: $FILINGS filings over $YEARS years, sizes / $SCALE"
+  "$synth" --database-url "$PG/ivan_drill_src" --data-dir "$WORK/src" \
+    --filings "$FILINGS" --years "$YEARS" --scale "$SCALE" >"$WORK/synth.json.partial"
+  sync
+  mv "$WORK/synth.json.partial" "$WORK/synth.json"
+fi
 cat "$WORK/synth.json" >&2
 
 step "ivan serve on the record while the backup runs"

@@ -281,6 +281,16 @@ async fn snapshot_restores_into_an_empty_target_and_verifies(env: TestEnv) {
         restored.table_columns().await.unwrap(),
         env.db.table_columns().await.unwrap()
     );
+    // The load drops keys, references and indexes and re-creates them: all of them
+    // come back exactly as the migrations made them.
+    if let (Db::Postgres(source), Db::Postgres(target)) = (&env.db, &restored) {
+        let source = pg_schema_objects(source).await;
+        assert!(
+            source.iter().any(|o| o.contains("FOREIGN KEY")),
+            "{source:?}"
+        );
+        assert_eq!(pg_schema_objects(target).await, source);
+    }
     restored.close().await;
 
     // A second restore into the now full target is refused, and changes nothing.
@@ -293,6 +303,91 @@ async fn snapshot_restores_into_an_empty_target_and_verifies(env: TestEnv) {
         "{again}"
     );
     assert!(!target.data_dir.join(INCOMPLETE_MARKER).exists());
+}
+
+/// Every constraint and index of the schema, as the catalog defines it.
+async fn pg_schema_objects(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut objects: Vec<String> = sqlx::query_scalar(
+        "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE connamespace = current_schema()::regnamespace \
+         UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    objects.sort();
+    objects
+}
+
+/// Rows that break a key or a reference are refused when the constraint comes back
+/// after the load, and the load's one transaction leaves the target empty.
+#[tokio::test]
+async fn pg_load_refuses_rows_that_break_keys_or_references() {
+    for (table, rows, broken) in [
+        (
+            "log_checkpoints",
+            "7\tabc\t2026-01-01 00:00:00+00\tkid\tsig\n".repeat(2),
+            "log_checkpoints_pkey",
+        ),
+        (
+            "answers",
+            "s1\t1\tresult.xml\tapplication/xml\tnot-there\t10\t1\t2026-01-01 00:00:00+00\n"
+                .to_owned(),
+            "answers_",
+        ),
+    ] {
+        let pg = TempPg::create().await.unwrap();
+        let db = Db::connect(pg.url(), 2, MigrationPolicy::Apply)
+            .await
+            .unwrap();
+        let Db::Postgres(pool) = &db else {
+            unreachable!("a PostgreSQL url")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db")).unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let mut dumps = Vec::new();
+        let mut files = std::collections::BTreeMap::new();
+        for (name, columns) in pg::tables(&mut conn).await.unwrap() {
+            let file = format!("db/{name}.copy");
+            let data = if name == table {
+                rows.clone()
+            } else {
+                String::new()
+            };
+            std::fs::write(dir.path().join(&file), &data).unwrap();
+            files.insert(
+                file.clone(),
+                FileRecord {
+                    path: file.clone(),
+                    sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)),
+                    size: data.len() as u64,
+                },
+            );
+            dumps.push(TableDump {
+                rows: data.lines().count() as u64,
+                name,
+                file,
+                columns,
+            });
+        }
+        drop(conn);
+        let refused = pg::load(pool, dir.path(), &dumps, &files, &Silent)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!("table {table}: the loaded rows break {broken}")),
+            "{refused}"
+        );
+        let left: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(left, 0, "{table}");
+        db.close().await;
+    }
 }
 
 backend_tests!(after_a_crash_the_next_backup_rehashes_the_originals_it_finds);

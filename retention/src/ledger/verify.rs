@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use futures::StreamExt;
+
 use crate::keys::CheckpointVerifier;
 use crate::{Db, Error, Originals, Result, Sha256Hex, on_pool};
 
@@ -12,6 +14,10 @@ use super::{
 };
 
 const PAGE: i64 = 2000;
+/// Originals read and re-hashed at once by [`verify_originals`]. Each is held whole
+/// while it is hashed, so memory peaks at this many times the largest original
+/// (16 × the 50 MiB intake limit in the worst case; a few hundred KiB typically).
+const CONCURRENT_READS: usize = 16;
 /// Problems listed before the verifier stops collecting more.
 const MAX_PROBLEMS: usize = 100;
 
@@ -83,10 +89,38 @@ pub async fn verify(
     keys: &CheckpointVerifier,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    let mut report = Report::default();
-    verify_chain(db, keys, progress, &mut report).await?;
-    verify_payload_references(db, &mut report).await?;
-    verify_originals(db, originals, progress, &mut report).await?;
+    // The chain (database reads and hashing) and the originals (file reads) are
+    // checked side by side, under one progress phase counting both.
+    let (count, _) = size(db).await?;
+    let stored: i64 = on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
+    });
+    progress.phase(
+        "log entries and originals",
+        u64::try_from(count.saturating_add(stored)).unwrap_or(0),
+    );
+    let mut chain = Report::default();
+    let mut files = Report::default();
+    let (chained, read) = tokio::join!(
+        async {
+            verify_chain(db, keys, progress, &mut chain).await?;
+            verify_payload_references(db, &mut chain).await
+        },
+        verify_originals(db, originals, progress, &mut files),
+    );
+    chained?;
+    read?;
+    // Problems in the order the checks name them: the chain's first.
+    let mut report = Report {
+        entries: chain.entries,
+        checkpoints: chain.checkpoints,
+        originals: files.originals,
+        purged: files.purged,
+        problems: Vec::new(),
+    };
+    for p in chain.problems.into_iter().chain(files.problems) {
+        report.problem(p);
+    }
     Ok(report)
 }
 
@@ -100,8 +134,7 @@ async fn verify_chain(
     // checkpoint, then the newest entry (a checkpoint commits with its entries, so
     // `max_seq >= cp_limit` unless entries were removed). Later appends are not checked.
     let cp_limit = latest_checkpoint(db).await?.map_or(0, |cp| cp.tree_size);
-    let (count, max_seq) = size(db).await?;
-    progress.phase("log entries", u64::try_from(count).unwrap_or(0));
+    let (_, max_seq) = size(db).await?;
     let mut prev: Option<Entry> = None;
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     let mut cp_cursor = 0i64;
@@ -259,10 +292,6 @@ async fn verify_originals(
     progress: &dyn Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let total: i64 = on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
-    });
-    progress.phase("originals", u64::try_from(total).unwrap_or(0));
     let mut purges = PurgeEntries::default();
     let mut after = String::new();
     loop {
@@ -285,39 +314,72 @@ async fn verify_originals(
             break;
         };
         after = last.clone();
-        for (sha, size, purged_at, purge_seq) in page {
+        // Purged ones are checked against their purge entries in order; the stored
+        // ones are read and re-hashed `CONCURRENT_READS` at a time (reading is bound
+        // by file opens and disk latency, not by the hashing). Problems keep the
+        // page's hash order.
+        let mut found: Vec<(usize, Problem)> = Vec::new();
+        let mut stored: Vec<(usize, String, Sha256Hex, i64)> = Vec::new();
+        for (i, (sha, size, purged_at, purge_seq)) in page.into_iter().enumerate() {
             report.originals += 1;
-            progress.advance(1);
             if purged_at.is_some() {
                 report.purged += 1;
+                progress.advance(1);
                 if let Some(reason) = purges.unjustified(db, originals, &sha, purge_seq).await? {
-                    report.problem(Problem::Original {
-                        sha256: sha,
-                        reason,
-                    });
+                    found.push((
+                        i,
+                        Problem::Original {
+                            sha256: sha,
+                            reason,
+                        },
+                    ));
                 }
                 continue;
             }
-            let Some(hash) = Sha256Hex::parse(&sha) else {
-                report.problem(Problem::Original {
-                    sha256: sha,
-                    reason: "index key is not a SHA-256".into(),
-                });
-                continue;
-            };
-            match originals.get(&hash).await {
-                Ok(bytes) if i64::try_from(bytes.len()).ok() == Some(size) => {}
-                Ok(bytes) => report.problem(Problem::Original {
-                    sha256: sha,
-                    reason: format!("size is {} but the index says {size}", bytes.len()),
-                }),
-                Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => report
-                    .problem(Problem::Original {
-                        sha256: sha,
-                        reason: e.to_string(),
-                    }),
-                Err(e) => return Err(e),
+            match Sha256Hex::parse(&sha) {
+                Some(hash) => stored.push((i, sha, hash, size)),
+                None => {
+                    progress.advance(1);
+                    found.push((
+                        i,
+                        Problem::Original {
+                            sha256: sha,
+                            reason: "index key is not a SHA-256".into(),
+                        },
+                    ));
+                }
             }
+        }
+        let checked: Vec<Result<Option<(usize, Problem)>>> = futures::stream::iter(stored)
+            .map(|(i, sha, hash, size)| async move {
+                let reason = match originals.get(&hash).await {
+                    Ok(bytes) if i64::try_from(bytes.len()).ok() == Some(size) => None,
+                    Ok(bytes) => Some(format!("size is {} but the index says {size}", bytes.len())),
+                    Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => {
+                        Some(e.to_string())
+                    }
+                    Err(e) => return Err(e),
+                };
+                progress.advance(1);
+                Ok(reason.map(|reason| {
+                    (
+                        i,
+                        Problem::Original {
+                            sha256: sha,
+                            reason,
+                        },
+                    )
+                }))
+            })
+            .buffered(CONCURRENT_READS)
+            .collect()
+            .await;
+        for c in checked {
+            found.extend(c?);
+        }
+        found.sort_by_key(|(i, _)| *i);
+        for (_, p) in found {
+            report.problem(p);
         }
     }
     Ok(())
