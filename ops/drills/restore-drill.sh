@@ -11,14 +11,17 @@
 #
 # Settings (environment): SKIP_VERIFY=1 skips `ivan backup verify`; REUSE=1 keeps
 # the record a previous run left with KEEP=1 (same DRILL_DIR) and redoes backup and
-# restore only, e.g. to measure a change to them; FILINGS (1000000), YEARS (3), SCALE (4), TEN_YEAR_FILINGS
+# restore only, e.g. to measure a change to them; DROP_SOURCE=1 removes the record
+# (data dir and database) once it is backed up, before the restore (for a disk that
+# cannot hold record, backup and restored copy at once; REUSE is then impossible); FILINGS (1000000), YEARS (3), SCALE (4), TEN_YEAR_FILINGS
 # (FILINGS / YEARS * 10: the same yearly rate for ten years), DRILL_DIR
 # (~/.cache/ivan-drill; wiped at the start, removed at the end unless KEEP=1),
 # PG (postgres://postgres@127.0.0.1:5432: databases ivan_drill_src and
 # ivan_drill_restored are dropped and created).
 #
-# Disk: the record, the backup and the restored copy, each about 20 GB at the
-# defaults (4,000,000 small files take a 4 KB block each, plus ~6 GB of database).
+# Disk: the record, the backup and the restored copy, each about 30 GB at the
+# defaults (4,000,000 small files, ~26 GB on ext4, plus ~5 GB of database); with
+# DROP_SOURCE=1 two of them at a time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,7 +45,7 @@ ivan="$CARGO_TARGET_DIR/release/ivan"
 synth="$CARGO_TARGET_DIR/release/synth-volume"
 
 reuse=0
-if [ "${REUSE:-0}" = 1 ] && [ -s "$WORK/synth.json" ]; then
+if [ "${REUSE:-0}" = 1 ] && [ -s "$WORK/synth.json" ] && [ -d "$WORK/src" ]; then
   reuse=1
   step "reusing the record in $WORK (REUSE=1); fresh backup, restored database and data dir"
   rm -rf "$WORK/backup" "$WORK/restored" "$WORK/verify.seconds"
@@ -103,6 +106,12 @@ src backup create "$WORK/backup" --json >"$WORK/backup.json"
 kill "$serve_pid"
 wait "$serve_pid" 2>/dev/null || true
 serve_pid=
+if [ "${DROP_SOURCE:-0}" = 1 ]; then
+  # The restore reads the backup only; on a small disk the record can go first.
+  step "removing the source record (DROP_SOURCE=1)"
+  rm -rf "$WORK/src"
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ivan_drill_src WITH (FORCE)"
+fi
 # Restore reads the backup cold when the page cache can be dropped (root).
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null && echo dropped || echo kept; }
 
