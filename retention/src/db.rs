@@ -19,6 +19,14 @@ use crate::{Error, Result};
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The migrations this build carries for `backend`.
+pub(crate) fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATOR,
+        Backend::Postgres => &POSTGRES_MIGRATOR,
+    }
+}
+
 /// Arbitrary but fixed key of the PostgreSQL advisory lock that serialises log
 /// appends across processes ("ivanlog" in ASCII).
 const PG_LEDGER_LOCK: i64 = 0x0069_7661_6e6c_6f67;

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sqlx::Connection;
-use sqlx::migrate::Migrator;
 
 use super::create::{blocking, list_stream};
 use super::fsio::{self, ContentDir};
@@ -35,9 +34,6 @@ use crate::ledger::verify::{self as log_verify, Progress as LogProgress};
 use crate::ledger::{self, GENESIS_HASH};
 use crate::originals::OriginalsConfig;
 use crate::{Backend, Db, Error, MigrationPolicy, Originals, Result, Sha256Hex};
-
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// Problems of a damaged snapshot named in the refusal (all: `ivan backup verify`).
 const PROBLEMS_NAMED: usize = 5;
@@ -88,11 +84,7 @@ pub struct RestoreSummary {
 
 /// The migration versions this build knows for `backend`, ascending.
 pub fn known_migrations(backend: Backend) -> Vec<i64> {
-    let migrator = match backend {
-        Backend::Sqlite => &SQLITE_MIGRATIONS,
-        Backend::Postgres => &POSTGRES_MIGRATIONS,
-    };
-    let mut v: Vec<i64> = migrator
+    let mut v: Vec<i64> = crate::db::migrator(backend)
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
         .map(|m| m.version)

@@ -251,6 +251,7 @@ impl EvidenceParams {
         (status = 400, description = "No legal basis or reference number, no selection, or more than 1000 filings", body = crate::api::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad officer token", body = crate::api::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No filing matches", body = crate::api::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "An entry is not yet covered by a signed checkpoint (the export signs one first, so this is rare); retry", body = crate::api::ProblemDocument, content_type = "application/problem+json"),
     ),
     security(("officer_token" = []))
 )]

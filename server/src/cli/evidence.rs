@@ -85,7 +85,13 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
                 to,
             };
             let io = |context: String| move |source| Error::Io { context, source };
-            let partial = out.with_extension("partial");
+            // `case.tar` is written as `case.tar.partial` (the name keeps its
+            // extension, so exports to `case.tar` and `case.zip` never share one).
+            let partial = {
+                let mut name = out.clone().into_os_string();
+                name.push(".partial");
+                PathBuf::from(name)
+            };
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
