@@ -30,6 +30,11 @@ pub struct HashingFile {
 impl HashingFile {
     /// Creates `path` (which must not exist) with `mode`.
     pub fn create(path: &Path, mode: u32) -> Result<Self> {
+        Self::create_buffered(path, mode, CHUNK)
+    }
+
+    /// [`HashingFile::create`] with a write buffer of `capacity` bytes.
+    fn create_buffered(path: &Path, mode: u32, capacity: usize) -> Result<Self> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -38,7 +43,7 @@ impl HashingFile {
             .map_err(|e| Error::io(path, e))?;
         Ok(Self {
             path: path.to_owned(),
-            file: std::io::BufWriter::with_capacity(CHUNK, file),
+            file: std::io::BufWriter::with_capacity(capacity, file),
             hasher: Sha256::new(),
             size: 0,
             newlines: 0,
@@ -147,6 +152,7 @@ pub struct ContentDir {
     counter: AtomicU64,
     sync_each: bool,
     recheck: bool,
+    fresh: bool,
 }
 
 /// In a backup's `originals/` while `backup create` writes files there that are not
@@ -171,6 +177,18 @@ impl ContentDir {
             counter: AtomicU64::new(0),
             sync_each: true,
             recheck: false,
+            fresh: false,
+        })
+    }
+
+    /// An empty directory that is not trusted until its caller says so (a restore
+    /// target, guarded by its marker): each file is written straight under its name
+    /// — no presence check, no temp file and rename — and all are made durable by
+    /// [`ContentDir::sync_dirs`]. A file already there is an error.
+    pub fn fresh(root: &Path) -> Result<Self> {
+        Ok(Self {
+            fresh: true,
+            ..Self::unsynced(root, false)?
         })
     }
 
@@ -202,15 +220,22 @@ impl ContentDir {
         }
     }
 
-    /// A temp file beside where `sha256` goes (leaf directory created), and the final path.
-    fn temp_for(&self, sha256: &str) -> Result<(PathBuf, PathBuf)> {
+    /// Where `sha256` goes, its leaf directory created.
+    fn dest_for(&self, sha256: &str) -> Result<(PathBuf, PathBuf)> {
         let dest = self.path_of(sha256);
         let leaf = dest
             .parent()
-            .ok_or_else(|| Error::Invalid(format!("no directory for {}", dest.display())))?;
+            .ok_or_else(|| Error::Invalid(format!("no directory for {}", dest.display())))?
+            .to_owned();
         if !leaf.is_dir() {
-            create_dirs(leaf, 0o755)?;
+            create_dirs(&leaf, 0o755)?;
         }
+        Ok((leaf, dest))
+    }
+
+    /// A temp file beside where `sha256` goes (leaf directory created), and the final path.
+    fn temp_for(&self, sha256: &str) -> Result<(PathBuf, PathBuf)> {
+        let (leaf, dest) = self.dest_for(sha256)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = leaf.join(format!(".{sha256}.tmp-{}-{n}", std::process::id()));
         Ok((tmp, dest))
@@ -257,6 +282,14 @@ impl ContentDir {
         size: u64,
         advance: &dyn Fn(u64),
     ) -> Result<Put> {
+        if self.fresh {
+            let (_, dest) = self.dest_for(sha256)?;
+            if let Err(e) = copy_checked(src, &dest, sha256, size, false, advance) {
+                let _ = std::fs::remove_file(&dest);
+                return Err(e);
+            }
+            return Ok(Put::Copied(size));
+        }
         if self.has(sha256, size)? {
             return Ok(Put::Present);
         }
@@ -303,8 +336,14 @@ pub fn copy_checked(
     advance: &dyn Fn(u64),
 ) -> Result<()> {
     let mut input = File::open(src).map_err(|e| Error::io(src, e))?;
-    let mut out = HashingFile::create(dst, 0o644)?;
-    let mut buf = vec![0u8; CHUNK];
+    // Buffers sized to the file: most originals are a few KiB, and zeroing two
+    // 256 KiB buffers per file would cost more than copying it.
+    let capacity = usize::try_from(size)
+        .unwrap_or(CHUNK)
+        .saturating_add(1)
+        .clamp(8192, CHUNK);
+    let mut out = HashingFile::create_buffered(dst, 0o644, capacity)?;
+    let mut buf = vec![0u8; capacity];
     loop {
         let n = input.read(&mut buf).map_err(|e| Error::io(src, e))?;
         if n == 0 {

@@ -553,14 +553,14 @@ async fn copy_originals(
             .map(|dir| dir.join(ORIGINALS))
             .ok_or_else(|| Error::Invalid(format!("{}: no backup directory", snap.display())))?,
     );
-    // A local store is written directly (temp file, rename; one syncfs at the end:
-    // the target is not trusted before the restore finishes, see INCOMPLETE_MARKER);
-    // any other store through its own `put`.
+    // A local store is written directly (each file straight under its name, one
+    // syncfs at the end: the store was checked empty and the target is not trusted
+    // before the restore finishes, see INCOMPLETE_MARKER); any other store through
+    // its own `put`.
     let local = match target.originals {
-        OriginalsConfig::Local { dir } => Some(Arc::new(ContentDir::unsynced(
+        OriginalsConfig::Local { dir } => Some(Arc::new(ContentDir::fresh(
             &dir.clone()
                 .unwrap_or_else(|| target.data_dir.join(ORIGINALS)),
-            false,
         )?)),
         OriginalsConfig::S3(_) => None,
     };
