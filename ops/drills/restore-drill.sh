@@ -6,7 +6,8 @@
 # full log verification), then timings, bytes and the extrapolation to a ten-year
 # volume at realistic sizes. Results go into BENCHMARKS.md by hand, with this command.
 #
-#   ops/drills/restore-drill.sh                     # the full drill (about 80 minutes on 2 cores)
+#   ops/drills/restore-drill.sh                     # the full drill (about 80 minutes on 2 cores
+#                                                   # with a disk that sustains a few thousand IOPS)
 #   FILINGS=20000 ops/drills/restore-drill.sh       # a quick rehearsal
 #
 # Settings (environment): SKIP_VERIFY=1 skips `ivan backup verify`; REUSE=1 keeps
