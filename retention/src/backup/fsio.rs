@@ -282,24 +282,25 @@ impl ContentDir {
         size: u64,
         advance: &dyn Fn(u64),
     ) -> Result<Put> {
-        if self.fresh {
-            let (_, dest) = self.dest_for(sha256)?;
-            if let Err(e) = copy_checked(src, &dest, sha256, size, false, advance) {
-                let _ = std::fs::remove_file(&dest);
-                return Err(e);
-            }
-            return Ok(Put::Copied(size));
-        }
-        if self.has(sha256, size)? {
+        if !self.fresh && self.has(sha256, size)? {
             return Ok(Put::Present);
         }
-        let (tmp, dest) = self.temp_for(sha256)?;
-        let result = copy_checked(src, &tmp, sha256, size, self.sync_each, advance);
+        // A fresh directory takes the file straight under its name; otherwise a temp
+        // file, renamed into place once it checks out.
+        let (write_to, rename_to) = if self.fresh {
+            (self.dest_for(sha256)?.1, None)
+        } else {
+            let (tmp, dest) = self.temp_for(sha256)?;
+            (tmp, Some(dest))
+        };
+        let result = copy_checked(src, &write_to, sha256, size, self.sync_each, advance);
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&write_to);
             return Err(e);
         }
-        self.commit(&tmp, &dest)?;
+        if let Some(dest) = rename_to {
+            self.commit(&write_to, &dest)?;
+        }
         Ok(Put::Copied(size))
     }
 

@@ -887,6 +887,17 @@ mod tests {
         // a's payloads are gone from the store, marked in the index, and reading them
         // says so; the shared bytes and the held filing's are intact.
         let originals = ledger.originals();
+        // The full `log verify` over the record as it stands.
+        let verify_log = async || {
+            verify::verify(
+                &env.db,
+                originals,
+                &env.keys.checkpoint_verifier(),
+                &verify::Silent,
+            )
+            .await
+            .unwrap()
+        };
         for sha in [&a_sha, &answer_sha] {
             assert!(purged_at(&env, sha).await.is_some());
             assert!(
@@ -934,14 +945,7 @@ mod tests {
             .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["purged"].as_array().unwrap().len(), 2, "{body}");
-        let report = verify::verify(
-            &env.db,
-            originals,
-            &env.keys.checkpoint_verifier(),
-            &verify::Silent,
-        )
-        .await
-        .unwrap();
+        let report = verify_log().await;
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.purged, 2);
 
@@ -964,14 +968,7 @@ mod tests {
                     .await
                     .unwrap();
             });
-            let report = verify::verify(
-                &env.db,
-                originals,
-                &env.keys.checkpoint_verifier(),
-                &verify::Silent,
-            )
-            .await
-            .unwrap();
+            let report = verify_log().await;
             assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
             assert!(
                 report.problems[0].to_string().contains(c_sha.as_str()),
@@ -1041,14 +1038,7 @@ mod tests {
         expected.sort();
         assert_eq!(got, expected);
         assert!(purged_at(&env, &shared).await.is_some());
-        let report = verify::verify(
-            &env.db,
-            originals,
-            &env.keys.checkpoint_verifier(),
-            &verify::Silent,
-        )
-        .await
-        .unwrap();
+        let report = verify_log().await;
         assert!(report.ok(), "{:?}", report.problems);
         task.shutdown().await;
     }
