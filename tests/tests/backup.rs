@@ -274,14 +274,10 @@ async fn damaged_partial_or_altered_backups_are_refused(inst: Instance) {
     let db_file = biggest_db_file["path"].as_str().unwrap().to_owned();
     let db_size = biggest_db_file["size"].as_u64().unwrap();
     let list = std::fs::read_to_string(snapshot_dir(&good, &id).join("originals.list")).unwrap();
-    let (an_original, _) = list.lines().next().unwrap().split_once(' ').unwrap();
-    let original_path = |backup: &Path| {
-        backup.join(format!(
-            "originals/sha256/{}/{}/{an_original}",
-            &an_original[0..2],
-            &an_original[2..4]
-        ))
-    };
+    // "<sha256> <size> <pack> <offset>": where the first original lies in its pack.
+    let first: Vec<&str> = list.lines().next().unwrap().split(' ').collect();
+    let (an_original, offset): (&str, u64) = (first[0], first[3].parse().unwrap());
+    let pack_path = |backup: &Path| backup.join(format!("packs/{}.pack", first[2]));
 
     // Each damage, in its own copy of the backup: what `backup verify` says, and
     // that `restore` refuses before touching a fresh target.
@@ -308,9 +304,9 @@ async fn damaged_partial_or_altered_backups_are_refused(inst: Instance) {
             Box::new(move |b: &Path| {
                 let f = std::fs::OpenOptions::new()
                     .write(true)
-                    .open(original_path(b))
+                    .open(pack_path(b))
                     .unwrap();
-                f.set_len(3).unwrap();
+                f.set_len(offset + 3).unwrap();
             }),
             vec![an_original.to_owned(), "truncated".into()],
             "nothing was restored",
@@ -374,14 +370,14 @@ async fn damaged_partial_or_altered_backups_are_refused(inst: Instance) {
         text(&out)
     );
 
-    // An original altered in place (same size) passes the pre-check, which looks at
-    // sizes, but not the copy, which re-hashes: the restore fails part-way, the
+    // An original altered in its pack (same size) passes the pre-check, which looks
+    // at sizes, but not the copy, which re-hashes: the restore fails part-way, the
     // marker stays, and nothing will use that data dir.
     let altered = inst.dir.path().join("altered");
     copy_dir(&good, &altered);
-    let p = original_path(&altered);
+    let p = pack_path(&altered);
     let mut bytes = std::fs::read(&p).unwrap();
-    bytes[0] ^= 0x20;
+    bytes[usize::try_from(offset).unwrap()] ^= 0x20;
     std::fs::write(&p, bytes).unwrap();
     let out = inst
         .run(&["backup", "verify", altered.to_str().unwrap()])

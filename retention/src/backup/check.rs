@@ -1,26 +1,26 @@
 //! `ivan backup verify DIR`: check a snapshot without restoring it.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use serde::Serialize;
 
-use super::create::{blocking, list_stream};
+use super::create::blocking;
 use super::fsio;
 use super::layout::{
-    COMPLETE, KEYS_DIR, MANIFEST, MANIFEST_SIG, ORIGINALS, ORIGINALS_LIST, SQLITE_FILE,
-    choose_snapshot, original_rel, snapshot_dir,
+    COMPLETE, KEYS_DIR, MANIFEST, MANIFEST_SIG, ORIGINALS_LIST, SQLITE_FILE, choose_snapshot,
+    snapshot_dir,
 };
+use super::packs::{Found, PACKS, for_each_in_pack_order};
 use super::{
-    FORMAT, LogHead, MAX_MANIFEST_BYTES, MAX_PROBLEMS, Manifest, PARALLEL_COPIES, POSTGRES_FORMAT,
-    Progress, SQLITE_FORMAT, manifest_signing_input, seconds,
+    FORMAT, LogHead, MAX_MANIFEST_BYTES, MAX_PROBLEMS, Manifest, POSTGRES_FORMAT, Progress,
+    SQLITE_FORMAT, manifest_signing_input, seconds,
 };
-use crate::Result;
 use crate::keys::{CheckpointVerifier, Keys};
 use crate::ledger::checkpoint_note;
+use crate::{Result, Sha256Hex};
 
 /// Largest `manifest.sig` read.
 const MAX_SIG_BYTES: u64 = 4096;
@@ -43,8 +43,9 @@ pub struct VerifyReport {
     pub file_bytes: u64,
     pub originals: u64,
     pub originals_bytes: u64,
-    /// Whether each original was re-hashed (`backup verify`) or only its size checked
-    /// (the check `restore` makes before it starts; it hashes while copying).
+    /// Whether each original was re-hashed (`backup verify`) or only checked to lie
+    /// inside its pack (the check `restore` makes before it starts; it hashes while
+    /// copying).
     pub originals_rehashed: bool,
     /// The first problems found (at most [`MAX_PROBLEMS`]), one line each.
     pub problems: Vec<String>,
@@ -67,8 +68,8 @@ impl VerifyReport {
 
 /// Checks the snapshot `snapshot` of `dir` (default: the newest complete one):
 /// `COMPLETE`, the manifest's signature (with the snapshot's own checkpoint key),
-/// every file's size and SHA-256, and every original `originals.list` names — its
-/// size, and with `rehash` its content. `Err` only when nothing could be checked (no
+/// every file's size and SHA-256, and every original `originals.list` names — that
+/// its pack holds it, and with `rehash` its content. `Err` only when nothing could be checked (no
 /// such backup or snapshot); findings are in [`VerifyReport::problems`].
 pub async fn verify(
     dir: &Path,
@@ -339,9 +340,9 @@ fn check_layout(manifest: &Manifest, report: &mut VerifyReport) {
     }
 }
 
-/// Every original in `originals.list`: listed once, in order; present in
-/// `DIR/originals` with its size; with `rehash`, hashing to its name. The count and
-/// byte total match the manifest.
+/// Every original in `originals.list`: listed once, in hash order; its pack long
+/// enough to hold it; with `rehash`, its bytes there hashing to its name (the packs
+/// read in order). The count and byte total match the manifest.
 async fn check_originals(
     dir: &Path,
     snap: &Path,
@@ -350,112 +351,77 @@ async fn check_originals(
     progress: &dyn Progress,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let root = Arc::new(dir.join(ORIGINALS));
     let phase: Arc<dyn super::Phase> = Arc::from(if rehash {
         progress.phase("originals", manifest.originals.bytes, true)
     } else {
         progress.phase("originals", manifest.originals.count, false)
     });
-    let lines = match list_stream(snap.join(ORIGINALS_LIST)).await {
-        Ok(l) => l,
+    let (packs, list) = (dir.join(PACKS), snap.join(ORIGINALS_LIST));
+    let advance = phase.clone();
+    let checked = blocking(move || {
+        let mut problems = Problems::default();
+        let facts = for_each_in_pack_order(&packs, &list, rehash, |l, found| {
+            match found {
+                Found::Bytes(bytes) => {
+                    let actual = Sha256Hex::of(&bytes);
+                    if actual != l.sha256 {
+                        problems.push(format!(
+                            "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
+                            l.sha256, l.pack
+                        ));
+                    }
+                }
+                Found::Present => {}
+                Found::Problem(p) => problems.push(p),
+            }
+            advance.advance(if rehash { l.size } else { 1 });
+            true
+        });
+        Ok((facts, problems))
+    })
+    .await?;
+    phase.finish();
+    let (facts, problems) = checked;
+    for p in problems.first {
+        report.problem(p);
+    }
+    report.problems_total += problems.more;
+    let facts = match facts {
+        Ok(f) => f,
         Err(e) => {
             report.problem(e.to_string());
             return Ok(());
         }
     };
-    // Order and totals are checked as lines pass; each original on a blocking task.
-    let mut previous: Option<String> = None;
-    let mut order_problem: Option<String> = None;
-    let mut unreadable = false;
-    let (mut count, mut bytes) = (0u64, 0u64);
-    {
-        let checks = lines
-            .map(|line| {
-                let item = match line {
-                    Ok((sha, size)) => {
-                        if order_problem.is_none()
-                            && previous.as_deref().is_some_and(|p| p >= sha.as_str())
-                        {
-                            order_problem = Some(format!(
-                                "{ORIGINALS_LIST}: {sha} is out of order or listed twice"
-                            ));
-                        }
-                        previous = Some(sha.as_str().to_owned());
-                        count += 1;
-                        bytes += size;
-                        Ok((sha, size))
-                    }
-                    Err(e) => {
-                        unreadable = true;
-                        Err(e)
-                    }
-                };
-                let root = root.clone();
-                let phase = phase.clone();
-                async move {
-                    let (sha, size) = match item {
-                        Ok(i) => i,
-                        Err(e) => return Some(e.to_string()),
-                    };
-                    let path: PathBuf = root.join(original_rel(sha.as_str()));
-                    let found =
-                        blocking(move || Ok(check_original(&path, sha.as_str(), size, rehash)))
-                            .await
-                            .unwrap_or_else(|e| Some(e.to_string()));
-                    phase.advance(if rehash { size } else { 1 });
-                    found
-                }
-            })
-            .buffer_unordered(PARALLEL_COPIES);
-        let mut checks = std::pin::pin!(checks);
-        while let Some(found) = checks.next().await {
-            if let Some(p) = found {
-                report.problem(p);
-            }
-        }
-    }
-    phase.finish();
-    if let Some(p) = order_problem {
+    if let Some(p) = facts.order_problem {
         report.problem(p);
     }
-    report.originals = count;
-    report.originals_bytes = bytes;
-    if !unreadable && (count != manifest.originals.count || bytes != manifest.originals.bytes) {
+    report.originals = facts.count;
+    report.originals_bytes = facts.bytes;
+    if facts.count != manifest.originals.count || facts.bytes != manifest.originals.bytes {
         report.problem(format!(
-            "{ORIGINALS_LIST}: {count} originals of {bytes} bytes, but the manifest says {} of {}",
-            manifest.originals.count, manifest.originals.bytes
+            "{ORIGINALS_LIST}: {} originals of {} bytes, but the manifest says {} of {}",
+            facts.count, facts.bytes, manifest.originals.count, manifest.originals.bytes
         ));
     }
     Ok(())
 }
 
-/// What is wrong with the original at `path`, if anything.
-fn check_original(path: &Path, sha256: &str, size: u64, rehash: bool) -> Option<String> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Some(format!("original {sha256}: missing from {ORIGINALS}/"));
-        }
-        Err(e) => return Some(format!("original {sha256}: {e}")),
-    };
-    if meta.len() != size {
-        return Some(format!(
-            "original {sha256}: {} bytes but the list says {size} (truncated or altered)",
-            meta.len()
-        ));
-    }
-    if rehash {
-        match fsio::hash_file(path) {
-            Ok((actual, _)) if actual != sha256 => {
-                return Some(format!(
-                    "original {sha256}: content hashes to {actual} (altered)"
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => return Some(format!("original {sha256}: {e}")),
+/// Problems found off the async threads: the first [`MAX_PROBLEMS`], then a count.
+#[derive(Debug, Default)]
+struct Problems {
+    first: Vec<String>,
+    more: u64,
+}
+
+impl Problems {
+    fn push(&mut self, p: String) {
+        if self.first.len() < MAX_PROBLEMS {
+            self.first.push(p);
+        } else {
+            self.more += 1;
         }
     }
-    None
 }
 
 /// A relative `/`-separated path with no `.`/`..`/empty segment.

@@ -1,6 +1,6 @@
 //! `ivan backup create DIR`: a consistent snapshot while the service runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,11 +10,13 @@ use serde::Serialize;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use super::fsio::{self, ContentDir, HashingFile, Put};
+use super::fsio::{self, HashingFile};
 use super::layout::{
-    COMPLETE, DB_DIR, KEYS_DIR, LOCK, MANIFEST, MANIFEST_SIG, ORIGINALS, ORIGINALS_LIST, SNAPSHOTS,
-    SQLITE_FILE, list_line, parse_list_line, snapshot_id,
+    COMPLETE, DB_DIR, KEYS_DIR, LOCK, MANIFEST, MANIFEST_SIG, ORIGINALS_LIST, SNAPSHOTS,
+    SQLITE_FILE, WANTED, choose_snapshot, is_snapshot_id, list_line, parse_list_line, snapshot_dir,
+    snapshot_id,
 };
+use super::packs::{ListReader, Located, PACKS, PackLengths, PackWriter, located_line};
 use super::{
     CheckpointRecord, DatabaseDump, FORMAT, FileRecord, LogHead, Manifest, OriginalsSummary,
     PARALLEL_COPIES, POSTGRES_FORMAT, Progress, SQLITE_FORMAT, TableDump, manifest_signing_input,
@@ -46,6 +48,8 @@ pub struct CreateSummary {
     pub originals_copied: u64,
     pub originals_skipped: u64,
     pub bytes_copied: u64,
+    /// Packs written for the copied originals.
+    pub packs_written: u64,
     pub originals_seconds: f64,
     pub total_seconds: f64,
 }
@@ -58,7 +62,6 @@ struct DbFacts {
     database: DatabaseDump,
     files: Vec<FileRecord>,
     originals: OriginalsSummary,
-    list_record: FileRecord,
 }
 
 /// Snapshots attempted when the retention sweep keeps purging originals a snapshot
@@ -147,7 +150,6 @@ async fn attempt(
 
     // 2. The keys.
     let mut files = facts.files;
-    files.push(facts.list_record);
     let key_files = copy_keys(keys_dir, &snap.join(KEYS_DIR)).await?;
     let copied = Keys::load(&snap.join(KEYS_DIR))?;
     if copied.checkpoint_kid() != keys.checkpoint_kid() {
@@ -159,15 +161,24 @@ async fn attempt(
     }
     let key_count = key_files.len() as u64;
     files.extend(key_files);
-    files.sort_by(|a, b| a.path.cmp(&b.path));
 
-    // 3. The originals the snapshot lists.
+    // 3. The originals the snapshot lists: into packs, and where they lie into the list.
     let orig_started = Instant::now();
     let copied = match copy_originals(db, originals, dir, snap, &facts.originals, progress).await? {
         Copy::Done(c) => c,
         Copy::Purged(sha) => return Ok(Attempt::Purged(sha)),
     };
     let originals_seconds = seconds(orig_started);
+    let wanted = snap.join(WANTED);
+    std::fs::remove_file(&wanted).map_err(|e| Error::io(&wanted, e))?;
+    let list = copied
+        .list
+        .clone()
+        .ok_or_else(|| Error::Invalid("the originals list was not written".into()))?;
+    let mut originals_summary = facts.originals;
+    originals_summary.list_sha256 = list.sha256.clone();
+    files.push(list);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
 
     // 4. The manifest, its signature, and COMPLETE last.
     let manifest = Manifest {
@@ -181,7 +192,7 @@ async fn attempt(
         checkpoint: facts.checkpoint,
         database: facts.database,
         files,
-        originals: facts.originals,
+        originals: originals_summary,
     };
     let mut json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
@@ -216,6 +227,7 @@ async fn attempt(
         originals_copied: copied.copied,
         originals_skipped: copied.skipped,
         bytes_copied: copied.bytes,
+        packs_written: copied.packs,
         originals_seconds,
         total_seconds: seconds(started),
     })))
@@ -279,7 +291,7 @@ async fn sqlite_snapshot(
     let mut conn = SqliteConnection::connect_with(&opts).await?;
     let facts = read_facts(DbConn::Sqlite(&mut conn), snap, progress).await;
     conn.close().await?;
-    let (migrations, head, checkpoint, originals, list_record) = facts?;
+    let (migrations, head, checkpoint, originals) = facts?;
     Ok(DbFacts {
         migrations,
         head,
@@ -294,7 +306,6 @@ async fn sqlite_snapshot(
             size,
         }],
         originals,
-        list_record,
     })
 }
 
@@ -311,7 +322,7 @@ async fn postgres_snapshot(
     pg::set_session(&mut tx).await?;
     pg::refuse_sequences(&mut tx).await?;
     // The first statement fixes the snapshot; everything below sees the same one.
-    let (migrations, head, checkpoint, originals, list_record) =
+    let (migrations, head, checkpoint, originals) =
         read_facts(DbConn::Postgres(&mut tx), snap, progress).await?;
     let tables = pg::tables(&mut tx).await?;
     let phase = progress.phase("database", 0, true);
@@ -340,7 +351,6 @@ async fn postgres_snapshot(
         },
         files,
         originals,
-        list_record,
     })
 }
 
@@ -349,11 +359,12 @@ type Facts = (
     LogHead,
     Option<CheckpointRecord>,
     OriginalsSummary,
-    FileRecord,
 );
 
 /// Reads, from the snapshot `conn` sees: the applied migrations, the log head, the
-/// latest checkpoint, and the originals still kept (written to `originals.list`).
+/// latest checkpoint, and the originals still kept (written to `originals.wanted`,
+/// which the copy turns into `originals.list`; the summary's `list_sha256` is filled
+/// in then).
 async fn read_facts(mut conn: DbConn<'_>, snap: &Path, progress: &dyn Progress) -> Result<Facts> {
     let migrations: Vec<i64> = on_conn!(&mut conn, c => {
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
@@ -393,7 +404,7 @@ async fn read_facts(mut conn: DbConn<'_>, snap: &Path, progress: &dyn Progress) 
              ORDER BY sha256 COLLATE \"C\""
         }
     };
-    let path = snap.join(ORIGINALS_LIST);
+    let path = snap.join(WANTED);
     let phase = progress.phase("originals list", 0, false);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
     let writer_path = path.clone();
@@ -442,7 +453,7 @@ async fn read_facts(mut conn: DbConn<'_>, snap: &Path, progress: &dyn Progress) 
         .await
         .map_err(|e| Error::Invalid(format!("writing {}: {e}", path.display())))?;
     let (count, bytes) = listed?;
-    let (list_sha256, list_size) = written?;
+    written?;
     phase.finish();
     Ok((
         migrations,
@@ -451,12 +462,7 @@ async fn read_facts(mut conn: DbConn<'_>, snap: &Path, progress: &dyn Progress) 
         OriginalsSummary {
             count,
             bytes,
-            list_sha256: list_sha256.clone(),
-        },
-        FileRecord {
-            path: ORIGINALS_LIST.to_owned(),
-            sha256: list_sha256,
-            size: list_size,
+            list_sha256: String::new(),
         },
     ))
 }
@@ -496,6 +502,10 @@ pub(super) struct Copied {
     pub(super) copied: u64,
     pub(super) skipped: u64,
     pub(super) bytes: u64,
+    /// Packs written.
+    pub(super) packs: u64,
+    /// The located `originals.list` written.
+    pub(super) list: Option<FileRecord>,
 }
 
 /// How copying a snapshot's originals ended.
@@ -505,16 +515,29 @@ pub(super) enum Copy {
     Purged(String),
 }
 
-/// One original's fate.
-enum One {
-    Put(Put),
-    Purged(Sha256Hex),
+/// What to do with one wanted original, decided in list order.
+enum Job {
+    /// An earlier snapshot's pack holds it.
+    Have(Located),
+    /// Copy it from the store.
+    Fetch(Sha256Hex, u64),
 }
 
-/// Copies the originals `originals.list` names into `DIR/originals`, skipping those
-/// already there, `PARALLEL_COPIES` at a time; the store re-checks each hash. An
-/// original missing from the store is an error, unless the live database `db` says
-/// the retention sweep purged it since the snapshot ([`Copy::Purged`]).
+/// One wanted original, ready to be listed.
+enum Item {
+    Have(Located),
+    New(Sha256Hex, u64, bytes::Bytes),
+    /// Everything was sent: finish the packs and the list.
+    End,
+}
+
+/// Writes the located `originals.list` for the originals `originals.wanted` names:
+/// those the newest complete snapshot's packs already hold are listed where they are,
+/// the others are read from `originals` (`PARALLEL_COPIES` at a time; the store
+/// checks each hash) and appended to new packs of this snapshot. An original missing
+/// from the store is an error, unless the live database `db` says the retention
+/// sweep purged it since the snapshot ([`Copy::Purged`]). Whenever it does not end
+/// with [`Copy::Done`], the packs it wrote and the list are removed again.
 pub(super) async fn copy_originals(
     db: &Db,
     originals: &Originals,
@@ -523,82 +546,189 @@ pub(super) async fn copy_originals(
     summary: &OriginalsSummary,
     progress: &dyn Progress,
 ) -> Result<Copy> {
-    // Files are written without an fsync each and made durable by one syncfs at
-    // the end; the marker says so until then, and a crash leaves it for the next
-    // run, which then re-hashes what it finds instead of trusting it.
-    let root = dir.join(ORIGINALS);
-    fsio::create_dirs(&root, 0o755)?;
-    let marker = root.join(fsio::UNSYNCED_MARKER);
-    let recheck = marker.exists();
-    if !recheck {
-        fsio::write_new(&marker, b"", 0o644)?;
-        fsio::fsync_dir(&root)?;
-    }
-    let content = Arc::new(ContentDir::unsynced(&root, recheck)?);
+    let packs = dir.join(PACKS);
+    fsio::create_dirs(&packs, 0o755)?;
+    let snapshot = snap
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| is_snapshot_id(n))
+        .ok_or_else(|| Error::Invalid(format!("{}: not a snapshot directory", snap.display())))?
+        .to_owned();
+    // The newest complete snapshot (this one is not complete yet).
+    let previous = choose_snapshot(dir, None)
+        .ok()
+        .map(|(id, _)| snapshot_dir(dir, &id).join(ORIGINALS_LIST));
     let phase: Arc<dyn super::Phase> = Arc::from(progress.phase("originals", summary.bytes, true));
-    let list = list_stream(snap.join(ORIGINALS_LIST)).await?;
-    let outcomes = list
-        .map(|line| {
-            let content = content.clone();
-            let phase = phase.clone();
-            async move {
-                let (sha, size) = line?;
-                let present = {
-                    let content = content.clone();
-                    let sha = sha.clone();
-                    blocking(move || content.has(sha.as_str(), size)).await?
-                };
-                if present {
-                    phase.advance(size);
-                    return Ok(One::Put(Put::Present));
-                }
-                let bytes = match originals.get(&sha).await {
-                    Ok(b) => b,
-                    Err(Error::MissingOriginal(_)) if purged_since(db, &sha).await? => {
-                        return Ok(One::Purged(sha));
-                    }
+
+    let (jobs_tx, mut jobs_rx) = tokio::sync::mpsc::channel::<Job>(4 * PARALLEL_COPIES);
+    let planner = {
+        let (wanted, packs) = (snap.join(WANTED), packs.clone());
+        tokio::task::spawn_blocking(move || plan(&wanted, previous.as_deref(), &packs, &jobs_tx))
+    };
+    let (items_tx, items_rx) = tokio::sync::mpsc::channel::<Item>(4 * PARALLEL_COPIES);
+    let writer = {
+        let (list, phase) = (snap.join(ORIGINALS_LIST), phase.clone());
+        tokio::task::spawn_blocking(move || write_list(&list, &packs, &snapshot, items_rx, &*phase))
+    };
+    let jobs = futures::stream::poll_fn(move |cx| jobs_rx.poll_recv(cx));
+    let fetched = jobs
+        .map(|job| async move {
+            Ok::<_, Error>(match job {
+                Job::Have(l) => Ok(Item::Have(l)),
+                Job::Fetch(sha, size) => match originals.get(&sha).await {
+                    Ok(bytes) => Ok(Item::New(sha, size, bytes)),
+                    Err(Error::MissingOriginal(_)) if purged_since(db, &sha).await? => Err(sha),
                     Err(e) => return Err(e),
-                };
-                if bytes.len() as u64 != size {
-                    return Err(Error::Invalid(format!(
-                        "original {sha} is {} bytes but the database says {size}",
-                        bytes.len()
-                    )));
-                }
-                let put = blocking(move || content.put_bytes(sha.as_str(), &bytes)).await?;
-                phase.advance(size);
-                Ok(One::Put(put))
-            }
+                },
+            })
         })
-        .buffer_unordered(PARALLEL_COPIES);
-    let mut outcomes = std::pin::pin!(outcomes);
-    let mut copied = Copied::default();
-    let mut purged = None;
-    while let Some(one) = outcomes.try_next().await? {
-        match one {
-            One::Put(Put::Copied(n)) => {
-                copied.copied += 1;
-                copied.bytes += n;
-            }
-            One::Put(Put::Present) => copied.skipped += 1,
-            One::Purged(sha) => {
-                purged = Some(sha);
-                break;
+        .buffered(PARALLEL_COPIES);
+    let (mut failed, mut purged) = (None, None);
+    {
+        let mut fetched = std::pin::pin!(fetched);
+        while let Some(item) = fetched.next().await {
+            match item {
+                Ok(Ok(item)) => {
+                    if items_tx.send(item).await.is_err() {
+                        break; // the writer failed; it says why
+                    }
+                }
+                Ok(Err(sha)) => {
+                    purged = Some(sha);
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
+    } // dropping the job stream stops the planner
+    let planned = planner
+        .await
+        .map_err(|e| Error::Invalid(format!("planning the copy: {e}")))
+        .and_then(|r| r);
+    if failed.is_none() && purged.is_none() && planned.is_ok() {
+        let _ = items_tx.send(Item::End).await;
     }
-    let syncing = content.clone();
-    blocking(move || -> Result<()> {
-        syncing.sync_dirs()?;
-        std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
-        fsio::fsync_dir(&root)
-    })
-    .await?;
+    drop(items_tx);
+    let written = writer
+        .await
+        .map_err(|e| Error::Invalid(format!("writing the packs: {e}")))
+        .and_then(|r| r);
     phase.finish();
-    Ok(match purged {
-        Some(sha) => Copy::Purged(sha.to_string()),
-        None => Copy::Done(copied),
-    })
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    planned?;
+    if let Some(sha) = purged {
+        return Ok(Copy::Purged(sha.to_string()));
+    }
+    written?
+        .map(Copy::Done)
+        .ok_or_else(|| Error::Invalid("copying the originals stopped before the end".into()))
+}
+
+/// Reads `wanted` ("<sha256> <size>" in hash order) beside the `previous` located
+/// list (also in hash order) and sends one job per wanted original, in order.
+fn plan(
+    wanted: &Path,
+    previous: Option<&Path>,
+    packs: &Path,
+    jobs: &tokio::sync::mpsc::Sender<Job>,
+) -> Result<()> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(wanted).map_err(|e| Error::io(wanted, e))?;
+    let lines = std::io::BufReader::with_capacity(fsio::CHUNK, file).lines();
+    let mut earlier = previous
+        .filter(|p| p.is_file())
+        .map(ListReader::open)
+        .transpose()?
+        .into_iter()
+        .flatten()
+        .peekable();
+    let mut lengths = PackLengths::new(packs);
+    for (n, line) in lines.enumerate() {
+        let line = line.map_err(|e| Error::io(wanted, e))?;
+        let (sha, size) = parse_list_line(&line).ok_or_else(|| {
+            Error::Invalid(format!("{} line {}: malformed", wanted.display(), n + 1))
+        })?;
+        while earlier.next_if(|l| l.sha256 < sha).is_some() {}
+        let job = match earlier.peek() {
+            Some(l) if l.sha256 == sha && l.size == size && lengths.holds(l) => {
+                Job::Have(l.clone())
+            }
+            _ => Job::Fetch(sha, size),
+        };
+        if jobs.blocking_send(job).is_err() {
+            break; // the copy stopped
+        }
+    }
+    Ok(())
+}
+
+/// Writes the located list and the new packs from `items`, in order. Answers what
+/// it wrote once [`Item::End`] arrives; without it (the copy stopped) removes the
+/// packs and the list and answers `None`.
+fn write_list(
+    list: &Path,
+    packs: &Path,
+    snapshot: &str,
+    mut items: tokio::sync::mpsc::Receiver<Item>,
+    phase: &dyn super::Phase,
+) -> Result<Option<Copied>> {
+    let mut file = HashingFile::create(list, 0o644)?;
+    let mut writer = PackWriter::new(packs, snapshot);
+    let mut copied = Copied::default();
+    let mut write = || -> Result<bool> {
+        while let Some(item) = items.blocking_recv() {
+            let located = match item {
+                Item::Have(l) => {
+                    copied.skipped += 1;
+                    l
+                }
+                Item::New(sha256, size, bytes) => {
+                    if bytes.len() as u64 != size {
+                        return Err(Error::Invalid(format!(
+                            "original {sha256} is {} bytes but the database says {size}",
+                            bytes.len()
+                        )));
+                    }
+                    let (pack, offset) = writer.append(&bytes)?;
+                    copied.copied += 1;
+                    copied.bytes += size;
+                    Located {
+                        sha256,
+                        size,
+                        pack,
+                        offset,
+                    }
+                }
+                Item::End => return Ok(true),
+            };
+            file.write(located_line(&located).as_bytes())?;
+            phase.advance(located.size);
+        }
+        Ok(false)
+    };
+    match write() {
+        Ok(true) => {
+            copied.packs = writer.finish()? as u64;
+            let (sha256, size, _) = file.finish()?;
+            copied.list = Some(FileRecord {
+                path: ORIGINALS_LIST.to_owned(),
+                sha256,
+                size,
+            });
+            Ok(Some(copied))
+        }
+        outcome => {
+            writer.discard();
+            drop(file);
+            let _ = std::fs::remove_file(list);
+            outcome.map(|_| None)
+        }
+    }
 }
 
 /// Whether the live database marks `sha` purged (the sweep commits the mark, then
@@ -620,39 +750,4 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Invalid(format!("file task failed: {e}")))?
-}
-
-/// The entries of an `originals.list`, parsed, streamed line by line.
-pub(super) async fn list_stream(
-    path: PathBuf,
-) -> Result<impl futures::Stream<Item = Result<(Sha256Hex, u64)>>> {
-    use tokio::io::AsyncBufReadExt;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::io(&path, e))?;
-    let lines = tokio::io::BufReader::with_capacity(fsio::CHUNK, file).lines();
-    // After the first error the stream ends.
-    Ok(futures::stream::unfold(
-        (lines, path, 0u64, false),
-        |(mut lines, path, n, failed)| async move {
-            if failed {
-                return None;
-            }
-            match lines.next_line().await {
-                Ok(Some(line)) => {
-                    let item = parse_list_line(&line).ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "{} line {}: not \"<sha256> <size>\"",
-                            path.display(),
-                            n + 1
-                        ))
-                    });
-                    let failed = item.is_err();
-                    Some((item, (lines, path, n + 1, failed)))
-                }
-                Ok(None) => None,
-                Err(e) => Some((Err(Error::io(&path, e)), (lines, path, n + 1, true))),
-            }
-        },
-    ))
 }

@@ -1,14 +1,11 @@
-//! File work for backups: hashing while writing or copying, temp file + fsync +
-//! rename, and fsyncing the directories that changed. All blocking: callers run it
-//! on `spawn_blocking`.
+//! File work for backups: hashing while writing or copying, fsyncing files and
+//! directories, and the content-addressed directory a restore fills. All blocking:
+//! callers run it on `spawn_blocking`.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -85,13 +82,9 @@ impl HashingFile {
 /// Writes `bytes` to `path` (which must not exist) with `mode`, fsynced; answers
 /// (sha256 hex, size).
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(String, u64)> {
-    write_new_with(path, bytes, mode, true)
-}
-
-fn write_new_with(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<(String, u64)> {
     let mut f = HashingFile::create(path, mode)?;
     f.write(bytes)?;
-    let (sha, size, _) = f.finish_with(sync)?;
+    let (sha, size, _) = f.finish()?;
     Ok((sha, size))
 }
 
@@ -134,71 +127,22 @@ pub fn create_dirs(dir: &Path, mode: u32) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// A content-addressed directory (`sha256/ab/cd/<hash>`) that files are put into
-/// atomically: temp file, fsync, rename. The directories that changed are fsynced
-/// once, by [`ContentDir::sync_dirs`], instead of after every file.
-///
-/// [`ContentDir::unsynced`] skips the fsync of each file: [`ContentDir::sync_dirs`]
-/// then makes everything durable at once with syncfs(2), which is much faster for
-/// many small files. A crash before that can leave files whose content was lost
-/// behind, so the caller must either discard the directory after a crash (a
-/// restore, guarded by its marker) or open it with `recheck` the next time (a
-/// backup, see [`UNSYNCED_MARKER`]): then a file already there is re-hashed before
-/// it is trusted.
+/// A content-addressed directory (`sha256/ab/cd/<hash>`, the local store's layout)
+/// that a restore fills. It was checked empty and is not trusted before the restore
+/// has finished (see `INCOMPLETE_MARKER`), so each file is written straight under its
+/// name, without an fsync of its own, and [`ContentDir::sync_dirs`] makes all of them
+/// durable at once with syncfs(2), which is much faster for many small files. A file
+/// already there is an error.
 #[derive(Debug)]
 pub struct ContentDir {
     root: PathBuf,
-    dirty: Mutex<BTreeSet<PathBuf>>,
-    counter: AtomicU64,
-    sync_each: bool,
-    recheck: bool,
-    fresh: bool,
-}
-
-/// In a backup's `originals/` while `backup create` writes files there that are not
-/// yet durable; found at the start of the next one, it means a crash, and files
-/// already there are re-hashed before they are trusted.
-pub const UNSYNCED_MARKER: &str = ".unsynced";
-
-/// What putting one file did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
-    Copied(u64),
-    /// A file of the right size was there already.
-    Present,
 }
 
 impl ContentDir {
-    pub fn new(root: &Path) -> Result<Self> {
+    pub fn fresh(root: &Path) -> Result<Self> {
         create_dirs(root, 0o755)?;
         Ok(Self {
             root: root.to_owned(),
-            dirty: Mutex::new(BTreeSet::new()),
-            counter: AtomicU64::new(0),
-            sync_each: true,
-            recheck: false,
-            fresh: false,
-        })
-    }
-
-    /// An empty directory that is not trusted until its caller says so (a restore
-    /// target, guarded by its marker): each file is written straight under its name
-    /// — no presence check, no temp file and rename — and all are made durable by
-    /// [`ContentDir::sync_dirs`]. A file already there is an error.
-    pub fn fresh(root: &Path) -> Result<Self> {
-        Ok(Self {
-            fresh: true,
-            ..Self::unsynced(root, false)?
-        })
-    }
-
-    /// A directory whose files are made durable together, by [`ContentDir::sync_dirs`];
-    /// with `recheck`, a file already there counts only if its content hashes right.
-    pub fn unsynced(root: &Path, recheck: bool) -> Result<Self> {
-        Ok(Self {
-            sync_each: false,
-            recheck,
-            ..Self::new(root)?
         })
     }
 
@@ -206,119 +150,37 @@ impl ContentDir {
         self.root.join(super::layout::original_rel(sha256))
     }
 
-    /// Whether a file for `sha256` of `size` bytes is present (its content is
-    /// re-hashed only with `recheck`; `backup verify` does it always).
-    pub fn has(&self, sha256: &str, size: u64) -> Result<bool> {
-        let path = self.path_of(sha256);
-        match std::fs::metadata(&path) {
-            Ok(m) if self.recheck && m.is_file() && m.len() == size => {
-                Ok(hash_file(&path).map_err(|e| Error::io(&path, e))? == (sha256.to_owned(), size))
-            }
-            Ok(m) => Ok(m.is_file() && m.len() == size),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(&path, e)),
-        }
-    }
-
-    /// Where `sha256` goes, its leaf directory created.
-    fn dest_for(&self, sha256: &str) -> Result<(PathBuf, PathBuf)> {
+    /// Writes `bytes` (already checked to hash to `sha256`) as a new file.
+    pub fn put_new(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.path_of(sha256);
-        let leaf = dest
-            .parent()
-            .ok_or_else(|| Error::Invalid(format!("no directory for {}", dest.display())))?
-            .to_owned();
-        if !leaf.is_dir() {
-            create_dirs(&leaf, 0o755)?;
-        }
-        Ok((leaf, dest))
-    }
-
-    /// A temp file beside where `sha256` goes (leaf directory created), and the final path.
-    fn temp_for(&self, sha256: &str) -> Result<(PathBuf, PathBuf)> {
-        let (leaf, dest) = self.dest_for(sha256)?;
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = leaf.join(format!(".{sha256}.tmp-{}-{n}", std::process::id()));
-        Ok((tmp, dest))
-    }
-
-    fn commit(&self, tmp: &Path, dest: &Path) -> Result<()> {
-        std::fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))?;
-        let mut dirty = self
-            .dirty
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut dir = dest.parent();
-        while let Some(d) = dir {
-            if !dirty.insert(d.to_owned()) || d == self.root {
-                break;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&dest)
+        };
+        let mut file = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(leaf) = dest.parent() {
+                    create_dirs(leaf, 0o755)?;
+                }
+                open()
             }
-            dir = d.parent();
+            other => other,
+        }
+        .map_err(|e| Error::io(&dest, e))?;
+        if let Err(e) = file.write_all(bytes) {
+            drop(file);
+            let _ = std::fs::remove_file(&dest);
+            return Err(Error::io(&dest, e));
         }
         Ok(())
     }
 
-    /// Puts `bytes` (already known to hash to `sha256`) unless present.
-    pub fn put_bytes(&self, sha256: &str, bytes: &[u8]) -> Result<Put> {
-        if self.has(sha256, bytes.len() as u64)? {
-            return Ok(Put::Present);
-        }
-        let (tmp, dest) = self.temp_for(sha256)?;
-        let written = write_new_with(&tmp, bytes, 0o644, self.sync_each);
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        self.commit(&tmp, &dest)?;
-        Ok(Put::Copied(bytes.len() as u64))
-    }
-
-    /// Copies the file `src`, which must hash to `sha256` and be `size` bytes long,
-    /// checking both on the way; nothing is put when they differ. `advance` is told
-    /// the bytes as they are copied.
-    pub fn put_file(
-        &self,
-        src: &Path,
-        sha256: &str,
-        size: u64,
-        advance: &dyn Fn(u64),
-    ) -> Result<Put> {
-        if !self.fresh && self.has(sha256, size)? {
-            return Ok(Put::Present);
-        }
-        // A fresh directory takes the file straight under its name; otherwise a temp
-        // file, renamed into place once it checks out.
-        let (write_to, rename_to) = if self.fresh {
-            (self.dest_for(sha256)?.1, None)
-        } else {
-            let (tmp, dest) = self.temp_for(sha256)?;
-            (tmp, Some(dest))
-        };
-        let result = copy_checked(src, &write_to, sha256, size, self.sync_each, advance);
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&write_to);
-            return Err(e);
-        }
-        if let Some(dest) = rename_to {
-            self.commit(&write_to, &dest)?;
-        }
-        Ok(Put::Copied(size))
-    }
-
-    /// fsyncs every directory that gained a file or a subdirectory, deepest first
-    /// (an [`ContentDir::unsynced`] one: syncs the whole filesystem instead).
+    /// Makes everything written below the root durable (syncs its filesystem).
     pub fn sync_dirs(&self) -> Result<()> {
-        let dirty = std::mem::take(
-            &mut *self
-                .dirty
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if !self.sync_each {
-            return syncfs(&self.root);
-        }
-        for d in dirty.iter().rev() {
-            fsync_dir(d)?;
-        }
+        syncfs(&self.root)?;
         if let Some(parent) = self.root.parent() {
             fsync_dir(parent)?;
         }

@@ -9,8 +9,12 @@ use crate::{Error, Result, Sha256Hex};
 pub const MANIFEST: &str = "manifest.json";
 pub const MANIFEST_SIG: &str = "manifest.sig";
 pub const ORIGINALS_LIST: &str = "originals.list";
+/// The originals a snapshot needs, `"<sha256> <size>\n"` in hash order, while
+/// `backup create` copies them; replaced by the located [`ORIGINALS_LIST`].
+pub const WANTED: &str = "originals.wanted";
 pub const COMPLETE: &str = "COMPLETE";
 pub const SNAPSHOTS: &str = "snapshots";
+/// The originals directory of a data dir (the local store's default).
 pub const ORIGINALS: &str = "originals";
 pub const DB_DIR: &str = "db";
 pub const KEYS_DIR: &str = "keys";
@@ -47,12 +51,12 @@ pub fn original_rel(sha256: &str) -> String {
     format!("sha256/{}/{}/{sha256}", &sha256[0..2], &sha256[2..4])
 }
 
-/// One `originals.list` line, newline included.
+/// One `originals.wanted` line, newline included.
 pub fn list_line(sha256: &str, size: u64) -> String {
     format!("{sha256} {size}\n")
 }
 
-/// Parses one `originals.list` line (without its newline): a lowercase SHA-256 in
+/// Parses one `originals.wanted` line (without its newline): a lowercase SHA-256 in
 /// hex, one space, the size in decimal.
 pub fn parse_list_line(line: &str) -> Option<(Sha256Hex, u64)> {
     let (sha, size) = line.split_once(' ')?;

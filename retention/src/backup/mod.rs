@@ -1,17 +1,18 @@
 //! Backup, backup verification and restore of the whole record: the database, the
 //! originals and the signing keys (`ivan backup create|verify`, `ivan restore`).
 //!
-//! A backup directory holds any number of snapshots that share one content-addressed
-//! copy of the originals, so each new snapshot copies only the originals it does not
-//! find there:
+//! A backup directory holds any number of snapshots that share the originals, kept
+//! in pack files (see `packs.rs`), so each new snapshot copies only the originals the
+//! newest complete snapshot before it does not hold:
 //!
 //! ```text
 //! DIR/backup.lock                            held while `backup create` writes
-//! DIR/originals/sha256/ab/cd/<64 hex>        shared, content-addressed (the store's layout)
+//! DIR/packs/<snapshot id>-<nnnn>.pack        originals back to back, written once, shared
 //! DIR/snapshots/<YYYYMMDDTHHMMSSffffffZ>/
 //!     manifest.json    what the snapshot is, and {path, sha256, size} of every file
 //!     manifest.sig     Ed25519 signature of the manifest by the checkpoint key
-//!     originals.list   "<sha256> <size>\n" per original the snapshot needs, sorted
+//!     originals.list   "<sha256> <size> <pack> <offset>\n" per original the snapshot
+//!                      needs, sorted by hash
 //!     db/…             SQLite: database.sqlite (VACUUM INTO);
 //!                      PostgreSQL: <table>.copy per table (COPY text format)
 //!     keys/…           a copy of the key directory (secrets: protect the backup)
@@ -33,6 +34,7 @@ mod check;
 mod create;
 mod fsio;
 mod layout;
+mod packs;
 mod pg;
 mod restore;
 
@@ -49,8 +51,9 @@ pub use layout::{
 };
 pub use restore::{RestoreSummary, RestoreTarget, restore};
 
-/// `format` of a v1 manifest.
-pub const FORMAT: &str = "ivan-backup/v1";
+/// `format` of the manifests this ivan writes and reads (v2: the originals in packs;
+/// v1, one file per original, was never released).
+pub const FORMAT: &str = "ivan-backup/v2";
 
 /// The first line of the text `manifest.sig` signs; see [`manifest_signing_input`].
 pub const MANIFEST_SIGNATURE_DOMAIN: &str = "ivan/backup-manifest/v1\n";

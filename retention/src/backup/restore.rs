@@ -2,10 +2,10 @@
 //! full log verification.
 //!
 //! Nothing touches the target until the snapshot has passed its checks (manifest
-//! signature, every database and key file re-hashed, every original present with
-//! its size). Then `RESTORE-INCOMPLETE` is written into the target data dir; the
-//! database load and the copying of keys and originals run side by side (originals
-//! are re-hashed as they are copied); the restored record must pass `log verify` and
+//! signature, every database and key file re-hashed, every original inside its
+//! pack). Then `RESTORE-INCOMPLETE` is written into the target data dir; the
+//! database load and the copying of keys and originals run side by side (the packs
+//! are read in order, and each original is re-hashed as it is written); the restored record must pass `log verify` and
 //! show the manifest's log head and checkpoint. Only then is the marker removed. A
 //! failure at any point after the marker leaves it in place: the target must be
 //! discarded, and nothing (`ivan serve` included) will use it meanwhile.
@@ -19,12 +19,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sqlx::Connection;
 
-use super::create::{blocking, list_stream};
+use super::create::blocking;
 use super::fsio::{self, ContentDir};
 use super::layout::{
     INCOMPLETE_MARKER, KEYS_DIR, MANIFEST, ORIGINALS, ORIGINALS_LIST, SQLITE_FILE, choose_snapshot,
-    original_rel, snapshot_dir,
+    snapshot_dir,
 };
+use super::packs::{Found, Located, PACKS, for_each_in_pack_order};
 use super::{
     FileRecord, MAX_MANIFEST_BYTES, Manifest, PARALLEL_COPIES, Phase, Progress, pg, seconds,
 };
@@ -537,8 +538,9 @@ async fn copy_keys(snap: &Path, files: &[FileRecord], keys_dir: &Path) -> Result
     .await
 }
 
-/// Copies every original the snapshot lists into the target store, re-hashing each
-/// on the way, `PARALLEL_COPIES` at a time. Answers the bytes copied.
+/// Copies every original the snapshot lists into the target store, reading the packs
+/// in order on one thread and checking and writing `PARALLEL_COPIES` originals at a
+/// time. Answers the bytes copied.
 async fn copy_originals(
     snap: &Path,
     manifest: &Manifest,
@@ -547,12 +549,11 @@ async fn copy_originals(
 ) -> Result<u64> {
     let phase: Arc<dyn Phase> =
         Arc::from(progress.phase("originals", manifest.originals.bytes, true));
-    let source = Arc::new(
-        snap.parent()
-            .and_then(Path::parent)
-            .map(|dir| dir.join(ORIGINALS))
-            .ok_or_else(|| Error::Invalid(format!("{}: no backup directory", snap.display())))?,
-    );
+    let packs = snap
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(PACKS))
+        .ok_or_else(|| Error::Invalid(format!("{}: no backup directory", snap.display())))?;
     // A local store is written directly (each file straight under its name, one
     // syncfs at the end: the store was checked empty and the target is not trusted
     // before the restore finishes, see INCOMPLETE_MARKER); any other store through
@@ -568,42 +569,68 @@ async fn copy_originals(
         Some(_) => None,
         None => Some(Originals::open(target.originals, target.data_dir)?),
     };
-    let list = list_stream(snap.join(ORIGINALS_LIST)).await?;
-    let bytes = list
-        .map(|line| {
-            let source = source.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<(Located, Vec<u8>), String>>(
+        2 * PARALLEL_COPIES,
+    );
+    let list = snap.join(ORIGINALS_LIST);
+    let reader = tokio::task::spawn_blocking(move || {
+        for_each_in_pack_order(&packs, &list, true, |l, found| match found {
+            Found::Bytes(bytes) => tx.blocking_send(Ok((l.clone(), bytes))).is_ok(),
+            Found::Present => true,
+            Found::Problem(p) => {
+                let _ = tx.blocking_send(Err(p));
+                false
+            }
+        })
+    });
+    let read = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let copied = read
+        .map(|item| {
             let phase = phase.clone();
             let local = local.clone();
             let store = store.clone();
             async move {
-                let (sha, size) = line?;
-                let src = source.join(original_rel(sha.as_str()));
+                let (l, bytes) = item.map_err(Error::Invalid)?;
+                let size = l.size;
+                let check = move || {
+                    let actual = Sha256Hex::of(&bytes);
+                    if actual != l.sha256 {
+                        return Err(Error::Invalid(format!(
+                            "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
+                            l.sha256, l.pack
+                        )));
+                    }
+                    Ok((l.sha256, bytes))
+                };
                 if let Some(local) = local {
                     blocking(move || {
-                        local.put_file(&src, sha.as_str(), size, &|n| phase.advance(n))
+                        let (sha, bytes) = check()?;
+                        local.put_new(sha.as_str(), &bytes)
                     })
                     .await?;
                 } else if let Some(store) = store {
-                    let bytes = tokio::fs::read(&src)
-                        .await
-                        .map_err(|e| Error::io(&src, e))?;
-                    let actual = Sha256Hex::of(&bytes);
-                    if actual != sha || bytes.len() as u64 != size {
-                        return Err(Error::Invalid(format!(
-                            "{}: {} bytes hashing to {actual}, not {size} bytes hashing to {sha} (altered)",
-                            src.display(),
-                            bytes.len()
-                        )));
-                    }
+                    let (_, bytes) = blocking(check).await?;
                     store.put(bytes.into()).await?;
-                    phase.advance(size);
                 }
+                phase.advance(size);
                 Ok::<u64, Error>(size)
             }
         })
         .buffer_unordered(PARALLEL_COPIES)
         .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-        .await?;
+        .await;
+    // An error above drops the stream and with it the channel: the reader stops.
+    let facts = reader
+        .await
+        .map_err(|e| Error::Invalid(format!("reading the packs: {e}")))?;
+    let bytes = copied?;
+    let facts = facts?;
+    if facts.count != manifest.originals.count || bytes != manifest.originals.bytes {
+        return Err(Error::Invalid(format!(
+            "{ORIGINALS_LIST} changed since it was checked: {} originals of {bytes} bytes copied, the manifest says {} of {}",
+            facts.count, manifest.originals.count, manifest.originals.bytes
+        )));
+    }
     if let Some(local) = local {
         blocking(move || local.sync_dirs()).await?;
     }

@@ -3,8 +3,9 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::layout::{
-    is_plain_identifier, is_snapshot_id, list_line, original_rel, parse_list_line,
+    WANTED, is_plain_identifier, is_snapshot_id, list_line, original_rel, parse_list_line,
 };
+use super::packs::{Located, is_pack_name, located_line, pack_name, parse_located_line};
 use super::*;
 use crate::ledger::{NewEntry, Payload};
 use crate::originals::OriginalsConfig;
@@ -76,6 +77,49 @@ fn list_lines_parse_strictly() {
         format!("{h} 123456789012345678901"),
     ] {
         assert!(parse_list_line(&bad).is_none(), "{bad:?}");
+    }
+}
+
+#[test]
+fn located_lines_and_pack_names_parse_strictly() {
+    let h = "0f".repeat(32);
+    let pack = pack_name("20260304T050607000008Z", 3);
+    assert_eq!(pack, "20260304T050607000008Z-0003");
+    assert!(is_pack_name(&pack));
+    for bad in [
+        "",
+        "20260304T050607000008Z",
+        "20260304T050607000008Z-",
+        "20260304T050607000008Z-003",
+        "20260304T050607000008Z-000x",
+        "../20260304T050607000008Z-0003",
+        "20260304T050607000008Z-0003/x",
+    ] {
+        assert!(!is_pack_name(bad), "{bad:?}");
+    }
+    let l = Located {
+        sha256: crate::Sha256Hex::parse(&h).unwrap(),
+        size: 1234,
+        pack: pack.as_str().into(),
+        offset: 99,
+    };
+    let line = located_line(&l);
+    assert_eq!(line, format!("{h} 1234 {pack} 99\n"));
+    let mut names = std::collections::HashMap::new();
+    assert_eq!(
+        parse_located_line(line.trim_end_matches('\n'), &mut names).unwrap(),
+        l
+    );
+    for bad in [
+        format!("{h} 1234 {pack}"),
+        format!("{h} 1234 {pack} 99 "),
+        format!("{h} 1234 {pack}  99"),
+        format!("{h} 1234 {pack} -1"),
+        format!("{h} 1234 ../x 99"),
+        format!("{h} 1234 {pack} 123456789012345678901"),
+        format!("{} 1234 {pack} 99", h.to_uppercase()),
+    ] {
+        assert!(parse_located_line(&bad, &mut names).is_none(), "{bad:?}");
     }
 }
 
@@ -390,12 +434,11 @@ async fn pg_load_refuses_rows_that_break_keys_or_references() {
     }
 }
 
-backend_tests!(after_a_crash_the_next_backup_rehashes_the_originals_it_finds);
+backend_tests!(the_next_backup_copies_again_what_a_damaged_pack_no_longer_holds);
 
-/// `backup create` writes originals without an fsync each and syncs once at the end;
-/// a crash in between leaves the marker, and the next run must not trust a file it
-/// finds just because its size is right.
-async fn after_a_crash_the_next_backup_rehashes_the_originals_it_finds(env: TestEnv) {
+/// A snapshot reuses an earlier snapshot's originals only while their pack still holds
+/// them: a shortened pack makes the next backup copy the lost originals again.
+async fn the_next_backup_copies_again_what_a_damaged_pack_no_longer_holds(env: TestEnv) {
     fill(&env, 1, 3).await;
     let backup = env.dir.path().join("backup");
     let keys_dir = env.dir.path().join("keys");
@@ -403,13 +446,7 @@ async fn after_a_crash_the_next_backup_rehashes_the_originals_it_finds(env: Test
         .await
         .unwrap();
     assert_eq!((first.originals_copied, first.originals_skipped), (3, 0));
-    let marker = backup.join("originals").join(fsio::UNSYNCED_MARKER);
-    assert!(
-        !marker.exists(),
-        "the marker goes once the files are synced"
-    );
-
-    // A crash that lost one file's content (same size, zeros) before the sync.
+    assert_eq!(first.packs_written, 1);
     let list = std::fs::read_to_string(
         backup
             .join("snapshots")
@@ -417,10 +454,25 @@ async fn after_a_crash_the_next_backup_rehashes_the_originals_it_finds(env: Test
             .join(ORIGINALS_LIST),
     )
     .unwrap();
-    let (sha, size) = parse_list_line(list.lines().next().unwrap()).unwrap();
-    let lost = backup.join("originals").join(original_rel(sha.as_str()));
-    std::fs::write(&lost, vec![0u8; usize::try_from(size).unwrap()]).unwrap();
-    std::fs::write(&marker, b"").unwrap();
+    let mut names = std::collections::HashMap::new();
+    let located: Vec<Located> = list
+        .lines()
+        .map(|l| parse_located_line(l, &mut names).unwrap())
+        .collect();
+    assert!(located.iter().all(|l| l.pack == located[0].pack));
+    let last = located.iter().max_by_key(|l| l.offset).unwrap();
+    let pack = backup.join("packs").join(format!("{}.pack", last.pack));
+    assert_eq!(
+        std::fs::metadata(&pack).unwrap().len(),
+        located.iter().map(|l| l.size).sum::<u64>(),
+        "originals back to back"
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(last.offset + 1)
+        .unwrap();
 
     fill(&env, 4, 1).await;
     let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
@@ -429,15 +481,34 @@ async fn after_a_crash_the_next_backup_rehashes_the_originals_it_finds(env: Test
     assert_eq!(
         (second.originals_copied, second.originals_skipped),
         (2, 2),
-        "the new original and the damaged one are copied"
+        "the new original and the one the pack lost are copied"
     );
-    assert!(!marker.exists());
+    assert_eq!(second.packs_written, 1);
     let report = verify(&backup, None, true, &Silent).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.originals, 4);
     let first_again = verify(&backup, Some(&first.snapshot), true, &Silent)
         .await
         .unwrap();
-    assert!(first_again.ok, "{:?}", first_again.problems);
+    assert!(!first_again.ok);
+    assert_eq!(first_again.problems_total, 1, "{:?}", first_again.problems);
+    assert!(
+        first_again.problems[0].contains(last.sha256.as_str())
+            && first_again.problems[0].contains("truncated"),
+        "{:?}",
+        first_again.problems
+    );
+    // A changed byte inside a pack is found by re-hashing, not by sizes.
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&pack, &bytes).unwrap();
+    let altered = verify(&backup, None, true, &Silent).await.unwrap();
+    assert!(
+        altered.problems.iter().any(|p| p.contains("altered")),
+        "{:?}",
+        altered.problems
+    );
+    assert!(verify(&backup, None, false, &Silent).await.unwrap().ok);
 }
 
 backend_tests!(damaged_snapshots_are_refused_before_the_target_is_touched);
@@ -582,18 +653,48 @@ async fn originals_purged_during_a_backup_are_not_damage() {
         .unwrap();
     let snap = backup.join("snapshots").join(&first.snapshot);
     let list = std::fs::read_to_string(snap.join(ORIGINALS_LIST)).unwrap();
-    let (sha, _) = parse_list_line(list.lines().next().unwrap()).unwrap();
+    let sha = parse_located_line(
+        list.lines().next().unwrap(),
+        &mut std::collections::HashMap::new(),
+    )
+    .unwrap()
+    .sha256;
     let summary: Manifest =
         serde_json::from_slice(&std::fs::read(snap.join(MANIFEST)).unwrap()).unwrap();
 
+    // A new snapshot directory in another backup dir, wanting what `snap` lists.
+    let attempt = |name: &str| {
+        let dir = env.dir.path().join(name);
+        let new = dir.join("snapshots").join(snapshot_id(&chrono::Utc::now()));
+        std::fs::create_dir_all(&new).unwrap();
+        let wanted: String = list
+            .lines()
+            .map(|l| {
+                let mut f = l.split(' ');
+                list_line(f.next().unwrap(), f.next().unwrap().parse().unwrap())
+            })
+            .collect();
+        std::fs::write(new.join(WANTED), wanted).unwrap();
+        (dir, new)
+    };
+    // Nothing of an attempt that did not finish stays behind.
+    let left_behind = |dir: &Path, new: &Path| {
+        let packs: Vec<_> = std::fs::read_dir(dir.join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(packs.is_empty(), "{packs:?}");
+        assert!(!new.join(ORIGINALS_LIST).exists());
+    };
+
     // Gone from the store but not marked purged: damage, an error.
     env.originals.delete(&sha).await.unwrap();
-    let fresh = env.dir.path().join("fresh");
+    let (fresh, new) = attempt("fresh");
     let err = create::copy_originals(
         &env.db,
         &env.originals,
         &fresh,
-        &snap,
+        &new,
         &summary.originals,
         &Silent,
     )
@@ -602,6 +703,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
     .unwrap()
     .to_string();
     assert!(err.contains("missing"), "{err}");
+    left_behind(&fresh, &new);
 
     // Marked purged with its purge entry (as the sweep does before deleting): the
     // snapshot is given up.
@@ -630,12 +732,12 @@ async fn originals_purged_during_a_backup_are_not_damage() {
         })
         .await
         .unwrap();
-    let fresh = env.dir.path().join("fresh2");
+    let (fresh, new) = attempt("fresh2");
     match create::copy_originals(
         &env.db,
         &env.originals,
         &fresh,
-        &snap,
+        &new,
         &summary.originals,
         &Silent,
     )
@@ -645,6 +747,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
         create::Copy::Purged(p) => assert_eq!(p, sha.as_str()),
         create::Copy::Done(_) => panic!("a purged original cannot be copied"),
     }
+    left_behind(&fresh, &new);
 
     // A snapshot taken now leaves it out (and has the purge record), and restores to
     // a record that verifies.

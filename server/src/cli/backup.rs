@@ -109,11 +109,12 @@ async fn create(config: &Config, dir: &Path, json: bool) -> Result<ExitCode> {
             .map_or_else(|| "none".to_owned(), |t| format!("at {t}"))
     );
     println!(
-        "  originals  {} ({}): {} copied ({}), {} already in the backup, in {:.2} s",
+        "  originals  {} ({}): {} copied ({}) into {} new pack(s), {} already in the backup, in {:.2} s",
         s.originals,
         human_bytes(s.originals_bytes),
         s.originals_copied,
         human_bytes(s.bytes_copied),
+        s.packs_written,
         s.originals_skipped,
         s.originals_seconds
     );
