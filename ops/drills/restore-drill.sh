@@ -175,7 +175,8 @@ if verify_s is not None:
     print(f"backup verify (every file re-hashed): {verify_s:.0f} s")
 print(f"restore: {r['total_seconds']:.0f} s = check {r['check_seconds']:.0f} s, then database {r['db_seconds']:.0f} s "
       f"({r['rows']:,} rows in {r['tables']} tables) beside originals {r['originals_seconds']:.0f} s "
-      f"({r['originals']:,} files, {gb(r['bytes']):.2f} GB), then log verify {r['verify_seconds']:.0f} s "
+      f"({r['originals']:,} files, {gb(r['bytes']):.2f} GB); log verify: entries {r['log_seconds']:.0f} s after the database, "
+      f"originals {r['verify_seconds']:.0f} s after the copy "
       f"({r['log_entries']:,} entries, {r['checkpoints']:,} checkpoints, {r['originals_verified']:,} originals); "
       f"page cache {os.environ['CACHE']}")
 # Ten years at real sizes. Everything counted per item (rows, entries, files) scales

@@ -168,13 +168,7 @@ impl Originals {
             }
             Err(e) => return Err(e.into()),
         };
-        let actual = Sha256Hex::of(&bytes);
-        if &actual != sha256 {
-            return Err(Error::CorruptOriginal {
-                sha256: sha256.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        hashes_to(sha256, &bytes)?;
         Ok(bytes)
     }
 
@@ -198,6 +192,41 @@ impl Originals {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Re-reads each of `shas` and checks it still hashes to its name: answers, in
+    /// order, its size or the error [`Originals::get`] would give. On a local store
+    /// the list is cut into `parallel` runs, each read one file after another on one
+    /// blocking thread: a thread hand-off per original (as `get` makes) costs more
+    /// than reading a small file. Elsewhere `parallel` gets run at a time.
+    pub async fn check_many(&self, shas: Vec<Sha256Hex>, parallel: usize) -> Vec<Result<u64>> {
+        let Some(root) = &self.local_root else {
+            return futures::stream::iter(shas)
+                .map(|sha| async move { self.get(&sha).await.map(|b| b.len() as u64) })
+                .buffered(parallel.max(1))
+                .collect()
+                .await;
+        };
+        let per_run = shas.len().div_ceil(parallel.max(1)).max(1);
+        let mut runs = Vec::new();
+        let mut shas = shas.into_iter().peekable();
+        while shas.peek().is_some() {
+            let run: Vec<Sha256Hex> = shas.by_ref().take(per_run).collect();
+            let root = root.clone();
+            runs.push(tokio::task::spawn_blocking(move || {
+                run.iter()
+                    .map(|sha| check_local(&root, sha))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for run in runs {
+            match run.await {
+                Ok(checked) => out.extend(checked),
+                Err(e) => out.push(Err(Error::Invalid(format!("reading originals: {e}")))),
+            }
+        }
+        out
     }
 
     /// Checks the store answers (for `/readyz`).
@@ -236,6 +265,32 @@ impl Originals {
             })
             .boxed()
     }
+}
+
+/// [`Originals::check_many`] of one original in the local store at `root`.
+fn check_local(root: &FsPath, sha256: &Sha256Hex) -> Result<u64> {
+    let path = root.join(key(sha256).as_ref());
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::MissingOriginal(sha256.to_string()));
+        }
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    hashes_to(sha256, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// `bytes` are the original `sha256` names, or it is corrupt.
+fn hashes_to(sha256: &Sha256Hex, bytes: &[u8]) -> Result<()> {
+    let actual = Sha256Hex::of(bytes);
+    if &actual != sha256 {
+        return Err(Error::CorruptOriginal {
+            sha256: sha256.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// fsyncs `root/rel` and every directory from its parent up to `root`.
@@ -280,6 +335,19 @@ mod tests {
             Err(Error::MissingOriginal(_))
         ));
         assert!(!store.contains(&absent).await.unwrap());
+        // Many at once: sizes or the errors `get` gives, in order, whatever the runs.
+        let h3 = store.put(Bytes::from_static(b"third")).await.unwrap();
+        for parallel in [1, 2, 16] {
+            let checked = store
+                .check_many(vec![h1.clone(), absent.clone(), h3.clone()], parallel)
+                .await;
+            assert_eq!(checked.len(), 3);
+            assert_eq!(*checked[0].as_ref().unwrap(), bytes.len() as u64);
+            assert!(matches!(checked[1], Err(Error::MissingOriginal(_))));
+            assert_eq!(*checked[2].as_ref().unwrap(), 5);
+        }
+        assert!(store.check_many(Vec::new(), 4).await.is_empty());
+        store.delete(&h3).await.unwrap();
         // Deleting removes it once; the second time there is nothing to delete.
         let gone = store
             .put(Bytes::from_static(b"to be purged"))
@@ -336,6 +404,10 @@ mod tests {
         std::fs::write(&p, b"forged").unwrap();
         assert!(matches!(
             store.get(&h).await,
+            Err(Error::CorruptOriginal { .. })
+        ));
+        assert!(matches!(
+            store.check_many(vec![h.clone()], 2).await[0],
             Err(Error::CorruptOriginal { .. })
         ));
         let absent = Sha256Hex::of(b"never stored");

@@ -12,10 +12,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use sqlx::Connection;
 
@@ -71,7 +72,11 @@ pub struct RestoreSummary {
     /// Bytes of originals copied.
     pub bytes: u64,
     pub originals_seconds: f64,
-    /// The final `log verify` of the restored record.
+    /// The log half of the final `log verify` (entries, checkpoints, payload
+    /// references): it starts once the database is loaded, beside the originals copy.
+    pub log_seconds: f64,
+    /// What the final `log verify` took after the copy: the originals half (every
+    /// original re-read and re-hashed) and the head and checkpoint comparison.
     pub verify_seconds: f64,
     pub log_entries: u64,
     pub checkpoints: u64,
@@ -206,6 +211,7 @@ pub async fn restore(
                 originals: manifest.originals.count,
                 bytes: done.bytes,
                 originals_seconds: done.originals_seconds,
+                log_seconds: done.log_seconds,
                 verify_seconds: done.verify_seconds,
                 log_entries: done.log_entries,
                 checkpoints: done.checkpoints,
@@ -360,6 +366,7 @@ struct Done {
     keys: u64,
     bytes: u64,
     originals_seconds: f64,
+    log_seconds: f64,
     verify_seconds: f64,
     log_entries: u64,
     checkpoints: u64,
@@ -379,11 +386,35 @@ async fn load_and_verify(
         .iter()
         .map(|f| (f.path.clone(), f.clone()))
         .collect();
-    // The database, and the files, side by side.
+    // The database, and the files, side by side. The log half of the verification
+    // needs only the database, so it runs as soon as that is in, while originals may
+    // still be copied; it checks the checkpoints with the snapshot's own keys, the
+    // bytes `copy_keys` puts into the target (it checks them against the manifest).
     let database = async {
         let t = Instant::now();
         let loaded = load_database(snap, manifest, &files, target, backend, progress).await?;
-        Ok::<_, Error>((loaded, seconds(t)))
+        let db_seconds = seconds(t);
+        let t = Instant::now();
+        let db = Db::connect(
+            target.database_url,
+            target.max_connections,
+            MigrationPolicy::RequireCurrent,
+        )
+        .await?;
+        let keys = Keys::load(&snap.join(KEYS_DIR))?;
+        let bars = LogBars {
+            progress,
+            current: Mutex::new(None),
+        };
+        let chain = log_verify::verify_log(&db, &keys.checkpoint_verifier(), &bars).await;
+        bars.finish();
+        match chain {
+            Ok(chain) => Ok::<_, Error>((loaded, db_seconds, db, chain, seconds(t))),
+            Err(e) => {
+                db.close().await;
+                Err(e)
+            }
+        }
     };
     let originals = async {
         let keys = copy_keys(snap, &manifest.files, target.keys_dir).await?;
@@ -391,18 +422,12 @@ async fn load_and_verify(
         let bytes = copy_originals(snap, manifest, target, progress).await?;
         Ok::<_, Error>((keys, bytes, seconds(t)))
     };
-    let ((loaded, db_seconds), (keys, bytes, originals_seconds)) =
+    let ((loaded, db_seconds, db, chain, log_seconds), (keys, bytes, originals_seconds)) =
         tokio::try_join!(database, originals)?;
 
     // The restored record must verify, and be the snapshot's.
     let t = Instant::now();
-    let db = Db::connect(
-        target.database_url,
-        target.max_connections,
-        MigrationPolicy::RequireCurrent,
-    )
-    .await?;
-    let checked = verify_restored(&db, manifest, target, progress).await;
+    let checked = verify_restored(&db, chain, manifest, target, progress).await;
     db.close().await;
     let (report, key_id) = checked?;
     Ok(Done {
@@ -413,6 +438,7 @@ async fn load_and_verify(
         keys,
         bytes,
         originals_seconds,
+        log_seconds,
         verify_seconds: seconds(t),
         log_entries: report.entries,
         checkpoints: report.checkpoints,
@@ -538,9 +564,15 @@ async fn copy_keys(snap: &Path, files: &[FileRecord], keys_dir: &Path) -> Result
     .await
 }
 
-/// Copies every original the snapshot lists into the target store, reading the packs
-/// in order on one thread and checking and writing `PARALLEL_COPIES` originals at a
-/// time. Answers the bytes copied.
+/// Originals handed from the pack reader to a writer at a time (fewer thread
+/// hand-offs than one each): up to this many, or fewer once they hold
+/// [`BATCH_BYTES`]. Memory is bounded by about `3 × writers` batches.
+const BATCH: usize = 64;
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Copies every original the snapshot lists into the target store: one thread reads
+/// the packs in order and hands batches to writer threads, which re-hash each
+/// original and write it. Answers the bytes copied.
 async fn copy_originals(
     snap: &Path,
     manifest: &Manifest,
@@ -556,74 +588,85 @@ async fn copy_originals(
         .ok_or_else(|| Error::Invalid(format!("{}: no backup directory", snap.display())))?;
     // A local store is written directly (each file straight under its name, one
     // syncfs at the end: the store was checked empty and the target is not trusted
-    // before the restore finishes, see INCOMPLETE_MARKER); any other store through
-    // its own `put`.
-    let local = match target.originals {
-        OriginalsConfig::Local { dir } => Some(Arc::new(ContentDir::fresh(
-            &dir.clone()
-                .unwrap_or_else(|| target.data_dir.join(ORIGINALS)),
-        )?)),
-        OriginalsConfig::S3(_) => None,
+    // before the restore finishes, see INCOMPLETE_MARKER), by as many writers as
+    // there are cores; any other store through its own `put`, PARALLEL_COPIES at once.
+    let (sink, writers) = match target.originals {
+        OriginalsConfig::Local { dir } => (
+            Sink::Local(ContentDir::fresh(
+                &dir.clone()
+                    .unwrap_or_else(|| target.data_dir.join(ORIGINALS)),
+            )?),
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+        ),
+        OriginalsConfig::S3(_) => (
+            Sink::Store(
+                Originals::open(target.originals, target.data_dir)?,
+                tokio::runtime::Handle::current(),
+            ),
+            PARALLEL_COPIES,
+        ),
     };
-    let store = match local {
-        Some(_) => None,
-        None => Some(Originals::open(target.originals, target.data_dir)?),
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<(Located, Vec<u8>), String>>(
-        2 * PARALLEL_COPIES,
-    );
+    let sink = Arc::new(sink);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2 * writers);
+    let rx = Arc::new(Mutex::new(rx));
+    let mut handles = Vec::new();
+    for _ in 0..writers {
+        let (rx, sink, stop, phase) = (rx.clone(), sink.clone(), stop.clone(), phase.clone());
+        handles.push(tokio::task::spawn_blocking(move || {
+            write_batches(&rx, &sink, &stop, &*phase)
+        }));
+    }
+    drop(rx); // once every writer has ended, the reader's sends fail
     let list = snap.join(ORIGINALS_LIST);
+    let reading = stop.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        for_each_in_pack_order(&packs, &list, true, |l, found| match found {
-            Found::Bytes(bytes) => tx.blocking_send(Ok((l.clone(), bytes))).is_ok(),
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch_bytes = 0;
+        let mut problem = None;
+        let facts = for_each_in_pack_order(&packs, &list, true, |l, found| match found {
+            Found::Bytes(bytes) => {
+                batch_bytes += bytes.len();
+                batch.push((l.clone(), bytes));
+                if batch.len() < BATCH && batch_bytes < BATCH_BYTES {
+                    return true;
+                }
+                batch_bytes = 0;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                !reading.load(Ordering::Relaxed) && tx.send(full).is_ok()
+            }
             Found::Present => true,
             Found::Problem(p) => {
-                let _ = tx.blocking_send(Err(p));
+                problem = Some(p);
                 false
             }
-        })
+        });
+        if problem.is_none() && !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        (facts, problem)
     });
-    let read = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let copied = read
-        .map(|item| {
-            let phase = phase.clone();
-            let local = local.clone();
-            let store = store.clone();
-            async move {
-                let (l, bytes) = item.map_err(Error::Invalid)?;
-                let size = l.size;
-                let check = move || {
-                    let actual = Sha256Hex::of(&bytes);
-                    if actual != l.sha256 {
-                        return Err(Error::Invalid(format!(
-                            "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
-                            l.sha256, l.pack
-                        )));
-                    }
-                    Ok((l.sha256, bytes))
-                };
-                if let Some(local) = local {
-                    blocking(move || {
-                        let (sha, bytes) = check()?;
-                        local.put_new(sha.as_str(), &bytes)
-                    })
-                    .await?;
-                } else if let Some(store) = store {
-                    let (_, bytes) = blocking(check).await?;
-                    store.put(bytes.into()).await?;
-                }
-                phase.advance(size);
-                Ok::<u64, Error>(size)
+    let read = reader.await;
+    let mut bytes = 0u64;
+    let mut failed = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(n)) => bytes += n,
+            Ok(Err(e)) => {
+                failed.get_or_insert(e);
             }
-        })
-        .buffer_unordered(PARALLEL_COPIES)
-        .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-        .await;
-    // An error above drops the stream and with it the channel: the reader stops.
-    let facts = reader
-        .await
-        .map_err(|e| Error::Invalid(format!("reading the packs: {e}")))?;
-    let bytes = copied?;
+            Err(e) => {
+                failed.get_or_insert(Error::Invalid(format!("writing originals: {e}")));
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (facts, problem) = read.map_err(|e| Error::Invalid(format!("reading the packs: {e}")))?;
+    if let Some(p) = problem {
+        return Err(Error::Invalid(p));
+    }
     let facts = facts?;
     if facts.count != manifest.originals.count || bytes != manifest.originals.bytes {
         return Err(Error::Invalid(format!(
@@ -631,17 +674,79 @@ async fn copy_originals(
             facts.count, manifest.originals.count, manifest.originals.bytes
         )));
     }
-    if let Some(local) = local {
-        blocking(move || local.sync_dirs()).await?;
-    }
+    blocking(move || match &*sink {
+        Sink::Local(local) => local.sync_dirs(),
+        Sink::Store(..) => Ok(()),
+    })
+    .await?;
     phase.finish();
     Ok(bytes)
 }
 
-/// Runs the full log verification on the restored record and compares its head and
-/// latest checkpoint with the manifest's. Answers the report and the key id.
+/// Originals read from the packs, on their way to a writer.
+type Batch = Vec<(Located, Vec<u8>)>;
+
+/// Where restored originals go.
+enum Sink {
+    Local(ContentDir),
+    /// Any other store, driven from the writer threads on this runtime.
+    Store(Originals, tokio::runtime::Handle),
+}
+
+/// One writer thread: takes batches until the reader is done (or `stop`), checks
+/// each original's hash and writes it. Answers the bytes written; the first error
+/// sets `stop` for everyone.
+fn write_batches(
+    batches: &Mutex<std::sync::mpsc::Receiver<Batch>>,
+    sink: &Sink,
+    stop: &std::sync::atomic::AtomicBool,
+    phase: &dyn Phase,
+) -> Result<u64> {
+    let mut written = 0u64;
+    let mut write = || -> Result<()> {
+        loop {
+            let next = batches
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .recv();
+            let Ok(batch) = next else {
+                return Ok(()); // the reader has finished
+            };
+            for (l, bytes) in batch {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let actual = Sha256Hex::of(&bytes);
+                if actual != l.sha256 {
+                    return Err(Error::Invalid(format!(
+                        "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
+                        l.sha256, l.pack
+                    )));
+                }
+                match sink {
+                    Sink::Local(dir) => dir.put_new(l.sha256.as_str(), &bytes)?,
+                    Sink::Store(store, runtime) => {
+                        runtime.block_on(store.put(bytes.into()))?;
+                    }
+                }
+                written += l.size;
+                phase.advance(l.size);
+            }
+        }
+    };
+    let outcome = write();
+    if outcome.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    outcome.map(|()| written)
+}
+
+/// Completes the full log verification of the restored record — `chain`, the log
+/// half, has run already — with the originals half, and compares its head and latest
+/// checkpoint with the manifest's. Answers the report and the key id.
 async fn verify_restored(
     db: &Db,
+    chain: log_verify::Report,
     manifest: &Manifest,
     target: &RestoreTarget<'_>,
     progress: &dyn Progress,
@@ -652,9 +757,9 @@ async fn verify_restored(
         progress,
         current: Mutex::new(None),
     };
-    let report = log_verify::verify(db, &originals, &keys.checkpoint_verifier(), &bars).await;
+    let files = log_verify::verify_stored_originals(db, &originals, &bars).await;
     bars.finish();
-    let report = report?;
+    let report = log_verify::Report::merged(chain, files?);
     if !report.ok() {
         let named: Vec<String> = report
             .problems

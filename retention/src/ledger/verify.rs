@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use futures::StreamExt;
-
 use crate::keys::CheckpointVerifier;
 use crate::{Db, Error, Originals, Result, Sha256Hex, on_pool};
 
@@ -14,8 +12,9 @@ use super::{
 };
 
 const PAGE: i64 = 2000;
-/// Originals read and re-hashed at once by [`verify_originals`]. Each is held whole
-/// while it is hashed, so memory peaks at this many times the largest original
+/// Originals read and re-hashed side by side by [`verify_originals`] (runs of a
+/// page, see [`Originals::check_many`]). Each is held whole while it is hashed, so
+/// memory peaks at this many times the largest original
 /// (16 × the 50 MiB intake limit in the worst case; a few hundred KiB typically).
 const CONCURRENT_READS: usize = 16;
 /// Problems listed before the verifier stops collecting more.
@@ -110,18 +109,56 @@ pub async fn verify(
     );
     chained?;
     read?;
-    // Problems in the order the checks name them: the chain's first.
-    let mut report = Report {
-        entries: chain.entries,
-        checkpoints: chain.checkpoints,
-        originals: files.originals,
-        purged: files.purged,
-        problems: Vec::new(),
-    };
-    for p in chain.problems.into_iter().chain(files.problems) {
-        report.problem(p);
+    Ok(Report::merged(chain, files))
+}
+
+/// The log half of [`verify`]: every entry re-chained, every checkpoint signature,
+/// every payload an entry names indexed. Its own progress phase.
+pub async fn verify_log(
+    db: &Db,
+    keys: &CheckpointVerifier,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let (count, _) = size(db).await?;
+    progress.phase("log entries", u64::try_from(count).unwrap_or(0));
+    let mut chain = Report::default();
+    verify_chain(db, keys, progress, &mut chain).await?;
+    verify_payload_references(db, &mut chain).await?;
+    Ok(chain)
+}
+
+/// The originals half of [`verify`]: every stored original re-hashed, every purged
+/// one justified by its purge entry. Its own progress phase.
+pub async fn verify_stored_originals(
+    db: &Db,
+    originals: &Originals,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let stored: i64 = on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
+    });
+    progress.phase("originals", u64::try_from(stored).unwrap_or(0));
+    let mut files = Report::default();
+    verify_originals(db, originals, progress, &mut files).await?;
+    Ok(files)
+}
+
+impl Report {
+    /// One report of [`verify_log`]'s and [`verify_stored_originals`]'s: the
+    /// chain's problems first, as [`verify`] orders them.
+    pub fn merged(chain: Report, files: Report) -> Report {
+        let mut report = Report {
+            entries: chain.entries,
+            checkpoints: chain.checkpoints,
+            originals: files.originals,
+            purged: files.purged,
+            problems: Vec::new(),
+        };
+        for p in chain.problems.into_iter().chain(files.problems) {
+            report.problem(p);
+        }
+        report
     }
-    Ok(report)
 }
 
 async fn verify_chain(
@@ -269,10 +306,13 @@ fn check_checkpoint(cp: &Checkpoint, e: &Entry, keys: &CheckpointVerifier, repor
 async fn verify_payload_references(db: &Db, report: &mut Report) -> Result<()> {
     let missing: Vec<(i64, String)> = on_pool!(db, pool => {
         sqlx::query_as(
-            "SELECT e.seq, e.payload_sha256 FROM log_entries e \
-             LEFT JOIN originals o ON o.sha256 = e.payload_sha256 \
-             WHERE e.payload_sha256 IS NOT NULL AND o.sha256 IS NULL \
-             ORDER BY e.seq LIMIT 10",
+            // Materialized: one hash anti-join over both tables, where the planner
+            // would otherwise probe the index once per entry for the sake of LIMIT.
+            "WITH missing AS MATERIALIZED (\
+               SELECT e.seq, e.payload_sha256 FROM log_entries e \
+               WHERE e.payload_sha256 IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM originals o WHERE o.sha256 = e.payload_sha256)) \
+             SELECT seq, payload_sha256 FROM missing ORDER BY seq LIMIT 10",
         )
         .fetch_all(pool)
         .await?
@@ -350,32 +390,29 @@ async fn verify_originals(
                 }
             }
         }
-        let checked: Vec<Result<Option<(usize, Problem)>>> = futures::stream::iter(stored)
-            .map(|(i, sha, hash, size)| async move {
-                let reason = match originals.get(&hash).await {
-                    Ok(bytes) if i64::try_from(bytes.len()).ok() == Some(size) => None,
-                    Ok(bytes) => Some(format!("size is {} but the index says {size}", bytes.len())),
-                    Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => {
-                        Some(e.to_string())
-                    }
-                    Err(e) => return Err(e),
-                };
-                progress.advance(1);
-                Ok(reason.map(|reason| {
-                    (
-                        i,
-                        Problem::Original {
-                            sha256: sha,
-                            reason,
-                        },
-                    )
-                }))
-            })
-            .buffered(CONCURRENT_READS)
-            .collect()
+        let checked = originals
+            .check_many(
+                stored.iter().map(|(_, _, hash, _)| hash.clone()).collect(),
+                CONCURRENT_READS,
+            )
             .await;
-        for c in checked {
-            found.extend(c?);
+        progress.advance(stored.len() as u64);
+        for ((i, sha, _, size), c) in stored.into_iter().zip(checked) {
+            let reason = match c {
+                Ok(len) if i64::try_from(len).ok() == Some(size) => continue,
+                Ok(len) => format!("size is {len} but the index says {size}"),
+                Err(e @ (Error::CorruptOriginal { .. } | Error::MissingOriginal(_))) => {
+                    e.to_string()
+                }
+                Err(e) => return Err(e),
+            };
+            found.push((
+                i,
+                Problem::Original {
+                    sha256: sha,
+                    reason,
+                },
+            ));
         }
         found.sort_by_key(|(i, _)| *i);
         for (_, p) in found {
