@@ -176,12 +176,21 @@ async fn verify_chain(
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     let mut cp_cursor = 0i64;
     let mut cp_exhausted = false;
+    // The next page is read on another task while this one is hashed, so the
+    // database read and decode overlap the chain check instead of alternating.
+    let fetch = |after: i64| {
+        let db = db.clone();
+        tokio::spawn(async move { entries_after(&db, after, PAGE).await })
+    };
+    let mut next = fetch(0);
     'pages: loop {
-        let after = prev.as_ref().map_or(0, |e| e.seq);
-        let page = entries_after(db, after, PAGE).await?;
-        if page.is_empty() {
+        let page = next
+            .await
+            .map_err(|e| Error::Invalid(format!("reading the log: {e}")))??;
+        let Some(last) = page.last() else {
             break;
-        }
+        };
+        next = fetch(last.seq);
         progress.advance(page.len() as u64);
         for e in page {
             if e.seq > max_seq {
