@@ -6,8 +6,8 @@
 # full log verification), then timings, bytes and the extrapolation to a ten-year
 # volume at realistic sizes. Results go into BENCHMARKS.md by hand, with this command.
 #
-#   ops/drills/restore-drill.sh                     # the full drill (about 80 minutes on 2 cores
-#                                                   # with a disk that sustains a few thousand IOPS)
+#   ops/drills/restore-drill.sh                     # the full drill (about 35 minutes on 2 cores,
+#                                                   # plus the clean-up of 4 M files)
 #   FILINGS=20000 ops/drills/restore-drill.sh       # a quick rehearsal
 #
 # Settings (environment): SKIP_VERIFY=1 skips `ivan backup verify`; REUSE=1 keeps
@@ -20,9 +20,10 @@
 # PG (postgres://postgres@127.0.0.1:5432: databases ivan_drill_src and
 # ivan_drill_restored are dropped and created).
 #
-# Disk: the record, the backup and the restored copy, each about 30 GB at the
-# defaults (4,000,000 small files, ~26 GB on ext4, plus ~5 GB of database); with
-# DROP_SOURCE=1 two of them at a time.
+# Disk at the defaults: the record and the restored copy about 30 GB each
+# (4,000,000 small files, ~26 GB on ext4, plus ~5 GB of database), the backup about
+# 10 GB (packs 5.6 GB, database dump 4.2 GB); with DROP_SOURCE=1 the record is gone
+# before the restored copy is written.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
