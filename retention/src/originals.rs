@@ -212,18 +212,22 @@ impl Originals {
         let mut shas = shas.into_iter().peekable();
         while shas.peek().is_some() {
             let run: Vec<Sha256Hex> = shas.by_ref().take(per_run).collect();
-            let root = root.clone();
-            runs.push(tokio::task::spawn_blocking(move || {
+            let (root, len) = (root.clone(), run.len());
+            let task = tokio::task::spawn_blocking(move || {
                 run.iter()
                     .map(|sha| check_local(&root, sha))
                     .collect::<Vec<_>>()
-            }));
+            });
+            runs.push((task, len));
         }
         let mut out = Vec::new();
-        for run in runs {
-            match run.await {
+        for (task, len) in runs {
+            match task.await {
                 Ok(checked) => out.extend(checked),
-                Err(e) => out.push(Err(Error::Invalid(format!("reading originals: {e}")))),
+                // One answer per original still, so callers can pair them up.
+                Err(e) => out.extend(
+                    (0..len).map(|_| Err(Error::Invalid(format!("reading originals: {e}")))),
+                ),
             }
         }
         out

@@ -13,14 +13,14 @@ use super::layout::{
     COMPLETE, KEYS_DIR, MANIFEST, MANIFEST_SIG, ORIGINALS_LIST, SQLITE_FILE, choose_snapshot,
     snapshot_dir,
 };
-use super::packs::{Found, PACKS, for_each_in_pack_order};
+use super::packs::{Found, PACKS, altered, for_each_in_pack_order};
 use super::{
     FORMAT, LogHead, MAX_MANIFEST_BYTES, MAX_PROBLEMS, Manifest, POSTGRES_FORMAT, Progress,
     SQLITE_FORMAT, manifest_signing_input, seconds,
 };
+use crate::Result;
 use crate::keys::{CheckpointVerifier, Keys};
 use crate::ledger::checkpoint_note;
-use crate::{Result, Sha256Hex};
 
 /// Largest `manifest.sig` read.
 const MAX_SIG_BYTES: u64 = 4096;
@@ -363,12 +363,8 @@ async fn check_originals(
         let facts = for_each_in_pack_order(&packs, &list, rehash, |l, found| {
             match found {
                 Found::Bytes(bytes) => {
-                    let actual = Sha256Hex::of(&bytes);
-                    if actual != l.sha256 {
-                        problems.push(format!(
-                            "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
-                            l.sha256, l.pack
-                        ));
+                    if let Some(p) = altered(l, &bytes) {
+                        problems.push(p);
                     }
                 }
                 Found::Present => {}

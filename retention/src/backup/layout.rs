@@ -61,10 +61,15 @@ pub fn list_line(sha256: &str, size: u64) -> String {
 pub fn parse_list_line(line: &str) -> Option<(Sha256Hex, u64)> {
     let (sha, size) = line.split_once(' ')?;
     let hash = Sha256Hex::parse(sha).filter(|h| h.as_str() == sha)?;
-    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || size.len() > 20 {
+    Some((hash, decimal(size)?))
+}
+
+/// A plain decimal `u64` as the lists write numbers: digits only (no sign), at most 20.
+pub fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((hash, size.parse().ok()?))
+    s.parse().ok()
 }
 
 /// A PostgreSQL identifier the dump handles: lowercase letters, digits and `_`,

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::fsio;
+use super::layout::decimal;
 use crate::{Error, Result, Sha256Hex};
 
 /// The directory of a backup that holds the packs.
@@ -95,14 +96,6 @@ pub fn parse_located_line(line: &str, names: &mut HashMap<String, Arc<str>>) -> 
         pack,
         offset: decimal(offset)?,
     })
-}
-
-/// A plain decimal `u64` (no sign, no leading `+`, at most 20 digits).
-pub fn decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// Writes new originals into the packs of one snapshot, back to back.
@@ -224,7 +217,7 @@ pub fn for_each_in_pack_order(
     let file = File::open(list).map_err(|e| Error::io(list, e))?;
     let reader = std::io::BufReader::with_capacity(fsio::CHUNK, file);
     let mut names = HashMap::new();
-    let mut lengths: HashMap<Arc<str>, std::result::Result<u64, String>> = HashMap::new();
+    let mut lengths = PackLengths::new(packs);
     let mut facts = ListFacts::default();
     let mut previous: Option<Sha256Hex> = None;
     let mut batch = Vec::with_capacity(SORT_ENTRIES.min(64 * 1024));
@@ -261,7 +254,7 @@ fn visit(
     packs: &Path,
     batch: &mut Vec<Located>,
     read: bool,
-    lengths: &mut HashMap<Arc<str>, std::result::Result<u64, String>>,
+    lengths: &mut PackLengths,
     each: &mut impl FnMut(&Located, Found) -> bool,
 ) -> bool {
     batch.sort_unstable_by(|a, b| (&a.pack, a.offset).cmp(&(&b.pack, b.offset)));
@@ -280,26 +273,15 @@ fn locate(
     packs: &Path,
     l: &Located,
     read: bool,
-    lengths: &mut HashMap<Arc<str>, std::result::Result<u64, String>>,
+    lengths: &mut PackLengths,
     open: &mut Option<(Arc<str>, File)>,
 ) -> Found {
     let path = pack_path(packs, &l.pack);
-    let length = lengths
-        .entry(l.pack.clone())
-        .or_insert_with(|| match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok(m.len()),
-            Ok(_) => Err(format!("{PACKS}/{}.pack is not a file", l.pack)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(format!("{PACKS}/{}.pack is missing", l.pack))
-            }
-            Err(e) => Err(format!("{PACKS}/{}.pack: {e}", l.pack)),
-        });
-    let length = match length {
-        Ok(n) => *n,
+    let length = match lengths.length(&l.pack) {
+        Ok(n) => n,
         Err(e) => return Found::Problem(format!("original {}: {e}", l.sha256)),
     };
-    let end = l.offset.checked_add(l.size);
-    if end.is_none_or(|end| end > length) {
+    if !fits(l, length) {
         return Found::Problem(format!(
             "original {}: {PACKS}/{}.pack is {length} bytes, but the list puts it at {}..+{} (truncated)",
             l.sha256, l.pack, l.offset, l.size
@@ -334,12 +316,29 @@ fn locate(
     }
 }
 
-/// Pack length per name, looked up once (for `backup create`, which trusts an
-/// earlier snapshot's original only while its pack still holds it).
+/// Whether `l` lies inside a pack of `length` bytes.
+fn fits(l: &Located, length: u64) -> bool {
+    l.offset
+        .checked_add(l.size)
+        .is_some_and(|end| end <= length)
+}
+
+/// Why `bytes`, read for `l`, are not the original it names, if they are not.
+pub fn altered(l: &Located, bytes: &[u8]) -> Option<String> {
+    let actual = Sha256Hex::of(bytes);
+    (actual != l.sha256).then(|| {
+        format!(
+            "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
+            l.sha256, l.pack
+        )
+    })
+}
+
+/// Pack lengths by name, each looked up once (the length, or why there is none).
 #[derive(Debug)]
 pub struct PackLengths {
     dir: PathBuf,
-    known: HashMap<Arc<str>, Option<u64>>,
+    known: HashMap<Arc<str>, std::result::Result<u64, String>>,
 }
 
 impl PackLengths {
@@ -350,16 +349,26 @@ impl PackLengths {
         }
     }
 
-    /// Whether the pack `l` names exists and reaches past `l`'s end.
-    pub fn holds(&mut self, l: &Located) -> bool {
+    /// The length of pack `name`, or why it has none (missing, not a file, …).
+    pub fn length(&mut self, name: &Arc<str>) -> std::result::Result<u64, String> {
         let dir = &self.dir;
-        let length = *self.known.entry(l.pack.clone()).or_insert_with(|| {
-            std::fs::metadata(pack_path(dir, &l.pack))
-                .ok()
-                .filter(std::fs::Metadata::is_file)
-                .map(|m| m.len())
-        });
-        length.is_some_and(|len| l.offset.checked_add(l.size).is_some_and(|end| end <= len))
+        self.known
+            .entry(name.clone())
+            .or_insert_with(|| match std::fs::metadata(pack_path(dir, name)) {
+                Ok(m) if m.is_file() => Ok(m.len()),
+                Ok(_) => Err(format!("{PACKS}/{name}.pack is not a file")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(format!("{PACKS}/{name}.pack is missing"))
+                }
+                Err(e) => Err(format!("{PACKS}/{name}.pack: {e}")),
+            })
+            .clone()
+    }
+
+    /// Whether the pack `l` names exists and holds all of `l` (for `backup create`,
+    /// which trusts an earlier snapshot's original only while its pack holds it).
+    pub fn holds(&mut self, l: &Located) -> bool {
+        self.length(&l.pack).is_ok_and(|length| fits(l, length))
     }
 }
 

@@ -26,7 +26,7 @@ use super::layout::{
     INCOMPLETE_MARKER, KEYS_DIR, MANIFEST, ORIGINALS, ORIGINALS_LIST, SQLITE_FILE, choose_snapshot,
     snapshot_dir,
 };
-use super::packs::{Found, Located, PACKS, for_each_in_pack_order};
+use super::packs::{Found, Located, PACKS, altered, for_each_in_pack_order};
 use super::{
     FileRecord, MAX_MANIFEST_BYTES, Manifest, PARALLEL_COPIES, Phase, Progress, pg, seconds,
 };
@@ -35,7 +35,7 @@ use crate::keys::Keys;
 use crate::ledger::verify::{self as log_verify, Progress as LogProgress};
 use crate::ledger::{self, GENESIS_HASH};
 use crate::originals::OriginalsConfig;
-use crate::{Backend, Db, Error, MigrationPolicy, Originals, Result, Sha256Hex};
+use crate::{Backend, Db, Error, MigrationPolicy, Originals, Result};
 
 /// Problems of a damaged snapshot named in the refusal (all: `ivan backup verify`).
 const PROBLEMS_NAMED: usize = 5;
@@ -716,12 +716,8 @@ fn write_batches(
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let actual = Sha256Hex::of(&bytes);
-                if actual != l.sha256 {
-                    return Err(Error::Invalid(format!(
-                        "original {}: content in {PACKS}/{}.pack hashes to {actual} (altered)",
-                        l.sha256, l.pack
-                    )));
+                if let Some(p) = altered(&l, &bytes) {
+                    return Err(Error::Invalid(p));
                 }
                 match sink {
                     Sink::Local(dir) => dir.put_new(l.sha256.as_str(), &bytes)?,

@@ -91,25 +91,16 @@ pub async fn verify(
     // The chain (database reads and hashing) and the originals (file reads) are
     // checked side by side, under one progress phase counting both.
     let (count, _) = size(db).await?;
-    let stored: i64 = on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
-    });
+    let stored = stored_count(db).await?;
     progress.phase(
         "log entries and originals",
         u64::try_from(count.saturating_add(stored)).unwrap_or(0),
     );
-    let mut chain = Report::default();
-    let mut files = Report::default();
-    let (chained, read) = tokio::join!(
-        async {
-            verify_chain(db, keys, progress, &mut chain).await?;
-            verify_payload_references(db, &mut chain).await
-        },
-        verify_originals(db, originals, progress, &mut files),
+    let (chain, files) = tokio::join!(
+        check_log(db, keys, progress),
+        check_originals(db, originals, progress)
     );
-    chained?;
-    read?;
-    Ok(Report::merged(chain, files))
+    Ok(Report::merged(chain?, files?))
 }
 
 /// The log half of [`verify`]: every entry re-chained, every checkpoint signature,
@@ -121,10 +112,7 @@ pub async fn verify_log(
 ) -> Result<Report> {
     let (count, _) = size(db).await?;
     progress.phase("log entries", u64::try_from(count).unwrap_or(0));
-    let mut chain = Report::default();
-    verify_chain(db, keys, progress, &mut chain).await?;
-    verify_payload_references(db, &mut chain).await?;
-    Ok(chain)
+    check_log(db, keys, progress).await
 }
 
 /// The originals half of [`verify`]: every stored original re-hashed, every purged
@@ -134,10 +122,32 @@ pub async fn verify_stored_originals(
     originals: &Originals,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    let stored: i64 = on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
-    });
+    let stored = stored_count(db).await?;
     progress.phase("originals", u64::try_from(stored).unwrap_or(0));
+    check_originals(db, originals, progress).await
+}
+
+/// Rows of the originals index (the progress total of the originals half).
+async fn stored_count(db: &Db) -> Result<i64> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM originals").fetch_one(pool).await?
+    }))
+}
+
+/// The log half, under whatever progress phase the caller set.
+async fn check_log(db: &Db, keys: &CheckpointVerifier, progress: &dyn Progress) -> Result<Report> {
+    let mut chain = Report::default();
+    verify_chain(db, keys, progress, &mut chain).await?;
+    verify_payload_references(db, &mut chain).await?;
+    Ok(chain)
+}
+
+/// The originals half, under whatever progress phase the caller set.
+async fn check_originals(
+    db: &Db,
+    originals: &Originals,
+    progress: &dyn Progress,
+) -> Result<Report> {
     let mut files = Report::default();
     verify_originals(db, originals, progress, &mut files).await?;
     Ok(files)
