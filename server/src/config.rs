@@ -75,8 +75,20 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Largest accepted request body.
+    /// Largest accepted request body of the operational endpoints and the portal's
+    /// forms (the submission endpoints take `intake.max_document_bytes`).
     pub body_limit_bytes: usize,
+    /// Largest accepted JSON body of the employer and mobile APIs.
+    pub json_body_limit_bytes: usize,
+    /// A connection that has not sent a complete request head this long after it
+    /// opened, or after its previous response (idle keep-alive), is closed.
+    pub header_read_timeout_secs: u64,
+    /// Most connections open at once; one more is closed at once. Lowered at start
+    /// to what the process's open-file limit allows.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (trusted proxies are
+    /// exempt).
+    pub max_connections_per_source: usize,
     /// A request still running after this long is answered 408.
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
@@ -92,6 +104,10 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit_bytes: 10 * 1024 * 1024,
+            json_body_limit_bytes: 64 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 8192,
+            max_connections_per_source: 256,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
             trusted_proxies: Vec::new(),
@@ -177,9 +193,19 @@ impl Config {
                 retention::db::redact_url(&url)
             )));
         }
-        if self.http.body_limit_bytes == 0 || self.http.request_timeout_secs == 0 {
+        let http = &self.http;
+        if http.body_limit_bytes == 0
+            || http.json_body_limit_bytes == 0
+            || http.request_timeout_secs == 0
+            || http.header_read_timeout_secs == 0
+            || http.max_connections == 0
+            || http.max_connections_per_source == 0
+        {
             return Err(Error::Config(
-                "http.body_limit_bytes and http.request_timeout_secs must be positive".into(),
+                "http.body_limit_bytes, json_body_limit_bytes, request_timeout_secs, \
+                 header_read_timeout_secs, max_connections and max_connections_per_source \
+                 must be positive"
+                    .into(),
             ));
         }
         crate::employers::parse_allowed_ips(&self.http.trusted_proxies)

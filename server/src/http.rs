@@ -4,7 +4,7 @@
 //! | path | what |
 //! |---|---|
 //! | `GET /healthz` | the process is up |
-//! | `GET /readyz` | database and originals store answer (503 naming what does not) |
+//! | `GET /readyz` | database and originals store answer, the data dir takes a write, each within 0.8 s (503 naming what does not) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /.well-known/jwks.json` | public key(s) that verify receipts (ES256) |
 //! | `GET /.well-known/ivan/checkpoint-keys.json` | public key(s) that verify log checkpoints (Ed25519) |
@@ -47,18 +47,24 @@ pub struct AppState {
     pub portal: crate::portal::Portal,
     /// Keys of the person index, for compliance searches by personal id.
     pub persons: crate::compliance::persons::PersonIndex,
+    /// The data dir, where `/readyz` proves the disk takes writes.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// The whole application router.
 pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
-    // The submission endpoints take documents up to the intake limit; everything
-    // else the (smaller) general limit. Both refuse an oversized body before reading it.
-    let api = crate::api::routes().layer(
+    // The submission endpoint takes documents up to the intake limit, the JSON API
+    // small bodies, everything else the general limit. Each refuses an oversized body
+    // (by its Content-Length, or as it streams in) before reading it whole.
+    let limit = |bytes: usize| {
         ServiceBuilder::new()
-            .layer(DefaultBodyLimit::max(intake.max_document_bytes))
-            .layer(RequestBodyLimitLayer::new(intake.max_document_bytes)),
-    );
+            .layer(DefaultBodyLimit::max(bytes))
+            .layer(RequestBodyLimitLayer::new(bytes))
+    };
+    let api = crate::api::routes()
+        .layer(limit(http.json_body_limit_bytes))
+        .merge(crate::api::document_routes().layer(limit(intake.max_document_bytes)));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -66,11 +72,7 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
         .route("/.well-known/jwks.json", get(receipt_jwks))
         .route("/.well-known/ivan/checkpoint-keys.json", get(checkpoint_jwks))
         .route("/api/v1/log/checkpoint", get(latest_checkpoint))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(DefaultBodyLimit::max(http.body_limit_bytes))
-                .layer(RequestBodyLimitLayer::new(http.body_limit_bytes)),
-        )
+        .route_layer(limit(http.body_limit_bytes))
         .merge(api)
         .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
         .merge(crate::portal::router(&state.portal, intake))
@@ -105,7 +107,7 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
 }
 
 /// `http.trusted_proxies` as networks (checked at config load; a bad entry is skipped).
-fn trusted_proxies(entries: &[String]) -> Vec<ipnet::IpNet> {
+pub(crate) fn trusted_proxies(entries: &[String]) -> Vec<ipnet::IpNet> {
     crate::employers::parse_allowed_ips(entries)
         .unwrap_or_default()
         .iter()
@@ -184,20 +186,71 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready when, each within [`READY_WITHIN`], the database answers, the originals store
+/// answers, and a probe file can be written and synced in the data dir (a full disk
+/// is not ready). Checked afresh on every call, so readiness comes back by itself.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let db = state.db.ping().await;
-    let store = state.originals.ping().await;
-    let verdict = |r: &retention::Result<()>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.to_string(),
+    let bounded = |what: &'static str, check: futures::future::BoxFuture<'static, Result<()>>| async move {
+        match tokio::time::timeout(READY_WITHIN, check).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, check = what, "not ready");
+                match e.status() {
+                    StatusCode::SERVICE_UNAVAILABLE => "unavailable".to_owned(),
+                    _ => "failed".to_owned(),
+                }
+            }
+            Err(_) => format!("no answer within {} ms", READY_WITHIN.as_millis()),
+        }
     };
-    let body = serde_json::json!({ "database": verdict(&db), "originals": verdict(&store) });
-    if db.is_ok() && store.is_ok() {
+    let (db, originals, data_dir) = (
+        state.db.clone(),
+        state.originals.clone(),
+        state.data_dir.clone(),
+    );
+    let (db, store, disk) = tokio::join!(
+        bounded("database", Box::pin(async move { Ok(db.ping().await?) })),
+        bounded(
+            "originals",
+            Box::pin(async move { Ok(originals.ping().await?) })
+        ),
+        bounded("data dir", Box::pin(probe_write(data_dir))),
+    );
+    let ready = [&db, &store, &disk].iter().all(|v| *v == "ok");
+    let body = serde_json::json!({ "database": db, "originals": store, "data_dir": disk });
+    if ready {
         Json(body).into_response()
     } else {
-        tracing::warn!(%body, "not ready");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(body.to_string())).into_response()
+        let mut resp =
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(body.to_string())).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
+        );
+        resp
     }
+}
+
+/// How long each readiness check may take: the whole of `/readyz` answers in about
+/// this time, whatever hangs.
+const READY_WITHIN: Duration = Duration::from_millis(800);
+
+/// Writes, syncs and removes a small file in the data dir.
+async fn probe_write(dir: std::path::PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let path = dir.join(".ready-probe");
+        let io = |source| Error::Io {
+            context: format!("readiness probe {}", path.display()),
+            source,
+        };
+        let mut f = std::fs::File::create(&path).map_err(io)?;
+        let written = f.write_all(&[0u8; 4096]).and_then(|()| f.sync_all());
+        let _ = std::fs::remove_file(&path);
+        written.map_err(io)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("readiness probe: {e}")))?
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

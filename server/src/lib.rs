@@ -31,6 +31,7 @@ pub mod api;
 pub mod cli;
 pub mod compliance;
 pub mod config;
+pub mod connections;
 pub mod dev;
 pub mod documents;
 pub mod employers;

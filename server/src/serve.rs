@@ -9,13 +9,9 @@
 //! requests finish (up to `http.shutdown_grace_secs`), writes any queued log appends,
 //! records `server.stop`, signs a closing checkpoint and exits 0.
 
-use std::future::IntoFuture;
-
-use axum::serve::ListenerExt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use retention::keys::Keys;
@@ -169,6 +165,7 @@ pub async fn serve(config: Config) -> Result<()> {
         mobile,
         portal,
         persons,
+        data_dir: config.data_dir.clone(),
     };
     let app = router(state, &config.http, &config.intake);
     tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");
@@ -176,30 +173,14 @@ pub async fn serve(config: Config) -> Result<()> {
     println!("ivan listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    // TCP_NODELAY: without it a response written in two segments waits for the
-    // client's delayed ACK (~40 ms per request, measured by the intake bench).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    // Connection info gives the mobile API the peer address its login limits key on.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stopping_tx.send(());
-        })
-        .into_future();
-    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
-    tokio::select! {
-        r = server => r.map_err(|source| Error::Io { context: "http server".into(), source })?,
-        _ = async {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("shutdown grace period over; dropping remaining connections"),
+    let limits = crate::connections::Limits::from_config(
+        &config.http,
+        crate::http::trusted_proxies(&config.http.trusted_proxies),
+    )
+    .fit_open_file_limit();
+    let finished = crate::connections::serve(listener, app, limits, shutdown_signal()).await;
+    if !finished {
+        tracing::warn!("shutdown grace period over; dropping remaining connections");
     }
     // Attempts in flight finish (bounded by the authority timeouts); nothing new starts.
     if let Some(forwarder) = forwarder {

@@ -84,7 +84,20 @@ impl Instance {
 
     /// `ivan` with this instance's data dir and database, and a clean environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(ivan_bin());
+        self.command_under(&[], args)
+    }
+
+    /// `ivan ARGS` run by a wrapper command that execs it (e.g. `prlimit …  --`), with
+    /// this instance's environment.
+    fn command_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut cmd = match wrapper {
+            [] => Command::new(ivan_bin()),
+            [program, rest @ ..] => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(ivan_bin());
+                cmd
+            }
+        };
         for (k, _) in std::env::vars() {
             if k.starts_with("IVAN_") {
                 cmd.env_remove(k);
@@ -131,9 +144,26 @@ impl Instance {
     /// `ivan serve` listening on `listen` (for tests that must know the port
     /// before the server starts, e.g. for links the CLI mails).
     pub async fn serve_on(&self, listen: &str, extra_env: &[(&str, &str)]) -> Server {
+        self.serve_under(&[], listen, extra_env).await
+    }
+
+    /// `ivan serve` on a free loopback port with its open-file limit (soft and hard)
+    /// set to `limit`, as a small machine or a hostile load would leave it.
+    pub async fn serve_with_open_files(&self, limit: u64, extra_env: &[(&str, &str)]) -> Server {
+        let nofile = format!("--nofile={limit}:{limit}");
+        self.serve_under(&["prlimit", &nofile, "--"], "127.0.0.1:0", extra_env)
+            .await
+    }
+
+    async fn serve_under(
+        &self,
+        wrapper: &[&str],
+        listen: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Server {
         let log_path = self.dir.path().join(format!("serve-{}.log", uuid_like()));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = self.command(&["serve", "--listen", listen]);
+        let mut cmd = self.command_under(wrapper, &["serve", "--listen", listen]);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -168,6 +198,42 @@ impl Instance {
         }
     }
 
+    /// PostgreSQL only: an outage of this instance's database (`down`), or its end.
+    pub async fn pg_outage(&self, down: bool) {
+        self._pg
+            .as_ref()
+            .expect("a PostgreSQL instance")
+            .set_accepting_connections(!down)
+            .await
+            .unwrap();
+    }
+
+    /// Puts this instance's data dir on a tmpfs of `mib` MiB (before anything is
+    /// written to it), so a test can fill the disk. Needs root, as CI runs.
+    pub fn small_data_disk(&self, mib: u32) -> SmallDisk {
+        std::fs::create_dir_all(&self.data_dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&self.data_dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "cannot mount a tmpfs on {} (the disk-full tests need root)",
+            self.data_dir.display()
+        );
+        SmallDisk {
+            at: self.data_dir.clone(),
+        }
+    }
+
     /// A connection to this instance's database, for inspecting (or tampering
     /// with) it directly.
     pub async fn db(&self) -> retention::Db {
@@ -178,6 +244,36 @@ impl Instance {
         )
         .await
         .unwrap()
+    }
+}
+
+/// A small filesystem mounted for a test; unmounted when dropped.
+#[derive(Debug)]
+pub struct SmallDisk {
+    at: PathBuf,
+}
+
+impl SmallDisk {
+    /// Fills the disk with one file; returns its path (remove it to free the space).
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.at.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        // Whatever partial block is left.
+        while f.write_all(&[0u8; 512]).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
     }
 }
 

@@ -106,10 +106,17 @@ pub struct ProblemDocument {
 /// Most submissions one listing page returns.
 pub const MAX_PAGE: i64 = 500;
 
-/// The API routes (their body limit is set by the caller).
+/// The route that takes documents (its body limit, `intake.max_document_bytes`, is
+/// set by the caller).
+pub fn document_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/submissions", post(submit))
+}
+
+/// The JSON API routes (their body limit, `http.json_body_limit_bytes`, is set by the
+/// caller).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/submissions", post(submit).get(list))
+        .route("/api/v1/submissions", get(list))
         .route("/api/v1/submissions/{id}", get(show))
         .route("/api/v1/submissions/{id}/original", get(original))
         .route("/api/v1/submissions/{id}/receipt", get(receipt))
