@@ -2,6 +2,11 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the record. Messages are one line and name the
 /// thing at fault, so the CLI can print them as they are.
+///
+/// Three kinds matter to a caller deciding what to answer (see [`Error::kind`]): the
+/// caller's own mistake (`Invalid`, `Conflict`), the record being unavailable for now
+/// (database unreachable or overloaded, disk full, shutting down: worth a retry), and
+/// everything else, which is a fault of ours.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database: {0}")]
@@ -35,6 +40,26 @@ pub enum Error {
     Invalid(String),
     #[error("the transaction log appender has stopped")]
     LedgerStopped,
+    /// The record cannot be reached or written for now; the same request may work later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of ours that a retry will not mend.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What kind of failure an [`Error`] is, for the one place that turns errors into
+/// answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request itself is wrong.
+    Invalid,
+    /// The request conflicts with what the record holds.
+    Conflict,
+    /// The database or the disk is unavailable for now: retry later.
+    Unavailable,
+    /// Our own fault.
+    Internal,
 }
 
 impl Error {
@@ -45,10 +70,89 @@ impl Error {
         }
     }
 
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Invalid(_) => Kind::Invalid,
+            Error::Conflict(_) => Kind::Conflict,
+            Error::Unavailable(_)
+            | Error::LedgerStopped
+            | Error::Connect { .. }
+            | Error::Store(_) => Kind::Unavailable,
+            Error::Database(e) if database_unavailable(e) => Kind::Unavailable,
+            Error::Io { source, .. } if io_unavailable(source) => Kind::Unavailable,
+            _ => Kind::Internal,
+        }
+    }
+
+    /// True when the failure is the record's unavailability (worth a retry later).
+    pub fn is_unavailable(&self) -> bool {
+        self.kind() == Kind::Unavailable
+    }
+
+    /// The same failure as a message-only error of the same kind (for answering
+    /// several waiters of one failed batch).
+    pub fn with_context(&self, context: &str) -> Self {
+        let msg = format!("{context}: {self}");
+        match self.kind() {
+            Kind::Invalid => Error::Invalid(msg),
+            Kind::Conflict => Error::Conflict(msg),
+            Kind::Unavailable => Error::Unavailable(msg),
+            Kind::Internal => Error::Internal(msg),
+        }
+    }
+
     /// True when the database refused a row because it would duplicate a unique key.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Error::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
+}
+
+/// Database failures that a retry later can get past: the connection or pool, the
+/// server shutting down or out of resources (disk, memory, connections), lock and
+/// serialization conflicts, SQLite's busy, I/O and full-disk codes.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else { return false };
+            if let Ok(n) = code.parse::<u32>() {
+                // SQLite (extended codes carry the primary code in the low byte):
+                // BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
+                return matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15);
+            }
+            // PostgreSQL SQLSTATE classes: connection exception, transaction
+            // rollback (serialization, deadlock), insufficient resources (disk full,
+            // too many connections), operator intervention (shutdown), system error
+            // (I/O); and a database not accepting connections, a lock not available.
+            ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "55000"
+                || code == "55P03"
+        }
+        _ => false,
+    }
+}
+
+/// I/O failures that a retry later can get past: a full or read-only disk, a quota,
+/// a timeout, an I/O error of the device.
+pub fn io_unavailable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull
+            | K::QuotaExceeded
+            | K::ReadOnlyFilesystem
+            | K::TimedOut
+            | K::Interrupted
+            | K::WouldBlock
+            | K::OutOfMemory
+    ) || e.raw_os_error() == Some(5) // EIO
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

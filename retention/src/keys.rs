@@ -30,7 +30,7 @@ pub fn os_random<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     rand::rngs::SysRng
         .try_fill_bytes(&mut bytes)
-        .map_err(|e| Error::Invalid(format!("the OS random source failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("the OS random source failed: {e}")))?;
     Ok(bytes)
 }
 

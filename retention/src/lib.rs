@@ -44,7 +44,7 @@ pub mod testing;
 
 pub use clock::{Clock, SystemClock};
 pub use db::{Backend, Db, DbConn, MigrationPolicy};
-pub use error::{Error, Result};
+pub use error::{Error, Kind as ErrorKind, Result, io_unavailable};
 pub use ids::{Actor, EmployerId, MessageId, Sha256Hex};
 pub use ledger::{Appended, Ledger, LedgerConfig, NewEntry, Payload};
 pub use originals::Originals;

@@ -154,7 +154,7 @@ impl Originals {
             let rel = location.to_string();
             tokio::task::spawn_blocking(move || fsync_path(&root, &rel))
                 .await
-                .map_err(|e| Error::Invalid(format!("fsync task failed: {e}")))??;
+                .map_err(|e| Error::Internal(format!("fsync task failed: {e}")))??;
         }
         Ok(sha256)
     }

@@ -46,7 +46,7 @@ pub fn sign(keys: &Keys, claims: &Claims) -> Result<String> {
     header.kid = Some(keys.receipt_kid().to_owned());
     header.typ = Some(RECEIPT_TYPE.to_owned());
     jsonwebtoken::encode(&header, claims, &keys.receipt_encoding_key()?)
-        .map_err(|e| Error::Invalid(format!("cannot sign receipt: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot sign receipt: {e}")))
 }
 
 /// Verifies a receipt against a JWKS document (as served at `/.well-known/jwks.json`)

@@ -59,6 +59,33 @@ impl TempPg {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// An outage of this database (`accept = false`): it stops accepting connections
+    /// and the open ones are ended, as when the server goes down; `true` ends it.
+    pub async fn set_accepting_connections(&self, accept: bool) -> Result<()> {
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url)
+            .await
+            .map_err(|source| Error::Connect {
+                url: self.admin_url.clone(),
+                source,
+            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {accept}",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await?;
+        if !accept {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(&self.name)
+            .execute(&mut conn)
+            .await?;
+        }
+        conn.close().await?;
+        Ok(())
+    }
 }
 
 impl Drop for TempPg {

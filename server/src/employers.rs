@@ -146,7 +146,7 @@ impl TokenRow {
         let allowed_ips = if allowed_ips.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(allowed_ips).map_err(|e| Error::Invalid(e.to_string()))?)
+            Some(serde_json::to_string(allowed_ips).map_err(|e| Error::Internal(e.to_string()))?)
         };
         Ok(Self {
             id: minted.id.clone(),
@@ -216,7 +216,7 @@ pub async fn add(
         "created_at": retention::ledger::format_time(&employer.created_at),
         "api_token_id": minted.id,
     }))
-    .map_err(|e| Error::Invalid(e.to_string()))?;
+    .map_err(|e| Error::Internal(e.to_string()))?;
 
     let row = employer.clone();
     let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
@@ -460,7 +460,7 @@ pub async fn create_token(
         "created_at": retention::ledger::format_time(&created_at),
         "created_by": row.created_by,
     }))
-    .map_err(|e| Error::Invalid(e.to_string()))?;
+    .map_err(|e| Error::Internal(e.to_string()))?;
     let refusal = Refusal::default();
     let refuse = refusal.clone();
     let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
@@ -554,7 +554,7 @@ pub async fn revoke_token(
     token_id: &str,
 ) -> Result<i64, Error> {
     let payload = serde_json::to_vec(&serde_json::json!({ "id": token_id }))
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let (tid, eid) = (token_id.to_owned(), employer_id.to_owned());
     let refusal = Refusal::default();
     let refuse = refusal.clone();

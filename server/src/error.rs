@@ -32,6 +32,10 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A fault of ours (a failed task, a value that cannot be encoded); answered
+    /// `500`, its text logged, not sent.
+    #[error("{0}")]
+    Internal(String),
     /// It existed, and is gone for good (an original purged at the end of its
     /// retention period).
     #[error("{0}")]
@@ -44,31 +48,55 @@ pub enum Error {
 }
 
 impl Error {
+    /// The HTTP status this error is answered with: the caller's mistakes are 4xx;
+    /// the record being unavailable (database, disk, shutting down) is `503` with
+    /// `Retry-After`; any other failure of ours is `500`. Never a 4xx for our own
+    /// failure: a client that takes 4xx as final would drop a valid filing.
     pub(crate) fn status(&self) -> StatusCode {
+        let record = |e: &retention::Error| match e.kind() {
+            retention::ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            retention::ErrorKind::Conflict => StatusCode::CONFLICT,
+            retention::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            retention::ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
         match self {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Gone(_) => StatusCode::GONE,
-            Error::Record(retention::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
-            Error::Record(retention::Error::Conflict(_)) => StatusCode::CONFLICT,
+            Error::Record(e) => record(e),
+            Error::Io { source, .. } if retention::io_unavailable(source) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Mobile(e) => match e {
-                mobile_api::Error::Record(retention::Error::Invalid(_))
-                | mobile_api::Error::Invalid(_) => StatusCode::BAD_REQUEST,
-                mobile_api::Error::Record(retention::Error::Conflict(_))
-                | mobile_api::Error::Conflict(_) => StatusCode::CONFLICT,
+                mobile_api::Error::Record(e) => record(e),
+                mobile_api::Error::Invalid(_) => StatusCode::BAD_REQUEST,
+                mobile_api::Error::Conflict(_) => StatusCode::CONFLICT,
                 mobile_api::Error::Findings(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 mobile_api::Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 mobile_api::Error::NotFound(_) => StatusCode::NOT_FOUND,
                 mobile_api::Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 mobile_api::Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                mobile_api::Error::Record(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// Whether the text of this error may go to the client: not for failures of ours
+    /// (they name drivers, paths and hosts), only for the caller's mistakes and the
+    /// service's own plain unavailability messages.
+    fn detail_is_public(&self) -> bool {
+        !self.status().is_server_error()
+            || matches!(
+                self,
+                Error::Unavailable(_) | Error::Mobile(mobile_api::Error::Unavailable(_))
+            )
+    }
 }
+
+/// Seconds a client is asked to wait before retrying a `503`.
+pub const RETRY_AFTER_SECS: u64 = 5;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize)]
@@ -164,11 +192,15 @@ impl IntoResponse for Problem {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let detail = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        let detail = if self.detail_is_public() {
+            Some(self.to_string())
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The cause goes to the server log (with the request id of the span).
+            tracing::error!(error = %self, "request failed: the record is unavailable");
+            Some("the service cannot reach its record right now; retry later".to_owned())
+        } else {
             tracing::error!(error = %self, "request failed");
             None
-        } else {
-            Some(self.to_string())
         };
         let mut problem = Problem::new(status, detail);
         if let Error::Mobile(mobile_api::Error::Findings(findings)) = &self {
@@ -186,6 +218,12 @@ impl IntoResponse for Error {
                 if let Ok(v) = header::HeaderValue::from_str(&secs) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(RETRY_AFTER_SECS),
+                );
             }
             Error::Mobile(mobile_api::Error::Unauthorized(_)) => {
                 resp.headers_mut().insert(

@@ -88,7 +88,7 @@ impl Host for ServerHost {
                 hold_window: chrono::Duration::zero(),
                 person_keys: self.persons.keys_of([filing.checked.person_id.as_str()]),
             };
-            submissions::record(&self.ledger, &self.db, self.keys.clone(), accepting)
+            submissions::record(&self.ledger, self.keys.clone(), accepting)
                 .await
                 .map(drop)
                 .map_err(|e| match e {

@@ -146,7 +146,6 @@ pub struct Accepting {
 /// its receipt, all in one transaction. Returns the stored submission.
 pub async fn record(
     ledger: &Ledger,
-    db: &Db,
     keys: Arc<retention::keys::Keys>,
     a: Accepting,
 ) -> Result<Submission, Error> {
@@ -185,8 +184,10 @@ pub async fn record(
             entry(Actor::System, "submission.accept", Some(xml(&a.original))),
         ],
     };
-    let id = a.id.clone();
-    let employer_id = a.employer_id.clone();
+    // The answer is built from what the transaction writes, not read back after the
+    // commit: a database lost between the two must not turn a recorded filing into
+    // an error answer.
+    let (made_tx, mut made) = tokio::sync::oneshot::channel::<Submission>();
     let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
         Box::pin(async move {
             let received = at
@@ -228,28 +229,49 @@ pub async fn record(
             )?;
             let size = i64::try_from(a.original.len())
                 .map_err(|_| retention::Error::Invalid("document too large".into()))?;
+            let made = Submission {
+                id: a.id.clone(),
+                employer_id: a.employer_id.clone(),
+                document_type: a.document_type.clone(),
+                document_number: document_number.clone(),
+                status: status::ACCEPTED.to_owned(),
+                sha256: a.sha256.clone(),
+                size_bytes: size,
+                received_at,
+                hold_until: received_at + a.hold_window,
+                sender_reference: a.sender_reference.clone(),
+                idempotency_key: a.idempotency_key.clone(),
+                signer_fingerprint: a.signer_fingerprint.clone(),
+                crl_sha256: a.crl_sha256.clone(),
+                log_seq: received.seq,
+                receipt: receipt.clone(),
+                warnings: a.warnings.clone(),
+                updated_at: received_at,
+                authority_ref: None,
+                delivered_at: None,
+            };
             on_conn!(&mut conn, c => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO submissions ({COLUMNS}) VALUES \
                      ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL)"
                 )))
-                .bind(&a.id)
-                .bind(&a.employer_id)
-                .bind(&a.document_type)
-                .bind(&document_number)
-                .bind(status::ACCEPTED)
-                .bind(&a.sha256)
-                .bind(size)
-                .bind(received_at)
-                .bind(received_at + a.hold_window)
-                .bind(&a.sender_reference)
-                .bind(&a.idempotency_key)
-                .bind(&a.signer_fingerprint)
-                .bind(&a.crl_sha256)
-                .bind(received.seq)
-                .bind(&receipt)
-                .bind(&a.warnings)
-                .bind(received_at)
+                .bind(&made.id)
+                .bind(&made.employer_id)
+                .bind(&made.document_type)
+                .bind(&made.document_number)
+                .bind(&made.status)
+                .bind(&made.sha256)
+                .bind(made.size_bytes)
+                .bind(made.received_at)
+                .bind(made.hold_until)
+                .bind(&made.sender_reference)
+                .bind(&made.idempotency_key)
+                .bind(&made.signer_fingerprint)
+                .bind(&made.crl_sha256)
+                .bind(made.log_seq)
+                .bind(&made.receipt)
+                .bind(&made.warnings)
+                .bind(made.updated_at)
                 .execute(&mut *c)
                 .await?;
             });
@@ -312,13 +334,14 @@ pub async fn record(
                 received_at,
             )
             .await?;
+            let _ = made_tx.send(made);
             Ok(())
         })
     });
     ledger.append_all(entries, Some(work)).await?;
-    get(db, &employer_id, &id)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("submission {id} vanished after commit")))
+    made.try_recv().map_err(|_| {
+        Error::Internal("the recorded submission was not handed back by its transaction".into())
+    })
 }
 
 /// Records a refusal: no row, one log entry naming the refused bytes' hash, with the

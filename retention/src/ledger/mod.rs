@@ -426,14 +426,11 @@ impl Appender {
             Err(e) => {
                 metrics::counter!("ivan_log_append_failures_total").increment(1);
                 tracing::error!(error = %e, batch = appends.len(), "log batch failed; nothing of it was written");
-                let msg = e.to_string();
                 for a in appends {
-                    let _ = a
-                        .reply
-                        .send(Err(Error::Invalid(format!("log append failed: {msg}"))));
+                    let _ = a.reply.send(Err(e.with_context("log append failed")));
                 }
                 for w in cp_waiters {
-                    let _ = w.send(Err(Error::Invalid(format!("checkpoint failed: {msg}"))));
+                    let _ = w.send(Err(e.with_context("checkpoint failed")));
                 }
             }
         }
@@ -482,7 +479,7 @@ impl Appender {
                     prev_hash: &prev_hash,
                 })
                 .ok_or_else(|| {
-                    Error::Invalid(format!("log head {} has a malformed hash", at.seq))
+                    Error::Internal(format!("log head {} has a malformed hash", at.seq))
                 })?;
                 at = Head {
                     seq,
@@ -700,5 +697,5 @@ mod tests;
 fn first(mut appended: Vec<Appended>) -> Result<Appended> {
     appended
         .pop()
-        .ok_or_else(|| Error::Invalid("the log returned no position".into()))
+        .ok_or_else(|| Error::Internal("the log returned no position".into()))
 }

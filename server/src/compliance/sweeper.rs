@@ -717,7 +717,6 @@ mod tests {
         let sha = Sha256Hex::of(&original).to_string();
         let s = crate::submissions::record(
             ledger,
-            &env.db,
             env.keys.clone(),
             Accepting {
                 id: retention::MessageId::new().to_string(),

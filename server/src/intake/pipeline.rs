@@ -520,7 +520,7 @@ impl Intake {
                 .persons
                 .keys_of(checked.persons.iter().map(String::as_str)),
         };
-        match submissions::record(&self.ledger, &self.db, self.keys.clone(), accepting).await {
+        match submissions::record(&self.ledger, self.keys.clone(), accepting).await {
             Ok(s) => {
                 if !checked.registrations.is_empty() {
                     // Pair pre-registrations now; a failure here only delays pairing
@@ -596,7 +596,7 @@ impl Intake {
             Ok(Analysis { inspected, checked })
         })
         .await
-        .map_err(|e| Error::Invalid(format!("document analysis failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?;
         Ok(result)
     }
 
@@ -632,7 +632,7 @@ impl Intake {
         };
         let body = match serde_json::to_vec(&doc) {
             Ok(b) => b,
-            Err(e) => return SubmitError::Internal(Error::Invalid(e.to_string())),
+            Err(e) => return SubmitError::Internal(Error::Internal(e.to_string())),
         };
         metrics::counter!("ivan_submissions_refused_total", "status" => status.as_u16().to_string())
             .increment(1);
