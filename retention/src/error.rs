@@ -120,10 +120,12 @@ fn database_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let Some(code) = db.code() else { return false };
-            if let Ok(n) = code.parse::<u32>() {
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // SQLite (extended codes carry the primary code in the low byte):
                 // BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
-                return matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15);
+                return code
+                    .parse::<u32>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15));
             }
             // PostgreSQL SQLSTATE classes: connection exception, transaction
             // rollback (serialization, deadlock), insufficient resources (disk full,
@@ -156,3 +158,36 @@ pub fn io_unavailable(e: &std::io::Error) -> bool {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_of_the_record_are_unavailable_not_the_callers_fault() {
+        let io = |kind| Error::io("/data/x", std::io::Error::from(kind));
+        for e in [
+            Error::Database(sqlx::Error::PoolTimedOut),
+            Error::Database(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            io(std::io::ErrorKind::StorageFull),
+            Error::io("/data/x", std::io::Error::from_raw_os_error(5)),
+            Error::LedgerStopped,
+            Error::Unavailable("x".into()),
+        ] {
+            assert_eq!(e.kind(), Kind::Unavailable, "{e}");
+            assert_eq!(
+                e.with_context("log append failed").kind(),
+                Kind::Unavailable
+            );
+        }
+        assert_eq!(
+            io(std::io::ErrorKind::PermissionDenied).kind(),
+            Kind::Internal
+        );
+        assert_eq!(Error::Internal("x".into()).kind(), Kind::Internal);
+        assert_eq!(Error::Invalid("x".into()).kind(), Kind::Invalid);
+        assert_eq!(Error::Conflict("x".into()).kind(), Kind::Conflict);
+    }
+}

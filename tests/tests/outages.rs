@@ -58,13 +58,16 @@ async fn record_outage_is_503_and_ends_by_itself(inst: Instance) {
         }
     };
     let r = post(&server, &filer.token, &second).await;
-    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
-    assert_eq!(r.headers()["retry-after"].to_str().unwrap(), "5");
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}\n{}", server.log());
+    assert_eq!(headers["retry-after"].to_str().unwrap(), "5");
     assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
+        headers["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
-    let body = r.text().await.unwrap().to_lowercase();
+    let body = body.to_lowercase();
     for driver_text in [
         "database:",
         "sqlx",
