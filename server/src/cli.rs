@@ -576,6 +576,24 @@ impl Record {
     }
 }
 
+/// The portal origin of the enrolment link an invitation mails
+/// ([`crate::portal::link_origin`]): configured, or recorded by the last `ivan serve`;
+/// when it is only a guess from this command's own listen address, says so on stderr.
+async fn invitation_origin(config: &Config, db: &Db) -> Result<String> {
+    use crate::portal::{OriginSource, link_origin};
+    let (origin, source) = link_origin(&config.portal, config.listen.port(), db).await?;
+    let origin = origin.as_str().trim_end_matches('/').to_owned();
+    if source == OriginSource::Guessed {
+        eprintln!(
+            "warning: the portal's public origin is not known: portal.public_url (env \
+             IVAN_PORTAL__PUBLIC_URL) is not set and no `ivan serve` has recorded the origin \
+             it serves under in this database; the enrolment link uses {origin}, which may be \
+             wrong. Set portal.public_url to the origin people reach the portal at."
+        );
+    }
+    Ok(origin)
+}
+
 /// The operator at this terminal, as the log names them.
 fn operator() -> Actor {
     let user = std::env::var("USER")
@@ -758,20 +776,21 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             role,
             json,
         } => {
-            let origin = config.portal.origin(config.listen.port())?;
             let valid = config.portal.invitation_valid();
-            let invited = Record::with(config, async |record: &Record| {
-                accounts::invite(
+            let (invited, origin) = Record::with(config, async |record: &Record| {
+                let origin = invitation_origin(config, &record.db).await?;
+                let invited = accounts::invite(
                     &record.ledger,
                     &record.db,
                     &SystemClock,
                     operator(),
-                    origin.as_str(),
+                    &origin,
                     &accounts::Membership::employer(&employer, role),
                     &email,
                     valid,
                 )
-                .await
+                .await?;
+                Ok((invited, origin))
             })
             .await?;
             if json {
