@@ -87,9 +87,16 @@ impl Originals {
         }
     }
 
-    /// A store in a local directory, created if missing.
+    /// A store in a local directory, created if missing (0700: originals are
+    /// personal data; the files and subdirectories the store makes follow the
+    /// process umask, which `ivan` sets to 077).
     pub fn local(dir: &FsPath) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         let store = LocalFileSystem::new_with_prefix(&root)?;
         Ok(Self {

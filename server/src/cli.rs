@@ -6,6 +6,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -516,7 +517,13 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
         return Err(fail("exists and is not a directory".into()));
     }
     backup::refuse_unfinished_restore(dir)?;
-    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    // For the service account only (0700), like everything ivan writes in it
+    // (docs/OPERATIONS.md, "File modes").
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail(format!("cannot create it: {e}")))?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
@@ -578,6 +585,24 @@ impl Record {
         record.close().await;
         result
     }
+}
+
+/// The portal origin of the enrolment link an invitation mails
+/// ([`crate::portal::link_origin`]): configured, or recorded by the last `ivan serve`;
+/// when it is only a guess from this command's own listen address, says so on stderr.
+async fn invitation_origin(config: &Config, db: &Db) -> Result<String> {
+    use crate::portal::{OriginSource, link_origin};
+    let (origin, source) = link_origin(&config.portal, config.listen.port(), db).await?;
+    let origin = origin.as_str().trim_end_matches('/').to_owned();
+    if source == OriginSource::Guessed {
+        eprintln!(
+            "warning: the portal's public origin is not known: portal.public_url (env \
+             IVAN_PORTAL__PUBLIC_URL) is not set and no `ivan serve` has recorded the origin \
+             it serves under in this database; the enrolment link uses {origin}, which may be \
+             wrong. Set portal.public_url to the origin people reach the portal at."
+        );
+    }
+    Ok(origin)
 }
 
 /// The operator at this terminal, as the log names them.
@@ -762,20 +787,21 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             role,
             json,
         } => {
-            let origin = config.portal.origin(config.listen.port())?;
             let valid = config.portal.invitation_valid();
-            let invited = Record::with(config, async |record: &Record| {
-                accounts::invite(
+            let (invited, origin) = Record::with(config, async |record: &Record| {
+                let origin = invitation_origin(config, &record.db).await?;
+                let invited = accounts::invite(
                     &record.ledger,
                     &record.db,
                     &SystemClock,
                     operator(),
-                    origin.as_str(),
+                    &origin,
                     &accounts::Membership::employer(&employer, role),
                     &email,
                     valid,
                 )
-                .await
+                .await?;
+                Ok((invited, origin))
             })
             .await?;
             if json {

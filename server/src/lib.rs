@@ -5,7 +5,8 @@
 //! configuration ([`config`]), the employer registry ([`employers`]), intake of signed
 //! filings ([`intake`]), the document profiles ([`documents`]), submissions and their
 //! lifecycle ([`submissions`]), forwarding to the authority ([`forwarding`]) and its
-//! sandbox ([`sandbox`]), mail ([`mail`]), the mobile channel's host side
+//! sandbox ([`sandbox`]), mail ([`mail`]), what a running server records for the
+//! command line ([`settings`]), the mobile channel's host side
 //! ([`preregistrations`]), the employer and officer portal ([`portal`]), compliance —
 //! officers, the logged log search and original reads, evidence export, retention,
 //! legal holds and the sweeper ([`compliance`]) — and a test PKI and signer for trying
@@ -44,6 +45,7 @@ pub mod portal;
 pub mod preregistrations;
 pub mod sandbox;
 pub mod serve;
+pub mod settings;
 pub mod submissions;
 mod telemetry;
 

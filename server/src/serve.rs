@@ -156,6 +156,15 @@ pub async fn serve(config: Config) -> Result<()> {
     .start();
     let portal = crate::portal::Portal::new(&config.portal, addr.port())?;
     tracing::info!(origin = %portal.origin, "portal");
+    // For the links commands mail (`ivan admin user invite`, `officer add`), which may
+    // run without this server's configuration or listen address.
+    crate::settings::set(
+        &db,
+        crate::settings::PORTAL_ORIGIN,
+        portal.origin.as_str().trim_end_matches('/'),
+        chrono::Utc::now(),
+    )
+    .await?;
     let state = AppState {
         db: db.clone(),
         originals: originals.clone(),

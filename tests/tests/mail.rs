@@ -11,6 +11,7 @@ use serde_json::Value;
 e2e_tests!(
     receipts_answers_and_overdue_warnings_are_mailed,
     the_development_file_sink_needs_no_server,
+    enrolment_links_point_at_the_server_not_at_the_command,
 );
 
 async fn set_email(inst: &Instance, filer: &Filer, email: &str) {
@@ -151,5 +152,106 @@ async fn the_development_file_sink_needs_no_server(inst: Instance) {
             .then_some(())
     })
     .await;
+    assert!(server.stop().await.success());
+}
+
+/// Runs `ivan ARGS` with `env` added, asserting success; returns stderr.
+async fn run_env(inst: &Instance, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = inst.command(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ivan {args:?}: {stderr}");
+    stderr
+}
+
+/// The origins of the enrolment links in the file sink (quoted-printable undone).
+fn enrolment_origins(sink: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(sink)
+        .unwrap_or_default()
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    text.match_indices("/portal/enrol?token=")
+        .map(|(at, _)| {
+            let before = &text[..at];
+            let start = before
+                .rfind(|c: char| c.is_whitespace())
+                .map_or(0, |i| i + 1);
+            before[start..].to_owned()
+        })
+        .collect()
+}
+
+/// `ivan admin user invite` and `ivan admin officer add` run as commands beside the
+/// server, without its listen address or `portal.public_url`: their mailed links use
+/// the origin the running server recorded, not the command's own default
+/// (`http://localhost:8080`); before any server has run they warn; a configured
+/// `portal.public_url` wins.
+async fn enrolment_links_point_at_the_server_not_at_the_command(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let invite = |email: &'static str| {
+        [
+            "admin",
+            "user",
+            "invite",
+            "--employer",
+            filer.id.as_str(),
+            "--email",
+            email,
+            "--role",
+            "clerk",
+        ]
+    };
+
+    // No server has run on this database yet: the link is a guess, and says so.
+    let stderr = run_env(&inst, &invite("early@employer.test"), &[]).await;
+    assert!(
+        stderr.contains("warning") && stderr.contains("portal.public_url"),
+        "{stderr}"
+    );
+
+    let server = inst.serve_with(&[("IVAN_MAIL__IDLE_MS", "100")]).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let origin = format!("http://localhost:{port}");
+    let stderr = run_env(&inst, &invite("clerk@employer.test"), &[]).await;
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let stderr = run_env(
+        &inst,
+        &[
+            "admin",
+            "officer",
+            "add",
+            "--email",
+            "auditor@authority.test",
+            "--organisation",
+            "Audit",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!stderr.contains("warning"), "{stderr}");
+    run_env(
+        &inst,
+        &invite("other@employer.test"),
+        &[("IVAN_PORTAL__PUBLIC_URL", "https://portal.example.test")],
+    )
+    .await;
+
+    let sink = inst.data_dir.join("mail-sink.txt");
+    let origins = eventually(30, "four enrolment mails in the file sink", || async {
+        let o = enrolment_origins(&sink);
+        (o.len() == 4).then_some(o)
+    })
+    .await;
+    let count = |o: &str| origins.iter().filter(|x| x.as_str() == o).count();
+    assert_eq!(
+        count(&origin),
+        if port == "8080" { 3 } else { 2 },
+        "{origins:?}"
+    );
+    assert_eq!(count("https://portal.example.test"), 1, "{origins:?}");
     assert!(server.stop().await.success());
 }

@@ -19,6 +19,7 @@ e2e_tests!(
     overdue_preregistrations_are_reminded_and_listed_daily,
     logins_are_rate_limited_and_a_cancelled_form_unpairs,
     a_form_the_authority_rejects_is_unpaired_by_the_sweep,
+    evidence_about_a_preregistration_verifies_offline,
 );
 
 /// Environment that points `ivan serve` at the test SMSC.
@@ -738,5 +739,42 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
     })
     .await;
     assert!(log_actions(&inst).await.contains("preregistration.unpair"));
+    server.stop().await;
+}
+
+/// A pre-registration's record: `submission.receive` holds the app's JSON request,
+/// its receipt covers the XML the intermediary generated (the `submission.accept`
+/// payload). The operator's evidence bundle about it verifies offline.
+async fn evidence_about_a_preregistration_verifies_offline(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0047").await;
+    let server = inst.serve().await;
+    let phone = "+421901123499";
+    let (_, pin) = phone_with_pin(&server, &filer, phone).await;
+    let (s, tokens) = login(&server, phone, &pin).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let filed = file_hire(&server, &access).await;
+    let pid = filed["id"].as_str().unwrap().to_owned();
+
+    let bundle = inst.dir.path().join("prereg-evidence.tar");
+    inst.run_ok(&[
+        "evidence",
+        "export",
+        "--message-id",
+        &pid,
+        "--legal-basis",
+        "Social Insurance Act § 12",
+        "--reference-number",
+        "AUD-2026-047",
+        "--out",
+        bundle.to_str().unwrap(),
+    ])
+    .await;
+    let out = inst
+        .run(&["evidence", "verify", bundle.to_str().unwrap()])
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("VERIFIED"), "{stdout}");
     server.stop().await;
 }

@@ -17,6 +17,7 @@ e2e_tests!(
     idempotency_key_and_cancel_window,
     xmlsec1_signed_filing_is_accepted,
     sigterm_lets_an_upload_in_flight_finish,
+    data_files_are_private_to_the_service_account,
 );
 
 async fn post(server: &Server, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
@@ -481,4 +482,49 @@ async fn sigterm_lets_an_upload_in_flight_finish(inst: Instance) {
     assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.starts_with("log OK"), "{verify}");
+}
+
+/// Every directory and file under `dir` (and `dir` itself) whose mode lets the group
+/// or others in, as "mode path".
+fn open_to_others(dir: &std::path::Path) -> (usize, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = 0;
+    let mut open = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        seen += 1;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            open.push(format!("{mode:o} {}", path.display()));
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                todo.push(e.unwrap().path());
+            }
+        }
+    }
+    (seen, open)
+}
+
+/// The data dir holds personal data (originals, the database, keys): after a filing
+/// has been accepted, nothing in it is readable by the group or others — the dir and
+/// every directory under it 0700, every file 0600 (SQLite's -wal and -shm too).
+async fn data_files_are_private_to_the_service_account(inst: Instance) {
+    let filer = set_up(&inst, "PRIV-1").await;
+    let server = inst.serve().await;
+    let xml = sign(&inst, &filer, &report("PRIV-1", 1), "employer").await;
+    assert_eq!(post(&server, &filer.token, xml).await.status(), 201);
+
+    let (seen, open) = open_to_others(&inst.data_dir);
+    assert!(open.is_empty(), "readable by others:\n{}", open.join("\n"));
+    assert!(seen > 5, "{seen} entries checked");
+    if inst.backend == ivan_e2e::Backend::Sqlite {
+        for f in ["ivan.db", "ivan.db-wal", "ivan.db-shm"] {
+            assert!(inst.data_dir.join(f).exists(), "{f} was checked");
+        }
+    }
+    assert!(server.stop().await.success());
+    let (_, open) = open_to_others(&inst.data_dir);
+    assert!(open.is_empty(), "after stop:\n{}", open.join("\n"));
 }

@@ -140,7 +140,7 @@ pub struct ContentDir {
 
 impl ContentDir {
     pub fn fresh(root: &Path) -> Result<Self> {
-        create_dirs(root, 0o755)?;
+        create_dirs(root, 0o700)?;
         Ok(Self {
             root: root.to_owned(),
         })
@@ -157,13 +157,13 @@ impl ContentDir {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                .mode(0o600)
                 .open(&dest)
         };
         let mut file = match open() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(leaf) = dest.parent() {
-                    create_dirs(leaf, 0o755)?;
+                    create_dirs(leaf, 0o700)?;
                 }
                 open()
             }
@@ -188,7 +188,7 @@ impl ContentDir {
     }
 }
 
-/// Copies `src` to the new file `dst` (0644), checking that it is `size` bytes
+/// Copies `src` to the new file `dst` (0600), checking that it is `size` bytes
 /// hashing to `sha256`; fsyncs `dst` when `sync`.
 pub fn copy_checked(
     src: &Path,
@@ -205,7 +205,7 @@ pub fn copy_checked(
         .unwrap_or(CHUNK)
         .saturating_add(1)
         .clamp(8192, CHUNK);
-    let mut out = HashingFile::create_buffered(dst, 0o644, capacity)?;
+    let mut out = HashingFile::create_buffered(dst, 0o600, capacity)?;
     let mut buf = vec![0u8; capacity];
     loop {
         let n = input.read(&mut buf).map_err(|e| Error::io(src, e))?;

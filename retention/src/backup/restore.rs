@@ -180,7 +180,8 @@ pub async fn restore(
     let check_seconds = seconds(check_started);
 
     // From here on the target is written: the marker first.
-    fsio::create_dirs(target.data_dir, 0o755)?;
+    // Like `ivan serve`'s own data dir: for the service account only.
+    fsio::create_dirs(target.data_dir, 0o700)?;
     let marker = target.data_dir.join(INCOMPLETE_MARKER);
     let note = format!(
         "A restore of snapshot {id} from {} into this data dir started at {} and has not finished.\n\
@@ -190,7 +191,7 @@ pub async fn restore(
         ledger::format_time(&chrono::Utc::now()),
         redact_url(target.database_url),
     );
-    fsio::write_new(&marker, note.as_bytes(), 0o644)?;
+    fsio::write_new(&marker, note.as_bytes(), 0o600)?;
     fsio::fsync_dir(target.data_dir)?;
 
     let outcome = load_and_verify(&snap, &manifest, target, backend, progress).await;
@@ -482,7 +483,7 @@ async fn load_database(
                     Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                     _ => PathBuf::from("."),
                 };
-                fsio::create_dirs(&parent, 0o755)?;
+                fsio::create_dirs(&parent, 0o700)?;
                 let tmp = PathBuf::from(format!("{}.restore-tmp", path.display()));
                 let _ = std::fs::remove_file(&tmp);
                 let copied =

@@ -47,7 +47,7 @@ impl Fixture {
         let (dir, keys) = keys();
         let m1 = format!("submission:{M1}");
         let m2 = format!("submission:{M2}");
-        let specs: Vec<(&str, &str, &str, Option<&[u8]>)> = vec![
+        let specs: Vec<Spec<'_>> = vec![
             (
                 "operator:root",
                 "employer.create",
@@ -89,42 +89,14 @@ impl Fixture {
             ("system:ivan", "server.stop", "system:ivan", None),
             ("operator:root", "employer.suspend", "employer:e1", None),
         ];
-        let mut chain: Vec<Entry> = Vec::new();
-        let mut blobs = BTreeMap::new();
-        for (i, (actor, action, subject, payload)) in specs.into_iter().enumerate() {
-            let seq = i as i64 + 1;
-            let prev_hash = chain
-                .last()
-                .map_or(GENESIS_HASH.to_owned(), |e| e.entry_hash.clone());
-            let payload_sha256 = payload.map(|p| {
-                let sha = Sha256Hex::of(p);
-                blobs.insert(sha.clone(), Bytes::copy_from_slice(p));
-                sha.to_string()
-            });
-            let recorded_at = time(seq);
-            let entry_hash = entry_hash(&EntryFields {
-                seq,
-                recorded_at: &recorded_at,
-                actor,
-                action,
-                subject,
-                payload_sha256: payload_sha256.as_deref(),
-                prev_hash: &prev_hash,
-            })
-            .unwrap();
-            chain.push(Entry {
-                seq,
-                recorded_at,
-                actor: actor.into(),
-                action: action.into(),
-                subject: subject.into(),
-                payload_sha256,
-                prev_hash,
-                entry_hash,
-            });
-        }
-        let checkpoints = [4, 8, 10]
-            .into_iter()
+        Self::of(dir, keys, specs, &[4, 8, 10])
+    }
+
+    /// A fixture of `specs`, with checkpoints at the tree sizes `at`.
+    fn of(dir: tempfile::TempDir, keys: Keys, specs: Vec<Spec<'_>>, at: &[usize]) -> Self {
+        let (chain, blobs) = chain_of(specs);
+        let checkpoints = at
+            .iter()
             .map(|n| checkpoint(&keys, &chain[n - 1]))
             .collect();
         Fixture {
@@ -243,6 +215,49 @@ impl Fixture {
             ..VerifyOptions::default()
         }
     }
+}
+
+/// One log entry to make: `(actor, action, subject, payload)`.
+type Spec<'a> = (&'a str, &'a str, &'a str, Option<&'a [u8]>);
+
+/// A hash chain of `specs` from seq 1, entry `i` recorded at `time(i)`, and the
+/// payloads' bytes by hash.
+fn chain_of(specs: Vec<Spec<'_>>) -> (Vec<Entry>, BTreeMap<Sha256Hex, Bytes>) {
+    let mut chain: Vec<Entry> = Vec::new();
+    let mut blobs = BTreeMap::new();
+    for (i, (actor, action, subject, payload)) in specs.into_iter().enumerate() {
+        let seq = i as i64 + 1;
+        let prev_hash = chain
+            .last()
+            .map_or(GENESIS_HASH.to_owned(), |e| e.entry_hash.clone());
+        let payload_sha256 = payload.map(|p| {
+            let sha = Sha256Hex::of(p);
+            blobs.insert(sha.clone(), Bytes::copy_from_slice(p));
+            sha.to_string()
+        });
+        let recorded_at = time(seq);
+        let entry_hash = entry_hash(&EntryFields {
+            seq,
+            recorded_at: &recorded_at,
+            actor,
+            action,
+            subject,
+            payload_sha256: payload_sha256.as_deref(),
+            prev_hash: &prev_hash,
+        })
+        .unwrap();
+        chain.push(Entry {
+            seq,
+            recorded_at,
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            payload_sha256,
+            prev_hash,
+            entry_hash,
+        });
+    }
+    (chain, blobs)
 }
 
 fn checkpoint(keys: &Keys, head: &Entry) -> Checkpoint {
@@ -619,6 +634,78 @@ fn a_receipt_that_does_not_match_its_entry_fails() {
     contents.receipts[1] = f.receipt(&other, M2, 6);
     let r = check(&f.write(&contents), &f.pinned());
     assert_fails(&r, "receipts", "receipt does not verify");
+}
+
+/// A pre-registration filed from the mobile app (server `submissions::record`,
+/// `Origin::Phone`): `submission.receive` holds the app's JSON request, and the receipt
+/// covers the XML document the intermediary generated from it, which is the payload
+/// of the filing's `submission.accept` entry.
+#[test]
+fn a_preregistration_receipt_covers_the_document_its_accept_entry_names() {
+    let (dir, keys) = keys();
+    let m = format!("submission:{M1}");
+    let request: &[u8] = br#"{"person_id":"9206154122","kind":"hire"}"#;
+    let document: &[u8] = b"<Preregistration><PersonalId>9206154122</PersonalId></Preregistration>";
+    let other: &[u8] = b"<Preregistration><PersonalId>7801011236</PersonalId></Preregistration>";
+    let specs: Vec<Spec<'_>> = vec![
+        ("phone:a1", "submission.receive", &m, Some(request)),
+        ("system:ivan", "submission.validate", &m, None),
+        ("system:ivan", "submission.accept", &m, Some(document)),
+        (
+            "system:ivan",
+            "submission.accept",
+            "submission:other",
+            Some(other),
+        ),
+    ];
+    let f = Fixture::of(dir, keys, specs, &[4]);
+    let bundle_with = |sha256: Sha256Hex| {
+        let claims = Claims {
+            document_type: "preregistration".into(),
+            sha256: sha256.to_string(),
+            ..f.claims(M1, 1)
+        };
+        let contents = Contents {
+            created_at: time(100),
+            created_by: "officer:o1".into(),
+            query: serde_json::json!({"message_id": [M1], "legal_basis": "audit 2026/17"}),
+            subjects: vec![m.clone()],
+            entries: f.chain.clone(),
+            checkpoints: f.checkpoints.clone(),
+            originals: [f.payload(1), f.payload(3)]
+                .into_iter()
+                .map(|sha| OriginalRef {
+                    size: f.blobs[&sha].len() as u64,
+                    sha256: sha,
+                })
+                .collect(),
+            purged: vec![],
+            receipts: vec![Receipt {
+                message_id: M1.into(),
+                jws: receipts::sign(&f.keys, &claims).unwrap(),
+            }],
+            certificates: vec![],
+            crls: vec![],
+            submissions: Some(serde_json::json!([
+                {"message_id": M1, "employer": "e1", "status": "accepted",
+                 "document_type": "preregistration",
+                 "original_sha256": f.payload(3), "answer_sha256s": []},
+            ])),
+        };
+        f.write(&contents)
+    };
+
+    let r = check(&bundle_with(f.payload(3)), &f.pinned());
+    assert!(r.ok(), "{r}");
+    assert_eq!(outcome(&r, "receipts"), Outcome::Passed);
+    assert_eq!(r.counts.receipts, 1);
+
+    // Another filing's accepted document is not this receipt's.
+    let r = check(&bundle_with(f.payload(4)), &f.pinned());
+    assert_fails(&r, "receipts", "does not match the receipt");
+    // Nor is a document no entry names.
+    let r = check(&bundle_with(Sha256Hex::of(b"<x/>")), &f.pinned());
+    assert_fails(&r, "receipts", "does not match the receipt");
 }
 
 #[test]

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
+use std::ops::Bound;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -970,7 +971,8 @@ fn check_contents(
         "receipts",
         format!(
             "{receipts} receipt(s) verify (ES256) with {RECEIPT_KEYS} and match their \
-             submission.receive entries (message, log_seq, sha256, received_at)"
+             submission.receive entries (message, log_seq, sha256, received_at; the sha256 of \
+             a pre-registration is its submission.accept entry's document)"
         ),
         problems,
     );
@@ -1338,9 +1340,12 @@ fn check_receipt(
             e.action
         ));
     }
-    if e.payload_sha256.as_deref() != Some(claims.sha256.as_str()) {
+    if e.payload_sha256.as_deref() != Some(claims.sha256.as_str())
+        && !covers_generated_document(e, &subject, &claims.sha256, entries)
+    {
         differs.push(format!(
-            "payload_sha256 is {:?}, but the receipt says {}",
+            "payload_sha256 is {:?}, and the filing's first submission.accept entry \
+             does not name it either, but the receipt says {}",
             e.payload_sha256, claims.sha256
         ));
     }
@@ -1358,6 +1363,24 @@ fn check_receipt(
             differs.join("; ")
         ));
     }
+}
+
+/// Whether the receipt's `sha256` is the document the intermediary generated from the
+/// request `receive` holds: a pre-registration filed from the mobile app is received
+/// as the app's JSON request, and the XML document made from it (what the receipt
+/// covers and what is forwarded) is the payload of the filing's first
+/// `submission.accept` entry after `receive`.
+fn covers_generated_document(
+    receive: &Entry,
+    subject: &str,
+    sha256: &str,
+    entries: &BTreeMap<i64, Entry>,
+) -> bool {
+    entries
+        .range((Bound::Excluded(receive.seq), Bound::Unbounded))
+        .map(|(_, e)| e)
+        .find(|e| e.subject == subject && e.action == "submission.accept")
+        .is_some_and(|accept| accept.payload_sha256.as_deref() == Some(sha256))
 }
 
 /// What `submissions.json` names, each with where (for messages).

@@ -52,6 +52,7 @@ impl FromRequestParts<AppState> for OfficerAuth {
 
 /// A log search.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// The legal provision the query is made under (required).
     pub legal_basis: Option<String>,
@@ -122,6 +123,7 @@ pub async fn search(
 
 /// The grounds of a read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BasisParams {
     pub legal_basis: Option<String>,
     pub reference_number: Option<String>,
@@ -132,6 +134,7 @@ pub struct BasisParams {
 #[utoipa::path(
     get,
     path = "/api/v1/compliance/originals/{sha256}",
+    operation_id = "compliance_original",
     params(("sha256" = String, Path, description = "The payload hash from a log entry"), BasisParams),
     responses(
         (status = 200, description = "The exact bytes", body = String),
@@ -191,6 +194,7 @@ pub(crate) async fn read_as_officer(
 
 /// An evidence export.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EvidenceParams {
     pub legal_basis: Option<String>,
     pub reference_number: Option<String>,

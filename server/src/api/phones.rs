@@ -47,6 +47,7 @@ pub struct PhoneAccessList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PreregQuery {
     /// `received`, `overdue` or `paired`.
     pub state: Option<String>,
@@ -86,7 +87,7 @@ pub(super) async fn add(
 }
 
 /// The employer's phone accesses.
-#[utoipa::path(get, path = "/api/v1/phone-accesses", responses((status = 200, body = PhoneAccessList), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/phone-accesses", operation_id = "list_phone_accesses", responses((status = 200, body = PhoneAccessList), (status = 401)))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{Record, operator, read_db, to_json};
+use super::{Record, invitation_origin, operator, read_db, to_json};
 use crate::compliance::officers;
 use crate::config::Config;
 use crate::portal::accounts;
@@ -78,20 +78,21 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             organisation,
             json,
         } => {
-            let origin = config.portal.origin(config.listen.port())?;
             let valid = config.portal.invitation_valid();
-            let invited = Record::with(config, async |record: &Record| {
-                officers::add(
+            let (invited, origin) = Record::with(config, async |record: &Record| {
+                let origin = invitation_origin(config, &record.db).await?;
+                let invited = officers::add(
                     &record.ledger,
                     &record.db,
                     &SystemClock,
                     operator(),
-                    origin.as_str(),
+                    &origin,
                     &email,
                     &organisation,
                     valid,
                 )
-                .await
+                .await?;
+                Ok((invited, origin))
             })
             .await?;
             if json {

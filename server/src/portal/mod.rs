@@ -210,6 +210,39 @@ pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Ro
         ))
 }
 
+/// Where the portal origin used for a link comes from; see [`link_origin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginSource {
+    /// `portal.public_url` in this command's configuration.
+    Configured,
+    /// Recorded by the last `ivan serve` on this database ([`crate::settings`]).
+    Recorded,
+    /// Neither: `http://localhost:<this command's listen port>`, which may not be
+    /// where the server runs.
+    Guessed,
+}
+
+/// The portal origin for links a command outside the server mails (enrolment links
+/// of `ivan admin user invite` and `ivan admin officer add`): `portal.public_url` if
+/// configured; else the origin the last `ivan serve` recorded in the database; else
+/// a guess from `listen_port` (the caller warns, naming `portal.public_url`).
+pub async fn link_origin(
+    config: &PortalConfig,
+    listen_port: u16,
+    db: &retention::Db,
+) -> Result<(Url, OriginSource), Error> {
+    if config.public_url.is_some() {
+        return Ok((config.origin(listen_port)?, OriginSource::Configured));
+    }
+    if let Some(recorded) = crate::settings::get(db, crate::settings::PORTAL_ORIGIN).await? {
+        match Url::parse(&recorded) {
+            Ok(url) => return Ok((url, OriginSource::Recorded)),
+            Err(e) => tracing::warn!(%recorded, error = %e, "ignoring the recorded portal origin"),
+        }
+    }
+    Ok((config.origin(listen_port)?, OriginSource::Guessed))
+}
+
 /// What the portal's handlers share.
 #[derive(Clone)]
 pub struct Portal {
