@@ -208,6 +208,24 @@ impl Config {
                     .into(),
             ));
         }
+        let intake = &self.intake;
+        if intake.max_document_bytes == 0
+            || intake.body_budget_bytes == 0
+            || intake.analysis_budget_bytes == 0
+            || intake.max_depth == 0
+            || intake.max_nodes == 0
+        {
+            return Err(Error::Config(
+                "intake.max_document_bytes, body_budget_bytes, analysis_budget_bytes, max_depth \
+                 and max_nodes must be positive"
+                    .into(),
+            ));
+        }
+        if !(1..=100).contains(&intake.employer_share_percent) {
+            return Err(Error::Config(
+                "intake.employer_share_percent must be 1 to 100".into(),
+            ));
+        }
         crate::employers::parse_allowed_ips(&self.http.trusted_proxies)
             .map_err(|e| Error::Config(format!("http.trusted_proxies: {e}")))?;
         if self.database_max_connections == 0 {

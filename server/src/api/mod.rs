@@ -18,9 +18,9 @@
 //! Phone accesses and pre-registrations (the mobile channel's employer side) are in
 //! [`phones`].
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get, routing::post};
 use bytes::Bytes;
@@ -283,16 +283,35 @@ impl View {
 async fn submit(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    // Room in the body budget first, by the declared length; only then is the body
+    // read (a client waiting for room sends nothing we hold).
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let lease = match state.intake.body_lease(&caller, declared).await {
+        Ok(lease) => lease,
+        Err(e) => return e.into_response(),
+    };
+    let headers = request.headers().clone();
+    let body = match Bytes::from_request(request, &state).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    match state.intake.submit(&caller, content_type, key, body).await {
+    match state
+        .intake
+        .submit_leased(&caller, content_type, key, body, lease)
+        .await
+    {
         Ok(Outcome::Created(s)) => {
             metrics::counter!("ivan_submissions_accepted_total").increment(1);
             let location = format!("/api/v1/submissions/{}", s.id);

@@ -520,7 +520,7 @@ impl Profiles {
 /// forwarded), read with intake's parser and limits. For indexing filings recorded
 /// before the person index existed.
 pub fn person_ids_in(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let doc = crate::intake::xml::parse(bytes, crate::intake::xml::Limits::default())
+    let doc = crate::intake::xml::build(bytes, &crate::intake::xml::Limits::default())
         .map_err(|r| format!("{}: {}", r.code, r.message))?;
     let root = doc
         .document_element()

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+pub mod budget;
+pub mod cancel;
 pub mod signature;
 pub mod trust;
 pub mod xml;
@@ -39,4 +41,6 @@ mod pipeline;
 #[cfg(test)]
 mod signature_tests;
 
-pub use pipeline::{Intake, IntakeConfig, Outcome, Preview, Problem, Refused, SubmitError};
+pub use pipeline::{
+    BodyLease, Intake, IntakeConfig, Outcome, Preview, Problem, Refused, SubmitError,
+};

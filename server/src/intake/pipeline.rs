@@ -23,19 +23,19 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use retention::keys::Keys;
 
-use crate::compliance::persons::PersonIndex;
-use retention::{Clock, Db, Ledger, Sha256Hex};
-use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
-
+use super::budget::{Busy, Lease, Pool};
+use super::cancel::Cancel;
 use super::material::Cache;
 use super::signature::Inspected;
 use super::trust::{self, Policy};
 use super::{Refusal, material, signature, xml};
 use crate::Error;
+use crate::compliance::persons::PersonIndex;
 use crate::documents::{Checked, Context, Finding, Profiles, Severity};
 use crate::employers::Caller;
 use crate::submissions::{self, Accepting, Submission};
+use retention::{Clock, Db, Ledger, Sha256Hex};
+use serde::{Deserialize, Serialize};
 
 /// `[intake]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,10 +45,29 @@ pub struct IntakeConfig {
     pub max_document_bytes: usize,
     /// Deepest element nesting accepted.
     pub max_depth: u32,
-    /// Documents being parsed and verified at once may add up to at most this many
-    /// bytes; later ones wait. Bounds memory (a parsed document takes many times its
-    /// size).
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attributes_per_element: u32,
+    /// Most namespace declarations on one element.
+    pub max_namespace_declarations_per_element: u32,
+    /// Most attributes in one document.
+    pub max_attributes: u64,
+    /// Most namespace declarations in one document.
+    pub max_namespace_declarations: u64,
+    /// Most nodes (elements, attributes, texts, comments) in one document: bounds the
+    /// memory of its parsed form.
+    pub max_nodes: u64,
+    /// Bodies of filings being received and analysed may add up to this many bytes
+    /// (by their declared length, counted before they are read); later ones wait.
+    pub body_budget_bytes: usize,
+    /// The estimated peak memory of the documents being parsed, verified and checked
+    /// at once may add up to this many bytes; later ones wait. The estimate comes
+    /// from the pre-scan's node count (see docs/OPERATIONS.md, "Limits and abuse").
     pub analysis_budget_bytes: usize,
+    /// The most one employer may hold of either budget, in percent.
+    pub employer_share_percent: u8,
+    /// A filing that waited this long for budget is answered `503` with
+    /// `Retry-After` (the service is busy).
+    pub budget_wait_secs: u64,
     /// How long after receipt an employer may still cancel (seconds; default 5 h).
     pub hold_window_secs: u64,
     /// Refuse signatures whose issuer has no CRL on file.
@@ -63,8 +82,17 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         Self {
             max_document_bytes: 50 * 1024 * 1024,
-            max_depth: 64,
-            analysis_budget_bytes: 128 * 1024 * 1024,
+            max_depth: xml::Limits::default().max_depth,
+            max_attributes_per_element: xml::Limits::default().max_attributes_per_element,
+            max_namespace_declarations_per_element: xml::Limits::default()
+                .max_namespace_declarations_per_element,
+            max_attributes: xml::Limits::default().max_attributes,
+            max_namespace_declarations: xml::Limits::default().max_namespace_declarations,
+            max_nodes: xml::Limits::default().max_nodes,
+            body_budget_bytes: 256 * 1024 * 1024,
+            analysis_budget_bytes: 512 * 1024 * 1024,
+            employer_share_percent: 50,
+            budget_wait_secs: 20,
             hold_window_secs: 5 * 3600,
             require_crl: true,
             crl_grace_secs: 0,
@@ -158,15 +186,21 @@ pub struct Intake {
     profiles: Arc<Profiles>,
     trust: Cache,
     clock: Arc<dyn Clock>,
-    budget: Arc<Semaphore>,
+    bodies: Arc<Pool>,
+    analysis: Arc<Pool>,
     config: IntakeConfig,
     /// `mobile.pairing_tolerance_days`, for pairing accepted registration forms.
     pairing_tolerance_days: u32,
     persons: PersonIndex,
 }
 
-/// Budget units are KiB, so a semaphore's permit count holds any sane budget.
-const UNIT: usize = 1024;
+/// A filing's body held in memory, counted in the body budget until it is dropped.
+#[derive(Debug)]
+pub struct BodyLease {
+    _lease: Lease,
+    /// Until when this request may wait for budget.
+    deadline: tokio::time::Instant,
+}
 
 /// What intake concluded before recording anything.
 enum Verdict {
@@ -222,8 +256,15 @@ impl Intake {
             db.clone(),
             std::time::Duration::from_secs(config.trust_reload_secs),
         );
-        let budget = Arc::new(Semaphore::new(
-            (config.analysis_budget_bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS),
+        let bodies = Arc::new(Pool::new(
+            "bodies",
+            config.body_budget_bytes,
+            config.employer_share_percent,
+        ));
+        let analysis = Arc::new(Pool::new(
+            "analysis",
+            config.analysis_budget_bytes,
+            config.employer_share_percent,
         ));
         Self {
             db,
@@ -232,7 +273,8 @@ impl Intake {
             profiles,
             trust,
             clock,
-            budget,
+            bodies,
+            analysis,
             config,
             pairing_tolerance_days: mobile_api::MobileConfig::default().pairing_tolerance_days,
             persons,
@@ -269,6 +311,7 @@ impl Intake {
         content_type: Option<&str>,
         idempotency_key: Option<&str>,
         body: &Bytes,
+        lease: &BodyLease,
         sha: &str,
     ) -> Result<Verdict, Error> {
         let employer = caller.employer_id.as_str();
@@ -317,7 +360,7 @@ impl Intake {
         }
 
         let now = self.clock.now();
-        let analysis = match self.analyse(caller, body, now).await? {
+        let analysis = match self.analyse(caller, body, lease, now).await? {
             Ok(a) => a,
             Err(errors) => {
                 return Ok(Verdict::Refuse {
@@ -429,9 +472,17 @@ impl Intake {
     /// Runs the checks of [`Intake::submit`] on a document without recording
     /// anything: the portal shows this before the user approves the upload.
     pub async fn check(&self, caller: &Caller, body: &Bytes) -> Result<Preview, Error> {
+        let lease = self.body_lease(caller, Some(body.len() as u64)).await?;
         let sha = Sha256Hex::of(body);
         let verdict = self
-            .evaluate(caller, Some("application/xml"), None, body, sha.as_str())
+            .evaluate(
+                caller,
+                Some("application/xml"),
+                None,
+                body,
+                &lease,
+                sha.as_str(),
+            )
             .await?;
         let sha256 = sha.as_str().to_owned();
         Ok(match verdict {
@@ -466,7 +517,31 @@ impl Intake {
         })
     }
 
-    /// Takes one filing from an authenticated caller.
+    /// Holds room in the body budget for a body of `declared` bytes (unknown: the
+    /// largest document), before it is read. `503` (busy) when none frees up in
+    /// `intake.budget_wait_secs`.
+    pub async fn body_lease(
+        &self,
+        caller: &Caller,
+        declared: Option<u64>,
+    ) -> Result<BodyLease, Error> {
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(self.config.budget_wait_secs);
+        let bytes = declared
+            .unwrap_or(self.config.max_document_bytes as u64)
+            .min(self.config.max_document_bytes as u64);
+        let lease = self
+            .bodies
+            .lease(caller.employer_id.as_str(), bytes, deadline)
+            .await
+            .map_err(busy)?;
+        Ok(BodyLease {
+            _lease: lease,
+            deadline,
+        })
+    }
+
+    /// Takes one filing from an authenticated caller, already read into memory.
     pub async fn submit(
         &self,
         caller: &Caller,
@@ -474,11 +549,25 @@ impl Intake {
         idempotency_key: Option<&str>,
         body: Bytes,
     ) -> Result<Outcome, SubmitError> {
+        let lease = self.body_lease(caller, Some(body.len() as u64)).await?;
+        self.submit_leased(caller, content_type, idempotency_key, body, lease)
+            .await
+    }
+
+    /// Takes one filing whose body was read under `lease` ([`Intake::body_lease`]).
+    pub async fn submit_leased(
+        &self,
+        caller: &Caller,
+        content_type: Option<&str>,
+        idempotency_key: Option<&str>,
+        body: Bytes,
+        lease: BodyLease,
+    ) -> Result<Outcome, SubmitError> {
         let sha = Sha256Hex::of(&body);
         let sha = sha.as_str();
         let employer = caller.employer_id.as_str();
         let ready = match self
-            .evaluate(caller, content_type, idempotency_key, &body, sha)
+            .evaluate(caller, content_type, idempotency_key, &body, &lease, sha)
             .await?
         {
             Verdict::Repeated(first) => return Ok(Outcome::Repeated(*first)),
@@ -559,49 +648,85 @@ impl Intake {
     }
 
     /// Parse, signature and document checks, off the async runtime and inside the
-    /// memory budget.
+    /// memory budget: a streaming pre-scan (limits, node count) first, then — holding
+    /// the analysis budget the pre-scan's estimate asks for — parse, signature and
+    /// rules. Everything stops soon after the request is gone (its future dropped:
+    /// the request timeout, a client that hung up, shutdown): the flag is checked
+    /// between the steps and inside the pre-scan.
     async fn analyse(
         &self,
         caller: &Caller,
         body: &Bytes,
+        lease: &BodyLease,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Result<Analysis, Vec<Problem>>, Error> {
-        let units = u32::try_from(body.len().div_ceil(UNIT).max(1))
-            .unwrap_or(u32::MAX)
-            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        let cancel = Cancel::default();
+        let _cancel_when_dropped = cancel.on_drop();
+        let limits = self.limits();
+        let shape = {
+            let (body, cancel) = (body.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || xml::prescan(xml::text(&body)?, &limits, &cancel))
+                .await
+                .map_err(|e| Error::Internal(format!("document pre-scan failed: {e}")))?
+        };
+        let shape = match shape {
+            Ok(shape) => shape,
+            Err(xml::Stop::Refused(r)) => return Ok(Err(vec![Problem::from(r)])),
+            Err(xml::Stop::Cancelled) => return Err(cancelled()),
+        };
+        let estimate = shape.analysis_bytes(body.len());
         let permit = self
-            .budget
-            .clone()
-            .acquire_many_owned(units.min(self.budget_units()))
+            .analysis
+            .lease(caller.employer_id.as_str(), estimate, lease.deadline)
             .await
-            .map_err(|_| Error::Unavailable("intake is shutting down".into()))?;
+            .map_err(busy)?;
         let body = body.clone();
         let profiles = self.profiles.clone();
-        let limits = xml::Limits {
-            max_depth: self.config.max_depth,
-        };
         let registration_number = caller.registration_number.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let doc = xml::parse(&body, limits).map_err(|r| vec![Problem::from(r)])?;
-            let inspected = signature::inspect(&doc).map_err(|r| vec![Problem::from(r)])?;
-            signature::verify(&doc, inspected.signer()).map_err(|r| vec![Problem::from(r)])?;
+            let refused = |r: super::Refusal| Ok(Err(vec![Problem::from(r)]));
+            let doc = match xml::build(&body, &limits) {
+                Ok(doc) => doc,
+                Err(r) => return refused(r),
+            };
+            if cancel.check().is_err() {
+                return Err(cancelled());
+            }
+            let inspected = match signature::inspect(&doc) {
+                Ok(i) => i,
+                Err(r) => return refused(r),
+            };
+            if let Err(r) = signature::verify(&doc, inspected.signer()) {
+                return refused(r);
+            }
+            if cancel.check().is_err() {
+                return Err(cancelled());
+            }
             let ctx = Context {
                 today: now.date_naive(),
                 employer_registration_number: &registration_number,
             };
-            let checked = profiles
-                .check(&doc, &ctx)
-                .map_err(|f| vec![Problem::from(f)])?;
-            Ok(Analysis { inspected, checked })
+            match profiles.check(&doc, &ctx) {
+                Ok(checked) => Ok(Ok(Analysis { inspected, checked })),
+                Err(f) => Ok(Err(vec![Problem::from(f)])),
+            }
         })
         .await
         .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?;
-        Ok(result)
+        result
     }
 
-    fn budget_units(&self) -> u32 {
-        u32::try_from((self.config.analysis_budget_bytes / UNIT).max(1)).unwrap_or(u32::MAX)
+    fn limits(&self) -> xml::Limits {
+        let c = &self.config;
+        xml::Limits {
+            max_depth: c.max_depth,
+            max_attributes_per_element: c.max_attributes_per_element,
+            max_namespace_declarations_per_element: c.max_namespace_declarations_per_element,
+            max_attributes: c.max_attributes,
+            max_namespace_declarations: c.max_namespace_declarations,
+            max_nodes: c.max_nodes,
+        }
     }
 
     /// Logs a refusal and builds its answer. If even the log entry cannot be
@@ -641,6 +766,16 @@ impl Intake {
             Err(e) => SubmitError::Internal(e),
         }
     }
+}
+
+/// Budget not granted in time: the service is busy, retry later (`503`).
+fn busy(_: Busy) -> Error {
+    Error::Unavailable("intake is busy with other documents; retry later".into())
+}
+
+/// The request is gone; nobody is left to read this.
+fn cancelled() -> Error {
+    Error::Unavailable("the request ended before its document was analysed".into())
 }
 
 fn idempotency_conflict(first: &Submission) -> Problem {

@@ -245,7 +245,7 @@ pub fn sign_enveloped(xml: &str, key_pem: &[u8], cert_der: &[u8]) -> Result<Stri
         other => return Err(format!("unsupported key type {other}: use RSA or EC P-256")),
     };
     let doc =
-        super::xml::parse(xml.as_bytes(), super::xml::Limits::default()).map_err(|r| r.message)?;
+        super::xml::build(xml.as_bytes(), &super::xml::Limits::default()).map_err(|r| r.message)?;
     let root = doc
         .document_element()
         .ok_or_else(|| "the document has no element".to_owned())?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::signature::{inspect, sign_enveloped, verify};
-use super::xml::{Limits, parse};
+use super::xml::{Limits, build};
 
 const DOC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <r:Report xmlns:r=\"urn:ivan:test\" period=\"102026\">\n  <r:Line amount=\"10.00\">Ann &amp; Bob</r:Line>\n  <r:Line amount=\"5.50\"/>\n</r:Report>\n";
@@ -117,7 +117,7 @@ fn xmlsec1_verifies(dir: &Path, signed: &str, id: &Identity) -> bool {
 
 /// The whole acceptance path for a signature: profile, then cryptography.
 fn check(xml: &str, cert_der: &[u8]) -> Result<(), &'static str> {
-    let doc = parse(xml.as_bytes(), Limits::default()).map_err(|r| r.code)?;
+    let doc = build(xml.as_bytes(), &Limits::default()).map_err(|r| r.code)?;
     let inspected = inspect(&doc).map_err(|r| r.code)?;
     verify(&doc, cert_der).map_err(|r| r.code)?;
     assert_eq!(inspected.signer(), cert_der, "KeyInfo names the signer");

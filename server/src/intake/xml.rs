@@ -1,27 +1,111 @@
 //! Parsing untrusted XML, safely: UTF-8 only, no DTD (so no entity expansion, no
-//! external entities), a nesting-depth limit, and the body size limit enforced
-//! before this is called. Everything refused here is refused with one [`Refusal`]
-//! naming the line and column.
+//! external entities), and explicit limits on its shape, checked by a streaming
+//! pre-scan ([`prescan`], linear in the input, cancellable) **before** the document
+//! is built in memory: nesting depth, attributes and namespace declarations per
+//! element and per document, and nodes per document. The parser proper compares each
+//! attribute with all earlier ones of its element (quadratic: an element of 300,000
+//! attributes cost minutes of CPU), and a document of tiny elements takes ~60 times
+//! its size in memory; neither is reached by a document the pre-scan refused. The
+//! body size limit is enforced before this is called. Everything refused here is
+//! refused with one [`Refusal`] naming the line and column.
 
+use quick_xml::events::Event;
 use uppsala::{Document, XmlError};
 
 use super::Refusal;
+use super::cancel::{Cancel, Cancelled};
 
-/// Limits on what the parser accepts.
-#[derive(Debug, Clone, Copy)]
+/// Limits on what the parser accepts (from `[intake]`). The defaults are far above
+/// any real filing of the reference profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest element nesting accepted (the document element is depth 1).
     pub max_depth: u32,
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attributes_per_element: u32,
+    /// Most namespace declarations (`xmlns`, `xmlns:p`) on one element.
+    pub max_namespace_declarations_per_element: u32,
+    /// Most attributes in the whole document.
+    pub max_attributes: u64,
+    /// Most namespace declarations in the whole document.
+    pub max_namespace_declarations: u64,
+    /// Most nodes (elements, attributes, text and other nodes) in the whole document:
+    /// what bounds the memory of the parsed document.
+    pub max_nodes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_depth: 64 }
+        Self {
+            max_depth: 64,
+            max_attributes_per_element: 256,
+            max_namespace_declarations_per_element: 32,
+            max_attributes: 2_000_000,
+            max_namespace_declarations: 4096,
+            max_nodes: 6_000_000,
+        }
     }
 }
 
-/// Parses `bytes` as one XML document, or says why it is not acceptable.
-pub fn parse(bytes: &[u8], limits: Limits) -> Result<Document<'_>, Refusal> {
+/// What the pre-scan counted: the size of the document once parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub elements: u64,
+    pub attributes: u64,
+    /// Text, CDATA, comments, processing instructions and references.
+    pub others: u64,
+}
+
+impl Shape {
+    pub fn nodes(&self) -> u64 {
+        self.elements + self.attributes + self.others
+    }
+
+    /// Bytes the analysis of a document of `len` bytes and this shape may take at its
+    /// peak, by the measured cost of the parsed tree, the canonical form the
+    /// signature check makes, and the copies the checks hold (see BENCHMARKS.md,
+    /// "analysis memory").
+    pub fn analysis_bytes(&self, len: usize) -> u64 {
+        let len = len as u64;
+        len.saturating_mul(BYTES_FACTOR)
+            .saturating_add(self.elements.saturating_mul(ELEMENT_BYTES))
+            .saturating_add(self.attributes.saturating_mul(ATTRIBUTE_BYTES))
+            .saturating_add(self.others.saturating_mul(OTHER_NODE_BYTES))
+    }
+}
+
+/// Measured cost model of one analysis (parse, signature verification, checks),
+/// per input byte and per node; see `analysis_bytes`.
+const BYTES_FACTOR: u64 = 4;
+const ELEMENT_BYTES: u64 = 256;
+const ATTRIBUTE_BYTES: u64 = 128;
+const OTHER_NODE_BYTES: u64 = 128;
+
+/// How many pre-scan steps run between two looks at the cancel flag.
+const CANCEL_EVERY: u32 = 4096;
+
+/// Why parsing stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    Refused(Refusal),
+    Cancelled,
+}
+
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Self {
+        Stop::Refused(r)
+    }
+}
+
+impl From<Cancelled> for Stop {
+    fn from(_: Cancelled) -> Self {
+        Stop::Cancelled
+    }
+}
+
+/// The checks on bytes before any parsing: not empty, UTF-8, no other encoding
+/// declared. Returns the text.
+pub fn text(bytes: &[u8]) -> Result<&str, Refusal> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Refusal::new("xml.empty", "the body is empty", "/"));
     }
@@ -46,15 +130,183 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Document<'_>, Refusal> {
             "line 1",
         ));
     }
+    Ok(text)
+}
+
+/// Streams through `text` once, counting what the parsed document would hold, and
+/// refuses it as soon as a limit is passed. Linear in the input; looks at `cancel`
+/// every few thousand steps. A document this finds malformed is refused here.
+pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, Stop> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut shape = Shape::default();
+    let mut depth: u32 = 0;
+    let mut declarations: u64 = 0;
+    let mut steps: u32 = 0;
+    let at = |pos: u64| {
+        let upto = usize::try_from(pos).unwrap_or(usize::MAX).min(text.len());
+        let (line, col) = line_col(&text.as_bytes()[..upto]);
+        format!("line {line}, column {col}")
+    };
+    loop {
+        steps = steps.wrapping_add(1);
+        if steps % CANCEL_EVERY == 0 {
+            cancel.check()?;
+        }
+        let start = reader.buffer_position();
+        let element = match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                depth += 1;
+                Some((e, depth))
+            }
+            Ok(Event::Empty(e)) => Some((e, depth + 1)),
+            Ok(Event::End(_)) => {
+                depth = depth.saturating_sub(1);
+                None
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {
+                shape.others += 1;
+                None
+            }
+            Err(e) => {
+                return Err(Refusal::new(
+                    "xml.malformed",
+                    format!("the document is not well-formed XML: {e}"),
+                    at(reader.error_position()),
+                )
+                .into());
+            }
+        };
+        let Some((e, depth)) = element else { continue };
+        if depth > limits.max_depth {
+            return Err(too_deep(limits, at(start)).into());
+        }
+        shape.elements += 1;
+        let (mut attributes, mut here) = (0u32, 0u32);
+        for attribute in e.attributes().with_checks(false) {
+            steps = steps.wrapping_add(1);
+            if steps % CANCEL_EVERY == 0 {
+                cancel.check()?;
+            }
+            attributes += 1;
+            if attributes > limits.max_attributes_per_element {
+                return Err(Refusal::new(
+                    "xml.too-many-attributes",
+                    format!(
+                        "an element has more than {} attributes",
+                        limits.max_attributes_per_element
+                    ),
+                    at(start),
+                )
+                .into());
+            }
+            let Ok(attribute) = attribute else {
+                // Malformed: the parser proper says where and why (the count so
+                // far is within the limits).
+                break;
+            };
+            let key = attribute.key.as_ref();
+            if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                here += 1;
+                declarations += 1;
+                if here > limits.max_namespace_declarations_per_element {
+                    return Err(Refusal::new(
+                        "xml.too-many-namespaces",
+                        format!(
+                            "an element declares more than {} namespaces",
+                            limits.max_namespace_declarations_per_element
+                        ),
+                        at(start),
+                    )
+                    .into());
+                }
+                if declarations > limits.max_namespace_declarations {
+                    return Err(Refusal::new(
+                        "xml.too-many-namespaces",
+                        format!(
+                            "the document declares more than {} namespaces",
+                            limits.max_namespace_declarations
+                        ),
+                        at(start),
+                    )
+                    .into());
+                }
+            }
+        }
+        shape.attributes += u64::from(attributes);
+        if shape.attributes > limits.max_attributes {
+            return Err(Refusal::new(
+                "xml.too-many-attributes",
+                format!(
+                    "the document has more than {} attributes",
+                    limits.max_attributes
+                ),
+                at(start),
+            )
+            .into());
+        }
+        if shape.nodes() > limits.max_nodes {
+            return Err(Refusal::new(
+                "xml.too-many-nodes",
+                format!(
+                    "the document has more than {} nodes (elements, attributes, texts)",
+                    limits.max_nodes
+                ),
+                at(start),
+            )
+            .into());
+        }
+    }
+    if shape.nodes() > limits.max_nodes {
+        return Err(Refusal::new(
+            "xml.too-many-nodes",
+            format!(
+                "the document has more than {} nodes (elements, attributes, texts)",
+                limits.max_nodes
+            ),
+            "/",
+        )
+        .into());
+    }
+    Ok(shape)
+}
+
+fn too_deep(limits: &Limits, location: String) -> Refusal {
+    Refusal::new(
+        "xml.too-deep",
+        format!(
+            "elements are nested deeper than {} levels",
+            limits.max_depth
+        ),
+        location,
+    )
+}
+
+/// Parses `bytes` as one XML document, or says why it is not acceptable: the byte
+/// checks, the [`prescan`] within `limits`, then the parser proper.
+pub fn parse<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    cancel: &Cancel,
+) -> Result<(Document<'a>, Shape), Stop> {
+    let shape = prescan(text(bytes)?, limits, cancel)?;
+    cancel.check()?;
+    Ok((build(bytes, limits)?, shape))
+}
+
+/// The parser proper, for bytes [`prescan`] has passed (the byte checks run again;
+/// they are cheap).
+pub fn build<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>, Refusal> {
     uppsala::Parser::new()
         .with_forbid_dtd(true)
         .with_forbid_entities(true)
         .with_max_depth(limits.max_depth)
-        .parse(text)
+        .parse(text(bytes)?)
         .map_err(|e| refusal_for(&e, limits))
 }
 
-fn refusal_for(e: &XmlError, limits: Limits) -> Refusal {
+fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
     let (message, line, column) = match e {
         XmlError::Parse(p) => (p.message.as_str(), p.line, p.column),
         XmlError::WellFormedness(w) => (w.message.as_str(), w.line, w.column),
@@ -78,13 +330,7 @@ fn refusal_for(e: &XmlError, limits: Limits) -> Refusal {
             "the document has a DOCTYPE declaration; DTDs and entities are not accepted".to_owned(),
         )
     } else if message.contains("maximum depth") {
-        (
-            "xml.too-deep",
-            format!(
-                "elements are nested deeper than {} levels",
-                limits.max_depth
-            ),
-        )
+        return too_deep(limits, location);
     } else {
         (
             "xml.malformed",
@@ -121,10 +367,29 @@ fn line_col(prefix: &[u8]) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    fn code(bytes: &[u8]) -> &'static str {
-        match parse(bytes, Limits { max_depth: 8 }) {
+    fn limits() -> Limits {
+        Limits {
+            max_depth: 8,
+            ..Limits::default()
+        }
+    }
+
+    fn code_with(bytes: &[u8], limits: &Limits) -> &'static str {
+        match parse(bytes, limits, &Cancel::default()) {
             Ok(_) => "ok",
-            Err(r) => r.code,
+            Err(Stop::Refused(r)) => r.code,
+            Err(Stop::Cancelled) => "cancelled",
+        }
+    }
+
+    fn code(bytes: &[u8]) -> &'static str {
+        code_with(bytes, &limits())
+    }
+
+    fn refusal(bytes: &[u8]) -> Refusal {
+        match parse(bytes, &Limits::default(), &Cancel::default()) {
+            Err(Stop::Refused(r)) => r,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -172,10 +437,10 @@ mod tests {
 
     #[test]
     fn refusals_name_where() {
-        let r = parse(b"<a>\n  <b>\n</a>", Limits::default()).unwrap_err();
+        let r = refusal(b"<a>\n  <b>\n</a>");
         assert_eq!(r.code, "xml.malformed");
         assert!(r.location.starts_with("line "), "{r:?}");
-        let r = parse(b"<a>\nok\xc3</a>", Limits::default()).unwrap_err();
+        let r = refusal(b"<a>\nok\xc3</a>");
         assert_eq!(r.location, "line 2, column 3");
     }
 
@@ -183,5 +448,76 @@ mod tests {
     fn a_deep_document_is_refused_without_recursing_into_it() {
         let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
         assert_eq!(code(deep.as_bytes()), "xml.too-deep");
+    }
+
+    /// One element with `n` attributes (and `ns` namespace declarations).
+    fn bomb(n: usize, ns: usize) -> Vec<u8> {
+        let mut x = String::from("<a");
+        for i in 0..ns {
+            x.push_str(&format!(" xmlns:p{i}=\"urn:x:{i}\""));
+        }
+        for i in 0..n {
+            x.push_str(&format!(" a{i}=\"v\""));
+        }
+        x.push_str("/>");
+        x.into_bytes()
+    }
+
+    #[test]
+    fn attribute_and_namespace_bombs_are_refused_by_the_prescan() {
+        let limits = Limits {
+            max_attributes_per_element: 100,
+            max_namespace_declarations_per_element: 10,
+            max_attributes: 150,
+            max_namespace_declarations: 15,
+            max_nodes: 1000,
+            ..Limits::default()
+        };
+        assert_eq!(code_with(&bomb(99, 0), &limits), "ok");
+        assert_eq!(code_with(&bomb(101, 0), &limits), "xml.too-many-attributes");
+        assert_eq!(code_with(&bomb(0, 11), &limits), "xml.too-many-namespaces");
+        // Per document: two elements each under the per-element limits.
+        let two = |n: usize, ns: usize| {
+            let one = String::from_utf8(bomb(n, ns)).unwrap();
+            format!("<r>{one}{one}</r>").into_bytes()
+        };
+        assert_eq!(code_with(&two(80, 0), &limits), "xml.too-many-attributes");
+        assert_eq!(code_with(&two(0, 8), &limits), "xml.too-many-namespaces");
+        let many = format!("<r>{}</r>", "<e/>".repeat(1001));
+        assert_eq!(code_with(many.as_bytes(), &limits), "xml.too-many-nodes");
+        // The default limits take a real document's shape and refuse a big bomb.
+        assert_eq!(
+            code_with(&bomb(300_000, 0), &Limits::default()),
+            "xml.too-many-attributes"
+        );
+    }
+
+    #[test]
+    fn the_prescan_stops_when_its_request_is_gone() {
+        let cancel = Cancel::default();
+        cancel.cancel();
+        let doc = format!("<r>{}</r>", "<e/>".repeat(10_000));
+        assert!(matches!(
+            parse(doc.as_bytes(), &Limits::default(), &cancel),
+            Err(Stop::Cancelled)
+        ));
+    }
+
+    #[test]
+    fn the_shape_counts_what_the_parser_would_build() {
+        let (_, shape) = parse(
+            b"<r xmlns=\"urn:x\" a=\"1\"><e b=\"2\">t</e><!-- c --><e/></r>",
+            &Limits::default(),
+            &Cancel::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            shape,
+            Shape {
+                elements: 3,
+                attributes: 3,
+                others: 2
+            }
+        );
     }
 }
