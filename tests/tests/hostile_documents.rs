@@ -1,0 +1,123 @@
+//! Hostile documents against the real binary: shape bombs are refused by the
+//! streaming pre-scan before any quadratic or memory-hungry work, and one employer's
+//! heavy documents cannot keep another employer's filings waiting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use ivan_e2e::filing::{report, set_up, sign};
+use ivan_e2e::{Instance, Server, e2e_tests};
+use retention::on_pool;
+use serde_json::Value;
+
+e2e_tests!(
+    shape_bombs_are_refused_before_parsing,
+    one_employer_cannot_hold_the_analysis_budget,
+);
+
+async fn post(server: &Server, token: &str, body: Vec<u8>) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/api/v1/submissions"))
+        .bearer_auth(token)
+        .header("content-type", "application/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn count(inst: &Instance, sql: &'static str) -> i64 {
+    let db = inst.db().await;
+    let n = on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
+    db.close().await;
+    n
+}
+
+/// One element with `n` attributes after `ns` namespace declarations: the shape that
+/// cost the parser quadratic time (300k attributes: minutes of CPU).
+fn bomb(n: usize, ns: usize) -> Vec<u8> {
+    let mut x = String::from("<ContributionReport");
+    for i in 0..ns {
+        x.push_str(&format!(" xmlns:p{i}=\"urn:bomb:{i}\""));
+    }
+    for i in 0..n {
+        x.push_str(&format!(" a{i}=\"v\""));
+    }
+    x.push_str("/>");
+    x.into_bytes()
+}
+
+async fn shape_bombs_are_refused_before_parsing(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let server = inst.serve().await;
+    for (body, code) in [
+        // ~8 MiB, 600k attributes on one element.
+        (bomb(600_000, 0), "xml.too-many-attributes"),
+        (bomb(0, 5_000), "xml.too-many-namespaces"),
+        // A document of tiny elements: ~60 times its size once parsed.
+        (
+            format!("<r>{}</r>", "<e/>".repeat(7_000_000)).into_bytes(),
+            "xml.too-many-nodes",
+        ),
+    ] {
+        let r = post(&server, &filer.token, body).await;
+        assert_eq!(r.status(), 422);
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["code"], code, "{problem}");
+        assert!(
+            problem["errors"][0]["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("line 1, column "),
+            "{problem}"
+        );
+    }
+    assert!(server.stop().await.success());
+    // Each refusal is logged once; nothing else was stored.
+    assert_eq!(
+        count(
+            &inst,
+            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 0);
+}
+
+/// Employer A sends six documents whose analysis takes the whole (small) budget each;
+/// employer B's ordinary filing, sent after them, is answered while A's are still
+/// being worked through: A may hold at most its share of the budget
+/// (`intake.employer_share_percent`, 50), so B does not queue behind A.
+async fn one_employer_cannot_hold_the_analysis_budget(inst: Instance) {
+    let a = set_up(&inst, "12345678").await;
+    let b = set_up(&inst, "87654321").await;
+    let filing = sign(&inst, &b, &report(&b.registration, 1), "employer").await;
+    // A budget of 3 MiB: each of A's documents (3 MiB of elements) needs all of it.
+    let server = inst
+        .serve_with(&[("IVAN_INTAKE__ANALYSIS_BUDGET_BYTES", "3145728")])
+        .await;
+    let heavy = format!("<r>{}</r>", "<e/>".repeat(786_000)).into_bytes();
+    let server = std::sync::Arc::new(server);
+    let mut heavies = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (server, token, body) = (server.clone(), a.token.clone(), heavy.clone());
+        heavies.spawn(async move { post(&server, &token, body).await.status().as_u16() });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = post(&server, &b.token, filing.into_bytes()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    while let Some(status) = heavies.try_join_next() {
+        assert_eq!(status.unwrap(), 422);
+    }
+    assert!(
+        !heavies.is_empty(),
+        "B's filing waited until all of A's documents were done"
+    );
+    while let Some(status) = heavies.join_next().await {
+        assert_eq!(status.unwrap(), 422);
+    }
+    let server = std::sync::Arc::into_inner(server).unwrap();
+    assert!(server.stop().await.success());
+}
