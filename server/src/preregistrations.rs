@@ -84,6 +84,7 @@ impl Host for ServerHost {
                 idempotency_key: filing.idempotency_key.clone(),
                 signer_fingerprint: None,
                 crl_sha256: None,
+                signed_digest: None,
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
                 person_keys: self.persons.keys_of([filing.checked.person_id.as_str()]),

@@ -134,6 +134,9 @@ pub struct Accepting {
     pub idempotency_key: Option<String>,
     pub signer_fingerprint: Option<String>,
     pub crl_sha256: Option<String>,
+    /// What the signature covers (`signature::Inspected::content_digest`); none
+    /// for a pre-registration.
+    pub signed_digest: Option<String>,
     /// JSON array of warnings.
     pub warnings: String,
     pub hold_window: Duration,
@@ -252,8 +255,8 @@ pub async fn record(
             };
             on_conn!(&mut conn, c => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO submissions ({COLUMNS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL)"
+                    "INSERT INTO submissions ({COLUMNS}, signed_digest) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18)"
                 )))
                 .bind(&made.id)
                 .bind(&made.employer_id)
@@ -272,6 +275,7 @@ pub async fn record(
                 .bind(&made.receipt)
                 .bind(&made.warnings)
                 .bind(made.updated_at)
+                .bind(&a.signed_digest)
                 .execute(&mut *c)
                 .await?;
             });
@@ -377,6 +381,16 @@ pub async fn find_by_sha256(
     sha256: &str,
 ) -> Result<Option<Submission>, Error> {
     find_one(db, "sha256", employer_id, sha256).await
+}
+
+/// The employer's submission of this signed content (the same signed document in
+/// other bytes), if any.
+pub async fn find_by_signed_digest(
+    db: &Db,
+    employer_id: &str,
+    digest: &str,
+) -> Result<Option<Submission>, Error> {
+    find_one(db, "signed_digest", employer_id, digest).await
 }
 
 /// The employer's submission made with this `Idempotency-Key`, if any.

@@ -733,6 +733,7 @@ mod tests {
                 idempotency_key: None,
                 signer_fingerprint: None,
                 crl_sha256: None,
+                signed_digest: None,
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
                 person_keys: persons.keys_of(["7005151000"]),

@@ -114,7 +114,8 @@ pub(super) fn elements<'d, 'a>(
 }
 
 /// Every personal id in the document: the text of each of our `PersonalId`
-/// elements, wherever it is, without duplicates, in document order.
+/// elements, wherever it is among our elements (never inside the signature), without
+/// duplicates, in document order.
 pub(super) fn person_ids(doc: &Document<'_>, root: NodeId) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let mut stack = vec![root];
@@ -127,7 +128,12 @@ pub(super) fn person_ids(doc: &Document<'_>, root: NodeId) -> Vec<String> {
                 found.push(t);
             }
         }
-        let children: Vec<NodeId> = elements(doc, id).map(|(child, _)| child).collect();
+        // Only our own elements are read: the ds:Signature subtree (and anything
+        // else foreign) is not the filing's content.
+        let children: Vec<NodeId> = elements(doc, id)
+            .filter(|(_, e)| e.name.namespace_uri.as_deref() == Some(NAMESPACE))
+            .map(|(child, _)| child)
+            .collect();
         stack.extend(children.into_iter().rev());
     }
     found

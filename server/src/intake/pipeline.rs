@@ -219,6 +219,7 @@ struct Ready {
     checked: Checked,
     fingerprint: String,
     crl_sha256: Option<String>,
+    signed_digest: String,
     warnings: Vec<Problem>,
 }
 
@@ -371,6 +372,13 @@ impl Intake {
             }
         };
 
+        // The same signed document in other bytes (a trailing newline, a comment):
+        // the first filing, not a second one.
+        let digest = analysis.inspected.content_digest.clone();
+        if let Some(first) = submissions::find_by_signed_digest(&self.db, employer, &digest).await?
+        {
+            return Ok(Verdict::Repeated(Box::new(first)));
+        }
         let signer = analysis.inspected.signer();
         let fingerprint = trust::fingerprint(signer);
         let registered = match material::cert_owner(&self.db, &fingerprint).await? {
@@ -446,17 +454,14 @@ impl Intake {
             && let Some(first) =
                 submissions::find_by_sender_reference(&self.db, employer, reference).await?
         {
-            let p = Problem {
-                code: "sender-reference.conflict".into(),
-                message: format!(
-                    "sender reference {reference:?} was already used by submission {} with other content",
-                    first.id
-                ),
-                location: "sender reference".into(),
-            };
+            // The same content recorded meanwhile by a concurrent request is the
+            // first filing, not a conflict.
+            if let Some(same) = self.recorded_meanwhile(employer, sha, &digest).await? {
+                return Ok(Verdict::Repeated(Box::new(same)));
+            }
             return Ok(Verdict::Refuse {
                 status: StatusCode::CONFLICT,
-                errors: vec![p],
+                errors: vec![sender_reference_conflict(reference, &first)],
                 warnings: vec![],
             });
         }
@@ -465,6 +470,7 @@ impl Intake {
             checked,
             fingerprint,
             crl_sha256: accepted.crl_sha256,
+            signed_digest: digest,
             warnings,
         })))
     }
@@ -584,6 +590,7 @@ impl Intake {
             checked,
             fingerprint,
             crl_sha256,
+            signed_digest,
             warnings,
         } = ready;
         let accepting = Accepting {
@@ -601,6 +608,7 @@ impl Intake {
             idempotency_key: idempotency_key.map(str::to_owned),
             signer_fingerprint: Some(fingerprint),
             crl_sha256,
+            signed_digest: Some(signed_digest.clone()),
             warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
             hold_window: chrono::Duration::seconds(
                 i64::try_from(self.config.hold_window_secs).unwrap_or(i64::MAX / 1000),
@@ -627,9 +635,13 @@ impl Intake {
                 }
                 Ok(Outcome::Created(s))
             }
-            // A concurrent identical request won the race: answer with its result.
+            // A concurrent request with the same content won the race: answer with
+            // its result.
             Err(Error::Record(e)) if e.is_unique_violation() => {
-                if let Some(first) = submissions::find_by_sha256(&self.db, employer, sha).await? {
+                if let Some(first) = self
+                    .recorded_meanwhile(employer, sha, &signed_digest)
+                    .await?
+                {
                     return Ok(Outcome::Repeated(first));
                 }
                 if let Some(key) = idempotency_key
@@ -637,6 +649,16 @@ impl Intake {
                         submissions::find_by_idempotency_key(&self.db, employer, key).await?
                 {
                     let errors = vec![idempotency_conflict(&first)];
+                    return Err(self
+                        .refuse(caller, sha, StatusCode::CONFLICT, errors, vec![])
+                        .await);
+                }
+                // Other content with the same sender reference, recorded meanwhile.
+                if let Some(reference) = &checked.sender_reference
+                    && let Some(first) =
+                        submissions::find_by_sender_reference(&self.db, employer, reference).await?
+                {
+                    let errors = vec![sender_reference_conflict(reference, &first)];
                     return Err(self
                         .refuse(caller, sha, StatusCode::CONFLICT, errors, vec![])
                         .await);
@@ -683,7 +705,7 @@ impl Intake {
         let body = body.clone();
         let profiles = self.profiles.clone();
         let registration_number = caller.registration_number.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let refused = |r: super::Refusal| Ok(Err(vec![Problem::from(r)]));
             let doc = match xml::build(&body, &limits) {
@@ -713,8 +735,21 @@ impl Intake {
             }
         })
         .await
-        .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?;
-        result
+        .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?
+    }
+
+    /// The employer's submission of these bytes or of this signed content, recorded
+    /// by a concurrent request since this one looked.
+    async fn recorded_meanwhile(
+        &self,
+        employer: &str,
+        sha: &str,
+        digest: &str,
+    ) -> Result<Option<Submission>, Error> {
+        if let Some(first) = submissions::find_by_sha256(&self.db, employer, sha).await? {
+            return Ok(Some(first));
+        }
+        submissions::find_by_signed_digest(&self.db, employer, digest).await
     }
 
     fn limits(&self) -> xml::Limits {
@@ -776,6 +811,17 @@ fn busy(_: Busy) -> Error {
 /// The request is gone; nobody is left to read this.
 fn cancelled() -> Error {
     Error::Unavailable("the request ended before its document was analysed".into())
+}
+
+fn sender_reference_conflict(reference: &str, first: &Submission) -> Problem {
+    Problem {
+        code: "sender-reference.conflict".into(),
+        message: format!(
+            "sender reference {reference:?} was already used by submission {} with other content",
+            first.id
+        ),
+        location: "sender reference".into(),
+    }
 }
 
 fn idempotency_conflict(first: &Submission) -> Problem {

@@ -40,6 +40,12 @@ pub struct Inspected {
     pub signature_method: String,
     /// DER certificates from `KeyInfo`, signer first.
     pub certificates: Vec<Vec<u8>>,
+    /// Hex SHA-256 of what the signature covers: the reference's `DigestValue`, the
+    /// digest of the canonical document without its signature (checked by
+    /// [`verify`]). Byte-different files of one signed document (a trailing newline,
+    /// a comment, other whitespace between attributes) share it; duplicates are
+    /// judged on it.
+    pub content_digest: String,
 }
 
 impl Inspected {
@@ -166,23 +172,69 @@ pub fn inspect(doc: &Document<'_>) -> Result<Inspected, Refusal> {
     }
     let digest = only_child(doc, reference, "DigestMethod", &ref_path)?;
     require_algorithm(doc, digest, &[algorithm::SHA256], "digest")?;
+    let digest_value = only_child(doc, reference, "DigestValue", &ref_path)?;
+    let content_digest = STANDARD
+        .decode(base64_text(doc, digest_value).as_bytes())
+        .ok()
+        .filter(|d| d.len() == 32)
+        .map(hex::encode)
+        .ok_or_else(|| {
+            Refusal::new(
+                "signature.reference",
+                "the reference's DigestValue is not a base64 SHA-256 digest",
+                format!("{ref_path}/ds:DigestValue"),
+            )
+        })?;
 
+    // Nothing but the signature value and the certificates lies outside what the
+    // signature covers: no element may hide in SignatureValue or KeyInfo, where it
+    // would be stored, forwarded and read without being signed.
+    let value = only_child(doc, sig, ns::node::SIGNATURE_VALUE, &sig_path)?;
+    if let Some(extra) = element_children(doc, value).first() {
+        return Err(unsigned_content(
+            doc,
+            *extra,
+            "ds:SignatureValue holds only base64 text",
+        ));
+    }
     let key_info = only_child(doc, sig, ns::node::KEY_INFO, &sig_path)?;
+    for data in element_children(doc, key_info) {
+        if !is_dsig(doc, data, ns::node::X509_DATA) {
+            return Err(unsigned_content(
+                doc,
+                data,
+                "ds:KeyInfo may hold only ds:X509Data with the signing certificate",
+            ));
+        }
+        for cert in element_children(doc, data) {
+            if !is_dsig(doc, cert, ns::node::X509_CERTIFICATE) {
+                return Err(unsigned_content(
+                    doc,
+                    cert,
+                    "ds:X509Data may hold only ds:X509Certificate elements",
+                ));
+            }
+            if let Some(extra) = element_children(doc, cert).first() {
+                return Err(unsigned_content(
+                    doc,
+                    *extra,
+                    "ds:X509Certificate holds only base64 text",
+                ));
+            }
+        }
+    }
     let mut certificates = Vec::new();
     for data in doc.child_elements_by_name_ns(key_info, ns::DSIG, ns::node::X509_DATA) {
         for cert in doc.child_elements_by_name_ns(data, ns::DSIG, ns::node::X509_CERTIFICATE) {
-            let b64: String = doc
-                .text_content_deep(cert)
-                .chars()
-                .filter(|c| !c.is_ascii_whitespace())
-                .collect();
-            let der = STANDARD.decode(b64.as_bytes()).map_err(|_| {
-                Refusal::new(
-                    "signature.certificate",
-                    "an X509Certificate is not valid base64",
-                    format!("{sig_path}/ds:KeyInfo"),
-                )
-            })?;
+            let der = STANDARD
+                .decode(base64_text(doc, cert).as_bytes())
+                .map_err(|_| {
+                    Refusal::new(
+                        "signature.certificate",
+                        "an X509Certificate is not valid base64",
+                        format!("{sig_path}/ds:KeyInfo"),
+                    )
+                })?;
             certificates.push(der);
         }
     }
@@ -196,7 +248,28 @@ pub fn inspect(doc: &Document<'_>) -> Result<Inspected, Refusal> {
     Ok(Inspected {
         signature_method,
         certificates,
+        content_digest,
     })
+}
+
+/// The text of `node` without whitespace (base64 content may be wrapped).
+fn base64_text(doc: &Document<'_>, node: NodeId) -> String {
+    doc.text_content_deep(node)
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect()
+}
+
+/// An element inside the signature where the signature does not cover it.
+fn unsigned_content(doc: &Document<'_>, node: NodeId, rule: &str) -> Refusal {
+    Refusal::new(
+        "signature.unsigned-content",
+        format!(
+            "{rule}, not {}: content there is not covered by the signature",
+            name_of(doc, node)
+        ),
+        path_of(doc, node),
+    )
 }
 
 /// Verifies the signature cryptographically with `certificate_der` as the only key.

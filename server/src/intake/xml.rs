@@ -148,11 +148,16 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
         let (line, col) = line_col(&text.as_bytes()[..upto]);
         format!("line {line}, column {col}")
     };
-    loop {
+    let mut tick = || {
         steps = steps.wrapping_add(1);
-        if steps % CANCEL_EVERY == 0 {
-            cancel.check()?;
+        if steps.is_multiple_of(CANCEL_EVERY) {
+            cancel.check()
+        } else {
+            Ok(())
         }
+    };
+    loop {
+        tick()?;
         let start = reader.buffer_position();
         let element = match reader.read_event() {
             Ok(Event::Start(e)) => {
@@ -185,10 +190,7 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
         shape.elements += 1;
         let (mut attributes, mut here) = (0u32, 0u32);
         for attribute in e.attributes().with_checks(false) {
-            steps = steps.wrapping_add(1);
-            if steps % CANCEL_EVERY == 0 {
-                cancel.check()?;
-            }
+            tick()?;
             attributes += 1;
             if attributes > limits.max_attributes_per_element {
                 return Err(Refusal::new(
