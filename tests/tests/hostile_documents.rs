@@ -13,6 +13,7 @@ use serde_json::Value;
 e2e_tests!(
     shape_bombs_are_refused_before_parsing,
     one_employer_cannot_hold_the_analysis_budget,
+    shutdown_does_not_wait_for_an_analysis,
 );
 
 async fn post(server: &Server, token: &str, body: Vec<u8>) -> reqwest::Response {
@@ -135,4 +136,62 @@ async fn one_employer_cannot_hold_the_analysis_budget(inst: Instance) {
     }
     let server = std::sync::Arc::into_inner(server).unwrap();
     assert!(server.stop().await.success());
+}
+
+/// SIGTERM while a heavy document is being analysed (20,000 elements of 256 attributes,
+/// allowed by raised limits: tens of seconds of the parser's attribute comparisons in
+/// a debug build) ends the server within its grace period (1 s here) plus the second
+/// blocking work is given, not when the analysis would have finished; the record stays
+/// whole.
+async fn shutdown_does_not_wait_for_an_analysis(inst: Instance) {
+    let a = set_up(&inst, "12345678").await;
+    let server = inst
+        .serve_with(&[
+            ("IVAN_HTTP__SHUTDOWN_GRACE_SECS", "1"),
+            ("IVAN_HTTP__REQUEST_TIMEOUT_SECS", "120"),
+            ("IVAN_INTAKE__MAX_ATTRIBUTES", "10000000"),
+        ])
+        .await;
+    let element = {
+        let mut e = String::from("<e");
+        for i in 0..256 {
+            e.push_str(&format!(" a{i}=\"v\""));
+        }
+        e.push_str("/>");
+        e
+    };
+    let heavy = format!("<r>{}</r>", element.repeat(20_000)).into_bytes();
+    let (url, token, http) = (
+        server.url("/api/v1/submissions"),
+        a.token.clone(),
+        server.http.clone(),
+    );
+    let in_flight = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/xml")
+            .body(heavy)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // Uploaded, pre-scanned, and deep in the parser.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!in_flight.is_finished(), "the analysis ended before the signal");
+    let started = std::time::Instant::now();
+    server.terminate();
+    let status = server.wait().await;
+    let took = started.elapsed();
+    assert!(status.success());
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown took {took:?} with an analysis in flight"
+    );
+    // The request got no answer (its connection was dropped), or a 503.
+    match in_flight.await.unwrap() {
+        Ok(status) => assert_eq!(status, 503),
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
+    let verify = inst.run_ok(&["log", "verify"]).await;
+    assert!(verify.starts_with("log OK"), "{verify}");
 }

@@ -272,12 +272,14 @@ impl View {
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry key; the same key with other bytes is 409")),
     responses(
         (status = 201, description = "Accepted and durably recorded", body = View),
-        (status = 200, description = "These bytes were submitted before: the first submission and its identical receipt", body = View),
+        (status = 200, description = "These bytes, or the same signed content in other bytes, were submitted before: the first submission and its identical receipt", body = View),
         (status = 401, description = "Missing or bad API token", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency-Key or sender reference already used for other bytes", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key or sender reference already used for other signed content", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Larger than intake.max_document_bytes", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not application/xml", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 422, description = "Signature, certificate or document validation failed", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Shape limits, signature, certificate or document validation failed", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Intake is busy or the record is unavailable; nothing was recorded. Retry after the Retry-After header's seconds", body = ProblemDocument, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn submit(

@@ -1,11 +1,15 @@
 //! The intake pipeline: from an authenticated POST to a recorded submission or a
 //! logged refusal.
 //!
+//! 0. The body is read only with room for it in the body budget ([`super::budget`]).
 //! 1. The same bytes from the same employer again → the first submission, unchanged
 //!    (`200`, identical receipt). The same `Idempotency-Key` with other bytes → `409`.
 //! 2. `Content-Type` must be XML (`415`).
-//! 3. Off the async runtime, bounded by a memory budget: safe parse, signature profile
-//!    and cryptography, document type, XSD and rules.
+//! 3. Off the async runtime: the streaming pre-scan's shape limits, then, holding the
+//!    analysis budget its estimate asks for, safe parse, signature profile and
+//!    cryptography, document type, XSD and rules; cancelled when the request goes
+//!    ([`super::cancel`]). The same signed content as an earlier filing → that
+//!    filing (`200`).
 //! 4. The signing certificate must be registered for this employer, chain to a
 //!    trusted CA, be valid now, allow signing and not be revoked per the newest CRL.
 //! 5. Errors among the document findings refuse it (`422`); warnings are reported.
@@ -13,9 +17,9 @@
 //!    receipt committed together — only then `201`.
 //!
 //! Every refusal at steps 1–5 is logged (`submission.refuse`, see
-//! [`crate::submissions`]). Requests without a valid token (`401`) or over the size
-//! limit (`413`, refused before the body is read) are counted in metrics, not logged:
-//! they are not filings of any employer.
+//! [`crate::submissions`]). Requests without a valid token (`401`), over the size
+//! limit (`413`, refused before the body is read) or turned away busy (`503`) are
+//! counted in metrics, not logged: they are not filings of any employer.
 
 use std::sync::Arc;
 
