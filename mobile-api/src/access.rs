@@ -130,7 +130,9 @@ pub async fn get(
     found.ok_or_else(|| Error::NotFound(format!("no phone access {id}")))
 }
 
-/// Registers a phone access for the employer. At most one active access per phone.
+/// Registers a phone access for the employer. At most one active access per employer
+/// and phone; other employers' accesses of the same phone are neither refused nor
+/// revealed (each has its own PIN; see [`login`]).
 pub async fn add(
     ledger: &Ledger,
     db: &Db,
@@ -167,7 +169,7 @@ pub async fn add(
             match inserted {
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     Err(retention::Error::Conflict(format!(
-                        "phone {phone} already has an active access; deactivate it first"
+                        "phone {phone} already has an active access of this employer; deactivate it first"
                     )))
                 }
                 other => Ok(other?),
@@ -265,7 +267,36 @@ pub async fn new_pin(
     if !current.active {
         return Err(Error::Conflict(format!("phone access {id} is deactivated")));
     }
-    let pin = pins.generate()?;
+    // The PINs of one phone's accesses (at other employers) differ, so a login finds
+    // the one access its PIN opens.
+    let others: Vec<String> = on_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT pin_hash FROM phone_accesses WHERE phone = $1 AND id <> $2 \
+             AND deactivated_at IS NULL AND pin_hash IS NOT NULL",
+        )
+        .bind(&current.phone)
+        .bind(id)
+        .fetch_all(pool)
+        .await?
+    });
+    let mut pin = pins.generate()?;
+    let mut tries = 0;
+    loop {
+        let mut taken = false;
+        for h in &others {
+            taken |= pins.verify(pin.clone(), Some(h.clone())).await?;
+        }
+        if !taken {
+            break;
+        }
+        tries += 1;
+        if tries > 10 {
+            return Err(Error::Unavailable(
+                "could not generate a distinct PIN; try again".into(),
+            ));
+        }
+        pin = pins.generate()?;
+    }
     let hash = pins.hash(pin.clone()).await?;
     let sealed = pins.seal(id, &pin)?;
     let (rid, eid) = (id.to_owned(), employer_id.to_owned());
@@ -366,9 +397,11 @@ fn refused() -> Error {
     Error::Unauthorized("unknown phone number or wrong PIN (or the access is locked)".into())
 }
 
-/// Checks a phone number and PIN and opens a session. An unknown phone, a wrong PIN,
-/// a locked or deactivated access all answer the same [`Error::Unauthorized`] after
-/// the same work (one Argon2id computation, one log entry). `max_failed_pins` wrong
+/// Checks a phone number and PIN and opens a session in the access the PIN opens
+/// (a phone several employers authorised has one access, and one PIN, at each). An
+/// unknown phone, a wrong PIN, a locked or deactivated access all answer the same
+/// [`Error::Unauthorized`] (one Argon2id computation per access of the phone, one
+/// for an unknown phone). `max_failed_pins` wrong
 /// PINs in a row lock the access until the employer generates a new PIN.
 pub async fn login(
     ledger: &Ledger,
@@ -380,26 +413,37 @@ pub async fn login(
 ) -> Result<Issued, Error> {
     let device = parse_name(&login.device_name, "device_name", MAX_DEVICE_CHARS)?;
     let phone = parse_phone(&login.phone).ok();
-    let row: Option<LoginRow> = match &phone {
+    // Several employers may each have authorised this phone: the PIN tells their
+    // accesses apart (PINs of one phone are kept distinct, see `new_pin`).
+    let rows: Vec<LoginRow> = match &phone {
         Some(p) => on_pool!(db, pool => {
             sqlx::query_as(
                 "SELECT id, employer_id, pin_hash, failed_attempts, \
                  (locked_at IS NOT NULL OR failed_attempts >= $1) AS locked, \
                  (registered_at IS NOT NULL) AS registered \
-                 FROM phone_accesses WHERE phone = $2 AND deactivated_at IS NULL",
+                 FROM phone_accesses WHERE phone = $2 AND deactivated_at IS NULL \
+                 AND pin_hash IS NOT NULL ORDER BY id",
             )
             .bind(i64::from(config.max_failed_pins))
             .bind(p)
-            .fetch_optional(pool)
+            .fetch_all(pool)
             .await?
         }),
-        None => None,
+        None => Vec::new(),
     };
-    let hash = row.as_ref().and_then(|r| r.pin_hash.clone());
-    let matched = pins.verify(login.pin.clone(), hash.clone()).await?;
+    let mut matched = None;
+    if rows.is_empty() {
+        // The same work as for a known phone: one Argon2id computation (a decoy).
+        pins.verify(login.pin.clone(), None).await?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        if pins.verify(login.pin.clone(), r.pin_hash.clone()).await? && matched.is_none() {
+            matched = Some(i);
+        }
+    }
     let source = serde_json::json!({ "source": login.source, "device_name": device });
 
-    let Some(row) = row.filter(|r| r.pin_hash.is_some()) else {
+    if rows.is_empty() {
         // Unknown phone (or no PIN yet): logged under the number tried.
         metrics::counter!("ivan_mobile_logins_total", "outcome" => "refused").increment(1);
         ledger
@@ -411,45 +455,26 @@ pub async fn login(
             })
             .await?;
         return Err(refused());
-    };
-
-    if !matched || row.locked {
-        metrics::counter!("ivan_mobile_logins_total", "outcome" => "refused").increment(1);
-        let locks_now = !row.locked && row.failed_attempts + 1 >= i64::from(config.max_failed_pins);
-        let rid = row.id.clone();
-        let counts = !row.locked;
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-            Box::pin(async move {
-                if counts {
-                    on_conn!(&mut conn, c => {
-                        sqlx::query("UPDATE phone_accesses SET failed_attempts = failed_attempts + 1 WHERE id = $1")
-                            .bind(&rid)
-                            .execute(&mut *c)
-                            .await?;
-                    });
-                }
-                Ok(())
-            })
-        });
-        let mut payload = source.clone();
-        payload["failed_attempts"] = serde_json::json!(row.failed_attempts + i64::from(counts));
-        payload["reason"] = serde_json::json!(if row.locked { "locked" } else { "wrong PIN" });
-        ledger
-            .append_with(
-                entry(
-                    Actor::Phone(row.id.clone()),
-                    "phone.login-fail",
-                    &row.id,
-                    Some(json(payload)),
-                ),
-                work,
-            )
-            .await?;
-        if locks_now {
-            lock(ledger, &row.id, config.max_failed_pins).await?;
-        }
-        return Err(refused());
     }
+
+    let row = match matched.and_then(|i| rows.get(i)) {
+        Some(row) if !row.locked => row,
+        hit => {
+            // A wrong PIN counts against every access of the phone (a guesser does
+            // not know which employer's it is); the right PIN of a locked access
+            // counts nothing.
+            metrics::counter!("ivan_mobile_logins_total", "outcome" => "refused").increment(1);
+            let failed: Vec<&LoginRow> = match hit {
+                Some(locked) => vec![locked],
+                None => rows.iter().collect(),
+            };
+            for r in failed {
+                failed_pin(ledger, config, r, &source).await?;
+            }
+            return Err(refused());
+        }
+    };
+    let hash = row.pin_hash.clone();
 
     // The PIN matched: open a session in the same transaction that records the login.
     let issued = sessions.prepare(&row.id, &row.employer_id)?;
@@ -511,6 +536,50 @@ pub async fn login(
     Ok(issued)
 }
 
+/// A wrong PIN (or any PIN for a locked access): one `phone.login-fail` entry, the
+/// count raised unless already locked, and the lockout at the limit.
+async fn failed_pin(
+    ledger: &Ledger,
+    config: &MobileConfig,
+    row: &LoginRow,
+    source: &serde_json::Value,
+) -> Result<(), Error> {
+    let locks_now = !row.locked && row.failed_attempts + 1 >= i64::from(config.max_failed_pins);
+    let rid = row.id.clone();
+    let counts = !row.locked;
+    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
+        Box::pin(async move {
+            if counts {
+                on_conn!(&mut conn, c => {
+                    sqlx::query("UPDATE phone_accesses SET failed_attempts = failed_attempts + 1 WHERE id = $1")
+                        .bind(&rid)
+                        .execute(&mut *c)
+                        .await?;
+                });
+            }
+            Ok(())
+        })
+    });
+    let mut payload = source.clone();
+    payload["failed_attempts"] = serde_json::json!(row.failed_attempts + i64::from(counts));
+    payload["reason"] = serde_json::json!(if row.locked { "locked" } else { "wrong PIN" });
+    ledger
+        .append_with(
+            entry(
+                Actor::Phone(row.id.clone()),
+                "phone.login-fail",
+                &row.id,
+                Some(json(payload)),
+            ),
+            work,
+        )
+        .await?;
+    if locks_now {
+        lock(ledger, &row.id, config.max_failed_pins).await?;
+    }
+    Ok(())
+}
+
 /// Records the lockout once (a concurrent second one finds the access locked and
 /// writes nothing).
 async fn lock(ledger: &Ledger, id: &str, max: u32) -> Result<(), Error> {
@@ -568,5 +637,63 @@ mod tests {
         ] {
             assert!(parse_phone(bad).is_err(), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+    use crate::testkit::Kit;
+
+    retention::backend_tests!(one_phone_at_two_employers_logs_in_by_its_pin);
+
+    fn attempt(phone: &str, pin: &str) -> Login {
+        Login {
+            phone: phone.into(),
+            pin: pin.into(),
+            device_name: "test".into(),
+            source: "192.0.2.1".into(),
+        }
+    }
+
+    async fn one_phone_at_two_employers_logs_in_by_its_pin(env: retention::testing::TestEnv) {
+        let kit = Kit::new(env, MobileConfig::default()).await;
+        let (e1, e2) = (kit.employer("EMP-1").await, kit.employer("EMP-2").await);
+        let phone = "+421901000001";
+        let (a1, pin1) = kit.phone(&e1, phone).await;
+        // The second employer's answer is the same as for any new phone.
+        let (a2, pin2) = kit.phone(&e2, phone).await;
+        assert!(!a2.registered && !a2.locked && a2.active);
+        assert_ne!(pin1, pin2);
+        // Twice at one employer is that employer's own conflict.
+        let m = &kit.mobile;
+        let twice = add(
+            m.ledger(),
+            m.db(),
+            m.config(),
+            Actor::System,
+            &e2,
+            phone,
+            "X",
+        )
+        .await;
+        assert!(
+            matches!(twice, Err(Error::Record(retention::Error::Conflict(_)))),
+            "{twice:?}"
+        );
+        for (pin, access) in [(&pin1, &a1), (&pin2, &a2)] {
+            let issued = login(
+                m.ledger(),
+                m.db(),
+                m.pins(),
+                m.sessions(),
+                m.config(),
+                attempt(phone, pin),
+            )
+            .await
+            .unwrap();
+            assert_eq!(issued.access_id, access.id);
+        }
+        kit.task.shutdown().await;
     }
 }

@@ -8,7 +8,7 @@
 //! | `POST /mobile/v1/session/refresh` | spend a refresh token for new tokens |
 //! | `DELETE /mobile/v1/session` | log out (revokes the session) |
 //! | `POST /mobile/v1/preregistrations` | file a pre-registration (`Idempotency-Key` optional) |
-//! | `GET /mobile/v1/preregistrations?after=&limit=` | the employer's pre-registrations, paged |
+//! | `GET /mobile/v1/preregistrations?after=&limit=` | the pre-registrations filed from this phone access, paged |
 //!
 //! Logins are limited per source address (`logins_per_minute_per_source`, then `429`
 //! with `Retry-After`); the source is the TCP peer (put a proxy's own limits in front
@@ -293,10 +293,13 @@ async fn list<E: From<Error>>(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::Invalid(format!("limit must be 1 to {MAX_PAGE}")).into());
     }
+    // A phone user sees what was filed from its own phone access, never the rest of
+    // the employer's (they carry other people's personal ids).
     let filter = Filter {
         state: None,
         after: q.after,
         limit,
+        phone_access_id: Some(c.access_id.clone()),
     };
     let (items, next_after) = prereg::page(m.db(), &c.employer_id, &filter).await?;
     Ok(Json(Page { items, next_after }))
@@ -333,7 +336,7 @@ fn logout_doc() {}
 #[allow(dead_code)]
 fn file_doc() {}
 
-/// The employer's pre-registrations, oldest first.
+/// The pre-registrations filed from this phone access, oldest first.
 #[utoipa::path(get, path = "/mobile/v1/preregistrations",
     params(("after" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
     security(("access_token" = [])),

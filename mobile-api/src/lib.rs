@@ -26,6 +26,8 @@ pub mod pin;
 pub mod prereg;
 pub mod session;
 pub mod sms;
+#[cfg(test)]
+mod testkit;
 
 use std::sync::Arc;
 
@@ -66,6 +68,11 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     /// row, receipt, forwarding outbox — calling [`prereg::insert`] in the same
     /// transaction.
     fn file(&self, filing: Filing) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Tells the employer something it must act on (a phone access locked after
+    /// sustained PIN guessing): the server logs it and queues mail to the employer's
+    /// notification address.
+    fn alert_employer(&self, employer_id: &str, text: String) -> BoxFuture<'_, Result<(), Error>>;
 }
 
 /// Everything the mobile channel's handlers and workers share.

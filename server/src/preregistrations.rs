@@ -100,6 +100,46 @@ impl Host for ServerHost {
                 })
         })
     }
+
+    fn alert_employer(
+        &self,
+        employer_id: &str,
+        text: String,
+    ) -> BoxFuture<'_, Result<(), mobile_api::Error>> {
+        let eid = employer_id.to_owned();
+        Box::pin(async move {
+            let (mail_eid, body) = (eid.clone(), text.clone());
+            let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+                Box::pin(async move {
+                    let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                    mail::enqueue_to_employer(
+                        &mut conn,
+                        mail::Kind::PhoneAlert,
+                        &mail_eid,
+                        &body,
+                        now,
+                    )
+                    .await
+                })
+            });
+            tracing::warn!(employer = %eid, "{text}");
+            self.ledger
+                .append_with(
+                    NewEntry {
+                        actor: Actor::System,
+                        action: "employer.alert".into(),
+                        subject: format!("employer:{eid}"),
+                        payload: Some(Payload {
+                            bytes: text.into_bytes().into(),
+                            media_type: "text/plain; charset=utf-8".into(),
+                        }),
+                    },
+                    work,
+                )
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 fn person_xml(out: &mut String, p: &Checked) {
@@ -388,6 +428,7 @@ mod tests {
             state: None,
             after,
             limit: 1,
+            phone_access_id: None,
         };
         let (page1, next) = prereg::page(&env.db, &eid, &one(None)).await.unwrap();
         assert_eq!((page1.len(), next.as_deref()), (1, Some(p.id.as_str())));

@@ -19,6 +19,8 @@ e2e_tests!(
     overdue_preregistrations_are_reminded_and_listed_daily,
     logins_are_rate_limited_and_a_cancelled_form_unpairs,
     a_form_the_authority_rejects_is_unpaired_by_the_sweep,
+    a_phone_user_lists_only_its_own_and_a_reused_key_with_other_content_conflicts,
+    a_phone_another_employer_authorised_is_not_disclosed,
 );
 
 /// Environment that points `ivan serve` at the test SMSC.
@@ -529,15 +531,17 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (_, theirs) = get(&server, "/api/v1/preregistrations", &other.token).await;
     assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
-    // The same phone cannot be authorised twice while active.
-    let (s, _) = post(
+    // Another employer may authorise the same phone: its answer does not disclose
+    // that this employer has it (see a_phone_another_employer_authorised_is_not_disclosed).
+    let (s, theirs) = post(
         &server,
         "/api/v1/phone-accesses",
         Some(&other.token),
         json!({"phone": phone, "holder_name": "X"}),
     )
     .await;
-    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(s, StatusCode::CREATED, "{theirs}");
+    assert_eq!(theirs["registered"], false);
     server.stop().await;
 }
 
@@ -738,5 +742,130 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
     })
     .await;
     assert!(log_actions(&inst).await.contains("preregistration.unpair"));
+    server.stop().await;
+}
+
+/// Files `body` as the phone user with an `Idempotency-Key`.
+async fn file_with_key(
+    server: &Server,
+    access: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let r = server
+        .http
+        .post(server.url("/mobile/v1/preregistrations"))
+        .bearer_auth(access)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Issue 17, item 12: least privilege for phone users, and an `Idempotency-Key` is
+/// bound to the content it was first used with.
+async fn a_phone_user_lists_only_its_own_and_a_reused_key_with_other_content_conflicts(
+    inst: Instance,
+) {
+    let filer = set_up(&inst, "EMP-0050").await;
+    let server = inst.serve().await;
+    let (_, pin_a) = phone_with_pin(&server, &filer, "+421906000001").await;
+    let (_, pin_b) = phone_with_pin(&server, &filer, "+421906000002").await;
+    let (_, a) = login(&server, "+421906000001", &pin_a).await;
+    let (_, b) = login(&server, "+421906000002", &pin_b).await;
+    let (a, b) = (
+        a["access_token"].as_str().unwrap().to_owned(),
+        b["access_token"].as_str().unwrap().to_owned(),
+    );
+    let mine = file_hire(&server, &a).await;
+    let theirs = file_hire(&server, &b).await;
+
+    // Each phone user sees what was filed from that phone, nothing else.
+    for (token, own) in [(&a, &mine), (&b, &theirs)] {
+        let (s, page) = get(&server, "/mobile/v1/preregistrations", token).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let ids: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![own["id"].as_str().unwrap()], "{page}");
+    }
+    // The employer still sees all of its pre-registrations.
+    let (_, all) = get(&server, "/api/v1/preregistrations", &filer.token).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2, "{all}");
+
+    // The same key and body: the first filing again; another body: 409 naming it.
+    let body = hire(&today());
+    let (s, first) = file_with_key(&server, &a, "key-1", &body).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, again) = file_with_key(&server, &a, "key-1", &body).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let mut changed = body.clone();
+    changed["surname"] = json!("Nováková");
+    let (s, problem) = file_with_key(&server, &a, "key-1", &changed).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["code"], "idempotency-key.conflict",
+        "{problem}"
+    );
+    let first_id = first["id"].as_str().unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains(first_id),
+        "{problem}"
+    );
+    // Nothing new was filed.
+    let (_, all) = get(&server, "/api/v1/preregistrations", &filer.token).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 3, "{all}");
+    server.stop().await;
+}
+
+/// Issue 17, item 12: authorising a phone that another employer already authorised
+/// answers exactly as for any other phone; each employer's PIN logs in to its own
+/// access.
+async fn a_phone_another_employer_authorised_is_not_disclosed(inst: Instance) {
+    let first = set_up(&inst, "EMP-0051").await;
+    let second = set_up(&inst, "EMP-0052").await;
+    let server = inst.serve().await;
+    let phone = "+421907000001";
+    let (id1, pin1) = phone_with_pin(&server, &first, phone).await;
+    // The second employer cannot tell the phone is known elsewhere.
+    let (id2, pin2) = phone_with_pin(&server, &second, phone).await;
+    assert_ne!(id1, id2);
+    assert_ne!(pin1, pin2, "PINs of one phone differ between employers");
+    // Twice at the same employer is still refused (that is the employer's own data).
+    let (s, _) = post(
+        &server,
+        "/api/v1/phone-accesses",
+        Some(&second.token),
+        json!({"phone": phone, "holder_name": "X"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Each PIN logs in to its own employer's access.
+    for (pin, filer, other) in [(&pin1, &first, &second), (&pin2, &second, &first)] {
+        let (s, tokens) = login(&server, phone, pin).await;
+        assert_eq!(s, StatusCode::OK, "{tokens}");
+        let filed = file_hire(&server, tokens["access_token"].as_str().unwrap()).await;
+        let pid = filed["id"].as_str().unwrap();
+        let path = format!("/api/v1/preregistrations/{pid}");
+        assert_eq!(get(&server, &path, &filer.token).await.0, StatusCode::OK);
+        assert_eq!(
+            get(&server, &path, &other.token).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let (_, list) = get(&server, "/api/v1/phone-accesses", &second.token).await;
+    assert_eq!(list["items"][0]["registered"], true);
     server.stop().await;
 }

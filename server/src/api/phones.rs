@@ -196,6 +196,7 @@ pub(super) async fn preregistrations(
         state: q.state,
         after: q.after,
         limit,
+        phone_access_id: None,
     };
     let (items, next_after) = prereg::page(state.mobile.db(), &caller.employer_id, &filter).await?;
     Ok(Json(PreregPage { items, next_after }))

@@ -317,6 +317,7 @@ async fn preregistrations(
         state: (!q.state.is_empty()).then(|| q.state.clone()),
         after: (!q.after.is_empty()).then(|| q.after.clone()),
         limit: PAGE_ROWS,
+        phone_access_id: None,
     };
     let (items, next) = prereg::page(state.mobile.db(), &signed.employer_id, &filter)
         .await
