@@ -4,7 +4,8 @@
 //!
 //! * [`access`] — phone accesses an employer registers, their PINs ([`pin`]: random,
 //!   Argon2id with a pepper, sealed until first use so they can be sent by SMS) and
-//!   PIN logins with a per-access lockout;
+//!   PIN logins; [`throttle`] limits PIN guessing per phone number (exponential delay,
+//!   a lock only after sustained abuse) and aggregates unknown-phone failures;
 //! * [`session`] — ES256 access tokens and rotating refresh tokens with reuse
 //!   detection;
 //! * [`prereg`] — pre-registrations, their pairing with registration forms and the
@@ -28,6 +29,7 @@ pub mod session;
 pub mod sms;
 #[cfg(test)]
 mod testkit;
+pub mod throttle;
 
 use std::sync::Arc;
 

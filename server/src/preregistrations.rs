@@ -240,8 +240,9 @@ impl SweeperTask {
 }
 
 /// Starts the sweeper: every `mobile.sweep_interval_secs` it pairs, flags overdue
-/// pre-registrations, queues reminders, and sends each employer with overdue ones
-/// its daily list.
+/// pre-registrations, queues reminders, sends each employer with overdue ones its
+/// daily list, and logs the finished hours of unknown-phone login failures
+/// ([`mobile_api::throttle::sweep`]).
 pub fn start_sweeper(mobile: Mobile) -> SweeperTask {
     let (stop, mut stopped) = watch::channel(false);
     let handle = tokio::spawn(async move {
@@ -270,6 +271,8 @@ pub async fn sweep(mobile: &Mobile) -> Result<(), Error> {
     for (employer_id, overdue) in prereg::digests_due(mobile.db(), now).await? {
         send_digest(mobile.ledger(), &employer_id, &overdue, now).await?;
     }
+    // Each finished hour of refused logins for unknown phones: one log entry per phone.
+    mobile_api::throttle::sweep(mobile.ledger(), mobile.db(), mobile.config(), now).await?;
     Ok(())
 }
 

@@ -21,6 +21,9 @@ e2e_tests!(
     a_form_the_authority_rejects_is_unpaired_by_the_sweep,
     a_phone_user_lists_only_its_own_and_a_reused_key_with_other_content_conflicts,
     a_phone_another_employer_authorised_is_not_disclosed,
+    wrong_pins_from_many_sources_do_not_lock_the_victim,
+    logins_are_limited_per_source_network,
+    unknown_phone_failures_are_counted_not_logged_one_by_one,
 );
 
 /// Environment that points `ivan serve` at the test SMSC.
@@ -450,7 +453,14 @@ async fn sessions_rotate_and_reuse_revokes_the_family(inst: Instance) {
 async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance) {
     let filer = set_up(&inst, "EMP-0044").await;
     let other = set_up(&inst, "EMP-0045").await;
-    let server = inst.serve().await;
+    // The hard lock is for sustained abuse (default 20 wrong PINs in 24 h, with delays
+    // between attempts); here it is configured to five, without delays.
+    let server = inst
+        .serve_with(&[
+            ("IVAN_MOBILE__LOCK_AFTER_FAILURES", "5"),
+            ("IVAN_MOBILE__PIN_FAILURES_BEFORE_DELAY", "10"),
+        ])
+        .await;
     let phone = "+421903000001";
     let (id, pin) = phone_with_pin(&server, &filer, phone).await;
     let wrong = if pin == "00000000" {
@@ -482,7 +492,13 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
     assert_eq!(list["items"][0]["locked"], true);
     let log = log_actions(&inst).await;
     assert_eq!(log.matches("phone.lockout").count(), 1, "one lockout entry");
-    assert!(log.matches("phone.login-fail").count() >= 6);
+    assert_eq!(
+        log.matches("employer.alert").count(),
+        1,
+        "the employer is alerted"
+    );
+    // Five wrong PINs; the unknown phone is counted, not logged, within the hour.
+    assert!(log.matches("phone.login-fail").count() >= 5);
     // A new PIN unlocks.
     let (_, p2) = post(
         &server,
@@ -867,5 +883,143 @@ async fn a_phone_another_employer_authorised_is_not_disclosed(inst: Instance) {
     }
     let (_, list) = get(&server, "/api/v1/phone-accesses", &second.token).await;
     assert_eq!(list["items"][0]["registered"], true);
+    server.stop().await;
+}
+
+/// Logs in as if from `source` (the server trusts 127.0.0.1 as a proxy in these tests).
+async fn login_from(server: &Server, source: &str, phone: &str, pin: &str) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/mobile/v1/session"))
+        .header("x-forwarded-for", source)
+        .json(&json!({"phone": phone, "pin": pin, "device_name": "test phone"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+const TRUST_LOOPBACK: (&str, &str) = ("IVAN_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]");
+
+/// Issue 17, item 11: 30 wrong PINs from 30 networks used to lock the victim after
+/// five. Now they delay the phone (429, not counted) and the right PIN works once the
+/// delay has passed.
+async fn wrong_pins_from_many_sources_do_not_lock_the_victim(inst: Instance) {
+    let filer = set_up(&inst, "EMP-0053").await;
+    let server = inst.serve_with(&[TRUST_LOOPBACK]).await;
+    let phone = "+421908000001";
+    let (_, pin) = phone_with_pin(&server, &filer, phone).await;
+    let wrong = if pin == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let r = login_from(&server, &format!("10.{i}.0.1"), phone, wrong).await;
+        statuses.push(r.status());
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        3,
+        "three wrong PINs are checked, the rest wait: {statuses:?}"
+    );
+    assert!(
+        statuses[3..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let (_, list) = get(&server, "/api/v1/phone-accesses", &filer.token).await;
+    assert_eq!(list["items"][0]["locked"], false, "{list}");
+    // The owner waits as told, and gets in.
+    let r = login_from(&server, "192.0.2.10", phone, &pin).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let r = login_from(&server, "192.0.2.10", phone, &pin).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let log = log_actions(&inst).await;
+    assert_eq!(log.matches("phone.lockout").count(), 0);
+    assert_eq!(
+        log.matches("phone.login-fail").count(),
+        3,
+        "one entry per checked wrong PIN, none for the waits"
+    );
+    server.stop().await;
+}
+
+/// Issue 17, item 11: the per-source login limit counts a whole IPv4 /24.
+async fn logins_are_limited_per_source_network(inst: Instance) {
+    let server = inst
+        .serve_with(&[
+            TRUST_LOOPBACK,
+            ("IVAN_MOBILE__LOGINS_PER_MINUTE_PER_SOURCE", "2"),
+        ])
+        .await;
+    let try_from = |source: &'static str, phone: &'static str| {
+        let server = &server;
+        async move { login_from(server, source, phone, "12345678").await.status() }
+    };
+    assert_eq!(
+        try_from("10.9.8.1", "+421909000001").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        try_from("10.9.8.2", "+421909000002").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A third address of the same /24 is the same source.
+    assert_eq!(
+        try_from("10.9.8.3", "+421909000003").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The next /24 is another.
+    assert_eq!(
+        try_from("10.9.9.1", "+421909000004").await,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+/// Issue 17, item 11: 300 failed logins for an unknown phone from 300 sources used to
+/// write 300 log entries. Now they are counted (metrics, and per phone and hour in the
+/// database) and logged as one entry with the count once the hour is over.
+async fn unknown_phone_failures_are_counted_not_logged_one_by_one(inst: Instance) {
+    let server = inst.serve_with(&[TRUST_LOOPBACK]).await;
+    let phone = "+421999000123";
+    for i in 0..300 {
+        let r = login_from(
+            &server,
+            &format!("10.{}.{}.1", i / 200, i % 200),
+            phone,
+            "12345678",
+        )
+        .await;
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status()),
+            "{}",
+            r.status()
+        );
+    }
+    let log = log_actions(&inst).await;
+    assert!(
+        log.matches(phone).count() <= 1,
+        "at most one entry per phone and hour: {log}"
+    );
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("ivan_mobile_unknown_phone_logins_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<f64>().ok());
+    assert_eq!(counted, Some(300.0), "{metrics}");
     server.stop().await;
 }
