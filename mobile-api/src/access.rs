@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::pin::Pins;
 use crate::session::{self, Issued};
-use crate::{Error, Mobile, MobileConfig, sms, throttle};
+use crate::{Error, Mobile, sms, throttle};
 
 /// Longest holder name, in characters.
 pub const MAX_HOLDER_CHARS: usize = 200;
@@ -100,12 +100,7 @@ fn entry(actor: Actor, action: &str, id: &str, payload: Option<Payload>) -> NewE
 }
 
 /// The phone accesses of an employer, oldest first.
-pub async fn list(
-    db: &Db,
-    config: &MobileConfig,
-    employer_id: &str,
-) -> Result<Vec<PhoneAccess>, Error> {
-    let _ = config;
+pub async fn list(db: &Db, employer_id: &str) -> Result<Vec<PhoneAccess>, Error> {
     let sql = format!("{VIEW} WHERE employer_id = $1 ORDER BY id");
     Ok(on_pool!(db, pool => {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -116,13 +111,7 @@ pub async fn list(
 }
 
 /// The employer's phone access `id` (another employer's is `NotFound`).
-pub async fn get(
-    db: &Db,
-    config: &MobileConfig,
-    employer_id: &str,
-    id: &str,
-) -> Result<PhoneAccess, Error> {
-    let _ = config;
+pub async fn get(db: &Db, employer_id: &str, id: &str) -> Result<PhoneAccess, Error> {
     let sql = format!("{VIEW} WHERE employer_id = $1 AND id = $2");
     let found: Option<PhoneAccess> = on_pool!(db, pool => {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -140,7 +129,6 @@ pub async fn get(
 pub async fn add(
     ledger: &Ledger,
     db: &Db,
-    config: &MobileConfig,
     actor: Actor,
     employer_id: &str,
     phone: &str,
@@ -186,7 +174,7 @@ pub async fn add(
             work,
         )
         .await?;
-    get(db, config, employer_id, &id).await
+    get(db, employer_id, &id).await
 }
 
 /// Work that revokes every live session of an access (inside the caller's transaction).
@@ -214,12 +202,11 @@ async fn revoke_sessions(
 pub async fn deactivate(
     ledger: &Ledger,
     db: &Db,
-    config: &MobileConfig,
     actor: Actor,
     employer_id: &str,
     id: &str,
 ) -> Result<PhoneAccess, Error> {
-    let current = get(db, config, employer_id, id).await?;
+    let current = get(db, employer_id, id).await?;
     if !current.active {
         return Err(Error::Conflict(format!(
             "phone access {id} is already deactivated"
@@ -252,7 +239,7 @@ pub async fn deactivate(
     ledger
         .append_with(entry(actor, "phone-access.deactivate", id, None), work)
         .await?;
-    get(db, config, employer_id, id).await
+    get(db, employer_id, id).await
 }
 
 /// Generates a new PIN for an active access: the old PIN stops working, the lock is
@@ -262,12 +249,11 @@ pub async fn new_pin(
     ledger: &Ledger,
     db: &Db,
     pins: &Arc<Pins>,
-    config: &MobileConfig,
     actor: Actor,
     employer_id: &str,
     id: &str,
 ) -> Result<(PhoneAccess, String), Error> {
-    let current = get(db, config, employer_id, id).await?;
+    let current = get(db, employer_id, id).await?;
     if !current.active {
         return Err(Error::Conflict(format!("phone access {id} is deactivated")));
     }
@@ -334,19 +320,18 @@ pub async fn new_pin(
     ledger
         .append_with(entry(actor, "phone-access.pin-generate", id, None), work)
         .await?;
-    Ok((get(db, config, employer_id, id).await?, pin))
+    Ok((get(db, employer_id, id).await?, pin))
 }
 
 /// Queues the current PIN for delivery by SMS. Only while it has not been used.
 pub async fn send_pin(
     ledger: &Ledger,
     db: &Db,
-    config: &MobileConfig,
     actor: Actor,
     employer_id: &str,
     id: &str,
 ) -> Result<PhoneAccess, Error> {
-    let current = get(db, config, employer_id, id).await?;
+    let current = get(db, employer_id, id).await?;
     if !current.pin_sendable {
         return Err(Error::Conflict(if current.has_pin {
             format!(
@@ -665,6 +650,7 @@ mod tests {
 #[cfg(test)]
 mod store_tests {
     use super::*;
+    use crate::MobileConfig;
     use crate::testkit::Kit;
     use retention::Clock as _;
 
@@ -744,12 +730,7 @@ mod store_tests {
             wait *= 2;
         }
         // Seven wrong PINs from seven networks: not locked, no alert.
-        assert!(
-            !get(m.db(), m.config(), &employer, &access.id)
-                .await
-                .unwrap()
-                .locked
-        );
+        assert!(!get(m.db(), &employer, &access.id).await.unwrap().locked);
         assert_eq!(kit.entries("phone.lockout").await, 0);
         // The right PIN, once the delay has passed, logs in and ends the delay.
         kit.clock.advance(chrono::Duration::seconds(wait as i64));
@@ -763,9 +744,7 @@ mod store_tests {
 
         // That was the eighth wrong PIN within the window: sustained abuse locks the
         // phone, once, and the employer is alerted.
-        let now = get(m.db(), m.config(), &employer, &access.id)
-            .await
-            .unwrap();
+        let now = get(m.db(), &employer, &access.id).await.unwrap();
         assert!(now.locked);
         assert_eq!(kit.entries("phone.lockout").await, 1);
         let alerts = kit.host.alerts.lock().unwrap().clone();
@@ -782,7 +761,6 @@ mod store_tests {
             m.ledger(),
             m.db(),
             m.pins(),
-            m.config(),
             Actor::System,
             &employer,
             &access.id,
@@ -871,16 +849,7 @@ mod store_tests {
         assert_ne!(pin1, pin2);
         // Twice at one employer is that employer's own conflict.
         let m = &kit.mobile;
-        let twice = add(
-            m.ledger(),
-            m.db(),
-            m.config(),
-            Actor::System,
-            &e2,
-            phone,
-            "X",
-        )
-        .await;
+        let twice = add(m.ledger(), m.db(), Actor::System, &e2, phone, "X").await;
         assert!(
             matches!(twice, Err(Error::Record(retention::Error::Conflict(_)))),
             "{twice:?}"

@@ -150,28 +150,13 @@ impl Kit {
     /// A phone access of `employer` with a PIN; returns (access, PIN).
     pub async fn phone(&self, employer: &str, phone: &str) -> (access::PhoneAccess, String) {
         let m = &self.mobile;
-        let a = access::add(
-            m.ledger(),
-            m.db(),
-            m.config(),
-            Actor::System,
-            employer,
-            phone,
-            "J. N.",
-        )
-        .await
-        .unwrap();
-        let (a, pin) = access::new_pin(
-            m.ledger(),
-            m.db(),
-            m.pins(),
-            m.config(),
-            Actor::System,
-            employer,
-            &a.id,
-        )
-        .await
-        .unwrap();
+        let a = access::add(m.ledger(), m.db(), Actor::System, employer, phone, "J. N.")
+            .await
+            .unwrap();
+        let (a, pin) =
+            access::new_pin(m.ledger(), m.db(), m.pins(), Actor::System, employer, &a.id)
+                .await
+                .unwrap();
         (a, pin)
     }
 

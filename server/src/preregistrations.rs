@@ -370,7 +370,6 @@ mod tests {
         let access = mobile_api::access::add(
             &ledger,
             &env.db,
-            mobile.config(),
             Actor::System,
             &eid,
             "+421905000001",
