@@ -455,10 +455,21 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
     let other = set_up(&inst, "EMP-0045").await;
     // The hard lock is for sustained abuse (default 20 wrong PINs in 24 h, with delays
     // between attempts); here it is configured to five, without delays.
+    inst.run_ok(&[
+        "admin",
+        "employer",
+        "set-email",
+        "--employer",
+        &filer.id,
+        "--email",
+        "hr@employer.test",
+    ])
+    .await;
     let server = inst
         .serve_with(&[
             ("IVAN_MOBILE__LOCK_AFTER_FAILURES", "5"),
             ("IVAN_MOBILE__PIN_FAILURES_BEFORE_DELAY", "10"),
+            ("IVAN_MAIL__IDLE_MS", "100"),
         ])
         .await;
     let phone = "+421903000001";
@@ -497,6 +508,16 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
         1,
         "the employer is alerted"
     );
+    let sink = inst.data_dir.join("mail-sink.txt");
+    eventually(30, "the lockout alert mailed to the employer", || async {
+        // Quoted-printable soft line breaks undone.
+        let text = std::fs::read_to_string(&sink)
+            .unwrap_or_default()
+            .replace("=\r\n", "")
+            .replace("=\n", "");
+        (text.contains("A phone access was locked") && text.contains(&id)).then_some(())
+    })
+    .await;
     // Five wrong PINs; the unknown phone is counted, not logged, within the hour.
     assert!(log.matches("phone.login-fail").count() >= 5);
     // A new PIN unlocks.
