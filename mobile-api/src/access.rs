@@ -663,6 +663,7 @@ mod store_tests {
         one_phone_at_two_employers_logs_in_by_its_pin,
         wrong_pins_from_many_sources_delay_but_do_not_lock_the_victim,
         unknown_phone_failures_are_one_log_entry_per_phone_and_hour,
+        concurrent_attempts_under_delay_get_one_check,
     );
 
     fn attempt(phone: &str, pin: &str) -> Login {
@@ -773,6 +774,38 @@ mod store_tests {
         .await
         .unwrap();
         login(m, from(phone, &new, &next_source())).await.unwrap();
+        kit.task.shutdown().await;
+    }
+
+    /// Once a phone is under delay, attempts fired together when the delay ends get
+    /// one PIN check between them; the others wait.
+    async fn concurrent_attempts_under_delay_get_one_check(env: retention::testing::TestEnv) {
+        let kit = Kit::new(env, MobileConfig::default()).await;
+        let employer = kit.employer("EMP-1").await;
+        let phone = "+421901000001";
+        let (_, pin) = kit.phone(&employer, phone).await;
+        let wrong = other_than(&pin);
+        let m = &kit.mobile;
+        for _ in 0..3 {
+            login(m, attempt(phone, &wrong)).await.unwrap_err();
+        }
+        kit.clock.advance(chrono::Duration::seconds(2));
+        let tries = (0..6).map(|i| {
+            let source = format!("203.0.{i}.1");
+            let wrong = wrong.clone();
+            async move { login(m, from(phone, &wrong, &source)).await }
+        });
+        let answers = futures::future::join_all(tries).await;
+        let checked = answers
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Unauthorized(_))))
+            .count();
+        let waited = answers
+            .iter()
+            .filter(|r| matches!(r, Err(Error::TooManyRequests { .. })))
+            .count();
+        assert_eq!((checked, waited), (1, 5), "{answers:?}");
+        assert_eq!(kit.entries("phone.login-fail").await, 4);
         kit.task.shutdown().await;
     }
 
