@@ -1,4 +1,4 @@
--- Mobile login limits (issue 17, item 11). Twin of migrations/postgres/0011_mobile_login_limits.sql.
+-- Mobile login limits (issue 17, item 11). Twin of migrations/postgres/0012_mobile_login_limits.sql.
 --
 -- Per phone number (known or not, so the answers do not tell them apart): wrong PINs
 -- in a row drive an exponential delay; wrong PINs in a window drive the hard lock.
