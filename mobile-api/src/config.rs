@@ -6,8 +6,22 @@ use serde::{Deserialize, Serialize};
 pub struct MobileConfig {
     /// Digits of a generated PIN (6–12).
     pub pin_digits: u32,
-    /// Wrong PINs in a row that lock an access until the employer generates a new PIN.
-    pub max_failed_pins: u32,
+    /// Wrong PINs in a row for a phone number (from any source) that are answered at
+    /// once; after that each further attempt for the phone must wait
+    /// ([`pin_delay_base_secs`](Self::pin_delay_base_secs), doubling per wrong PIN).
+    /// An attempt made too early is answered `429` with `Retry-After`, without a PIN
+    /// check and without counting as a wrong PIN. A successful login resets it.
+    pub pin_failures_before_delay: u32,
+    /// The first per-phone delay, seconds; it doubles with each further wrong PIN.
+    pub pin_delay_base_secs: u64,
+    /// The longest per-phone delay, seconds.
+    pub pin_delay_cap_secs: u64,
+    /// Wrong PINs for a phone within [`lock_window_secs`](Self::lock_window_secs) that
+    /// lock its accesses (sustained abuse) until the employer generates a new PIN; the
+    /// employer is alerted (log entry `employer.alert` and mail).
+    pub lock_after_failures: u32,
+    /// The window of [`lock_after_failures`](Self::lock_after_failures), seconds.
+    pub lock_window_secs: u64,
     /// Argon2id memory cost in KiB (OWASP minimum: 19456 = 19 MiB).
     pub argon2_memory_kib: u32,
     /// Argon2id passes (OWASP minimum with 19 MiB: 2).
@@ -18,7 +32,8 @@ pub struct MobileConfig {
     pub max_concurrent_hashes: usize,
     /// How long a login may wait for a hashing slot before `503`.
     pub hash_wait_ms: u64,
-    /// Login attempts per source address per minute (then `429`).
+    /// Login (and refresh) attempts per source network per minute (then `429`); a source
+    /// network is the client's IPv4 /24 or IPv6 /64.
     pub logins_per_minute_per_source: u32,
     /// Lifetime of an access token (JWT), seconds.
     pub access_token_secs: u64,
@@ -46,7 +61,11 @@ impl Default for MobileConfig {
     fn default() -> Self {
         Self {
             pin_digits: 8,
-            max_failed_pins: 5,
+            pin_failures_before_delay: 3,
+            pin_delay_base_secs: 2,
+            pin_delay_cap_secs: 900,
+            lock_after_failures: 20,
+            lock_window_secs: 86_400,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -72,8 +91,15 @@ impl MobileConfig {
         if !(6..=12).contains(&self.pin_digits) {
             return Err("mobile.pin_digits must be 6 to 12".into());
         }
-        if self.max_failed_pins == 0 {
-            return Err("mobile.max_failed_pins must be at least 1".into());
+        if self.lock_after_failures == 0 || self.lock_window_secs == 0 {
+            return Err(
+                "mobile.lock_after_failures and lock_window_secs must be at least 1".into(),
+            );
+        }
+        if self.pin_delay_base_secs == 0 || self.pin_delay_cap_secs < self.pin_delay_base_secs {
+            return Err(
+                "mobile.pin_delay_base_secs must be at least 1 and pin_delay_cap_secs at least pin_delay_base_secs".into(),
+            );
         }
         if self.argon2_memory_kib < 19_456 || self.argon2_iterations < 2 {
             return Err(

@@ -20,6 +20,15 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` reused with other content (409, problem code
+    /// `idempotency-key.conflict`): the change is refused, never silently dropped.
+    #[error(
+        "Idempotency-Key was already used for pre-registration {first} ({document_number}) with different content; send a new key for a new pre-registration"
+    )]
+    IdempotencyConflict {
+        first: String,
+        document_number: String,
+    },
     /// Too many attempts from this source (429).
     #[error("too many attempts; try again in {} s", .retry_after.as_secs().max(1))]
     TooManyRequests { retry_after: Duration },

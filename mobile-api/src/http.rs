@@ -8,11 +8,13 @@
 //! | `POST /mobile/v1/session/refresh` | spend a refresh token for new tokens |
 //! | `DELETE /mobile/v1/session` | log out (revokes the session) |
 //! | `POST /mobile/v1/preregistrations` | file a pre-registration (`Idempotency-Key` optional) |
-//! | `GET /mobile/v1/preregistrations?after=&limit=` | the employer's pre-registrations, paged |
+//! | `GET /mobile/v1/preregistrations?after=&limit=` | the pre-registrations filed from this phone access, paged |
 //!
-//! Logins are limited per source address (`logins_per_minute_per_source`, then `429`
-//! with `Retry-After`); the source is the TCP peer (put a proxy's own limits in front
-//! if there is one — forwarded headers are not trusted).
+//! Logins are limited per source network (`logins_per_minute_per_source`, keyed by the
+//! client's IPv4 /24 or IPv6 /64, then `429` with `Retry-After`); the source is the
+//! [`ClientIp`] the server established (the TCP peer, or behind trusted proxies the
+//! forwarded address). PIN guessing is also limited per phone number
+//! ([`crate::throttle`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -37,8 +39,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Most pre-registrations one listing page returns.
 pub const MAX_PAGE: i64 = 200;
 
-/// Requests per source address per minute (governor, keyed by IP); the mobile login
-/// and the portal's sign-in use it.
+/// Requests per source network per minute (governor, keyed by [`source_network`]:
+/// the IPv4 /24 or IPv6 /64 of the client, so one host cannot dodge the limit by
+/// taking the next address of its block); the mobile login and the portal's sign-in
+/// use it.
 #[derive(Debug)]
 pub struct SourceLimiter(DefaultKeyedRateLimiter<IpAddr>);
 
@@ -53,7 +57,7 @@ impl SourceLimiter {
         if self.0.len() > 100_000 {
             self.0.retain_recent();
         }
-        self.0.check_key(&ip).map_err(|not_until| {
+        self.0.check_key(&source_network(ip)).map_err(|not_until| {
             metrics::counter!("ivan_mobile_rate_limited_total").increment(1);
             Error::TooManyRequests {
                 retry_after: not_until.wait_time_from(governor::clock::Clock::now(
@@ -61,6 +65,20 @@ impl SourceLimiter {
                 )),
             }
         })
+    }
+}
+
+/// The network a source address is limited as: its IPv4 /24 or its IPv6 /64 (an
+/// IPv4-mapped IPv6 address counts as IPv4), as the network's first address.
+pub fn source_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => source_network(IpAddr::V4(v4)),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -221,11 +239,7 @@ async fn login<E: From<Error>>(
     }
     let req: LoginRequest = parse_json(&body)?;
     let issued = access::login(
-        m.ledger(),
-        m.db(),
-        m.pins(),
-        m.sessions(),
-        m.config(),
+        &m,
         access::Login {
             phone: req.phone,
             pin: req.pin,
@@ -293,10 +307,13 @@ async fn list<E: From<Error>>(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::Invalid(format!("limit must be 1 to {MAX_PAGE}")).into());
     }
+    // A phone user sees what was filed from its own phone access, never the rest of
+    // the employer's (they carry other people's personal ids).
     let filter = Filter {
         state: None,
         after: q.after,
         limit,
+        phone_access_id: Some(c.access_id.clone()),
     };
     let (items, next_after) = prereg::page(m.db(), &c.employer_id, &filter).await?;
     Ok(Json(Page { items, next_after }))
@@ -307,7 +324,7 @@ async fn list<E: From<Error>>(
 /// Log in with phone number and PIN.
 #[utoipa::path(post, path = "/mobile/v1/session", request_body = LoginRequest,
     responses((status = 200, body = Issued), (status = 401, description = "unknown phone, wrong PIN or locked access (one answer for all)"),
-        (status = 429, description = "too many attempts from this source"), (status = 503, description = "PIN checking busy")))]
+        (status = 429, description = "too many attempts from this source network (IPv4 /24, IPv6 /64), or this phone must wait after wrong PINs; `Retry-After` says how long"), (status = 503, description = "PIN checking busy")))]
 #[allow(dead_code)]
 fn login_doc() {}
 
@@ -333,7 +350,7 @@ fn logout_doc() {}
 #[allow(dead_code)]
 fn file_doc() {}
 
-/// The employer's pre-registrations, oldest first.
+/// The pre-registrations filed from this phone access, oldest first.
 #[utoipa::path(get, path = "/mobile/v1/preregistrations",
     params(("after" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
     security(("access_token" = [])),
@@ -344,6 +361,27 @@ fn list_doc() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_limit_is_shared_by_a_24_or_a_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let limiter = SourceLimiter::new(2);
+        // Two attempts from one /24, from different addresses: the third is refused…
+        limiter.check(ip("198.51.100.7")).unwrap();
+        limiter.check(ip("198.51.100.200")).unwrap();
+        assert!(matches!(
+            limiter.check(ip("198.51.100.9")),
+            Err(Error::TooManyRequests { .. })
+        ));
+        // …also as an IPv4-mapped IPv6 address; the next /24 is another source.
+        assert!(limiter.check(ip("::ffff:198.51.100.10")).is_err());
+        limiter.check(ip("198.51.101.7")).unwrap();
+        // IPv6: one /64 is one source.
+        limiter.check(ip("2001:db8:1:2::1")).unwrap();
+        limiter.check(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(limiter.check(ip("2001:db8:1:2:abcd::1")).is_err());
+        limiter.check(ip("2001:db8:1:3::1")).unwrap();
+    }
 
     #[test]
     fn openapi_documents_every_mobile_route() {

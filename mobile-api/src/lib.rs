@@ -4,7 +4,8 @@
 //!
 //! * [`access`] — phone accesses an employer registers, their PINs ([`pin`]: random,
 //!   Argon2id with a pepper, sealed until first use so they can be sent by SMS) and
-//!   PIN logins with a per-access lockout;
+//!   PIN logins; [`throttle`] limits PIN guessing per phone number (exponential delay,
+//!   a lock only after sustained abuse) and aggregates unknown-phone failures;
 //! * [`session`] — ES256 access tokens and rotating refresh tokens with reuse
 //!   detection;
 //! * [`prereg`] — pre-registrations, their pairing with registration forms and the
@@ -26,6 +27,9 @@ pub mod pin;
 pub mod prereg;
 pub mod session;
 pub mod sms;
+#[cfg(test)]
+mod testkit;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -66,6 +70,11 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     /// row, receipt, forwarding outbox — calling [`prereg::insert`] in the same
     /// transaction.
     fn file(&self, filing: Filing) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Tells the employer something it must act on (a phone access locked after
+    /// sustained PIN guessing): the server logs it and queues mail to the employer's
+    /// notification address.
+    fn alert_employer(&self, employer_id: &str, text: String) -> BoxFuture<'_, Result<(), Error>>;
 }
 
 /// Everything the mobile channel's handlers and workers share.

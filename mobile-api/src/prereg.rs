@@ -297,13 +297,16 @@ pub struct Filter {
     /// Continue after this id (ids are time-ordered).
     pub after: Option<String>,
     pub limit: i64,
+    /// Only those filed from this phone access: what a phone user may see (least
+    /// privilege); `None` for the employer's own listings.
+    pub phone_access_id: Option<String>,
 }
 
 /// The employer's pre-registrations, oldest first.
 pub async fn list(db: &Db, employer_id: &str, f: &Filter) -> Result<Vec<Preregistration>, Error> {
     let sql = format!(
         "{VIEW} WHERE p.employer_id = $1 AND ($2 IS NULL OR p.state = $2) AND ($3 IS NULL OR p.id > $3) \
-         ORDER BY p.id LIMIT $4"
+         AND ($5 IS NULL OR p.phone_access_id = $5) ORDER BY p.id LIMIT $4"
     );
     Ok(on_pool!(db, pool => {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -311,6 +314,7 @@ pub async fn list(db: &Db, employer_id: &str, f: &Filter) -> Result<Vec<Preregis
             .bind(&f.state)
             .bind(&f.after)
             .bind(f.limit)
+            .bind(&f.phone_access_id)
             .fetch_all(pool)
             .await?
     }))
@@ -722,9 +726,29 @@ pub async fn mark_digest(
     }
 }
 
+/// The answer to a repeated `Idempotency-Key`: the first filing if the content is the
+/// same (every field the app sent, as validated), else `IdempotencyConflict` naming it.
+fn repeat(first: Preregistration, checked: &Checked) -> Result<(Preregistration, bool), Error> {
+    let same = first.person_id == checked.person_id
+        && first.surname == checked.surname
+        && first.given_name == checked.given_name
+        && first.birth_date == checked.birth_date.to_string()
+        && first.kind == checked.kind.as_str()
+        && first.effective_date == checked.effective_date.to_string();
+    if same {
+        Ok((first, false))
+    } else {
+        Err(Error::IdempotencyConflict {
+            first: first.id,
+            document_number: first.document_number,
+        })
+    }
+}
+
 /// Files a pre-registration for the phone user `caller` from the request body as
 /// sent. With an idempotency key already used by this access, returns the first
-/// filing (`false`: nothing new), or `Conflict` if the request differs from it.
+/// filing (`false`: nothing new), or `IdempotencyConflict` if the request differs
+/// from it in any field.
 pub async fn file(
     mobile: &crate::Mobile,
     caller: &crate::PhoneCaller,
@@ -767,30 +791,20 @@ pub async fn file(
     if let Some(k) = &key
         && let Some(first) = find_by_idempotency_key(mobile.db(), &caller.employer_id, k).await?
     {
-        let same = first.person_id == checked.person_id
-            && first.kind == checked.kind.as_str()
-            && first.effective_date == checked.effective_date.to_string()
-            && first.birth_date == checked.birth_date.to_string();
-        return if same {
-            Ok((first, false))
-        } else {
-            Err(Error::Conflict(format!(
-                "Idempotency-Key was already used for pre-registration {} with different content",
-                first.id
-            )))
-        };
+        return repeat(first, &checked);
     }
     let id = uuid::Uuid::now_v7().to_string();
     let deadline = Duration::seconds(
         i64::try_from(mobile.config().pairing_deadline_secs).unwrap_or(i64::MAX / 1000),
     );
+    let checked_again = checked.clone();
     let filed = mobile
         .host()
         .file(crate::Filing {
             id: id.clone(),
             caller: caller.clone(),
             request: body,
-            checked,
+            checked: checked.clone(),
             idempotency_key: key.clone(),
             deadline,
         })
@@ -803,7 +817,7 @@ pub async fn file(
                 && let Some(first) =
                     find_by_idempotency_key(mobile.db(), &caller.employer_id, k).await?
             {
-                return Ok((first, false));
+                return repeat(first, &checked_again);
             }
             return Err(Error::Record(e));
         }
@@ -819,4 +833,89 @@ pub async fn file(
     )
     .await?;
     Ok((get(mobile.db(), &caller.employer_id, &id).await?, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{Kit, hire};
+
+    retention::backend_tests!(
+        a_phone_user_lists_only_what_it_filed,
+        a_reused_idempotency_key_with_other_content_conflicts
+    );
+
+    fn all(phone_access_id: Option<String>) -> Filter {
+        Filter {
+            state: None,
+            after: None,
+            limit: 50,
+            phone_access_id,
+        }
+    }
+
+    async fn a_phone_user_lists_only_what_it_filed(env: retention::testing::TestEnv) {
+        let kit = Kit::new(env, MobileConfig::default()).await;
+        let employer = kit.employer("EMP-1").await;
+        let (a, _) = kit.phone(&employer, "+421901000001").await;
+        let (b, _) = kit.phone(&employer, "+421901000002").await;
+        let (pa, _) = file(&kit.mobile, &Kit::caller(&a), hire("9206154122", "A"), None)
+            .await
+            .unwrap();
+        let (pb, _) = file(&kit.mobile, &Kit::caller(&b), hire("9206154122", "B"), None)
+            .await
+            .unwrap();
+        let ids = |v: Vec<Preregistration>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        let db = kit.mobile.db();
+        assert_eq!(
+            ids(list(db, &employer, &all(Some(a.id.clone()))).await.unwrap()),
+            vec![pa.id.clone()]
+        );
+        assert_eq!(
+            ids(list(db, &employer, &all(Some(b.id.clone()))).await.unwrap()),
+            vec![pb.id.clone()]
+        );
+        assert_eq!(
+            ids(list(db, &employer, &all(None)).await.unwrap()),
+            vec![pa.id, pb.id]
+        );
+        kit.task.shutdown().await;
+    }
+
+    async fn a_reused_idempotency_key_with_other_content_conflicts(
+        env: retention::testing::TestEnv,
+    ) {
+        let kit = Kit::new(env, MobileConfig::default()).await;
+        let employer = kit.employer("EMP-1").await;
+        let (a, _) = kit.phone(&employer, "+421901000001").await;
+        let c = Kit::caller(&a);
+        let (first, created) = file(&kit.mobile, &c, hire("9206154122", "Novák"), Some("k"))
+            .await
+            .unwrap();
+        assert!(created);
+        let (again, created) = file(&kit.mobile, &c, hire("9206154122", "Novák"), Some("k"))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again.id, first.id);
+        // Only the surname differs: refused, naming the first filing.
+        match file(&kit.mobile, &c, hire("9206154122", "Nováková"), Some("k")).await {
+            Err(Error::IdempotencyConflict {
+                first: named,
+                document_number,
+            }) => {
+                assert_eq!(named, first.id);
+                assert_eq!(document_number, first.document_number);
+            }
+            other => panic!("expected IdempotencyConflict, got {other:?}"),
+        }
+        assert_eq!(
+            list(kit.mobile.db(), &employer, &all(None))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        kit.task.shutdown().await;
+    }
 }

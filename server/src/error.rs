@@ -72,7 +72,9 @@ impl Error {
             Error::Mobile(e) => match e {
                 mobile_api::Error::Record(e) => record(e),
                 mobile_api::Error::Invalid(_) => StatusCode::BAD_REQUEST,
-                mobile_api::Error::Conflict(_) => StatusCode::CONFLICT,
+                mobile_api::Error::Conflict(_) | mobile_api::Error::IdempotencyConflict { .. } => {
+                    StatusCode::CONFLICT
+                }
                 mobile_api::Error::Findings(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 mobile_api::Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 mobile_api::Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -210,6 +212,13 @@ impl IntoResponse for Error {
                     .filter_map(|f| serde_json::to_value(f).ok())
                     .collect(),
             );
+        }
+        if let Error::Mobile(e @ mobile_api::Error::IdempotencyConflict { .. }) = &self {
+            problem = problem.with_errors(vec![serde_json::json!({
+                "code": "idempotency-key.conflict",
+                "message": e.to_string(),
+                "location": "Idempotency-Key",
+            })]);
         }
         let mut resp = problem.into_response();
         match &self {

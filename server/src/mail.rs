@@ -145,6 +145,8 @@ pub enum Kind {
     PreregistrationDigest,
     /// A portal user's enrolment link.
     Invitation,
+    /// A phone access locked after sustained PIN guessing.
+    PhoneAlert,
 }
 
 impl Kind {
@@ -155,6 +157,7 @@ impl Kind {
             Kind::Overdue => "overdue",
             Kind::PreregistrationDigest => "preregistration-digest",
             Kind::Invitation => "invitation",
+            Kind::PhoneAlert => "phone-alert",
         }
     }
 }
@@ -213,6 +216,7 @@ fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
             "Pre-registrations waiting for their registration form".to_owned()
         }
         Kind::Invitation => "Your access to the ivan employer portal".to_owned(),
+        Kind::PhoneAlert => "A phone access was locked".to_owned(),
     };
     let body = format!(
         "{detail}\n\nMessage id: {submission_id}\nDetails: GET /api/v1/submissions/{submission_id}\n\n\

@@ -101,6 +101,46 @@ impl Host for ServerHost {
                 })
         })
     }
+
+    fn alert_employer(
+        &self,
+        employer_id: &str,
+        text: String,
+    ) -> BoxFuture<'_, Result<(), mobile_api::Error>> {
+        let eid = employer_id.to_owned();
+        Box::pin(async move {
+            let (mail_eid, body) = (eid.clone(), text.clone());
+            let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
+                Box::pin(async move {
+                    let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
+                    mail::enqueue_to_employer(
+                        &mut conn,
+                        mail::Kind::PhoneAlert,
+                        &mail_eid,
+                        &body,
+                        now,
+                    )
+                    .await
+                })
+            });
+            tracing::warn!(employer = %eid, "{text}");
+            self.ledger
+                .append_with(
+                    NewEntry {
+                        actor: Actor::System,
+                        action: "employer.alert".into(),
+                        subject: format!("employer:{eid}"),
+                        payload: Some(Payload {
+                            bytes: text.into_bytes().into(),
+                            media_type: "text/plain; charset=utf-8".into(),
+                        }),
+                    },
+                    work,
+                )
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 fn person_xml(out: &mut String, p: &Checked) {
@@ -201,8 +241,9 @@ impl SweeperTask {
 }
 
 /// Starts the sweeper: every `mobile.sweep_interval_secs` it pairs, flags overdue
-/// pre-registrations, queues reminders, and sends each employer with overdue ones
-/// its daily list.
+/// pre-registrations, queues reminders, sends each employer with overdue ones its
+/// daily list, and logs the finished hours of unknown-phone login failures
+/// ([`mobile_api::throttle::sweep`]).
 pub fn start_sweeper(mobile: Mobile) -> SweeperTask {
     let (stop, mut stopped) = watch::channel(false);
     let handle = tokio::spawn(async move {
@@ -231,6 +272,8 @@ pub async fn sweep(mobile: &Mobile) -> Result<(), Error> {
     for (employer_id, overdue) in prereg::digests_due(mobile.db(), now).await? {
         send_digest(mobile.ledger(), &employer_id, &overdue, now).await?;
     }
+    // Each finished hour of refused logins for unknown phones: one log entry per phone.
+    mobile_api::throttle::sweep(mobile.ledger(), mobile.db(), mobile.config(), now).await?;
     Ok(())
 }
 
@@ -328,7 +371,6 @@ mod tests {
         let access = mobile_api::access::add(
             &ledger,
             &env.db,
-            mobile.config(),
             Actor::System,
             &eid,
             "+421905000001",
@@ -389,6 +431,7 @@ mod tests {
             state: None,
             after,
             limit: 1,
+            phone_access_id: None,
         };
         let (page1, next) = prereg::page(&env.db, &eid, &one(None)).await.unwrap();
         assert_eq!((page1.len(), next.as_deref()), (1, Some(p.id.as_str())));

@@ -177,7 +177,10 @@ async fn shutdown_does_not_wait_for_an_analysis(inst: Instance) {
     });
     // Uploaded, pre-scanned, and deep in the parser.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!in_flight.is_finished(), "the analysis ended before the signal");
+    assert!(
+        !in_flight.is_finished(),
+        "the analysis ended before the signal"
+    );
     let started = std::time::Instant::now();
     server.terminate();
     let status = server.wait().await;

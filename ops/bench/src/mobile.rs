@@ -6,7 +6,8 @@
 //! Everything runs on loopback: the bench starts `ivan serve` itself (temp data dir,
 //! temp database), onboards an employer with the CLI, authorises one phone per client
 //! through the employer API and generates its PIN. Only correct PINs are ever sent
-//! (five wrong ones would lock an access). All load comes from 127.0.0.1, so the
+//! (wrong ones would make the phone wait; see OPERATIONS.md, "Mobile login limits").
+//! All load comes from 127.0.0.1, so the
 //! bench raises the per-source login limit (`IVAN_MOBILE__LOGINS_PER_MINUTE_PER_SOURCE`)
 //! far above the rate it can reach; every other mobile setting is the default, which
 //! the bench reads back with `ivan config check` and prints.

@@ -65,7 +65,7 @@ pub struct PreregPage {
 
 /// Authorise a phone.
 #[utoipa::path(post, path = "/api/v1/phone-accesses", request_body = NewPhoneAccess,
-    responses((status = 201, body = PhoneAccess), (status = 400), (status = 401), (status = 409, description = "the phone has an active access")))]
+    responses((status = 201, body = PhoneAccess), (status = 400), (status = 401), (status = 409, description = "the phone already has an active access of this employer (other employers' accesses are not disclosed)")))]
 pub(super) async fn add(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -76,7 +76,6 @@ pub(super) async fn add(
     let a = access::add(
         m.ledger(),
         m.db(),
-        m.config(),
         caller.actor(),
         &caller.employer_id,
         &req.phone,
@@ -94,7 +93,7 @@ pub(super) async fn list(
 ) -> Result<Json<PhoneAccessList>> {
     let m = &state.mobile;
     Ok(Json(PhoneAccessList {
-        items: access::list(m.db(), m.config(), &caller.employer_id).await?,
+        items: access::list(m.db(), &caller.employer_id).await?,
     }))
 }
 
@@ -108,15 +107,7 @@ pub(super) async fn deactivate(
 ) -> Result<Json<PhoneAccess>> {
     let m = &state.mobile;
     Ok(Json(
-        access::deactivate(
-            m.ledger(),
-            m.db(),
-            m.config(),
-            caller.actor(),
-            &caller.employer_id,
-            &id,
-        )
-        .await?,
+        access::deactivate(m.ledger(), m.db(), caller.actor(), &caller.employer_id, &id).await?,
     ))
 }
 
@@ -133,7 +124,6 @@ pub(super) async fn new_pin(
         m.ledger(),
         m.db(),
         m.pins(),
-        m.config(),
         caller.actor(),
         &caller.employer_id,
         &id,
@@ -157,15 +147,7 @@ pub(super) async fn send_pin(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let m = &state.mobile;
-    let a = access::send_pin(
-        m.ledger(),
-        m.db(),
-        m.config(),
-        caller.actor(),
-        &caller.employer_id,
-        &id,
-    )
-    .await?;
+    let a = access::send_pin(m.ledger(), m.db(), caller.actor(), &caller.employer_id, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(a)).into_response())
 }
 
@@ -197,6 +179,7 @@ pub(super) async fn preregistrations(
         state: q.state,
         after: q.after,
         limit,
+        phone_access_id: None,
     };
     let (items, next_after) = prereg::page(state.mobile.db(), &caller.employer_id, &filter).await?;
     Ok(Json(PreregPage { items, next_after }))

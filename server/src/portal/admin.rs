@@ -106,7 +106,7 @@ async fn phones(
     signed.require_admin()?;
     signed.require_recent("/portal/phones")?;
     let m = &state.mobile;
-    let items = access::list(m.db(), m.config(), &signed.employer_id)
+    let items = access::list(m.db(), &signed.employer_id)
         .await
         .map_err(crate::Error::from)?
         .into_iter()
@@ -166,7 +166,6 @@ async fn add_phone(
     access::add(
         m.ledger(),
         m.db(),
-        m.config(),
         signed.user.actor(),
         &signed.employer_id,
         &f.phone,
@@ -202,7 +201,6 @@ async fn new_pin(
         m.ledger(),
         m.db(),
         m.pins(),
-        m.config(),
         signed.user.actor(),
         &signed.employer_id,
         &id,
@@ -238,7 +236,6 @@ async fn send_pin(
     access::send_pin(
         m.ledger(),
         m.db(),
-        m.config(),
         signed.user.actor(),
         &signed.employer_id,
         &id,
@@ -259,7 +256,6 @@ async fn deactivate(
     access::deactivate(
         m.ledger(),
         m.db(),
-        m.config(),
         signed.user.actor(),
         &signed.employer_id,
         &id,
@@ -317,6 +313,7 @@ async fn preregistrations(
         state: (!q.state.is_empty()).then(|| q.state.clone()),
         after: (!q.after.is_empty()).then(|| q.after.clone()),
         limit: PAGE_ROWS,
+        phone_access_id: None,
     };
     let (items, next) = prereg::page(state.mobile.db(), &signed.employer_id, &filter)
         .await
