@@ -234,6 +234,15 @@ impl Instance {
         }
     }
 
+    /// One number this instance's database answers `sql` with (e.g. a `COUNT(*)`).
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        let db = self.db().await;
+        let n = retention::on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await)
+            .unwrap();
+        db.close().await;
+        n
+    }
+
     /// A connection to this instance's database, for inspecting (or tampering
     /// with) it directly.
     pub async fn db(&self) -> retention::Db {
@@ -303,6 +312,18 @@ pub struct Server {
 impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `POST /api/v1/submissions` of `body` as `application/xml` with API token `token`.
+    pub async fn submit(&self, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/submissions"))
+            .bearer_auth(token)
+            .header("content-type", "application/xml")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use ivan_e2e::filing::{report, set_up, sign};
-use ivan_e2e::{Instance, Server, e2e_tests};
-use retention::on_pool;
+use ivan_e2e::{Instance, e2e_tests};
 use serde_json::Value;
 
 e2e_tests!(
@@ -15,25 +14,6 @@ e2e_tests!(
     one_employer_cannot_hold_the_analysis_budget,
     shutdown_does_not_wait_for_an_analysis,
 );
-
-async fn post(server: &Server, token: &str, body: Vec<u8>) -> reqwest::Response {
-    server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn count(inst: &Instance, sql: &'static str) -> i64 {
-    let db = inst.db().await;
-    let n = on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
-    db.close().await;
-    n
-}
 
 /// One element with `n` attributes after `ns` namespace declarations: the shape that
 /// cost the parser quadratic time (300k attributes: minutes of CPU).
@@ -62,7 +42,7 @@ async fn shape_bombs_are_refused_before_parsing(inst: Instance) {
             "xml.too-many-nodes",
         ),
     ] {
-        let r = post(&server, &filer.token, body).await;
+        let r = server.submit(&filer.token, body).await;
         assert_eq!(r.status(), 422);
         let problem: Value = r.json().await.unwrap();
         assert_eq!(problem["errors"][0]["code"], code, "{problem}");
@@ -77,14 +57,11 @@ async fn shape_bombs_are_refused_before_parsing(inst: Instance) {
     assert!(server.stop().await.success());
     // Each refusal is logged once; nothing else was stored.
     assert_eq!(
-        count(
-            &inst,
-            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'"
-        )
-        .await,
+        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'")
+            .await,
         3
     );
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 0);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 0);
 }
 
 /// Employer A sends four documents whose analysis takes the whole (small) budget each
@@ -115,11 +92,11 @@ async fn one_employer_cannot_hold_the_analysis_budget(inst: Instance) {
     let mut heavies = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let (server, token, body) = (server.clone(), a.token.clone(), heavy.clone());
-        heavies.spawn(async move { post(&server, &token, body).await.status().as_u16() });
+        heavies.spawn(async move { server.submit(&token, body).await.status().as_u16() });
     }
     // Long enough for all four to be read and queued for the budget.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = post(&server, &b.token, filing.into_bytes()).await;
+    let r = server.submit(&b.token, filing.into_bytes()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     while let Some(status) = heavies.try_join_next() {
         assert_eq!(status.unwrap(), 422);

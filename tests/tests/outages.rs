@@ -12,18 +12,6 @@ use ivan_e2e::{Backend, Instance, Server, e2e_tests};
 
 e2e_tests!(record_outage_is_503_and_ends_by_itself);
 
-async fn post(server: &Server, token: &str, body: &str) -> reqwest::Response {
-    server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
 /// `/readyz`'s status, asserting it answered within a second.
 async fn ready(server: &Server) -> u16 {
     let started = Instant::now();
@@ -45,7 +33,7 @@ async fn record_outage_is_503_and_ends_by_itself(inst: Instance) {
     let first = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
     let second = sign(&inst, &filer, &report(&filer.registration, 2), "employer").await;
     let server = inst.serve().await;
-    let r = post(&server, &filer.token, &first).await;
+    let r = server.submit(&filer.token, first.clone()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     assert_eq!(ready(&server).await, 200);
 
@@ -57,7 +45,7 @@ async fn record_outage_is_503_and_ends_by_itself(inst: Instance) {
             None
         }
     };
-    let r = post(&server, &filer.token, &second).await;
+    let r = server.submit(&filer.token, second.clone()).await;
     let status = r.status();
     let headers = r.headers().clone();
     let body = r.text().await.unwrap();
@@ -96,7 +84,7 @@ async fn record_outage_is_503_and_ends_by_itself(inst: Instance) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let r = post(&server, &filer.token, &second).await;
+    let r = server.submit(&filer.token, second.clone()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     assert!(server.stop().await.success());
     // Nothing half-written: the log verifies.

@@ -27,7 +27,7 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
     let ready: Value = server.get("/readyz").await.json().await.unwrap();
     assert_eq!(
         ready,
-        serde_json::json!({"database": "ok", "originals": "ok"})
+        serde_json::json!({"database": "ok", "originals": "ok", "data_dir": "ok"})
     );
 
     let jwks: Value = server

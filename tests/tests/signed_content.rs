@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use ivan_e2e::filing::{report, set_up, sign};
 use ivan_e2e::{Instance, Server, e2e_tests};
-use retention::on_pool;
 use serde_json::Value;
 
 e2e_tests!(
@@ -17,24 +16,9 @@ e2e_tests!(
 );
 
 async fn post(server: &Server, token: &str, body: String) -> (u16, Value) {
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = server.submit(token, body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
-}
-
-async fn count(inst: &Instance, sql: &'static str) -> i64 {
-    let db = inst.db().await;
-    let n = on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
-    db.close().await;
-    n
 }
 
 /// `signed` with `insert` put right after the first occurrence of `after`.
@@ -69,7 +53,7 @@ async fn unsigned_content_inside_the_signature_is_refused(inst: Instance) {
     let (status, _) = post(&server, &filer.token, signed).await;
     assert_eq!(status, 201);
     assert!(server.stop().await.success());
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 1);
 }
 
 async fn byte_variants_of_one_signed_document_are_one_filing(inst: Instance) {
@@ -95,8 +79,8 @@ async fn byte_variants_of_one_signed_document_are_one_filing(inst: Instance) {
     let (status, problem) = post(&server, &filer.token, forged).await;
     assert_eq!(status, 422, "{problem}");
     assert!(server.stop().await.success());
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 1);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM outbox").await, 1);
 }
 
 async fn identical_posts_at_once_are_one_filing_without_refusals(inst: Instance) {
@@ -125,13 +109,10 @@ async fn identical_posts_at_once_are_one_filing_without_refusals(inst: Instance)
     }
     let server = Arc::into_inner(server).unwrap();
     assert!(server.stop().await.success());
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 3);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 3);
     assert_eq!(
-        count(
-            &inst,
-            "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'"
-        )
-        .await,
+        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'")
+            .await,
         0
     );
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ivan_e2e::filing::{report, set_up, sign};
-use ivan_e2e::{Instance, Server, e2e_tests};
+use ivan_e2e::{Instance, e2e_tests};
 use retention::on_pool;
 use serde_json::Value;
 
@@ -20,27 +20,8 @@ e2e_tests!(
     data_files_are_private_to_the_service_account,
 );
 
-async fn post(server: &Server, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(token)
-        .header("content-type", "application/xml")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn json(r: reqwest::Response) -> Value {
     r.json().await.unwrap()
-}
-
-async fn count(inst: &Instance, sql: &'static str) -> i64 {
-    let db = inst.db().await;
-    let n = on_pool!(&db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
-    db.close().await;
-    n
 }
 
 async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
@@ -48,7 +29,7 @@ async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
     let signed = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
     let server = inst.serve().await;
 
-    let r = post(&server, &filer.token, signed.clone()).await;
+    let r = server.submit(&filer.token, signed.clone()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let first = json(r).await;
@@ -79,7 +60,7 @@ async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
     assert_eq!(claims.log_seq, first["log_seq"].as_i64().unwrap());
 
     // The same bytes again: 200, the identical first receipt, nothing new.
-    let again = post(&server, &filer.token, signed.clone()).await;
+    let again = server.submit(&filer.token, signed.clone()).await;
     assert_eq!(again.status(), 200);
     assert_eq!(json(again).await, first);
 
@@ -147,12 +128,12 @@ async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
     // After a restart, the same bytes still get the first receipt.
     assert!(server.stop().await.success());
     let server = inst.serve().await;
-    let after_restart = post(&server, &filer.token, signed).await;
+    let after_restart = server.submit(&filer.token, signed).await;
     assert_eq!(after_restart.status(), 200);
     assert_eq!(json(after_restart).await, first);
     assert!(server.stop().await.success());
 
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 1);
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.starts_with("log OK"), "{verify}");
 }
@@ -294,7 +275,9 @@ async fn hostile_and_invalid_filings_are_refused_and_leave_nothing(inst: Instanc
     let problem: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["status"], 413, "{problem}");
     // No or a bad token: 401, not logged.
-    let r = post(&server, "ivan_0000000000000000_nope", good.clone()).await;
+    let r = server
+        .submit("ivan_0000000000000000_nope", good.clone())
+        .await;
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     let r = server
@@ -309,15 +292,13 @@ async fn hostile_and_invalid_filings_are_refused_and_leave_nothing(inst: Instanc
     assert!(server.stop().await.success());
 
     assert_eq!(
-        count(&inst, "SELECT COUNT(*) FROM submissions").await,
+        inst.count("SELECT COUNT(*) FROM submissions").await,
         0,
         "nothing stored"
     );
-    let refusals = count(
-        &inst,
-        "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'",
-    )
-    .await;
+    let refusals = inst
+        .count("SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'")
+        .await;
     assert_eq!(refusals, logged);
     // No refused body was kept as an original (only the problem documents were).
     let db = inst.db().await;
@@ -391,7 +372,7 @@ async fn idempotency_key_and_cancel_window(inst: Instance) {
     let server = inst
         .serve_with(&[("IVAN_INTAKE__HOLD_WINDOW_SECS", "0")])
         .await;
-    let r = post(&server, &filer.token, b).await;
+    let r = server.submit(&filer.token, b).await;
     assert_eq!(r.status(), 201);
     let id = json(r).await["message_id"].as_str().unwrap().to_owned();
     let late = server
@@ -442,7 +423,9 @@ async fn xmlsec1_signed_filing_is_accepted(inst: Instance) {
         .expect("xmlsec1 (ops/test.sh installs it)");
     assert!(status.success());
     let server = inst.serve().await;
-    let r = post(&server, &filer.token, std::fs::read(&out).unwrap()).await;
+    let r = server
+        .submit(&filer.token, std::fs::read(&out).unwrap())
+        .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(server.stop().await.success());
@@ -479,7 +462,7 @@ async fn sigterm_lets_an_upload_in_flight_finish(inst: Instance) {
     conn.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert!(server.wait().await.success());
-    assert_eq!(count(&inst, "SELECT COUNT(*) FROM submissions").await, 1);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 1);
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.starts_with("log OK"), "{verify}");
 }
@@ -514,7 +497,7 @@ async fn data_files_are_private_to_the_service_account(inst: Instance) {
     let filer = set_up(&inst, "PRIV-1").await;
     let server = inst.serve().await;
     let xml = sign(&inst, &filer, &report("PRIV-1", 1), "employer").await;
-    assert_eq!(post(&server, &filer.token, xml).await.status(), 201);
+    assert_eq!(server.submit(&filer.token, xml).await.status(), 201);
 
     let (seen, open) = open_to_others(&inst.data_dir);
     assert!(open.is_empty(), "readable by others:\n{}", open.join("\n"));

@@ -265,9 +265,18 @@ fn wrapping_and_profile_violations_are_refused() {
             signed.replace(
                 &signed[signed.find("<ds:KeyInfo>").unwrap()
                     ..signed.find("</ds:KeyInfo>").unwrap() + "</ds:KeyInfo>".len()],
-                "<ds:KeyInfo><ds:KeyName>me</ds:KeyName></ds:KeyInfo>",
+                "<ds:KeyInfo><ds:X509Data/></ds:KeyInfo>",
             ),
             "signature.certificate",
+        ),
+        // Anything but the certificates in KeyInfo is not covered by the signature.
+        (
+            signed.replace(
+                &signed[signed.find("<ds:KeyInfo>").unwrap()
+                    ..signed.find("</ds:KeyInfo>").unwrap() + "</ds:KeyInfo>".len()],
+                "<ds:KeyInfo><ds:KeyName>me</ds:KeyName></ds:KeyInfo>",
+            ),
+            "signature.unsigned-content",
         ),
     ];
     for (xml, want) in cases {

@@ -156,6 +156,10 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
             Ok(())
         }
     };
+    // One limit passed: refuse at `start`.
+    let passed = |code: &'static str, message: String, start: u64| -> Stop {
+        Refusal::new(code, message, at(start)).into()
+    };
     loop {
         tick()?;
         let start = reader.buffer_position();
@@ -175,101 +179,58 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
                 None
             }
             Err(e) => {
-                return Err(Refusal::new(
-                    "xml.malformed",
-                    format!("the document is not well-formed XML: {e}"),
-                    at(reader.error_position()),
-                )
-                .into());
+                let message = format!("the document is not well-formed XML: {e}");
+                return Err(passed("xml.malformed", message, reader.error_position()));
             }
         };
-        let Some((e, depth)) = element else { continue };
-        if depth > limits.max_depth {
-            return Err(too_deep(limits, at(start)).into());
-        }
-        shape.elements += 1;
-        let (mut attributes, mut here) = (0u32, 0u32);
-        for attribute in e.attributes().with_checks(false) {
-            tick()?;
-            attributes += 1;
-            if attributes > limits.max_attributes_per_element {
-                return Err(Refusal::new(
-                    "xml.too-many-attributes",
-                    format!(
-                        "an element has more than {} attributes",
-                        limits.max_attributes_per_element
-                    ),
-                    at(start),
-                )
-                .into());
+        if let Some((e, depth)) = element {
+            if depth > limits.max_depth {
+                return Err(too_deep(limits, at(start)).into());
             }
-            let Ok(attribute) = attribute else {
-                // Malformed: the parser proper says where and why (the count so
-                // far is within the limits).
-                break;
-            };
-            let key = attribute.key.as_ref();
-            if key == b"xmlns" || key.starts_with(b"xmlns:") {
-                here += 1;
-                declarations += 1;
-                if here > limits.max_namespace_declarations_per_element {
-                    return Err(Refusal::new(
-                        "xml.too-many-namespaces",
-                        format!(
-                            "an element declares more than {} namespaces",
-                            limits.max_namespace_declarations_per_element
-                        ),
-                        at(start),
-                    )
-                    .into());
+            shape.elements += 1;
+            let (mut attributes, mut here) = (0u32, 0u32);
+            for attribute in e.attributes().with_checks(false) {
+                tick()?;
+                attributes += 1;
+                if attributes > limits.max_attributes_per_element {
+                    let max = limits.max_attributes_per_element;
+                    let message = format!("an element has more than {max} attributes");
+                    return Err(passed("xml.too-many-attributes", message, start));
                 }
-                if declarations > limits.max_namespace_declarations {
-                    return Err(Refusal::new(
-                        "xml.too-many-namespaces",
-                        format!(
-                            "the document declares more than {} namespaces",
-                            limits.max_namespace_declarations
-                        ),
-                        at(start),
-                    )
-                    .into());
+                let Ok(attribute) = attribute else {
+                    // Malformed: the parser proper says where and why (the count so
+                    // far is within the limits).
+                    break;
+                };
+                let key = attribute.key.as_ref();
+                if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                    here += 1;
+                    declarations += 1;
+                    if here > limits.max_namespace_declarations_per_element {
+                        let max = limits.max_namespace_declarations_per_element;
+                        let message = format!("an element declares more than {max} namespaces");
+                        return Err(passed("xml.too-many-namespaces", message, start));
+                    }
+                    if declarations > limits.max_namespace_declarations {
+                        let max = limits.max_namespace_declarations;
+                        let message = format!("the document declares more than {max} namespaces");
+                        return Err(passed("xml.too-many-namespaces", message, start));
+                    }
                 }
             }
-        }
-        shape.attributes += u64::from(attributes);
-        if shape.attributes > limits.max_attributes {
-            return Err(Refusal::new(
-                "xml.too-many-attributes",
-                format!(
-                    "the document has more than {} attributes",
-                    limits.max_attributes
-                ),
-                at(start),
-            )
-            .into());
+            shape.attributes += u64::from(attributes);
+            if shape.attributes > limits.max_attributes {
+                let max = limits.max_attributes;
+                let message = format!("the document has more than {max} attributes");
+                return Err(passed("xml.too-many-attributes", message, start));
+            }
         }
         if shape.nodes() > limits.max_nodes {
-            return Err(Refusal::new(
-                "xml.too-many-nodes",
-                format!(
-                    "the document has more than {} nodes (elements, attributes, texts)",
-                    limits.max_nodes
-                ),
-                at(start),
-            )
-            .into());
+            let max = limits.max_nodes;
+            let message =
+                format!("the document has more than {max} nodes (elements, attributes, texts)");
+            return Err(passed("xml.too-many-nodes", message, start));
         }
-    }
-    if shape.nodes() > limits.max_nodes {
-        return Err(Refusal::new(
-            "xml.too-many-nodes",
-            format!(
-                "the document has more than {} nodes (elements, attributes, texts)",
-                limits.max_nodes
-            ),
-            "/",
-        )
-        .into());
     }
     Ok(shape)
 }
