@@ -88,7 +88,9 @@ async fn last_entry(inst: &Instance) -> Value {
 async fn backup_during_intake_restores_to_a_record_that_verifies(inst: Instance) {
     let filer = filing::set_up(&inst, "BAK-1").await;
     let mut signed = Vec::new();
-    for i in 0..=CONCURRENT_FILINGS {
+    // One more than the concurrent ones: filed after the first snapshot, so the second
+    // always has something new (the concurrent ones may all land before the first).
+    for i in 0..=CONCURRENT_FILINGS + 1 {
         signed.push(
             filing::sign(
                 &inst,
@@ -110,7 +112,7 @@ async fn backup_during_intake_restores_to_a_record_that_verifies(inst: Instance)
         let url = server.url("/api/v1/submissions");
         let token = filer.token.clone();
         let posted = posted.clone();
-        let bodies: Vec<String> = signed[1..].to_vec();
+        let bodies: Vec<String> = signed[1..=CONCURRENT_FILINGS].to_vec();
         tokio::spawn(async move {
             for xml in bodies {
                 let r = http
@@ -159,6 +161,7 @@ async fn backup_during_intake_restores_to_a_record_that_verifies(inst: Instance)
     assert_eq!(verified["originals"], first["originals"]);
 
     // A second snapshot into the same directory copies only what is new.
+    submit(&server, &filer, &signed[CONCURRENT_FILINGS + 1]).await;
     let second = stdout_json(&inst.run(&["backup", "create", b, "--json"]).await);
     let (n1, n2) = (
         first["originals"].as_u64().unwrap(),
