@@ -63,6 +63,20 @@ pub async fn set_up(inst: &Instance, registration: &str) -> Filer {
     }
 }
 
+/// Sets the employer's notification address (`ivan admin employer set-email`).
+pub async fn set_notify_email(inst: &Instance, filer: &Filer, email: &str) {
+    inst.run_ok(&[
+        "admin",
+        "employer",
+        "set-email",
+        "--employer",
+        &filer.id,
+        "--email",
+        email,
+    ])
+    .await;
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/examples")
 }

@@ -456,16 +456,7 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
     let other = set_up(&inst, "EMP-0045").await;
     // The hard lock is for sustained abuse (default 20 wrong PINs in 24 h, with delays
     // between attempts); here it is configured to five, without delays.
-    inst.run_ok(&[
-        "admin",
-        "employer",
-        "set-email",
-        "--employer",
-        &filer.id,
-        "--email",
-        "hr@employer.test",
-    ])
-    .await;
+    ivan_e2e::filing::set_notify_email(&inst, &filer, "hr@employer.test").await;
     let server = inst
         .serve_with(&[
             ("IVAN_MOBILE__LOCK_AFTER_FAILURES", "5"),
@@ -585,16 +576,7 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
 
 async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) {
     let filer = set_up(&inst, "EMP-0046").await;
-    inst.run_ok(&[
-        "admin",
-        "employer",
-        "set-email",
-        "--employer",
-        &filer.id,
-        "--email",
-        "hr@employer.test",
-    ])
-    .await;
+    ivan_e2e::filing::set_notify_email(&inst, &filer, "hr@employer.test").await;
     let smsc = Smsc::start(SmscOptions::default()).await.unwrap();
     let smtp = SmtpSink::start(inst.dir.path()).await;
     let mut env = smpp_env(&smsc);
