@@ -27,7 +27,6 @@
 //! [`serve`] returns when all have closed or the grace period is over.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -109,7 +108,7 @@ struct PerSource {
 /// One connection's place under the per-source cap; gives it back when dropped.
 struct SourceSlot {
     table: Arc<PerSource>,
-    ip: Option<IpAddr>,
+    ip: IpAddr,
 }
 
 impl PerSource {
@@ -125,14 +124,14 @@ impl PerSource {
         *n += 1;
         Some(SourceSlot {
             table: table.clone(),
-            ip: Some(ip),
+            ip,
         })
     }
 }
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        let Some(ip) = self.ip else { return };
+        let ip = self.ip;
         let mut open = self
             .table
             .open
@@ -188,14 +187,12 @@ pub async fn serve(
             continue;
         };
         let ip = peer.ip().to_canonical();
+        // Trusted proxies hold no per-source slot.
         let slot = if limits.trusted_proxies.iter().any(|n| n.contains(&ip)) {
-            SourceSlot {
-                table: per_source.clone(),
-                ip: None,
-            }
+            None
         } else {
             match PerSource::take(&per_source, ip, limits.max_connections_per_source) {
-                Some(slot) => slot,
+                Some(slot) => Some(slot),
                 None => {
                     metrics::counter!("ivan_http_connections_refused_total", "cap" => "source")
                         .increment(1);
@@ -214,13 +211,7 @@ pub async fn serve(
             // Connection info gives the mobile API and token allow-lists the peer.
             req.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
-            async move {
-                Ok::<_, Infallible>(
-                    app.oneshot(req.map(axum::body::Body::new))
-                        .await
-                        .unwrap_or_else(|e| match e {}),
-                )
-            }
+            async move { app.oneshot(req.map(axum::body::Body::new)).await }
         });
         let conn = builder.serve_connection(TokioIo::new(tcp), service);
         let conn = graceful.watch(conn);

@@ -100,6 +100,14 @@ impl Error {
 /// Seconds a client is asked to wait before retrying a `503`.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
+/// Asks the client to retry a `503` after [`RETRY_AFTER_SECS`].
+pub(crate) fn retry_later(resp: &mut Response) {
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(RETRY_AFTER_SECS),
+    );
+}
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -228,12 +236,7 @@ impl IntoResponse for Error {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
-                resp.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    header::HeaderValue::from(RETRY_AFTER_SECS),
-                );
-            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => retry_later(&mut resp),
             Error::Mobile(mobile_api::Error::Unauthorized(_)) => {
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,

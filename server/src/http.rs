@@ -190,31 +190,10 @@ async fn healthz() -> &'static str {
 /// answers, and a probe file can be written and synced in the data dir (a full disk
 /// is not ready). Checked afresh on every call, so readiness comes back by itself.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let bounded = |what: &'static str, check: futures::future::BoxFuture<'static, Result<()>>| async move {
-        match tokio::time::timeout(READY_WITHIN, check).await {
-            Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, check = what, "not ready");
-                match e.status() {
-                    StatusCode::SERVICE_UNAVAILABLE => "unavailable".to_owned(),
-                    _ => "failed".to_owned(),
-                }
-            }
-            Err(_) => format!("no answer within {} ms", READY_WITHIN.as_millis()),
-        }
-    };
-    let (db, originals, data_dir) = (
-        state.db.clone(),
-        state.originals.clone(),
-        state.data_dir.clone(),
-    );
     let (db, store, disk) = tokio::join!(
-        bounded("database", Box::pin(async move { Ok(db.ping().await?) })),
-        bounded(
-            "originals",
-            Box::pin(async move { Ok(originals.ping().await?) })
-        ),
-        bounded("data dir", Box::pin(probe_write(data_dir))),
+        ready_within("database", async { Ok(state.db.ping().await?) }),
+        ready_within("originals", async { Ok(state.originals.ping().await?) }),
+        ready_within("data dir", probe_write(state.data_dir.clone())),
     );
     let ready = [&db, &store, &disk].iter().all(|v| *v == "ok");
     let body = serde_json::json!({ "database": db, "originals": store, "data_dir": disk });
@@ -223,11 +202,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         let mut resp =
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(body.to_string())).into_response();
-        resp.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
-        );
+        crate::error::retry_later(&mut resp);
         resp
+    }
+}
+
+/// One readiness check's verdict: `ok`, `unavailable`, `failed`, or no answer within
+/// [`READY_WITHIN`].
+async fn ready_within(what: &str, check: impl std::future::Future<Output = Result<()>>) -> String {
+    match tokio::time::timeout(READY_WITHIN, check).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, check = what, "not ready");
+            match e.status() {
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable".to_owned(),
+                _ => "failed".to_owned(),
+            }
+        }
+        Err(_) => format!("no answer within {} ms", READY_WITHIN.as_millis()),
     }
 }
 
