@@ -28,7 +28,6 @@ const UNIT: u64 = 1024;
 pub struct Pool {
     name: &'static str,
     total: Arc<Semaphore>,
-    units: u32,
     /// Most units one employer may hold.
     share: u32,
     employers: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -55,7 +54,6 @@ impl Pool {
         Self {
             name,
             total: Arc::new(Semaphore::new(units as usize)),
-            units,
             share: u32::try_from(share).unwrap_or(units),
             employers: Mutex::new(HashMap::new()),
         }
@@ -108,11 +106,6 @@ impl Pool {
                 Err(Busy)
             }
         }
-    }
-
-    /// Bytes of this pool.
-    pub fn bytes(&self) -> u64 {
-        u64::from(self.units) * UNIT
     }
 }
 

@@ -19,13 +19,9 @@ pub struct Cancel(Arc<AtomicBool>);
 pub struct Cancelled;
 
 impl Cancel {
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
     /// `Err(Cancelled)` once the request has gone.
     pub fn check(&self) -> Result<(), Cancelled> {
-        if self.is_cancelled() {
+        if self.0.load(Ordering::Relaxed) {
             Err(Cancelled)
         } else {
             Ok(())

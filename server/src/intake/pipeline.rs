@@ -28,7 +28,7 @@ use bytes::Bytes;
 use retention::keys::Keys;
 
 use super::budget::{Busy, Lease, Pool};
-use super::cancel::Cancel;
+use super::cancel::{Cancel, Cancelled};
 use super::material::Cache;
 use super::signature::Inspected;
 use super::trust::{self, Policy};
@@ -84,15 +84,15 @@ pub struct IntakeConfig {
 
 impl Default for IntakeConfig {
     fn default() -> Self {
+        let xml = xml::Limits::default();
         Self {
             max_document_bytes: 50 * 1024 * 1024,
-            max_depth: xml::Limits::default().max_depth,
-            max_attributes_per_element: xml::Limits::default().max_attributes_per_element,
-            max_namespace_declarations_per_element: xml::Limits::default()
-                .max_namespace_declarations_per_element,
-            max_attributes: xml::Limits::default().max_attributes,
-            max_namespace_declarations: xml::Limits::default().max_namespace_declarations,
-            max_nodes: xml::Limits::default().max_nodes,
+            max_depth: xml.max_depth,
+            max_attributes_per_element: xml.max_attributes_per_element,
+            max_namespace_declarations_per_element: xml.max_namespace_declarations_per_element,
+            max_attributes: xml.max_attributes,
+            max_namespace_declarations: xml.max_namespace_declarations,
+            max_nodes: xml.max_nodes,
             body_budget_bytes: 256 * 1024 * 1024,
             analysis_budget_bytes: 512 * 1024 * 1024,
             employer_share_percent: 50,
@@ -201,7 +201,9 @@ pub struct Intake {
 /// A filing's body held in memory, counted in the body budget until it is dropped.
 #[derive(Debug)]
 pub struct BodyLease {
-    _lease: Lease,
+    /// Shared with the analysis thread, which may outlive a cancelled request and
+    /// holds the body until it stops.
+    lease: Arc<Lease>,
     /// Until when this request may wait for budget.
     deadline: tokio::time::Instant,
 }
@@ -546,7 +548,7 @@ impl Intake {
             .await
             .map_err(busy)?;
         Ok(BodyLease {
-            _lease: lease,
+            lease: Arc::new(lease),
             deadline,
         })
     }
@@ -697,8 +699,7 @@ impl Intake {
         };
         let shape = match shape {
             Ok(shape) => shape,
-            Err(xml::Stop::Refused(r)) => return Ok(Err(vec![Problem::from(r)])),
-            Err(xml::Stop::Cancelled) => return Err(cancelled()),
+            Err(stop) => return Halt::from(stop).answer(),
         };
         let estimate = shape.analysis_bytes(body.len());
         let permit = self
@@ -706,40 +707,30 @@ impl Intake {
             .lease(caller.employer_id.as_str(), estimate, lease.deadline)
             .await
             .map_err(busy)?;
-        let body = body.clone();
+        let (body, body_lease) = (body.clone(), lease.lease.clone());
         let profiles = self.profiles.clone();
         let registration_number = caller.registration_number.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let refused = |r: super::Refusal| Ok(Err(vec![Problem::from(r)]));
-            let doc = match xml::build(&body, &limits) {
-                Ok(doc) => doc,
-                Err(r) => return refused(r),
-            };
-            if cancel.check().is_err() {
-                return Err(cancelled());
-            }
-            let inspected = match signature::inspect(&doc) {
-                Ok(i) => i,
-                Err(r) => return refused(r),
-            };
-            if let Err(r) = signature::verify(&doc, inspected.signer()) {
-                return refused(r);
-            }
-            if cancel.check().is_err() {
-                return Err(cancelled());
-            }
+        let analysed = tokio::task::spawn_blocking(move || {
+            // Both budgets are held as long as this thread holds the document.
+            let _held = (permit, body_lease);
+            let doc = xml::build(&body, &limits)?;
+            cancel.check()?;
+            let inspected = signature::inspect(&doc)?;
+            signature::verify(&doc, inspected.signer())?;
+            cancel.check()?;
             let ctx = Context {
                 today: now.date_naive(),
                 employer_registration_number: &registration_number,
             };
-            match profiles.check(&doc, &ctx) {
-                Ok(checked) => Ok(Ok(Analysis { inspected, checked })),
-                Err(f) => Ok(Err(vec![Problem::from(f)])),
-            }
+            let checked = profiles.check(&doc, &ctx)?;
+            Ok::<_, Halt>(Analysis { inspected, checked })
         })
         .await
-        .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?;
+        match analysed {
+            Ok(analysis) => Ok(Ok(analysis)),
+            Err(halt) => halt.answer(),
+        }
     }
 
     /// The employer's submission of these bytes or of this signed content, recorded
@@ -803,6 +794,48 @@ impl Intake {
         match submissions::record_refusal(&self.ledger, caller.actor(), sha, body.clone()).await {
             Ok(_) => SubmitError::Refused(Refused { status, body }),
             Err(e) => SubmitError::Internal(e),
+        }
+    }
+}
+
+/// Why an analysis stopped short: the document is refused, or its request is gone.
+enum Halt {
+    Refused(Problem),
+    Cancelled,
+}
+
+impl Halt {
+    fn answer(self) -> Result<Result<Analysis, Vec<Problem>>, Error> {
+        match self {
+            Halt::Refused(p) => Ok(Err(vec![p])),
+            Halt::Cancelled => Err(cancelled()),
+        }
+    }
+}
+
+impl From<Refusal> for Halt {
+    fn from(r: Refusal) -> Self {
+        Halt::Refused(r.into())
+    }
+}
+
+impl From<Finding> for Halt {
+    fn from(f: Finding) -> Self {
+        Halt::Refused(f.into())
+    }
+}
+
+impl From<Cancelled> for Halt {
+    fn from(_: Cancelled) -> Self {
+        Halt::Cancelled
+    }
+}
+
+impl From<xml::Stop> for Halt {
+    fn from(s: xml::Stop) -> Self {
+        match s {
+            xml::Stop::Refused(r) => r.into(),
+            xml::Stop::Cancelled => Halt::Cancelled,
         }
     }
 }
