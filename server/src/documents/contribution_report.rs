@@ -19,41 +19,57 @@ const COLUMNS: [&str; 3] = [
     "EmployerContribution",
 ];
 
-pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
-    let Some(root_el) = doc.element(root) else {
-        return;
-    };
-    if let Some(period) = attribute(root_el, "period")
-        && let Some(first_day) = period_start(period)
-        && first_day > ctx.today
-    {
-        sink.error(
-            codes::PERIOD_FUTURE,
-            || format!("/{ROOT}/@period"),
-            || format!("the reporting period {period} has not begun yet"),
+/// The report's rules, item by item: the lines' sums and personal numbers are
+/// carried from one line to the next (see [`super::rules`]).
+#[derive(Default)]
+pub(super) struct Rules {
+    sums: [i128; 3],
+    seen: HashSet<u64>,
+}
+
+impl super::rules::Rules for Rules {
+    fn head(&mut self, doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
+        let Some(root_el) = doc.element(root) else {
+            return;
+        };
+        if let Some(period) = attribute(root_el, "period")
+            && let Some(first_day) = period_start(period)
+            && first_day > ctx.today
+        {
+            sink.error(
+                codes::PERIOD_FUTURE,
+                || format!("/{ROOT}/@period"),
+                || format!("the reporting period {period} has not begun yet"),
+            );
+        }
+        check_correction(
+            ROOT,
+            root_el,
+            DocumentType::ContributionReport.number_prefix(),
+            sink,
         );
     }
-    check_correction(
-        ROOT,
-        root_el,
-        DocumentType::ContributionReport.number_prefix(),
-        sink,
-    );
 
-    let mut sums = [0i128; 3];
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut totals = None;
-    let mut index = 0usize;
-    for (id, e) in elements(doc, root) {
-        if is(e, "Employee") {
-            index += 1;
-            line(doc, id, index, ctx, &mut sums, &mut seen, sink);
-        } else if is(e, "Totals") {
-            totals = Some(id);
-        }
+    fn item(
+        &mut self,
+        doc: &Document<'_>,
+        id: NodeId,
+        index: usize,
+        ctx: &Context<'_>,
+        sink: &mut Sink,
+    ) {
+        line(doc, id, index, ctx, &mut self.sums, &mut self.seen, sink);
     }
-    if let Some(totals) = totals {
-        for (column, sum) in COLUMNS.iter().zip(sums) {
+
+    fn tail(&mut self, doc: &Document<'_>, root: NodeId, _: &Context<'_>, sink: &mut Sink) {
+        let Some(totals) = elements(doc, root)
+            .filter(|(_, e)| is(e, "Totals"))
+            .map(|(id, _)| id)
+            .last()
+        else {
+            return;
+        };
+        for (column, sum) in COLUMNS.iter().zip(self.sums) {
             let Some(stated) = child_text(doc, totals, column).and_then(|t| cents(&t)) else {
                 continue;
             };

@@ -10,7 +10,17 @@ const ROOT: &str = "EmployerChange";
 /// The elements that each state one change.
 const CHANGES: [&str; 4] = ["Name", "Address", "BankAccount", "Contact"];
 
-pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
+/// The change has no repeated items: all its rules look at the head.
+#[derive(Default)]
+pub(super) struct Rules;
+
+impl super::rules::Rules for Rules {
+    fn head(&mut self, doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
+        check(doc, root, ctx, sink);
+    }
+}
+
+fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
     if let Some(d) = child_date(doc, root, "Effective")
         && (ctx.today - d).num_days() > LATE_AFTER_DAYS
     {

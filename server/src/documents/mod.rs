@@ -161,6 +161,7 @@ mod employer_change;
 mod pension_record_sheet;
 pub mod personal_id;
 mod registration_form;
+mod rules;
 mod schema;
 
 use common::{Sink, attribute};
@@ -492,18 +493,11 @@ impl Profiles {
         common::check_employer(ty.root_element(), root_el, ctx, &mut sink);
         let schema_failed = schema::validate(self.validator(ty), ty, doc, &mut sink);
         if !schema_failed {
-            match ty {
-                DocumentType::ContributionReport => {
-                    contribution_report::check(doc, root, ctx, &mut sink);
-                }
-                DocumentType::RegistrationForm => {
-                    registration_form::check(doc, root, ctx, &mut sink);
-                    registrations = registration_form::items(doc, root);
-                }
-                DocumentType::EmployerChange => employer_change::check(doc, root, ctx, &mut sink),
-                DocumentType::PensionRecordSheet => {
-                    pension_record_sheet::check(doc, root, ctx, &mut sink);
-                }
+            rules::run(ty, doc, root, ctx, &mut sink);
+            if ty == DocumentType::RegistrationForm {
+                registrations = rules::items(ty, doc, root)
+                    .filter_map(|item| registration_form::item_of(doc, item))
+                    .collect();
             }
         }
         Ok(Checked {

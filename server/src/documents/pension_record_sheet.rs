@@ -4,45 +4,57 @@ use chrono::{Datelike, NaiveDate};
 use uppsala::{Document, NodeId};
 
 use super::common::{
-    Sink, attribute, cents, check_correction, check_person, child, child_date, child_text,
-    elements, is, money,
+    Sink, attribute, cents, check_correction, check_person, child, child_date, child_text, money,
 };
 use super::{Context, DocumentType, codes};
 
 const ROOT: &str = "PensionRecordSheet";
 
-pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
-    let Some(root_el) = doc.element(root) else {
-        return;
-    };
-    let year: Option<i32> = attribute(root_el, "year").and_then(|y| y.trim().parse().ok());
-    if let Some(y) = year
-        && y > ctx.today.year()
-    {
-        sink.error(
-            codes::PERIOD_FUTURE,
-            || format!("/{ROOT}/@year"),
-            || format!("the year {y} has not begun yet"),
-        );
-    }
-    check_correction(
-        ROOT,
-        root_el,
-        DocumentType::PensionRecordSheet.number_prefix(),
-        sink,
-    );
-    let birth = child(doc, root, "Person")
-        .and_then(|p| check_person(doc, p, &|| format!("/{ROOT}/Person"), ctx, sink).0);
+/// The sheet's rules, period by period (see [`super::rules`]).
+#[derive(Default)]
+pub(super) struct Rules {
+    year: Option<i32>,
+    birth: Option<NaiveDate>,
+    sum: i128,
+    /// (from, to, index) of the periods whose dates are usable, for the overlap check.
+    spans: Vec<(NaiveDate, NaiveDate, usize)>,
+}
 
-    let mut sum = 0i128;
-    // (from, to, index) of the periods whose dates are usable, for the overlap check.
-    let mut spans: Vec<(NaiveDate, NaiveDate, usize)> = Vec::new();
-    let mut index = 0usize;
-    for (id, e) in elements(doc, root) {
-        if !is(e, "Period") {
-            continue;
+impl super::rules::Rules for Rules {
+    fn head(&mut self, doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
+        let Some(root_el) = doc.element(root) else {
+            return;
+        };
+        let year: Option<i32> = attribute(root_el, "year").and_then(|y| y.trim().parse().ok());
+        if let Some(y) = year
+            && y > ctx.today.year()
+        {
+            sink.error(
+                codes::PERIOD_FUTURE,
+                || format!("/{ROOT}/@year"),
+                || format!("the year {y} has not begun yet"),
+            );
         }
-        index += 1;
+        check_correction(
+            ROOT,
+            root_el,
+            DocumentType::PensionRecordSheet.number_prefix(),
+            sink,
+        );
+        self.year = year;
+        self.birth = child(doc, root, "Person")
+            .and_then(|p| check_person(doc, p, &|| format!("/{ROOT}/Person"), ctx, sink).0);
+    }
+
+    fn item(
+        &mut self,
+        doc: &Document<'_>,
+        id: NodeId,
+        index: usize,
+        ctx: &Context<'_>,
+        sink: &mut Sink,
+    ) {
+        let (year, birth) = (self.year, self.birth);
         let at = move |field: &str| format!("/{ROOT}/Period[{index}]/{field}");
         let from = child_date(doc, id, "From");
         let to = child_date(doc, id, "To");
@@ -91,11 +103,11 @@ pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &
                 );
             }
             if usable {
-                spans.push((f, t, index));
+                self.spans.push((f, t, index));
             }
         }
         if let Some(base) = child_text(doc, id, "AssessmentBase").and_then(|t| cents(&t)) {
-            sum += i128::from(base);
+            self.sum += i128::from(base);
             if base < 0 {
                 sink.error(
                     codes::AMOUNT_NEGATIVE,
@@ -111,37 +123,40 @@ pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &
         }
     }
 
-    // Sorted by start, each period must begin after every earlier one has ended.
-    spans.sort_unstable();
-    let mut latest: Option<(NaiveDate, usize)> = None;
-    for (from, to, index) in spans {
-        if let Some((end, other)) = latest
-            && from <= end
+    fn tail(&mut self, doc: &Document<'_>, root: NodeId, _: &Context<'_>, sink: &mut Sink) {
+        // Sorted by start, each period must begin after every earlier one has ended.
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.sort_unstable();
+        let mut latest: Option<(NaiveDate, usize)> = None;
+        for (from, to, index) in spans {
+            if let Some((end, other)) = latest
+                && from <= end
+            {
+                sink.error(
+                    codes::PERIOD_OVERLAP,
+                    || format!("/{ROOT}/Period[{index}]"),
+                    || format!("the period from {from} to {to} overlaps Period[{other}], which runs until {end}"),
+                );
+            }
+            if latest.is_none_or(|(end, _)| to > end) {
+                latest = Some((to, index));
+            }
+        }
+        let sum = self.sum;
+        if let Some(total) = child_text(doc, root, "TotalAssessmentBase").and_then(|t| cents(&t))
+            && i128::from(total) != sum
         {
             sink.error(
-                codes::PERIOD_OVERLAP,
-                || format!("/{ROOT}/Period[{index}]"),
-                || format!("the period from {from} to {to} overlaps Period[{other}], which runs until {end}"),
+                codes::TOTALS_MISMATCH,
+                || format!("/{ROOT}/TotalAssessmentBase"),
+                || {
+                    format!(
+                        "the total assessment base is {}, but the periods add up to {}",
+                        money(total.into()),
+                        money(sum)
+                    )
+                },
             );
         }
-        if latest.is_none_or(|(end, _)| to > end) {
-            latest = Some((to, index));
-        }
-    }
-
-    if let Some(total) = child_text(doc, root, "TotalAssessmentBase").and_then(|t| cents(&t))
-        && i128::from(total) != sum
-    {
-        sink.error(
-            codes::TOTALS_MISMATCH,
-            || format!("/{ROOT}/TotalAssessmentBase"),
-            || {
-                format!(
-                    "the total assessment base is {}, but the periods add up to {}",
-                    money(total.into()),
-                    money(sum)
-                )
-            },
-        );
     }
 }

@@ -16,54 +16,52 @@ const ROOT: &str = "RegistrationForm";
 /// The same person and relation (the relation only when the item names one).
 type Key = (u64, Option<String>);
 
-/// Each registration's person id, kind (`hire`, `termination`, `interruption`,
+/// One registration's person id, kind (`hire`, `termination`, `interruption`,
 /// `change`, `cancellation`) and effective date (the hire's or interruption's `From`,
-/// the termination's `To`), in document order; registrations without a person id or
-/// kind are skipped.
-pub(super) fn items(doc: &Document<'_>, root: NodeId) -> Vec<mobile_api::prereg::RegistrationItem> {
-    let mut out = Vec::new();
-    for (item, e) in elements(doc, root) {
-        if !is(e, "Registration") {
-            continue;
-        }
-        let Some(person_id) = child(doc, item, "Person")
-            .and_then(|p| child_text(doc, p, "PersonalId"))
-            .map(|t| t.trim().to_owned())
-        else {
-            continue;
-        };
-        let Some((kind_id, kind)) = elements(doc, item)
-            .find(|(_, k)| !is(k, "Person") && !is(k, "RelationId"))
-            .map(|(kid, k)| (kid, k.name.local_name.to_ascii_lowercase()))
-        else {
-            continue;
-        };
-        let effective_date = match kind.as_str() {
-            "termination" => child_date(doc, kind_id, "To"),
-            _ => child_date(doc, kind_id, "From"),
-        };
-        out.push(mobile_api::prereg::RegistrationItem {
-            person_id,
-            kind,
-            effective_date,
-        });
-    }
-    out
+/// the termination's `To`); `None` for a registration without a person id or kind.
+pub(super) fn item_of(
+    doc: &Document<'_>,
+    item: NodeId,
+) -> Option<mobile_api::prereg::RegistrationItem> {
+    let person_id = child(doc, item, "Person")
+        .and_then(|p| child_text(doc, p, "PersonalId"))
+        .map(|t| t.trim().to_owned())?;
+    let (kind_id, kind) = elements(doc, item)
+        .find(|(_, k)| !is(k, "Person") && !is(k, "RelationId"))
+        .map(|(kid, k)| (kid, k.name.local_name.to_ascii_lowercase()))?;
+    let effective_date = match kind.as_str() {
+        "termination" => child_date(doc, kind_id, "To"),
+        _ => child_date(doc, kind_id, "From"),
+    };
+    Some(mobile_api::prereg::RegistrationItem {
+        person_id,
+        kind,
+        effective_date,
+    })
 }
 
-pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &mut Sink) {
-    // Earliest hire per person and relation; terminations to compare afterwards.
-    let mut hires: HashMap<Key, NaiveDate> = HashMap::new();
-    let mut terminations: Vec<(Key, NaiveDate, usize)> = Vec::new();
-    let mut index = 0usize;
-    for (item, e) in elements(doc, root) {
-        if !is(e, "Registration") {
-            continue;
-        }
-        index += 1;
+/// The form's rules, registration by registration (see [`super::rules`]).
+#[derive(Default)]
+pub(super) struct Rules {
+    /// Earliest hire per person and relation.
+    hires: HashMap<Key, NaiveDate>,
+    /// Terminations, to compare with the hires once all are known.
+    terminations: Vec<(Key, NaiveDate, usize)>,
+}
+
+impl super::rules::Rules for Rules {
+    fn item(
+        &mut self,
+        doc: &Document<'_>,
+        item: NodeId,
+        index: usize,
+        ctx: &Context<'_>,
+        sink: &mut Sink,
+    ) {
+        let (hires, terminations) = (&mut self.hires, &mut self.terminations);
         let base = move || format!("/{ROOT}/Registration[{index}]");
         let Some(person) = child(doc, item, "Person") else {
-            continue;
+            return;
         };
         let (birth, id) = check_person(doc, person, &|| format!("{}/Person", base()), ctx, sink);
         let relation = child_text(doc, item, "RelationId").map(|r| r.into_owned());
@@ -73,7 +71,7 @@ pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &
             .find(|(_, k)| !is(k, "Person") && !is(k, "RelationId"))
             .map(|(kid, k)| (kid, k.name.local_name.as_ref()))
         else {
-            continue;
+            return;
         };
         let at = |field: &str| format!("{}/{kind}/{field}", base());
         let from = child_date(doc, kind_id, "From");
@@ -157,11 +155,14 @@ pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &
             _ => {}
         }
     }
-    for (key, to, index) in terminations {
-        if let Some(hired) = hires.get(&key)
-            && to < *hired
-        {
-            sink.error(
+
+    fn tail(&mut self, _: &Document<'_>, _: NodeId, _: &Context<'_>, sink: &mut Sink) {
+        let hires = &self.hires;
+        for (key, to, index) in std::mem::take(&mut self.terminations) {
+            if let Some(hired) = hires.get(&key)
+                && to < *hired
+            {
+                sink.error(
                 codes::DATES_TERMINATION_BEFORE_HIRE,
                 || format!("/{ROOT}/Registration[{index}]/Termination/To"),
                 || {
@@ -170,6 +171,7 @@ pub(super) fn check(doc: &Document<'_>, root: NodeId, ctx: &Context<'_>, sink: &
                     )
                 },
             );
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 pub mod budget;
+pub mod c14n;
 pub mod cancel;
 pub mod signature;
 pub mod trust;

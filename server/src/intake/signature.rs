@@ -310,6 +310,17 @@ pub fn verify(doc: &Document<'_>, certificate_der: &[u8]) -> Result<(), Refusal>
 /// SHA-256), inserted as the last child of the document element. The input bytes are
 /// kept as they are around the inserted signature. For `ivan dev sign` and tests.
 pub fn sign_enveloped(xml: &str, key_pem: &[u8], cert_der: &[u8]) -> Result<String, String> {
+    sign_enveloped_with(xml, key_pem, cert_der, Some(algorithm::EXC_C14N))
+}
+
+/// [`sign_enveloped`] with the reference's canonicalisation `transform` after
+/// enveloped-signature (`None`: none, which means inclusive C14N 1.0).
+pub(crate) fn sign_enveloped_with(
+    xml: &str,
+    key_pem: &[u8],
+    cert_der: &[u8],
+    transform: Option<&str>,
+) -> Result<String, String> {
     let key = bergshamra::keys::loader::load_pem_auto(key_pem, None)
         .map_err(|e| format!("cannot read the private key: {e}"))?;
     let method = match key.algorithm_name() {
@@ -345,7 +356,7 @@ pub fn sign_enveloped(xml: &str, key_pem: &[u8], cert_der: &[u8]) -> Result<Stri
 <ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>\
 <ds:SignatureMethod Algorithm=\"{method}\"/>\
 <ds:Reference URI=\"\"><ds:Transforms>\
-<ds:Transform Algorithm=\"{env}\"/><ds:Transform Algorithm=\"{c14n}\"/>\
+<ds:Transform Algorithm=\"{env}\"/>{second}\
 </ds:Transforms><ds:DigestMethod Algorithm=\"{sha}\"/><ds:DigestValue></ds:DigestValue>\
 </ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue>\
 <ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\
@@ -356,6 +367,9 @@ pub fn sign_enveloped(xml: &str, key_pem: &[u8], cert_der: &[u8]) -> Result<Stri
         env = algorithm::ENVELOPED_SIGNATURE,
         sha = algorithm::SHA256,
         cert = STANDARD.encode(cert_der),
+        second = transform
+            .map(|t| format!("<ds:Transform Algorithm=\"{t}\"/>"))
+            .unwrap_or_default(),
     );
     let mut keys = KeysManager::new();
     keys.add_key(key);
