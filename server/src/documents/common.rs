@@ -81,6 +81,18 @@ impl Sink {
         self.suppressed_error |= any_error && n > 0;
     }
 
+    /// Takes `other`'s findings after this one's, as if they had been added here.
+    pub(super) fn absorb(&mut self, other: Sink) {
+        for f in other.findings {
+            if self.has_room() {
+                self.findings.push(f);
+            } else {
+                self.suppress(1, f.severity == Severity::Error);
+            }
+        }
+        self.suppress(other.suppressed, other.suppressed_error);
+    }
+
     pub(super) fn finish(mut self) -> Vec<Finding> {
         if self.suppressed > 0 {
             let severity = if self.suppressed_error {
@@ -117,30 +129,44 @@ pub(super) fn elements<'d, 'a>(
 /// elements, wherever it is among our elements (never inside the signature), without
 /// duplicates, in document order.
 pub(super) fn person_ids(doc: &Document<'_>, root: NodeId) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    // Seen ids, for the duplicate check in constant time: a report names hundreds of
-    // thousands of people, and `found.contains` made this quadratic (a 50 MB report
-    // took minutes here).
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![root];
-    while let Some(id) = stack.pop() {
-        if let Some(e) = doc.element(id)
-            && is(e, "PersonalId")
-        {
-            let t = text(doc, id);
-            if !t.is_empty() && seen.insert(t.clone()) {
-                found.push(t.into_owned());
+    let mut ids = PersonIds::default();
+    ids.add(doc, root);
+    ids.finish()
+}
+
+/// Personal ids collected subtree by subtree (the streamed path adds the root's
+/// children chunk by chunk). A set that keeps its order: a report names hundreds of
+/// thousands of people, so the duplicate check must be constant-time, and one copy
+/// of each id is all the memory it may take.
+#[derive(Default)]
+pub(super) struct PersonIds(indexmap::IndexSet<String>);
+
+impl PersonIds {
+    /// The ids in the subtree of `node`, in document order.
+    pub(super) fn add(&mut self, doc: &Document<'_>, node: NodeId) {
+        let mut stack = vec![node];
+        while let Some(id) = stack.pop() {
+            if let Some(e) = doc.element(id)
+                && is(e, "PersonalId")
+            {
+                let t = text(doc, id);
+                if !t.is_empty() && !self.0.contains(t.as_ref()) {
+                    self.0.insert(t.into_owned());
+                }
             }
+            // Only our own elements are read: the ds:Signature subtree (and anything
+            // else foreign) is not the filing's content.
+            let children: Vec<NodeId> = elements(doc, id)
+                .filter(|(_, e)| e.name.namespace_uri.as_deref() == Some(NAMESPACE))
+                .map(|(child, _)| child)
+                .collect();
+            stack.extend(children.into_iter().rev());
         }
-        // Only our own elements are read: the ds:Signature subtree (and anything
-        // else foreign) is not the filing's content.
-        let children: Vec<NodeId> = elements(doc, id)
-            .filter(|(_, e)| e.name.namespace_uri.as_deref() == Some(NAMESPACE))
-            .map(|(child, _)| child)
-            .collect();
-        stack.extend(children.into_iter().rev());
     }
-    found
+
+    pub(super) fn finish(self) -> Vec<String> {
+        self.0.into_iter().collect()
+    }
 }
 
 /// The first child element of `parent` named `name` (in our namespace).

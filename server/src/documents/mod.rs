@@ -149,12 +149,16 @@
 //! yields, are in `ops/examples/` (its `expected.toml` is checked by the tests).
 
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use uppsala::{Document, XsdValidator};
 
 use crate::Error;
+use crate::intake::cancel::Cancel;
+use crate::intake::xml::Stop;
 
+mod chunks;
 mod common;
 mod contribution_report;
 mod employer_change;
@@ -484,9 +488,7 @@ impl Profiles {
             ));
         };
 
-        let sender_reference = attribute(root_el, "senderReference")
-            .filter(|r| (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_owned);
+        let sender_reference = sender_reference(root_el);
 
         let mut sink = Sink::new(MAX_FINDINGS, ty.root_element());
         let mut registrations = Vec::new();
@@ -508,6 +510,142 @@ impl Profiles {
             persons: common::person_ids(doc, root),
         })
     }
+}
+
+/// How the streamed path takes a large document (see [`Profiles::check_streamed`]):
+/// its type and where its repeated items are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    ty: DocumentType,
+    items: Vec<std::ops::Range<usize>>,
+}
+
+impl Plan {
+    /// `None` when `text` is not one of our types or has no run of items to cut it
+    /// at (an employer change, a single huge item, a large head or tail): the tree
+    /// path answers those. A linear pass; memory is 16 bytes per item.
+    pub fn of(text: &str) -> Option<Plan> {
+        let ty = root_type(text)?;
+        let items = chunks::split(text, ty.item_element()?)?;
+        Some(Plan { ty, items })
+    }
+}
+
+/// The type named by the document element of `text`, read with namespaces.
+fn root_type(text: &str) -> Option<DocumentType> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_str(text);
+    loop {
+        match reader.read_resolved_event().ok()? {
+            (ns, Event::Start(e) | Event::Empty(e)) => {
+                let ns = match ns {
+                    ResolveResult::Bound(n) => Some(std::str::from_utf8(n.into_inner()).ok()?),
+                    _ => None,
+                };
+                let local = e.local_name();
+                return DocumentType::from_root(ns, std::str::from_utf8(local.as_ref()).ok()?);
+            }
+            (_, Event::Eof) => return None,
+            _ => {}
+        }
+    }
+}
+
+impl Profiles {
+    /// [`Profiles::check`] for a document too large to build as one tree: the same
+    /// checks and findings, taken chunk by chunk ([`chunks`]), in the memory of one
+    /// chunk plus the personal ids it names. Stops when `cancel` is set (between
+    /// chunks); a chunk that is not well-formed refuses the document as the tree
+    /// path would.
+    pub fn check_streamed(
+        &self,
+        text: &str,
+        plan: &Plan,
+        ctx: &Context<'_>,
+        cancel: &Cancel,
+    ) -> Result<Checked, Stop> {
+        let ty = plan.ty;
+        let item = ty.item_element().unwrap_or_default();
+        let root_name = ty.root_element();
+        let validator = self.validator(ty);
+        let mut sink = Sink::new(MAX_FINDINGS, root_name);
+        // The rules' findings count only if the schema holds (as on the tree path,
+        // where the rules do not run otherwise).
+        let mut later = Sink::new(MAX_FINDINGS, root_name);
+        let mut xsd = schema::Chunked::new(true);
+        let mut rules = rules::for_type(ty);
+        let mut persons = common::PersonIds::default();
+        let mut registrations = Vec::new();
+        let mut sender = None;
+        let stopped = chunks::for_each(text, &plan.items, |chunk| {
+            if cancel.check().is_err() {
+                return ControlFlow::Break(());
+            }
+            let doc = chunk.doc;
+            let Some((root, root_el)) = doc
+                .document_element()
+                .and_then(|id| doc.element(id).map(|e| (id, e)))
+            else {
+                return ControlFlow::Continue(());
+            };
+            if chunk.first {
+                sender = sender_reference(root_el);
+                common::check_employer(root_name, root_el, ctx, &mut sink);
+            }
+            xsd.validate(validator, ty, item, &chunk);
+            if chunk.first {
+                rules.head(doc, root, ctx, &mut later);
+            }
+            let mut index = chunk.items_before;
+            for (id, e) in common::elements(doc, root) {
+                let start = doc.node_range(id).map_or(0, |r| r.start);
+                let ours = e.name.namespace_uri.as_deref() == Some(NAMESPACE);
+                if chunk.body.contains(&start) {
+                    if common::is(e, item) {
+                        index += 1;
+                        rules.item(doc, id, index, ctx, &mut later);
+                        if ty == DocumentType::RegistrationForm {
+                            registrations.extend(registration_form::item_of(doc, id));
+                        }
+                    }
+                } else if !((chunk.first && start < chunk.body.start)
+                    || (chunk.last && start >= chunk.body.end))
+                {
+                    continue;
+                }
+                if ours {
+                    persons.add(doc, id);
+                }
+            }
+            if chunk.last {
+                rules.tail(doc, root, ctx, &mut later);
+            }
+            ControlFlow::Continue(())
+        })?;
+        if stopped.is_some() {
+            return Err(Stop::Cancelled);
+        }
+        if xsd.report(&mut sink) {
+            registrations.clear();
+        } else {
+            sink.absorb(later);
+        }
+        Ok(Checked {
+            document_type: ty,
+            sender_reference: sender,
+            findings: sink.finish(),
+            registrations,
+            persons: persons.finish(),
+        })
+    }
+}
+
+/// The root's `senderReference`, if it is well-formed.
+fn sender_reference(root: &uppsala::Element<'_>) -> Option<String> {
+    attribute(root, "senderReference")
+        .filter(|r| (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
 }
 
 /// Every personal id named in an XML document (a filing or a pre-registration as

@@ -26,15 +26,16 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use uppsala::{Document, NodeId, NodeKind, Parser, XsdValidator};
+use std::ops::ControlFlow;
 
-use super::common::{Sink, elements, is, text};
+use uppsala::{Document, NodeId, NodeKind, XsdValidator};
+
+use super::chunks::{self, CHUNK_BYTES, Chunk};
+use super::common::{Sink, elements, text};
 use super::{DocumentType, NAMESPACE, codes};
 
 /// Documents up to this size are validated directly.
 pub(super) const DIRECT_MAX: usize = 64 * 1024;
-/// Bytes of items per chunk.
-pub(super) const CHUNK_BYTES: usize = 64 * 1024;
 /// Upper bound on `violations × document size` for validating with positions.
 pub(super) const SCAN_BUDGET: usize = 256 * 1024 * 1024;
 
@@ -62,12 +63,7 @@ pub(super) fn validate(
         && let Some(item) = ty.item_element()
         && let Some(chunked) = chunked(validator, ty, item, doc, sink.has_room())
     {
-        let any = chunked.located.len() + chunked.unlocated > 0;
-        for (path, message) in chunked.located {
-            report(sink, || path, &message);
-        }
-        sink.suppress(chunked.unlocated, true);
-        return any;
+        return chunked.report(sink);
     }
     let violations = validate_placed(validator, doc, DIRECT_MAX);
     let root = ty.root_element();
@@ -296,92 +292,95 @@ fn doc_previous_siblings<'d>(
     std::iter::successors(doc.previous_sibling(id), move |s| doc.previous_sibling(*s))
 }
 
-struct Chunked {
+/// The schema's verdict on a document validated chunk by chunk.
+pub(super) struct Chunked {
     /// (path, message) of placed violations, at most as many as there was room for.
     located: Vec<(String, String)>,
     /// Violations counted but not placed.
     unlocated: usize,
+    /// Violations in the repeated head and tail, as counted in the first chunk.
+    repeated: usize,
+    room: bool,
+}
+
+impl Chunked {
+    pub(super) fn new(room: bool) -> Self {
+        Self {
+            located: Vec::new(),
+            unlocated: 0,
+            repeated: 0,
+            room,
+        }
+    }
+
+    /// Whether any chunk so far had a violation.
+    pub(super) fn failed(&self) -> bool {
+        self.located.len() + self.unlocated > 0
+    }
+
+    /// Reports what was found into `sink`; returns whether there was any violation.
+    pub(super) fn report(self, sink: &mut Sink) -> bool {
+        let any = self.failed();
+        for (path, message) in self.located {
+            report(sink, || path, &message);
+        }
+        sink.suppress(self.unlocated, true);
+        any
+    }
+
+    /// Validates one chunk. Violations in the head and tail every chunk repeats are
+    /// taken from the first chunk only.
+    pub(super) fn validate(
+        &mut self,
+        validator: &XsdValidator,
+        ty: DocumentType,
+        item: &str,
+        chunk: &Chunk<'_, '_>,
+    ) {
+        if self.room {
+            for v in validate_placed(validator, chunk.doc, 2 * CHUNK_BYTES) {
+                let in_body = v
+                    .node
+                    .and_then(|n| chunk.doc.node_range(n))
+                    .is_some_and(|r| chunk.body.contains(&r.start));
+                if !in_body {
+                    if !chunk.first {
+                        continue;
+                    }
+                    self.repeated += 1;
+                }
+                let location = match v.node {
+                    Some(n) => location(chunk.doc, n, &v.message, Some((item, chunk.items_before))),
+                    None => format!("/{}", ty.root_element()),
+                };
+                self.located.push((location, v.message));
+            }
+            self.room = self.located.len() < super::MAX_FINDINGS;
+        } else {
+            let n = validator.validate(&chunk.doc.clone().into_static()).len();
+            self.unlocated += n.saturating_sub(self.repeated);
+        }
+    }
 }
 
 /// Validates a large document in chunks of its repeated `item` elements. `None`
-/// when the document does not have that shape (fewer than two items, a large
-/// prefix or suffix) or a chunk does not parse; the caller validates it whole.
+/// when the document does not have that shape (fewer than two items, a large head
+/// or tail) or a chunk does not parse; the caller validates it whole.
 fn chunked(
     validator: &XsdValidator,
     ty: DocumentType,
     item: &str,
     doc: &Document<'_>,
-    mut room: bool,
+    room: bool,
 ) -> Option<Chunked> {
-    let input = doc.input_text();
-    let root = doc.document_element()?;
-    let items: Vec<std::ops::Range<usize>> = elements(doc, root)
-        .filter(|(_, e)| is(e, item))
-        .map(|(id, _)| doc.node_range(id))
-        .collect::<Option<_>>()?;
-    let (first, last) = (items.first()?, items.last()?);
-    if items.len() < 2 || last.end > input.len() || first.start > last.end {
-        return None;
-    }
-    let head = input.get(..first.start)?;
-    let tail = input.get(last.end..)?;
-    if head.len() + tail.len() > CHUNK_BYTES {
-        return None;
-    }
-    let parser = Parser::new()
-        .with_forbid_dtd(true)
-        .with_forbid_entities(true)
-        .with_max_depth(10_000);
-    let mut out = Chunked {
-        located: Vec::new(),
-        unlocated: 0,
-    };
-    // Violations in the repeated head and tail, as counted in the first chunk.
-    let mut repeated = 0usize;
-    let mut start = 0usize;
-    let mut first_chunk = true;
-    while start < items.len() {
-        let mut end = start + 1;
-        while end < items.len() && items[end].end.saturating_sub(items[start].start) <= CHUNK_BYTES
-        {
-            end += 1;
-        }
-        // Up to where the next chunk begins, so that whatever lies between two items
-        // (misplaced elements, text) is in exactly one chunk.
-        let body_end = items.get(end).map_or(last.end, |next| next.start);
-        let body = input.get(items[start].start..body_end)?;
-        let mut text = String::with_capacity(head.len() + body.len() + tail.len());
-        text.push_str(head);
-        text.push_str(body);
-        text.push_str(tail);
-        let chunk = parser.parse(&text).ok()?;
-        let body_range = head.len()..head.len() + body.len();
-        if room {
-            for v in validate_placed(validator, &chunk, 2 * CHUNK_BYTES) {
-                let in_body = v
-                    .node
-                    .and_then(|n| chunk.node_range(n))
-                    .is_some_and(|r| body_range.contains(&r.start));
-                if !in_body {
-                    if !first_chunk {
-                        continue;
-                    }
-                    repeated += 1;
-                }
-                let location = match v.node {
-                    Some(n) => location(&chunk, n, &v.message, Some((item, start))),
-                    None => format!("/{}", ty.root_element()),
-                };
-                out.located.push((location, v.message));
-            }
-            room = out.located.len() < super::MAX_FINDINGS;
-        } else {
-            let n = validator.validate(&chunk.clone().into_static()).len();
-            out.unlocated += n.saturating_sub(repeated);
-        }
-        first_chunk = false;
-        start = end;
-    }
+    let text = doc.input_text();
+    let items = chunks::split(text, item)?;
+    let mut out = Chunked::new(room);
+    chunks::for_each::<()>(text, &items, |chunk| {
+        out.validate(validator, ty, item, &chunk);
+        ControlFlow::Continue(())
+    })
+    .ok()?;
     Some(out)
 }
 

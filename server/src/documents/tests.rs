@@ -563,7 +563,7 @@ fn large_documents_are_validated_in_chunks_with_exact_locations() {
     let n = 3000;
     let bad = [4usize, 1499, 1500, 2999];
     let xml = big_report(n, |i| if bad.contains(&i) { "1.001" } else { "100.00" });
-    assert!(xml.len() > 8 * schema::CHUNK_BYTES, "several chunks");
+    assert!(xml.len() > 8 * chunks::CHUNK_BYTES, "several chunks");
     let checked = check_text(&xml, &gen_ctx()).unwrap();
     let locations: Vec<&str> = checked
         .findings
@@ -624,7 +624,7 @@ fn chunks_miss_nothing_between_items() {
             out.push_str("  <Junk/>text\n");
         }
     }
-    assert!(out.len() > 4 * schema::CHUNK_BYTES);
+    assert!(out.len() > 4 * chunks::CHUNK_BYTES);
     let doc = parse(&out);
     let chunked = profiles().check(&doc, &gen_ctx()).unwrap();
     // The same document validated whole (without positions, which are slow).
@@ -911,4 +911,61 @@ fn totals_are_exact_decimal_sums() {
             )
         ]
     );
+}
+
+/// Both paths on one text: the same verdict, findings, persons and registrations.
+fn assert_paths_agree(name: &str, text: &str, ctx: &Context<'_>) -> bool {
+    let Some(plan) = Plan::of(text) else {
+        return false;
+    };
+    let tree = check_text(text, ctx).unwrap_or_else(|f| panic!("{name}: {f:?}"));
+    let streamed = profiles()
+        .check_streamed(text, &plan, ctx, &Cancel::default())
+        .unwrap_or_else(|s| panic!("{name}: {s:?}"));
+    assert_eq!(
+        tree.findings,
+        streamed.findings,
+        "{name}: tree {} streamed {}",
+        show(&tree.findings),
+        show(&streamed.findings)
+    );
+    assert_eq!(tree, streamed, "{name}");
+    true
+}
+
+/// `text` with its run of items repeated until it spans several chunks.
+fn inflated(text: &str) -> Option<String> {
+    let plan = Plan::of(text)?;
+    let (first, last) = (plan.items.first()?, plan.items.last()?);
+    let run = &text[first.start..last.end];
+    let times = (5 * chunks::CHUNK_BYTES) / run.len() + 1;
+    Some(format!(
+        "{}{}{}",
+        &text[..first.start],
+        run.repeat(times),
+        &text[last.end..]
+    ))
+}
+
+#[test]
+fn the_streamed_path_finds_what_the_tree_path_finds_in_every_example() {
+    let m = manifest();
+    let ctx = ctx(&m);
+    let files = m
+        .valid
+        .iter()
+        .map(|v| v.file.clone())
+        .chain(m.invalid.iter().map(|i| i.file.clone()));
+    let (mut compared, mut inflated_compared) = (0, 0);
+    for file in files {
+        let text = read(&file);
+        compared += usize::from(assert_paths_agree(&file, &text, &ctx));
+        if let Some(big) = inflated(&text) {
+            assert!(big.len() > 4 * chunks::CHUNK_BYTES);
+            inflated_compared += usize::from(assert_paths_agree(&file, &big, &ctx));
+        }
+    }
+    // Most examples have a run of items to cut at; the others take the tree path.
+    assert!(compared >= 10, "only {compared} examples had a plan");
+    assert!(inflated_compared >= 10, "only {inflated_compared} inflated");
 }

@@ -54,6 +54,11 @@ pub struct Shape {
     pub attributes: u64,
     /// Text, CDATA, comments, processing instructions and references.
     pub others: u64,
+    /// Byte range of the document element's start tag.
+    pub root_start: (usize, usize),
+    /// Byte range of the document element's last child element (where the
+    /// signature must be).
+    pub last_child: Option<(usize, usize)>,
 }
 
 impl Shape {
@@ -160,16 +165,34 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
     let passed = |code: &'static str, message: String, start: u64| -> Stop {
         Refusal::new(code, message, at(start)).into()
     };
+    let offset = |pos: u64| usize::try_from(pos).unwrap_or(usize::MAX);
+    let mut child_start = 0usize;
     loop {
         tick()?;
         let start = reader.buffer_position();
         let element = match reader.read_event() {
             Ok(Event::Start(e)) => {
                 depth += 1;
+                match depth {
+                    1 => shape.root_start = (offset(start), offset(reader.buffer_position())),
+                    2 => child_start = offset(start),
+                    _ => {}
+                }
                 Some((e, depth))
             }
-            Ok(Event::Empty(e)) => Some((e, depth + 1)),
+            Ok(Event::Empty(e)) => {
+                let here = (offset(start), offset(reader.buffer_position()));
+                match depth {
+                    0 => shape.root_start = here,
+                    1 => shape.last_child = Some(here),
+                    _ => {}
+                }
+                Some((e, depth + 1))
+            }
             Ok(Event::End(_)) => {
+                if depth == 2 {
+                    shape.last_child = Some((child_start, offset(reader.buffer_position())));
+                }
                 depth = depth.saturating_sub(1);
                 None
             }
@@ -269,7 +292,8 @@ pub fn build<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>, Refus
         .map_err(|e| refusal_for(&e, limits))
 }
 
-fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
+/// The refusal for what the parser proper found wrong.
+pub(crate) fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
     let (message, line, column) = match e {
         XmlError::Parse(p) => (p.message.as_str(), p.line, p.column),
         XmlError::WellFormedness(w) => (w.message.as_str(), w.line, w.column),
@@ -479,7 +503,9 @@ mod tests {
             Shape {
                 elements: 3,
                 attributes: 3,
-                others: 2
+                others: 2,
+                root_start: (0, 23),
+                last_child: Some((47, 51)),
             }
         );
     }

@@ -1,0 +1,172 @@
+//! A large document cut into small ones: the text before its first repeated item
+//! (the head: prolog, root start tag, whatever precedes the items), about
+//! [`CHUNK_BYTES`] of items (and whatever lies between them), and the text after the
+//! last item (the tail: totals, the signature, the root end tag), parsed on their
+//! own, one at a time. Every byte of the document is in exactly one chunk's body or
+//! in the head and tail every chunk repeats, so a document is well-formed and valid
+//! exactly when each chunk is: the schemas have no constraint across items (no
+//! `xs:unique`/`xs:key`, no upper bound on the items), and the rules carry what they
+//! need from item to item ([`super::rules`]). Memory is that of one chunk's tree.
+
+use std::ops::{ControlFlow, Range};
+
+use quick_xml::events::Event;
+use uppsala::{Document, Parser};
+
+use crate::intake::Refusal;
+
+/// Bytes of items per chunk.
+pub(super) const CHUNK_BYTES: usize = 64 * 1024;
+
+/// One chunk, parsed.
+pub(super) struct Chunk<'d, 'a> {
+    pub doc: &'d Document<'a>,
+    /// Where the chunk's own items (and what lies between them) are in its text.
+    pub body: Range<usize>,
+    /// Items in the chunks before this one.
+    pub items_before: usize,
+    pub first: bool,
+    pub last: bool,
+}
+
+/// The byte ranges of the document element's children named `item` (local name),
+/// in order; `None` if the document has fewer than two, or a head and tail larger
+/// than a chunk, or is not well-formed (the caller then takes the whole tree).
+pub(super) fn split(text: &str, item: &str) -> Option<Vec<Range<usize>>> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut depth = 0usize;
+    let mut items = Vec::new();
+    let mut open: Option<usize> = None;
+    loop {
+        let start = usize::try_from(reader.buffer_position()).ok()?;
+        let event = reader.read_event().ok()?;
+        let end = usize::try_from(reader.buffer_position()).ok()?;
+        match event {
+            Event::Start(e) => {
+                depth += 1;
+                if depth == 2 && e.local_name().as_ref() == item.as_bytes() {
+                    open = Some(start);
+                }
+            }
+            Event::Empty(e) => {
+                if depth == 1 && e.local_name().as_ref() == item.as_bytes() {
+                    items.push(start..end);
+                }
+            }
+            Event::End(_) => {
+                if depth == 2
+                    && let Some(s) = open.take()
+                {
+                    items.push(s..end);
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let (first, last) = (items.first()?, items.last()?);
+    if items.len() < 2 || first.start + (text.len() - last.end) > CHUNK_BYTES {
+        return None;
+    }
+    Some(items)
+}
+
+/// Parses each chunk of `text` (cut at `items`, from [`split`]) and hands it to `f`,
+/// until `f` breaks. A chunk that does not parse is refused as the whole document
+/// would be, at the line and column of the whole document.
+pub(super) fn for_each<B>(
+    text: &str,
+    items: &[Range<usize>],
+    mut f: impl FnMut(Chunk<'_, '_>) -> ControlFlow<B>,
+) -> Result<Option<B>, Refusal> {
+    let (Some(first), Some(last)) = (items.first(), items.last()) else {
+        return Ok(None);
+    };
+    let head = &text[..first.start];
+    let tail = &text[last.end..];
+    let parser = Parser::new()
+        .with_forbid_dtd(true)
+        .with_forbid_entities(true)
+        .with_max_depth(10_000);
+    let mut start = 0usize;
+    while start < items.len() {
+        let mut end = start + 1;
+        while end < items.len() && items[end].end.saturating_sub(items[start].start) <= CHUNK_BYTES
+        {
+            end += 1;
+        }
+        // Up to where the next chunk begins, so that whatever lies between two items
+        // (misplaced elements, text) is in exactly one chunk.
+        let body_end = items.get(end).map_or(last.end, |next| next.start);
+        let body_start = items[start].start;
+        let body = &text[body_start..body_end];
+        let mut chunk_text = String::with_capacity(head.len() + body.len() + tail.len());
+        chunk_text.push_str(head);
+        chunk_text.push_str(body);
+        chunk_text.push_str(tail);
+        let doc = parser.parse(&chunk_text).map_err(|e| {
+            let (line, column) = position(&e);
+            // Back to the whole document: the byte of the chunk, then its line.
+            let at = offset_of(&chunk_text, line, column);
+            let original = if at < head.len() {
+                at
+            } else if at < head.len() + body.len() {
+                body_start + (at - head.len())
+            } else {
+                last.end + (at - head.len() - body.len())
+            };
+            let (line, column) = line_col(&text.as_bytes()[..original.min(text.len())]);
+            let mut refusal = crate::intake::xml::refusal_for(&e, &Default::default());
+            refusal.location = format!("line {line}, column {column}");
+            refusal
+        })?;
+        let chunk = Chunk {
+            doc: &doc,
+            body: head.len()..head.len() + body.len(),
+            items_before: start,
+            first: start == 0,
+            last: end == items.len(),
+        };
+        if let ControlFlow::Break(b) = f(chunk) {
+            return Ok(Some(b));
+        }
+        start = end;
+    }
+    Ok(None)
+}
+
+fn position(e: &uppsala::XmlError) -> (usize, usize) {
+    use uppsala::XmlError;
+    match e {
+        XmlError::Parse(p) => (p.line, p.column),
+        XmlError::WellFormedness(w) => (w.line, w.column),
+        XmlError::Namespace(n) => (n.line, n.column),
+        _ => (1, 1),
+    }
+}
+
+/// The byte offset of a 1-based line and (byte) column.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    (line_start + column.saturating_sub(1)).min(text.len())
+}
+
+fn line_col(prefix: &[u8]) -> (usize, usize) {
+    let line = prefix.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = prefix.len()
+        - prefix
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
+    (line, col)
+}
