@@ -48,10 +48,8 @@ pub(super) fn split(text: &str, item: &str) -> Option<Vec<Range<usize>>> {
                     open = Some(start);
                 }
             }
-            Event::Empty(e) => {
-                if depth == 1 && e.local_name().as_ref() == item.as_bytes() {
-                    items.push(start..end);
-                }
+            Event::Empty(e) if depth == 1 && e.local_name().as_ref() == item.as_bytes() => {
+                items.push(start..end);
             }
             Event::End(_) => {
                 if depth == 2
