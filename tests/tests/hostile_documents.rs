@@ -13,6 +13,7 @@ e2e_tests!(
     shape_bombs_are_refused_before_parsing,
     one_employer_cannot_hold_the_analysis_budget,
     shutdown_does_not_wait_for_an_analysis,
+    large_documents_are_streamed_with_the_tree_paths_verdicts,
 );
 
 /// One element with `n` attributes after `ns` namespace declarations: the shape that
@@ -174,4 +175,111 @@ async fn shutdown_does_not_wait_for_an_analysis(inst: Instance) {
     }
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.starts_with("log OK"), "{verify}");
+}
+
+/// `xml` with its employee lines repeated `times` times (the totals then disagree,
+/// and every person appears `times` times).
+fn repeated_lines(xml: &str, times: usize) -> String {
+    let start = xml.find("<Employee>").unwrap();
+    let end = xml.rfind("</Employee>").unwrap() + "</Employee>".len();
+    format!(
+        "{}{}{}",
+        &xml[..start],
+        xml[start..end].repeat(times),
+        &xml[end..]
+    )
+}
+
+/// The same refused documents, posted to a server that builds them as one tree and
+/// to one that streams everything over 1 KiB, get the same answer, byte for byte;
+/// a large valid report is accepted on the streamed path.
+async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let base = report(&filer.registration, 1);
+    let signed = sign(&inst, &filer, &base, "employer").await;
+    // A second signature inside a line, after signing.
+    let sig_start = signed.find("<ds:Signature").unwrap();
+    let sig_end = signed.rfind("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let wrapped = signed.replacen(
+        "</Employee>",
+        &format!("{}</Employee>", &signed[sig_start..sig_end]),
+        1,
+    );
+    let documents = [
+        // Changed after signing.
+        signed.replacen("1850.00", "1850.01", 1),
+        wrapped,
+        // Totals that disagree and duplicate persons, then more findings than are listed.
+        sign(
+            &inst,
+            &filer,
+            &repeated_lines(&report(&filer.registration, 2), 3),
+            "employer",
+        )
+        .await,
+        sign(
+            &inst,
+            &filer,
+            &repeated_lines(&report(&filer.registration, 3), 600),
+            "employer",
+        )
+        .await,
+    ];
+    let mut answers = Vec::new();
+    for threshold in ["104857600", "1024"] {
+        let server = inst
+            .serve_with(&[("IVAN_INTAKE__STREAMING_THRESHOLD_BYTES", threshold)])
+            .await;
+        let mut these = Vec::new();
+        for doc in &documents {
+            let r = server.submit(&filer.token, doc.clone()).await;
+            assert_eq!(r.status(), 422, "threshold {threshold}");
+            let mut problem: Value = r.json().await.unwrap();
+            problem.as_object_mut().unwrap().remove("request_id");
+            these.push(problem);
+        }
+        answers.push(these);
+        if threshold == "1024" {
+            // A large valid report: accepted, streamed.
+            let big = repeated_lines(&report(&filer.registration, 4), 1);
+            let big = big.replace(
+                "<Employee>",
+                &format!("<!-- {} --><Employee>", "padding ".repeat(40)),
+            );
+            let big = sign(&inst, &filer, &big, "employer").await;
+            assert!(big.len() > 1024);
+            let r = server.submit(&filer.token, big).await;
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        }
+        assert!(server.stop().await.success());
+    }
+    let codes: Vec<&Value> = answers[0].iter().map(|a| &a["errors"][0]["code"]).collect();
+    assert_eq!(
+        codes,
+        [
+            "signature.invalid",
+            "signature.multiple",
+            "totals.mismatch",
+            "findings.truncated"
+        ]
+    );
+    for (tree, streamed) in answers[0].iter().zip(&answers[1]) {
+        if tree["errors"][0]["code"] == "signature.invalid" {
+            // The reason names the step that failed in each path's own words.
+            assert_eq!(tree["errors"][0]["code"], streamed["errors"][0]["code"]);
+            assert_eq!(
+                tree["errors"][0]["location"],
+                streamed["errors"][0]["location"]
+            );
+        } else {
+            assert_eq!(tree, streamed);
+        }
+    }
+    assert!(
+        answers[1][3]["errors"].as_array().unwrap().len()
+            + answers[1][3]["warnings"].as_array().map_or(0, Vec::len)
+            > 1000,
+        "{}",
+        answers[1][3]
+    );
 }

@@ -69,6 +69,10 @@ pub struct IntakeConfig {
     pub analysis_budget_bytes: usize,
     /// The most one employer may hold of either budget, in percent.
     pub employer_share_percent: u8,
+    /// Documents larger than this are analysed streamed (never built whole as a
+    /// tree: the signature's digest computed while reading, the schema and rules
+    /// chunk by chunk); smaller ones as one tree. Both give the same verdicts.
+    pub streaming_threshold_bytes: usize,
     /// A filing that waited this long for budget is answered `503` with
     /// `Retry-After` (the service is busy).
     pub budget_wait_secs: u64,
@@ -96,6 +100,7 @@ impl Default for IntakeConfig {
             body_budget_bytes: 256 * 1024 * 1024,
             analysis_budget_bytes: 512 * 1024 * 1024,
             employer_share_percent: 50,
+            streaming_threshold_bytes: 1024 * 1024,
             budget_wait_secs: 20,
             hold_window_secs: 5 * 3600,
             require_crl: true,
@@ -691,17 +696,29 @@ impl Intake {
         let cancel = Cancel::default();
         let _cancel_when_dropped = cancel.on_drop();
         let limits = self.limits();
-        let shape = {
+        let threshold = self.config.streaming_threshold_bytes;
+        let scanned = {
             let (body, cancel) = (body.clone(), cancel.clone());
-            tokio::task::spawn_blocking(move || xml::prescan(xml::text(&body)?, &limits, &cancel))
-                .await
-                .map_err(|e| Error::Internal(format!("document pre-scan failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                let text = xml::text(&body)?;
+                let shape = xml::prescan(text, &limits, &cancel)?;
+                // A large document of our types with a run of items is streamed.
+                let plan = (body.len() > threshold)
+                    .then(|| crate::documents::Plan::of(text))
+                    .flatten();
+                Ok::<_, xml::Stop>((shape, plan))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("document pre-scan failed: {e}")))?
         };
-        let shape = match shape {
-            Ok(shape) => shape,
+        let (shape, plan) = match scanned {
+            Ok(scanned) => scanned,
             Err(stop) => return Halt::from(stop).answer(),
         };
-        let estimate = shape.analysis_bytes(body.len());
+        let estimate = match &plan {
+            Some(_) => shape.streamed_bytes(),
+            None => shape.analysis_bytes(body.len()),
+        };
         let permit = self
             .analysis
             .lease(caller.employer_id.as_str(), estimate, lease.deadline)
@@ -713,15 +730,18 @@ impl Intake {
         let analysed = tokio::task::spawn_blocking(move || {
             // Both budgets are held as long as this thread holds the document.
             let _held = (permit, body_lease);
+            let ctx = Context {
+                today: now.date_naive(),
+                employer_registration_number: &registration_number,
+            };
+            if let Some(plan) = plan {
+                return streamed(&body, &shape, &plan, &limits, &profiles, &ctx, &cancel);
+            }
             let doc = xml::build(&body, &limits)?;
             cancel.check()?;
             let inspected = signature::inspect(&doc)?;
             signature::verify(&doc, inspected.signer())?;
             cancel.check()?;
-            let ctx = Context {
-                today: now.date_naive(),
-                employer_registration_number: &registration_number,
-            };
             let checked = profiles.check(&doc, &ctx)?;
             Ok::<_, Halt>(Analysis { inspected, checked })
         })
@@ -841,6 +861,39 @@ impl From<xml::Stop> for Halt {
 }
 
 /// Budget not granted in time: the service is busy, retry later (`503`).
+/// The streamed analysis of a large document: the signature on one thread, the
+/// schema and rules chunk by chunk on this one (the machine has at least two
+/// cores; each half is a linear pass). Refusals come in the tree path's order: the
+/// document is not well-formed, then the signature, then the findings.
+fn streamed(
+    body: &[u8],
+    shape: &xml::Shape,
+    plan: &crate::documents::Plan,
+    limits: &xml::Limits,
+    profiles: &Profiles,
+    ctx: &Context<'_>,
+    cancel: &Cancel,
+) -> Result<Analysis, Halt> {
+    let text = xml::text(body)?;
+    let (inspected, checked) = std::thread::scope(|s| {
+        let signature = s.spawn(|| signature::verify_streamed(text, shape, limits, cancel));
+        let checked = profiles.check_streamed(text, plan, ctx, cancel);
+        // A panic there is one here: the blocking task fails, the answer is 500.
+        let inspected = signature
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (inspected, checked)
+    });
+    if let Err(xml::Stop::Refused(r)) = &checked
+        && r.code.starts_with("xml.")
+    {
+        return Err(r.clone().into());
+    }
+    let inspected = inspected?;
+    let checked = checked?;
+    Ok(Analysis { inspected, checked })
+}
+
 fn busy(_: Busy) -> Error {
     Error::Unavailable("intake is busy with other documents; retry later".into())
 }

@@ -460,3 +460,240 @@ fn path_of(doc: &Document<'_>, node: NodeId) -> String {
     parts.reverse();
     format!("/{}", parts.join("/"))
 }
+
+/// [`inspect`] and [`verify`] for a document too large to build as a tree: the
+/// same profile and the same refusals, with the reference's digest computed while
+/// streaming ([`super::c14n::scan`]) and only the signature itself (the document
+/// element's start tag, the `ds:Signature`, the end tag) built as a tree, where
+/// bergshamra canonicalises `SignedInfo` and checks the signature value.
+pub fn verify_streamed(
+    text: &str,
+    shape: &super::xml::Shape,
+    limits: &super::xml::Limits,
+    cancel: &super::cancel::Cancel,
+) -> Result<Inspected, super::xml::Stop> {
+    use super::c14n::{self, Method};
+    let (start, end) = shape.root_start;
+    let root_tag = &text[start..end];
+    let root_name: String = root_tag
+        .trim_start_matches('<')
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
+        .collect();
+    // The document element around its last child (where the signature must be).
+    let small = match shape.last_child {
+        Some((from, to)) if !root_tag.ends_with("/>") => {
+            format!("{root_tag}{}</{root_name}>", &text[from..to])
+        }
+        _ => root_tag.to_owned(),
+    };
+    let doc = super::xml::build(small.as_bytes(), limits)?;
+    let method = reference_method(&doc).unwrap_or(Method::Inclusive);
+    let envelope = c14n::scan(text, &method, cancel)?;
+    let refusal = |code, message: String, at: usize| -> super::xml::Stop {
+        Refusal::new(code, message, path_at(text, at)).into()
+    };
+    match (envelope.signatures, &envelope.first, envelope.second) {
+        (0, _, _) => {
+            return Err(Refusal::new(
+                "signature.missing",
+                "the document is not signed: no ds:Signature element",
+                format!("/{root_name}"),
+            )
+            .into());
+        }
+        (n, _, Some(second)) if n > 1 => {
+            return Err(refusal(
+                "signature.multiple",
+                format!(
+                    "the document carries {n} signatures; exactly one enveloped signature is accepted"
+                ),
+                second,
+            ));
+        }
+        (_, Some((range, false)), _) => {
+            return Err(refusal(
+                "signature.misplaced",
+                "the ds:Signature must be the last child element of the document element".into(),
+                range.start,
+            ));
+        }
+        _ => {}
+    }
+    let inspected = inspect(&doc)?;
+    cancel.check()?;
+    if hex::encode(envelope.digest) != inspected.content_digest {
+        return Err(Refusal::new(
+            "signature.invalid",
+            "the signature does not verify: Reference digest failed: the digest of the document does not match DigestValue (the document was changed after signing, or signed with another key)",
+            "/",
+        )
+        .into());
+    }
+    verify_signed_info(&doc, &inspected)?;
+    Ok(inspected)
+}
+
+/// The canonicalisation the reference names after enveloped-signature.
+fn reference_method(doc: &Document<'_>) -> Option<super::c14n::Method> {
+    let root = doc.document_element()?;
+    let sig = doc
+        .child_elements_by_name_ns(root, ns::DSIG, ns::node::SIGNATURE)
+        .pop()?;
+    let si = *doc
+        .child_elements_by_name_ns(sig, ns::DSIG, ns::node::SIGNED_INFO)
+        .first()?;
+    let reference = *doc
+        .child_elements_by_name_ns(si, ns::DSIG, ns::node::REFERENCE)
+        .first()?;
+    let transforms = *doc
+        .child_elements_by_name_ns(reference, ns::DSIG, ns::node::TRANSFORMS)
+        .first()?;
+    let steps = doc.child_elements_by_name_ns(transforms, ns::DSIG, ns::node::TRANSFORM);
+    let Some(second) = steps.get(1) else {
+        return Some(super::c14n::Method::Inclusive);
+    };
+    if doc.get_attribute(*second, "Algorithm") != Some(algorithm::EXC_C14N) {
+        return Some(super::c14n::Method::Inclusive);
+    }
+    let prefixes = element_children(doc, *second)
+        .into_iter()
+        .filter(|c| {
+            doc.element(*c)
+                .is_some_and(|e| e.name.local_name == ns::node::INCLUSIVE_NAMESPACES)
+        })
+        .find_map(|c| doc.get_attribute(c, "PrefixList"))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    Some(super::c14n::Method::Exclusive { prefixes })
+}
+
+/// Checks the signature value over the canonical `SignedInfo` with the signing
+/// certificate's key (the reference's digest was checked by the caller).
+fn verify_signed_info(doc: &Document<'_>, inspected: &Inspected) -> Result<(), Refusal> {
+    let invalid = |why: String| Refusal::new("signature.invalid", why, "/");
+    let cannot = |e: bergshamra::Error| invalid(format!("the signature cannot be verified: {e}"));
+    let key = bergshamra::keys::loader::load_x509_cert_der(inspected.signer()).map_err(|e| {
+        Refusal::new(
+            "signature.certificate",
+            format!("the signing certificate's key cannot be used: {e}"),
+            "/",
+        )
+    })?;
+    let root = doc
+        .document_element()
+        .ok_or_else(|| invalid("no document element".into()))?;
+    let sig = doc
+        .child_elements_by_name_ns(root, ns::DSIG, ns::node::SIGNATURE)
+        .pop()
+        .ok_or_else(|| invalid("no signature".into()))?;
+    let si = *doc
+        .child_elements_by_name_ns(sig, ns::DSIG, ns::node::SIGNED_INFO)
+        .first()
+        .ok_or_else(|| invalid("no SignedInfo".into()))?;
+    let method = *doc
+        .child_elements_by_name_ns(si, ns::DSIG, "CanonicalizationMethod")
+        .first()
+        .ok_or_else(|| invalid("no CanonicalizationMethod".into()))?;
+    let mode = doc
+        .get_attribute(method, "Algorithm")
+        .and_then(bergshamra::c14n::C14nMode::from_uri)
+        .ok_or_else(|| invalid("unsupported canonicalization".into()))?;
+    let prefixes: Vec<String> = element_children(doc, method)
+        .into_iter()
+        .find_map(|c| doc.get_attribute(c, "PrefixList"))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let set = bergshamra::xml::NodeSet::tree_without_comments(si, doc);
+    let canonical =
+        bergshamra::c14n::canonicalize_doc(doc, mode, Some(&set), &prefixes).map_err(cannot)?;
+    let value = doc
+        .child_elements_by_name_ns(sig, ns::DSIG, ns::node::SIGNATURE_VALUE)
+        .pop()
+        .map(|v| base64_text(doc, v))
+        .unwrap_or_default();
+    let value = STANDARD.decode(value.as_bytes()).map_err(|e| {
+        invalid(format!(
+            "the signature cannot be verified: base64 error: SignatureValue: {e}"
+        ))
+    })?;
+    let algorithm =
+        bergshamra::crypto::sign::from_uri(&inspected.signature_method).map_err(cannot)?;
+    let signing_key = key
+        .to_signing_key()
+        .map_err(cannot)?
+        .ok_or_else(|| invalid("the signing certificate carries no usable key".into()))?;
+    match algorithm.verify(&signing_key, &canonical, &value) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(invalid(
+            "the signature does not verify: signature value verification failed (the document was changed after signing, or signed with another key)".into(),
+        )),
+        Err(e) => Err(cannot(e)),
+    }
+}
+
+/// The tree path's location (see `path_of`) of the element that starts at byte
+/// `at`, computed in one streaming pass (only for refusals): its ancestors-or-self
+/// with their positions, and how many same-named siblings each has in all.
+fn path_at(text: &str, at: usize) -> String {
+    use quick_xml::events::Event;
+    use std::collections::HashMap;
+    let mut reader = quick_xml::Reader::from_str(text);
+    // Per open element (and the document), how many children of each name so far.
+    let mut frames: Vec<HashMap<String, usize>> = vec![HashMap::new()];
+    // Ancestors-or-self of the target by depth: (name, position, same-named total).
+    let mut chain: Vec<(String, usize, usize)> = Vec::new();
+    let settle =
+        |chain: &mut Vec<(String, usize, usize)>, depth: usize, counts: &HashMap<String, usize>| {
+            if let Some((name, _, total)) = chain.get_mut(depth) {
+                *total = counts.get(name.as_str()).copied().unwrap_or(0);
+            }
+        };
+    loop {
+        let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let Ok(event) = reader.read_event() else {
+            break;
+        };
+        let (e, empty) = match event {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::End(_) => {
+                if let Some(counts) = frames.pop() {
+                    settle(&mut chain, frames.len(), &counts);
+                }
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        let depth = frames.len() - 1;
+        let counts = &mut frames[depth];
+        let pos = {
+            let c = counts.entry(name.clone()).or_default();
+            *c += 1;
+            *c
+        };
+        if start <= at {
+            chain.truncate(depth);
+            chain.push((name, pos, 0));
+        }
+        if !empty {
+            frames.push(HashMap::new());
+        }
+    }
+    if let Some(counts) = frames.first() {
+        settle(&mut chain, 0, counts);
+    }
+    let steps: Vec<String> = chain
+        .iter()
+        .map(|(name, pos, total)| {
+            if *total > 1 {
+                format!("{name}[{pos}]")
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    format!("/{}", steps.join("/"))
+}

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::signature::{inspect, sign_enveloped, verify};
+use super::Refusal;
+use super::signature::{Inspected, inspect, sign_enveloped, verify, verify_streamed};
 use super::xml::{Limits, build};
 
 const DOC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -116,12 +117,43 @@ fn xmlsec1_verifies(dir: &Path, signed: &str, id: &Identity) -> bool {
 }
 
 /// The whole acceptance path for a signature: profile, then cryptography.
+/// Both paths (the tree, and the streamed one for large documents) must agree on
+/// every document: the same refusal code and location, or both accept.
 fn check(xml: &str, cert_der: &[u8]) -> Result<(), &'static str> {
     let doc = build(xml.as_bytes(), &Limits::default()).map_err(|r| r.code)?;
-    let inspected = inspect(&doc).map_err(|r| r.code)?;
-    verify(&doc, cert_der).map_err(|r| r.code)?;
+    let tree = inspect(&doc).and_then(|inspected| {
+        verify(&doc, cert_der)?;
+        Ok(inspected)
+    });
+    let streamed = streamed(xml);
+    match (&tree, &streamed) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.content_digest, b.content_digest);
+            assert_eq!(a.certificates, b.certificates);
+        }
+        (Err(a), Err(b)) => assert_eq!(
+            (a.code, &a.location),
+            (b.code, &b.location),
+            "tree: {a:?}\nstreamed: {b:?}\n{xml}"
+        ),
+        _ => panic!("the paths disagree: tree {tree:?}, streamed {streamed:?}\n{xml}"),
+    }
+    let inspected = tree.map_err(|r| r.code)?;
     assert_eq!(inspected.signer(), cert_der, "KeyInfo names the signer");
     Ok(())
+}
+
+fn streamed(xml: &str) -> Result<Inspected, Refusal> {
+    use crate::intake::cancel::Cancel;
+    use crate::intake::xml::{Stop, prescan};
+    let limits = Limits::default();
+    let cancel = Cancel::default();
+    prescan(xml, &limits, &cancel)
+        .and_then(|shape| verify_streamed(xml, &shape, &limits, &cancel))
+        .map_err(|s| match s {
+            Stop::Refused(r) => r,
+            Stop::Cancelled => panic!("cancelled"),
+        })
 }
 
 const EXC: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";

@@ -79,6 +79,20 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// Bytes the streamed analysis of a document of this shape may take at its
+    /// peak: a chunk's tree and the signature's (a few MiB, bounded by the chunk
+    /// size whatever the document's), and per element at most the share of the
+    /// personal ids and item positions it collects (see BENCHMARKS.md, "streamed
+    /// analysis").
+    pub fn streamed_bytes(&self) -> u64 {
+        STREAMED_FIXED_BYTES.saturating_add(self.elements.saturating_mul(STREAMED_ELEMENT_BYTES))
+    }
+}
+
+const STREAMED_FIXED_BYTES: u64 = 16 * 1024 * 1024;
+const STREAMED_ELEMENT_BYTES: u64 = 16;
+
 /// Measured cost model of one analysis (parse, signature verification, checks),
 /// per input byte and per node; see `analysis_bytes`.
 const BYTES_FACTOR: u64 = 4;
