@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ivan_e2e::filing::{report, set_up, sign};
+use ivan_e2e::filing::{examples, report, set_attr, set_up, sign};
 use ivan_e2e::{Instance, e2e_tests};
 use serde_json::Value;
 
@@ -224,6 +224,33 @@ async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instanc
             "employer",
         )
         .await,
+        // No run of items to cut at: an employer change changed after signing, and
+        // a document that is not one of our types.
+        {
+            let change =
+                std::fs::read_to_string(examples().join("valid/employer-change.xml")).unwrap();
+            let change = set_attr(&change, "employer", &filer.registration);
+            let padded = change.replacen(
+                "<Effective>",
+                &format!("<!-- {} --><Effective>", "pad ".repeat(300)),
+                1,
+            );
+            sign(&inst, &filer, &padded, "employer").await.replacen(
+                "<Effective>",
+                "<Effective> ",
+                1,
+            )
+        },
+        sign(
+            &inst,
+            &filer,
+            &format!(
+                "<Other xmlns=\"urn:other\"><x>{}</x></Other>",
+                "y".repeat(2000)
+            ),
+            "employer",
+        )
+        .await,
     ];
     let mut answers = Vec::new();
     for threshold in ["104857600", "1024"] {
@@ -260,7 +287,9 @@ async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instanc
             "signature.invalid",
             "signature.multiple",
             "totals.mismatch",
-            "findings.truncated"
+            "findings.truncated",
+            "signature.invalid",
+            "document.unknown-type",
         ]
     );
     for (tree, streamed) in answers[0].iter().zip(&answers[1]) {

@@ -529,6 +529,11 @@ impl Plan {
         let items = chunks::split(text, ty.item_element()?)?;
         Some(Plan { ty, items })
     }
+
+    /// Whether the document element of `text` is one of our types.
+    pub fn root_is_ours(text: &str) -> bool {
+        root_type(text).is_some()
+    }
 }
 
 /// The type named by the document element of `text`, read with namespaces.

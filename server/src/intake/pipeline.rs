@@ -702,10 +702,9 @@ impl Intake {
             tokio::task::spawn_blocking(move || {
                 let text = xml::text(&body)?;
                 let shape = xml::prescan(text, &limits, &cancel)?;
-                // A large document of our types with a run of items is streamed.
-                let plan = (body.len() > threshold)
-                    .then(|| crate::documents::Plan::of(text))
-                    .flatten();
+                // A large document is streamed; `Some(None)`: it has no run of items
+                // to cut its checks at.
+                let plan = (body.len() > threshold).then(|| crate::documents::Plan::of(text));
                 Ok::<_, xml::Stop>((shape, plan))
             })
             .await
@@ -716,8 +715,9 @@ impl Intake {
             Err(stop) => return Halt::from(stop).answer(),
         };
         let estimate = match &plan {
-            Some(_) => shape.streamed_bytes(),
-            None => shape.analysis_bytes(body.len()),
+            Some(Some(_)) => shape.streamed_bytes(),
+            // The tree path, or a large document whose checks take the whole tree.
+            _ => shape.analysis_bytes(body.len()),
         };
         let permit = self
             .analysis
@@ -735,7 +735,15 @@ impl Intake {
                 employer_registration_number: &registration_number,
             };
             if let Some(plan) = plan {
-                return streamed(&body, &shape, &plan, &limits, &profiles, &ctx, &cancel);
+                return streamed(
+                    &body,
+                    &shape,
+                    plan.as_ref(),
+                    &limits,
+                    &profiles,
+                    &ctx,
+                    &cancel,
+                );
             }
             let doc = xml::build(&body, &limits)?;
             cancel.check()?;
@@ -868,13 +876,41 @@ impl From<xml::Stop> for Halt {
 fn streamed(
     body: &[u8],
     shape: &xml::Shape,
-    plan: &crate::documents::Plan,
+    plan: Option<&crate::documents::Plan>,
     limits: &xml::Limits,
     profiles: &Profiles,
     ctx: &Context<'_>,
     cancel: &Cancel,
 ) -> Result<Analysis, Halt> {
     let text = xml::text(body)?;
+    let Some(plan) = plan else {
+        // No run of items to cut the checks at: the signature streamed, the checks
+        // on the tree (for a type of ours; any other is refused by its root alone).
+        let inspected = signature::verify_streamed(text, shape, limits, cancel);
+        cancel.check()?;
+        let known = crate::documents::Plan::root_is_ours(text);
+        let (start, end) = shape.root_start;
+        let doc = if known {
+            xml::build(body, limits)?
+        } else {
+            let root = &text[start..end];
+            let name: String = root
+                .trim_start_matches('<')
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
+                .collect();
+            let alone = if root.ends_with("/>") {
+                root.to_owned()
+            } else {
+                format!("{root}</{name}>")
+            };
+            xml::build(alone.as_bytes(), limits)?.into_static()
+        };
+        let inspected = inspected?;
+        cancel.check()?;
+        let checked = profiles.check(&doc, ctx)?;
+        return Ok(Analysis { inspected, checked });
+    };
     let (inspected, checked) = std::thread::scope(|s| {
         let signature = s.spawn(|| signature::verify_streamed(text, shape, limits, cancel));
         let checked = profiles.check_streamed(text, plan, ctx, cancel);
