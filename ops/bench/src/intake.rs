@@ -1,7 +1,9 @@
 //! Signed-filing intake through the real release binary: messages per second and
 //! latency for 5 KB and 50 KB signed contribution reports at concurrency 16 and 64,
-//! on SQLite and PostgreSQL; then p99 at half the measured rate; then the time and the
-//! server's memory growth for one 50 MB document.
+//! on SQLite and PostgreSQL, beside the rate of verification alone on the same
+//! documents (parse, profile, bergshamra on every core, in-process) and the ratio;
+//! then p99 at half the measured rate; then the time and the server's memory growth
+//! for one 50 MB document.
 //!
 //! Everything runs on loopback: the bench starts `ivan serve` itself (temp data dir,
 //! temp database), sets up a test PKI and an employer with the CLI, signs distinct
@@ -76,9 +78,17 @@ async fn main() -> Result<()> {
                 let prefix = format!("{backend}-{kb}-{c}");
                 let docs = Arc::new(sign_many(&setup, &prefix, kb * 1024, n)?);
                 let before = appender_snapshot(&server).await;
-                let run = load(&server, &setup.token, docs, c, args.seconds, None).await?;
+                let run = load(&server, &setup.token, docs.clone(), c, args.seconds, None).await?;
                 print(&format!("{kb} KB, concurrency {c}"), &run);
                 appender_line(&server, &before, run.elapsed).await;
+                // The same documents through verification alone, on every core.
+                let verify = verify_only(&docs, Duration::from_secs(args.seconds.min(5)));
+                let rate = run.ok as f64 / run.elapsed.as_secs_f64();
+                println!(
+                    "  verification only (parse, profile, bergshamra; in-process, {} threads): {verify:.0}/s; ivan / verify-only = {:.2}",
+                    threads(),
+                    rate / verify
+                );
                 // Half the measured rate, paced (open loop per client).
                 let rate = run.ok as f64 / run.elapsed.as_secs_f64() / 2.0;
                 if rate >= 1.0 {
@@ -130,4 +140,35 @@ async fn main() -> Result<()> {
         stop(server).await;
     }
     Ok(())
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Documents per second that the tree path's parse, signature profile and
+/// bergshamra verification alone take, on every core: the part of intake the issue
+/// compares the whole with.
+fn verify_only(docs: &[bytes::Bytes], for_how_long: Duration) -> f64 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use ivan_server::intake::{signature, xml};
+    let done = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    let limits = xml::Limits::default();
+    std::thread::scope(|s| {
+        for t in 0..threads() {
+            let (done, limits) = (&done, &limits);
+            s.spawn(move || {
+                let mut i = t;
+                while started.elapsed() < for_how_long {
+                    let doc = xml::build(&docs[i % docs.len()], limits).expect("parses");
+                    let inspected = signature::inspect(&doc).expect("profile");
+                    signature::verify(&doc, inspected.signer()).expect("verifies");
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += threads();
+                }
+            });
+        }
+    });
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
