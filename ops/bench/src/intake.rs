@@ -150,8 +150,8 @@ fn threads() -> usize {
 /// bergshamra verification alone take, on every core: the part of intake the issue
 /// compares the whole with.
 fn verify_only(docs: &[bytes::Bytes], for_how_long: Duration) -> f64 {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use ivan_server::intake::{signature, xml};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let done = AtomicUsize::new(0);
     let started = std::time::Instant::now();
     let limits = xml::Limits::default();
