@@ -114,7 +114,8 @@ pub(super) fn for_each<B>(
             } else {
                 last.end + (at - head.len() - body.len())
             };
-            let (line, column) = line_col(&text.as_bytes()[..original.min(text.len())]);
+            let (line, column) =
+                crate::intake::xml::line_col(&text.as_bytes()[..original.min(text.len())]);
             let mut refusal = crate::intake::xml::refusal_for(&e, &Default::default());
             refusal.location = format!("line {line}, column {column}");
             refusal
@@ -156,15 +157,4 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
             .map_or(text.len(), |(i, _)| i + 1)
     };
     (line_start + column.saturating_sub(1)).min(text.len())
-}
-
-fn line_col(prefix: &[u8]) -> (usize, usize) {
-    let line = prefix.iter().filter(|b| **b == b'\n').count() + 1;
-    let col = prefix.len()
-        - prefix
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |p| p + 1)
-        + 1;
-    (line, col)
 }

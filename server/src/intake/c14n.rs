@@ -487,38 +487,38 @@ impl Out {
         }
     }
 
+    /// Text content, escaped as C14N escapes text.
     fn text(&mut self, s: &str) {
-        let mut from = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escaped = match b {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'\r' => "&#xD;",
-                _ => continue,
-            };
-            self.raw(&s[from..i]);
-            self.raw(escaped);
-            from = i + 1;
-        }
-        self.raw(&s[from..]);
+        self.escaped(s, |b| match b {
+            b'&' => Some("&amp;"),
+            b'<' => Some("&lt;"),
+            b'>' => Some("&gt;"),
+            b'\r' => Some("&#xD;"),
+            _ => None,
+        });
     }
 
+    /// An attribute value, escaped as C14N escapes attribute values.
     fn attribute(&mut self, s: &str) {
+        self.escaped(s, |b| match b {
+            b'&' => Some("&amp;"),
+            b'<' => Some("&lt;"),
+            b'"' => Some("&quot;"),
+            b'\t' => Some("&#x9;"),
+            b'\n' => Some("&#xA;"),
+            b'\r' => Some("&#xD;"),
+            _ => None,
+        });
+    }
+
+    fn escaped(&mut self, s: &str, escape: impl Fn(u8) -> Option<&'static str>) {
         let mut from = 0;
         for (i, b) in s.bytes().enumerate() {
-            let escaped = match b {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'"' => "&quot;",
-                b'\t' => "&#x9;",
-                b'\n' => "&#xA;",
-                b'\r' => "&#xD;",
-                _ => continue,
-            };
-            self.raw(&s[from..i]);
-            self.raw(escaped);
-            from = i + 1;
+            if let Some(escaped) = escape(b) {
+                self.raw(&s[from..i]);
+                self.raw(escaped);
+                from = i + 1;
+            }
         }
         self.raw(&s[from..]);
     }

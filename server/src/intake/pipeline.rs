@@ -894,15 +894,10 @@ fn streamed(
             xml::build(body, limits)?
         } else {
             let root = &text[start..end];
-            let name: String = root
-                .trim_start_matches('<')
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
-                .collect();
             let alone = if root.ends_with("/>") {
                 root.to_owned()
             } else {
-                format!("{root}</{name}>")
+                format!("{root}</{}>", xml::tag_name(root))
             };
             xml::build(alone.as_bytes(), limits)?.into_static()
         };

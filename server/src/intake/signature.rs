@@ -475,11 +475,7 @@ pub fn verify_streamed(
     use super::c14n::{self, Method};
     let (start, end) = shape.root_start;
     let root_tag = &text[start..end];
-    let root_name: String = root_tag
-        .trim_start_matches('<')
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
-        .collect();
+    let root_name = super::xml::tag_name(root_tag);
     // The document element around its last child (where the signature must be).
     let small = match shape.last_child {
         Some((from, to)) if !root_tag.ends_with("/>") => {

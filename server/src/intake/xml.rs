@@ -341,6 +341,15 @@ pub(crate) fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
     Refusal::new(code, message, location)
 }
 
+/// The qualified name of the element whose start tag is `tag` (`<p:name a="…">`).
+pub(crate) fn tag_name(tag: &str) -> &str {
+    let name = tag.trim_start_matches('<');
+    let end = name
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+        .unwrap_or(name.len());
+    &name[..end]
+}
+
 /// The `encoding` pseudo-attribute of the XML declaration, if there is one.
 fn declared_encoding(text: &str) -> Option<&str> {
     let decl = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -353,7 +362,8 @@ fn declared_encoding(text: &str) -> Option<&str> {
     Some(&rest[..rest.find(quote)?])
 }
 
-fn line_col(prefix: &[u8]) -> (usize, usize) {
+/// The 1-based line and (byte) column just after `prefix`.
+pub(crate) fn line_col(prefix: &[u8]) -> (usize, usize) {
     let line = prefix.iter().filter(|b| **b == b'\n').count() + 1;
     let col = prefix.len()
         - prefix
