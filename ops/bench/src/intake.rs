@@ -82,7 +82,7 @@ async fn main() -> Result<()> {
                 print(&format!("{kb} KB, concurrency {c}"), &run);
                 appender_line(&server, &before, run.elapsed).await;
                 // The same documents through verification alone, on every core.
-                let verify = verify_only(&docs, Duration::from_secs(args.seconds.min(5)));
+                let verify = verify_only(&docs, Duration::from_secs(args.seconds.min(5)))?;
                 let rate = run.ok as f64 / run.elapsed.as_secs_f64();
                 println!(
                     "  verification only (parse, profile, bergshamra; in-process, {} threads): {verify:.0}/s; ivan / verify-only = {:.2}",
@@ -149,26 +149,39 @@ fn threads() -> usize {
 /// Documents per second that the tree path's parse, signature profile and
 /// bergshamra verification alone take, on every core: the part of intake the issue
 /// compares the whole with.
-fn verify_only(docs: &[bytes::Bytes], for_how_long: Duration) -> f64 {
+fn verify_only(docs: &[bytes::Bytes], for_how_long: Duration) -> Result<f64> {
     use ivan_server::intake::{signature, xml};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let done = AtomicUsize::new(0);
     let started = std::time::Instant::now();
     let limits = xml::Limits::default();
-    std::thread::scope(|s| {
-        for t in 0..threads() {
-            let (done, limits) = (&done, &limits);
-            s.spawn(move || {
-                let mut i = t;
-                while started.elapsed() < for_how_long {
-                    let doc = xml::build(&docs[i % docs.len()], limits).expect("parses");
-                    let inspected = signature::inspect(&doc).expect("profile");
-                    signature::verify(&doc, inspected.signer()).expect("verifies");
-                    done.fetch_add(1, Ordering::Relaxed);
-                    i += threads();
-                }
-            });
-        }
+    let one = |doc: &[u8]| -> Result<(), String> {
+        let doc = xml::build(doc, &limits).map_err(|r| r.message)?;
+        let inspected = signature::inspect(&doc).map_err(|r| r.message)?;
+        signature::verify(&doc, inspected.signer()).map_err(|r| r.message)
+    };
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads())
+            .map(|t| {
+                let (done, one) = (&done, &one);
+                s.spawn(move || {
+                    let mut i = t;
+                    while started.elapsed() < for_how_long {
+                        one(&docs[i % docs.len()])?;
+                        done.fetch_add(1, Ordering::Relaxed);
+                        i += threads();
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err("a worker panicked".into())))
+            .collect()
     });
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+        bail!("verification alone failed: {e}");
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
