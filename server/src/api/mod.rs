@@ -34,7 +34,7 @@ use crate::employers::{self, Caller};
 use crate::error::Problem;
 use crate::forwarding::{self, AnswerInfo};
 use crate::http::AppState;
-use crate::intake::{Outcome, SubmitError};
+use crate::intake::{self, Outcome, SubmitError};
 use crate::submissions::{self, Filter, Step, Submission};
 use crate::{Error, Result};
 
@@ -299,21 +299,40 @@ async fn submit(
         Err(e) => return e.into_response(),
     };
     let headers = request.headers().clone();
-    let body = match Bytes::from_request(request, &state).await {
-        Ok(body) => body,
-        Err(rejection) => return rejection.into_response(),
-    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    match state
-        .intake
-        .submit_leased(&caller, content_type, key, body, lease)
-        .await
-    {
+    // An XML body is watched as it arrives: a shape bomb in its first MiB is
+    // refused without reading the rest (not when an Idempotency-Key is given: a
+    // key used before is answered 409 whatever the body).
+    let found = intake::early::Found::default();
+    let request = if crate::intake::is_xml(content_type) && key.is_none() {
+        let limits = state.intake.xml_limits();
+        request.map(|body| {
+            axum::body::Body::new(intake::early::Watched::new(body, limits, found.clone()))
+        })
+    } else {
+        request
+    };
+    let outcome = match Bytes::from_request(request, &state).await {
+        Ok(body) => {
+            state
+                .intake
+                .submit_leased(&caller, content_type, key, body, lease)
+                .await
+        }
+        Err(rejection) => {
+            let early = found.lock().ok().and_then(|mut f| f.take());
+            match early {
+                Some(early) => Err(state.intake.refuse_early(&caller, early).await),
+                None => return rejection.into_response(),
+            }
+        }
+    };
+    match outcome {
         Ok(Outcome::Created(s)) => {
             metrics::counter!("ivan_submissions_accepted_total").increment(1);
             let location = format!("/api/v1/submissions/{}", s.id);

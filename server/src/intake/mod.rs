@@ -10,6 +10,7 @@ use serde::Serialize;
 pub mod budget;
 pub mod c14n;
 pub mod cancel;
+pub mod early;
 pub mod signature;
 pub mod trust;
 pub mod xml;
@@ -43,5 +44,5 @@ mod pipeline;
 mod signature_tests;
 
 pub use pipeline::{
-    BodyLease, Intake, IntakeConfig, Outcome, Preview, Problem, Refused, SubmitError,
+    BodyLease, Intake, IntakeConfig, Outcome, Preview, Problem, Refused, SubmitError, is_xml,
 };

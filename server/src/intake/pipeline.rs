@@ -789,6 +789,34 @@ impl Intake {
 
     /// Logs a refusal and builds its answer. If even the log entry cannot be
     /// written, the caller gets a 503 rather than an unlogged refusal.
+    /// Answers a shape bomb refused while its body was still arriving
+    /// ([`super::early`]): logged like any refusal, with the SHA-256 of the bytes
+    /// received by then.
+    pub async fn refuse_early(&self, caller: &Caller, early: super::early::Early) -> SubmitError {
+        let r = early.refusal;
+        let problem = Problem {
+            code: r.code.to_owned(),
+            message: format!(
+                "{} (refused after the first {} bytes; the rest was not read)",
+                r.message, early.received
+            ),
+            location: r.location,
+        };
+        self.refuse(
+            caller,
+            &early.sha256,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec![problem],
+            vec![],
+        )
+        .await
+    }
+
+    /// The XML limits of `[intake]`.
+    pub fn xml_limits(&self) -> xml::Limits {
+        self.limits()
+    }
+
     async fn refuse(
         &self,
         caller: &Caller,
@@ -956,7 +984,8 @@ fn idempotency_conflict(first: &Submission) -> Problem {
     }
 }
 
-fn is_xml(content_type: Option<&str>) -> bool {
+/// Whether the Content-Type names XML.
+pub fn is_xml(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else {
         return false;
     };
