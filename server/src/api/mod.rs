@@ -305,11 +305,14 @@ async fn submit(
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    // An XML body is watched as it arrives: a shape bomb in its first MiB is
-    // refused without reading the rest (not when an Idempotency-Key is given: a
-    // key used before is answered 409 whatever the body).
+    // A large XML body is watched as it arrives: a shape bomb in its first MiB is
+    // refused without reading the rest. Not a body of at most that MiB (it is read
+    // whole soon enough, and its refusal then names the whole body's hash), nor when
+    // an Idempotency-Key is given (a key used before is answered 409 whatever the
+    // body).
     let found = intake::early::Found::default();
-    let request = if crate::intake::is_xml(content_type) && key.is_none() {
+    let large = declared.is_none_or(|n| n > intake::early::EARLY_BYTES as u64);
+    let request = if large && crate::intake::is_xml(content_type) && key.is_none() {
         let limits = state.intake.xml_limits();
         request.map(|body| {
             axum::body::Body::new(intake::early::Watched::new(body, limits, found.clone()))
