@@ -1,6 +1,9 @@
-//! Intake of signed filings: safe XML parsing ([`xml`]), the XML-DSig profile and
-//! its verification ([`signature`]), certificate trust and revocation ([`trust`]),
-//! then document checks ([`crate::documents`]), the trust material operators manage
+//! Intake of signed filings: shape bombs refused while the body arrives
+//! ([`early`]), safe XML parsing ([`xml`]), the XML-DSig profile and its
+//! verification ([`signature`]; for documents over `intake.streaming_threshold_bytes`
+//! with the reference's digest computed while streaming, [`c14n`]), certificate
+//! trust and revocation ([`trust`]), then document checks ([`crate::documents`],
+//! chunk by chunk for large documents), the trust material operators manage
 //! ([`material`]), and the pipeline that ties them to storage, log and receipt
 //! ([`Intake`]). Not built: periodic refresh of CRLs from a URL, OCSP, CRLs of
 //! intermediate CAs (only the issuing CA's CRL is consulted).
