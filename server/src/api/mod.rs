@@ -313,7 +313,7 @@ async fn submit(
     let found = intake::early::Found::default();
     let large = declared.is_none_or(|n| n > intake::early::EARLY_BYTES as u64);
     let request = if large && crate::intake::is_xml(content_type) && key.is_none() {
-        let limits = state.intake.xml_limits();
+        let limits = state.intake.limits();
         request.map(|body| {
             axum::body::Body::new(intake::early::Watched::new(body, limits, found.clone()))
         })

@@ -104,7 +104,7 @@ pub(super) fn for_each<B>(
         chunk_text.push_str(body);
         chunk_text.push_str(tail);
         let doc = parser.parse(&chunk_text).map_err(|e| {
-            let (line, column) = position(&e);
+            let (_, line, column) = crate::intake::xml::described(&e);
             // Back to the whole document: the byte of the chunk, then its line.
             let at = offset_of(&chunk_text, line, column);
             let original = if at < head.len() {
@@ -133,16 +133,6 @@ pub(super) fn for_each<B>(
         start = end;
     }
     Ok(None)
-}
-
-fn position(e: &uppsala::XmlError) -> (usize, usize) {
-    use uppsala::XmlError;
-    match e {
-        XmlError::Parse(p) => (p.line, p.column),
-        XmlError::WellFormedness(w) => (w.line, w.column),
-        XmlError::Namespace(n) => (n.line, n.column),
-        _ => (1, 1),
-    }
 }
 
 /// The byte offset of a 1-based line and (byte) column.

@@ -358,16 +358,16 @@ fn write_start(
                 if prefix == "xml" {
                     continue;
                 }
-                let uri = lookup(scope, prefix).unwrap_or("");
-                if !prefix.is_empty() && lookup(scope, prefix).is_none() {
+                let bound = lookup(scope, prefix);
+                if !prefix.is_empty() && bound.is_none() {
                     return Err(malformed(format!("unbound prefix {prefix}")));
                 }
-                let before = lookup(rendered, prefix).unwrap_or("");
-                let rendered_before = lookup(rendered, prefix).is_some();
-                let needed = if prefix.is_empty() {
-                    before != uri
-                } else {
-                    !rendered_before || before != uri
+                let uri = bound.unwrap_or("");
+                // The default namespace counts as rendered empty at the top; a
+                // prefix must have been rendered with this very value.
+                let needed = match lookup(rendered, prefix) {
+                    None => !prefix.is_empty() || !uri.is_empty(),
+                    Some(before) => before != uri,
                 };
                 if needed && !declarations.iter().any(|(p, _)| p == prefix) {
                     declarations.push((prefix.to_owned(), uri.to_owned()));

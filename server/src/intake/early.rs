@@ -358,30 +358,15 @@ impl http_body::Body for Watched {
 }
 
 /// Whether the start of a body declares no encoding or UTF-8 (the pre-scan refuses
-/// any other before it looks at elements).
+/// any other before it looks at elements). A declaration not yet whole is not
+/// guessed at.
 fn utf8_declared(start: &[u8]) -> bool {
     let text = String::from_utf8_lossy(&start[..start.len().min(256)]);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let Some(decl) = text.strip_prefix("<?xml") else {
-        return true;
-    };
-    let Some(end) = decl.find("?>") else {
-        // The declaration is not complete in the first frame: do not guess.
+    if text.starts_with("<?xml") && !text.contains("?>") {
         return false;
-    };
-    let decl = &decl[..end];
-    match decl.find("encoding") {
-        None => true,
-        Some(at) => {
-            let rest = decl[at + "encoding".len()..]
-                .trim_start()
-                .trim_start_matches('=')
-                .trim_start();
-            let value = rest.trim_start_matches(['"', '\'']);
-            let value = &value[..value.find(['"', '\'']).unwrap_or(value.len())];
-            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
-        }
     }
+    super::xml::declared_encoding(text).is_none_or(super::xml::is_utf8)
 }
 
 #[cfg(test)]

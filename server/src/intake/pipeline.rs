@@ -775,7 +775,8 @@ impl Intake {
         submissions::find_by_signed_digest(&self.db, employer, digest).await
     }
 
-    fn limits(&self) -> xml::Limits {
+    /// The XML limits of `[intake]`.
+    pub fn limits(&self) -> xml::Limits {
         let c = &self.config;
         xml::Limits {
             max_depth: c.max_depth,
@@ -810,11 +811,6 @@ impl Intake {
             vec![],
         )
         .await
-    }
-
-    /// The XML limits of `[intake]`.
-    pub fn xml_limits(&self) -> xml::Limits {
-        self.limits()
     }
 
     async fn refuse(
@@ -921,12 +917,7 @@ fn streamed(
         let doc = if known {
             xml::build(body, limits)?
         } else {
-            let root = &text[start..end];
-            let alone = if root.ends_with("/>") {
-                root.to_owned()
-            } else {
-                format!("{root}</{}>", xml::tag_name(root))
-            };
+            let alone = xml::enclosed(&text[start..end], "");
             xml::build(alone.as_bytes(), limits)?.into_static()
         };
         let inspected = inspected?;

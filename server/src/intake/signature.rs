@@ -477,12 +477,8 @@ pub fn verify_streamed(
     let root_tag = &text[start..end];
     let root_name = super::xml::tag_name(root_tag);
     // The document element around its last child (where the signature must be).
-    let small = match shape.last_child {
-        Some((from, to)) if !root_tag.ends_with("/>") => {
-            format!("{root_tag}{}</{root_name}>", &text[from..to])
-        }
-        _ => root_tag.to_owned(),
-    };
+    let last = shape.last_child.map_or("", |(from, to)| &text[from..to]);
+    let small = super::xml::enclosed(root_tag, last);
     let doc = super::xml::build(small.as_bytes(), limits)?;
     let method = reference_method(&doc).unwrap_or(Method::Inclusive);
     let envelope = c14n::scan(text, &method, cancel)?;

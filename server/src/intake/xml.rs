@@ -141,8 +141,7 @@ pub fn text(bytes: &[u8]) -> Result<&str, Refusal> {
         )
     })?;
     if let Some(enc) = declared_encoding(text)
-        && !enc.eq_ignore_ascii_case("utf-8")
-        && !enc.eq_ignore_ascii_case("utf8")
+        && !is_utf8(enc)
     {
         return Err(Refusal::new(
             "xml.encoding",
@@ -307,9 +306,10 @@ pub fn build<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>, Refus
         .map_err(|e| refusal_for(&e, limits))
 }
 
-/// The refusal for what the parser proper found wrong.
-pub(crate) fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
-    let (message, line, column) = match e {
+/// What the parser proper says is wrong, and the line and column (0 where it names
+/// none).
+pub(crate) fn described(e: &XmlError) -> (&str, usize, usize) {
+    match e {
         XmlError::Parse(p) => (p.message.as_str(), p.line, p.column),
         XmlError::WellFormedness(w) => (w.message.as_str(), w.line, w.column),
         XmlError::Namespace(n) => (n.message.as_str(), n.line, n.column),
@@ -320,7 +320,12 @@ pub(crate) fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
         ),
         XmlError::UnexpectedEof => ("the document ends unexpectedly", 0, 0),
         XmlError::XPath(x) => (x.message.as_str(), 0, 0),
-    };
+    }
+}
+
+/// The refusal for what the parser proper found wrong.
+pub(crate) fn refusal_for(e: &XmlError, limits: &Limits) -> Refusal {
+    let (message, line, column) = described(e);
     let location = if line == 0 {
         "/".to_owned()
     } else {
@@ -351,8 +356,23 @@ pub(crate) fn tag_name(tag: &str) -> &str {
     &name[..end]
 }
 
+/// Whether an encoding name is UTF-8's.
+pub(crate) fn is_utf8(encoding: &str) -> bool {
+    encoding.eq_ignore_ascii_case("utf-8") || encoding.eq_ignore_ascii_case("utf8")
+}
+
+/// The element whose start tag is `tag`, holding `inner`, closed (`tag` itself when
+/// it is already an empty-element tag): a small document cut out of a large one.
+pub(crate) fn enclosed(tag: &str, inner: &str) -> String {
+    if tag.ends_with("/>") {
+        tag.to_owned()
+    } else {
+        format!("{tag}{inner}</{}>", tag_name(tag))
+    }
+}
+
 /// The `encoding` pseudo-attribute of the XML declaration, if there is one.
-fn declared_encoding(text: &str) -> Option<&str> {
+pub(crate) fn declared_encoding(text: &str) -> Option<&str> {
     let decl = text.strip_prefix('\u{feff}').unwrap_or(text);
     let decl = decl.strip_prefix("<?xml")?;
     let decl = &decl[..decl.find("?>")?];
