@@ -14,6 +14,7 @@ e2e_tests!(
     one_employer_cannot_hold_the_analysis_budget,
     shutdown_does_not_wait_for_an_analysis,
     large_documents_are_streamed_with_the_tree_paths_verdicts,
+    large_documents_that_cannot_be_cut_are_refused_by_their_shape,
 );
 
 /// One element with `n` attributes after `ns` namespace declarations: the shape that
@@ -320,4 +321,72 @@ async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instanc
         "{}",
         answers[1][3]
     );
+}
+
+/// A validly signed document over the streaming threshold whose checks could not
+/// be cut at its items (an employer change, one item larger than a chunk) would
+/// need the whole tree, whose building cannot be stopped part-way: it is refused by
+/// its shape, after its signature, and nothing is stored.
+async fn large_documents_that_cannot_be_cut_are_refused_by_their_shape(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let change = std::fs::read_to_string(examples().join("valid/employer-change.xml")).unwrap();
+    let change = set_attr(&change, "employer", &filer.registration);
+    let change = change.replacen(
+        "<Effective>",
+        &format!("<!-- {} --><Effective>", "pad ".repeat(300)),
+        1,
+    );
+    let huge_item = repeated_lines(&report(&filer.registration, 5), 3).replacen(
+        "</Employee>",
+        &format!("<!-- {} --></Employee>", "pad ".repeat(20_000)),
+        1,
+    );
+    let documents = [
+        (
+            sign(&inst, &filer, &change, "employer").await,
+            "a document of type employer-change larger than 1024 bytes is not accepted",
+        ),
+        (
+            sign(&inst, &filer, &huge_item, "employer").await,
+            "must consist of a run of its Employee elements (at least 2, each at most 65536 bytes, with at most 65536 bytes before the first and after the last); this one does not: item 1 takes",
+        ),
+    ];
+    let server = inst
+        .serve_with(&[("IVAN_INTAKE__STREAMING_THRESHOLD_BYTES", "1024")])
+        .await;
+    for (doc, message) in &documents {
+        let r = server.submit(&filer.token, doc.clone()).await;
+        assert_eq!(r.status(), 422);
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(
+            problem["errors"][0]["code"], "document.too-large",
+            "{problem}"
+        );
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{problem}"
+        );
+    }
+    assert!(server.stop().await.success());
+    assert_eq!(
+        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'")
+            .await,
+        2
+    );
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 0);
+    // The same documents below the threshold take the tree path: accepted (the
+    // employer change) or refused for its totals (the repeated lines), not by shape.
+    let server = inst.serve().await;
+    let r = server.submit(&filer.token, documents[0].0.clone()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = server.submit(&filer.token, documents[1].0.clone()).await;
+    let problem: Value = r.json().await.unwrap();
+    assert_ne!(
+        problem["errors"][0]["code"], "document.too-large",
+        "{problem}"
+    );
+    assert!(server.stop().await.success());
 }

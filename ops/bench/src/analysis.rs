@@ -72,7 +72,9 @@ fn main() -> Result<()> {
     let shape = xml::prescan(text, &limits, &cancel).map_err(|e| anyhow!("{e:?}"))?;
     step("pre-scan", t);
     let t = Instant::now();
-    let plan = Plan::of(text).ok_or_else(|| anyhow!("no plan"))?;
+    let plan = Plan::of(text, &cancel)
+        .map_err(|_| anyhow!("cancelled"))?
+        .map_err(|why| anyhow!("no plan: {why:?}"))?;
     step("plan (items)", t);
     let t = Instant::now();
     let inspected =

@@ -14,6 +14,7 @@ use quick_xml::events::Event;
 use uppsala::{Document, Parser};
 
 use crate::intake::Refusal;
+use crate::intake::cancel::{Cancel, Cancelled};
 
 /// Bytes of items per chunk.
 pub(super) const CHUNK_BYTES: usize = 64 * 1024;
@@ -29,18 +30,94 @@ pub(super) struct Chunk<'d, 'a> {
     pub last: bool,
 }
 
+/// The most bytes one item may take in a large document: a chunk holds at least one
+/// item, so this bounds a chunk's tree and the work between two checks of the
+/// cancellation flag. Real items (one employee's line, one period) take about a
+/// kilobyte.
+pub const MAX_ITEM_BYTES: usize = CHUNK_BYTES;
+
+/// Why a document cannot be cut into chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uncut {
+    /// Fewer than two items at the document element's level.
+    TooFewItems(usize),
+    /// The `index`th item (1-based) takes `bytes`, more than [`MAX_ITEM_BYTES`].
+    ItemTooLarge { index: usize, bytes: usize },
+    /// What precedes the first item and follows the last takes `bytes`, more than
+    /// [`CHUNK_BYTES`] (every chunk repeats it).
+    EnvelopeTooLarge(usize),
+    /// Not well-formed where the cut is looked for.
+    Malformed,
+}
+
+impl std::fmt::Display for Uncut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooFewItems(n) => write!(f, "it has {n} item(s), at least 2 are needed"),
+            Self::ItemTooLarge { index, bytes } => write!(
+                f,
+                "item {index} takes {bytes} bytes, more than the {MAX_ITEM_BYTES} an item may take"
+            ),
+            Self::EnvelopeTooLarge(bytes) => write!(
+                f,
+                "what precedes the first item and follows the last takes {bytes} bytes, more than {CHUNK_BYTES}"
+            ),
+            Self::Malformed => f.write_str("it is not well-formed"),
+        }
+    }
+}
+
 /// The byte ranges of the document element's children named `item` (local name),
-/// in order; `None` if the document has fewer than two, or a head and tail larger
-/// than a chunk, or is not well-formed (the caller then takes the whole tree).
-pub(super) fn split(text: &str, item: &str) -> Option<Vec<Range<usize>>> {
+/// in order; refused (with the reason) if the document has fewer than two, an item
+/// larger than [`MAX_ITEM_BYTES`], a head and tail larger than a chunk, or is not
+/// well-formed.
+pub(super) fn split(
+    text: &str,
+    item: &str,
+    cancel: &Cancel,
+) -> Result<Result<Vec<Range<usize>>, Uncut>, Cancelled> {
+    match items(text, item, cancel) {
+        Ok(items) => Ok(Ok(items)),
+        Err(Stopped::Uncut(why)) => Ok(Err(why)),
+        Err(Stopped::Cancelled(c)) => Err(c),
+    }
+}
+
+enum Stopped {
+    Uncut(Uncut),
+    Cancelled(Cancelled),
+}
+
+impl From<Uncut> for Stopped {
+    fn from(why: Uncut) -> Self {
+        Self::Uncut(why)
+    }
+}
+
+impl From<Cancelled> for Stopped {
+    fn from(c: Cancelled) -> Self {
+        Self::Cancelled(c)
+    }
+}
+
+fn items(text: &str, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize>>, Stopped> {
     let mut reader = quick_xml::Reader::from_str(text);
+    let mut events = 0u32;
     let mut depth = 0usize;
     let mut items = Vec::new();
     let mut open: Option<usize> = None;
+    let position = |reader: &quick_xml::Reader<&[u8]>| {
+        usize::try_from(reader.buffer_position()).map_err(|_| Uncut::Malformed)
+    };
     loop {
-        let start = usize::try_from(reader.buffer_position()).ok()?;
-        let event = reader.read_event().ok()?;
-        let end = usize::try_from(reader.buffer_position()).ok()?;
+        events = events.wrapping_add(1);
+        if events.is_multiple_of(4096) {
+            cancel.check()?;
+        }
+        let start = position(&reader)?;
+        let event = reader.read_event().map_err(|_| Uncut::Malformed)?;
+        let end = position(&reader)?;
+        let mut closed = None;
         match event {
             Event::Start(e) => {
                 depth += 1;
@@ -49,25 +126,39 @@ pub(super) fn split(text: &str, item: &str) -> Option<Vec<Range<usize>>> {
                 }
             }
             Event::Empty(e) if depth == 1 && e.local_name().as_ref() == item.as_bytes() => {
-                items.push(start..end);
+                closed = Some(start..end);
             }
             Event::End(_) => {
-                if depth == 2
-                    && let Some(s) = open.take()
-                {
-                    items.push(s..end);
+                if depth == 2 {
+                    closed = open.take().map(|s| s..end);
                 }
-                depth = depth.checked_sub(1)?;
+                depth = depth.checked_sub(1).ok_or(Uncut::Malformed)?;
             }
             Event::Eof => break,
             _ => {}
         }
+        if let Some(range) = closed {
+            if range.len() > MAX_ITEM_BYTES {
+                return Err(Uncut::ItemTooLarge {
+                    index: items.len() + 1,
+                    bytes: range.len(),
+                }
+                .into());
+            }
+            items.push(range);
+        }
     }
-    let (first, last) = (items.first()?, items.last()?);
-    if items.len() < 2 || first.start + (text.len() - last.end) > CHUNK_BYTES {
-        return None;
+    let (Some(first), Some(last)) = (items.first(), items.last()) else {
+        return Err(Uncut::TooFewItems(0).into());
+    };
+    let envelope = first.start + (text.len() - last.end);
+    if items.len() < 2 {
+        return Err(Uncut::TooFewItems(items.len()).into());
     }
-    Some(items)
+    if envelope > CHUNK_BYTES {
+        return Err(Uncut::EnvelopeTooLarge(envelope).into());
+    }
+    Ok(items)
 }
 
 /// Parses each chunk of `text` (cut at `items`, from [`split`]) and hands it to `f`,

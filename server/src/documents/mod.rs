@@ -155,7 +155,7 @@ use serde::{Deserialize, Serialize};
 use uppsala::{Document, XsdValidator};
 
 use crate::Error;
-use crate::intake::cancel::Cancel;
+use crate::intake::cancel::{Cancel, Cancelled};
 use crate::intake::xml::Stop;
 
 mod chunks;
@@ -204,6 +204,9 @@ pub const PLAUSIBLE_MINIMUM_BASE_CENTS: i64 = 20_00;
 /// The finding codes (see the table in the module documentation).
 pub mod codes {
     pub const DOCUMENT_UNKNOWN_TYPE: &str = "document.unknown-type";
+    /// A large document that cannot be checked chunk by chunk (an intake limit,
+    /// not a finding of the rules: see [`super::Unplanned::refusal`]).
+    pub const DOCUMENT_TOO_LARGE: &str = "document.too-large";
     pub const XSD_INVALID: &str = "xsd.invalid";
     pub const FINDINGS_TRUNCATED: &str = "findings.truncated";
     pub const EMPLOYER_MISMATCH: &str = "employer.mismatch";
@@ -520,19 +523,57 @@ pub struct Plan {
     items: Vec<std::ops::Range<usize>>,
 }
 
-impl Plan {
-    /// `None` when `text` is not one of our types or has no run of items to cut it
-    /// at (an employer change, a single huge item, a large head or tail): the tree
-    /// path answers those. A linear pass; memory is 16 bytes per item.
-    pub fn of(text: &str) -> Option<Plan> {
-        let ty = root_type(text)?;
-        let items = chunks::split(text, ty.item_element()?)?;
-        Some(Plan { ty, items })
-    }
+/// Why a large document has no [`Plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unplanned {
+    /// The document element is not one of our types: refused by its root alone.
+    NotOurs,
+    /// One of our types that cannot be cut at a run of items (an employer change,
+    /// one huge item, a large head or tail): refused by [`Unplanned::refusal`],
+    /// never built as one tree.
+    Uncut(DocumentType, chunks::Uncut),
+}
 
-    /// Whether the document element of `text` is one of our types.
-    pub fn root_is_ours(text: &str) -> bool {
-        root_type(text).is_some()
+impl Unplanned {
+    /// The refusal of a document of ours over `threshold` bytes that cannot be cut:
+    /// its checks would need the whole tree, whose building and validation cannot
+    /// be stopped part-way (seconds of CPU for tens of megabytes).
+    pub fn refusal(&self, threshold: usize) -> Option<crate::intake::Refusal> {
+        let Self::Uncut(ty, why) = self else {
+            return None;
+        };
+        let message = match ty.item_element() {
+            Some(item) => format!(
+                "a document of type {ty} larger than {threshold} bytes must consist of a run of its {item} elements (at least 2, each at most {} bytes, with at most {} bytes before the first and after the last); this one does not: {why}",
+                chunks::MAX_ITEM_BYTES,
+                chunks::CHUNK_BYTES
+            ),
+            None => format!(
+                "a document of type {ty} larger than {threshold} bytes is not accepted (one is a few kilobytes)"
+            ),
+        };
+        Some(crate::intake::Refusal::new(
+            codes::DOCUMENT_TOO_LARGE,
+            message,
+            format!("/{}", ty.root_element()),
+        ))
+    }
+}
+
+impl Plan {
+    /// The plan of a large document, or why it has none. A linear pass (stopped
+    /// when `cancel` is set); memory is 16 bytes per item.
+    pub fn of(text: &str, cancel: &Cancel) -> Result<Result<Plan, Unplanned>, Cancelled> {
+        let Some(ty) = root_type(text) else {
+            return Ok(Err(Unplanned::NotOurs));
+        };
+        let Some(item) = ty.item_element() else {
+            return Ok(Err(Unplanned::Uncut(ty, chunks::Uncut::TooFewItems(0))));
+        };
+        Ok(match chunks::split(text, item, cancel)? {
+            Ok(items) => Ok(Plan { ty, items }),
+            Err(why) => Err(Unplanned::Uncut(ty, why)),
+        })
     }
 }
 

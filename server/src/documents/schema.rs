@@ -369,8 +369,8 @@ impl Chunked {
 }
 
 /// Validates a large document in chunks of its repeated `item` elements. `None`
-/// when the document does not have that shape (fewer than two items, a large head
-/// or tail) or a chunk does not parse; the caller validates it whole.
+/// when the document does not have that shape (fewer than two items, a large item,
+/// head or tail) or a chunk does not parse; the caller validates it whole.
 fn chunked(
     validator: &XsdValidator,
     ty: DocumentType,
@@ -379,7 +379,9 @@ fn chunked(
     room: bool,
 ) -> Option<Chunked> {
     let text = doc.input_text();
-    let items = chunks::split(text, item)?;
+    // The tree path (at most the streaming threshold): not cancelled part-way.
+    let never = crate::intake::cancel::Cancel::default();
+    let items = chunks::split(text, item, &never).ok()?.ok()?;
     let mut out = Chunked::new(room);
     chunks::for_each::<()>(text, &items, |chunk| {
         out.validate(validator, ty, item, &chunk);

@@ -915,7 +915,7 @@ fn totals_are_exact_decimal_sums() {
 
 /// Both paths on one text: the same verdict, findings, persons and registrations.
 fn assert_paths_agree(name: &str, text: &str, ctx: &Context<'_>) -> bool {
-    let Some(plan) = Plan::of(text) else {
+    let Ok(plan) = Plan::of(text, &Cancel::default()).unwrap() else {
         return false;
     };
     let tree = check_text(text, ctx).unwrap_or_else(|f| panic!("{name}: {f:?}"));
@@ -935,7 +935,7 @@ fn assert_paths_agree(name: &str, text: &str, ctx: &Context<'_>) -> bool {
 
 /// `text` with its run of items repeated until it spans several chunks.
 fn inflated(text: &str) -> Option<String> {
-    let plan = Plan::of(text)?;
+    let plan = Plan::of(text, &Cancel::default()).unwrap().ok()?;
     let (first, last) = (plan.items.first()?, plan.items.last()?);
     let run = &text[first.start..last.end];
     let times = (5 * chunks::CHUNK_BYTES) / run.len() + 1;
@@ -968,4 +968,74 @@ fn the_streamed_path_finds_what_the_tree_path_finds_in_every_example() {
     // Most examples have a run of items to cut at; the others take the tree path.
     assert!(compared >= 10, "only {compared} examples had a plan");
     assert!(inflated_compared >= 10, "only {inflated_compared} inflated");
+}
+
+/// A large document of ours that cannot be cut at its items has no plan, and says
+/// why: the intake refuses it by that reason instead of building it as one tree.
+#[test]
+fn a_document_that_cannot_be_cut_says_why() {
+    use chunks::Uncut;
+    let report = read("valid/contribution-report.xml");
+    let big = inflated(&report).unwrap();
+    assert!(Plan::of(&big, &Cancel::default()).unwrap().is_ok());
+    let why = |text: &str| match Plan::of(text, &Cancel::default()).unwrap() {
+        Err(Unplanned::Uncut(ty, why)) => (ty, why),
+        other => panic!("{other:?}"),
+    };
+    // One item larger than a chunk (a long comment inside the second employee).
+    let second = big.match_indices("<Employee>").nth(1).unwrap().0 + "<Employee>".len();
+    let huge_item = format!(
+        "{}<!--{}-->{}",
+        &big[..second],
+        "x".repeat(chunks::MAX_ITEM_BYTES),
+        &big[second..]
+    );
+    let (ty, reason) = why(&huge_item);
+    assert_eq!(ty, DocumentType::ContributionReport);
+    assert!(
+        matches!(reason, Uncut::ItemTooLarge { index: 2, bytes } if bytes > chunks::MAX_ITEM_BYTES),
+        "{reason:?}"
+    );
+    // A head larger than a chunk.
+    let first = big.find("<Employee>").unwrap();
+    let big_head = format!(
+        "{}<!--{}-->{}",
+        &big[..first],
+        "x".repeat(chunks::CHUNK_BYTES),
+        &big[first..]
+    );
+    assert!(matches!(why(&big_head).1, Uncut::EnvelopeTooLarge(b) if b > chunks::CHUNK_BYTES));
+    // One item only; an employer change has none to cut at.
+    let first_end = report.find("</Employee>").unwrap() + "</Employee>".len();
+    let last_end = report.rfind("</Employee>").unwrap() + "</Employee>".len();
+    let one = format!("{}{}", &report[..first_end], &report[last_end..]);
+    assert_eq!(why(&one).1, Uncut::TooFewItems(1));
+    let change = read("valid/employer-change.xml");
+    assert_eq!(
+        why(&change),
+        (DocumentType::EmployerChange, Uncut::TooFewItems(0))
+    );
+    // Not ours: no refusal by shape (the root alone refuses it).
+    assert_eq!(
+        Plan::of("<Other xmlns=\"urn:x\"/>", &Cancel::default()).unwrap(),
+        Err(Unplanned::NotOurs)
+    );
+    assert_eq!(Unplanned::NotOurs.refusal(1024), None);
+    let refusal = Unplanned::Uncut(DocumentType::ContributionReport, reason)
+        .refusal(1_048_576)
+        .unwrap();
+    assert_eq!(refusal.code, codes::DOCUMENT_TOO_LARGE);
+    assert_eq!(refusal.location, "/ContributionReport");
+    assert!(
+        refusal
+            .message
+            .contains("larger than 1048576 bytes must consist of a run of its Employee elements"),
+        "{}",
+        refusal.message
+    );
+    assert!(
+        refusal.message.contains("item 2 takes"),
+        "{}",
+        refusal.message
+    );
 }

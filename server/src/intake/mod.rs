@@ -47,5 +47,6 @@ mod pipeline;
 mod signature_tests;
 
 pub use pipeline::{
-    BodyLease, Intake, IntakeConfig, Outcome, Preview, Problem, Refused, SubmitError, is_xml,
+    Analysis, BodyLease, Halt, Intake, IntakeConfig, Outcome, Preview, Problem, Refused, Scanned,
+    SubmitError, is_xml,
 };

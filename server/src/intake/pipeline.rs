@@ -86,6 +86,21 @@ pub struct IntakeConfig {
     pub trust_reload_secs: u64,
 }
 
+impl IntakeConfig {
+    /// The XML limits of these settings.
+    pub fn limits(&self) -> xml::Limits {
+        let c = self;
+        xml::Limits {
+            max_depth: c.max_depth,
+            max_attributes_per_element: c.max_attributes_per_element,
+            max_namespace_declarations_per_element: c.max_namespace_declarations_per_element,
+            max_attributes: c.max_attributes,
+            max_namespace_declarations: c.max_namespace_declarations,
+            max_nodes: c.max_nodes,
+        }
+    }
+}
+
 impl Default for IntakeConfig {
     fn default() -> Self {
         let xml = xml::Limits::default();
@@ -249,9 +264,134 @@ pub struct Preview {
     pub repeated: Option<Submission>,
 }
 
-struct Analysis {
+/// What the analysis of an accepted document found (see [`Scanned::analyse`]).
+#[derive(Debug)]
+pub struct Analysis {
     inspected: Inspected,
     checked: Checked,
+}
+
+/// A document after its pre-scan (step 5): its shape, and for one over the
+/// streaming threshold, how it is cut (or why it cannot be). The two blocking
+/// steps of an analysis are [`Scanned::of`] and [`Scanned::analyse`]; between them
+/// the pipeline takes the analysis budget [`Scanned::estimate`] asks for.
+#[derive(Debug)]
+pub struct Scanned {
+    shape: xml::Shape,
+    threshold: usize,
+    /// `None`: the tree path. `Some(Err(_))`: a large document with no run of items
+    /// to cut its checks at (refused by its shape or its root).
+    plan: Option<Result<crate::documents::Plan, crate::documents::Unplanned>>,
+}
+
+impl Scanned {
+    /// The pre-scan: limits and node count, and for a large document its plan.
+    /// Linear; stops when `cancel` is set.
+    pub fn of(
+        body: &[u8],
+        limits: &xml::Limits,
+        threshold: usize,
+        cancel: &Cancel,
+    ) -> Result<Scanned, xml::Stop> {
+        let text = xml::text(body)?;
+        let shape = xml::prescan(text, limits, cancel)?;
+        let plan = if body.len() > threshold {
+            Some(crate::documents::Plan::of(text, cancel)?)
+        } else {
+            None
+        };
+        Ok(Scanned {
+            shape,
+            threshold,
+            plan,
+        })
+    }
+
+    /// The analysis memory this document may take at its peak.
+    pub fn estimate(&self, body_len: usize) -> u64 {
+        match &self.plan {
+            Some(_) => self.shape.streamed_bytes(),
+            None => self.shape.analysis_bytes(body_len),
+        }
+    }
+
+    /// Parse, signature and document checks (steps 6, 7 and 10), on the tree or
+    /// streamed. Stops soon after `cancel` is set: it is checked between the steps,
+    /// inside the streamed passes and between chunks; what runs between two checks
+    /// is bounded by the streaming threshold (a tree) or a chunk.
+    pub fn analyse(
+        self,
+        body: &[u8],
+        limits: &xml::Limits,
+        profiles: &Profiles,
+        ctx: &Context<'_>,
+        cancel: &Cancel,
+    ) -> Result<Analysis, Halt> {
+        if let Some(plan) = &self.plan {
+            return self.streamed(body, plan.as_ref(), limits, profiles, ctx, cancel);
+        }
+        let doc = xml::build(body, limits)?;
+        cancel.check()?;
+        let inspected = signature::inspect(&doc)?;
+        signature::verify(&doc, inspected.signer())?;
+        cancel.check()?;
+        let checked = profiles.check(&doc, ctx)?;
+        Ok(Analysis { inspected, checked })
+    }
+
+    /// The streamed analysis of a large document: the signature on one thread, the
+    /// schema and rules chunk by chunk on this one (the machine has at least two
+    /// cores; each half is a linear pass). Refusals come in the tree path's order: the
+    /// document is not well-formed, then the signature, then the findings.
+    fn streamed(
+        &self,
+        body: &[u8],
+        plan: Result<&crate::documents::Plan, &crate::documents::Unplanned>,
+        limits: &xml::Limits,
+        profiles: &Profiles,
+        ctx: &Context<'_>,
+        cancel: &Cancel,
+    ) -> Result<Analysis, Halt> {
+        let text = xml::text(body)?;
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(unplanned) => {
+                // No run of items to cut the checks at: the signature streamed, then a
+                // refusal by the document's shape (its checks would need the whole tree,
+                // which cannot be stopped part-way) or, for a type not ours, by its root
+                // alone — the verdicts' order is the tree path's.
+                let inspected = signature::verify_streamed(text, &self.shape, limits, cancel);
+                cancel.check()?;
+                let inspected = inspected?;
+                if let Some(refusal) = unplanned.refusal(self.threshold) {
+                    return Err(refusal.into());
+                }
+                let (start, end) = self.shape.root_start;
+                let alone = xml::enclosed(&text[start..end], "");
+                let doc = xml::build(alone.as_bytes(), limits)?.into_static();
+                let checked = profiles.check(&doc, ctx)?;
+                return Ok(Analysis { inspected, checked });
+            }
+        };
+        let (inspected, checked) = std::thread::scope(|s| {
+            let signature =
+                s.spawn(|| signature::verify_streamed(text, &self.shape, limits, cancel));
+            let checked = profiles.check_streamed(text, plan, ctx, cancel);
+            // A panic there is one here: the blocking task fails, the answer is 500.
+            let inspected = signature
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (inspected, checked)
+        });
+        if let Err(xml::Stop::Refused(r)) = &checked
+            && r.code.starts_with("xml.")
+        {
+            return Err(r.clone().into());
+        }
+        let inspected = inspected?;
+        let checked = checked?;
+        Ok(Analysis { inspected, checked })
+    }
 }
 
 impl Intake {
@@ -699,29 +839,21 @@ impl Intake {
         let threshold = self.config.streaming_threshold_bytes;
         let scanned = {
             let (body, cancel) = (body.clone(), cancel.clone());
-            tokio::task::spawn_blocking(move || {
-                let text = xml::text(&body)?;
-                let shape = xml::prescan(text, &limits, &cancel)?;
-                // A large document is streamed; `Some(None)`: it has no run of items
-                // to cut its checks at.
-                let plan = (body.len() > threshold).then(|| crate::documents::Plan::of(text));
-                Ok::<_, xml::Stop>((shape, plan))
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("document pre-scan failed: {e}")))?
+            tokio::task::spawn_blocking(move || Scanned::of(&body, &limits, threshold, &cancel))
+                .await
+                .map_err(|e| Error::Internal(format!("document pre-scan failed: {e}")))?
         };
-        let (shape, plan) = match scanned {
+        let scanned = match scanned {
             Ok(scanned) => scanned,
             Err(stop) => return Halt::from(stop).answer(),
         };
-        let estimate = match &plan {
-            Some(Some(_)) => shape.streamed_bytes(),
-            // The tree path, or a large document whose checks take the whole tree.
-            _ => shape.analysis_bytes(body.len()),
-        };
         let permit = self
             .analysis
-            .lease(caller.employer_id.as_str(), estimate, lease.deadline)
+            .lease(
+                caller.employer_id.as_str(),
+                scanned.estimate(body.len()),
+                lease.deadline,
+            )
             .await
             .map_err(busy)?;
         let (body, body_lease) = (body.clone(), lease.lease.clone());
@@ -734,24 +866,7 @@ impl Intake {
                 today: now.date_naive(),
                 employer_registration_number: &registration_number,
             };
-            if let Some(plan) = plan {
-                return streamed(
-                    &body,
-                    &shape,
-                    plan.as_ref(),
-                    &limits,
-                    &profiles,
-                    &ctx,
-                    &cancel,
-                );
-            }
-            let doc = xml::build(&body, &limits)?;
-            cancel.check()?;
-            let inspected = signature::inspect(&doc)?;
-            signature::verify(&doc, inspected.signer())?;
-            cancel.check()?;
-            let checked = profiles.check(&doc, &ctx)?;
-            Ok::<_, Halt>(Analysis { inspected, checked })
+            scanned.analyse(&body, &limits, &profiles, &ctx, &cancel)
         })
         .await
         .map_err(|e| Error::Internal(format!("document analysis failed: {e}")))?;
@@ -777,15 +892,7 @@ impl Intake {
 
     /// The XML limits of `[intake]`.
     pub fn limits(&self) -> xml::Limits {
-        let c = &self.config;
-        xml::Limits {
-            max_depth: c.max_depth,
-            max_attributes_per_element: c.max_attributes_per_element,
-            max_namespace_declarations_per_element: c.max_namespace_declarations_per_element,
-            max_attributes: c.max_attributes,
-            max_namespace_declarations: c.max_namespace_declarations,
-            max_nodes: c.max_nodes,
-        }
+        self.config.limits()
     }
 
     /// Logs a refusal and builds its answer. If even the log entry cannot be
@@ -851,7 +958,8 @@ impl Intake {
 }
 
 /// Why an analysis stopped short: the document is refused, or its request is gone.
-enum Halt {
+#[derive(Debug)]
+pub enum Halt {
     Refused(Problem),
     Cancelled,
 }
@@ -893,57 +1001,6 @@ impl From<xml::Stop> for Halt {
 }
 
 /// Budget not granted in time: the service is busy, retry later (`503`).
-/// The streamed analysis of a large document: the signature on one thread, the
-/// schema and rules chunk by chunk on this one (the machine has at least two
-/// cores; each half is a linear pass). Refusals come in the tree path's order: the
-/// document is not well-formed, then the signature, then the findings.
-fn streamed(
-    body: &[u8],
-    shape: &xml::Shape,
-    plan: Option<&crate::documents::Plan>,
-    limits: &xml::Limits,
-    profiles: &Profiles,
-    ctx: &Context<'_>,
-    cancel: &Cancel,
-) -> Result<Analysis, Halt> {
-    let text = xml::text(body)?;
-    let Some(plan) = plan else {
-        // No run of items to cut the checks at: the signature streamed, the checks
-        // on the tree (for a type of ours; any other is refused by its root alone).
-        let inspected = signature::verify_streamed(text, shape, limits, cancel);
-        cancel.check()?;
-        let known = crate::documents::Plan::root_is_ours(text);
-        let (start, end) = shape.root_start;
-        let doc = if known {
-            xml::build(body, limits)?
-        } else {
-            let alone = xml::enclosed(&text[start..end], "");
-            xml::build(alone.as_bytes(), limits)?.into_static()
-        };
-        let inspected = inspected?;
-        cancel.check()?;
-        let checked = profiles.check(&doc, ctx)?;
-        return Ok(Analysis { inspected, checked });
-    };
-    let (inspected, checked) = std::thread::scope(|s| {
-        let signature = s.spawn(|| signature::verify_streamed(text, shape, limits, cancel));
-        let checked = profiles.check_streamed(text, plan, ctx, cancel);
-        // A panic there is one here: the blocking task fails, the answer is 500.
-        let inspected = signature
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (inspected, checked)
-    });
-    if let Err(xml::Stop::Refused(r)) = &checked
-        && r.code.starts_with("xml.")
-    {
-        return Err(r.clone().into());
-    }
-    let inspected = inspected?;
-    let checked = checked?;
-    Ok(Analysis { inspected, checked })
-}
-
 fn busy(_: Busy) -> Error {
     Error::Unavailable("intake is busy with other documents; retry later".into())
 }

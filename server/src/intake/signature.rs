@@ -461,6 +461,11 @@ fn path_of(doc: &Document<'_>, node: NodeId) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// The most bytes the signature of a large document may take (it is built as a
+/// tree, which cannot be stopped part-way): a signature with its certificate chain
+/// takes a few kilobytes.
+pub const MAX_STREAMED_SIGNATURE_BYTES: usize = 1024 * 1024;
+
 /// [`inspect`] and [`verify`] for a document too large to build as a tree: the
 /// same profile and the same refusals, with the reference's digest computed while
 /// streaming ([`super::c14n::scan`]) and only the signature itself (the document
@@ -477,10 +482,21 @@ pub fn verify_streamed(
     let root_tag = &text[start..end];
     let root_name = super::xml::tag_name(root_tag);
     // The document element around its last child (where the signature must be).
-    let last = shape.last_child.map_or("", |(from, to)| &text[from..to]);
-    let small = super::xml::enclosed(root_tag, last);
-    let doc = super::xml::build(small.as_bytes(), limits)?;
-    let method = reference_method(&doc).unwrap_or(Method::Inclusive);
+    let (last_from, last_to) = shape.last_child.unwrap_or((start, start));
+    let last = &text[last_from..last_to];
+    // Only a last child of a signature's size is built; a larger one is refused
+    // below (after the placement checks, whose verdicts come first), never parsed.
+    let small;
+    let doc = if last.len() <= MAX_STREAMED_SIGNATURE_BYTES {
+        small = super::xml::enclosed(root_tag, last);
+        Some(super::xml::build(small.as_bytes(), limits)?)
+    } else {
+        None
+    };
+    let method = doc
+        .as_ref()
+        .and_then(reference_method)
+        .unwrap_or(Method::Inclusive);
     let envelope = c14n::scan(text, &method, cancel)?;
     let refusal = |code, message: String, at: usize| -> super::xml::Stop {
         Refusal::new(code, message, path_at(text, at)).into()
@@ -512,6 +528,16 @@ pub fn verify_streamed(
         }
         _ => {}
     }
+    let Some(doc) = doc else {
+        return Err(refusal(
+            "signature.unsupported",
+            format!(
+                "the ds:Signature takes {} bytes, more than the {MAX_STREAMED_SIGNATURE_BYTES} a signature may take in a large document",
+                last.len()
+            ),
+            last_from,
+        ));
+    };
     let inspected = inspect(&doc)?;
     cancel.check()?;
     if hex::encode(envelope.digest) != inspected.content_digest {

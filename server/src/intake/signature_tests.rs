@@ -315,3 +315,38 @@ fn wrapping_and_profile_violations_are_refused() {
         assert_eq!(check(&xml, &id.cert_der), Err(want), "{xml}");
     }
 }
+
+/// A large document's signature is built as a tree, which cannot be stopped
+/// part-way: a last child larger than a signature can be is never built. If it is
+/// not the signature, the placement verdicts are the tree path's; if it is, it is
+/// refused by its size.
+#[test]
+fn a_huge_last_child_is_never_built_on_the_streamed_path() {
+    use super::signature::MAX_STREAMED_SIGNATURE_BYTES;
+    let id = ec_identity("Employer");
+    let signed = sign_enveloped(DOC, id.key_pem.as_bytes(), &id.cert_der).unwrap();
+    let close = signed.rfind("</r:Report>").unwrap();
+    let huge = format!(
+        "<r:Line>{}</r:Line>",
+        "x".repeat(MAX_STREAMED_SIGNATURE_BYTES)
+    );
+    let after_signature = format!("{}{huge}{}", &signed[..close], &signed[close..]);
+    assert_eq!(
+        check(&after_signature, &id.cert_der),
+        Err("signature.misplaced")
+    );
+    let sig_end = signed.rfind("</ds:Signature>").unwrap();
+    let padded = format!(
+        "{}<!--{}-->{}",
+        &signed[..sig_end],
+        "x".repeat(MAX_STREAMED_SIGNATURE_BYTES),
+        &signed[sig_end..]
+    );
+    let refusal = streamed(&padded).unwrap_err();
+    assert_eq!(refusal.code, "signature.unsupported", "{refusal:?}");
+    assert!(
+        refusal.message.contains("a signature may take"),
+        "{refusal:?}"
+    );
+    assert_eq!(refusal.location, "/r:Report/ds:Signature");
+}
