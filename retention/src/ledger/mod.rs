@@ -12,6 +12,15 @@
 //! savepoint, so one caller's failure rolls back only that caller's entry. Work is
 //! told the positions its entries get, so a row can name its own log position.
 //!
+//! Work on the hot path *describes* its rows instead ([`Ledger::append_rows`]): an
+//! item of data and a [`RowWriter`] that knows how to write many such items at once.
+//! Consecutive appends in a batch with the same writer are a *run*: their entries go
+//! in as one multi-row statement and the writer writes all their rows with a few
+//! multi-row statements, so a batch costs a few round trips instead of a dozen per
+//! append. If the run fails, it is rolled back to its savepoint and written again
+//! one append at a time (each in its own savepoint), so only the failing append
+//! fails, as with closures.
+//!
 //! [`Ledger::append_all`] writes a group of entries (e.g. a submission's
 //! received → verified → validated → accepted) as consecutive entries of the chain,
 //! all or none.
@@ -149,6 +158,49 @@ impl Checkpoint {
 pub type Work =
     Box<dyn for<'c> FnOnce(DbConn<'c>, Vec<Appended>) -> BoxFuture<'c, Result<()>> + Send>;
 
+/// Writes the rows of many appends at once; see the module docs. Implemented by
+/// the owner of the rows' tables, for one kind of item.
+pub trait RowWriter: Send + Sync + 'static {
+    /// Appends whose writers have the same name are written together.
+    fn name(&self) -> &'static str;
+
+    /// Writes the rows of `items` (each with its entries' positions, in order), in
+    /// as few statements as it can. On error the ledger rolls back whatever it
+    /// wrote and calls it again with each item alone.
+    fn write<'c>(
+        &'c self,
+        conn: DbConn<'c>,
+        items: &'c [Described<'c>],
+    ) -> BoxFuture<'c, Result<()>>;
+}
+
+/// One append's item, as a [`RowWriter`] sees it.
+#[derive(Debug)]
+pub struct Described<'a> {
+    /// What [`Ledger::append_rows`] was given; the writer downcasts it.
+    pub item: &'a (dyn std::any::Any + Send + Sync),
+    /// Where the append's entries landed, in order.
+    pub at: &'a [Appended],
+}
+
+/// What an append commits beside its entries.
+enum Job {
+    Closure(Work),
+    Rows {
+        writer: &'static dyn RowWriter,
+        item: Arc<dyn std::any::Any + Send + Sync>,
+    },
+}
+
+impl Job {
+    fn writer(&self) -> Option<&'static str> {
+        match self {
+            Job::Rows { writer, .. } => Some(writer.name()),
+            Job::Closure(_) => None,
+        }
+    }
+}
+
 struct PayloadMeta {
     sha256: Sha256Hex,
     size: i64,
@@ -165,7 +217,7 @@ struct PendingEntry {
 /// One caller's group of entries: consecutive in the chain, all or none written.
 struct PendingAppend {
     entries: Vec<PendingEntry>,
-    work: Option<Work>,
+    work: Option<Job>,
     reply: oneshot::Sender<Result<Vec<Appended>>>,
 }
 
@@ -258,10 +310,26 @@ impl Ledger {
         first(self.submit(vec![entry], None).await?)
     }
 
+    /// Records `entries` as consecutive entries of the chain and has `writer` write
+    /// `item`'s rows in the same transaction, together with those of the other
+    /// appends of its batch that name the same writer (see the module docs): all of
+    /// this append or none of it. Returns the entries' positions in order.
+    pub async fn append_rows(
+        &self,
+        entries: Vec<NewEntry>,
+        writer: &'static dyn RowWriter,
+        item: Arc<dyn std::any::Any + Send + Sync>,
+    ) -> Result<Vec<Appended>> {
+        if entries.is_empty() {
+            return Err(Error::Invalid("an append needs at least one entry".into()));
+        }
+        self.submit(entries, Some(Job::Rows { writer, item })).await
+    }
+
     /// Records `entry` and commits `work` in the same transaction; if `work` fails,
     /// neither is written and its error is returned.
     pub async fn append_with(&self, entry: NewEntry, work: Work) -> Result<Appended> {
-        first(self.submit(vec![entry], Some(work)).await?)
+        first(self.submit(vec![entry], Some(Job::Closure(work))).await?)
     }
 
     /// Like [`Ledger::append_with`] for a change that must be recorded once: when
@@ -286,7 +354,7 @@ impl Ledger {
         if entries.is_empty() {
             return Err(Error::Invalid("an append needs at least one entry".into()));
         }
-        self.submit(entries, work).await
+        self.submit(entries, work.map(Job::Closure)).await
     }
 
     /// Writes a checkpoint now if entries follow the last one; returns it.
@@ -299,7 +367,7 @@ impl Ledger {
         rx.await.map_err(|_| Error::LedgerStopped)?
     }
 
-    async fn submit(&self, entries: Vec<NewEntry>, work: Option<Work>) -> Result<Vec<Appended>> {
+    async fn submit(&self, entries: Vec<NewEntry>, work: Option<Job>) -> Result<Vec<Appended>> {
         let mut pending_entries = Vec::with_capacity(entries.len());
         for entry in entries {
             let actor = entry.actor.to_string();
@@ -454,80 +522,31 @@ impl Appender {
         .unwrap_or(0);
 
         let mut outcomes = Vec::with_capacity(appends.len());
-        for a in appends.iter_mut() {
-            // Chain this caller's entries after the head, without moving the head yet.
-            let mut at = Head {
-                seq: head.seq,
-                hash: head.hash.clone(),
-                recorded_at: head.recorded_at,
-            };
-            let mut rows = Vec::with_capacity(a.entries.len());
-            for p in &a.entries {
-                let prev_hash = at.hash.clone();
-                let now = self.clock.now();
-                // Times never go backwards in the log, even if the wall clock does.
-                let recorded_at = at.recorded_at.map_or(now, |prev| prev.max(now));
-                let seq = at.seq + 1;
-                let payload_sha256 = p.payload.as_ref().map(|p| p.sha256.as_str().to_owned());
-                let entry_hash = entry_hash(&EntryFields {
-                    seq,
-                    recorded_at: &recorded_at,
-                    actor: &p.actor,
-                    action: &p.action,
-                    subject: &p.subject,
-                    payload_sha256: payload_sha256.as_deref(),
-                    prev_hash: &prev_hash,
-                })
-                .ok_or_else(|| {
-                    Error::Internal(format!("log head {} has a malformed hash", at.seq))
-                })?;
-                at = Head {
-                    seq,
-                    hash: entry_hash.clone(),
-                    recorded_at: Some(recorded_at),
-                };
-                rows.push(Entry {
-                    seq,
-                    recorded_at,
-                    actor: p.actor.clone(),
-                    action: p.action.clone(),
-                    subject: p.subject.clone(),
-                    payload_sha256,
-                    prev_hash,
-                    entry_hash,
-                });
-            }
-            let appended: Vec<Appended> = rows
-                .iter()
-                .zip(&a.entries)
-                .map(|(e, p)| Appended {
-                    seq: e.seq,
-                    recorded_at: e.recorded_at,
-                    entry_hash: e.entry_hash.clone(),
-                    payload_sha256: p.payload.as_ref().map(|p| p.sha256.clone()),
-                })
-                .collect();
-            let insert_all = async |tx: &mut WriteTx| -> Result<()> {
-                for (e, p) in rows.iter().zip(&a.entries) {
-                    insert_entry(tx, e, p.payload.as_ref()).await?;
+        let mut i = 0;
+        while i < appends.len() {
+            // A run: consecutive appends whose rows one writer writes together.
+            let mut j = i + 1;
+            if let Some(name) = appends[i].work.as_ref().and_then(Job::writer) {
+                while j < appends.len()
+                    && appends[j].work.as_ref().and_then(Job::writer) == Some(name)
+                {
+                    j += 1;
                 }
-                Ok(())
-            };
-            exec(&mut tx, "SAVEPOINT ivan_append").await?;
-            // Entries (and their originals' index rows) first, so the work's rows may
-            // reference them; a failing work rolls both back.
-            let r = match (insert_all(&mut tx).await, a.work.take()) {
-                (Ok(()), Some(work)) => work(tx.conn(), appended.clone()).await,
-                (r, _) => r,
-            };
-            if r.is_err() {
-                exec(&mut tx, "ROLLBACK TO SAVEPOINT ivan_append").await?;
             }
-            exec(&mut tx, "RELEASE SAVEPOINT ivan_append").await?;
-            if r.is_ok() {
-                head = at;
+            if j - i > 1
+                && let Some(written) = self
+                    .write_run(&mut tx, &mut head, &mut appends[i..j])
+                    .await?
+            {
+                outcomes.extend(written.into_iter().map(Ok));
+                i = j;
+                continue;
             }
-            outcomes.push(r.map(|()| appended));
+            // One at a time: a single append, or a run that failed as a whole.
+            for a in &mut appends[i..j] {
+                outcomes.push(self.write_one(&mut tx, &mut head, a).await?);
+            }
+            i = j;
         }
 
         let pending = u64::try_from(head.seq - last_cp).unwrap_or(0);
@@ -565,6 +584,163 @@ impl Appender {
     }
 }
 
+impl Appender {
+    /// `entries` chained after `head`: their rows and positions, and the new head.
+    fn chain(&self, head: &Head, entries: &[PendingEntry]) -> Result<(Vec<Entry>, Head)> {
+        let mut at = Head {
+            seq: head.seq,
+            hash: head.hash.clone(),
+            recorded_at: head.recorded_at,
+        };
+        let mut rows = Vec::with_capacity(entries.len());
+        for p in entries {
+            let prev_hash = at.hash.clone();
+            let now = self.clock.now();
+            // Times never go backwards in the log, even if the wall clock does.
+            let recorded_at = at.recorded_at.map_or(now, |prev| prev.max(now));
+            let seq = at.seq + 1;
+            let payload_sha256 = p.payload.as_ref().map(|p| p.sha256.as_str().to_owned());
+            let entry_hash = entry_hash(&EntryFields {
+                seq,
+                recorded_at: &recorded_at,
+                actor: &p.actor,
+                action: &p.action,
+                subject: &p.subject,
+                payload_sha256: payload_sha256.as_deref(),
+                prev_hash: &prev_hash,
+            })
+            .ok_or_else(|| Error::Internal(format!("log head {} has a malformed hash", at.seq)))?;
+            at = Head {
+                seq,
+                hash: entry_hash.clone(),
+                recorded_at: Some(recorded_at),
+            };
+            rows.push(Entry {
+                seq,
+                recorded_at,
+                actor: p.actor.clone(),
+                action: p.action.clone(),
+                subject: p.subject.clone(),
+                payload_sha256,
+                prev_hash,
+                entry_hash,
+            });
+        }
+        Ok((rows, at))
+    }
+
+    /// One append in its own savepoint: its entries, then its work; a failing work
+    /// rolls both back and is this append's outcome. `Err`: the transaction failed.
+    async fn write_one(
+        &self,
+        tx: &mut WriteTx,
+        head: &mut Head,
+        a: &mut PendingAppend,
+    ) -> Result<Result<Vec<Appended>>> {
+        let (rows, at) = self.chain(head, &a.entries)?;
+        let appended = positions(&rows, &a.entries);
+        exec(tx, "SAVEPOINT ivan_append").await?;
+        // Entries (and their originals' index rows) first, so the work's rows may
+        // reference them; a failing work rolls both back.
+        let payloads: Vec<Option<&PayloadMeta>> =
+            a.entries.iter().map(|p| p.payload.as_ref()).collect();
+        let r = match insert_entries(tx, &rows, &payloads).await {
+            Ok(()) => match a.work.take() {
+                Some(Job::Closure(work)) => work(tx.conn(), appended.clone()).await,
+                Some(Job::Rows { writer, item }) => {
+                    let described = [Described {
+                        item: item.as_ref(),
+                        at: &appended,
+                    }];
+                    writer.write(tx.conn(), &described).await
+                }
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if r.is_err() {
+            exec(tx, "ROLLBACK TO SAVEPOINT ivan_append").await?;
+        }
+        exec(tx, "RELEASE SAVEPOINT ivan_append").await?;
+        if r.is_ok() {
+            *head = at;
+        }
+        Ok(r.map(|()| appended))
+    }
+
+    /// A run of appends with the same writer, in one savepoint: all entries in a
+    /// few multi-row statements, then one call of the writer for all items.
+    /// `Ok(None)`: something in it failed and nothing of it is written (the caller
+    /// writes its appends one at a time). `Err`: the transaction failed.
+    async fn write_run(
+        &self,
+        tx: &mut WriteTx,
+        head: &mut Head,
+        run: &mut [PendingAppend],
+    ) -> Result<Option<Vec<Vec<Appended>>>> {
+        let mut at = Head {
+            seq: head.seq,
+            hash: head.hash.clone(),
+            recorded_at: head.recorded_at,
+        };
+        let mut rows = Vec::new();
+        let mut appended = Vec::with_capacity(run.len());
+        for a in run.iter() {
+            let (these, next) = self.chain(&at, &a.entries)?;
+            appended.push(positions(&these, &a.entries));
+            rows.extend(these);
+            at = next;
+        }
+        let writer = match run.first().and_then(|a| a.work.as_ref()) {
+            Some(Job::Rows { writer, .. }) => *writer,
+            _ => return Ok(None),
+        };
+        let described: Vec<Described<'_>> = run
+            .iter()
+            .zip(&appended)
+            .filter_map(|(a, at)| match &a.work {
+                Some(Job::Rows { item, .. }) => Some(Described {
+                    item: item.as_ref(),
+                    at,
+                }),
+                _ => None,
+            })
+            .collect();
+        exec(tx, "SAVEPOINT ivan_run").await?;
+        let payloads: Vec<Option<&PayloadMeta>> = run
+            .iter()
+            .flat_map(|a| a.entries.iter().map(|p| p.payload.as_ref()))
+            .collect();
+        let r = match insert_entries(tx, &rows, &payloads).await {
+            Ok(()) => writer.write(tx.conn(), &described).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &r {
+            tracing::debug!(error = %e, appends = run.len(), "a run of appends failed together; writing them one at a time");
+            exec(tx, "ROLLBACK TO SAVEPOINT ivan_run").await?;
+        }
+        exec(tx, "RELEASE SAVEPOINT ivan_run").await?;
+        if r.is_err() {
+            return Ok(None);
+        }
+        *head = at;
+        Ok(Some(appended))
+    }
+}
+
+/// What callers are told about `rows` (of `entries`).
+fn positions(rows: &[Entry], entries: &[PendingEntry]) -> Vec<Appended> {
+    rows.iter()
+        .zip(entries)
+        .map(|(e, p)| Appended {
+            seq: e.seq,
+            recorded_at: e.recorded_at,
+            entry_hash: e.entry_hash.clone(),
+            payload_sha256: p.payload.as_ref().map(|p| p.sha256.clone()),
+        })
+        .collect()
+}
+
 async fn exec(tx: &mut WriteTx, sql: &'static str) -> Result<()> {
     on_conn!(&mut tx.conn(), c => sqlx::query(sql).execute(&mut *c).await.map(drop))?;
     Ok(())
@@ -592,35 +768,56 @@ async fn read_head(tx: &mut WriteTx) -> Result<Head> {
     })
 }
 
-async fn insert_entry(tx: &mut WriteTx, e: &Entry, payload: Option<&PayloadMeta>) -> Result<()> {
+/// Rows per multi-row statement: well inside both backends' limits on bound
+/// parameters (SQLite 32,766; PostgreSQL 65,535) at 8 columns.
+const INSERT_ROWS: usize = 1000;
+
+/// Inserts `rows` (the `payloads` of their entries beside them, in order) and the
+/// originals' index rows of their payloads, a few multi-row statements in all.
+async fn insert_entries(
+    tx: &mut WriteTx,
+    rows: &[Entry],
+    payloads: &[Option<&PayloadMeta>],
+) -> Result<()> {
+    // Each original once (its first entry's time), as one row per entry would.
+    let mut seen = std::collections::HashSet::new();
+    let originals: Vec<(&PayloadMeta, DateTime<Utc>)> = rows
+        .iter()
+        .zip(payloads)
+        .filter_map(|(e, p)| p.map(|p| (p, e.recorded_at)))
+        .filter(|(p, _)| seen.insert(p.sha256.as_str()))
+        .collect();
     on_conn!(&mut tx.conn(), c => {
-        if let Some(p) = payload {
-            sqlx::query(
-                "INSERT INTO originals (sha256, size_bytes, media_type, stored_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
-            )
-            .bind(p.sha256.as_str())
-            .bind(p.size)
-            .bind(&p.media_type)
-            .bind(e.recorded_at)
-            .execute(&mut *c)
-            .await?;
+        for chunk in originals.chunks(INSERT_ROWS) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO originals (sha256, size_bytes, media_type, stored_at) ",
+            );
+            insert.push_values(chunk, |mut row, (p, at)| {
+                row.push_bind(p.sha256.as_str())
+                    .push_bind(p.size)
+                    .push_bind(&p.media_type)
+                    .push_bind(*at);
+            });
+            insert.push(" ON CONFLICT (sha256) DO NOTHING");
+            insert.build().execute(&mut *c).await?;
         }
-        sqlx::query(
-            "INSERT INTO log_entries \
-             (seq, recorded_at, actor, action, subject, payload_sha256, prev_hash, entry_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(e.seq)
-        .bind(e.recorded_at)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.subject)
-        .bind(&e.payload_sha256)
-        .bind(&e.prev_hash)
-        .bind(&e.entry_hash)
-        .execute(&mut *c)
-        .await?;
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO log_entries \
+                 (seq, recorded_at, actor, action, subject, payload_sha256, prev_hash, entry_hash) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.seq)
+                    .push_bind(e.recorded_at)
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.subject)
+                    .push_bind(&e.payload_sha256)
+                    .push_bind(&e.prev_hash)
+                    .push_bind(&e.entry_hash);
+            });
+            insert.build().execute(&mut *c).await?;
+        }
     });
     Ok(())
 }

@@ -55,6 +55,7 @@ backend_tests!(
     shutdown_writes_queued_appends,
     verify_beside_live_appends_sees_no_false_problems,
     grouped_entries_are_consecutive_all_or_nothing,
+    described_rows_are_written_per_run_and_fail_alone,
 );
 
 async fn appends_form_a_verified_chain(env: TestEnv) {
@@ -454,4 +455,130 @@ async fn grouped_entries_are_consecutive_all_or_nothing(env: TestEnv) {
             "{seqs:?}"
         );
     }
+}
+
+/// Employers named by the item, one multi-row insert per call; counts its calls
+/// and the items of each.
+struct Employers(std::sync::Mutex<Vec<usize>>);
+
+impl RowWriter for Employers {
+    fn name(&self) -> &'static str {
+        "test-employers"
+    }
+
+    fn write<'c>(
+        &'c self,
+        mut conn: DbConn<'c>,
+        items: &'c [Described<'c>],
+    ) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            self.0.lock().unwrap().push(items.len());
+            let rows: Vec<(String, &str)> = items
+                .iter()
+                .map(|d| {
+                    let seqs: Vec<String> = d.at.iter().map(|a| a.seq.to_string()).collect();
+                    (seqs.join(","), *d.item.downcast_ref::<&str>().unwrap())
+                })
+                .collect();
+            on_conn!(&mut conn, c => {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO employers (id, name, registration_number, created_at) ",
+                );
+                insert.push_values(&rows, |mut row, (seqs, name)| {
+                    row.push_bind(seqs)
+                        .push_bind(*name)
+                        .push_bind(*name)
+                        .push("'2026-01-01T00:00:00Z'");
+                });
+                insert.build().execute(&mut *c).await?;
+            });
+            Ok(())
+        })
+    }
+}
+
+async fn described_rows_are_written_per_run_and_fail_alone(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let writer: &'static Employers = Box::leak(Box::new(Employers(Default::default())));
+    // An append whose work holds the appender while the others queue up behind it.
+    let slow: Work = Box::new(|_conn: DbConn<'_>, _at: Vec<Appended>| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        })
+    });
+    let first = {
+        let l = ledger.clone();
+        tokio::spawn(async move { l.append_with(entry(98), slow).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let append = |l: &Ledger, tag: usize, name: &'static str| {
+        let l = l.clone();
+        async move {
+            let group = (0..2).map(|i| entry(tag * 10 + i)).collect();
+            l.append_rows(group, writer, Arc::new(name)).await
+        }
+    };
+    // One batch, with a closure append in the middle (two runs), and one duplicate
+    // name in the second run.
+    let names = ["a", "b", "c", "d", "c", "e"];
+    let mut calls = Vec::new();
+    for (tag, name) in names.iter().enumerate() {
+        calls.push(tokio::spawn(append(&ledger, tag, name)));
+        if tag == 2 {
+            let l = ledger.clone();
+            calls.push(tokio::spawn(async move {
+                l.append_all(vec![entry(99)], None).await
+            }));
+        }
+    }
+    let mut failed = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(at) => {
+                let seqs: Vec<i64> = at.iter().map(|a| a.seq).collect();
+                assert_eq!(
+                    seqs.len() as i64,
+                    seqs.last().unwrap() - seqs[0] + 1,
+                    "consecutive"
+                );
+            }
+            Err(e) => {
+                assert!(e.is_unique_violation(), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(failed, 1, "only the second 'c' fails");
+    first.await.unwrap().unwrap();
+    task.shutdown().await;
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 2 + 5 * 2, "the failed append left no entry");
+    // Each row names exactly the positions of its own entries.
+    let rows: Vec<(String, String)> = on_pool!(&env.db, pool =>
+        sqlx::query_as("SELECT id, name FROM employers ORDER BY name").fetch_all(pool).await)
+    .unwrap();
+    let written: Vec<&str> = rows.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(written, ["a", "b", "c", "d", "e"]);
+    let entries = entries_after(&env.db, 0, 100).await.unwrap();
+    for (seqs, name) in &rows {
+        let seqs: Vec<usize> = seqs.split(',').map(|s| s.parse().unwrap()).collect();
+        let subject = |s: usize| {
+            entries[s - 1]
+                .subject
+                .trim_start_matches("test:")
+                .to_owned()
+        };
+        let tag: usize = subject(seqs[0]).parse::<usize>().unwrap() / 10;
+        assert_eq!(names[tag], name, "{seqs:?}");
+        for (i, s) in seqs.iter().enumerate() {
+            assert_eq!(subject(*s), (tag * 10 + i).to_string(), "{name}");
+        }
+    }
+    // Calls of the writer: several items at once (the runs), then one at a time
+    // after the run with the duplicate failed.
+    let calls = writer.0.lock().unwrap().clone();
+    assert!(calls.iter().any(|n| *n > 1), "{calls:?}");
+    assert!(calls.contains(&1), "{calls:?}");
 }
