@@ -181,28 +181,66 @@ pub async fn enqueue(
     detail: &str,
     now: DateTime<Utc>,
 ) -> Result<(), retention::Error> {
-    let (subject, body) = text(kind, submission_id, detail);
-    let address = match to {
-        To::Employer => None,
-        To::Address(a) => Some(a),
+    let one = Queued {
+        to,
+        submission_id,
+        detail: detail.to_owned(),
+        now,
     };
+    enqueue_many(conn, kind, std::slice::from_ref(&one)).await
+}
+
+/// One mail of [`enqueue_many`].
+#[derive(Debug)]
+pub struct Queued<'a> {
+    pub to: To<'a>,
+    pub submission_id: &'a str,
+    pub detail: String,
+    pub now: DateTime<Utc>,
+}
+
+/// [`enqueue`] for many mails of one kind, in a few multi-row statements.
+pub async fn enqueue_many(
+    conn: &mut DbConn<'_>,
+    kind: Kind,
+    mails: &[Queued<'_>],
+) -> Result<(), retention::Error> {
+    let rows: Vec<(String, Option<&str>, String, String, &Queued<'_>)> = mails
+        .iter()
+        .map(|m| {
+            let (subject, body) = text(kind, m.submission_id, &m.detail);
+            let address = match m.to {
+                To::Employer => None,
+                To::Address(a) => Some(a),
+            };
+            (uuid::Uuid::now_v7().to_string(), address, subject, body, m)
+        })
+        .collect();
     on_conn!(conn, c => {
-        sqlx::query(
-            "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
-             created_at, due_at, attempts) \
-             SELECT $1, $2, COALESCE($3, e.notify_email), $4, $5, s.id, $6, $6, 0 \
-             FROM submissions s JOIN employers e ON e.id = s.employer_id \
-             WHERE s.id = $7 AND COALESCE($3, e.notify_email) IS NOT NULL",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(kind.as_str())
-        .bind(address)
-        .bind(&subject)
-        .bind(&body)
-        .bind(now)
-        .bind(submission_id)
-        .execute(&mut *c)
-        .await?;
+        for chunk in rows.chunks(500) {
+            // VALUES names its columns column1, column2, … on both backends.
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
+                 created_at, due_at, attempts) \
+                 SELECT v.column1, v.column2, COALESCE(v.column3, e.notify_email), v.column4, \
+                 v.column5, s.id, v.column6, v.column6, 0 FROM (",
+            );
+            insert.push_values(chunk, |mut row, (id, address, subject, body, m)| {
+                row.push_bind(id)
+                    .push_bind(kind.as_str())
+                    .push_bind(*address)
+                    .push_bind(subject)
+                    .push_bind(body)
+                    .push_bind(m.now)
+                    .push_bind(m.submission_id);
+            });
+            insert.push(
+                ") AS v JOIN submissions s ON s.id = v.column7 \
+                 JOIN employers e ON e.id = s.employer_id \
+                 WHERE COALESCE(v.column3, e.notify_email) IS NOT NULL",
+            );
+            insert.build().execute(&mut *c).await?;
+        }
     });
     Ok(())
 }

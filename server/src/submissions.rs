@@ -20,7 +20,8 @@
 //! that was answered.
 
 use chrono::{DateTime, Duration, Utc};
-use retention::ledger::{NewEntry, Work, format_time};
+use futures::future::BoxFuture;
+use retention::ledger::{Described, NewEntry, RowWriter, Work, format_time};
 use retention::receipts::{self, Claims};
 use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
@@ -190,162 +191,277 @@ pub async fn record(
     // The answer is built from what the transaction writes, not read back after the
     // commit: a database lost between the two must not turn a recorded filing into
     // an error answer.
-    let (made_tx, mut made) = tokio::sync::oneshot::channel::<Submission>();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let received = at
-                .first()
-                .ok_or_else(|| retention::Error::Invalid("no log position".into()))?;
-            let received_at = received.recorded_at;
-            let period = received_at.format("%y%m").to_string();
-            let prefix = a.number_prefix.to_string();
-            let n: i64 = on_conn!(&mut conn, c => {
-                sqlx::query_scalar(
-                    "INSERT INTO document_counters (prefix, period, last) VALUES ($1, $2, 1) \
-                     ON CONFLICT (prefix, period) DO UPDATE SET last = document_counters.last + 1 \
-                     RETURNING last",
-                )
-                .bind(&prefix)
-                .bind(&period)
-                .fetch_one(&mut *c)
-                .await?
-            });
-            if n > 999_999 {
-                return Err(retention::Error::Invalid(format!(
-                    "document numbers for {prefix}{period} are exhausted"
-                )));
-            }
-            let document_number = format!("{prefix}{period}{n:06}");
-            let receipt = receipts::sign(
-                &keys,
-                &Claims {
-                    iss: "ivan".into(),
-                    sub: a.id.clone(),
-                    employer: a.employer_id.clone(),
-                    document_type: a.document_type.clone(),
-                    document_number: document_number.clone(),
-                    sha256: a.sha256.clone(),
-                    received_at: format_time(&received_at),
-                    log_seq: received.seq,
-                    iat: received_at.timestamp(),
-                },
-            )?;
-            let size = i64::try_from(a.original.len())
-                .map_err(|_| retention::Error::Invalid("document too large".into()))?;
-            let made = Submission {
-                id: a.id.clone(),
-                employer_id: a.employer_id.clone(),
-                document_type: a.document_type.clone(),
-                document_number: document_number.clone(),
-                status: status::ACCEPTED.to_owned(),
-                sha256: a.sha256.clone(),
-                size_bytes: size,
-                received_at,
-                hold_until: received_at + a.hold_window,
-                sender_reference: a.sender_reference.clone(),
-                idempotency_key: a.idempotency_key.clone(),
-                signer_fingerprint: a.signer_fingerprint.clone(),
-                crl_sha256: a.crl_sha256.clone(),
-                log_seq: received.seq,
-                receipt: receipt.clone(),
-                warnings: a.warnings.clone(),
-                updated_at: received_at,
-                authority_ref: None,
-                delivered_at: None,
-            };
-            on_conn!(&mut conn, c => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO submissions ({COLUMNS}, signed_digest) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18)"
-                )))
-                .bind(&made.id)
-                .bind(&made.employer_id)
-                .bind(&made.document_type)
-                .bind(&made.document_number)
-                .bind(&made.status)
-                .bind(&made.sha256)
-                .bind(made.size_bytes)
-                .bind(made.received_at)
-                .bind(made.hold_until)
-                .bind(&made.sender_reference)
-                .bind(&made.idempotency_key)
-                .bind(&made.signer_fingerprint)
-                .bind(&made.crl_sha256)
-                .bind(made.log_seq)
-                .bind(&made.receipt)
-                .bind(&made.warnings)
-                .bind(made.updated_at)
-                .bind(&a.signed_digest)
-                .execute(&mut *c)
-                .await?;
-            });
-            match &a.origin {
-                Origin::Signed { registrations } if !registrations.is_empty() => {
-                    mobile_api::prereg::note_registration(
-                        &mut conn,
-                        &a.id,
-                        &a.employer_id,
-                        registrations,
-                    )
-                    .await?;
-                }
-                Origin::Signed { .. } => {}
-                Origin::Phone {
-                    access_id,
-                    checked,
-                    deadline,
-                    ..
-                } => {
-                    mobile_api::prereg::insert(
-                        &mut conn,
-                        &a.id,
-                        &a.employer_id,
-                        access_id,
-                        checked,
-                        received_at,
-                        *deadline,
-                    )
-                    .await?;
-                }
-            }
-            crate::compliance::persons::insert(&mut conn, &a.id, &a.person_keys, received_at)
-                .await?;
-            crate::forwarding::outbox::enqueue(
-                &mut conn,
-                &a.id,
-                received_at + a.hold_window,
-                received_at,
-            )
-            .await?;
-            let when = if a.hold_window > Duration::zero() {
-                format!(
-                    "It can be cancelled until {}.",
-                    format_time(&(received_at + a.hold_window))
-                )
-            } else {
-                "It is being forwarded to the authority.".to_owned()
-            };
-            crate::mail::enqueue(
-                &mut conn,
-                crate::mail::Kind::Receipt,
-                crate::mail::To::Employer,
-                &a.id,
-                &format!(
-                    "Your {} was received and accepted as {document_number} at {}. {when}",
-                    a.document_type,
-                    format_time(&received_at),
-                ),
-                received_at,
-            )
-            .await?;
-            let _ = made_tx.send(made);
-            Ok(())
-        })
+    let recording = Arc::new(Recording {
+        accepting: a,
+        keys,
+        made: std::sync::Mutex::new(None),
     });
-    ledger.append_all(entries, Some(work)).await?;
-    made.try_recv().map_err(|_| {
+    ledger
+        .append_rows(entries, &SUBMISSION_ROWS, recording.clone())
+        .await?;
+    let made = recording
+        .made
+        .lock()
+        .map_err(|_| Error::Internal("a recording's lock was poisoned".into()))?
+        .take();
+    made.ok_or_else(|| {
         Error::Internal("the recorded submission was not handed back by its transaction".into())
     })
+}
+
+/// One accepted filing on its way into the log's transaction, and what that
+/// transaction made of it.
+struct Recording {
+    accepting: Accepting,
+    keys: Arc<retention::keys::Keys>,
+    made: std::sync::Mutex<Option<Submission>>,
+}
+
+/// Writes the rows of every filing in a log batch together (see
+/// [`retention::ledger`]'s module docs): document numbers per batch, then the
+/// submissions, person-index, outbox and receipt-mail rows as multi-row statements.
+struct SubmissionRows;
+
+static SUBMISSION_ROWS: SubmissionRows = SubmissionRows;
+
+impl RowWriter for SubmissionRows {
+    fn name(&self) -> &'static str {
+        "submissions"
+    }
+
+    fn write<'c>(
+        &'c self,
+        conn: DbConn<'c>,
+        items: &'c [Described<'c>],
+    ) -> BoxFuture<'c, retention::Result<()>> {
+        Box::pin(write_rows(conn, items))
+    }
+}
+
+async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention::Result<()> {
+    let mut recordings = Vec::with_capacity(items.len());
+    for d in items {
+        let r = d.item.downcast_ref::<Recording>().ok_or_else(|| {
+            retention::Error::Internal("a submission's rows were not a Recording".into())
+        })?;
+        let received =
+            d.at.first()
+                .ok_or_else(|| retention::Error::Internal("no log position".into()))?;
+        recordings.push((r, received));
+    }
+    let numbers = document_numbers(&mut conn, &recordings).await?;
+    let mut made = Vec::with_capacity(recordings.len());
+    for ((r, received), document_number) in recordings.iter().zip(numbers) {
+        made.push(made_of(&r.accepting, &r.keys, received, document_number)?);
+    }
+    on_conn!(&mut conn, c => {
+        for chunk in made.iter().zip(&recordings).collect::<Vec<_>>().chunks(500) {
+            let mut insert = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO submissions ({COLUMNS}, signed_digest, persons_indexed_at) "
+            ));
+            insert.push_values(chunk, |mut row, (m, (r, _))| {
+                row.push_bind(&m.id)
+                    .push_bind(&m.employer_id)
+                    .push_bind(&m.document_type)
+                    .push_bind(&m.document_number)
+                    .push_bind(&m.status)
+                    .push_bind(&m.sha256)
+                    .push_bind(m.size_bytes)
+                    .push_bind(m.received_at)
+                    .push_bind(m.hold_until)
+                    .push_bind(&m.sender_reference)
+                    .push_bind(&m.idempotency_key)
+                    .push_bind(&m.signer_fingerprint)
+                    .push_bind(&m.crl_sha256)
+                    .push_bind(m.log_seq)
+                    .push_bind(&m.receipt)
+                    .push_bind(&m.warnings)
+                    .push_bind(m.updated_at)
+                    .push_bind(&m.authority_ref)
+                    .push_bind(m.delivered_at)
+                    .push_bind(&r.accepting.signed_digest)
+                    // The person-index rows are written below, in this transaction.
+                    .push_bind(m.received_at);
+            });
+            insert.build().execute(&mut *c).await?;
+        }
+    });
+    for ((r, _), m) in recordings.iter().zip(&made) {
+        let a = &r.accepting;
+        match &a.origin {
+            Origin::Signed { registrations } if !registrations.is_empty() => {
+                mobile_api::prereg::note_registration(
+                    &mut conn,
+                    &a.id,
+                    &a.employer_id,
+                    registrations,
+                )
+                .await?;
+            }
+            Origin::Signed { .. } => {}
+            Origin::Phone {
+                access_id,
+                checked,
+                deadline,
+                ..
+            } => {
+                mobile_api::prereg::insert(
+                    &mut conn,
+                    &a.id,
+                    &a.employer_id,
+                    access_id,
+                    checked,
+                    m.received_at,
+                    *deadline,
+                )
+                .await?;
+            }
+        }
+    }
+    let persons: Vec<(&str, &[String])> = recordings
+        .iter()
+        .map(|(r, _)| (r.accepting.id.as_str(), r.accepting.person_keys.as_slice()))
+        .collect();
+    crate::compliance::persons::insert_rows(&mut conn, &persons).await?;
+    let queued: Vec<(&str, DateTime<Utc>, DateTime<Utc>)> = made
+        .iter()
+        .map(|m| (m.id.as_str(), m.hold_until, m.received_at))
+        .collect();
+    crate::forwarding::outbox::enqueue_many(&mut conn, &queued).await?;
+    let receipts: Vec<crate::mail::Queued<'_>> = made
+        .iter()
+        .zip(&recordings)
+        .map(|(m, (r, _))| crate::mail::Queued {
+            to: crate::mail::To::Employer,
+            submission_id: &m.id,
+            detail: receipt_mail(m, r.accepting.hold_window),
+            now: m.received_at,
+        })
+        .collect();
+    crate::mail::enqueue_many(&mut conn, crate::mail::Kind::Receipt, &receipts).await?;
+    for ((r, _), m) in recordings.iter().zip(made) {
+        *r.made
+            .lock()
+            .map_err(|_| retention::Error::Internal("a recording's lock was poisoned".into()))? =
+            Some(m);
+    }
+    Ok(())
+}
+
+/// The next document number of each filing, allocated per batch: one counter
+/// update per prefix and month, in the filings' order.
+async fn document_numbers(
+    conn: &mut DbConn<'_>,
+    recordings: &[(&Recording, &Appended)],
+) -> retention::Result<Vec<String>> {
+    let key = |(r, received): &(&Recording, &Appended)| {
+        (
+            r.accepting.number_prefix.to_string(),
+            received.recorded_at.format("%y%m").to_string(),
+        )
+    };
+    let mut counts: indexmap::IndexMap<(String, String), i64> = indexmap::IndexMap::new();
+    for r in recordings {
+        *counts.entry(key(r)).or_default() += 1;
+    }
+    let mut next = std::collections::HashMap::new();
+    for ((prefix, period), n) in &counts {
+        let last: i64 = on_conn!(conn, c => {
+            sqlx::query_scalar(
+                "INSERT INTO document_counters (prefix, period, last) VALUES ($1, $2, $3) \
+                 ON CONFLICT (prefix, period) DO UPDATE SET last = document_counters.last + excluded.last \
+                 RETURNING last",
+            )
+            .bind(prefix)
+            .bind(period)
+            .bind(n)
+            .fetch_one(&mut *c)
+            .await?
+        });
+        if last > 999_999 {
+            return Err(retention::Error::Invalid(format!(
+                "document numbers for {prefix}{period} are exhausted"
+            )));
+        }
+        next.insert((prefix.clone(), period.clone()), last - n + 1);
+    }
+    recordings
+        .iter()
+        .map(|r| {
+            let (prefix, period) = key(r);
+            let n = next
+                .get_mut(&(prefix.clone(), period.clone()))
+                .ok_or_else(|| {
+                    retention::Error::Internal("a document counter went missing".into())
+                })?;
+            let number = format!("{prefix}{period}{n:06}");
+            *n += 1;
+            Ok(number)
+        })
+        .collect()
+}
+
+/// The submission `a` becomes, with its signed receipt: everything but the
+/// document number is known before the transaction.
+fn made_of(
+    a: &Accepting,
+    keys: &retention::keys::Keys,
+    received: &Appended,
+    document_number: String,
+) -> retention::Result<Submission> {
+    let received_at = received.recorded_at;
+    let receipt = receipts::sign(
+        keys,
+        &Claims {
+            iss: "ivan".into(),
+            sub: a.id.clone(),
+            employer: a.employer_id.clone(),
+            document_type: a.document_type.clone(),
+            document_number: document_number.clone(),
+            sha256: a.sha256.clone(),
+            received_at: format_time(&received_at),
+            log_seq: received.seq,
+            iat: received_at.timestamp(),
+        },
+    )?;
+    let size_bytes = i64::try_from(a.original.len())
+        .map_err(|_| retention::Error::Invalid("document too large".into()))?;
+    Ok(Submission {
+        id: a.id.clone(),
+        employer_id: a.employer_id.clone(),
+        document_type: a.document_type.clone(),
+        document_number,
+        status: status::ACCEPTED.to_owned(),
+        sha256: a.sha256.clone(),
+        size_bytes,
+        received_at,
+        hold_until: received_at + a.hold_window,
+        sender_reference: a.sender_reference.clone(),
+        idempotency_key: a.idempotency_key.clone(),
+        signer_fingerprint: a.signer_fingerprint.clone(),
+        crl_sha256: a.crl_sha256.clone(),
+        log_seq: received.seq,
+        receipt,
+        warnings: a.warnings.clone(),
+        updated_at: received_at,
+        authority_ref: None,
+        delivered_at: None,
+    })
+}
+
+/// What the receipt mail says after its first line.
+fn receipt_mail(m: &Submission, hold_window: Duration) -> String {
+    let when = if hold_window > Duration::zero() {
+        format!("It can be cancelled until {}.", format_time(&m.hold_until))
+    } else {
+        "It is being forwarded to the authority.".to_owned()
+    };
+    format!(
+        "Your {} was received and accepted as {} at {}. {when}",
+        m.document_type,
+        m.document_number,
+        format_time(&m.received_at),
+    )
 }
 
 /// Records a refusal: no row, one log entry naming the refused bytes' hash, with the

@@ -81,24 +81,40 @@ pub async fn insert(
     person_keys: &[String],
     now: DateTime<Utc>,
 ) -> retention::Result<()> {
+    insert_rows(conn, &[(submission_id, person_keys)]).await?;
     on_conn!(conn, c => {
-        // Many rows per statement: a 50 MB report names ~175k people, and a round
-        // trip per row held the appender's transaction for seconds.
-        for keys in person_keys.chunks(INSERT_ROWS) {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO person_index (person_key, submission_id) ",
-            );
-            insert.push_values(keys, |mut row, key| {
-                row.push_bind(key).push_bind(submission_id);
-            });
-            insert.push(" ON CONFLICT (person_key, submission_id) DO NOTHING");
-            insert.build().execute(&mut *c).await?;
-        }
         sqlx::query("UPDATE submissions SET persons_indexed_at = $1 WHERE id = $2")
             .bind(now)
             .bind(submission_id)
             .execute(&mut *c)
             .await?;
+    });
+    Ok(())
+}
+
+/// The person-index rows of many filings (id, keys), without marking them indexed
+/// (the caller does, e.g. in the submission row it inserts).
+pub async fn insert_rows(
+    conn: &mut DbConn<'_>,
+    filings: &[(&str, &[String])],
+) -> retention::Result<()> {
+    let rows: Vec<(&str, &String)> = filings
+        .iter()
+        .flat_map(|(id, keys)| keys.iter().map(move |k| (*id, k)))
+        .collect();
+    on_conn!(conn, c => {
+        // Many rows per statement: a 50 MB report names ~175k people, and a round
+        // trip per row held the appender's transaction for seconds.
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO person_index (person_key, submission_id) ",
+            );
+            insert.push_values(chunk, |mut row, (id, key)| {
+                row.push_bind(*key).push_bind(*id);
+            });
+            insert.push(" ON CONFLICT (person_key, submission_id) DO NOTHING");
+            insert.build().execute(&mut *c).await?;
+        }
     });
     Ok(())
 }

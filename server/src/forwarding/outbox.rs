@@ -487,16 +487,28 @@ pub async fn enqueue(
     due_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), retention::Error> {
+    enqueue_many(conn, &[(submission_id, due_at, now)]).await
+}
+
+/// [`enqueue`] for many submissions (id, due, now), in a few multi-row statements.
+pub async fn enqueue_many(
+    conn: &mut DbConn<'_>,
+    rows: &[(&str, DateTime<Utc>, DateTime<Utc>)],
+) -> Result<(), retention::Error> {
     on_conn!(conn, c => {
-        sqlx::query(
-            "INSERT INTO outbox (submission_id, phase, due_at, attempts, created_at) \
-             VALUES ($1, 'deliver', $2, 0, $3)",
-        )
-        .bind(submission_id)
-        .bind(due_at)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
+        for chunk in rows.chunks(1000) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO outbox (submission_id, phase, due_at, attempts, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, (id, due_at, now)| {
+                row.push_bind(*id)
+                    .push("'deliver'")
+                    .push_bind(*due_at)
+                    .push("0")
+                    .push_bind(*now);
+            });
+            insert.build().execute(&mut *c).await?;
+        }
     });
     Ok(())
 }
