@@ -678,7 +678,7 @@ pub async fn cancel(
                 .rows_affected()
             });
             if changed == 1 {
-                crate::forwarding::outbox::dequeue(&mut conn, &sid).await
+                crate::forwarding::outbox::dequeue(&mut conn, &sid, at).await
             } else {
                 Err(retention::Error::Conflict(
                     "the submission can no longer be cancelled".into(),
@@ -722,5 +722,188 @@ fn not_cancellable(s: &Submission, now: DateTime<Utc>) -> Error {
             "submission {} is {} and can no longer be cancelled",
             s.id, s.status
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retention::LedgerConfig;
+    use retention::testing::TestEnv;
+
+    retention::backend_tests!(
+        a_batch_of_filings_is_numbered_and_written_together,
+        a_filing_being_delivered_cannot_be_cancelled,
+    );
+
+    async fn employer(ledger: &Ledger) -> Caller {
+        let e = crate::employers::add(
+            ledger,
+            &retention::SystemClock,
+            Actor::System,
+            "E",
+            "12345678",
+        )
+        .await
+        .unwrap()
+        .employer;
+        Caller {
+            employer_id: e.id,
+            registration_number: "12345678".into(),
+            actor: Actor::System,
+        }
+    }
+
+    fn accepting(caller: &Caller, i: usize, hold_window: Duration) -> Accepting {
+        let original = bytes::Bytes::from(format!("<doc n=\"{i}\"/>"));
+        Accepting {
+            id: retention::MessageId::new().to_string(),
+            employer_id: caller.employer_id.clone(),
+            actor: Actor::System,
+            origin: Origin::Signed {
+                registrations: Vec::new(),
+            },
+            document_type: "contribution-report".into(),
+            number_prefix: 'C',
+            sha256: retention::Sha256Hex::of(&original).to_string(),
+            original,
+            sender_reference: Some(format!("ref-{i}")),
+            idempotency_key: None,
+            signer_fingerprint: None,
+            crl_sha256: None,
+            signed_digest: None,
+            warnings: "[]".into(),
+            hold_window,
+            person_keys: vec![format!("key-{i}"), "shared".into()],
+        }
+    }
+
+    async fn count(env: &TestEnv, sql: &'static str) -> i64 {
+        on_pool!(&env.db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap()
+    }
+
+    /// Filings recorded at once share log batches: their rows are written together,
+    /// their document numbers are distinct and consecutive, each receipt names its
+    /// own number and position, and a filing whose row breaks a constraint (a sender
+    /// reference used twice) fails alone.
+    async fn a_batch_of_filings_is_numbered_and_written_together(env: TestEnv) {
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let caller = employer(&ledger).await;
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let mut a = accepting(&caller, i, Duration::zero());
+            if i == 17 {
+                a.sender_reference = Some("ref-3".into());
+            }
+            let (ledger, keys) = (ledger.clone(), env.keys.clone());
+            calls.spawn(async move { (i, record(&ledger, keys, a).await) });
+        }
+        let mut made = Vec::new();
+        let mut failed = Vec::new();
+        while let Some(r) = calls.join_next().await {
+            match r.unwrap() {
+                (_, Ok(s)) => made.push(s),
+                (i, Err(e)) => failed.push((i, e.to_string())),
+            }
+        }
+        task.shutdown().await;
+        // The second user of "ref-3" (3 or 17, whichever came later) fails alone.
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(made.len(), 39);
+        let mut numbers: Vec<String> = made.iter().map(|s| s.document_number.clone()).collect();
+        numbers.sort();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 39, "distinct numbers");
+        let tail: Vec<u32> = numbers
+            .iter()
+            .map(|n| n[n.len() - 6..].parse().unwrap())
+            .collect();
+        assert_eq!(tail, (1..=39).collect::<Vec<u32>>(), "no gaps: {numbers:?}");
+        let jwks = env.keys.receipt_jwks();
+        for s in &made {
+            let claims = retention::receipts::verify(&s.receipt, &jwks).unwrap();
+            assert_eq!(claims.document_number, s.document_number);
+            assert_eq!(claims.log_seq, s.log_seq);
+            assert_eq!(claims.sub, s.id);
+        }
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM submissions").await, 39);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM outbox").await, 39);
+        assert_eq!(
+            count(
+                &env,
+                "SELECT COUNT(*) FROM submissions WHERE persons_indexed_at IS NULL"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(&env, "SELECT COUNT(*) FROM person_index").await,
+            39 * 2
+        );
+        // One receive entry per filing, at the position its receipt names.
+        assert_eq!(
+            count(
+                &env,
+                "SELECT COUNT(*) FROM submissions s JOIN log_entries e ON e.seq = s.log_seq \
+                 WHERE e.action = 'submission.receive' AND e.subject = 'submission:' || s.id"
+            )
+            .await,
+            39
+        );
+        let report = retention::ledger::verify::verify(
+            &env.db,
+            &env.originals,
+            &env.keys.checkpoint_verifier(),
+            &retention::ledger::verify::Silent,
+        )
+        .await
+        .unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+    }
+
+    /// A worker's lease on the outbox row means the filing is being delivered (a
+    /// first attempt records `submission.forward` only with the authority's answer):
+    /// a cancel then is refused, and allowed again once the lease is gone.
+    async fn a_filing_being_delivered_cannot_be_cancelled(env: TestEnv) {
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let caller = employer(&ledger).await;
+        let s = record(
+            &ledger,
+            env.keys.clone(),
+            accepting(&caller, 1, Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+        let now = Utc::now();
+        let lease = |until: Option<DateTime<Utc>>| {
+            let (db, id) = (env.db.clone(), s.id.clone());
+            async move {
+                on_pool!(&db, pool => {
+                    sqlx::query("UPDATE outbox SET lease_owner = 'w', lease_until = $1 WHERE submission_id = $2")
+                        .bind(until)
+                        .bind(&id)
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                });
+            }
+        };
+        lease(Some(now + Duration::minutes(5))).await;
+        let refused = cancel(&ledger, &env.db, &caller, &s.id, now)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("being forwarded"), "{refused}");
+        assert_eq!(
+            get(&env.db, &caller.employer_id, &s.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            status::ACCEPTED
+        );
+        lease(None).await;
+        let cancelled = cancel(&ledger, &env.db, &caller, &s.id, now).await.unwrap();
+        assert_eq!(cancelled.status, status::CANCELLED);
+        task.shutdown().await;
     }
 }

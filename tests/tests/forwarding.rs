@@ -263,6 +263,18 @@ async fn default_sandbox_forwards_and_answers_come_back(inst: Instance) {
     assert!(server.stop().await.success());
     assert_eq!(count(&inst, "SELECT COUNT(*) FROM outbox").await, 0);
     assert_eq!(count(&inst, "SELECT COUNT(*) FROM answers").await, 4);
+    // A first attempt that the authority takes records accepted → forwarding and
+    // the delivery in one append: consecutive entries.
+    assert_eq!(
+        count(
+            &inst,
+            "SELECT COUNT(*) FROM log_entries f JOIN log_entries d \
+             ON d.seq = f.seq + 1 AND d.subject = f.subject \
+             WHERE f.action = 'submission.forward' AND d.action = 'submission.deliver'"
+        )
+        .await,
+        2
+    );
     inst.run_ok(&["log", "verify"]).await;
 }
 

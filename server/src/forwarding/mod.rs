@@ -467,10 +467,20 @@ impl Forwarder {
 
     async fn deliver(&self, row: &Claimed) -> Result<Attempt, Failure> {
         let s = &row.submission;
-        if s.status == status::ACCEPTED {
-            // accepted → forwarding, unless a cancel got in first.
+        // A first attempt records accepted → forwarding together with the
+        // authority's answer, in one append (the lease held on the row keeps a
+        // cancel out meanwhile: `outbox::dequeue`); a retry records it first, so the
+        // status says the filing is on its way while it is retried.
+        let forward_with_answer = s.status == status::ACCEPTED && row.attempts == 0;
+        if s.status == status::ACCEPTED && !forward_with_answer {
             let transition = self
-                .transition(row, "submission.forward", None, outbox::Change::Forwarding)
+                .transition(
+                    row,
+                    false,
+                    "submission.forward",
+                    None,
+                    outbox::Change::Forwarding,
+                )
                 .await;
             match transition {
                 Ok(_) => {}
@@ -505,6 +515,7 @@ impl Forwarder {
                 let appended = self
                     .transition(
                         row,
+                        forward_with_answer,
                         "submission.deliver",
                         Some(Payload {
                             bytes: body,
@@ -535,6 +546,7 @@ impl Forwarder {
                 tracing::warn!(submission = %row.submission_id, status = code, "the authority refused the filing");
                 self.transition(
                     row,
+                    forward_with_answer,
                     "submission.authority-refuse",
                     Some(Payload {
                         bytes: body,
@@ -645,28 +657,37 @@ impl Forwarder {
     }
 
     /// Appends `action` for the row's submission and applies `change` in the same
-    /// transaction, provided this worker still holds the row's lease.
+    /// transaction, provided this worker still holds the row's lease; with
+    /// `forward_first`, `submission.forward` (accepted → forwarding) just before it,
+    /// in the same append. Returns the position of `action`'s entry.
     async fn transition(
         &self,
         row: &Claimed,
+        forward_first: bool,
         action: &str,
         payload: Option<Payload>,
         change: outbox::Change,
     ) -> Result<Appended, Error> {
+        let subject = format!("submission:{}", row.submission_id);
+        let entry = |action: &str, payload| NewEntry {
+            actor: Actor::System,
+            action: action.into(),
+            subject: subject.clone(),
+            payload,
+        };
+        let (mut entries, mut changes) = (Vec::new(), Vec::new());
+        if forward_first {
+            entries.push(entry("submission.forward", None));
+            changes.push(outbox::Change::Forwarding);
+        }
+        entries.push(entry(action, payload));
+        changes.push(change);
         let work: Work =
-            outbox::change_work(row.submission_id.clone(), self.owner.to_string(), change);
-        Ok(self
-            .ledger
-            .append_with(
-                NewEntry {
-                    actor: Actor::System,
-                    action: action.into(),
-                    subject: format!("submission:{}", row.submission_id),
-                    payload,
-                },
-                work,
-            )
-            .await?)
+            outbox::change_work(row.submission_id.clone(), self.owner.to_string(), changes);
+        let mut appended = self.ledger.append_all(entries, Some(work)).await?;
+        appended
+            .pop()
+            .ok_or_else(|| Error::Internal("the log returned no position".into()))
     }
 
     /// Flags overdue deliveries (once each) and refreshes the outbox gauges.

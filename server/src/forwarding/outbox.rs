@@ -205,14 +205,14 @@ fn conflict(why: &str) -> retention::Error {
     retention::Error::Conflict(why.into())
 }
 
-/// The work for `change` on `submission_id`, held by `owner`.
-pub fn change_work(submission_id: String, owner: String, change: Change) -> Work {
+/// The work for `changes` on `submission_id`, held by `owner`, in order, each at
+/// the time of its own entry (the entries are in the same order).
+pub fn change_work(submission_id: String, owner: String, changes: Vec<Change>) -> Work {
     Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
         Box::pin(async move {
-            let at = at
-                .first()
-                .map(|a| a.recorded_at)
-                .ok_or_else(|| conflict("no log position"))?;
+            if at.len() != changes.len() {
+                return Err(conflict("one log entry per change"));
+            }
             let held: i64 = on_conn!(&mut conn, c => {
                 sqlx::query_scalar(
                     "SELECT COUNT(*) FROM outbox WHERE submission_id = $1 AND lease_owner = $2",
@@ -225,66 +225,68 @@ pub fn change_work(submission_id: String, owner: String, change: Change) -> Work
             if held != 1 {
                 return Err(conflict("the outbox lease was lost"));
             }
-            match change {
-                Change::Forwarding => {
-                    let n = on_conn!(&mut conn, c => {
-                        sqlx::query(
-                            "UPDATE submissions SET status = $1, updated_at = $2 \
-                             WHERE id = $3 AND status = $4",
-                        )
-                        .bind(status::FORWARDING)
-                        .bind(at)
-                        .bind(&submission_id)
-                        .bind(status::ACCEPTED)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected()
-                    });
-                    if n != 1 {
-                        return Err(conflict("the submission is no longer accepted"));
+            for (change, at) in changes.into_iter().zip(at.iter().map(|a| a.recorded_at)) {
+                match change {
+                    Change::Forwarding => {
+                        let n = on_conn!(&mut conn, c => {
+                            sqlx::query(
+                                "UPDATE submissions SET status = $1, updated_at = $2 \
+                                 WHERE id = $3 AND status = $4",
+                            )
+                            .bind(status::FORWARDING)
+                            .bind(at)
+                            .bind(&submission_id)
+                            .bind(status::ACCEPTED)
+                            .execute(&mut *c)
+                            .await?
+                            .rows_affected()
+                        });
+                        if n != 1 {
+                            return Err(conflict("the submission is no longer accepted"));
+                        }
                     }
-                }
-                Change::Delivered {
-                    authority_ref,
-                    poll_at,
-                } => {
-                    on_conn!(&mut conn, c => {
-                        sqlx::query(
-                            "UPDATE submissions SET status = $1, authority_ref = $2, \
-                             delivered_at = $3, updated_at = $3 WHERE id = $4",
-                        )
-                        .bind(status::DELIVERED)
-                        .bind(&authority_ref)
-                        .bind(at)
-                        .bind(&submission_id)
-                        .execute(&mut *c)
-                        .await?;
-                        sqlx::query(
-                            "UPDATE outbox SET phase = 'poll', due_at = $1, attempts = 0, \
-                             last_error = NULL, lease_owner = NULL, lease_until = NULL \
-                             WHERE submission_id = $2",
-                        )
-                        .bind(at + poll_at)
-                        .bind(&submission_id)
-                        .execute(&mut *c)
-                        .await?;
-                    });
-                }
-                Change::Refused => {
-                    on_conn!(&mut conn, c => {
-                        sqlx::query(
-                            "UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3",
-                        )
-                        .bind(status::REFUSED_BY_AUTHORITY)
-                        .bind(at)
-                        .bind(&submission_id)
-                        .execute(&mut *c)
-                        .await?;
-                        sqlx::query("DELETE FROM outbox WHERE submission_id = $1")
+                    Change::Delivered {
+                        authority_ref,
+                        poll_at,
+                    } => {
+                        on_conn!(&mut conn, c => {
+                            sqlx::query(
+                                "UPDATE submissions SET status = $1, authority_ref = $2, \
+                                 delivered_at = $3, updated_at = $3 WHERE id = $4",
+                            )
+                            .bind(status::DELIVERED)
+                            .bind(&authority_ref)
+                            .bind(at)
                             .bind(&submission_id)
                             .execute(&mut *c)
                             .await?;
-                    });
+                            sqlx::query(
+                                "UPDATE outbox SET phase = 'poll', due_at = $1, attempts = 0, \
+                                 last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                                 WHERE submission_id = $2",
+                            )
+                            .bind(at + poll_at)
+                            .bind(&submission_id)
+                            .execute(&mut *c)
+                            .await?;
+                        });
+                    }
+                    Change::Refused => {
+                        on_conn!(&mut conn, c => {
+                            sqlx::query(
+                                "UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3",
+                            )
+                            .bind(status::REFUSED_BY_AUTHORITY)
+                            .bind(at)
+                            .bind(&submission_id)
+                            .execute(&mut *c)
+                            .await?;
+                            sqlx::query("DELETE FROM outbox WHERE submission_id = $1")
+                                .bind(&submission_id)
+                                .execute(&mut *c)
+                                .await?;
+                        });
+                    }
                 }
             }
             Ok(())
@@ -514,13 +516,29 @@ pub async fn enqueue_many(
 }
 
 /// Drops the queue row of a cancelled submission (called from the cancel's work).
-pub async fn dequeue(conn: &mut DbConn<'_>, submission_id: &str) -> Result<(), retention::Error> {
-    on_conn!(conn, c => {
-        sqlx::query("DELETE FROM outbox WHERE submission_id = $1 AND phase = 'deliver'")
-            .bind(submission_id)
-            .execute(&mut *c)
-            .await?;
+/// A row a worker holds a lease on at `now` is being delivered: the cancel is then
+/// refused (a first attempt records `submission.forward` only once the authority
+/// answered, so this, not the status, is what keeps a filing being sent from being
+/// cancelled).
+pub async fn dequeue(
+    conn: &mut DbConn<'_>,
+    submission_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    let deleted = on_conn!(conn, c => {
+        sqlx::query(
+            "DELETE FROM outbox WHERE submission_id = $1 AND phase = 'deliver' \
+             AND (lease_until IS NULL OR lease_until < $2)",
+        )
+        .bind(submission_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
     });
+    if deleted != 1 {
+        return Err(conflict("the submission is being forwarded"));
+    }
     Ok(())
 }
 
