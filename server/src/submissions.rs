@@ -538,6 +538,13 @@ async fn find_one(
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(employer_id)
             .bind(value)
+            // Planned at each call, never from a cached generic plan: PostgreSQL
+            // caches one per connection after five calls, and one made while the
+            // table was new (before autovacuum's first ANALYZE) scanned the whole
+            // employer's filings through another index, ~6 ms a lookup and growing
+            // (the intake bench: 30 s of PostgreSQL time in 15 s). The intake runs
+            // three such lookups per filing; a fresh plan takes the unique index.
+            .persistent(false)
             .fetch_optional(pool)
             .await
             .map_err(retention::Error::from)?
