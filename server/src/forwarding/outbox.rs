@@ -211,7 +211,9 @@ pub fn change_work(submission_id: String, owner: String, changes: Vec<Change>) -
     Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
         Box::pin(async move {
             if at.len() != changes.len() {
-                return Err(conflict("one log entry per change"));
+                return Err(retention::Error::Internal(
+                    "a transition needs one log entry per change".into(),
+                ));
             }
             let held: i64 = on_conn!(&mut conn, c => {
                 sqlx::query_scalar(
