@@ -360,21 +360,21 @@ async fn document_numbers(
             received.recorded_at.format("%y%m").to_string(),
         )
     };
-    let mut counts: indexmap::IndexMap<(String, String), i64> = indexmap::IndexMap::new();
+    // Per prefix and month: how many this batch needs, then the first of them.
+    let mut numbers: indexmap::IndexMap<(String, String), i64> = indexmap::IndexMap::new();
     for r in recordings {
-        *counts.entry(key(r)).or_default() += 1;
+        *numbers.entry(key(r)).or_default() += 1;
     }
-    let mut next = std::collections::HashMap::new();
-    for ((prefix, period), n) in &counts {
+    for ((prefix, period), n) in numbers.iter_mut() {
         let last: i64 = on_conn!(conn, c => {
             sqlx::query_scalar(
                 "INSERT INTO document_counters (prefix, period, last) VALUES ($1, $2, $3) \
                  ON CONFLICT (prefix, period) DO UPDATE SET last = document_counters.last + excluded.last \
                  RETURNING last",
             )
-            .bind(prefix)
-            .bind(period)
-            .bind(n)
+            .bind(prefix.as_str())
+            .bind(period.as_str())
+            .bind(*n)
             .fetch_one(&mut *c)
             .await?
         });
@@ -383,18 +383,16 @@ async fn document_numbers(
                 "document numbers for {prefix}{period} are exhausted"
             )));
         }
-        next.insert((prefix.clone(), period.clone()), last - n + 1);
+        *n = last - *n + 1;
     }
     recordings
         .iter()
         .map(|r| {
-            let (prefix, period) = key(r);
-            let n = next
-                .get_mut(&(prefix.clone(), period.clone()))
-                .ok_or_else(|| {
-                    retention::Error::Internal("a document counter went missing".into())
-                })?;
-            let number = format!("{prefix}{period}{n:06}");
+            let k = key(r);
+            let n = numbers.get_mut(&k).ok_or_else(|| {
+                retention::Error::Internal("a document counter went missing".into())
+            })?;
+            let number = format!("{}{}{n:06}", k.0, k.1);
             *n += 1;
             Ok(number)
         })

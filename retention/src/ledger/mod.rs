@@ -423,6 +423,7 @@ struct Appender {
     config: LedgerConfig,
 }
 
+#[derive(Clone)]
 struct Head {
     seq: i64,
     hash: String,
@@ -587,11 +588,7 @@ impl Appender {
 impl Appender {
     /// `entries` chained after `head`: their rows and positions, and the new head.
     fn chain(&self, head: &Head, entries: &[PendingEntry]) -> Result<(Vec<Entry>, Head)> {
-        let mut at = Head {
-            seq: head.seq,
-            hash: head.hash.clone(),
-            recorded_at: head.recorded_at,
-        };
+        let mut at = head.clone();
         let mut rows = Vec::with_capacity(entries.len());
         for p in entries {
             let prev_hash = at.hash.clone();
@@ -678,11 +675,7 @@ impl Appender {
         head: &mut Head,
         run: &mut [PendingAppend],
     ) -> Result<Option<Vec<Vec<Appended>>>> {
-        let mut at = Head {
-            seq: head.seq,
-            hash: head.hash.clone(),
-            recorded_at: head.recorded_at,
-        };
+        let mut at = head.clone();
         let mut rows = Vec::new();
         let mut appended = Vec::with_capacity(run.len());
         for a in run.iter() {
