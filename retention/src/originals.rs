@@ -4,9 +4,10 @@
 //!
 //! Keys are `sha256/ab/cd/<64 hex>`. By default the store is a local directory under
 //! the data dir; an S3-compatible bucket (with Object Lock in production) is chosen by
-//! config. A put is durable before it returns (on the local backend the file and every
-//! directory up to the store root are fsynced), putting the same bytes twice is a no-op,
-//! and a get re-checks the hash.
+//! config. A put is durable before it returns (on the local backend the file, the
+//! directory it is linked into and every directory the put created are fsynced; the
+//! store root and its parent once, when the store is opened), putting the same bytes
+//! twice is a no-op, and a get re-checks the hash.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -66,9 +67,12 @@ fn default_region() -> String {
 #[derive(Debug, Clone)]
 pub struct Originals {
     store: Arc<dyn ObjectStore>,
-    /// The root directory when the store is local: puts fsync below it.
+    /// The root directory when the store is local.
     local_root: Option<PathBuf>,
 }
+
+/// Above this size a put first asks whether the original is already stored.
+const ASK_FIRST_ABOVE_BYTES: usize = 64 * 1024;
 
 /// The store key of an original.
 fn key(sha256: &Sha256Hex) -> Path {
@@ -98,7 +102,16 @@ impl Originals {
             .create(dir)
             .map_err(|e| Error::io(dir, e))?;
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let store = LocalFileSystem::new_with_prefix(&root)?;
+        // The root may just have been created: its entry is durable from here on.
+        for d in [Some(root.as_path()), root.parent()].into_iter().flatten() {
+            std::fs::File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(d, e))?;
+        }
+        // object_store fsyncs each written file, the directory it is linked into and
+        // every directory it creates (up to the first that existed) before a put
+        // returns: two fsyncs per original once its directories exist.
+        let store = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true);
         Ok(Self {
             store: Arc::new(store),
             local_root: Some(root),
@@ -139,10 +152,17 @@ impl Originals {
     pub async fn put(&self, bytes: Bytes) -> Result<Sha256Hex> {
         let sha256 = Sha256Hex::of(&bytes);
         let location = key(&sha256);
-        match self.store.head(&location).await {
-            Ok(_) => return Ok(sha256),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        // A large original already stored is not written again; for a small one,
+        // writing it costs less than asking first (and a put is create-only).
+        if bytes.len() > ASK_FIRST_ABOVE_BYTES {
+            match self.store.head(&location).await {
+                Ok(_) => {
+                    self.sync_existing(&location).await?;
+                    return Ok(sha256);
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -153,17 +173,34 @@ impl Originals {
             .put_opts(&location, PutPayload::from(bytes), opts)
             .await
         {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                self.sync_existing(&location).await?;
+            }
             Err(e) => return Err(e.into()),
         }
-        if let Some(root) = &self.local_root {
-            let root = root.clone();
-            let rel = location.to_string();
-            tokio::task::spawn_blocking(move || fsync_path(&root, &rel))
-                .await
-                .map_err(|e| Error::Internal(format!("fsync task failed: {e}")))??;
-        }
         Ok(sha256)
+    }
+
+    /// Makes an original found already stored durable before a put says so: a
+    /// concurrent put of the same bytes may have linked it and not yet synced its
+    /// directory. (Its parent directories were synced before it was linked.)
+    async fn sync_existing(&self, location: &Path) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(location.as_ref());
+        tokio::task::spawn_blocking(move || {
+            let dir = file.parent().unwrap_or(&file).to_path_buf();
+            for path in [&file, &dir] {
+                std::fs::File::open(path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(path, e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("fsync task failed: {e}")))?
     }
 
     /// The bytes stored under `sha256`, after checking they still hash to it.
@@ -304,25 +341,6 @@ fn hashes_to(sha256: &Sha256Hex, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// fsyncs `root/rel` and every directory from its parent up to `root`.
-fn fsync_path(root: &FsPath, rel: &str) -> Result<()> {
-    let file = root.join(rel);
-    std::fs::File::open(&file)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(&file, e))?;
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        std::fs::File::open(d)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(d, e))?;
-        if d == root {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +417,42 @@ mod tests {
             .join(&h1.as_str()[2..4])
             .join(h1.as_str());
         assert_eq!(std::fs::read(p).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn putting_again_leaves_one_file_and_no_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Originals::local(dir.path()).unwrap();
+        // A small one is written and refused by the create-only link; a large one
+        // is found by asking first.
+        let small = Bytes::from_static(b"<doc>small</doc>");
+        let large = Bytes::from(vec![b'x'; ASK_FIRST_ABOVE_BYTES + 1]);
+        for bytes in [small, large] {
+            let h = store.put(bytes.clone()).await.unwrap();
+            assert_eq!(store.put(bytes.clone()).await.unwrap(), h);
+            assert_eq!(store.get(&h).await.unwrap(), bytes);
+        }
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.path().to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    files.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        assert_eq!(
+            files.len(),
+            2,
+            "one file per original, nothing staged: {files:?}"
+        );
+        assert!(
+            files.iter().all(|f| Sha256Hex::parse(f).is_some()),
+            "{files:?}"
+        );
     }
 
     #[tokio::test]
