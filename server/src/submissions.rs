@@ -525,6 +525,62 @@ pub async fn find_by_sender_reference(
     find_one(db, "sender_reference", employer_id, reference).await
 }
 
+/// What an analysed filing repeats: the employer's submission of the same signed
+/// content, and the one carrying the same sender reference (often the same row).
+#[derive(Debug, Default)]
+pub struct Repeats {
+    pub signed_digest: Option<Submission>,
+    pub sender_reference: Option<Submission>,
+}
+
+/// [`find_by_signed_digest`] and [`find_by_sender_reference`] in one statement: the
+/// intake asks both of every analysed filing, and a round trip to the database
+/// costs more CPU than the lookup itself.
+pub async fn find_repeats(
+    db: &Db,
+    employer_id: &str,
+    digest: &str,
+    reference: Option<&str>,
+) -> Result<Repeats, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, signed_digest FROM submissions WHERE employer_id = $1 \
+         AND (signed_digest = $2 OR sender_reference = $3)"
+    );
+    let rows: Vec<FoundRow> = on_pool!(db, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(employer_id)
+            .bind(digest)
+            .bind(reference)
+            // As in `find_one`.
+            .persistent(false)
+            .fetch_all(pool)
+            .await
+            .map_err(retention::Error::from)?
+    });
+    let mut repeats = Repeats::default();
+    for FoundRow {
+        submission,
+        signed_digest,
+    } in rows
+    {
+        if reference.is_some() && submission.sender_reference.as_deref() == reference {
+            repeats.sender_reference = Some(submission.clone());
+        }
+        if signed_digest.as_deref() == Some(digest) {
+            repeats.signed_digest = Some(submission);
+        }
+    }
+    Ok(repeats)
+}
+
+/// A [`Submission`] row with the digest it was found by.
+#[derive(sqlx::FromRow)]
+struct FoundRow {
+    #[sqlx(flatten)]
+    submission: Submission,
+    signed_digest: Option<String>,
+}
+
 async fn find_one(
     db: &Db,
     column: &'static str,

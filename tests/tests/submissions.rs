@@ -321,7 +321,21 @@ async fn idempotency_key_and_cancel_window(inst: Instance) {
     let filer = set_up(&inst, "12345678").await;
     let a = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
     let b = sign(&inst, &filer, &report(&filer.registration, 2), "employer").await;
+    // `a`'s sender reference on other content.
+    let a_other =
+        report(&filer.registration, 1).replacen("<GivenName>Peter<", "<GivenName>Petr<", 1);
+    assert_ne!(a_other, report(&filer.registration, 1));
+    let a_other = sign(&inst, &filer, &a_other, "employer").await;
     let server = inst.serve().await;
+    let without_key = |body: String| {
+        server
+            .http
+            .post(server.url("/api/v1/submissions"))
+            .bearer_auth(&filer.token)
+            .header("content-type", "application/xml")
+            .body(body)
+            .send()
+    };
     let with_key = |body: String| {
         server
             .http
@@ -335,12 +349,26 @@ async fn idempotency_key_and_cancel_window(inst: Instance) {
     let first = with_key(a.clone()).await.unwrap();
     assert_eq!(first.status(), 201);
     let first = json(first).await;
-    assert_eq!(with_key(a).await.unwrap().status(), 200);
+    assert_eq!(with_key(a.clone()).await.unwrap().status(), 200);
     let conflict = with_key(b.clone()).await.unwrap();
     assert_eq!(conflict.status(), 409);
     assert_eq!(
         json(conflict).await["errors"][0]["code"],
         "idempotency-key.conflict"
+    );
+    // The same signed content in other bytes is the first filing; other content
+    // under its sender reference is a conflict naming it.
+    let again = without_key(format!("{a}\n")).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(json(again).await["message_id"], first["message_id"]);
+    let conflict = without_key(a_other).await.unwrap();
+    assert_eq!(conflict.status(), 409);
+    let conflict = json(conflict).await;
+    assert_eq!(conflict["errors"][0]["code"], "sender-reference.conflict");
+    let message = conflict["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(first["message_id"].as_str().unwrap()),
+        "{message}"
     );
 
     // Inside the window: cancelled, once.

@@ -525,9 +525,17 @@ impl Intake {
 
         // The same signed document in other bytes (a trailing newline, a comment):
         // the first filing, not a second one.
+        // One statement answers this and, further down, the sender reference's
+        // question (both known since the analysis).
         let digest = analysis.inspected.content_digest.clone();
-        if let Some(first) = submissions::find_by_signed_digest(&self.db, employer, &digest).await?
-        {
+        let repeats = submissions::find_repeats(
+            &self.db,
+            employer,
+            &digest,
+            analysis.checked.sender_reference.as_deref(),
+        )
+        .await?;
+        if let Some(first) = repeats.signed_digest {
             return Ok(Verdict::Repeated(Box::new(first)));
         }
         let signer = analysis.inspected.signer();
@@ -602,8 +610,7 @@ impl Intake {
             });
         }
         if let Some(reference) = &checked.sender_reference
-            && let Some(first) =
-                submissions::find_by_sender_reference(&self.db, employer, reference).await?
+            && let Some(first) = repeats.sender_reference
         {
             // The same content recorded meanwhile by a concurrent request is the
             // first filing, not a conflict.
