@@ -286,14 +286,14 @@ impl Db {
     pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match self {
             Db::Sqlite(pool) => WriteTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(PG_LEDGER_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                WriteTx::Postgres(tx)
-            }
+            // The transaction and the lock in one round trip (a simple query of two
+            // statements): the appender begins one per batch.
+            Db::Postgres(pool) => WriteTx::Postgres(
+                pool.begin_with(sqlx::AssertSqlSafe(format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({PG_LEDGER_LOCK})"
+                )))
+                .await?,
+            ),
         })
     }
 

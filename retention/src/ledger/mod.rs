@@ -514,13 +514,7 @@ impl Appender {
         checkpoint_requested: bool,
     ) -> Result<(Vec<Result<Vec<Appended>>>, Option<Checkpoint>)> {
         let mut tx = self.db.begin_write().await?;
-        let mut head = read_head(&mut tx).await?;
-        let last_cp = on_conn!(&mut tx.conn(), c => {
-            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(tree_size) FROM log_checkpoints")
-                .fetch_one(&mut *c)
-                .await?
-        })
-        .unwrap_or(0);
+        let (mut head, last_cp) = read_head(&mut tx).await?;
 
         let mut outcomes = Vec::with_capacity(appends.len());
         let mut i = 0;
@@ -739,26 +733,39 @@ async fn exec(tx: &mut WriteTx, sql: &'static str) -> Result<()> {
     Ok(())
 }
 
-async fn read_head(tx: &mut WriteTx) -> Result<Head> {
-    let row: Option<(i64, String, DateTime<Utc>)> = on_conn!(&mut tx.conn(), c => {
+/// The log's head and the size of its newest checkpoint (0 when none), in one
+/// round trip: the appender asks at the start of every batch, holding the lock.
+async fn read_head(tx: &mut WriteTx) -> Result<(Head, i64)> {
+    type Row = (
+        Option<i64>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+        Option<i64>,
+    );
+    let (seq, hash, at, last_cp): Row = on_conn!(&mut tx.conn(), c => {
         sqlx::query_as(
-            "SELECT seq, entry_hash, recorded_at FROM log_entries ORDER BY seq DESC LIMIT 1",
+            "SELECT h.seq, h.entry_hash, h.recorded_at, \
+             (SELECT MAX(tree_size) FROM log_checkpoints) \
+             FROM (SELECT 1) AS one LEFT JOIN \
+             (SELECT seq, entry_hash, recorded_at FROM log_entries ORDER BY seq DESC LIMIT 1) AS h \
+             ON TRUE",
         )
-        .fetch_optional(&mut *c)
+        .fetch_one(&mut *c)
         .await?
     });
-    Ok(match row {
-        Some((seq, hash, at)) => Head {
+    let head = match (seq, hash) {
+        (Some(seq), Some(hash)) => Head {
             seq,
             hash,
-            recorded_at: Some(at),
+            recorded_at: at,
         },
-        None => Head {
+        _ => Head {
             seq: 0,
             hash: GENESIS_HASH.to_owned(),
             recorded_at: None,
         },
-    })
+    };
+    Ok((head, last_cp.unwrap_or(0)))
 }
 
 /// Rows per multi-row statement: well inside both backends' limits on bound
