@@ -13,7 +13,7 @@
 //! pre-registration row, its validation, its listing, the pairing and the deadline
 //! sweep. Pairing matches employer, person id and kind, with effective dates at most
 //! `pairing_tolerance_days` apart, against the registration items the server notes
-//! in the transaction that accepts a registration form ([`note_registration`]); it
+//! in the transaction that accepts a registration form ([`note_registrations`]); it
 //! runs right after each acceptance and on every sweep, so a crash in between only
 //! delays it. Each change is a log entry: `preregistration.pair`,
 //! `preregistration.overdue`, `preregistration.remind`.
@@ -220,36 +220,49 @@ const VIEW: &str = "SELECT p.id, p.employer_id, p.phone_access_id, s.document_nu
     s.status AS forwarding_status, p.received_at, p.deadline_at, p.paired_with, p.paired_at, s.receipt \
     FROM preregistrations p JOIN submissions s ON s.id = p.id";
 
-/// Stores the pre-registration row (inside the transaction that records the filing).
-pub async fn insert(
-    conn: &mut DbConn<'_>,
-    id: &str,
-    employer_id: &str,
-    phone_access_id: &str,
-    p: &Checked,
-    received_at: DateTime<Utc>,
-    deadline: Duration,
-) -> Result<(), retention::Error> {
+/// A pre-registration row to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRow<'a> {
+    pub id: &'a str,
+    pub employer_id: &'a str,
+    pub phone_access_id: &'a str,
+    pub checked: &'a Checked,
+    pub received_at: DateTime<Utc>,
+    /// The registration form is due this long after `received_at`.
+    pub deadline: Duration,
+}
+
+/// Rows per multi-row statement (12 bound values each): inside both backends'
+/// limits on bound parameters.
+const INSERT_ROWS: usize = 1000;
+
+/// Stores pre-registration rows (inside the transaction that records their
+/// filings), a multi-row statement per thousand: the log appender writes a batch's
+/// filings together.
+pub async fn insert(conn: &mut DbConn<'_>, rows: &[NewRow<'_>]) -> Result<(), retention::Error> {
     on_conn!(conn, c => {
-        sqlx::query(
-            "INSERT INTO preregistrations (id, employer_id, phone_access_id, person_id, surname, \
-             given_name, birth_date, kind, effective_date, received_at, deadline_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(id)
-        .bind(employer_id)
-        .bind(phone_access_id)
-        .bind(&p.person_id)
-        .bind(&p.surname)
-        .bind(&p.given_name)
-        .bind(p.birth_date.to_string())
-        .bind(p.kind.as_str())
-        .bind(p.effective_date.to_string())
-        .bind(received_at)
-        .bind(received_at + deadline)
-        .bind(state::RECEIVED)
-        .execute(&mut *c)
-        .await?;
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO preregistrations (id, employer_id, phone_access_id, person_id, surname, \
+                 given_name, birth_date, kind, effective_date, received_at, deadline_at, state) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                let p = r.checked;
+                row.push_bind(r.id)
+                    .push_bind(r.employer_id)
+                    .push_bind(r.phone_access_id)
+                    .push_bind(&p.person_id)
+                    .push_bind(&p.surname)
+                    .push_bind(&p.given_name)
+                    .push_bind(p.birth_date.to_string())
+                    .push_bind(p.kind.as_str())
+                    .push_bind(p.effective_date.to_string())
+                    .push_bind(r.received_at)
+                    .push_bind(r.received_at + r.deadline)
+                    .push_bind(state::RECEIVED);
+            });
+            insert.build().execute(&mut *c).await?;
+        }
     });
     Ok(())
 }
@@ -263,30 +276,38 @@ pub struct RegistrationItem {
     pub effective_date: Option<NaiveDate>,
 }
 
-/// Notes the registrations of an accepted registration form (inside the transaction
-/// that accepts it), for pairing.
-pub async fn note_registration(
+/// Notes the registrations of accepted registration forms — `(submission id,
+/// employer id, its items)` — inside the transaction that accepts them, for
+/// pairing; multi-row statements, as [`insert`].
+pub async fn note_registrations(
     conn: &mut DbConn<'_>,
-    submission_id: &str,
-    employer_id: &str,
-    items: &[RegistrationItem],
+    forms: &[(&str, &str, &[RegistrationItem])],
 ) -> Result<(), retention::Error> {
-    for (n, item) in items.iter().enumerate() {
-        on_conn!(conn, c => {
-            sqlx::query(
-                "INSERT INTO registration_items (submission_id, n, employer_id, person_id, kind, effective_date) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(submission_id)
-            .bind(i64::try_from(n + 1).unwrap_or(i64::MAX))
-            .bind(employer_id)
-            .bind(&item.person_id)
-            .bind(&item.kind)
-            .bind(item.effective_date.map(|d| d.to_string()))
-            .execute(&mut *c)
-            .await?;
-        });
-    }
+    let rows: Vec<(&str, i64, &str, &RegistrationItem)> = forms
+        .iter()
+        .flat_map(|(submission_id, employer_id, items)| {
+            items.iter().enumerate().map(move |(n, item)| {
+                let n = i64::try_from(n + 1).unwrap_or(i64::MAX);
+                (*submission_id, n, *employer_id, item)
+            })
+        })
+        .collect();
+    on_conn!(conn, c => {
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO registration_items (submission_id, n, employer_id, person_id, kind, effective_date) ",
+            );
+            insert.push_values(chunk, |mut row, (submission_id, n, employer_id, item)| {
+                row.push_bind(*submission_id)
+                    .push_bind(*n)
+                    .push_bind(*employer_id)
+                    .push_bind(&item.person_id)
+                    .push_bind(&item.kind)
+                    .push_bind(item.effective_date.map(|d| d.to_string()));
+            });
+            insert.build().execute(&mut *c).await?;
+        }
+    });
     Ok(())
 }
 

@@ -54,16 +54,15 @@ impl Host for FakeHost {
                         .execute(&mut *c)
                         .await?;
                     });
-                    prereg::insert(
-                        &mut conn,
-                        &f.id,
-                        &f.caller.employer_id,
-                        &f.caller.access_id,
-                        &f.checked,
-                        now,
-                        f.deadline,
-                    )
-                    .await
+                    let row = prereg::NewRow {
+                        id: &f.id,
+                        employer_id: &f.caller.employer_id,
+                        phone_access_id: &f.caller.access_id,
+                        checked: &f.checked,
+                        received_at: now,
+                        deadline: f.deadline,
+                    };
+                    prereg::insert(&mut conn, &[row]).await
                 })
             });
             self.ledger

@@ -286,17 +286,17 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
             insert.build().execute(&mut *c).await?;
         }
     });
+    let mut forms = Vec::new();
+    let mut phoned = Vec::new();
     for ((r, _), m) in recordings.iter().zip(&made) {
         let a = &r.accepting;
         match &a.origin {
             Origin::Signed { registrations } if !registrations.is_empty() => {
-                mobile_api::prereg::note_registration(
-                    &mut conn,
-                    &a.id,
-                    &a.employer_id,
-                    registrations,
-                )
-                .await?;
+                forms.push((
+                    a.id.as_str(),
+                    a.employer_id.as_str(),
+                    registrations.as_slice(),
+                ));
             }
             Origin::Signed { .. } => {}
             Origin::Phone {
@@ -304,20 +304,18 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
                 checked,
                 deadline,
                 ..
-            } => {
-                mobile_api::prereg::insert(
-                    &mut conn,
-                    &a.id,
-                    &a.employer_id,
-                    access_id,
-                    checked,
-                    m.received_at,
-                    *deadline,
-                )
-                .await?;
-            }
+            } => phoned.push(mobile_api::prereg::NewRow {
+                id: &a.id,
+                employer_id: &a.employer_id,
+                phone_access_id: access_id,
+                checked,
+                received_at: m.received_at,
+                deadline: *deadline,
+            }),
         }
     }
+    mobile_api::prereg::note_registrations(&mut conn, &forms).await?;
+    mobile_api::prereg::insert(&mut conn, &phoned).await?;
     let persons: Vec<(&str, &[String])> = recordings
         .iter()
         .map(|(r, _)| (r.accepting.id.as_str(), r.accepting.person_keys.as_slice()))
