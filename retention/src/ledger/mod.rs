@@ -556,11 +556,54 @@ impl Appender {
     /// One transaction: the batch's entries (each with its work) and, when due, a
     /// checkpoint. Per-append failures of work are returned in the outcome list;
     /// an `Err` means nothing was written.
+    ///
+    /// A batch whose appends all describe rows for one writer (filings only, the
+    /// usual batch) is first written without a savepoint, two round trips fewer; if
+    /// that fails, the transaction is rolled back and the batch written again one
+    /// append at a time, each in its savepoint, so a failing append still fails
+    /// alone.
     async fn write(
         &self,
         appends: &mut [PendingAppend],
         checkpoint_requested: bool,
     ) -> Result<(Vec<Result<Vec<Appended>>>, Option<Checkpoint>)> {
+        let first = appends
+            .first()
+            .and_then(|a| a.work.as_ref())
+            .and_then(Job::writer);
+        let one_writer = first.is_some()
+            && appends
+                .iter()
+                .all(|a| a.work.as_ref().and_then(Job::writer) == first);
+        if one_writer {
+            if let Some(done) = self
+                .write_tx(appends, checkpoint_requested, Runs::Bare)
+                .await?
+            {
+                return Ok(done);
+            }
+            tracing::debug!(
+                appends = appends.len(),
+                "a batch of one run failed; writing it one append at a time"
+            );
+            return self
+                .write_tx(appends, checkpoint_requested, Runs::Never)
+                .await?
+                .ok_or_else(|| Error::Internal("a batch written one at a time gave up".into()));
+        }
+        self.write_tx(appends, checkpoint_requested, Runs::InSavepoints)
+            .await?
+            .ok_or_else(|| Error::Internal("a batch with savepoints gave up".into()))
+    }
+
+    /// [`Appender::write`] in one transaction, runs written as `runs` says.
+    /// `Ok(None)`: a bare run failed and the transaction was rolled back.
+    async fn write_tx(
+        &self,
+        appends: &mut [PendingAppend],
+        checkpoint_requested: bool,
+        runs: Runs,
+    ) -> Result<Option<(Vec<Result<Vec<Appended>>>, Option<Checkpoint>)>> {
         let mut tx = self.db.begin_write().await?;
         let (mut head, last_cp) = read_head(&mut tx).await?;
 
@@ -576,14 +619,26 @@ impl Appender {
                     j += 1;
                 }
             }
-            if j - i > 1
-                && let Some(written) = self
-                    .write_run(&mut tx, &mut head, &mut appends[i..j])
+            let as_run = match runs {
+                Runs::Bare => true,
+                Runs::InSavepoints => j - i > 1,
+                Runs::Never => false,
+            };
+            if as_run {
+                let savepoint = runs == Runs::InSavepoints;
+                match self
+                    .write_run(&mut tx, &mut head, &mut appends[i..j], savepoint)
                     .await?
-            {
-                outcomes.extend(written.into_iter().map(Ok));
-                i = j;
-                continue;
+                {
+                    Some(written) => {
+                        outcomes.extend(written.into_iter().map(Ok));
+                        i = j;
+                        continue;
+                    }
+                    // Dropping the transaction rolls it back.
+                    None if !savepoint => return Ok(None),
+                    None => {}
+                }
             }
             // One at a time: a single append, or a run that failed as a whole.
             for a in &mut appends[i..j] {
@@ -623,8 +678,19 @@ impl Appender {
             None
         };
         tx.commit().await?;
-        Ok((outcomes, checkpoint))
+        Ok(Some((outcomes, checkpoint)))
     }
+}
+
+/// How [`Appender::write_tx`] writes runs of appends with the same row writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    /// The whole batch is one run, written without a savepoint.
+    Bare,
+    /// Each run of two or more in a savepoint, one at a time if it fails.
+    InSavepoints,
+    /// One append at a time, each in its savepoint.
+    Never,
 }
 
 impl Appender {
@@ -707,8 +773,9 @@ impl Appender {
         Ok(r.map(|()| appended))
     }
 
-    /// A run of appends with the same writer, in one savepoint: all entries in a
-    /// few multi-row statements, then one call of the writer for all items.
+    /// A run of appends with the same writer, in one savepoint (or none, when the
+    /// caller rolls back the whole transaction if it fails): all entries in a few
+    /// multi-row statements, then one call of the writer for all items.
     /// `Ok(None)`: something in it failed and nothing of it is written (the caller
     /// writes its appends one at a time). `Err`: the transaction failed.
     async fn write_run(
@@ -716,6 +783,7 @@ impl Appender {
         tx: &mut WriteTx,
         head: &mut Head,
         run: &mut [PendingAppend],
+        savepoint: bool,
     ) -> Result<Option<Vec<Vec<Appended>>>> {
         let mut at = head.clone();
         let mut rows = Vec::new();
@@ -741,7 +809,9 @@ impl Appender {
                 _ => None,
             })
             .collect();
-        exec(tx, "SAVEPOINT ivan_run").await?;
+        if savepoint {
+            exec(tx, "SAVEPOINT ivan_run").await?;
+        }
         let payloads: Vec<Option<&PayloadMeta>> = run
             .iter()
             .flat_map(|a| a.entries.iter().map(|p| p.payload.as_ref()))
@@ -752,11 +822,14 @@ impl Appender {
         };
         if let Err(e) = &r {
             tracing::debug!(error = %e, appends = run.len(), "a run of appends failed together; writing them one at a time");
-            exec(tx, "ROLLBACK TO SAVEPOINT ivan_run").await?;
-        }
-        exec(tx, "RELEASE SAVEPOINT ivan_run").await?;
-        if r.is_err() {
+            if savepoint {
+                exec(tx, "ROLLBACK TO SAVEPOINT ivan_run").await?;
+                exec(tx, "RELEASE SAVEPOINT ivan_run").await?;
+            }
             return Ok(None);
+        }
+        if savepoint {
+            exec(tx, "RELEASE SAVEPOINT ivan_run").await?;
         }
         *head = at;
         Ok(Some(appended))

@@ -56,6 +56,7 @@ backend_tests!(
     verify_beside_live_appends_sees_no_false_problems,
     grouped_entries_are_consecutive_all_or_nothing,
     described_rows_are_written_per_run_and_fail_alone,
+    a_batch_of_one_run_fails_alone_without_a_savepoint,
 );
 
 async fn appends_form_a_verified_chain(env: TestEnv) {
@@ -497,21 +498,25 @@ impl RowWriter for Employers {
     }
 }
 
-async fn described_rows_are_written_per_run_and_fail_alone(env: TestEnv) {
-    let (ledger, task) = env.ledger(LedgerConfig::default());
-    let writer: &'static Employers = Box::leak(Box::new(Employers(Default::default())));
-    // An append whose work holds the appender while the others queue up behind it.
+/// Starts an append whose work holds the appender for 300 ms, so the appends made
+/// next queue up behind it and are written as one batch.
+async fn hold_appender(ledger: &Ledger) -> tokio::task::JoinHandle<Result<Appended>> {
     let slow: Work = Box::new(|_conn: DbConn<'_>, _at: Vec<Appended>| {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(())
         })
     });
-    let first = {
-        let l = ledger.clone();
-        tokio::spawn(async move { l.append_with(entry(98), slow).await })
-    };
+    let l = ledger.clone();
+    let first = tokio::spawn(async move { l.append_with(entry(98), slow).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    first
+}
+
+async fn described_rows_are_written_per_run_and_fail_alone(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let writer: &'static Employers = Box::leak(Box::new(Employers(Default::default())));
+    let first = hold_appender(&ledger).await;
     let append = |l: &Ledger, tag: usize, name: &'static str| {
         let l = l.clone();
         async move {
@@ -581,4 +586,54 @@ async fn described_rows_are_written_per_run_and_fail_alone(env: TestEnv) {
     let calls = writer.0.lock().unwrap().clone();
     assert!(calls.iter().any(|n| *n > 1), "{calls:?}");
     assert!(calls.contains(&1), "{calls:?}");
+}
+
+/// A batch of row appends only is written without a savepoint; when one of them
+/// fails, the batch is written again one at a time and only that one fails.
+async fn a_batch_of_one_run_fails_alone_without_a_savepoint(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let writer: &'static Employers = Box::leak(Box::new(Employers(Default::default())));
+    let first = hold_appender(&ledger).await;
+    let names = ["a", "b", "a", "c"];
+    let mut calls = Vec::new();
+    for (tag, name) in names.into_iter().enumerate() {
+        let l = ledger.clone();
+        calls.push(tokio::spawn(async move {
+            let group = (0..2).map(|i| entry(tag * 10 + i)).collect();
+            l.append_rows(group, writer, Arc::new(name)).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap().map(|at| at.len()));
+    }
+    first.await.unwrap().unwrap();
+    task.shutdown().await;
+    // Whichever 'a' came second fails, alone.
+    let failed: Vec<usize> = (0..names.len())
+        .filter(|&i| match &outcomes[i] {
+            Ok(n) => {
+                assert_eq!(*n, 2, "{outcomes:?}");
+                false
+            }
+            Err(e) => {
+                assert!(e.is_unique_violation(), "{e}");
+                true
+            }
+        })
+        .collect();
+    assert!(failed == [0] || failed == [2], "{outcomes:?}");
+    // The batch (or the part of it holding both 'a's) was tried whole and failed,
+    // then written one append at a time.
+    let calls = writer.0.lock().unwrap().clone();
+    assert!(calls.iter().any(|n| *n > 1), "{calls:?}");
+    assert!(calls.ends_with(&[1, 1]), "{calls:?}");
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 1 + 3 * 2, "the failed append left no entry");
+    let rows: Vec<(String,)> = on_pool!(&env.db, pool =>
+        sqlx::query_as("SELECT name FROM employers ORDER BY name").fetch_all(pool).await)
+    .unwrap();
+    let written: Vec<&str> = rows.iter().map(|(n,)| n.as_str()).collect();
+    assert_eq!(written, ["a", "b", "c"]);
 }
