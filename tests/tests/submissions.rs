@@ -327,15 +327,6 @@ async fn idempotency_key_and_cancel_window(inst: Instance) {
     assert_ne!(a_other, report(&filer.registration, 1));
     let a_other = sign(&inst, &filer, &a_other, "employer").await;
     let server = inst.serve().await;
-    let without_key = |body: String| {
-        server
-            .http
-            .post(server.url("/api/v1/submissions"))
-            .bearer_auth(&filer.token)
-            .header("content-type", "application/xml")
-            .body(body)
-            .send()
-    };
     let with_key = |body: String| {
         server
             .http
@@ -358,10 +349,10 @@ async fn idempotency_key_and_cancel_window(inst: Instance) {
     );
     // The same signed content in other bytes is the first filing; other content
     // under its sender reference is a conflict naming it.
-    let again = without_key(format!("{a}\n")).await.unwrap();
+    let again = server.submit(&filer.token, format!("{a}\n")).await;
     assert_eq!(again.status(), 200);
     assert_eq!(json(again).await["message_id"], first["message_id"]);
-    let conflict = without_key(a_other).await.unwrap();
+    let conflict = server.submit(&filer.token, a_other).await;
     assert_eq!(conflict.status(), 409);
     let conflict = json(conflict).await;
     assert_eq!(conflict["errors"][0]["code"], "sender-reference.conflict");
