@@ -21,6 +21,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::fsio::fsync_dir;
 use crate::{Error, Result, Sha256Hex};
 
 /// Where originals live.
@@ -104,9 +105,7 @@ impl Originals {
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         // The root may just have been created: its entry is durable from here on.
         for d in [Some(root.as_path()), root.parent()].into_iter().flatten() {
-            std::fs::File::open(d)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(d, e))?;
+            fsync_dir(d)?;
         }
         // object_store fsyncs each written file, the directory it is linked into and
         // every directory it creates (up to the first that existed) before a put
@@ -192,12 +191,8 @@ impl Originals {
         let file = root.join(location.as_ref());
         tokio::task::spawn_blocking(move || {
             let dir = file.parent().unwrap_or(&file).to_path_buf();
-            for path in [&file, &dir] {
-                std::fs::File::open(path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| Error::io(path, e))?;
-            }
-            Ok(())
+            fsync_dir(&file)?;
+            fsync_dir(&dir)
         })
         .await
         .map_err(|e| Error::Internal(format!("fsync task failed: {e}")))?

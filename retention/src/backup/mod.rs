@@ -32,7 +32,7 @@
 
 mod check;
 mod create;
-mod fsio;
+pub(crate) mod fsio;
 mod layout;
 mod packs;
 mod pg;
