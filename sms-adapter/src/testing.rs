@@ -515,3 +515,30 @@ impl Session<'_> {
         Command::new(CommandStatus::EsmeRok, seq, deliver)
     }
 }
+
+/// A loopback port nobody listens on, reserved for as long as this value lives:
+/// the socket is bound but never listens, so a connection to it is refused at once,
+/// and no other test in the process (an [`Smsc`], an HTTP peer) can be given the
+/// same port while it is held. A port from a listener that was bound and dropped is
+/// not safe for this: the next `bind("127.0.0.1:0")` may get it back.
+#[derive(Debug)]
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let port = socket.local_addr()?.port();
+        Ok(Self {
+            _socket: socket,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}

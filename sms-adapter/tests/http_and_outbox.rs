@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::post;
+use sms_adapter::testing::ClosedPort;
 use sms_adapter::{Error, HttpGatewayConfig, Secret, Sms, SmsConfig, SmsSender, build};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -197,12 +198,9 @@ async fn gateway_errors_are_classified() {
         assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
         assert!(err.is_transient());
 
-        // Nobody listening.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let err = http(format!("http://127.0.0.1:{port}/"), None, None)
+        // Nobody listening (the port is held so that no other peer is given it).
+        let closed = ClosedPort::new().unwrap();
+        let err = http(format!("http://127.0.0.1:{}/", closed.port()), None, None)
             .send(&sms)
             .await
             .unwrap_err();

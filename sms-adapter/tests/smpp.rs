@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sms_adapter::smpp::status;
-use sms_adapter::testing::{BindKind, Smsc, SmscOptions};
+use sms_adapter::testing::{BindKind, ClosedPort, Smsc, SmscOptions};
 use sms_adapter::{Error, Secret, SmppConfig, SmppSender, Sms, SmsConfig, SmsSender, build};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -260,14 +260,11 @@ async fn reconnects_after_the_smsc_drops_the_connection() {
 #[tokio::test]
 async fn unreachable_smsc_fails_fast_during_backoff() {
     bounded(async {
-        // A port nobody listens on.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        // A port nobody listens on, held so that no SMSC can be given it.
+        let closed = ClosedPort::new().unwrap();
         let smsc = smsc().await;
         let mut config = smsc.smpp_config("IVAN");
-        config.address = format!("127.0.0.1:{port}");
+        config.address = format!("127.0.0.1:{}", closed.port());
         config.reconnect_min_ms = 10_000;
         config.reconnect_max_ms = 10_000;
         let sender = sender(config);
