@@ -352,54 +352,59 @@ impl Server {
         headers: &[(&str, &str)],
         content_length: usize,
     ) -> (u16, Vec<String>, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
+        let mut stream = self.connect().await;
+        let head = self.head(
+            path,
+            &format!("content-length: {content_length}\r\nexpect: 100-continue"),
+            headers,
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        read_answer(&mut stream).await
+    }
+
+    /// `POST` of `body` without a Content-Length, in HTTP/1.1 chunks of `chunk`
+    /// bytes, as a client streaming a document it has not measured sends it.
+    pub async fn send_chunked(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunk: usize,
+    ) -> (u16, Vec<String>, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = self.connect().await;
+        let head = self.head(path, "transfer-encoding: chunked", headers);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for part in body.chunks(chunk.max(1)) {
+            let size = format!("{:x}\r\n", part.len());
+            // The server may answer (413) and close before the whole body is sent.
+            if stream.write_all(size.as_bytes()).await.is_err()
+                || stream.write_all(part).await.is_err()
+                || stream.write_all(b"\r\n").await.is_err()
+            {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        read_answer(&mut stream).await
+    }
+
+    async fn connect(&self) -> tokio::net::TcpStream {
         let authority = self.base.trim_start_matches("http://");
-        let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+        tokio::net::TcpStream::connect(authority).await.unwrap()
+    }
+
+    fn head(&self, path: &str, framing: &str, headers: &[(&str, &str)]) -> String {
+        let authority = self.base.trim_start_matches("http://");
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {content_length}\r\nexpect: 100-continue\r\nconnection: close\r\n"
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\n{framing}\r\nconnection: close\r\n"
         );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Read until the head and the announced body of the answer are in.
-        let text = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let n = stream.read(&mut buf).await.unwrap();
-                answer.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&answer).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let want = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())
-                                .flatten()
-                        })
-                        .unwrap_or(0);
-                    if head.starts_with("HTTP/1.1 100") || body.len() >= want || n == 0 {
-                        return text;
-                    }
-                } else if n == 0 {
-                    return text;
-                }
-            }
-        })
-        .await
-        .expect("no answer to the request head in 30 s");
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-        let headers = lines.map(str::to_ascii_lowercase).collect();
-        (status, headers, body.to_owned())
+        head
     }
 
     pub fn log(&self) -> String {
@@ -464,6 +469,50 @@ macro_rules! e2e_tests {
 }
 
 /// A loopback port that was free a moment ago.
+/// Reads an HTTP/1.1 answer (a `100 Continue` counts as one) until its head and the
+/// body its Content-Length announces are in, or the peer closes: status, header
+/// lines in lower case, body.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> (u16, Vec<String>, String) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the head and the announced body of the answer are in.
+    let text = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let want = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())
+                            .flatten()
+                    })
+                    .unwrap_or(0);
+                if head.starts_with("HTTP/1.1 100") || body.len() >= want || n == 0 {
+                    return text;
+                }
+            } else if n == 0 {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("no answer to the request head in 30 s");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let headers = lines.map(str::to_ascii_lowercase).collect();
+    (status, headers, body.to_owned())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

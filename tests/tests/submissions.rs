@@ -63,6 +63,22 @@ async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
     let again = server.submit(&filer.token, signed.clone()).await;
     assert_eq!(again.status(), 200);
     assert_eq!(json(again).await, first);
+    // And again without a Content-Length, in small chunks: the body is read whole
+    // and byte-exact all the same.
+    let auth = format!("Bearer {}", filer.token);
+    let (status, _, body) = server
+        .send_chunked(
+            "/api/v1/submissions",
+            &[
+                ("content-type", "application/xml"),
+                ("authorization", &auth),
+            ],
+            signed.as_bytes(),
+            1000,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), first);
 
     let detail = json(
         server
@@ -274,6 +290,24 @@ async fn hostile_and_invalid_filings_are_refused_and_leave_nothing(inst: Instanc
     );
     let problem: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["status"], 413, "{problem}");
+    // Too large without a Content-Length: refused once the limit is passed, the same
+    // way (not logged either).
+    let (status, headers, body) = server
+        .send_chunked(
+            "/api/v1/submissions",
+            &[
+                ("content-type", "application/xml"),
+                ("authorization", &auth),
+            ],
+            &vec![b' '; 210_000],
+            16 * 1024,
+        )
+        .await;
+    assert_eq!(status, 413, "{headers:?} {body}");
+    assert!(
+        headers.contains(&"content-type: application/problem+json".to_owned()),
+        "{headers:?}"
+    );
     // No or a bad token: 401, not logged.
     let r = server
         .submit("ivan_0000000000000000_nope", good.clone())

@@ -18,7 +18,7 @@
 //! Phone accesses and pre-registrations (the mobile channel's employer side) are in
 //! [`phones`].
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -320,18 +320,18 @@ async fn submit(
     } else {
         request
     };
-    let outcome = match Bytes::from_request(request, &state).await {
+    let outcome = match read_body(request.into_body(), declared).await {
         Ok(body) => {
             state
                 .intake
                 .submit_leased(&caller, content_type, key, body, lease)
                 .await
         }
-        Err(rejection) => {
+        Err(unread) => {
             let early = found.lock().ok().and_then(|mut f| f.take());
             match early {
                 Some(early) => Err(state.intake.refuse_early(&caller, early).await),
-                None => return rejection.into_response(),
+                None => return unread.into_response(),
             }
         }
     };
@@ -355,6 +355,41 @@ async fn submit(
             .into_response(),
         Err(SubmitError::Internal(e)) => e.into_response(),
     }
+}
+
+/// Reads a document body into one buffer of its declared length, frame by frame.
+///
+/// `Bytes::from_request` keeps every frame until the end and then copies them into
+/// one buffer, so a 50 MB document took 100 MB at its peak; here the buffer is
+/// allocated once (a body without a length grows it, which the allocator does in
+/// place for large buffers) and each frame is dropped as soon as it is copied. The
+/// route's body limit still applies: it is the body's own error, answered `413`
+/// like the extractor did; any other read error is the client's (`400`).
+async fn read_body(body: axum::body::Body, declared: Option<u64>) -> Result<Bytes, StatusCode> {
+    use http_body_util::BodyExt;
+    // The limit layer refused a larger declared length before the handler ran; the
+    // cap only guards against a length that lies.
+    const PREALLOCATE_AT_MOST: u64 = 256 * 1024 * 1024;
+    let capacity = declared.unwrap_or(0).min(PREALLOCATE_AT_MOST);
+    let mut buf = bytes::BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            // The limit's error, under however many layers of boxed body errors.
+            let first: &(dyn std::error::Error + 'static) = &e;
+            let limited = std::iter::successors(Some(first), |c| c.source())
+                .any(|c| c.is::<http_body_util::LengthLimitError>());
+            if limited {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
