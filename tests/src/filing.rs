@@ -89,6 +89,61 @@ pub fn report(registration: &str, variant: u32) -> String {
     set_attr(&xml, "senderReference", &format!("E2E-{variant}"))
 }
 
+/// A valid 10-digit personal number for employee `i` (born 1960–1999, mod 11 = 0).
+pub fn personal_id(i: usize) -> String {
+    let yy = 60 + i % 40;
+    let mm = 1 + (i / 40) % 12;
+    let dd = 1 + (i / 480) % 28;
+    // A serial whose check digit would be 10 has no valid number: take the next one.
+    // (Among any 11 consecutive serials one works; a failure would show as refused filings.)
+    (0..1000)
+        .find_map(|step| {
+            let serial = (i / 13_440 + step) % 1000;
+            let base: u64 = format!("{yy:02}{mm:02}{dd:02}{serial:03}").parse().ok()?;
+            let check = (11 - (base * 10) % 11) % 11;
+            (check < 10).then(|| format!("{base:09}{check}"))
+        })
+        .unwrap_or_default()
+}
+
+/// A contribution report of about `bytes` bytes, one valid line per employee `i`
+/// ([`personal_id`]), valid for the reference profile.
+pub fn sized_report(employer: &str, reference: &str, bytes: usize) -> String {
+    let mut lines = String::new();
+    let (mut base, mut ee, mut er) = (0u64, 0u64, 0u64);
+    let mut i = 0;
+    while lines.len() + 400 < bytes.max(800) {
+        let b = 150_000 + (i as u64 % 50) * 1_000; // cents
+        let (e1, e2) = (b * 94 / 1000, b * 252 / 1000);
+        base += b;
+        ee += e1;
+        er += e2;
+        lines.push_str(&format!(
+            "  <Employee><PersonalId>{}</PersonalId><Surname>Novak</Surname><GivenName>Jan</GivenName>\
+<AssessmentBase>{}</AssessmentBase><EmployeeContribution>{}</EmployeeContribution>\
+<EmployerContribution>{}</EmployerContribution></Employee>\n",
+            personal_id(i),
+            money(b),
+            money(e1),
+            money(e2)
+        ));
+        i += 1;
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ContributionReport xmlns=\"urn:ivan:filing:1\" \
+employer=\"{employer}\" senderReference=\"{reference}\" period=\"102026\" kind=\"regular\">\n{lines}  \
+<Totals><AssessmentBase>{}</AssessmentBase><EmployeeContribution>{}</EmployeeContribution>\
+<EmployerContribution>{}</EmployerContribution></Totals>\n</ContributionReport>\n",
+        money(base),
+        money(ee),
+        money(er)
+    )
+}
+
+pub fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
 /// Sets the first `name="…"` attribute in `xml` to `value`.
 pub fn set_attr(xml: &str, name: &str, value: &str) -> String {
     let key = format!(" {name}=\"");
