@@ -88,6 +88,7 @@ impl Host for ServerHost {
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
                 person_keys: self.persons.keys_of([filing.checked.person_id.as_str()]),
+                persons_later: false,
             };
             submissions::record(&self.ledger, self.keys.clone(), accepting)
                 .await

@@ -141,9 +141,13 @@ pub struct Accepting {
     /// JSON array of warnings.
     pub warnings: String,
     pub hold_window: Duration,
-    /// Person index keys of every personal id the filing names
-    /// ([`crate::compliance::persons`]).
+    /// Person index keys of every personal id the filing names, written in the
+    /// transaction that records it ([`crate::compliance::persons`]).
     pub person_keys: Vec<String>,
+    /// The filing names more persons than fit that transaction: its row is left
+    /// unmarked, and the caller indexes them once it is recorded
+    /// ([`crate::compliance::persons::PersonIndex::index_later`]).
+    pub persons_later: bool,
 }
 
 /// Records an accepted filing: four log entries, the row, its document number and
@@ -280,8 +284,9 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
                     .push_bind(&m.authority_ref)
                     .push_bind(m.delivered_at)
                     .push_bind(&r.accepting.signed_digest)
-                    // The person-index rows are written below, in this transaction.
-                    .push_bind(m.received_at);
+                    // The person-index rows are written below, in this transaction,
+                    // unless there are too many for it.
+                    .push_bind((!r.accepting.persons_later).then_some(m.received_at));
             });
             insert.build().execute(&mut *c).await?;
         }
@@ -793,6 +798,7 @@ mod tests {
     retention::backend_tests!(
         a_batch_of_filings_is_numbered_and_written_together,
         a_filing_being_delivered_cannot_be_cancelled,
+        a_filing_naming_many_persons_is_indexed_after_it_is_recorded,
     );
 
     async fn employer(ledger: &Ledger) -> Caller {
@@ -834,11 +840,69 @@ mod tests {
             warnings: "[]".into(),
             hold_window,
             person_keys: vec![format!("key-{i}"), "shared".into()],
+            persons_later: false,
         }
     }
 
     async fn count(env: &TestEnv, sql: &'static str) -> i64 {
         on_pool!(&env.db, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap()
+    }
+
+    /// A filing naming more persons than the recording transaction takes is recorded
+    /// unmarked and indexed afterwards, in transactions of its own; a search by person
+    /// waits for that, and indexes from the original a filing whose later indexing
+    /// never ran (a restart cut it short).
+    async fn a_filing_naming_many_persons_is_indexed_after_it_is_recorded(env: TestEnv) {
+        use crate::compliance::persons::{self, PersonIndex};
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let caller = employer(&ledger).await;
+        let index = PersonIndex::with_key([7; 32]);
+        let clock: Arc<dyn retention::Clock> = Arc::new(retention::SystemClock);
+        let unindexed = "SELECT COUNT(*) FROM submissions WHERE persons_indexed_at IS NULL";
+
+        let keys: Vec<String> = (0..12_345).map(|i| format!("key-{i:05}")).collect();
+        assert!(keys.len() > persons::IN_TRANSACTION_AT_MOST);
+        let mut a = accepting(&caller, 1, Duration::zero());
+        a.person_keys = Vec::new();
+        a.persons_later = true;
+        let first = record(&ledger, env.keys.clone(), a).await.unwrap();
+        assert_eq!(count(&env, unindexed).await, 1);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM person_index").await, 0);
+        index.index_later(env.db.clone(), clock.clone(), first.id.clone(), keys);
+        index
+            .settle(&env.db, ledger.originals(), clock.now())
+            .await
+            .unwrap();
+        assert_eq!(count(&env, unindexed).await, 0);
+        assert_eq!(
+            count(&env, "SELECT COUNT(*) FROM person_index").await,
+            12_345
+        );
+
+        // Never indexed: the search's settle reads the original.
+        let mut b = accepting(&caller, 2, Duration::zero());
+        b.original = bytes::Bytes::from(format!(
+            "<ContributionReport xmlns=\"{}\"><Employee><PersonalId>8001011234</PersonalId>\
+             </Employee><Employee><PersonalId>7005151000</PersonalId></Employee>\
+             </ContributionReport>",
+            crate::documents::NAMESPACE
+        ));
+        b.sha256 = retention::Sha256Hex::of(&b.original).to_string();
+        b.person_keys = Vec::new();
+        b.persons_later = true;
+        let second = record(&ledger, env.keys.clone(), b).await.unwrap();
+        index
+            .settle(&env.db, ledger.originals(), clock.now())
+            .await
+            .unwrap();
+        assert_eq!(count(&env, unindexed).await, 0);
+        for id in ["8001011234", "7005151000"] {
+            let named = persons::submissions_naming(&env.db, &index.key_of(id))
+                .await
+                .unwrap();
+            assert_eq!(named, std::slice::from_ref(&second.id), "{id}");
+        }
+        task.shutdown().await;
     }
 
     /// Filings recorded at once share log batches: their rows are written together,

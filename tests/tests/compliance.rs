@@ -16,6 +16,7 @@ use serde_json::Value;
 e2e_tests!(
     officers_search_the_log_on_a_legal_basis_and_every_read_is_logged,
     evidence_bundles_verify_offline_and_fail_after_any_change,
+    a_large_filing_is_found_by_person_at_once,
 );
 
 const BASIS: &str =
@@ -378,6 +379,61 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
 
     server.stop().await;
     inst.run_ok(&["log", "verify"]).await;
+}
+
+/// A filing naming more persons than its recording transaction takes is indexed
+/// right after it is recorded: a search by any of them straight after the answer
+/// finds it. So does a search after a restart cut that indexing short (the filing
+/// unmarked, its rows missing): the search indexes it from its original first (the
+/// sweeper's first round is a minute after start).
+async fn a_large_filing_is_found_by_person_at_once(inst: Instance) {
+    let filer = filing::set_up(&inst, "12345678").await;
+    let token = officer_token(&inst).await;
+    let xml = filing::sized_report(&filer.registration, "BIG-1", 400_000);
+    let persons = xml.matches("<PersonalId>").count();
+    assert!(
+        persons > 1000,
+        "{persons} persons: more than one transaction takes"
+    );
+    let signed = filing::sign(&inst, &filer, &xml, "employer").await;
+    let server = inst.serve().await;
+    let id = submit(&server, &filer, &signed).await["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in [0, persons / 2, persons - 1] {
+        assert!(
+            finds(&server, &token, &id, i).await,
+            "person {i} right after the answer"
+        );
+    }
+    assert!(server.stop().await.success());
+    let indexed = "SELECT COUNT(*) FROM person_index";
+    assert_eq!(inst.count(indexed).await, i64::try_from(persons).unwrap());
+
+    let db = inst.db().await;
+    on_pool!(&db, pool => {
+        sqlx::query("DELETE FROM person_index").execute(pool).await.unwrap();
+        sqlx::query("UPDATE submissions SET persons_indexed_at = NULL").execute(pool).await.unwrap();
+    });
+    db.close().await;
+    let server = inst.serve().await;
+    assert!(
+        finds(&server, &token, &id, persons - 2).await,
+        "indexed by the search"
+    );
+    assert!(server.stop().await.success());
+    assert_eq!(inst.count(indexed).await, i64::try_from(persons).unwrap());
+    let unmarked = "SELECT COUNT(*) FROM submissions WHERE persons_indexed_at IS NULL";
+    assert_eq!(inst.count(unmarked).await, 0);
+}
+
+/// Whether a search by the personal id of generated employee `i` finds filing `id`.
+async fn finds(server: &Server, token: &str, id: &str, i: usize) -> bool {
+    let query = format!("{BASIS}&person_id={}", filing::personal_id(i));
+    let (status, found) = search(server, token, &query).await;
+    assert_eq!(status, 200, "{found}");
+    subjects(&found).contains(&format!("submission:{id}"))
 }
 
 async fn officer_token(inst: &Instance) -> String {

@@ -116,6 +116,7 @@ pub async fn search(
         &basis,
         &filters,
         Channel::Api,
+        state.intake.clock().now(),
     )
     .await?;
     Ok(Json(found))

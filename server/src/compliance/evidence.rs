@@ -83,7 +83,13 @@ struct Filing {
 
 /// The filings `sel` names, at most [`MAX_FILINGS`] (more is an error, so a bundle
 /// is never silently partial).
-async fn select(db: &Db, index: &PersonIndex, sel: &Selection) -> Result<Vec<Filing>, Error> {
+async fn select(
+    db: &Db,
+    ledger: &Ledger,
+    index: &PersonIndex,
+    sel: &Selection,
+    now: DateTime<Utc>,
+) -> Result<Vec<Filing>, Error> {
     if sel.is_empty() {
         return Err(Error::Invalid(
             "say which filings: message_id, employer, document_number or person_id".into(),
@@ -95,6 +101,9 @@ async fn select(db: &Db, index: &PersonIndex, sel: &Selection) -> Result<Vec<Fil
         )));
     }
     let person_key = sel.person_id.as_deref().map(|p| index.key_of(p));
+    if person_key.is_some() {
+        index.settle(db, ledger.originals(), now).await?;
+    }
     let mut rows: Vec<Filing> = Vec::new();
     if sel.message_ids.is_empty() {
         let limit = i64::try_from(MAX_FILINGS + 1).unwrap_or(i64::MAX);
@@ -365,7 +374,7 @@ pub async fn export<W: Write + Send + 'static>(
     now: DateTime<Utc>,
     out: W,
 ) -> Result<(Exported, W), Error> {
-    let filings = select(db, index, sel).await?;
+    let filings = select(db, ledger, index, sel, now).await?;
     let ids: Vec<String> = filings.iter().map(|f| f.id.clone()).collect();
     let mut query = serde_json::json!({
         "legal_basis": basis.legal_basis,

@@ -173,7 +173,9 @@ fn action_filter(action: Option<&str>) -> Result<(Option<String>, Option<String>
 }
 
 /// Searches the log for `officer` on `basis`, logging the query first; see the module
-/// docs.
+/// docs. A search by person first makes the person index complete up to `now`
+/// ([`PersonIndex::settle`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn search(
     db: &Db,
     ledger: &Ledger,
@@ -182,6 +184,7 @@ pub async fn search(
     basis: &Basis,
     filters: &Filters,
     channel: Channel,
+    now: DateTime<Utc>,
 ) -> Result<Found, Error> {
     let (action, action_family) = action_filter(filters.action.as_deref())?;
     let limit = filters.limit.unwrap_or(DEFAULT_PAGE);
@@ -200,6 +203,9 @@ pub async fn search(
     let message_id = clean(&filters.message_id);
     let document_number = clean(&filters.document_number);
     let person_key = clean(&filters.person_id).map(|p| index.key_of(p));
+    if person_key.is_some() {
+        index.settle(db, ledger.originals(), now).await?;
+    }
     let by_filing = i64::from(
         employer.is_some()
             || message_id.is_some()

@@ -7,9 +7,19 @@
 //! who is in it; with it, a search for an id finds exactly the filings that named it.
 //! Search audit entries name the index key, never the id.
 //!
-//! Filings are indexed when they are recorded (in the same transaction); filings
-//! recorded before the index existed are indexed by [`catch_up`] (the retention
-//! sweeper calls it), which reads their originals again.
+//! A filing naming at most [`IN_TRANSACTION_AT_MOST`] persons is indexed when it is
+//! recorded, in the same transaction. A larger one (a contribution report of
+//! 200,000 employees) is indexed right after it is recorded, by
+//! [`PersonIndex::index_later`], in transactions of its own: in the log appender's
+//! transaction its 200,000 rows held every other filing's acknowledgement for two
+//! seconds on PostgreSQL. The index is derived data: the filing, its original and
+//! its log entries are committed before the answer either way, and its row says
+//! `persons_indexed_at IS NULL` until its persons are in. Filings left so (a
+//! restart cut the later indexing short, or they were recorded before the index
+//! existed) are indexed by [`catch_up`], which reads their originals again; the
+//! retention sweeper calls it, and so does every search by person
+//! ([`PersonIndex::settle`]) before it looks, so a search never misses a filing
+//! that was acknowledged before it started.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,10 +34,24 @@ use crate::Error;
 /// The file in the key directory holding the index key.
 pub const KEY_FILE: &str = "person-index.key";
 
-/// Turns personal ids into index keys. Cheap to clone.
+/// The most persons a filing may name and still be indexed in the transaction that
+/// records it (one `INSERT` of [`INSERT_ROWS`]); a filing naming more is indexed
+/// after it is recorded ([`PersonIndex::index_later`]).
+pub const IN_TRANSACTION_AT_MOST: usize = INSERT_ROWS;
+
+/// Rows per transaction when a filing is indexed after it is recorded: small enough
+/// that the log appender, which shares SQLite's one writer, waits for one at most a
+/// few milliseconds.
+const LATER_ROWS_PER_TRANSACTION: usize = 5 * INSERT_ROWS;
+
+/// Turns personal ids into index keys, and indexes large filings after they are
+/// recorded. Cheap to clone.
 #[derive(Clone)]
 pub struct PersonIndex {
     key: Arc<[u8; 32]>,
+    /// Held (shared) by each indexing of a filing after it was recorded, taken
+    /// (exclusively) by a search by person so that it waits for those in flight.
+    writing: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for PersonIndex {
@@ -45,7 +69,50 @@ impl PersonIndex {
     }
 
     pub fn with_key(key: [u8; 32]) -> Self {
-        Self { key: Arc::new(key) }
+        Self {
+            key: Arc::new(key),
+            writing: Arc::default(),
+        }
+    }
+
+    /// Indexes a recorded filing's persons in the background, in transactions of
+    /// [`LATER_ROWS_PER_TRANSACTION`] rows, marking it indexed in the last one. A
+    /// failure (the database gone, shutdown) leaves it unmarked for [`catch_up`].
+    pub fn index_later(
+        &self,
+        db: Db,
+        clock: Arc<dyn retention::Clock>,
+        submission_id: String,
+        keys: Vec<String>,
+    ) {
+        // Taken now, so that a search that starts after this filing's answer waits
+        // for it. Only if a search is waiting already does the task wait its turn
+        // (that search indexes the filing itself, from its original).
+        let writing = self.writing.clone();
+        let now = writing.clone().try_read_owned().ok();
+        tokio::spawn(async move {
+            let _writing = match now {
+                Some(held) => held,
+                None => writing.read_owned().await,
+            };
+            if let Err(e) = write_later(&db, clock.as_ref(), &submission_id, &keys).await {
+                tracing::warn!(submission = %submission_id, error = %e, "person index deferred to the sweeper");
+            }
+        });
+    }
+
+    /// Makes the index complete for every filing recorded so far: waits for this
+    /// process's indexing in flight, then indexes whatever is still unmarked (cut
+    /// short by a restart, or in flight on another node) from its original.
+    pub async fn settle(
+        &self,
+        db: &Db,
+        originals: &Originals,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        drop(self.writing.write().await);
+        while catch_up(db, originals, self, now, 100).await? > 0 {}
+        Ok(())
     }
 
     /// The index key of a personal id (surrounding white space ignored).
@@ -119,8 +186,33 @@ pub async fn insert_rows(
     Ok(())
 }
 
-/// Indexes up to `limit` filings recorded before the index existed, by reading their
-/// originals again; returns how many it indexed. A filing whose original is purged
+async fn write_later(
+    db: &Db,
+    clock: &dyn retention::Clock,
+    submission_id: &str,
+    keys: &[String],
+) -> retention::Result<()> {
+    let mut parts: Vec<&[String]> = keys.chunks(LATER_ROWS_PER_TRANSACTION).collect();
+    if parts.is_empty() {
+        parts.push(&[]);
+    }
+    for (i, part) in parts.iter().enumerate() {
+        on_pool!(db, pool => {
+            let mut tx = pool.begin().await?;
+            let mut conn = to_conn(&mut tx);
+            if i + 1 == parts.len() {
+                insert(&mut conn, submission_id, part, clock.now()).await?;
+            } else {
+                insert_rows(&mut conn, &[(submission_id, part)]).await?;
+            }
+            tx.commit().await?;
+        });
+    }
+    Ok(())
+}
+
+/// Indexes up to `limit` filings not marked indexed (recorded before the index
+/// existed, or whose later indexing was cut short), by reading their originals again; returns how many it indexed. A filing whose original is purged
 /// or unreadable as XML is marked indexed with no persons (and logged as a warning).
 pub async fn catch_up(
     db: &Db,

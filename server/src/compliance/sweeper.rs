@@ -737,6 +737,7 @@ mod tests {
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
                 person_keys: persons.keys_of(["7005151000"]),
+                persons_later: false,
             },
         )
         .await

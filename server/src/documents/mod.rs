@@ -644,23 +644,15 @@ impl Profiles {
                 rules.head(doc, root, ctx, &mut later);
             }
             let mut index = chunk.items_before;
-            for (id, e) in common::elements(doc, root) {
-                let start = doc.node_range(id).map_or(0, |r| r.start);
-                let ours = e.name.namespace_uri.as_deref() == Some(NAMESPACE);
-                if chunk.body.contains(&start) {
-                    if common::is(e, item) {
-                        index += 1;
-                        rules.item(doc, id, index, ctx, &mut later);
-                        if ty == DocumentType::RegistrationForm {
-                            registrations.extend(registration_form::item_of(doc, id));
-                        }
+            for (id, e, in_body) in own_elements(&chunk, root) {
+                if in_body && common::is(e, item) {
+                    index += 1;
+                    rules.item(doc, id, index, ctx, &mut later);
+                    if ty == DocumentType::RegistrationForm {
+                        registrations.extend(registration_form::item_of(doc, id));
                     }
-                } else if !((chunk.first && start < chunk.body.start)
-                    || (chunk.last && start >= chunk.body.end))
-                {
-                    continue;
                 }
-                if ours {
+                if e.name.namespace_uri.as_deref() == Some(NAMESPACE) {
                     persons.add(doc, id);
                 }
             }
@@ -687,6 +679,27 @@ impl Profiles {
     }
 }
 
+/// The children of a chunk's root that are the chunk's own to read: those starting in
+/// its body (`true`: items and what lies between them) and, in the first chunk, the
+/// head's, in the last, the tail's (`false`). Every chunk repeats the head and tail;
+/// only one reads each.
+fn own_elements<'c, 'a>(
+    chunk: &chunks::Chunk<'c, 'a>,
+    root: uppsala::NodeId,
+) -> impl Iterator<Item = (uppsala::NodeId, &'c uppsala::Element<'a>, bool)> {
+    let (doc, body, first, last) = (chunk.doc, chunk.body.clone(), chunk.first, chunk.last);
+    common::elements(doc, root).filter_map(move |(id, e)| {
+        let start = doc.node_range(id).map_or(0, |r| r.start);
+        if body.contains(&start) {
+            Some((id, e, true))
+        } else if (first && start < body.start) || (last && start >= body.end) {
+            Some((id, e, false))
+        } else {
+            None
+        }
+    })
+}
+
 /// The root's `senderReference`, if it is well-formed.
 fn sender_reference(root: &uppsala::Element<'_>) -> Option<String> {
     attribute(root, "senderReference")
@@ -698,12 +711,38 @@ fn sender_reference(root: &uppsala::Element<'_>) -> Option<String> {
 /// forwarded), read with intake's parser and limits. For indexing filings recorded
 /// before the person index existed.
 pub fn person_ids_in(bytes: &[u8]) -> Result<Vec<String>, String> {
+    // A large filing is read chunk by chunk, as intake checked it: one tree of a
+    // 50 MB report takes most of a gigabyte.
+    if bytes.len() > crate::intake::IntakeConfig::default().streaming_threshold_bytes {
+        let text =
+            crate::intake::xml::text(bytes).map_err(|r| format!("{}: {}", r.code, r.message))?;
+        if let Ok(Ok(plan)) = Plan::of(text, &Cancel::default()) {
+            return person_ids_chunked(text, &plan);
+        }
+    }
     let doc = crate::intake::xml::build(bytes, &crate::intake::xml::Limits::default())
         .map_err(|r| format!("{}: {}", r.code, r.message))?;
     let root = doc
         .document_element()
         .ok_or_else(|| "the document has no root element".to_owned())?;
     Ok(common::person_ids(&doc, root))
+}
+
+/// [`person_ids_in`] of a large document, in the memory of one chunk.
+fn person_ids_chunked(text: &str, plan: &Plan) -> Result<Vec<String>, String> {
+    let mut persons = common::PersonIds::default();
+    chunks::for_each::<()>(text, &plan.items, |chunk| {
+        if let Some(root) = chunk.doc.document_element() {
+            for (id, e, _) in own_elements(&chunk, root) {
+                if e.name.namespace_uri.as_deref() == Some(NAMESPACE) {
+                    persons.add(chunk.doc, id);
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|r| format!("{}: {}", r.code, r.message))?;
+    Ok(persons.finish())
 }
 
 fn unknown_type(location: &str, message: &str) -> Finding {

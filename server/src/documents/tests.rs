@@ -1039,3 +1039,23 @@ fn a_document_that_cannot_be_cut_says_why() {
         refusal.message
     );
 }
+
+/// Filings left unindexed are indexed from their originals; a large one chunk by
+/// chunk, with exactly the ids (and order) the tree gives.
+#[test]
+fn person_ids_of_a_large_original_match_the_tree() {
+    let id = |i: usize| personal_number(if i % 7 == 3 { 0 } else { i }).to_owned();
+    let xml = big_report_with(6000, |_| "100.00", id);
+    assert!(xml.len() > crate::intake::IntakeConfig::default().streaming_threshold_bytes);
+    let Ok(Ok(plan)) = Plan::of(&xml, &Cancel::default()) else {
+        panic!("a report of many lines is cut into chunks")
+    };
+    let chunked = person_ids_chunked(&xml, &plan).unwrap();
+    let limits = crate::intake::xml::Limits::default();
+    let doc = crate::intake::xml::build(xml.as_bytes(), &limits).unwrap();
+    let tree = common::person_ids(&doc, doc.document_element().unwrap());
+    assert_eq!(chunked, tree);
+    assert_eq!(person_ids_in(xml.as_bytes()).unwrap(), tree);
+    let distinct: BTreeSet<String> = (0..6000).map(id).collect();
+    assert_eq!(tree.len(), distinct.len());
+}

@@ -34,7 +34,7 @@ use super::signature::Inspected;
 use super::trust::{self, Policy};
 use super::{Refusal, material, signature, xml};
 use crate::Error;
-use crate::compliance::persons::PersonIndex;
+use crate::compliance::persons::{self, PersonIndex};
 use crate::documents::{Checked, Context, Finding, Profiles, Severity};
 use crate::employers::Caller;
 use crate::submissions::{self, Accepting, Submission};
@@ -751,6 +751,14 @@ impl Intake {
             signed_digest,
             warnings,
         } = ready;
+        let person_keys = self
+            .persons
+            .keys_of(checked.persons.iter().map(String::as_str));
+        let (person_keys, later) = if person_keys.len() > persons::IN_TRANSACTION_AT_MOST {
+            (Vec::new(), Some(person_keys))
+        } else {
+            (person_keys, None)
+        };
         let accepting = Accepting {
             id: retention::MessageId::new().to_string(),
             employer_id: caller.employer_id.clone(),
@@ -771,12 +779,19 @@ impl Intake {
             hold_window: chrono::Duration::seconds(
                 i64::try_from(self.config.hold_window_secs).unwrap_or(i64::MAX / 1000),
             ),
-            person_keys: self
-                .persons
-                .keys_of(checked.persons.iter().map(String::as_str)),
+            person_keys,
+            persons_later: later.is_some(),
         };
         match submissions::record(&self.ledger, self.keys.clone(), accepting).await {
             Ok(s) => {
+                if let Some(keys) = later {
+                    self.persons.index_later(
+                        self.db.clone(),
+                        self.clock.clone(),
+                        s.id.clone(),
+                        keys,
+                    );
+                }
                 if !checked.registrations.is_empty() {
                     // Pair pre-registrations now; a failure here only delays pairing
                     // to the next sweep, it never undoes the acceptance.

@@ -163,6 +163,7 @@ async fn search(
         &basis,
         &filters,
         Channel::Portal,
+        state.intake.clock().now(),
     )
     .await
     {
