@@ -385,7 +385,8 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
 /// right after it is recorded: a search by any of them straight after the answer
 /// finds it. So does a search after a restart cut that indexing short (the filing
 /// unmarked, its rows missing): the search indexes it from its original first (the
-/// sweeper's first round is a minute after start).
+/// sweeper's first round is a minute after start). A server told to stop finishes
+/// such indexing first.
 async fn a_large_filing_is_found_by_person_at_once(inst: Instance) {
     let filer = filing::set_up(&inst, "12345678").await;
     let token = officer_token(&inst).await;
@@ -407,9 +408,19 @@ async fn a_large_filing_is_found_by_person_at_once(inst: Instance) {
             "person {i} right after the answer"
         );
     }
+    // Another one, and the server told to stop right after its answer: it finishes
+    // indexing before it exits.
+    let xml = filing::sized_report(&filer.registration, "BIG-2", 400_000);
+    let signed = filing::sign(&inst, &filer, &xml, "employer").await;
+    submit(&server, &filer, &signed).await;
     assert!(server.stop().await.success());
     let indexed = "SELECT COUNT(*) FROM person_index";
-    assert_eq!(inst.count(indexed).await, i64::try_from(persons).unwrap());
+    assert_eq!(
+        inst.count(indexed).await,
+        2 * i64::try_from(persons).unwrap()
+    );
+    let unmarked = "SELECT COUNT(*) FROM submissions WHERE persons_indexed_at IS NULL";
+    assert_eq!(inst.count(unmarked).await, 0);
 
     let db = inst.db().await;
     on_pool!(&db, pool => {
@@ -423,8 +434,10 @@ async fn a_large_filing_is_found_by_person_at_once(inst: Instance) {
         "indexed by the search"
     );
     assert!(server.stop().await.success());
-    assert_eq!(inst.count(indexed).await, i64::try_from(persons).unwrap());
-    let unmarked = "SELECT COUNT(*) FROM submissions WHERE persons_indexed_at IS NULL";
+    assert_eq!(
+        inst.count(indexed).await,
+        2 * i64::try_from(persons).unwrap()
+    );
     assert_eq!(inst.count(unmarked).await, 0);
 }
 

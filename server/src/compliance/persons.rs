@@ -101,6 +101,11 @@ impl PersonIndex {
         });
     }
 
+    /// Waits for this process's indexing in flight ([`PersonIndex::index_later`]).
+    pub async fn finish_in_flight(&self) {
+        drop(self.writing.write().await);
+    }
+
     /// Makes the index complete for every filing recorded so far: waits for this
     /// process's indexing in flight, then indexes whatever is still unmarked (cut
     /// short by a restart, or in flight on another node) from its original.
@@ -110,7 +115,7 @@ impl PersonIndex {
         originals: &Originals,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        drop(self.writing.write().await);
+        self.finish_in_flight().await;
         while catch_up(db, originals, self, now, 100).await? > 0 {}
         Ok(())
     }
