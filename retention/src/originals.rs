@@ -149,7 +149,7 @@ impl Originals {
     /// Stores `bytes` and returns their SHA-256. Durable when it returns. Storing bytes
     /// that are already there changes nothing.
     pub async fn put(&self, bytes: Bytes) -> Result<Sha256Hex> {
-        let sha256 = Sha256Hex::of(&bytes);
+        let sha256 = Sha256Hex::of_bytes(&bytes).await;
         let location = key(&sha256);
         // A large original already stored is not written again; for a small one,
         // writing it costs less than asking first (and a put is create-only).

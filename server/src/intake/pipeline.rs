@@ -637,7 +637,7 @@ impl Intake {
     /// anything: the portal shows this before the user approves the upload.
     pub async fn check(&self, caller: &Caller, body: &Bytes) -> Result<Preview, Error> {
         let lease = self.body_lease(caller, Some(body.len() as u64)).await?;
-        let sha = Sha256Hex::of(body);
+        let sha = Sha256Hex::of_bytes(body).await;
         let verdict = self
             .evaluate(
                 caller,
@@ -727,7 +727,7 @@ impl Intake {
         body: Bytes,
         lease: BodyLease,
     ) -> Result<Outcome, SubmitError> {
-        let sha = Sha256Hex::of(&body);
+        let sha = Sha256Hex::of_bytes(&body).await;
         let sha = sha.as_str();
         let employer = caller.employer_id.as_str();
         let ready = match self
@@ -745,15 +745,23 @@ impl Intake {
             Verdict::Accept(ready) => *ready,
         };
         let Ready {
-            checked,
+            mut checked,
             fingerprint,
             crl_sha256,
             signed_digest,
             warnings,
         } = ready;
-        let person_keys = self
-            .persons
-            .keys_of(checked.persons.iter().map(String::as_str));
+        // A keyed hash per person: for a report of 200,000 employees about 0.15 s of
+        // CPU, which must not hold a runtime worker.
+        let person_keys = if checked.persons.len() > persons::IN_TRANSACTION_AT_MOST {
+            let (index, ids) = (self.persons.clone(), std::mem::take(&mut checked.persons));
+            tokio::task::spawn_blocking(move || index.keys_of(ids.iter().map(String::as_str)))
+                .await
+                .map_err(|e| Error::Internal(format!("person index keys failed: {e}")))?
+        } else {
+            self.persons
+                .keys_of(checked.persons.iter().map(String::as_str))
+        };
         let (person_keys, later) = if person_keys.len() > persons::IN_TRANSACTION_AT_MOST {
             (Vec::new(), Some(person_keys))
         } else {
