@@ -143,7 +143,7 @@ pub struct Accepting {
     pub hold_window: Duration,
     /// Person index keys of every personal id the filing names, written in the
     /// transaction that records it ([`crate::compliance::persons`]).
-    pub person_keys: Vec<String>,
+    pub person_keys: Vec<crate::compliance::persons::PersonKey>,
     /// The filing names more persons than fit that transaction: its row is left
     /// unmarked, and the caller indexes them once it is recorded
     /// ([`crate::compliance::persons::PersonIndex::index_later`]).
@@ -321,7 +321,7 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
     }
     mobile_api::prereg::note_registrations(&mut conn, &forms).await?;
     mobile_api::prereg::insert(&mut conn, &phoned).await?;
-    let persons: Vec<(&str, &[String])> = recordings
+    let persons: Vec<(&str, &[crate::compliance::persons::PersonKey])> = recordings
         .iter()
         .map(|(r, _)| (r.accepting.id.as_str(), r.accepting.person_keys.as_slice()))
         .collect();
@@ -839,7 +839,8 @@ mod tests {
             signed_digest: None,
             warnings: "[]".into(),
             hold_window,
-            person_keys: vec![format!("key-{i}"), "shared".into()],
+            person_keys: crate::compliance::persons::PersonIndex::with_key([1; 32])
+                .keys_of([format!("{i:010}").as_str(), "shared"]),
             persons_later: false,
         }
     }
@@ -860,7 +861,9 @@ mod tests {
         let clock: Arc<dyn retention::Clock> = Arc::new(retention::SystemClock);
         let unindexed = "SELECT COUNT(*) FROM submissions WHERE persons_indexed_at IS NULL";
 
-        let keys: Vec<String> = (0..12_345).map(|i| format!("key-{i:05}")).collect();
+        let ids: Vec<String> = (0..12_345).map(|i| format!("{i:010}")).collect();
+        let keys = index.keys_of(ids.iter().map(String::as_str));
+        assert_eq!(keys.len(), 12_345);
         assert!(keys.len() > persons::IN_TRANSACTION_AT_MOST);
         let mut a = accepting(&caller, 1, Duration::zero());
         a.person_keys = Vec::new();

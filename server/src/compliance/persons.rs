@@ -44,6 +44,23 @@ pub const IN_TRANSACTION_AT_MOST: usize = INSERT_ROWS;
 /// few milliseconds.
 const LATER_ROWS_PER_TRANSACTION: usize = 5 * INSERT_ROWS;
 
+/// A person's index key: the HMAC itself, 32 bytes (a 200,000-person report's keys
+/// take 6 MB so, 21 MB as hex strings); stored and searched as its 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersonKey([u8; 32]);
+
+impl std::fmt::Display for PersonKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for PersonKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PersonKey({self})")
+    }
+}
+
 /// Turns personal ids into index keys, and indexes large filings after they are
 /// recorded. Cheap to clone.
 #[derive(Clone)]
@@ -83,7 +100,7 @@ impl PersonIndex {
         db: Db,
         clock: Arc<dyn retention::Clock>,
         submission_id: String,
-        keys: Vec<String>,
+        keys: Vec<PersonKey>,
     ) {
         // Taken now, so that a search that starts after this filing's answer waits
         // for it. Only if a search is waiting already does the task wait its turn
@@ -120,22 +137,25 @@ impl PersonIndex {
         Ok(())
     }
 
-    /// The index key of a personal id (surrounding white space ignored).
+    /// The index key of a personal id (surrounding white space ignored), as stored.
     pub fn key_of(&self, person_id: &str) -> String {
+        self.person_key(person_id).to_string()
+    }
+
+    fn person_key(&self, person_id: &str) -> PersonKey {
         // HMAC takes keys of any length: `new_from_slice` cannot fail for 32 bytes.
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..]) {
-            Ok(m) => m,
-            Err(_) => return String::new(),
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..]) else {
+            unreachable!("HMAC-SHA256 takes a 32-byte key")
         };
         mac.update(b"ivan/person-index/v1\0");
         mac.update(person_id.trim().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        PersonKey(mac.finalize().into_bytes().into())
     }
 
     /// Index keys of these ids, without duplicates, sorted.
-    pub fn keys_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let mut keys: Vec<String> = ids.into_iter().map(|id| self.key_of(id)).collect();
-        keys.sort();
+    pub fn keys_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<PersonKey> {
+        let mut keys: Vec<PersonKey> = ids.into_iter().map(|id| self.person_key(id)).collect();
+        keys.sort_unstable();
         keys.dedup();
         keys
     }
@@ -150,7 +170,7 @@ const INSERT_ROWS: usize = 1000;
 pub async fn insert(
     conn: &mut DbConn<'_>,
     submission_id: &str,
-    person_keys: &[String],
+    person_keys: &[PersonKey],
     now: DateTime<Utc>,
 ) -> retention::Result<()> {
     insert_rows(conn, &[(submission_id, person_keys)]).await?;
@@ -168,9 +188,9 @@ pub async fn insert(
 /// (the caller does, e.g. in the submission row it inserts).
 pub async fn insert_rows(
     conn: &mut DbConn<'_>,
-    filings: &[(&str, &[String])],
+    filings: &[(&str, &[PersonKey])],
 ) -> retention::Result<()> {
-    let rows: Vec<(&str, &String)> = filings
+    let rows: Vec<(&str, &PersonKey)> = filings
         .iter()
         .flat_map(|(id, keys)| keys.iter().map(move |k| (*id, k)))
         .collect();
@@ -182,7 +202,7 @@ pub async fn insert_rows(
                 "INSERT INTO person_index (person_key, submission_id) ",
             );
             insert.push_values(chunk, |mut row, (id, key)| {
-                row.push_bind(*key).push_bind(*id);
+                row.push_bind(key.to_string()).push_bind(*id);
             });
             insert.push(" ON CONFLICT (person_key, submission_id) DO NOTHING");
             insert.build().execute(&mut *c).await?;
@@ -195,9 +215,9 @@ async fn write_later(
     db: &Db,
     clock: &dyn retention::Clock,
     submission_id: &str,
-    keys: &[String],
+    keys: &[PersonKey],
 ) -> retention::Result<()> {
-    let mut parts: Vec<&[String]> = keys.chunks(LATER_ROWS_PER_TRANSACTION).collect();
+    let mut parts: Vec<&[PersonKey]> = keys.chunks(LATER_ROWS_PER_TRANSACTION).collect();
     if parts.is_empty() {
         parts.push(&[]);
     }
