@@ -45,6 +45,10 @@ struct Args {
     /// Size of the single large document, in MB (0 skips it).
     #[arg(long, default_value_t = 50)]
     big_mb: usize,
+    /// Also send this many large documents at once (different bytes, one client
+    /// each) and print the slowest answer and the server's RSS growth (0 skips it).
+    #[arg(long, default_value_t = 4)]
+    big_at_once: usize,
 }
 
 #[tokio::main]
@@ -135,6 +139,36 @@ async fn main() -> Result<()> {
             );
             if let Some(f) = &run.first_failure {
                 println!("  failure: {}", f.chars().take(300).collect::<String>());
+            }
+            if args.big_at_once > 0 {
+                let n = args.big_at_once;
+                let docs = sign_many(
+                    &setup,
+                    &format!("{backend}-big-at-once"),
+                    args.big_mb * 1024 * 1024,
+                    n,
+                )?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before = server.rss_kb("VmRSS:");
+                let hwm_before = server.rss_kb("VmHWM:");
+                let run = load(&server, &setup.token, Arc::new(docs), n, 600, None).await?;
+                let hwm_after = server.rss_kb("VmHWM:");
+                println!(
+                    "{n} such documents at once: {} ok, {} failed, slowest answer {:.2} s; server RSS {} MB before, peak {} MB (peak before {} MB): growth {} MB",
+                    run.ok,
+                    run.failed,
+                    run.latencies
+                        .iter()
+                        .max()
+                        .map_or(0.0, Duration::as_secs_f64),
+                    before / 1024,
+                    hwm_after / 1024,
+                    hwm_before / 1024,
+                    hwm_after.saturating_sub(before) / 1024
+                );
+                if let Some(f) = &run.first_failure {
+                    println!("  failure: {}", f.chars().take(300).collect::<String>());
+                }
             }
         }
         stop(server).await;
