@@ -22,7 +22,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Parser;
 use ivan_bench::{
-    appender_line, appender_snapshot, ivan_binary, load, print, set_up, sign_many, start, stop,
+    Run, Server, Setup, appender_line, appender_snapshot, ivan_binary, load, print, set_up,
+    sign_many, start, stop,
 };
 use retention::testing::TempPg;
 
@@ -114,66 +115,88 @@ async fn main() -> Result<()> {
             }
         }
         if args.big_mb > 0 {
-            let doc = sign_many(
-                &setup,
-                &format!("{backend}-big"),
-                args.big_mb * 1024 * 1024,
-                1,
-            )?;
-            let size = doc[0].len();
-            // Let the allocator settle, then measure peak RSS across one request.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let before = server.rss_kb("VmRSS:");
-            let hwm_before = server.rss_kb("VmHWM:");
-            let run = load(&server, &setup.token, Arc::new(doc), 1, 600, None).await?;
-            let hwm_after = server.rss_kb("VmHWM:");
+            let bytes = args.big_mb * 1024 * 1024;
+            let (run, rss, size) =
+                big_documents(&server, &setup, &format!("{backend}-big"), bytes, 1).await?;
             println!(
-                "one {:.1} MB document: {} in {:.2} s; server RSS {} MB before, peak {} MB (peak before {} MB): growth {} MB",
+                "one {:.1} MB document: {} in {:.2} s; {rss}",
                 size as f64 / 1e6,
                 if run.ok == 1 { "201" } else { "FAILED" },
                 run.latencies.first().map_or(0.0, Duration::as_secs_f64),
-                before / 1024,
-                hwm_after / 1024,
-                hwm_before / 1024,
-                hwm_after.saturating_sub(before) / 1024
             );
-            if let Some(f) = &run.first_failure {
-                println!("  failure: {}", f.chars().take(300).collect::<String>());
-            }
+            print_failure(&run);
             if args.big_at_once > 0 {
                 let n = args.big_at_once;
-                let docs = sign_many(
-                    &setup,
-                    &format!("{backend}-big-at-once"),
-                    args.big_mb * 1024 * 1024,
-                    n,
-                )?;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let before = server.rss_kb("VmRSS:");
-                let hwm_before = server.rss_kb("VmHWM:");
-                let run = load(&server, &setup.token, Arc::new(docs), n, 600, None).await?;
-                let hwm_after = server.rss_kb("VmHWM:");
+                let prefix = format!("{backend}-big-at-once");
+                let (run, rss, _) = big_documents(&server, &setup, &prefix, bytes, n).await?;
                 println!(
-                    "{n} such documents at once: {} ok, {} failed, slowest answer {:.2} s; server RSS {} MB before, peak {} MB (peak before {} MB): growth {} MB",
+                    "{n} such documents at once: {} ok, {} failed, slowest answer {:.2} s; {rss}",
                     run.ok,
                     run.failed,
                     run.latencies
                         .iter()
                         .max()
                         .map_or(0.0, Duration::as_secs_f64),
-                    before / 1024,
-                    hwm_after / 1024,
-                    hwm_before / 1024,
-                    hwm_after.saturating_sub(before) / 1024
                 );
-                if let Some(f) = &run.first_failure {
-                    println!("  failure: {}", f.chars().take(300).collect::<String>());
-                }
+                print_failure(&run);
             }
         }
         stop(server).await;
     }
     Ok(())
+}
+
+/// The server's RSS across one load (kB): before it, the peak before it, the peak
+/// after it.
+struct Rss {
+    before: u64,
+    hwm_before: u64,
+    hwm_after: u64,
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server RSS {} MB before, peak {} MB (peak before {} MB): growth {} MB",
+            self.before / 1024,
+            self.hwm_after / 1024,
+            self.hwm_before / 1024,
+            self.hwm_after.saturating_sub(self.before) / 1024
+        )
+    }
+}
+
+/// Signs `n` large documents of about `bytes` (different bytes each), sends them at
+/// once (one client each) and measures the server's RSS across that: the run, the
+/// RSS and the first document's size.
+async fn big_documents(
+    server: &Server,
+    setup: &Setup,
+    prefix: &str,
+    bytes: usize,
+    n: usize,
+) -> Result<(Run, Rss, usize)> {
+    let docs = sign_many(setup, prefix, bytes, n)?;
+    let size = docs.first().map_or(0, bytes::Bytes::len);
+    // Let the allocator settle, then measure peak RSS across the requests.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = server.rss_kb("VmRSS:");
+    let hwm_before = server.rss_kb("VmHWM:");
+    let run = load(server, &setup.token, Arc::new(docs), n, 600, None).await?;
+    let hwm_after = server.rss_kb("VmHWM:");
+    let rss = Rss {
+        before,
+        hwm_before,
+        hwm_after,
+    };
+    Ok((run, rss, size))
+}
+
+fn print_failure(run: &Run) {
+    if let Some(f) = &run.first_failure {
+        println!("  failure: {}", f.chars().take(300).collect::<String>());
+    }
 }
 
 fn threads() -> usize {
