@@ -106,9 +106,9 @@ impl PersonIndex {
         // for it. Only if a search is waiting already does the task wait its turn
         // (that search indexes the filing itself, from its original).
         let writing = self.writing.clone();
-        let now = writing.clone().try_read_owned().ok();
+        let held = writing.clone().try_read_owned().ok();
         tokio::spawn(async move {
-            let _writing = match now {
+            let _writing = match held {
                 Some(held) => held,
                 None => writing.read_owned().await,
             };
@@ -237,8 +237,9 @@ async fn write_later(
 }
 
 /// Indexes up to `limit` filings not marked indexed (recorded before the index
-/// existed, or whose later indexing was cut short), by reading their originals again; returns how many it indexed. A filing whose original is purged
-/// or unreadable as XML is marked indexed with no persons (and logged as a warning).
+/// existed, or whose later indexing was cut short), by reading their originals
+/// again; returns how many it indexed. A filing whose original is purged or
+/// unreadable as XML is marked indexed with no persons (and logged as a warning).
 pub async fn catch_up(
     db: &Db,
     originals: &Originals,

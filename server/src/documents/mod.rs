@@ -713,7 +713,7 @@ fn sender_reference(root: &uppsala::Element<'_>) -> Option<String> {
 pub fn person_ids_in(bytes: &[u8]) -> Result<Vec<String>, String> {
     // A large filing is read chunk by chunk, as intake checked it: one tree of a
     // 50 MB report takes most of a gigabyte.
-    if bytes.len() > crate::intake::IntakeConfig::default().streaming_threshold_bytes {
+    if bytes.len() > crate::intake::DEFAULT_STREAMING_THRESHOLD_BYTES {
         let text =
             crate::intake::xml::text(bytes).map_err(|r| format!("{}: {}", r.code, r.message))?;
         if let Ok(Ok(plan)) = Plan::of(text, &Cancel::default()) {

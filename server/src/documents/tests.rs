@@ -1046,7 +1046,7 @@ fn a_document_that_cannot_be_cut_says_why() {
 fn person_ids_of_a_large_original_match_the_tree() {
     let id = |i: usize| personal_number(if i % 7 == 3 { 0 } else { i }).to_owned();
     let xml = big_report_with(6000, |_| "100.00", id);
-    assert!(xml.len() > crate::intake::IntakeConfig::default().streaming_threshold_bytes);
+    assert!(xml.len() > crate::intake::DEFAULT_STREAMING_THRESHOLD_BYTES);
     let Ok(Ok(plan)) = Plan::of(&xml, &Cancel::default()) else {
         panic!("a report of many lines is cut into chunks")
     };

@@ -47,6 +47,6 @@ mod pipeline;
 mod signature_tests;
 
 pub use pipeline::{
-    Analysis, BodyLease, Halt, Intake, IntakeConfig, Outcome, Preview, Problem, Refused, Scanned,
-    SubmitError, is_xml,
+    Analysis, BodyLease, DEFAULT_STREAMING_THRESHOLD_BYTES, Halt, Intake, IntakeConfig, Outcome,
+    Preview, Problem, Refused, Scanned, SubmitError, is_xml,
 };

@@ -41,6 +41,9 @@ use crate::submissions::{self, Accepting, Submission};
 use retention::{Clock, Db, Ledger, Sha256Hex};
 use serde::{Deserialize, Serialize};
 
+/// `intake.streaming_threshold_bytes` unless configured: 1 MiB.
+pub const DEFAULT_STREAMING_THRESHOLD_BYTES: usize = 1024 * 1024;
+
 /// `[intake]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -115,7 +118,7 @@ impl Default for IntakeConfig {
             body_budget_bytes: 256 * 1024 * 1024,
             analysis_budget_bytes: 512 * 1024 * 1024,
             employer_share_percent: 50,
-            streaming_threshold_bytes: 1024 * 1024,
+            streaming_threshold_bytes: DEFAULT_STREAMING_THRESHOLD_BYTES,
             budget_wait_secs: 20,
             hold_window_secs: 5 * 3600,
             require_crl: true,
