@@ -799,6 +799,7 @@ mod tests {
         a_batch_of_filings_is_numbered_and_written_together,
         a_filing_being_delivered_cannot_be_cancelled,
         a_filing_naming_many_persons_is_indexed_after_it_is_recorded,
+        a_round_gives_back_only_the_rows_it_still_holds,
     );
 
     async fn employer(ledger: &Ledger) -> Caller {
@@ -1030,6 +1031,90 @@ mod tests {
         lease(None).await;
         let cancelled = cancel(&ledger, &env.db, &caller, &s.id, now).await.unwrap();
         assert_eq!(cancelled.status, status::CANCELLED);
+        task.shutdown().await;
+    }
+
+    /// The forwarder gives a round's failed rows back in one transaction: each row
+    /// it still holds gets its attempt count, due time and error, and a row whose
+    /// lease went to another worker meanwhile is left as that worker has it.
+    async fn a_round_gives_back_only_the_rows_it_still_holds(env: TestEnv) {
+        use crate::forwarding::outbox::{self, Reschedule};
+        let (ledger, task) = env.ledger(LedgerConfig::default());
+        let caller = employer(&ledger).await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let s = record(
+                &ledger,
+                env.keys.clone(),
+                accepting(&caller, i, Duration::zero()),
+            )
+            .await
+            .unwrap();
+            ids.push(s.id);
+        }
+        let now = Utc::now();
+        let claimed = outbox::claim(
+            &env.db,
+            "a",
+            now + Duration::seconds(1),
+            now + Duration::minutes(5),
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed.len(), 3);
+        // Worker b took the third row over (a's lease ran out meanwhile).
+        on_pool!(&env.db, pool => {
+            sqlx::query("UPDATE outbox SET lease_owner = 'b' WHERE submission_id = $1")
+                .bind(&ids[2])
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        let due = now + Duration::seconds(30);
+        let again: Vec<Reschedule> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Reschedule {
+                submission_id: id.clone(),
+                attempts: 1,
+                due_at: due,
+                last_error: (i == 0).then(|| "x".repeat(1500)),
+            })
+            .collect();
+        outbox::reschedule_all(&env.db, "a", &again).await.unwrap();
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            attempts: i64,
+            due_at: DateTime<Utc>,
+            last_error: Option<String>,
+            lease_owner: Option<String>,
+        }
+        let mut rows = Vec::new();
+        for id in &ids {
+            let row: Row = on_pool!(&env.db, pool => {
+                sqlx::query_as(
+                    "SELECT attempts, due_at, last_error, lease_owner FROM outbox WHERE submission_id = $1",
+                )
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+            });
+            rows.push(row);
+        }
+        for row in &rows[..2] {
+            assert_eq!((row.attempts, row.lease_owner.as_deref()), (1, None));
+            assert_eq!(row.due_at.timestamp_millis(), due.timestamp_millis());
+        }
+        assert_eq!(rows[0].last_error.as_deref().map(str::len), Some(1000));
+        assert_eq!(rows[1].last_error, None);
+        assert_eq!(
+            (rows[2].attempts, rows[2].lease_owner.as_deref()),
+            (0, Some("b"))
+        );
+        // Nothing to give back is no statement at all.
+        outbox::reschedule_all(&env.db, "a", &[]).await.unwrap();
         task.shutdown().await;
     }
 }

@@ -26,6 +26,13 @@
 //! authority's answer and our commit therefore costs one repeated POST, never a
 //! duplicate filing.
 //!
+//! **Concurrency**: up to `concurrency` attempts run at once as tasks of their own,
+//! and a free slot is filled at once from the claimed rows (claiming `batch` more
+//! when none is waiting), so one slow request never holds the others back. A failed
+//! attempt's next try (its reschedule) is collected and written with the others of
+//! the same moment in one transaction ([`outbox::reschedule_all`]); until then the
+//! row stays leased to this worker.
+//!
 //! **Retries** use exponential backoff with full jitter, capped ([`backoff`]). While
 //! the authority is wholly down (`outage_after_failures` transient failures in a row)
 //! the worker stops sending and sends single probes at growing intervals instead of
@@ -47,17 +54,17 @@
 pub mod authority;
 pub mod outbox;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Appended, Clock, Db, Ledger, Originals, Payload, Sha256Hex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::Error;
 use crate::submissions::status;
@@ -203,7 +210,7 @@ impl Outage {
         self.probe_at.is_some()
     }
 
-    /// Records the attempts of one round. Returns `true` when the authority just came
+    /// Records how attempts ended. Returns `true` when the authority just came
     /// back after an outage.
     fn record(&mut self, outcomes: &[Attempt], config: &ForwardingConfig) -> bool {
         let mut recovered = false;
@@ -335,44 +342,114 @@ impl Forwarder {
         }
         let idle = Duration::from_millis(self.config.idle_ms);
         let sweep_every = Duration::from_secs(5);
-        let mut last_sweep: Option<Instant> = None;
+        let concurrency = self.config.concurrency;
+        let mut next_sweep = Instant::now();
         let mut outage = Outage::default();
+        // Claimed rows not started yet, attempts running, and rows to give back.
+        let mut ready: VecDeque<Claimed> = VecDeque::new();
+        let mut running: JoinSet<Ended> = JoinSet::new();
+        let mut again = Again::default();
+        // When to look for due rows again; `None`: as soon as there is room.
+        let mut look_at: Option<Instant> = None;
+        // Set when told to stop, or when the one who could tell is gone.
+        let mut told = false;
         loop {
-            if *stopped.borrow() {
-                break;
-            }
-            if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+            let stopping = told || *stopped.borrow();
+            if stopping {
+                // Rows claimed but not started go back as they were.
+                let now = self.clock.now();
+                again.extend(ready.drain(..).map(|row| row.give_back(now)));
+                if running.is_empty() {
+                    self.flush(&mut again).await;
+                    break;
+                }
+            } else if Instant::now() >= next_sweep {
                 if let Err(e) = self.sweep().await {
                     tracing::error!(error = %e, "outbox sweep failed");
                 }
-                last_sweep = Some(Instant::now());
+                next_sweep = Instant::now() + sweep_every;
             }
-            let mut wait = idle;
-            if let Some(at) = outage.probe_at {
-                let now = Instant::now();
-                if at > now {
-                    wait = (at - now).min(sweep_every);
-                    if pause(&mut stopped, wait).await {
-                        break;
+            // While the authority is down, one probe at a time, when it is due.
+            let room = match outage.probe_at {
+                None => concurrency,
+                Some(at) if at <= Instant::now() && running.is_empty() => 1,
+                Some(_) => 0,
+            };
+            if !stopping {
+                while running.len() < room {
+                    let Some(row) = ready.pop_front() else { break };
+                    let me = self.clone();
+                    running.spawn(async move { me.attempt(row).await });
+                }
+                if running.len() < room
+                    && ready.is_empty()
+                    && look_at.is_none_or(|at| at <= Instant::now())
+                {
+                    let limit = if outage.is_down() {
+                        1
+                    } else {
+                        self.config.batch
+                    };
+                    let now = self.clock.now();
+                    let lease_until = now + secs(self.config.lease_secs);
+                    match outbox::claim(&self.db, &self.owner, now, lease_until, limit).await {
+                        Ok(rows) if !rows.is_empty() => {
+                            ready.extend(rows);
+                            look_at = None;
+                            continue;
+                        }
+                        Ok(_) => {
+                            // Nothing due: look again when the next row falls due
+                            // (retries are often due in milliseconds), or after
+                            // `idle` for rows yet to come.
+                            let mut wait = idle;
+                            if let Ok(Some(next)) = outbox::next_due(&self.db).await {
+                                let until = (next - self.clock.now()).to_std().unwrap_or_default();
+                                wait = until.clamp(Duration::from_millis(10), idle);
+                            }
+                            look_at = Some(Instant::now() + wait);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "claiming outbox rows failed");
+                            look_at = Some(Instant::now() + idle.max(Duration::from_secs(1)));
+                        }
                     }
-                    continue;
                 }
             }
-            let limit = if outage.is_down() {
-                1
+            if again.due(concurrency, running.is_empty()) {
+                self.flush(&mut again).await;
+                // Rows given back may be due soon.
+                look_at = None;
+                continue;
+            }
+            let mut wake = if stopping {
+                Instant::now() + sweep_every
             } else {
-                self.config.batch
+                next_sweep
             };
-            let now = self.clock.now();
-            let lease_until = now + secs(self.config.lease_secs);
-            match outbox::claim(&self.db, &self.owner, now, lease_until, limit).await {
-                Ok(rows) if !rows.is_empty() => {
-                    let outcomes: Vec<Attempt> = futures::stream::iter(rows)
-                        .map(|row| self.attempt(row))
-                        .buffer_unordered(self.config.concurrency)
-                        .collect()
-                        .await;
-                    if outage.record(&outcomes, &self.config) {
+            for at in [look_at, outage.probe_at, again.deadline()]
+                .into_iter()
+                .flatten()
+            {
+                wake = wake.min(at);
+            }
+            tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    let ended = joined.unwrap_or_else(|e| {
+                        // The row stays leased until its lease ends.
+                        tracing::error!(error = %e, "a forwarding attempt failed");
+                        Attempt::Skipped.into()
+                    });
+                    let was_down = outage.is_down();
+                    let recovered = outage.record(&[ended.attempt], &self.config);
+                    again.extend(ended.again);
+                    if outage.is_down() && !was_down {
+                        // Rows claimed before the authority went down wait for it.
+                        let now = self.clock.now();
+                        again.extend(ready.drain(..).map(|row| row.give_back(now)));
+                    }
+                    if recovered {
+                        self.flush(&mut again).await;
                         let now = self.clock.now();
                         match outbox::release_held_back(&self.db, now).await {
                             Ok(n) => tracing::info!(messages = n, "held-back deliveries due now"),
@@ -380,38 +457,34 @@ impl Forwarder {
                                 tracing::error!(error = %e, "could not release held-back deliveries")
                             }
                         }
-                    }
-                    continue;
-                }
-                Ok(_) => {
-                    // Nothing due: wake when the next row falls due (retries are often
-                    // due in milliseconds), or after `idle` for rows yet to come.
-                    if let Ok(Some(next)) = outbox::next_due(&self.db).await {
-                        let until = (next - self.clock.now()).to_std().unwrap_or_default();
-                        wait = until.clamp(Duration::from_millis(10), idle);
+                        look_at = None;
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming outbox rows failed");
-                    wait = idle.max(Duration::from_secs(1));
-                }
-            }
-            if pause(&mut stopped, wait).await {
-                break;
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                changed = stopped.changed(), if !stopping => told = changed.is_err(),
             }
         }
         tracing::info!("forwarding worker stopped");
     }
 
-    /// One attempt on one claimed row; every failure is handled here.
-    async fn attempt(&self, row: Claimed) -> Attempt {
+    /// Gives the rows in `again` back, in one transaction.
+    async fn flush(&self, again: &mut Again) {
+        let rows = again.take();
+        if let Err(e) = outbox::reschedule_all(&self.db, &self.owner, &rows).await {
+            tracing::error!(rows = rows.len(), error = %e, "could not reschedule; the rows are retried when their lease ends");
+        }
+    }
+
+    /// One attempt on one claimed row; every failure is handled here. The row's
+    /// next attempt, if any, is for the caller to write with others ([`Again`]).
+    async fn attempt(&self, row: Claimed) -> Ended {
         let id = row.submission_id.clone();
         let result = match row.phase {
-            Phase::Deliver => self.deliver(&row).await,
+            Phase::Deliver => self.deliver(&row).await.map(Ended::from),
             Phase::Poll => self.poll(&row).await,
         };
         match result {
-            Ok(outcome) => outcome,
+            Ok(ended) => ended,
             Err(Failure::Transient(reason, answered)) => {
                 let attempts = row.attempts.saturating_add(1);
                 let own = match row.phase {
@@ -430,37 +503,30 @@ impl Forwarder {
                 tracing::warn!(submission = %id, phase = ?row.phase, attempts, retry_in_ms = delay.as_millis() as u64, reason = %reason, "authority attempt failed; will retry");
                 metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "transient")
                     .increment(1);
-                let due = self.clock.now() + chrono_of(delay);
-                if let Err(e) = outbox::reschedule(
-                    &self.db,
-                    &id,
-                    &self.owner,
-                    attempts,
-                    due,
-                    Some(&reason.reason),
-                )
-                .await
-                {
-                    tracing::error!(submission = %id, error = %e, "could not reschedule");
+                Ended {
+                    attempt: Attempt::Transient { answered },
+                    again: Some(outbox::Reschedule {
+                        submission_id: id,
+                        attempts,
+                        due_at: self.clock.now() + chrono_of(delay),
+                        last_error: Some(reason.reason),
+                    }),
                 }
-                Attempt::Transient { answered }
             }
             Err(Failure::Internal(e)) => {
                 // Our own trouble (database, originals store): retry later, release the row.
                 tracing::error!(submission = %id, error = %e, "forwarding attempt failed inside ivan");
                 metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "internal")
                     .increment(1);
-                let due = self.clock.now() + chrono_of(Duration::from_secs(30));
-                let _ = outbox::reschedule(
-                    &self.db,
-                    &id,
-                    &self.owner,
-                    row.attempts,
-                    due,
-                    Some(&format!("internal: {e}")),
-                )
-                .await;
-                Attempt::Skipped
+                Ended {
+                    attempt: Attempt::Skipped,
+                    again: Some(outbox::Reschedule {
+                        submission_id: id,
+                        attempts: row.attempts,
+                        due_at: self.clock.now() + chrono_of(Duration::from_secs(30)),
+                        last_error: Some(format!("internal: {e}")),
+                    }),
+                }
             }
         }
     }
@@ -561,7 +627,7 @@ impl Forwarder {
         }
     }
 
-    async fn poll(&self, row: &Claimed) -> Result<Attempt, Failure> {
+    async fn poll(&self, row: &Claimed) -> Result<Ended, Failure> {
         let authority_ref = row.submission.authority_ref.clone().ok_or_else(|| {
             Failure::Internal(Error::Invalid(
                 "delivered without an authority reference".into(),
@@ -573,17 +639,15 @@ impl Forwarder {
             "rejected" => "submission.reject",
             "processing" => {
                 let due = self.clock.now() + chrono_of(poll_delay(&self.config, row.attempts));
-                outbox::reschedule(
-                    &self.db,
-                    &row.submission_id,
-                    &self.owner,
-                    row.attempts.saturating_add(1),
-                    due,
-                    None,
-                )
-                .await
-                .map_err(Failure::Internal)?;
-                return Ok(Attempt::Done);
+                return Ok(Ended {
+                    attempt: Attempt::Done,
+                    again: Some(outbox::Reschedule {
+                        submission_id: row.submission_id.clone(),
+                        attempts: row.attempts.saturating_add(1),
+                        due_at: due,
+                        last_error: None,
+                    }),
+                });
             }
             other => {
                 return Err(Failure::Transient(
@@ -646,11 +710,11 @@ impl Forwarder {
         match self.ledger.append_all(entries, Some(work)).await {
             Ok(_) => {
                 tracing::info!(submission = %row.submission_id, state = %state.state, "the authority's answer is in");
-                Ok(Attempt::Done)
+                Ok(Attempt::Done.into())
             }
             Err(retention::Error::Conflict(why)) => {
                 tracing::warn!(submission = %row.submission_id, %why, "answer not recorded: lease lost");
-                Ok(Attempt::Skipped)
+                Ok(Attempt::Skipped.into())
             }
             Err(e) => Err(Failure::Internal(e.into())),
         }
@@ -722,6 +786,61 @@ impl Forwarder {
     }
 }
 
+/// How an attempt ended: what outage detection counts, and the row's next attempt
+/// when it stays in the outbox with no change recorded.
+#[derive(Debug)]
+struct Ended {
+    attempt: Attempt,
+    again: Option<outbox::Reschedule>,
+}
+
+impl From<Attempt> for Ended {
+    fn from(attempt: Attempt) -> Self {
+        Ended {
+            attempt,
+            again: None,
+        }
+    }
+}
+
+/// Rows to give back to the outbox, written together: when as many as attempts run
+/// at once are waiting, when nothing is running any more, or [`Again::WITHIN`] after
+/// the first of them. Until then a row stays leased to this worker, so nobody takes
+/// it early; a crash leaves it to its lease's end, as any claimed row.
+#[derive(Debug, Default)]
+struct Again {
+    rows: Vec<outbox::Reschedule>,
+    since: Option<Instant>,
+}
+
+impl Again {
+    const WITHIN: Duration = Duration::from_millis(20);
+
+    fn extend(&mut self, rows: impl IntoIterator<Item = outbox::Reschedule>) {
+        let before = self.rows.len();
+        self.rows.extend(rows);
+        if before == 0 && !self.rows.is_empty() {
+            self.since = Some(Instant::now());
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.since.map(|t| t + Self::WITHIN)
+    }
+
+    fn due(&self, concurrency: usize, idle: bool) -> bool {
+        !self.rows.is_empty()
+            && (idle
+                || self.rows.len() >= concurrency
+                || self.deadline().is_some_and(|at| at <= Instant::now()))
+    }
+
+    fn take(&mut self) -> Vec<outbox::Reschedule> {
+        self.since = None;
+        std::mem::take(&mut self.rows)
+    }
+}
+
 /// Why an attempt did not complete.
 #[derive(Debug)]
 enum Failure {
@@ -742,14 +861,6 @@ fn poll_delay(config: &ForwardingConfig, attempts: i64) -> Duration {
     base.checked_mul(1u32 << n)
         .unwrap_or(Duration::MAX)
         .min(secs_std(config.poll_cap_secs))
-}
-
-/// Sleeps `d` unless the worker is told to stop first; `true` = stop.
-async fn pause(stopped: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stopped.borrow(),
-        r = stopped.changed() => r.is_err() || *stopped.borrow(),
-    }
 }
 
 fn secs(s: u64) -> chrono::Duration {

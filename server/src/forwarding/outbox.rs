@@ -51,6 +51,19 @@ pub struct Claimed {
     pub submission: Outgoing,
 }
 
+impl Claimed {
+    /// The row given back unattempted (a stop, or the authority went down before its
+    /// turn): due at `now`, its attempts and last error as they were.
+    pub fn give_back(self, now: DateTime<Utc>) -> Reschedule {
+        Reschedule {
+            submission_id: self.submission_id,
+            attempts: self.attempts,
+            due_at: now,
+            last_error: None,
+        }
+    }
+}
+
 /// Leases up to `limit` due rows (due first) to `owner` until `lease_until`.
 pub async fn claim(
     db: &Db,
@@ -130,30 +143,44 @@ pub async fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, Error> {
     }))
 }
 
-/// Gives a held row back with its next attempt at `due_at`.
-pub async fn reschedule(
-    db: &Db,
-    submission_id: &str,
-    owner: &str,
-    attempts: i64,
-    due_at: DateTime<Utc>,
-    last_error: Option<&str>,
-) -> Result<(), Error> {
-    let error = last_error.map(|e| e.chars().take(1000).collect::<String>());
+/// A held row to give back, with its next attempt.
+#[derive(Debug, Clone)]
+pub struct Reschedule {
+    pub submission_id: String,
+    pub attempts: i64,
+    pub due_at: DateTime<Utc>,
+    /// Kept as the row's `last_error` (cut to 1,000 characters); `None` keeps the
+    /// previous one.
+    pub last_error: Option<String>,
+}
+
+/// Gives `owner`'s held rows back, each with its next attempt, in one transaction:
+/// a round's failed attempts cost one commit, and on SQLite one wait for the write
+/// lock, not one each (issue 18: on SQLite each separate write queued behind the
+/// log appender's transactions). A row whose lease this owner lost is left alone.
+pub async fn reschedule_all(db: &Db, owner: &str, rows: &[Reschedule]) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     on_pool!(db, pool => {
-        sqlx::query(
-            "UPDATE outbox SET attempts = $1, due_at = $2, last_error = COALESCE($3, last_error), \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE submission_id = $4 AND lease_owner = $5",
-        )
-        .bind(attempts)
-        .bind(due_at)
-        .bind(error)
-        .bind(submission_id)
-        .bind(owner)
-        .execute(pool)
-        .await
-        .map_err(retention::Error::from)?;
+        let mut tx = pool.begin().await.map_err(retention::Error::from)?;
+        for row in rows {
+            let error = row.last_error.as_deref().map(|e| e.chars().take(1000).collect::<String>());
+            sqlx::query(
+                "UPDATE outbox SET attempts = $1, due_at = $2, last_error = COALESCE($3, last_error), \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE submission_id = $4 AND lease_owner = $5",
+            )
+            .bind(row.attempts)
+            .bind(row.due_at)
+            .bind(error)
+            .bind(&row.submission_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(retention::Error::from)?;
+        }
+        tx.commit().await.map_err(retention::Error::from)?;
     });
     Ok(())
 }
