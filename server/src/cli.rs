@@ -106,6 +106,10 @@ pub struct SandboxArgs {
     /// A message reads "processing" this long after receipt, then "processed".
     #[arg(long, default_value_t = 1000)]
     pub process_after_ms: u64,
+    /// Answer the first message POST only N milliseconds after it arrived, as a hung
+    /// request would be (tests of concurrent delivery).
+    #[arg(long, default_value_t = 0)]
+    pub stall_first_post_ms: u64,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -464,6 +468,7 @@ async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -> Re
         latency_ms: args.latency_ms,
         down_for_secs: args.down_for_secs,
         process_after_ms: args.process_after_ms,
+        stall_first_post_ms: args.stall_first_post_ms,
         tls,
     };
     crate::sandbox::check(&options)?;

@@ -103,6 +103,10 @@ pub struct SandboxOptions {
     /// then `processed` (or `rejected`). `0`: the POST answers `200 accepted` and the
     /// message is processed at once.
     pub process_after_ms: u64,
+    /// The first message POST received is answered only this long after it arrived
+    /// (after `latency_ms`'s delay), as a hung request would be: tests check that one
+    /// slow request does not hold back the others. `0`: no stall.
+    pub stall_first_post_ms: u64,
     /// `None`: plain HTTP.
     pub tls: Option<SandboxTls>,
 }
@@ -115,6 +119,7 @@ impl Default for SandboxOptions {
             latency_ms: 0,
             down_for_secs: 0,
             process_after_ms: 1000,
+            stall_first_post_ms: 0,
             tls: None,
         }
     }
@@ -212,6 +217,8 @@ struct Sandbox {
     latency_ms: u64,
     down_until: Instant,
     process_after: Duration,
+    /// Taken by the first POST, which then stalls this long.
+    stall_first_post: Mutex<Option<Duration>>,
     store: Mutex<Store>,
 }
 
@@ -292,6 +299,10 @@ impl Sandbox {
                 .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
                 .unwrap_or(now),
             process_after: Duration::from_millis(options.process_after_ms),
+            stall_first_post: Mutex::new(
+                (options.stall_first_post_ms > 0)
+                    .then(|| Duration::from_millis(options.stall_first_post_ms)),
+            ),
             store: Mutex::new(Store::default()),
         }
     }
@@ -480,7 +491,13 @@ async fn post_message(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let delay = sandbox.latency();
+    let stall = sandbox
+        .stall_first_post
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .unwrap_or_default();
+    let delay = sandbox.latency() + stall;
     let response = post_inner(&sandbox, &headers, body);
     tokio::time::sleep(delay).await;
     response

@@ -19,6 +19,7 @@ e2e_tests!(
     authority_down_then_back_drains_the_backlog_and_flags_overdue,
     refusal_rejection_and_cancel,
     tls_misconfiguration_is_refused_with_a_clear_error,
+    a_hung_request_does_not_hold_back_the_others,
 );
 
 /// Fast retries and polls, so tests take seconds, with timeouts that keep the lease
@@ -463,6 +464,54 @@ async fn refusal_rejection_and_cancel(inst: Instance) {
     assert!(server.stop().await.success());
     assert_eq!(count(&inst, "SELECT COUNT(*) FROM outbox").await, 0);
     inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
+
+/// One request the authority does not answer holds one of the worker's slots, not
+/// the worker: filings sent after it are delivered while it hangs (the worker used to
+/// wait for every attempt of a claimed batch before claiming more), and it is
+/// delivered itself once its attempt times out and is retried.
+async fn a_hung_request_does_not_hold_back_the_others(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let sandbox = SandboxAuthority::start(
+        inst.dir.path(),
+        &[
+            "--process-after-ms",
+            "100",
+            "--stall-first-post-ms",
+            "60000",
+        ],
+        reqwest::Client::new(),
+    )
+    .await;
+    let authority = remote(&sandbox);
+    // The hung request times out after 20 s; the lease rule wants ≥ 4 × (1 + 20).
+    let server = serve(
+        &inst,
+        &authority,
+        &[
+            ("IVAN_AUTHORITY__REQUEST_TIMEOUT_SECS", "20"),
+            ("IVAN_FORWARDING__LEASE_SECS", "90"),
+        ],
+    )
+    .await;
+    let first = file(&inst, &server, &filer, &refs("HUNG", 1)).await;
+    eventually(30, "the first delivery reached the authority", || async {
+        (sandbox.stats().await["posts"].as_i64().unwrap() > 0).then_some(())
+    })
+    .await;
+    let others = file(&inst, &server, &filer, &refs("NEXT", 4)).await;
+    // Well inside the hung request's 20 s.
+    all_reach(&server, &filer, &others, "processed", 15).await;
+    let v = show(&server, &filer, &first[0]).await;
+    assert_eq!(
+        v["status"], "accepted",
+        "the hung one is still on its way: {v}"
+    );
+    all_reach(&server, &filer, &first, "processed", 60).await;
+    assert_eq!(sandbox.stats().await["received"], 5);
+    assert!(server.stop().await.success());
+    assert_eq!(deliveries(&inst).await, 5);
     sandbox.stop().await;
 }
 
