@@ -263,16 +263,16 @@ pub async fn catch_up(
             Some(h) => match originals.get(&h).await {
                 Ok(bytes) => crate::documents::person_ids_in(&bytes).unwrap_or_else(|e| {
                     tracing::warn!(submission = %id, error = %e, "cannot read the original's persons; indexed with none");
-                    Vec::new()
+                    Default::default()
                 }),
                 Err(e) => {
                     tracing::warn!(submission = %id, error = %e, "original unreadable; indexed with no persons");
-                    Vec::new()
+                    Default::default()
                 }
             },
-            None => Vec::new(),
+            None => Default::default(),
         };
-        let keys = index.keys_of(ids.iter().map(String::as_str));
+        let keys = index.keys_of(ids.iter());
         // Idempotent: rows already there are kept, so a crash half-way is repaired by
         // the next round.
         on_pool!(db, pool => {

@@ -168,6 +168,7 @@ mod registration_form;
 mod rules;
 mod schema;
 
+pub use common::PersonIds;
 use common::{Sink, attribute};
 
 /// The namespace of all ivan filing types (profile version 1).
@@ -411,7 +412,7 @@ pub struct Checked {
     /// with pre-registrations; empty for other types.
     pub registrations: Vec<mobile_api::prereg::RegistrationItem>,
     /// Every personal id the document names (for the keyed person index).
-    pub persons: Vec<String>,
+    pub persons: PersonIds,
 }
 
 impl Checked {
@@ -674,7 +675,7 @@ impl Profiles {
             sender_reference: sender,
             findings: sink.finish(),
             registrations,
-            persons: persons.finish(),
+            persons,
         })
     }
 }
@@ -710,7 +711,7 @@ fn sender_reference(root: &uppsala::Element<'_>) -> Option<String> {
 /// Every personal id named in an XML document (a filing or a pre-registration as
 /// forwarded), read with intake's parser and limits. For indexing filings recorded
 /// before the person index existed.
-pub fn person_ids_in(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub fn person_ids_in(bytes: &[u8]) -> Result<PersonIds, String> {
     // A large filing is read chunk by chunk, as intake checked it: one tree of a
     // 50 MB report takes most of a gigabyte.
     if bytes.len() > crate::intake::DEFAULT_STREAMING_THRESHOLD_BYTES {
@@ -729,7 +730,7 @@ pub fn person_ids_in(bytes: &[u8]) -> Result<Vec<String>, String> {
 }
 
 /// [`person_ids_in`] of a large document, in the memory of one chunk.
-fn person_ids_chunked(text: &str, plan: &Plan) -> Result<Vec<String>, String> {
+fn person_ids_chunked(text: &str, plan: &Plan) -> Result<PersonIds, String> {
     let mut persons = common::PersonIds::default();
     chunks::for_each::<()>(text, &plan.items, |chunk| {
         if let Some(root) = chunk.doc.document_element() {
@@ -742,7 +743,7 @@ fn person_ids_chunked(text: &str, plan: &Plan) -> Result<Vec<String>, String> {
         ControlFlow::Continue(())
     })
     .map_err(|r| format!("{}: {}", r.code, r.message))?;
-    Ok(persons.finish())
+    Ok(persons)
 }
 
 fn unknown_type(location: &str, message: &str) -> Finding {

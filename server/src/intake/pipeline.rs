@@ -758,12 +758,11 @@ impl Intake {
         // CPU, which must not hold a runtime worker.
         let person_keys = if checked.persons.len() > persons::IN_TRANSACTION_AT_MOST {
             let (index, ids) = (self.persons.clone(), std::mem::take(&mut checked.persons));
-            tokio::task::spawn_blocking(move || index.keys_of(ids.iter().map(String::as_str)))
+            tokio::task::spawn_blocking(move || index.keys_of(ids.iter()))
                 .await
                 .map_err(|e| Error::Internal(format!("person index keys failed: {e}")))?
         } else {
-            self.persons
-                .keys_of(checked.persons.iter().map(String::as_str))
+            self.persons.keys_of(checked.persons.iter())
         };
         let (person_keys, later) = if person_keys.len() > persons::IN_TRANSACTION_AT_MOST {
             (Vec::new(), Some(person_keys))
