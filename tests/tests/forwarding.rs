@@ -485,13 +485,14 @@ async fn a_hung_request_does_not_hold_back_the_others(inst: Instance) {
     )
     .await;
     let authority = remote(&sandbox);
-    // The hung request times out after 20 s; the lease rule wants ≥ 4 × (1 + 20).
+    // The hung request times out after 30 s (twice the 15 s the others get, plus
+    // the time to sign them); the lease rule wants ≥ 4 × (1 + 30).
     let server = serve(
         &inst,
         &authority,
         &[
-            ("IVAN_AUTHORITY__REQUEST_TIMEOUT_SECS", "20"),
-            ("IVAN_FORWARDING__LEASE_SECS", "90"),
+            ("IVAN_AUTHORITY__REQUEST_TIMEOUT_SECS", "30"),
+            ("IVAN_FORWARDING__LEASE_SECS", "130"),
         ],
     )
     .await;
@@ -501,7 +502,7 @@ async fn a_hung_request_does_not_hold_back_the_others(inst: Instance) {
     })
     .await;
     let others = file(&inst, &server, &filer, &refs("NEXT", 4)).await;
-    // Well inside the hung request's 20 s.
+    // Well inside the hung request's 30 s.
     all_reach(&server, &filer, &others, "processed", 15).await;
     let v = show(&server, &filer, &first[0]).await;
     assert_eq!(

@@ -155,9 +155,10 @@ pub struct Reschedule {
 }
 
 /// Gives `owner`'s held rows back, each with its next attempt, in one transaction:
-/// a round's failed attempts cost one commit, and on SQLite one wait for the write
-/// lock, not one each (issue 18: on SQLite each separate write queued behind the
-/// log appender's transactions). A row whose lease this owner lost is left alone.
+/// the failed attempts the worker collected cost one commit, and on SQLite one wait
+/// for the write lock, not one each (issue 18: on SQLite each separate write queued
+/// behind the log appender's transactions). A row whose lease this owner lost is
+/// left alone.
 pub async fn reschedule_all(db: &Db, owner: &str, rows: &[Reschedule]) -> Result<(), Error> {
     if rows.is_empty() {
         return Ok(());
