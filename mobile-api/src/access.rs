@@ -85,7 +85,7 @@ fn parse_name(s: &str, what: &str, max: usize) -> Result<String, Error> {
 
 fn json(v: serde_json::Value) -> Payload {
     Payload {
-        bytes: v.to_string().into_bytes().into(),
+        content: bytes::Bytes::from(v.to_string().into_bytes()).into(),
         media_type: "application/json".into(),
     }
 }

@@ -510,7 +510,7 @@ fn entry(action: &str, id: &str, payload: Option<serde_json::Value>) -> NewEntry
         action: action.to_owned(),
         subject: format!("preregistration:{id}"),
         payload: payload.map(|p| Payload {
-            bytes: p.to_string().into_bytes().into(),
+            content: bytes::Bytes::from(p.to_string().into_bytes()).into(),
             media_type: "application/json".into(),
         }),
     }
@@ -791,7 +791,7 @@ pub async fn file(
                     action: "preregistration.refuse".into(),
                     subject: format!("payload:{}", retention::Sha256Hex::of(&body)),
                     payload: Some(Payload {
-                        bytes: payload.to_string().into_bytes().into(),
+                        content: bytes::Bytes::from(payload.to_string().into_bytes()).into(),
                         media_type: "application/json".into(),
                     }),
                 })

@@ -375,10 +375,12 @@ pub async fn revoke(
         action: "phone.session-revoke".into(),
         subject: format!("phone-access:{access_id}"),
         payload: Some(retention::Payload {
-            bytes: serde_json::json!({ "session_id": session_id, "reason": reason })
-                .to_string()
-                .into_bytes()
-                .into(),
+            content: bytes::Bytes::from(
+                serde_json::json!({ "session_id": session_id, "reason": reason })
+                    .to_string()
+                    .into_bytes(),
+            )
+            .into(),
             media_type: "application/json".into(),
         }),
     };

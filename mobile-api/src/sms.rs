@@ -246,7 +246,7 @@ impl SmsWorker {
                     action: "sms.delivery".into(),
                     subject,
                     payload: Some(Payload {
-                        bytes: payload.to_string().into_bytes().into(),
+                        content: bytes::Bytes::from(payload.to_string().into_bytes()).into(),
                         media_type: "application/json".into(),
                     }),
                 },
@@ -400,7 +400,7 @@ impl SmsWorker {
                     action: action.into(),
                     subject: format!("sms:{}", row.id),
                     payload: Some(Payload {
-                        bytes: detail.to_string().into_bytes().into(),
+                        content: bytes::Bytes::from(detail.to_string().into_bytes()).into(),
                         media_type: "application/json".into(),
                     }),
                 },

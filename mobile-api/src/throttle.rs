@@ -258,7 +258,7 @@ pub async fn sweep(
             action: "phone.login-fail-unknown".into(),
             subject: format!("phone:{phone}"),
             payload: Some(Payload {
-                bytes: payload.to_string().into_bytes().into(),
+                content: bytes::Bytes::from(payload.to_string().into_bytes()).into(),
                 media_type: "application/json".into(),
             }),
         };

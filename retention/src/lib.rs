@@ -46,5 +46,7 @@ pub use clock::{Clock, SystemClock};
 pub use db::{Backend, Db, DbConn, MigrationPolicy};
 pub use error::{Error, Kind as ErrorKind, Result, io_unavailable};
 pub use ids::{Actor, EmployerId, MessageId, Sha256Hex};
-pub use ledger::{Appended, Described, Ledger, LedgerConfig, NewEntry, Payload, RowWriter};
+pub use ledger::{
+    Appended, Content, Described, Ledger, LedgerConfig, NewEntry, Payload, RowWriter,
+};
 pub use originals::Originals;

@@ -310,6 +310,221 @@ impl Originals {
     }
 }
 
+/// A body written into the local store's directory as it arrives and hashed on the
+/// way ([`Originals::stage`]), so that a large document is never held in memory
+/// whole. It is an unnamed file (`O_TMPFILE`) until [`Originals::put_staged`] links
+/// it in as an original without copying it: a process that dies, or a staged body
+/// dropped before that, leaves nothing behind.
+#[derive(Debug)]
+pub struct Staged {
+    file: std::fs::File,
+    len: u64,
+    sha256: Sha256Hex,
+    /// The store's root (linking works only within one filesystem).
+    root: PathBuf,
+}
+
+impl Staged {
+    /// The staged bytes: the first [`Staged::len`] bytes of this file.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn sha256(&self) -> &Sha256Hex {
+        &self.sha256
+    }
+
+    /// Reads the whole body into memory (where a caller needs it there).
+    pub fn bytes(&self) -> Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(self.len)
+            .map_err(|_| Error::Invalid("a staged body is too large to read".into()))?;
+        let mut out = vec![0; len];
+        self.file
+            .read_exact_at(&mut out, 0)
+            .map_err(|e| Error::io(&self.root, e))?;
+        Ok(Bytes::from(out))
+    }
+}
+
+/// A body being staged ([`Originals::stage`]): gathered a mebibyte at a time, then
+/// hashed and written on a blocking thread.
+#[derive(Debug)]
+pub struct Stager {
+    /// `None` after a failed write: the staged body is lost.
+    file: Option<std::fs::File>,
+    hasher: sha2::Sha256,
+    written: u64,
+    buffer: Vec<u8>,
+    root: PathBuf,
+}
+
+/// What a [`Stager`] gathers before it writes.
+const STAGE_BUFFER_BYTES: usize = 1024 * 1024;
+
+impl Stager {
+    /// Appends `data`.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= STAGE_BUFFER_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes taken so far.
+    pub fn len(&self) -> u64 {
+        self.written + self.buffer.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        use sha2::Digest;
+        use std::io::Write;
+        let Some(mut file) = self.file.take() else {
+            return Err(Error::Internal(
+                "a staged body was written to after its write failed".into(),
+            ));
+        };
+        let buffer = std::mem::take(&mut self.buffer);
+        let mut hasher = std::mem::take(&mut self.hasher);
+        let root = self.root.clone();
+        let (file, hasher, buffer) = tokio::task::spawn_blocking(move || {
+            hasher.update(&buffer);
+            file.write_all(&buffer).map_err(|e| Error::io(&root, e))?;
+            Ok::<_, Error>((file, hasher, buffer))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("staging task failed: {e}")))??;
+        self.written += buffer.len() as u64;
+        self.file = Some(file);
+        self.hasher = hasher;
+        self.buffer = buffer;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// The staged body, written (not yet synced: [`Originals::put_staged`] syncs
+    /// what it keeps).
+    pub async fn finish(mut self) -> Result<Staged> {
+        use sha2::Digest;
+        if !self.buffer.is_empty() {
+            self.flush().await?;
+        }
+        let file = self.file.take().ok_or_else(|| {
+            Error::Internal("a staged body was finished after its write failed".into())
+        })?;
+        let digest = std::mem::take(&mut self.hasher).finalize();
+        let sha256 = Sha256Hex::parse(&hex::encode(digest))
+            .ok_or_else(|| Error::Internal("a staged body's hash is not hex".into()))?;
+        Ok(Staged {
+            file,
+            len: self.written,
+            sha256,
+            root: self.root,
+        })
+    }
+}
+
+impl Originals {
+    /// Starts staging a body in this store ([`Staged`]); an error where the store
+    /// cannot stage (an S3 bucket, or a filesystem without `O_TMPFILE`): the caller
+    /// then keeps the body in memory.
+    pub fn stage(&self) -> Result<Stager> {
+        use rustix::fs::{Mode, OFlags};
+        let root = self
+            .local_root
+            .clone()
+            .ok_or_else(|| Error::Invalid("only a local originals store stages bodies".into()))?;
+        let fd = rustix::fs::open(
+            &root,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| Error::io(&root, e.into()))?;
+        Ok(Stager {
+            file: Some(std::fs::File::from(fd)),
+            hasher: sha2::Sha256::default(),
+            written: 0,
+            buffer: Vec::with_capacity(STAGE_BUFFER_BYTES),
+            root,
+        })
+    }
+
+    /// Keeps a staged body as an original ([`Originals::put`] for bytes that were
+    /// staged): synced, then linked under its hash in the same directories a put
+    /// would use. Durable when it returns; an original already stored stays as it
+    /// was.
+    pub async fn put_staged(&self, staged: Arc<Staged>) -> Result<Sha256Hex> {
+        let root = self.local_root.clone().ok_or_else(|| {
+            Error::Invalid("a staged body can be kept only by a local originals store".into())
+        })?;
+        if root != staged.root {
+            return Err(Error::Invalid(format!(
+                "a body staged in {} cannot be kept in {}",
+                staged.root.display(),
+                root.display()
+            )));
+        }
+        let location = key(&staged.sha256);
+        let path = root.join(location.as_ref());
+        let sha256 = staged.sha256.clone();
+        tokio::task::spawn_blocking(move || link_staged(&root, &path, &staged))
+            .await
+            .map_err(|e| Error::Internal(format!("keeping a staged original failed: {e}")))??;
+        Ok(sha256)
+    }
+}
+
+/// [`Originals::put_staged`] on a blocking thread: sync the file, create (and sync)
+/// the directories it goes into, link it in, sync its directory.
+fn link_staged(root: &FsPath, path: &FsPath, staged: &Staged) -> Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    staged.file.sync_all().map_err(|e| Error::io(path, e))?;
+    let dir = path.parent().unwrap_or(root);
+    // Every directory this creates is synced, and its parent, as a put would.
+    let mut missing = Vec::new();
+    let mut up = Some(dir);
+    while let Some(d) = up
+        && d != root
+        && !d.exists()
+    {
+        missing.push(d);
+        up = d.parent();
+    }
+    if !missing.is_empty() {
+        crate::backup::fsio::create_dirs(dir, 0o700)?;
+        for d in &missing {
+            fsync_dir(d)?;
+        }
+        if let Some(top) = missing.last().and_then(|d| d.parent()) {
+            fsync_dir(top)?;
+        }
+    }
+    // An unnamed file is linked through its /proc entry (open(2), O_TMPFILE).
+    let from = format!("/proc/self/fd/{}", staged.file.as_raw_fd());
+    match rustix::fs::linkat(CWD, from.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+        Ok(()) => {}
+        // The same bytes were kept before (or by a concurrent request): made durable
+        // as a put finding them would.
+        Err(rustix::io::Errno::EXIST) => fsync_dir(path)?,
+        Err(e) => return Err(Error::io(path, e.into())),
+    }
+    fsync_dir(dir)
+}
+
 /// [`Originals::check_many`] of one original in the local store at `root`.
 fn check_local(root: &FsPath, sha256: &Sha256Hex) -> Result<u64> {
     let path = root.join(key(sha256).as_ref());
@@ -412,6 +627,64 @@ mod tests {
             .join(&h1.as_str()[2..4])
             .join(h1.as_str());
         assert_eq!(std::fs::read(p).unwrap(), bytes);
+    }
+
+    /// Every file under `dir`, by name.
+    fn files_under(dir: &FsPath) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    files.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn a_staged_body_is_kept_as_the_original_it_hashes_to_and_nothing_else_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Originals::local(dir.path()).unwrap();
+        // Frames of odd sizes across the stager's buffer.
+        let body: Vec<u8> = (0..3 * STAGE_BUFFER_BYTES + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut stager = store.stage().unwrap();
+        for frame in body.chunks(65_521) {
+            stager.write(frame).await.unwrap();
+        }
+        assert_eq!(stager.len(), body.len() as u64);
+        let staged = Arc::new(stager.finish().await.unwrap());
+        assert_eq!(staged.sha256(), &Sha256Hex::of(&body));
+        assert_eq!(staged.len(), body.len() as u64);
+        assert_eq!(staged.bytes().unwrap(), body);
+        // Unnamed until kept.
+        assert!(files_under(dir.path()).is_empty());
+        let h = store.put_staged(staged.clone()).await.unwrap();
+        assert_eq!(&h, staged.sha256());
+        assert_eq!(store.get(&h).await.unwrap(), body);
+        // Kept twice, or staged and put as bytes: one original.
+        assert_eq!(store.put_staged(staged.clone()).await.unwrap(), h);
+        assert_eq!(store.put(Bytes::from(body.clone())).await.unwrap(), h);
+        let mut again = store.stage().unwrap();
+        again.write(&body).await.unwrap();
+        let again = Arc::new(again.finish().await.unwrap());
+        assert_eq!(store.put_staged(again).await.unwrap(), h);
+        assert_eq!(files_under(dir.path()), vec![h.to_string()]);
+        // A body dropped before it is kept leaves nothing.
+        let mut dropped = store.stage().unwrap();
+        dropped.write(b"<refused/>").await.unwrap();
+        drop(dropped.finish().await.unwrap());
+        assert_eq!(files_under(dir.path()), vec![h.to_string()]);
+        // Another store cannot keep it (a link across filesystems would fail).
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Originals::local(other_dir.path()).unwrap();
+        assert!(other.put_staged(staged).await.is_err());
     }
 
     #[tokio::test]

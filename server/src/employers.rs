@@ -260,7 +260,7 @@ pub async fn add(
                 action: "employer.create".into(),
                 subject: format!("employer:{}", employer.id),
                 payload: Some(Payload {
-                    bytes: Bytes::from(payload),
+                    content: Bytes::from(payload).into(),
                     media_type: "application/json".into(),
                 }),
             },
@@ -310,7 +310,7 @@ pub async fn set_email(
                 action: "employer.set-email".into(),
                 subject: format!("employer:{employer_id}"),
                 payload: Some(Payload {
-                    bytes: Bytes::from(email.clone().into_bytes()),
+                    content: Bytes::from(email.clone().into_bytes()).into(),
                     media_type: "text/plain".into(),
                 }),
             },
@@ -479,7 +479,7 @@ pub async fn create_token(
                 action: "api-token.create".into(),
                 subject: format!("employer:{employer_id}"),
                 payload: Some(Payload {
-                    bytes: Bytes::from(payload),
+                    content: Bytes::from(payload).into(),
                     media_type: "application/json".into(),
                 }),
             },
@@ -602,7 +602,7 @@ pub async fn revoke_token(
                 action: "api-token.revoke".into(),
                 subject: format!("employer:{employer_id}"),
                 payload: Some(Payload {
-                    bytes: Bytes::from(payload),
+                    content: Bytes::from(payload).into(),
                     media_type: "application/json".into(),
                 }),
             },

@@ -528,7 +528,7 @@ impl Mailer {
                             action: "mail.send".into(),
                             subject: format!("mail:{}", row.id),
                             payload: Some(Payload {
-                                bytes: Bytes::from(bytes),
+                                content: Bytes::from(bytes).into(),
                                 media_type: "message/rfc822".into(),
                             }),
                         },

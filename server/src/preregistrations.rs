@@ -79,7 +79,7 @@ impl Host for ServerHost {
                 document_type: prereg::DOCUMENT_TYPE.to_owned(),
                 number_prefix: NUMBER_PREFIX,
                 sha256: Sha256Hex::of(&original).to_string(),
-                original,
+                original: original.into(),
                 sender_reference: None,
                 idempotency_key: filing.idempotency_key.clone(),
                 signer_fingerprint: None,
@@ -132,7 +132,7 @@ impl Host for ServerHost {
                         action: "employer.alert".into(),
                         subject: format!("employer:{eid}"),
                         payload: Some(Payload {
-                            bytes: text.into_bytes().into(),
+                            content: bytes::Bytes::from(text.into_bytes()).into(),
                             media_type: "text/plain; charset=utf-8".into(),
                         }),
                     },
@@ -323,7 +323,7 @@ async fn send_digest(
         action: "preregistration.digest".into(),
         subject: format!("employer:{employer_id}"),
         payload: Some(Payload {
-            bytes: body.into_bytes().into(),
+            content: bytes::Bytes::from(body.into_bytes()).into(),
             media_type: "text/plain; charset=utf-8".into(),
         }),
     };

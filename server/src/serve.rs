@@ -61,14 +61,15 @@ pub async fn serve(config: Config) -> Result<()> {
         action: action.into(),
         subject: format!("server:{addr}"),
         payload: Some(Payload {
-            bytes: Bytes::from(
+            content: (Bytes::from(
                 serde_json::json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "database": db.backend().to_string(),
                     "originals": originals.describe(),
                 })
                 .to_string(),
-            ),
+            ))
+            .into(),
             media_type: "application/json".into(),
         }),
     };

@@ -129,7 +129,8 @@ pub struct Accepting {
     pub origin: Origin,
     pub document_type: String,
     pub number_prefix: char,
-    pub original: bytes::Bytes,
+    /// The bytes as received: in memory, or staged as they arrived (a large body).
+    pub original: retention::Content,
     pub sha256: String,
     pub sender_reference: Option<String>,
     pub idempotency_key: Option<String>,
@@ -164,8 +165,8 @@ pub async fn record(
         subject: subject.clone(),
         payload,
     };
-    let xml = |bytes: &bytes::Bytes| Payload {
-        bytes: bytes.clone(),
+    let xml = |content: &retention::Content| Payload {
+        content: content.clone(),
         media_type: "application/xml".into(),
     };
     let entries = match &a.origin {
@@ -184,7 +185,7 @@ pub async fn record(
                 a.actor.clone(),
                 "submission.receive",
                 Some(Payload {
-                    bytes: request.clone(),
+                    content: request.clone().into(),
                     media_type: "application/json".into(),
                 }),
             ),
@@ -479,7 +480,7 @@ pub async fn record_refusal(
             action: "submission.refuse".into(),
             subject: format!("payload:{sha256}"),
             payload: Some(Payload {
-                bytes: problem_json.into(),
+                content: bytes::Bytes::from(problem_json).into(),
                 media_type: "application/problem+json".into(),
             }),
         })
@@ -832,7 +833,7 @@ mod tests {
             document_type: "contribution-report".into(),
             number_prefix: 'C',
             sha256: retention::Sha256Hex::of(&original).to_string(),
-            original,
+            original: original.into(),
             sender_reference: Some(format!("ref-{i}")),
             idempotency_key: None,
             signer_fingerprint: None,
@@ -885,13 +886,14 @@ mod tests {
 
         // Never indexed: the search's settle reads the original.
         let mut b = accepting(&caller, 2, Duration::zero());
-        b.original = bytes::Bytes::from(format!(
+        let original = bytes::Bytes::from(format!(
             "<ContributionReport xmlns=\"{}\"><Employee><PersonalId>8001011234</PersonalId>\
              </Employee><Employee><PersonalId>7005151000</PersonalId></Employee>\
              </ContributionReport>",
             crate::documents::NAMESPACE
         ));
-        b.sha256 = retention::Sha256Hex::of(&b.original).to_string();
+        b.sha256 = retention::Sha256Hex::of(&original).to_string();
+        b.original = original.into();
         b.person_keys = Vec::new();
         b.persons_later = true;
         let second = record(&ledger, env.keys.clone(), b).await.unwrap();

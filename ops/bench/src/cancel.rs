@@ -88,9 +88,9 @@ fn main() -> Result<()> {
                     today: chrono::Utc::now().date_naive(),
                     employer_registration_number: "12345678",
                 };
-                let scanned = Scanned::of(&body, &limits, threshold, &cancel);
+                let scanned = Scanned::of(body.as_slice(), &limits, threshold, &cancel);
                 if let Ok(scanned) = scanned {
-                    let _ = scanned.analyse(&body, &limits, &profiles, &ctx, &cancel);
+                    let _ = scanned.analyse(body.as_slice(), &limits, &profiles, &ctx, &cancel);
                 }
             })
         };

@@ -124,7 +124,7 @@ async fn measure(env: &TestEnv, writers: usize, args: &Args) -> Result<Run> {
                         subject: format!("bench:{w}:{i}"),
                         // Distinct bytes per entry, so every original is really written.
                         payload: payload.map(|n| Payload {
-                            bytes: distinct_bytes(n, w, i),
+                            content: (distinct_bytes(n, w, i)).into(),
                             media_type: "application/octet-stream".into(),
                         }),
                     };

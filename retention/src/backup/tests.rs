@@ -200,10 +200,11 @@ async fn fill_with(ledger: &crate::Ledger, from: usize, n: usize) {
                 action: "test.payload".into(),
                 subject: format!("test:{i}"),
                 payload: Some(Payload {
-                    bytes: Bytes::from(format!(
+                    content: (Bytes::from(format!(
                         "<doc n=\"{i}\">\r\n exact bytes {}</doc>",
                         "x".repeat(i * 37)
-                    )),
+                    )))
+                    .into(),
                     media_type: "application/xml".into(),
                 }),
             })
@@ -714,7 +715,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
             action: "submission.purge".into(),
             subject: "test:1".into(),
             payload: Some(Payload {
-                bytes: Bytes::from(format!("{{\"purged\":[\"{sha}\"]}}")),
+                content: Bytes::from(format!("{{\"purged\":[\"{sha}\"]}}")).into(),
                 media_type: "application/json".into(),
             }),
         })

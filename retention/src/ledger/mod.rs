@@ -85,8 +85,35 @@ impl Default for LedgerConfig {
 /// A payload whose bytes are kept as an original and whose hash the entry records.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    pub bytes: Bytes,
+    pub content: Content,
     pub media_type: String,
+}
+
+/// A payload's bytes: in memory, or staged in the originals store as they arrived
+/// ([`crate::originals::Staged`]: a large document).
+#[derive(Debug, Clone)]
+pub enum Content {
+    Memory(Bytes),
+    Staged(Arc<crate::originals::Staged>),
+}
+
+impl Content {
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Memory(b) => b.len() as u64,
+            Content::Staged(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Bytes> for Content {
+    fn from(bytes: Bytes) -> Self {
+        Content::Memory(bytes)
+    }
 }
 
 /// What a caller asks the log to record.
@@ -416,9 +443,12 @@ impl Ledger {
             }
             let payload = match entry.payload {
                 Some(p) => {
-                    let size = i64::try_from(p.bytes.len())
+                    let size = i64::try_from(p.content.len())
                         .map_err(|_| Error::Invalid("payload too large".into()))?;
-                    let sha256 = self.originals.put(p.bytes).await?;
+                    let sha256 = match p.content {
+                        Content::Memory(bytes) => self.originals.put(bytes).await?,
+                        Content::Staged(staged) => self.originals.put_staged(staged).await?,
+                    };
                     Some(PayloadMeta {
                         sha256,
                         size,

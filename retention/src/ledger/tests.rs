@@ -66,7 +66,7 @@ async fn appends_form_a_verified_chain(env: TestEnv) {
         let mut e = entry(i);
         if i == 2 {
             e.payload = Some(Payload {
-                bytes: Bytes::from_static(b"<x>payload</x>"),
+                content: Bytes::from_static(b"<x>payload</x>").into(),
                 media_type: "application/xml".into(),
             });
         }
@@ -254,7 +254,7 @@ async fn corrupt_original_is_named(env: TestEnv) {
     let (ledger, task) = env.ledger(LedgerConfig::default());
     let mut e = entry(0);
     e.payload = Some(Payload {
-        bytes: Bytes::from_static(b"the original"),
+        content: (Bytes::from_static(b"the original")).into(),
         media_type: "text/plain".into(),
     });
     let a = ledger.append(e).await.unwrap();

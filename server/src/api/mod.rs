@@ -23,7 +23,6 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get, routing::post};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -320,7 +319,7 @@ async fn submit(
     } else {
         request
     };
-    let outcome = match read_body(request.into_body(), declared).await {
+    let outcome = match read_body(request.into_body(), declared, &state.intake).await {
         Ok(body) => {
             state
                 .intake
@@ -357,20 +356,52 @@ async fn submit(
     }
 }
 
-/// Reads a document body into one buffer of its declared length, frame by frame.
-///
-/// `Bytes::from_request` keeps every frame until the end and then copies them into
-/// one buffer, so a 50 MB document took 100 MB at its peak; here the buffer is
-/// allocated once (a body without a length grows it, which the allocator does in
-/// place for large buffers) and each frame is dropped as soon as it is copied. The
-/// route's body limit still applies: it is the body's own error, answered `413`
-/// like the extractor did; any other read error is the client's (`400`).
-async fn read_body(body: axum::body::Body, declared: Option<u64>) -> Result<Bytes, StatusCode> {
+/// Why a body was not read.
+enum Unread {
+    /// The client's: too large (`413`), or the connection failed (`400`).
+    Client(StatusCode),
+    /// Staging it failed (the disk): ours, `503` with `Retry-After`.
+    Staging(retention::Error),
+}
+
+impl IntoResponse for Unread {
+    fn into_response(self) -> Response {
+        match self {
+            Unread::Client(status) => status.into_response(),
+            Unread::Staging(e) => crate::Error::Record(e).into_response(),
+        }
+    }
+}
+
+/// Reads a document body, frame by frame, each frame dropped as soon as it is taken:
+/// one larger than the streaming threshold (`intake.streaming_threshold_bytes`, by
+/// its declared length or once it has grown past it) is staged in the originals
+/// store as it arrives ([`intake::Intake::stager`]), hashed on the way, and never
+/// held in memory whole; a smaller one goes into one buffer of its declared length
+/// (`Bytes::from_request` kept every frame and then copied them all: twice the
+/// memory). The route's body limit still applies: it is the body's own error,
+/// answered `413` like the extractor did; any other read error is the client's
+/// (`400`).
+async fn read_body(
+    body: axum::body::Body,
+    declared: Option<u64>,
+    intake: &intake::Intake,
+) -> Result<retention::Content, Unread> {
     use http_body_util::BodyExt;
+    let threshold = intake.config().streaming_threshold_bytes as u64;
+    let mut staged = if declared.is_some_and(|n| n > threshold) {
+        intake.stager()
+    } else {
+        None
+    };
     // The limit layer refused a larger declared length before the handler ran; the
     // cap only guards against a length that lies.
     const PREALLOCATE_AT_MOST: u64 = 256 * 1024 * 1024;
-    let capacity = declared.unwrap_or(0).min(PREALLOCATE_AT_MOST);
+    let capacity = if staged.is_some() {
+        0
+    } else {
+        declared.unwrap_or(0).min(PREALLOCATE_AT_MOST)
+    };
     let mut buf = bytes::BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
     let mut body = body;
     while let Some(frame) = body.frame().await {
@@ -379,17 +410,36 @@ async fn read_body(body: axum::body::Body, declared: Option<u64>) -> Result<Byte
             let first: &(dyn std::error::Error + 'static) = &e;
             let limited = std::iter::successors(Some(first), |c| c.source())
                 .any(|c| c.is::<http_body_util::LengthLimitError>());
-            if limited {
+            Unread::Client(if limited {
                 StatusCode::PAYLOAD_TOO_LARGE
             } else {
                 StatusCode::BAD_REQUEST
-            }
+            })
         })?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if let Some(stager) = staged.as_mut() {
+            stager.write(&data).await.map_err(Unread::Staging)?;
+            continue;
+        }
+        buf.extend_from_slice(&data);
+        // Longer than it said, or it said nothing: staged from here on.
+        if buf.len() as u64 > threshold
+            && let Some(mut stager) = intake.stager()
+        {
+            stager.write(&buf).await.map_err(Unread::Staging)?;
+            buf = bytes::BytesMut::new();
+            staged = Some(stager);
         }
     }
-    Ok(buf.freeze())
+    match staged {
+        Some(stager) => {
+            let staged = stager.finish().await.map_err(Unread::Staging)?;
+            Ok(retention::Content::Staged(std::sync::Arc::new(staged)))
+        }
+        None => Ok(retention::Content::Memory(buf.freeze())),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

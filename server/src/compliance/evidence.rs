@@ -397,7 +397,7 @@ pub async fn export<W: Write + Send + 'static>(
             action: "compliance.evidence".into(),
             subject: format!("evidence:{}", uuid::Uuid::now_v7()),
             payload: Some(Payload {
-                bytes: Bytes::from(audit.to_string()),
+                content: Bytes::from(audit.to_string()).into(),
                 media_type: "application/json".into(),
             }),
         })

@@ -140,7 +140,7 @@ impl Channel {
 
 fn json_payload(v: &serde_json::Value) -> Payload {
     Payload {
-        bytes: Bytes::from(v.to_string()),
+        content: Bytes::from(v.to_string()).into(),
         media_type: "application/json".into(),
     }
 }

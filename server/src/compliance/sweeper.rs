@@ -180,7 +180,7 @@ fn reason(r: &str) -> Result<String, Error> {
 
 fn json(v: &serde_json::Value) -> Payload {
     Payload {
-        bytes: Bytes::from(v.to_string()),
+        content: Bytes::from(v.to_string()).into(),
         media_type: "application/json".into(),
     }
 }
@@ -727,7 +727,7 @@ mod tests {
                 },
                 document_type: document_type.to_owned(),
                 number_prefix: 'R',
-                original,
+                original: original.into(),
                 sha256: sha.clone(),
                 sender_reference: None,
                 idempotency_key: None,
@@ -789,7 +789,7 @@ mod tests {
                 action: "submission.answer".into(),
                 subject: format!("submission:{a}"),
                 payload: Some(Payload {
-                    bytes: answer,
+                    content: answer.into(),
                     media_type: "application/xml".into(),
                 }),
             })

@@ -13,8 +13,9 @@ use std::ops::{ControlFlow, Range};
 use quick_xml::events::Event;
 use uppsala::{Document, Parser};
 
-use crate::intake::Refusal;
 use crate::intake::cancel::{Cancel, Cancelled};
+use crate::intake::source::{Reader, Source};
+use crate::intake::xml::Stop;
 
 /// Bytes of items per chunk.
 pub(super) const CHUNK_BYTES: usize = 64 * 1024;
@@ -72,20 +73,22 @@ impl std::fmt::Display for Uncut {
 /// larger than [`MAX_ITEM_BYTES`], a head and tail larger than a chunk, or is not
 /// well-formed.
 pub(super) fn split(
-    text: &str,
+    src: Source<'_>,
     item: &str,
     cancel: &Cancel,
-) -> Result<Result<Vec<Range<usize>>, Uncut>, Cancelled> {
-    match items(text, item, cancel) {
+) -> Result<Result<Vec<Range<usize>>, Uncut>, Stop> {
+    match items(src, item, cancel) {
         Ok(items) => Ok(Ok(items)),
         Err(Stopped::Uncut(why)) => Ok(Err(why)),
-        Err(Stopped::Cancelled(c)) => Err(c),
+        Err(Stopped::Cancelled(_)) => Err(Stop::Cancelled),
+        Err(Stopped::Failed(e)) => Err(e.into()),
     }
 }
 
 enum Stopped {
     Uncut(Uncut),
     Cancelled(Cancelled),
+    Failed(std::io::Error),
 }
 
 impl From<Uncut> for Stopped {
@@ -100,13 +103,14 @@ impl From<Cancelled> for Stopped {
     }
 }
 
-fn items(text: &str, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize>>, Stopped> {
-    let mut reader = quick_xml::Reader::from_str(text);
+fn items(src: Source<'_>, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize>>, Stopped> {
+    let mut reader = quick_xml::Reader::from_reader(src.reader());
+    let mut buf = Vec::new();
     let mut events = 0u32;
     let mut depth = 0usize;
     let mut items = Vec::new();
     let mut open: Option<usize> = None;
-    let position = |reader: &quick_xml::Reader<&[u8]>| {
+    let position = |reader: &quick_xml::Reader<Reader<'_>>| {
         usize::try_from(reader.buffer_position()).map_err(|_| Uncut::Malformed)
     };
     loop {
@@ -114,8 +118,13 @@ fn items(text: &str, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize>>, S
         if events.is_multiple_of(4096) {
             cancel.check()?;
         }
+        buf.clear();
         let start = position(&reader)?;
-        let event = reader.read_event().map_err(|_| Uncut::Malformed)?;
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(event) => event,
+            Err(quick_xml::Error::Io(e)) => return Err(Stopped::Failed(std::io::Error::other(e))),
+            Err(_) => return Err(Uncut::Malformed.into()),
+        };
         let end = position(&reader)?;
         let mut closed = None;
         match event {
@@ -151,7 +160,7 @@ fn items(text: &str, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize>>, S
     let (Some(first), Some(last)) = (items.first(), items.last()) else {
         return Err(Uncut::TooFewItems(0).into());
     };
-    let envelope = first.start + (text.len() - last.end);
+    let envelope = first.start + (src.len() - last.end);
     if items.len() < 2 {
         return Err(Uncut::TooFewItems(items.len()).into());
     }
@@ -165,15 +174,16 @@ fn items(text: &str, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize>>, S
 /// until `f` breaks. A chunk that does not parse is refused as the whole document
 /// would be, at the line and column of the whole document.
 pub(super) fn for_each<B>(
-    text: &str,
+    src: Source<'_>,
     items: &[Range<usize>],
     mut f: impl FnMut(Chunk<'_, '_>) -> ControlFlow<B>,
-) -> Result<Option<B>, Refusal> {
+) -> Result<Option<B>, Stop> {
     let (Some(first), Some(last)) = (items.first(), items.last()) else {
         return Ok(None);
     };
-    let head = &text[..first.start];
-    let tail = &text[last.end..];
+    // Each at most a chunk ([`split`] refuses a larger envelope).
+    let head = src.text(0..first.start)?;
+    let tail = src.text(last.end..src.len())?;
     let parser = Parser::new()
         .with_forbid_dtd(true)
         .with_forbid_entities(true)
@@ -189,28 +199,31 @@ pub(super) fn for_each<B>(
         // (misplaced elements, text) is in exactly one chunk.
         let body_end = items.get(end).map_or(last.end, |next| next.start);
         let body_start = items[start].start;
-        let body = &text[body_start..body_end];
+        let body = src.text(body_start..body_end)?;
         let mut chunk_text = String::with_capacity(head.len() + body.len() + tail.len());
-        chunk_text.push_str(head);
-        chunk_text.push_str(body);
-        chunk_text.push_str(tail);
-        let doc = parser.parse(&chunk_text).map_err(|e| {
-            let (_, line, column) = crate::intake::xml::described(&e);
-            // Back to the whole document: the byte of the chunk, then its line.
-            let at = offset_of(&chunk_text, line, column);
-            let original = if at < head.len() {
-                at
-            } else if at < head.len() + body.len() {
-                body_start + (at - head.len())
-            } else {
-                last.end + (at - head.len() - body.len())
-            };
-            let (line, column) =
-                crate::intake::xml::line_col(&text.as_bytes()[..original.min(text.len())]);
-            let mut refusal = crate::intake::xml::refusal_for(&e, &Default::default());
-            refusal.location = format!("line {line}, column {column}");
-            refusal
-        })?;
+        chunk_text.push_str(&head);
+        chunk_text.push_str(&body);
+        chunk_text.push_str(&tail);
+        let parsed = parser.parse(&chunk_text);
+        let doc = match parsed {
+            Ok(doc) => doc,
+            Err(e) => {
+                let (_, line, column) = crate::intake::xml::described(&e);
+                // Back to the whole document: the byte of the chunk, then its line.
+                let at = offset_of(&chunk_text, line, column);
+                let original = if at < head.len() {
+                    at
+                } else if at < head.len() + body.len() {
+                    body_start + (at - head.len())
+                } else {
+                    last.end + (at - head.len() - body.len())
+                };
+                let (line, column) = src.line_col(original)?;
+                let mut refusal = crate::intake::xml::refusal_for(&e, &Default::default());
+                refusal.location = format!("line {line}, column {column}");
+                return Err(refusal.into());
+            }
+        };
         let chunk = Chunk {
             doc: &doc,
             body: head.len()..head.len() + body.len(),

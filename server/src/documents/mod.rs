@@ -155,7 +155,8 @@ use serde::{Deserialize, Serialize};
 use uppsala::{Document, XsdValidator};
 
 use crate::Error;
-use crate::intake::cancel::{Cancel, Cancelled};
+use crate::intake::cancel::Cancel;
+use crate::intake::source::Source;
 use crate::intake::xml::Stop;
 
 mod chunks;
@@ -564,36 +565,50 @@ impl Unplanned {
 impl Plan {
     /// The plan of a large document, or why it has none. A linear pass (stopped
     /// when `cancel` is set); memory is 16 bytes per item.
-    pub fn of(text: &str, cancel: &Cancel) -> Result<Result<Plan, Unplanned>, Cancelled> {
-        let Some(ty) = root_type(text) else {
+    pub fn of<'a>(
+        src: impl Into<Source<'a>>,
+        cancel: &Cancel,
+    ) -> Result<Result<Plan, Unplanned>, Stop> {
+        let src = src.into();
+        let Some(ty) = root_type(src)? else {
             return Ok(Err(Unplanned::NotOurs));
         };
         let Some(item) = ty.item_element() else {
             return Ok(Err(Unplanned::Uncut(ty, chunks::Uncut::TooFewItems(0))));
         };
-        Ok(match chunks::split(text, item, cancel)? {
+        Ok(match chunks::split(src, item, cancel)? {
             Ok(items) => Ok(Plan { ty, items }),
             Err(why) => Err(Unplanned::Uncut(ty, why)),
         })
     }
 }
 
-/// The type named by the document element of `text`, read with namespaces.
-fn root_type(text: &str) -> Option<DocumentType> {
+/// The type named by the document element, read with namespaces.
+fn root_type(src: Source<'_>) -> Result<Option<DocumentType>, Stop> {
     use quick_xml::events::Event;
     use quick_xml::name::ResolveResult;
-    let mut reader = quick_xml::NsReader::from_str(text);
+    let mut reader = quick_xml::NsReader::from_reader(src.reader());
+    let mut buf = Vec::new();
     loop {
-        match reader.read_resolved_event().ok()? {
+        buf.clear();
+        let event = match reader.read_resolved_event_into(&mut buf) {
+            Ok(event) => event,
+            Err(quick_xml::Error::Io(e)) => return Err(std::io::Error::other(e).into()),
+            Err(_) => return Ok(None),
+        };
+        match event {
             (ns, Event::Start(e) | Event::Empty(e)) => {
                 let ns = match ns {
-                    ResolveResult::Bound(n) => Some(std::str::from_utf8(n.into_inner()).ok()?),
+                    ResolveResult::Bound(n) => std::str::from_utf8(n.into_inner()).ok(),
                     _ => None,
                 };
                 let local = e.local_name();
-                return DocumentType::from_root(ns, std::str::from_utf8(local.as_ref()).ok()?);
+                let Ok(local) = std::str::from_utf8(local.as_ref()) else {
+                    return Ok(None);
+                };
+                return Ok(DocumentType::from_root(ns, local));
             }
-            (_, Event::Eof) => return None,
+            (_, Event::Eof) => return Ok(None),
             _ => {}
         }
     }
@@ -605,9 +620,9 @@ impl Profiles {
     /// chunk plus the personal ids it names. Stops when `cancel` is set (between
     /// chunks); a chunk that is not well-formed refuses the document as the tree
     /// path would.
-    pub fn check_streamed(
+    pub fn check_streamed<'a>(
         &self,
-        text: &str,
+        src: impl Into<Source<'a>>,
         plan: &Plan,
         ctx: &Context<'_>,
         cancel: &Cancel,
@@ -625,7 +640,7 @@ impl Profiles {
         let mut persons = common::PersonIds::default();
         let mut registrations = Vec::new();
         let mut sender = None;
-        let stopped = chunks::for_each(text, &plan.items, |chunk| {
+        let stopped = chunks::for_each(src.into(), &plan.items, |chunk| {
             if cancel.check().is_err() {
                 return ControlFlow::Break(());
             }
@@ -718,7 +733,7 @@ pub fn person_ids_in(bytes: &[u8]) -> Result<PersonIds, String> {
         let text =
             crate::intake::xml::text(bytes).map_err(|r| format!("{}: {}", r.code, r.message))?;
         if let Ok(Ok(plan)) = Plan::of(text, &Cancel::default()) {
-            return person_ids_chunked(text, &plan);
+            return person_ids_chunked(text.into(), &plan);
         }
     }
     let doc = crate::intake::xml::build(bytes, &crate::intake::xml::Limits::default())
@@ -730,9 +745,9 @@ pub fn person_ids_in(bytes: &[u8]) -> Result<PersonIds, String> {
 }
 
 /// [`person_ids_in`] of a large document, in the memory of one chunk.
-fn person_ids_chunked(text: &str, plan: &Plan) -> Result<PersonIds, String> {
+fn person_ids_chunked(src: Source<'_>, plan: &Plan) -> Result<PersonIds, String> {
     let mut persons = common::PersonIds::default();
-    chunks::for_each::<()>(text, &plan.items, |chunk| {
+    chunks::for_each::<()>(src, &plan.items, |chunk| {
         if let Some(root) = chunk.doc.document_element() {
             for (id, e, _) in own_elements(&chunk, root) {
                 if e.name.namespace_uri.as_deref() == Some(NAMESPACE) {
@@ -742,7 +757,10 @@ fn person_ids_chunked(text: &str, plan: &Plan) -> Result<PersonIds, String> {
         }
         ControlFlow::Continue(())
     })
-    .map_err(|r| format!("{}: {}", r.code, r.message))?;
+    .map_err(|stop| match stop {
+        Stop::Refused(r) => format!("{}: {}", r.code, r.message),
+        other => format!("{other:?}"),
+    })?;
     Ok(persons)
 }
 

@@ -381,9 +381,9 @@ fn chunked(
     let text = doc.input_text();
     // The tree path (at most the streaming threshold): not cancelled part-way.
     let never = crate::intake::cancel::Cancel::default();
-    let items = chunks::split(text, item, &never).ok()?.ok()?;
+    let items = chunks::split(text.into(), item, &never).ok()?.ok()?;
     let mut out = Chunked::new(room);
-    chunks::for_each::<()>(text, &items, |chunk| {
+    chunks::for_each::<()>(text.into(), &items, |chunk| {
         out.validate(validator, ty, item, &chunk);
         ControlFlow::Continue(())
     })

@@ -922,6 +922,21 @@ fn assert_paths_agree(name: &str, text: &str, ctx: &Context<'_>) -> bool {
     let streamed = profiles()
         .check_streamed(text, &plan, ctx, &Cancel::default())
         .unwrap_or_else(|s| panic!("{name}: {s:?}"));
+    // Read from a file, as a staged body is: the same plan and the same result.
+    let file = crate::intake::source::file_of(text);
+    let src = crate::intake::source::Source::File {
+        file: &file,
+        len: text.len(),
+    };
+    assert_eq!(
+        Plan::of(src, &Cancel::default()).unwrap(),
+        Ok(plan.clone()),
+        "{name}"
+    );
+    let from_file = profiles()
+        .check_streamed(src, &plan, ctx, &Cancel::default())
+        .unwrap_or_else(|s| panic!("{name}: {s:?}"));
+    assert_eq!(streamed, from_file, "{name}: in memory and from a file");
     assert_eq!(
         tree.findings,
         streamed.findings,
@@ -1050,7 +1065,7 @@ fn person_ids_of_a_large_original_match_the_tree() {
     let Ok(Ok(plan)) = Plan::of(&xml, &Cancel::default()) else {
         panic!("a report of many lines is cut into chunks")
     };
-    let chunked = person_ids_chunked(&xml, &plan).unwrap();
+    let chunked = person_ids_chunked((&xml).into(), &plan).unwrap();
     let limits = crate::intake::xml::Limits::default();
     let doc = crate::intake::xml::build(xml.as_bytes(), &limits).unwrap();
     let tree = common::person_ids(&doc, doc.document_element().unwrap());

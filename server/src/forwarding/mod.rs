@@ -584,7 +584,7 @@ impl Forwarder {
                         forward_with_answer,
                         "submission.deliver",
                         Some(Payload {
-                            bytes: body,
+                            content: body.into(),
                             media_type: "application/json".into(),
                         }),
                         outbox::Change::Delivered {
@@ -615,7 +615,7 @@ impl Forwarder {
                     forward_with_answer,
                     "submission.authority-refuse",
                     Some(Payload {
-                        bytes: body,
+                        content: body.into(),
                         media_type,
                     }),
                     outbox::Change::Refused,
@@ -682,7 +682,7 @@ impl Forwarder {
                 action: "submission.answer".into(),
                 subject: subject.clone(),
                 payload: Some(Payload {
-                    bytes: d.bytes.clone(),
+                    content: d.bytes.clone().into(),
                     media_type: d.media_type.clone(),
                 }),
             })
@@ -692,7 +692,7 @@ impl Forwarder {
             action: final_action.into(),
             subject,
             payload: Some(Payload {
-                bytes: raw,
+                content: raw.into(),
                 media_type: "application/json".into(),
             }),
         });

@@ -36,7 +36,8 @@ use sha2::{Digest, Sha256};
 
 use super::Refusal;
 use super::cancel::Cancel;
-use super::xml::Stop;
+use super::source::{Reader, Source};
+use super::xml::{Stop, read_error};
 
 const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -78,11 +79,16 @@ struct Open {
     is_first_signature: bool,
 }
 
-/// Streams `text` (checked UTF-8, no DTD) once and returns the digest of its
+/// Streams a document (checked UTF-8, no DTD) once and returns the digest of its
 /// canonical form under `method`, without the first `ds:Signature` subtree.
-pub fn scan(text: &str, method: &Method, cancel: &Cancel) -> Result<Envelope, Stop> {
-    let mut reader = quick_xml::Reader::from_str(text);
+pub fn scan<'a>(
+    src: impl Into<Source<'a>>,
+    method: &Method,
+    cancel: &Cancel,
+) -> Result<Envelope, Stop> {
+    let mut reader = quick_xml::Reader::from_reader(src.into().reader());
     reader.config_mut().check_end_names = true;
+    let mut buf = Vec::new();
     let mut out = Out::default();
     // In-scope bindings (prefix, uri), innermost last; "" is the default namespace.
     let mut scope: Vec<(String, String)> = Vec::new();
@@ -103,7 +109,7 @@ pub fn scan(text: &str, method: &Method, cancel: &Cancel) -> Result<Envelope, St
     let mut first_start: Option<usize> = None;
     let mut element_after_first = false;
     let mut steps = 0u32;
-    let malformed = |reader: &quick_xml::Reader<&[u8]>, why: String| -> Stop {
+    let malformed = |reader: &quick_xml::Reader<Reader<'_>>, why: String| -> Stop {
         Refusal::new(
             "xml.malformed",
             format!("the document is not well-formed XML: {why}"),
@@ -116,10 +122,22 @@ pub fn scan(text: &str, method: &Method, cancel: &Cancel) -> Result<Envelope, St
         if steps.is_multiple_of(CANCEL_EVERY) {
             cancel.check()?;
         }
+        buf.clear();
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        let event = reader
-            .read_event()
-            .map_err(|e| malformed(&reader, e.to_string()))?;
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(event) => event,
+            Err(e) => {
+                let position = reader.error_position();
+                return Err(read_error(e, |why| {
+                    Refusal::new(
+                        "xml.malformed",
+                        format!("the document is not well-formed XML: {why}"),
+                        format!("byte {position}"),
+                    )
+                    .into()
+                }));
+            }
+        };
         let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let (event, empty) = match event {
             Event::Empty(e) => (Event::Start(e), true),
@@ -300,7 +318,7 @@ fn write_start(
     scope: &[(String, String)],
     own_from: usize,
     rendered: &mut Vec<(String, String)>,
-    reader: &quick_xml::Reader<&[u8]>,
+    reader: &quick_xml::Reader<Reader<'_>>,
 ) -> Result<(), Stop> {
     let qname = e.name();
     let name = utf8(qname.as_ref());

@@ -271,7 +271,7 @@ fn entry(actor: Actor, action: &str, subject: String, payload: Payload) -> NewEn
 
 fn bytes_of(der: &[u8], media_type: &str) -> Payload {
     Payload {
-        bytes: bytes::Bytes::copy_from_slice(der),
+        content: bytes::Bytes::copy_from_slice(der).into(),
         media_type: media_type.into(),
     }
 }

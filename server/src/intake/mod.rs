@@ -3,7 +3,8 @@
 //! verification ([`signature`]; for documents over `intake.streaming_threshold_bytes`
 //! with the reference's digest computed while streaming, [`c14n`]), certificate
 //! trust and revocation ([`trust`]), then document checks ([`crate::documents`],
-//! chunk by chunk for large documents), the trust material operators manage
+//! chunk by chunk for large documents, read from the file they were staged in:
+//! [`source`]), the trust material operators manage
 //! ([`material`]), and the pipeline that ties them to storage, log and receipt
 //! ([`Intake`]). Not built: periodic refresh of CRLs from a URL, OCSP, CRLs of
 //! intermediate CAs (only the issuing CA's CRL is consulted).
@@ -15,6 +16,7 @@ pub mod c14n;
 pub mod cancel;
 pub mod early;
 pub mod signature;
+pub mod source;
 pub mod trust;
 pub mod xml;
 

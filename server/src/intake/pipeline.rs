@@ -1,7 +1,10 @@
 //! The intake pipeline: from an authenticated POST to a recorded submission or a
 //! logged refusal.
 //!
-//! 0. The body is read only with room for it in the body budget ([`super::budget`]).
+//! 0. The body is read only with room for it in the body budget ([`super::budget`]);
+//!    one over the streaming threshold is staged on disk as it arrives
+//!    ([`Intake::stager`], [`super::source`]) and read from there by every later
+//!    step, never held in memory whole.
 //! 1. The same bytes from the same employer again → the first submission, unchanged
 //!    (`200`, identical receipt). The same `Idempotency-Key` with other bytes → `409`.
 //! 2. `Content-Type` must be XML (`415`).
@@ -13,7 +16,7 @@
 //! 4. The signing certificate must be registered for this employer, chain to a
 //!    trusted CA, be valid now, allow signing and not be revoked per the newest CRL.
 //! 5. Errors among the document findings refuse it (`422`); warnings are reported.
-//! 6. Accepted: original stored durably, four log entries, row, document number and
+//! 6. Accepted: original stored durably (a staged body linked in, not copied), four log entries, row, document number and
 //!    receipt committed together — only then `201`.
 //!
 //! Every refusal at steps 1–5 is logged (`submission.refuse`, see
@@ -31,6 +34,7 @@ use super::budget::{Busy, Lease, Pool};
 use super::cancel::{Cancel, Cancelled};
 use super::material::Cache;
 use super::signature::Inspected;
+use super::source::Source;
 use super::trust::{self, Policy};
 use super::{Refusal, material, signature, xml};
 use crate::Error;
@@ -38,7 +42,7 @@ use crate::compliance::persons::{self, PersonIndex};
 use crate::documents::{Checked, Context, Finding, Profiles, Severity};
 use crate::employers::Caller;
 use crate::submissions::{self, Accepting, Submission};
-use retention::{Clock, Db, Ledger, Sha256Hex};
+use retention::{Clock, Content, Db, Ledger, Sha256Hex};
 use serde::{Deserialize, Serialize};
 
 /// `intake.streaming_threshold_bytes` unless configured: 1 MiB.
@@ -290,16 +294,17 @@ pub struct Scanned {
 impl Scanned {
     /// The pre-scan: limits and node count, and for a large document its plan.
     /// Linear; stops when `cancel` is set.
-    pub fn of(
-        body: &[u8],
+    pub fn of<'a>(
+        body: impl Into<Source<'a>>,
         limits: &xml::Limits,
         threshold: usize,
         cancel: &Cancel,
     ) -> Result<Scanned, xml::Stop> {
-        let text = xml::text(body)?;
-        let shape = xml::prescan(text, limits, cancel)?;
-        let plan = if body.len() > threshold {
-            Some(crate::documents::Plan::of(text, cancel)?)
+        let src = body.into();
+        xml::check_text(src)?;
+        let shape = xml::prescan(src, limits, cancel)?;
+        let plan = if src.len() > threshold {
+            Some(crate::documents::Plan::of(src, cancel)?)
         } else {
             None
         };
@@ -322,18 +327,21 @@ impl Scanned {
     /// streamed. Stops soon after `cancel` is set: it is checked between the steps,
     /// inside the streamed passes and between chunks; what runs between two checks
     /// is bounded by the streaming threshold (a tree) or a chunk.
-    pub fn analyse(
+    pub fn analyse<'a>(
         self,
-        body: &[u8],
+        body: impl Into<Source<'a>>,
         limits: &xml::Limits,
         profiles: &Profiles,
         ctx: &Context<'_>,
         cancel: &Cancel,
     ) -> Result<Analysis, Halt> {
+        let src = body.into();
         if let Some(plan) = &self.plan {
-            return self.streamed(body, plan.as_ref(), limits, profiles, ctx, cancel);
+            return self.streamed(src, plan.as_ref(), limits, profiles, ctx, cancel);
         }
-        let doc = xml::build(body, limits)?;
+        // At most the streaming threshold: the tree path holds it in memory.
+        let body = src.read(0..src.len()).map_err(xml::Stop::from)?;
+        let doc = xml::build(&body, limits)?;
         cancel.check()?;
         let inspected = signature::inspect(&doc)?;
         signature::verify(&doc, inspected.signer())?;
@@ -348,14 +356,13 @@ impl Scanned {
     /// document is not well-formed, then the signature, then the findings.
     fn streamed(
         &self,
-        body: &[u8],
+        text: Source<'_>,
         plan: Result<&crate::documents::Plan, &crate::documents::Unplanned>,
         limits: &xml::Limits,
         profiles: &Profiles,
         ctx: &Context<'_>,
         cancel: &Cancel,
     ) -> Result<Analysis, Halt> {
-        let text = xml::text(body)?;
         let plan = match plan {
             Ok(plan) => plan,
             Err(unplanned) => {
@@ -370,7 +377,8 @@ impl Scanned {
                     return Err(refusal.into());
                 }
                 let (start, end) = self.shape.root_start;
-                let alone = xml::enclosed(&text[start..end], "");
+                let root = text.text(start..end).map_err(xml::Stop::from)?;
+                let alone = xml::enclosed(&root, "");
                 let doc = xml::build(alone.as_bytes(), limits)?.into_static();
                 let checked = profiles.check(&doc, ctx)?;
                 return Ok(Analysis { inspected, checked });
@@ -465,7 +473,7 @@ impl Intake {
         caller: &Caller,
         content_type: Option<&str>,
         idempotency_key: Option<&str>,
-        body: &Bytes,
+        body: &Content,
         lease: &BodyLease,
         sha: &str,
     ) -> Result<Verdict, Error> {
@@ -646,7 +654,7 @@ impl Intake {
                 caller,
                 Some("application/xml"),
                 None,
-                body,
+                &Content::Memory(body.clone()),
                 &lease,
                 sha.as_str(),
             )
@@ -708,6 +716,21 @@ impl Intake {
         })
     }
 
+    /// Where a body larger than the streaming threshold is written as it arrives
+    /// ([`retention::originals::Staged`]), so that it is never held in memory whole
+    /// and is kept, if accepted, without another copy. `None` where the originals
+    /// store cannot stage (an S3 bucket; a filesystem without `O_TMPFILE`): the body
+    /// is then read into memory, as every body was before.
+    pub fn stager(&self) -> Option<retention::originals::Stager> {
+        match self.ledger.originals().stage() {
+            Ok(stager) => Some(stager),
+            Err(e) => {
+                tracing::debug!(error = %e, "large body kept in memory: the originals store cannot stage it");
+                None
+            }
+        }
+    }
+
     /// Takes one filing from an authenticated caller, already read into memory.
     pub async fn submit(
         &self,
@@ -717,20 +740,24 @@ impl Intake {
         body: Bytes,
     ) -> Result<Outcome, SubmitError> {
         let lease = self.body_lease(caller, Some(body.len() as u64)).await?;
-        self.submit_leased(caller, content_type, idempotency_key, body, lease)
+        self.submit_leased(caller, content_type, idempotency_key, body.into(), lease)
             .await
     }
 
-    /// Takes one filing whose body was read under `lease` ([`Intake::body_lease`]).
+    /// Takes one filing whose body was read (or staged: [`Intake::stage`]) under
+    /// `lease` ([`Intake::body_lease`]).
     pub async fn submit_leased(
         &self,
         caller: &Caller,
         content_type: Option<&str>,
         idempotency_key: Option<&str>,
-        body: Bytes,
+        body: Content,
         lease: BodyLease,
     ) -> Result<Outcome, SubmitError> {
-        let sha = Sha256Hex::of_bytes(&body).await;
+        let sha = match &body {
+            Content::Memory(bytes) => Sha256Hex::of_bytes(bytes).await,
+            Content::Staged(staged) => staged.sha256().clone(),
+        };
         let sha = sha.as_str();
         let employer = caller.employer_id.as_str();
         let ready = match self
@@ -861,7 +888,7 @@ impl Intake {
     async fn analyse(
         &self,
         caller: &Caller,
-        body: &Bytes,
+        body: &Content,
         lease: &BodyLease,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Result<Analysis, Vec<Problem>>, Error> {
@@ -883,7 +910,7 @@ impl Intake {
             .analysis
             .lease(
                 caller.employer_id.as_str(),
-                scanned.estimate(body.len()),
+                scanned.estimate(usize::try_from(body.len()).unwrap_or(usize::MAX)),
                 lease.deadline,
             )
             .await
@@ -994,6 +1021,8 @@ impl Intake {
 pub enum Halt {
     Refused(Problem),
     Cancelled,
+    /// Reading the staged body failed (`503`, nothing recorded).
+    Failed(String),
 }
 
 impl Halt {
@@ -1001,6 +1030,12 @@ impl Halt {
         match self {
             Halt::Refused(p) => Ok(Err(vec![p])),
             Halt::Cancelled => Err(cancelled()),
+            Halt::Failed(why) => {
+                tracing::error!(error = %why, "a staged document could not be read");
+                Err(Error::Unavailable(
+                    "the document could not be read back from storage; nothing was recorded".into(),
+                ))
+            }
         }
     }
 }
@@ -1028,6 +1063,7 @@ impl From<xml::Stop> for Halt {
         match s {
             xml::Stop::Refused(r) => r.into(),
             xml::Stop::Cancelled => Halt::Cancelled,
+            xml::Stop::Failed(why) => Halt::Failed(why),
         }
     }
 }

@@ -471,24 +471,27 @@ pub const MAX_STREAMED_SIGNATURE_BYTES: usize = 1024 * 1024;
 /// streaming ([`super::c14n::scan`]) and only the signature itself (the document
 /// element's start tag, the `ds:Signature`, the end tag) built as a tree, where
 /// bergshamra canonicalises `SignedInfo` and checks the signature value.
-pub fn verify_streamed(
-    text: &str,
+pub fn verify_streamed<'a>(
+    src: impl Into<super::source::Source<'a>>,
     shape: &super::xml::Shape,
     limits: &super::xml::Limits,
     cancel: &super::cancel::Cancel,
 ) -> Result<Inspected, super::xml::Stop> {
     use super::c14n::{self, Method};
+    let src = src.into();
     let (start, end) = shape.root_start;
-    let root_tag = &text[start..end];
-    let root_name = super::xml::tag_name(root_tag);
+    // The root's start tag: within the limits on attributes, and for a document
+    // cut into chunks within a chunk's envelope.
+    let root_tag = src.text(start..end)?;
+    let root_name = super::xml::tag_name(&root_tag).to_owned();
     // The document element around its last child (where the signature must be).
     let (last_from, last_to) = shape.last_child.unwrap_or((start, start));
-    let last = &text[last_from..last_to];
-    // Only a last child of a signature's size is built; a larger one is refused
-    // below (after the placement checks, whose verdicts come first), never parsed.
+    let last_len = last_to - last_from;
+    // Only a last child of a signature's size is read and built; a larger one is
+    // refused below (after the placement checks, whose verdicts come first).
     let small;
-    let doc = if last.len() <= MAX_STREAMED_SIGNATURE_BYTES {
-        small = super::xml::enclosed(root_tag, last);
+    let doc = if last_len <= MAX_STREAMED_SIGNATURE_BYTES {
+        small = super::xml::enclosed(&root_tag, &src.text(last_from..last_to)?);
         Some(super::xml::build(small.as_bytes(), limits)?)
     } else {
         None
@@ -497,9 +500,12 @@ pub fn verify_streamed(
         .as_ref()
         .and_then(reference_method)
         .unwrap_or(Method::Inclusive);
-    let envelope = c14n::scan(text, &method, cancel)?;
+    let envelope = c14n::scan(src, &method, cancel)?;
     let refusal = |code, message: String, at: usize| -> super::xml::Stop {
-        Refusal::new(code, message, path_at(text, at)).into()
+        match path_at(src, at) {
+            Ok(path) => Refusal::new(code, message, path).into(),
+            Err(stop) => stop,
+        }
     };
     match (envelope.signatures, &envelope.first, envelope.second) {
         (0, _, _) => {
@@ -532,8 +538,7 @@ pub fn verify_streamed(
         return Err(refusal(
             "signature.unsupported",
             format!(
-                "the ds:Signature takes {} bytes, more than the {MAX_STREAMED_SIGNATURE_BYTES} a signature may take in a large document",
-                last.len()
+                "the ds:Signature takes {last_len} bytes, more than the {MAX_STREAMED_SIGNATURE_BYTES} a signature may take in a large document"
             ),
             last_from,
         ));
@@ -653,10 +658,11 @@ fn verify_signed_info(doc: &Document<'_>, inspected: &Inspected) -> Result<(), R
 /// The tree path's location (see `path_of`) of the element that starts at byte
 /// `at`, computed in one streaming pass (only for refusals): its ancestors-or-self
 /// with their positions, and how many same-named siblings each has in all.
-fn path_at(text: &str, at: usize) -> String {
+fn path_at(src: super::source::Source<'_>, at: usize) -> Result<String, super::xml::Stop> {
     use quick_xml::events::Event;
     use std::collections::HashMap;
-    let mut reader = quick_xml::Reader::from_str(text);
+    let mut reader = quick_xml::Reader::from_reader(src.reader());
+    let mut buf = Vec::new();
     // Per open element (and the document), how many children of each name so far.
     let mut frames: Vec<HashMap<String, usize>> = vec![HashMap::new()];
     // Ancestors-or-self of the target by depth: (name, position, same-named total).
@@ -668,9 +674,12 @@ fn path_at(text: &str, at: usize) -> String {
             }
         };
     loop {
+        buf.clear();
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-        let Ok(event) = reader.read_event() else {
-            break;
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(event) => event,
+            Err(quick_xml::Error::Io(e)) => return Err(std::io::Error::other(e).into()),
+            Err(_) => break,
         };
         let (e, empty) = match event {
             Event::Start(e) => (e, false),
@@ -713,5 +722,5 @@ fn path_at(text: &str, at: usize) -> String {
             }
         })
         .collect();
-    format!("/{}", steps.join("/"))
+    Ok(format!("/{}", steps.join("/")))
 }

@@ -145,15 +145,37 @@ fn check(xml: &str, cert_der: &[u8]) -> Result<(), &'static str> {
 
 fn streamed(xml: &str) -> Result<Inspected, Refusal> {
     use crate::intake::cancel::Cancel;
+    use crate::intake::source::{Source, file_of};
     use crate::intake::xml::{Stop, prescan};
     let limits = Limits::default();
     let cancel = Cancel::default();
-    prescan(xml, &limits, &cancel)
-        .and_then(|shape| verify_streamed(xml, &shape, &limits, &cancel))
-        .map_err(|s| match s {
-            Stop::Refused(r) => r,
-            Stop::Cancelled => panic!("cancelled"),
-        })
+    let run = |src: Source<'_>| {
+        prescan(src, &limits, &cancel)
+            .and_then(|shape| verify_streamed(src, &shape, &limits, &cancel))
+            .map_err(|s| match s {
+                Stop::Refused(r) => r,
+                Stop::Cancelled => panic!("cancelled"),
+                Stop::Failed(why) => panic!("{why}"),
+            })
+    };
+    let memory = run(xml.into());
+    // The same document read from a file, as a staged body is: the same verdict.
+    let file = file_of(xml);
+    let staged = run(Source::File {
+        file: &file,
+        len: xml.len(),
+    });
+    let digest = |r: &Result<Inspected, Refusal>| {
+        r.as_ref()
+            .map(|i| i.content_digest.clone())
+            .map_err(Clone::clone)
+    };
+    assert_eq!(
+        digest(&memory),
+        digest(&staged),
+        "in memory and from a file\n{xml}"
+    );
+    memory
 }
 
 const EXC: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";

@@ -14,6 +14,7 @@ use uppsala::{Document, XmlError};
 
 use super::Refusal;
 use super::cancel::{Cancel, Cancelled};
+use super::source::Source;
 
 /// Limits on what the parser accepts (from `[intake]`). The defaults are far above
 /// any real filing of the reference profile.
@@ -109,6 +110,33 @@ const CANCEL_EVERY: u32 = 4096;
 pub enum Stop {
     Refused(Refusal),
     Cancelled,
+    /// Reading the staged document failed: the service's failure, not the
+    /// document's.
+    Failed(String),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Failed(format!("reading the staged document failed: {e}"))
+    }
+}
+
+/// A reader's error as a [`Stop`]: reading the staged file failed (the service's), or
+/// else the document is not well-formed (`malformed`, given why).
+pub(crate) fn read_error(e: quick_xml::Error, malformed: impl FnOnce(String) -> Stop) -> Stop {
+    match e {
+        quick_xml::Error::Io(io) => {
+            Stop::Failed(format!("reading the staged document failed: {io}"))
+        }
+        e => malformed(e.to_string()),
+    }
+}
+
+/// Where byte `at` of `src` is, as a refusal names it.
+pub(crate) fn location(src: Source<'_>, at: u64) -> Result<String, Stop> {
+    let at = usize::try_from(at).unwrap_or(usize::MAX);
+    let (line, col) = src.line_col(at)?;
+    Ok(format!("line {line}, column {col}"))
 }
 
 impl From<Refusal> for Stop {
@@ -152,21 +180,83 @@ pub fn text(bytes: &[u8]) -> Result<&str, Refusal> {
     Ok(text)
 }
 
-/// Streams through `text` once, counting what the parsed document would hold, and
-/// refuses it as soon as a limit is passed. Linear in the input; looks at `cancel`
-/// every few thousand steps. A document this finds malformed is refused here.
-pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, Stop> {
-    let mut reader = quick_xml::Reader::from_str(text);
+/// [`text`] for a document in a [`Source`]: the same checks and refusals, streamed
+/// (a staged document is never read into memory whole).
+pub fn check_text(src: Source<'_>) -> Result<(), Stop> {
+    use std::io::Read;
+    if let Source::Memory(bytes) = src {
+        return text(bytes).map(|_| ()).map_err(Stop::from);
+    }
+    let mut reader = src.reader();
+    // An incomplete UTF-8 sequence at a block's end is kept for the next one.
+    let mut block = vec![0u8; super::source::READ_BUFFER_BYTES + 4];
+    let (mut kept, mut offset, mut blank, mut first) = (0usize, 0usize, true, true);
+    loop {
+        let n = reader.read(&mut block[kept..])?;
+        let filled = kept + n;
+        let (valid, bad) = match std::str::from_utf8(&block[..filled]) {
+            Ok(_) => (filled, None),
+            Err(e) if e.error_len().is_none() && n > 0 => (e.valid_up_to(), None),
+            Err(e) => (e.valid_up_to(), Some(offset + e.valid_up_to())),
+        };
+        let good = std::str::from_utf8(&block[..valid]).unwrap_or_default();
+        blank = blank && good.bytes().all(|b| b.is_ascii_whitespace());
+        if first && !good.is_empty() {
+            first = false;
+            if let Some(enc) = declared_encoding(good)
+                && !is_utf8(enc)
+            {
+                return Err(Refusal::new(
+                    "xml.encoding",
+                    format!("the XML declaration names encoding {enc:?}; documents must be UTF-8"),
+                    "line 1",
+                )
+                .into());
+            }
+        }
+        if let Some(at) = bad {
+            if blank {
+                break;
+            }
+            let (line, col) = src.line_col(at)?;
+            return Err(Refusal::new(
+                "xml.encoding",
+                format!("the document is not valid UTF-8 (at byte {at}); documents must be UTF-8"),
+                format!("line {line}, column {col}"),
+            )
+            .into());
+        }
+        if n == 0 {
+            break;
+        }
+        block.copy_within(valid..filled, 0);
+        kept = filled - valid;
+        offset += valid;
+    }
+    if blank {
+        return Err(Refusal::new("xml.empty", "the body is empty", "/").into());
+    }
+    Ok(())
+}
+
+/// Streams through a document (checked UTF-8, [`text`] or [`check_text`]) once,
+/// counting what the parsed document would hold, and refuses it as soon as a limit is
+/// passed. Linear in the input; looks at `cancel` every few thousand steps. A
+/// document this finds malformed is refused here.
+pub fn prescan<'a>(
+    src: impl Into<Source<'a>>,
+    limits: &Limits,
+    cancel: &Cancel,
+) -> Result<Shape, Stop> {
+    let src = src.into();
+    let mut reader = quick_xml::Reader::from_reader(src.reader());
     reader.config_mut().check_end_names = true;
+    let mut buf = Vec::new();
     let mut shape = Shape::default();
     let mut depth: u32 = 0;
     let mut declarations: u64 = 0;
     let mut steps: u32 = 0;
-    let at = |pos: u64| {
-        let upto = usize::try_from(pos).unwrap_or(usize::MAX).min(text.len());
-        let (line, col) = line_col(&text.as_bytes()[..upto]);
-        format!("line {line}, column {col}")
-    };
+    let at = |pos: u64| location(src, pos);
     let mut tick = || {
         steps = steps.wrapping_add(1);
         if steps.is_multiple_of(CANCEL_EVERY) {
@@ -177,14 +267,18 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
     };
     // One limit passed: refuse at `start`.
     let passed = |code: &'static str, message: String, start: u64| -> Stop {
-        Refusal::new(code, message, at(start)).into()
+        match at(start) {
+            Ok(location) => Refusal::new(code, message, location).into(),
+            Err(stop) => stop,
+        }
     };
     let offset = |pos: u64| usize::try_from(pos).unwrap_or(usize::MAX);
     let mut child_start = 0usize;
     loop {
         tick()?;
+        buf.clear();
         let start = reader.buffer_position();
-        let element = match reader.read_event() {
+        let element = match reader.read_event_into(&mut buf) {
             Ok(Event::Start(e)) => {
                 depth += 1;
                 match depth {
@@ -216,13 +310,16 @@ pub fn prescan(text: &str, limits: &Limits, cancel: &Cancel) -> Result<Shape, St
                 None
             }
             Err(e) => {
-                let message = format!("the document is not well-formed XML: {e}");
-                return Err(passed("xml.malformed", message, reader.error_position()));
+                let position = reader.error_position();
+                return Err(read_error(e, |why| {
+                    let message = format!("the document is not well-formed XML: {why}");
+                    passed("xml.malformed", message, position)
+                }));
             }
         };
         if let Some((e, depth)) = element {
             if depth > limits.max_depth {
-                return Err(too_deep(limits, at(start)).into());
+                return Err(too_deep(limits, at(start)?).into());
             }
             shape.elements += 1;
             let (mut attributes, mut here) = (0u32, 0u32);
@@ -411,6 +508,7 @@ mod tests {
             Ok(_) => "ok",
             Err(Stop::Refused(r)) => r.code,
             Err(Stop::Cancelled) => "cancelled",
+            Err(Stop::Failed(_)) => "failed",
         }
     }
 
@@ -464,6 +562,51 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(code(input), *want, "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn the_byte_checks_of_a_staged_document_are_those_of_one_in_memory() {
+        use crate::intake::source::file_of;
+        let block = crate::intake::source::READ_BUFFER_BYTES;
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b" \n\t".to_vec(),
+            b"<a/>".to_vec(),
+            b"<a>\xff</a>".to_vec(),
+            b"<a>\nok\xc3</a>".to_vec(),
+            b"<a>ends mid-character\xc3".to_vec(),
+            b"<?xml version=\"1.0\" encoding=\"windows-1250\"?><a/>".to_vec(),
+            b"<?xml version='1.0' encoding='UTF-8'?><a/>".to_vec(),
+            "\u{feff}<a/>".as_bytes().to_vec(),
+        ];
+        // Multi-byte characters and bad bytes on and around a block's edge.
+        for shift in 0..6 {
+            let mut doc = b"<a>".to_vec();
+            doc.extend(std::iter::repeat_n(b'x', block - 3 - 2 + shift));
+            doc.extend("č€😀\n".repeat(4).as_bytes());
+            doc.extend(b"</a>");
+            cases.push(doc.clone());
+            let mut bad = doc.clone();
+            bad[block - 1 + shift] = 0xff;
+            cases.push(bad);
+            let mut cut = doc;
+            cut.truncate(block + shift);
+            cases.push(cut);
+        }
+        // Blank for longer than a block, then not.
+        let mut blank = vec![b' '; block * 2 + 7];
+        cases.push(blank.clone());
+        blank.extend(b"<a/>");
+        cases.push(blank);
+        for bytes in &cases {
+            let memory = text(bytes).map(|_| ()).map_err(Stop::from);
+            let file = file_of(bytes);
+            let staged = check_text(Source::File {
+                file: &file,
+                len: bytes.len(),
+            });
+            assert_eq!(memory, staged, "{}", String::from_utf8_lossy(bytes));
         }
     }
 

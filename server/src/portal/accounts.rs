@@ -162,7 +162,7 @@ async fn record(
                 action: action.into(),
                 subject,
                 payload: Some(Payload {
-                    bytes: Bytes::from(payload.to_string()),
+                    content: Bytes::from(payload.to_string()).into(),
                     media_type: "application/json".into(),
                 }),
             },

@@ -426,7 +426,7 @@ async fn log_user_event(
             action: action.into(),
             subject: format!("user:{}", user.id),
             payload: Some(Payload {
-                bytes: Bytes::from(payload.to_string()),
+                content: Bytes::from(payload.to_string()).into(),
                 media_type: "application/json".into(),
             }),
         })
