@@ -311,8 +311,43 @@ async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instanc
             );
             let big = sign(&inst, &filer, &big, "employer").await;
             assert!(big.len() > 1024);
-            let r = server.submit(&filer.token, big).await;
+            let r = server.submit(&filer.token, big.clone()).await;
             assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            // Staged as it arrived and kept by linking that file in: byte-exact.
+            let id = r.json::<Value>().await.unwrap()["message_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let original = server
+                .get_auth(&format!("/api/v1/submissions/{id}/original"), &filer.token)
+                .await;
+            assert_eq!(original.status(), 200);
+            assert_eq!(original.bytes().await.unwrap(), big.as_bytes());
+            // Without a length (chunked), it is staged once it grows past the
+            // threshold: the same filing.
+            let frames: Vec<Result<Vec<u8>, std::io::Error>> =
+                big.as_bytes().chunks(700).map(|c| Ok(c.to_vec())).collect();
+            let chunked = reqwest::Body::wrap_stream(futures::stream::iter(frames));
+            let r = server.submit(&filer.token, chunked).await;
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            assert_eq!(r.json::<Value>().await.unwrap()["message_id"], id.as_str());
+            // Refused and accepted bodies alike leave nothing in the originals
+            // directory but originals, each named by its hash.
+            let mut dirs = vec![inst.data_dir.join("originals")];
+            while let Some(d) = dirs.pop() {
+                for e in std::fs::read_dir(d).unwrap() {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        dirs.push(e.path());
+                    } else {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        assert!(
+                            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+                            "{name} in the originals directory"
+                        );
+                    }
+                }
+            }
         }
         assert!(server.stop().await.success());
     }
