@@ -389,7 +389,10 @@ async fn read_body(
 ) -> Result<retention::Content, Unread> {
     use http_body_util::BodyExt;
     let threshold = intake.config().streaming_threshold_bytes as u64;
+    // Asked for a stager once at most: a store that cannot stage says so each time.
+    let mut may_stage = true;
     let mut staged = if declared.is_some_and(|n| n > threshold) {
+        may_stage = false;
         intake.stager()
     } else {
         None
@@ -426,6 +429,7 @@ async fn read_body(
         buf.extend_from_slice(&data);
         // Longer than it said, or it said nothing: staged from here on.
         if buf.len() as u64 > threshold
+            && std::mem::replace(&mut may_stage, false)
             && let Some(mut stager) = intake.stager()
         {
             stager.write(&buf).await.map_err(Unread::Staging)?;
