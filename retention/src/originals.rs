@@ -554,6 +554,7 @@ fn hashes_to(sha256: &Sha256Hex, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::files_under;
 
     /// The contract every backend keeps.
     async fn exercise(store: &Originals) -> Sha256Hex {
@@ -629,23 +630,6 @@ mod tests {
         assert_eq!(std::fs::read(p).unwrap(), bytes);
     }
 
-    /// Every file under `dir`, by name.
-    fn files_under(dir: &FsPath) -> Vec<String> {
-        let mut files = Vec::new();
-        let mut dirs = vec![dir.to_path_buf()];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(d).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    dirs.push(e.path());
-                } else {
-                    files.push(e.file_name().to_string_lossy().into_owned());
-                }
-            }
-        }
-        files
-    }
-
     #[tokio::test]
     async fn a_staged_body_is_kept_as_the_original_it_hashes_to_and_nothing_else_shows() {
         let dir = tempfile::tempdir().unwrap();
@@ -700,18 +684,7 @@ mod tests {
             assert_eq!(store.put(bytes.clone()).await.unwrap(), h);
             assert_eq!(store.get(&h).await.unwrap(), bytes);
         }
-        let mut files = Vec::new();
-        let mut dirs = vec![dir.path().to_path_buf()];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(d).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    dirs.push(e.path());
-                } else {
-                    files.push(e.file_name().to_string_lossy().into_owned());
-                }
-            }
-        }
+        let files = files_under(dir.path());
         assert_eq!(
             files.len(),
             2,

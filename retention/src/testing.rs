@@ -295,3 +295,21 @@ macro_rules! backend_tests {
         }
     )*};
 }
+
+/// Every file under `dir` (its subdirectories included), by name: what a store or a
+/// data directory holds.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("a readable directory") {
+            let e = e.expect("a directory entry");
+            if e.file_type().expect("its type").is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files
+}

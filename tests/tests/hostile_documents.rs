@@ -333,20 +333,11 @@ async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instanc
             assert_eq!(r.json::<Value>().await.unwrap()["message_id"], id.as_str());
             // Refused and accepted bodies alike leave nothing in the originals
             // directory but originals, each named by its hash.
-            let mut dirs = vec![inst.data_dir.join("originals")];
-            while let Some(d) = dirs.pop() {
-                for e in std::fs::read_dir(d).unwrap() {
-                    let e = e.unwrap();
-                    if e.file_type().unwrap().is_dir() {
-                        dirs.push(e.path());
-                    } else {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        assert!(
-                            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
-                            "{name} in the originals directory"
-                        );
-                    }
-                }
+            for name in retention::testing::files_under(&inst.data_dir.join("originals")) {
+                assert!(
+                    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{name} in the originals directory"
+                );
             }
         }
         assert!(server.stop().await.success());

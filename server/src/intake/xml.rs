@@ -155,29 +155,38 @@ impl From<Cancelled> for Stop {
 /// declared. Returns the text.
 pub fn text(bytes: &[u8]) -> Result<&str, Refusal> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Refusal::new("xml.empty", "the body is empty", "/"));
+        return Err(empty());
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let (line, col) = line_col(&bytes[..e.valid_up_to()]);
-        Refusal::new(
-            "xml.encoding",
-            format!(
-                "the document is not valid UTF-8 (at byte {}); documents must be UTF-8",
-                e.valid_up_to()
-            ),
-            format!("line {line}, column {col}"),
-        )
-    })?;
-    if let Some(enc) = declared_encoding(text)
-        && !is_utf8(enc)
-    {
-        return Err(Refusal::new(
-            "xml.encoding",
-            format!("the XML declaration names encoding {enc:?}; documents must be UTF-8"),
-            "line 1",
-        ));
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| not_utf8(e.valid_up_to(), line_col(&bytes[..e.valid_up_to()])))?;
+    if let Some(refusal) = other_encoding(text) {
+        return Err(refusal);
     }
     Ok(text)
+}
+
+fn empty() -> Refusal {
+    Refusal::new("xml.empty", "the body is empty", "/")
+}
+
+/// The refusal of bytes that stop being UTF-8 at byte `at` (at that line and column).
+fn not_utf8(at: usize, (line, col): (usize, usize)) -> Refusal {
+    Refusal::new(
+        "xml.encoding",
+        format!("the document is not valid UTF-8 (at byte {at}); documents must be UTF-8"),
+        format!("line {line}, column {col}"),
+    )
+}
+
+/// The refusal of a document whose XML declaration (at the start of `head`) names an
+/// encoding other than UTF-8.
+fn other_encoding(head: &str) -> Option<Refusal> {
+    let enc = declared_encoding(head).filter(|enc| !is_utf8(enc))?;
+    Some(Refusal::new(
+        "xml.encoding",
+        format!("the XML declaration names encoding {enc:?}; documents must be UTF-8"),
+        "line 1",
+    ))
 }
 
 /// [`text`] for a document in a [`Source`]: the same checks and refusals, streamed
@@ -199,32 +208,20 @@ pub fn check_text(src: Source<'_>) -> Result<(), Stop> {
             Err(e) if e.error_len().is_none() && n > 0 => (e.valid_up_to(), None),
             Err(e) => (e.valid_up_to(), Some(offset + e.valid_up_to())),
         };
-        let good = std::str::from_utf8(&block[..valid]).unwrap_or_default();
-        blank = blank && good.bytes().all(|b| b.is_ascii_whitespace());
-        if first && !good.is_empty() {
+        blank = blank && block[..valid].iter().all(u8::is_ascii_whitespace);
+        if first && valid > 0 {
             first = false;
-            if let Some(enc) = declared_encoding(good)
-                && !is_utf8(enc)
-            {
-                return Err(Refusal::new(
-                    "xml.encoding",
-                    format!("the XML declaration names encoding {enc:?}; documents must be UTF-8"),
-                    "line 1",
-                )
-                .into());
+            // The declaration is at the start of the first block.
+            let head = std::str::from_utf8(&block[..valid]).unwrap_or_default();
+            if let Some(refusal) = other_encoding(head) {
+                return Err(refusal.into());
             }
         }
         if let Some(at) = bad {
             if blank {
                 break;
             }
-            let (line, col) = src.line_col(at)?;
-            return Err(Refusal::new(
-                "xml.encoding",
-                format!("the document is not valid UTF-8 (at byte {at}); documents must be UTF-8"),
-                format!("line {line}, column {col}"),
-            )
-            .into());
+            return Err(not_utf8(at, src.line_col(at)?).into());
         }
         if n == 0 {
             break;
@@ -234,7 +231,7 @@ pub fn check_text(src: Source<'_>) -> Result<(), Stop> {
         offset += valid;
     }
     if blank {
-        return Err(Refusal::new("xml.empty", "the body is empty", "/").into());
+        return Err(empty().into());
     }
     Ok(())
 }
