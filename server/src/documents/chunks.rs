@@ -81,14 +81,15 @@ pub(super) fn split(
         Ok(items) => Ok(Ok(items)),
         Err(Stopped::Uncut(why)) => Ok(Err(why)),
         Err(Stopped::Cancelled(_)) => Err(Stop::Cancelled),
-        Err(Stopped::Failed(e)) => Err(e.into()),
+        Err(Stopped::Failed(stop)) => Err(stop),
     }
 }
 
 enum Stopped {
     Uncut(Uncut),
     Cancelled(Cancelled),
-    Failed(std::io::Error),
+    /// Reading the staged document failed.
+    Failed(Stop),
 }
 
 impl From<Uncut> for Stopped {
@@ -122,8 +123,10 @@ fn items(src: Source<'_>, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize
         let start = position(&reader)?;
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
-            Err(quick_xml::Error::Io(e)) => return Err(Stopped::Failed(std::io::Error::other(e))),
-            Err(_) => return Err(Uncut::Malformed.into()),
+            Err(e) => {
+                return Err(crate::intake::xml::failed_read(&e)
+                    .map_or(Stopped::Uncut(Uncut::Malformed), Stopped::Failed));
+            }
         };
         let end = position(&reader)?;
         let mut closed = None;

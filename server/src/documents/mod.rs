@@ -593,13 +593,15 @@ fn root_type(src: Source<'_>) -> Result<Option<DocumentType>, Stop> {
         buf.clear();
         let event = match reader.read_resolved_event_into(&mut buf) {
             Ok(event) => event,
-            Err(quick_xml::Error::Io(e)) => return Err(std::io::Error::other(e).into()),
-            Err(_) => return Ok(None),
+            Err(e) => return crate::intake::xml::failed_read(&e).map_or(Ok(None), Err),
         };
         match event {
             (ns, Event::Start(e) | Event::Empty(e)) => {
                 let ns = match ns {
-                    ResolveResult::Bound(n) => std::str::from_utf8(n.into_inner()).ok(),
+                    ResolveResult::Bound(n) => match std::str::from_utf8(n.into_inner()) {
+                        Ok(n) => Some(n),
+                        Err(_) => return Ok(None),
+                    },
                     _ => None,
                 };
                 let local = e.local_name();

@@ -678,8 +678,10 @@ fn path_at(src: super::source::Source<'_>, at: usize) -> Result<String, super::x
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
-            Err(quick_xml::Error::Io(e)) => return Err(std::io::Error::other(e).into()),
-            Err(_) => break,
+            Err(e) => match super::xml::failed_read(&e) {
+                Some(stop) => return Err(stop),
+                None => break,
+            },
         };
         let (e, empty) = match event {
             Event::Start(e) => (e, false),

@@ -121,15 +121,19 @@ impl From<std::io::Error> for Stop {
     }
 }
 
+/// The [`Stop`] for a reader's error that is a failed read of the staged file (the
+/// service's failure); `None` for the document's own errors.
+pub(crate) fn failed_read(e: &quick_xml::Error) -> Option<Stop> {
+    match e {
+        quick_xml::Error::Io(io) => Some(std::io::Error::new(io.kind(), io.to_string()).into()),
+        _ => None,
+    }
+}
+
 /// A reader's error as a [`Stop`]: reading the staged file failed (the service's), or
 /// else the document is not well-formed (`malformed`, given why).
 pub(crate) fn read_error(e: quick_xml::Error, malformed: impl FnOnce(String) -> Stop) -> Stop {
-    match e {
-        quick_xml::Error::Io(io) => {
-            Stop::Failed(format!("reading the staged document failed: {io}"))
-        }
-        e => malformed(e.to_string()),
-    }
+    failed_read(&e).unwrap_or_else(|| malformed(e.to_string()))
 }
 
 /// Where byte `at` of `src` is, as a refusal names it.
