@@ -2,7 +2,8 @@
 //! ([`early`]), safe XML parsing ([`xml`]), the XML-DSig profile and its
 //! verification ([`signature`]; for documents over `intake.streaming_threshold_bytes`
 //! with the reference's digest computed while streaming, [`c14n`]), certificate
-//! trust and revocation ([`trust`]), then document checks ([`crate::documents`],
+//! trust and revocation ([`trust`], its signature verifications remembered:
+//! [`verified`]), then document checks ([`crate::documents`],
 //! chunk by chunk for large documents, read from the file they were staged in:
 //! [`source`]), the trust material operators manage
 //! ([`material`]), and the pipeline that ties them to storage, log and receipt
@@ -18,6 +19,7 @@ pub mod early;
 pub mod signature;
 pub mod source;
 pub mod trust;
+pub mod verified;
 pub mod xml;
 
 /// Why a filing is refused at one step of intake: a stable dotted `code`, one

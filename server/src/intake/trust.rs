@@ -621,7 +621,7 @@ impl Chain<'_> {
     ) -> Result<(), webpki::Error> {
         self.end_entity
             .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
+                super::verified::algorithms(),
                 self.anchors,
                 self.intermediates,
                 self.time,
