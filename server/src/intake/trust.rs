@@ -1030,6 +1030,51 @@ mod tests {
         assert_eq!(a.not_after, now() + Duration::days(730));
     }
 
+    /// The chain's signature checks are remembered after the first filing
+    /// (`intake::verified`); every rule still applies to the next one: a newer CRL
+    /// listing the certificate, its expiry, a trust list without its CA.
+    #[test]
+    fn trust_applies_every_rule_to_a_certificate_whose_chain_was_remembered() {
+        let p = pki();
+        let first = crl(&p.crl.der);
+        for _ in 0..2 {
+            check(&p, &p.employer, std::slice::from_ref(&first)).unwrap();
+        }
+        let listed = crl(&p
+            .crl(&crl_spec(
+                now() - Duration::hours(1),
+                7,
+                vec![Revoked::of(&p.employer, now() - Duration::hours(2), None).unwrap()],
+            ))
+            .unwrap()
+            .der);
+        refused(
+            check(&p, &p.employer, &[first.clone(), listed]),
+            code::REVOKED,
+        );
+        let later = now() + Duration::days(731);
+        let r = check_signer(
+            &p.employer.cert_der,
+            &[],
+            &anchors(&p),
+            std::slice::from_ref(&first),
+            later,
+            &Policy::default(),
+        );
+        refused(r, code::EXPIRED);
+        let r = check_signer(
+            &p.employer.cert_der,
+            &[],
+            &[],
+            std::slice::from_ref(&first),
+            now(),
+            &Policy::default(),
+        );
+        refused(r, code::UNTRUSTED);
+        // And it is accepted again where nothing changed.
+        check(&p, &p.employer, &[first]).unwrap();
+    }
+
     #[test]
     fn trust_refuses_a_revoked_certificate_naming_the_time() {
         let p = pki();
