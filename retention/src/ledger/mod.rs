@@ -28,11 +28,15 @@
 //! Payloads are stored in the [`Originals`] store (durable) before the entry that
 //! names their hash is written; a crash in between leaves only an unreferenced blob.
 //!
+//! The same transaction extends the log's Merkle tree ([`tree`]) by the batch's
+//! entries, so the tree always covers exactly the chain.
+//!
 //! After a batch, if `checkpoint_every_entries` entries have accumulated since the
 //! last checkpoint, a signed checkpoint is written in the same transaction; a timer
 //! also checkpoints every `checkpoint_interval` when entries are pending.
 
 mod encoding;
+pub mod tree;
 pub mod verify;
 
 use std::sync::Arc;
@@ -306,6 +310,7 @@ impl Ledger {
             keys,
             clock,
             config,
+            frontier: std::sync::Mutex::new(None),
         };
         let (done_tx, done_rx) = oneshot::channel();
         // The appender is the serial part of every filing, so it runs on a thread of
@@ -483,6 +488,9 @@ struct Appender {
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
     config: LedgerConfig,
+    /// The tree as of the last batch this appender committed; checked against the
+    /// head at the start of every batch (another process may have appended since).
+    frontier: std::sync::Mutex<Option<tree::Frontier>>,
 }
 
 #[derive(Clone)]
@@ -636,6 +644,7 @@ impl Appender {
     ) -> Result<Option<(Vec<Result<Vec<Appended>>>, Option<Checkpoint>)>> {
         let mut tx = self.db.begin_write().await?;
         let (mut head, last_cp) = read_head(&mut tx).await?;
+        let mut frontier = self.frontier_at(&mut tx, &head).await?;
 
         let mut outcomes = Vec::with_capacity(appends.len());
         let mut i = 0;
@@ -677,6 +686,20 @@ impl Appender {
             i = j;
         }
 
+        // The tree grows by the entries written, in order.
+        let mut pushed = Vec::new();
+        for appended in outcomes.iter().flatten().flatten() {
+            if u64::try_from(appended.seq).ok() != Some(frontier.size() + 1) {
+                return Err(Error::Internal(format!(
+                    "log entry {} written where {} was expected",
+                    appended.seq,
+                    frontier.size() + 1
+                )));
+            }
+            pushed.push(frontier.push(tree::leaf_hash(&appended.entry_hash)?)?);
+        }
+        tree::insert(tx.conn(), &pushed).await?;
+
         let pending = u64::try_from(head.seq - last_cp).unwrap_or(0);
         let due = pending >= self.config.checkpoint_every_entries.max(1)
             || (checkpoint_requested && pending > 0);
@@ -708,7 +731,27 @@ impl Appender {
             None
         };
         tx.commit().await?;
+        *self
+            .frontier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(frontier);
         Ok(Some((outcomes, checkpoint)))
+    }
+
+    /// The tree of the `head.seq` entries in `tx`: the one this appender left if
+    /// nothing was appended since, else read (and caught up) from the database.
+    async fn frontier_at(&self, tx: &mut WriteTx, head: &Head) -> Result<tree::Frontier> {
+        let size = u64::try_from(head.seq)
+            .map_err(|_| Error::Internal(format!("log head {} is negative", head.seq)))?;
+        let cached = self
+            .frontier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match cached {
+            Some(f) if f.size() == size => Ok(f),
+            _ => tree::frontier_at(tx, size).await,
+        }
     }
 }
 

@@ -27,22 +27,60 @@ async fn check(env: &TestEnv) -> verify::Report {
     .unwrap()
 }
 
-/// Runs raw SQL that bypasses the append-only triggers, as an attacker with database
-/// access could.
+/// Runs raw SQL that bypasses the append-only triggers (of the entries and of the
+/// Merkle tree), as an attacker with database access could.
 async fn tamper(env: &TestEnv, sql: &'static str) {
     let drop_triggers: &[&'static str] = match env.db.backend() {
         Backend::Sqlite => &[
-            "DROP TRIGGER log_entries_no_update",
-            "DROP TRIGGER log_entries_no_delete",
+            "DROP TRIGGER IF EXISTS log_entries_no_update",
+            "DROP TRIGGER IF EXISTS log_entries_no_delete",
+            "DROP TRIGGER IF EXISTS log_tree_no_update",
+            "DROP TRIGGER IF EXISTS log_tree_no_delete",
         ],
-        Backend::Postgres => &["DROP TRIGGER log_entries_no_update ON log_entries"],
+        Backend::Postgres => &[
+            "DROP TRIGGER IF EXISTS log_entries_no_update ON log_entries",
+            "DROP TRIGGER IF EXISTS log_tree_no_update ON log_tree",
+        ],
     };
     for s in drop_triggers.iter().copied().chain([sql]) {
         on_pool!(&env.db, pool => sqlx::query(s).execute(pool).await.map(drop)).unwrap();
     }
 }
 
+/// The stored tree is exactly what building it from the chain's entries, one leaf
+/// at a time, stores: every hash at its index, nothing more.
+async fn assert_tree_covers_chain(env: &TestEnv) {
+    let entries = entries_after(&env.db, 0, 1_000_000).await.unwrap();
+    let mut built = tree::Frontier::default();
+    let mut expected = Vec::new();
+    for e in &entries {
+        let (start, hashes) = built.push(tree::leaf_hash(&e.entry_hash).unwrap()).unwrap();
+        for (i, h) in (start..).zip(hashes) {
+            expected.push((i64::try_from(i).unwrap(), h.0.to_vec()));
+        }
+    }
+    let stored: Vec<(i64, Vec<u8>)> = on_pool!(&env.db, pool =>
+        sqlx::query_as("SELECT idx, hash FROM log_tree ORDER BY idx").fetch_all(pool).await)
+    .unwrap();
+    assert_eq!(stored.len(), expected.len(), "{} entries", entries.len());
+    assert!(
+        stored == expected,
+        "the stored tree differs from the chain's"
+    );
+}
+
+/// Appends `n` entries through an appender of its own, then stops it.
+async fn append_some(env: &TestEnv, n: usize) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    for i in 0..n {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    task.shutdown().await;
+}
+
 backend_tests!(
+    a_tree_behind_its_chain_is_caught_up_by_the_next_append,
+    altered_or_missing_tree_hashes_are_named,
     appends_form_a_verified_chain,
     concurrent_appends_never_fork_or_gap,
     failed_work_rolls_back_only_its_own_entry,
@@ -132,6 +170,7 @@ async fn concurrent_appends_never_fork_or_gap(env: TestEnv) {
         "{}",
         report.checkpoints
     );
+    assert_tree_covers_chain(&env).await;
 }
 
 async fn failed_work_rolls_back_only_its_own_entry(env: TestEnv) {
@@ -177,6 +216,7 @@ async fn failed_work_rolls_back_only_its_own_entry(env: TestEnv) {
     .unwrap();
     assert_eq!(employers, 2);
     assert!(check(&env).await.ok());
+    assert_tree_covers_chain(&env).await;
 }
 
 async fn checkpoints_every_n_entries_and_on_demand(env: TestEnv) {
@@ -586,6 +626,7 @@ async fn described_rows_are_written_per_run_and_fail_alone(env: TestEnv) {
     let calls = writer.0.lock().unwrap().clone();
     assert!(calls.iter().any(|n| *n > 1), "{calls:?}");
     assert!(calls.contains(&1), "{calls:?}");
+    assert_tree_covers_chain(&env).await;
 }
 
 /// A batch of row appends only is written without a savepoint; when one of them
@@ -636,4 +677,65 @@ async fn a_batch_of_one_run_fails_alone_without_a_savepoint(env: TestEnv) {
     .unwrap();
     let written: Vec<&str> = rows.iter().map(|(n,)| n.as_str()).collect();
     assert_eq!(written, ["a", "b", "c"]);
+    assert_tree_covers_chain(&env).await;
+}
+
+/// A log whose entries were written before the tree existed (here: its tree rows
+/// removed, as the migration that adds the table finds an existing log), and a
+/// second appender beside the first (another process): each append finds the tree
+/// where the chain is and extends it from there.
+async fn a_tree_behind_its_chain_is_caught_up_by_the_next_append(env: TestEnv) {
+    append_some(&env, 37).await;
+    assert_tree_covers_chain(&env).await;
+    tamper(&env, "DELETE FROM log_tree").await;
+
+    let (first, first_task) = env.ledger(LedgerConfig::default());
+    let (second, second_task) = env.ledger(LedgerConfig::default());
+    first.append(entry(100)).await.unwrap();
+    assert_tree_covers_chain(&env).await;
+    for i in 0..10 {
+        let ledger = if i % 3 == 0 { &second } else { &first };
+        ledger.append(entry(200 + i)).await.unwrap();
+    }
+    first_task.shutdown().await;
+    second_task.shutdown().await;
+    assert_eq!(size(&env.db).await.unwrap(), (48, 48));
+    assert_tree_covers_chain(&env).await;
+}
+
+/// `log verify` rebuilds the tree from the verified chain and names the entry whose
+/// stored tree hash was altered or removed; a tree that merely ends early (not yet
+/// caught up) is not a fault.
+async fn altered_or_missing_tree_hashes_are_named(env: TestEnv) {
+    append_some(&env, 12).await;
+    assert!(check(&env).await.ok());
+    // Entry 6 is leaf 5: its leaf hash is stored at index stored_hash_index(0, 5) = 8.
+    assert_eq!(tlog_tiles::stored_hash_index(0, 5), 8);
+    tamper(
+        &env,
+        "UPDATE log_tree SET hash = (SELECT hash FROM log_tree WHERE idx = 0) WHERE idx = 8",
+    )
+    .await;
+    let report = check(&env).await;
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    match &report.problems[0] {
+        Problem::Entry { seq: 6, reason } => assert!(reason.contains("Merkle tree"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // A hash removed from the middle is missing; the tail removed is only behind.
+    tamper(&env, "DELETE FROM log_tree WHERE idx = 8").await;
+    let report = check(&env).await;
+    match &report.problems[..] {
+        [Problem::Entry { seq: 6, reason }] => assert!(reason.contains("missing"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    tamper(&env, "DELETE FROM log_tree WHERE idx >= 8").await;
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    // The next append catches the tree up.
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    ledger.append(entry(99)).await.unwrap();
+    task.shutdown().await;
+    assert_tree_covers_chain(&env).await;
+    assert!(check(&env).await.ok());
 }

@@ -8,7 +8,7 @@ use crate::{Db, Error, Originals, Result, Sha256Hex, on_pool};
 
 use super::{
     Checkpoint, Entry, GENESIS_HASH, checkpoints_after, entries_after, entry_hash,
-    latest_checkpoint, size,
+    latest_checkpoint, size, tree,
 };
 
 const PAGE: i64 = 2000;
@@ -193,6 +193,7 @@ async fn verify_chain(
         tokio::spawn(async move { entries_after(&db, after, PAGE).await })
     };
     let mut next = fetch(0);
+    let mut tree = TreeCheck::default();
     'pages: loop {
         let page = next
             .await
@@ -211,6 +212,7 @@ async fn verify_chain(
                 report.problem(Problem::Entry { seq: e.seq, reason });
                 break 'pages;
             }
+            tree.push(&e)?;
             // Checkpoints are read alongside, a page at a time.
             loop {
                 if checkpoints.is_empty() && !cp_exhausted {
@@ -231,7 +233,9 @@ async fn verify_chain(
             }
             prev = Some(e);
         }
+        tree.compare(db, report).await?;
     }
+    tree.compare(db, report).await?;
     // Checkpoints beyond the last good entry: the log was cut short (or the chain
     // broke before them). Either way they vouch for entries that are not there intact.
     let last = prev.map_or(0, |e| e.seq);
@@ -251,6 +255,82 @@ async fn verify_chain(
         });
     }
     Ok(())
+}
+
+/// The stored Merkle tree ([`tree`]) against the one the verified entries make:
+/// each stored hash must be the one building the tree from the chain puts there. A
+/// stored tree that ends early is not a fault (a log migrated from before the tree
+/// existed is caught up by its next append); a differing hash is, named by the entry
+/// whose append stored it.
+#[derive(Default)]
+struct TreeCheck {
+    built: tree::Frontier,
+    /// Hashes built and not yet compared: stored index, hash, the entry that made it.
+    pending: Vec<(u64, tlog_tiles::Hash, i64)>,
+    /// The stored tree ended or differed: nothing more to compare.
+    done: bool,
+}
+
+impl TreeCheck {
+    fn push(&mut self, e: &Entry) -> Result<()> {
+        let (start, hashes) = self.built.push(tree::leaf_hash(&e.entry_hash)?)?;
+        if !self.done {
+            self.pending
+                .extend((start..).zip(hashes).map(|(i, h)| (i, h, e.seq)));
+        }
+        Ok(())
+    }
+
+    async fn compare(&mut self, db: &Db, report: &mut Report) -> Result<()> {
+        let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) else {
+            return Ok(());
+        };
+        let (lo, hi) = (
+            i64::try_from(first.0).unwrap_or(i64::MAX),
+            i64::try_from(last.0).unwrap_or(i64::MAX),
+        );
+        let stored: Vec<(i64, Vec<u8>)> = on_pool!(db, pool => {
+            sqlx::query_as(
+                "SELECT idx, hash FROM log_tree WHERE idx >= $1 AND idx <= $2 ORDER BY idx",
+            )
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut stored = stored.into_iter().peekable();
+        for (i, built, seq) in self.pending.drain(..) {
+            let Some((at, hash)) = stored.next_if(|(at, _)| u64::try_from(*at).ok() == Some(i))
+            else {
+                // The stored tree ends here, or has a gap.
+                let later: Option<i64> = on_pool!(db, pool => {
+                    sqlx::query_scalar("SELECT MIN(idx) FROM log_tree WHERE idx > $1")
+                        .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                        .fetch_one(pool)
+                        .await?
+                });
+                if later.is_some() {
+                    report.problem(Problem::Entry {
+                        seq,
+                        reason: format!("its hash at index {i} of the Merkle tree is missing"),
+                    });
+                }
+                self.done = true;
+                return Ok(());
+            };
+            if hash.as_slice() != built.0.as_slice() {
+                report.problem(Problem::Entry {
+                    seq,
+                    reason: format!(
+                        "the Merkle tree's hash at index {at} is not the one its entries make (the tree was altered)"
+                    ),
+                });
+                self.done = true;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why `e` does not follow `prev` in a sound chain, if it does not.

@@ -1,0 +1,310 @@
+//! The log's Merkle tree: RFC 9162 §2.1 over the chain's entry hashes, stored as the
+//! hashes a tiled log keeps (C2SP tlog-tiles; the `tlog_tiles` crate, a port of
+//! Go's `sumdb/tlog`, does the arithmetic).
+//!
+//! Leaf `n` (from 0) is entry `seq = n + 1`; its leaf hash is
+//! `SHA-256(0x00 ‖ entry_hash)` with the entry hash's 32 bytes, and an inner node is
+//! `SHA-256(0x01 ‖ left ‖ right)`. Appending leaf `n` stores its leaf hash and the
+//! root of every subtree it completes (two hashes on average) in `log_tree`, at the
+//! stored-hash indexes `tlog_tiles::stored_hash_index` gives; any root, inclusion
+//! proof or consistency proof then needs O(log n) of them.
+//!
+//! The appender keeps the [`Frontier`] (the roots of the complete subtrees of the
+//! current tree, at most 64) between batches, so a batch reads nothing to extend the
+//! tree and writes its new hashes in the same transaction as the entries. A frontier
+//! that does not match the head it finds (another process appended, or a batch
+//! failed) is read again from the table; a tree behind its chain (entries written
+//! before the tree existed) is caught up from the entries first.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tlog_tiles::{
+    Hash, HashReader, record_hash, stored_hash_count, stored_hash_index,
+    stored_hashes_for_record_hash, sub_tree_index, tree_hash,
+};
+
+use crate::db::WriteTx;
+use crate::{DbConn, Error, Result, on_conn};
+
+/// The leaf hash of an entry whose `entry_hash` (64 hex digits) is given.
+pub fn leaf_hash(entry_hash: &str) -> Result<Hash> {
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(entry_hash, &mut raw)
+        .map_err(|_| Error::Internal(format!("malformed entry hash {entry_hash:?}")))?;
+    Ok(record_hash(&raw))
+}
+
+/// The roots of the complete subtrees of a tree of `size` leaves, by stored index:
+/// what appending the next leaf, or computing the root, reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frontier {
+    size: u64,
+    roots: BTreeMap<u64, Hash>,
+}
+
+impl HashReader for Frontier {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|i| {
+                self.roots
+                    .get(i)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+fn tree_error(e: tlog_tiles::Error) -> Error {
+    Error::Internal(format!("log tree: {e}"))
+}
+
+/// The stored indexes of the complete subtrees of a tree of `size` leaves.
+fn frontier_indexes(size: u64) -> Vec<u64> {
+    sub_tree_index(0, size, Vec::new())
+}
+
+impl Frontier {
+    /// Leaves in the tree.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf; returns the stored index of its first hash and the hashes to
+    /// store from there on (the leaf hash, then each subtree root it completes).
+    pub fn push(&mut self, leaf: Hash) -> Result<(u64, Vec<Hash>)> {
+        let n = self.size;
+        let hashes = stored_hashes_for_record_hash(n, leaf, self).map_err(tree_error)?;
+        let start = stored_hash_index(0, n);
+        for (i, h) in (start..).zip(&hashes) {
+            self.roots.insert(i, *h);
+        }
+        self.size += 1;
+        let keep: BTreeSet<u64> = frontier_indexes(self.size).into_iter().collect();
+        self.roots.retain(|i, _| keep.contains(i));
+        Ok((start, hashes))
+    }
+
+    /// The tree's root hash (RFC 9162's MTH of all its leaves).
+    pub fn root(&self) -> Result<Hash> {
+        tree_hash(self.size, self).map_err(tree_error)
+    }
+}
+
+/// Hashes per multi-row statement (two columns each).
+const INSERT_ROWS: usize = 2000;
+
+/// Leaves whose entries are read per statement while catching up.
+const CATCH_UP_ROWS: i64 = 10_000;
+
+/// The tree as stored, extended to the chain's `head` leaves: the hashes of any
+/// entries the table does not cover yet are computed from the entries and written in
+/// `tx`. Fails if the table holds more leaves than the chain.
+pub(crate) async fn frontier_at(tx: &mut WriteTx, head: u64) -> Result<Frontier> {
+    let stored = stored_size(tx.conn()).await?;
+    if stored > head {
+        return Err(Error::Internal(format!(
+            "the log tree covers {stored} entries but the chain has {head}"
+        )));
+    }
+    let mut frontier = load(tx.conn(), stored).await?;
+    while frontier.size() < head {
+        let after = i64::try_from(frontier.size()).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String)> = on_conn!(&mut tx.conn(), c => {
+            sqlx::query_as(
+                "SELECT seq, entry_hash FROM log_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(CATCH_UP_ROWS)
+            .fetch_all(&mut *c)
+            .await?
+        });
+        if rows.is_empty() {
+            return Err(Error::Internal(format!(
+                "the log has no entry after {after} below its head {head}"
+            )));
+        }
+        let mut hashes = Vec::new();
+        for (seq, entry_hash) in rows {
+            let expected = frontier.size() + 1;
+            if u64::try_from(seq).ok() != Some(expected) {
+                return Err(Error::Internal(format!(
+                    "the log has entry {seq} where {expected} was expected"
+                )));
+            }
+            hashes.push(frontier.push(leaf_hash(&entry_hash)?)?);
+        }
+        insert(tx.conn(), &hashes).await?;
+    }
+    Ok(frontier)
+}
+
+/// Writes hashes as [`Frontier::push`] returned them: on PostgreSQL one statement of
+/// two arrays, on SQLite multi-row inserts.
+pub(crate) async fn insert(conn: DbConn<'_>, pushed: &[(u64, Vec<Hash>)]) -> Result<()> {
+    let rows = pushed.iter().flat_map(|(start, hashes)| {
+        (*start..)
+            .zip(hashes)
+            .map(|(i, h)| (i64::try_from(i).unwrap_or(i64::MAX), h.0))
+    });
+    match conn {
+        DbConn::Postgres(c) => {
+            let (idx, hash): (Vec<i64>, Vec<Vec<u8>>) = rows.map(|(i, h)| (i, h.to_vec())).unzip();
+            if idx.is_empty() {
+                return Ok(());
+            }
+            sqlx::query(
+                "INSERT INTO log_tree (idx, hash) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
+            )
+            .bind(idx)
+            .bind(hash)
+            .execute(&mut *c)
+            .await?;
+        }
+        DbConn::Sqlite(c) => {
+            let rows: Vec<(i64, [u8; 32])> = rows.collect();
+            for chunk in rows.chunks(INSERT_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO log_tree (idx, hash) ");
+                insert.push_values(chunk, |mut row, (i, h)| {
+                    row.push_bind(*i).push_bind(h.as_slice());
+                });
+                insert.build().execute(&mut *c).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many leaves the stored hashes cover: the `n` whose stored hash count is one
+/// past the highest stored index.
+async fn stored_size(conn: DbConn<'_>) -> Result<u64> {
+    let mut conn = conn;
+    let highest: Option<i64> = on_conn!(&mut conn, c => {
+        sqlx::query_scalar("SELECT MAX(idx) FROM log_tree")
+            .fetch_one(&mut *c)
+            .await?
+    });
+    let Some(highest) = highest else {
+        return Ok(0);
+    };
+    let count =
+        u64::try_from(highest).map_err(|_| Error::Internal("negative log tree index".into()))? + 1;
+    leaves_for(count).ok_or_else(|| {
+        Error::Internal(format!(
+            "the log tree's {count} stored hashes are not those of a whole number of entries"
+        ))
+    })
+}
+
+/// The number of leaves whose tree stores exactly `count` hashes, if any.
+fn leaves_for(count: u64) -> Option<u64> {
+    // stored_hash_count grows by at least one per leaf: n ≤ count.
+    let (mut lo, mut hi) = (0u64, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if stored_hash_count(mid) < count {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (stored_hash_count(lo) == count).then_some(lo)
+}
+
+/// Reads the frontier of a stored tree of `size` leaves.
+async fn load(conn: DbConn<'_>, size: u64) -> Result<Frontier> {
+    let indexes = frontier_indexes(size);
+    if indexes.is_empty() {
+        return Ok(Frontier::default());
+    }
+    let bound: Vec<i64> = indexes
+        .iter()
+        .map(|i| i64::try_from(*i).unwrap_or(i64::MAX))
+        .collect();
+    let mut conn = conn;
+    let rows: Vec<(i64, Vec<u8>)> = on_conn!(&mut conn, c => {
+        let mut query = sqlx::QueryBuilder::new("SELECT idx, hash FROM log_tree WHERE idx IN (");
+        let mut list = query.separated(", ");
+        for i in &bound {
+            list.push_bind(*i);
+        }
+        query.push(")");
+        query.build_query_as().fetch_all(&mut *c).await?
+    });
+    let mut roots = BTreeMap::new();
+    for (i, hash) in rows {
+        let hash: [u8; 32] = hash
+            .try_into()
+            .map_err(|_| Error::Internal(format!("log tree hash {i} is not 32 bytes")))?;
+        roots.insert(u64::try_from(i).unwrap_or(u64::MAX), Hash(hash));
+    }
+    if roots.len() != indexes.len() {
+        return Err(Error::Internal(format!(
+            "the log tree of {size} entries lacks {} of its {} subtree roots",
+            indexes.len() - roots.len(),
+            indexes.len()
+        )));
+    }
+    Ok(Frontier { size, roots })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// RFC 9162 §2.1.1's MTH, written from the RFC's definition: independent of
+    /// `tlog_tiles`' stored-hash arithmetic.
+    fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
+        match leaves.len() {
+            0 => Sha256::digest(b"").into(),
+            1 => {
+                let mut h = Sha256::new();
+                h.update([0u8]);
+                h.update(leaves[0]);
+                h.finalize().into()
+            }
+            n => {
+                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+                let mut h = Sha256::new();
+                h.update([1u8]);
+                h.update(mth(&leaves[..k]));
+                h.update(mth(&leaves[k..]));
+                h.finalize().into()
+            }
+        }
+    }
+
+    #[test]
+    fn the_root_is_rfc_9162s_mth_at_every_size() {
+        let entries: Vec<[u8; 32]> = (0u32..300)
+            .map(|i| Sha256::digest(i.to_be_bytes()).into())
+            .collect();
+        let mut frontier = Frontier::default();
+        let mut stored = BTreeMap::new();
+        assert_eq!(frontier.root().unwrap().0, mth(&[]));
+        for (n, e) in entries.iter().enumerate() {
+            let (start, hashes) = frontier.push(leaf_hash(&hex::encode(e)).unwrap()).unwrap();
+            assert_eq!(start, stored.len() as u64, "hashes are stored densely");
+            for (i, h) in (start..).zip(hashes) {
+                stored.insert(i, h);
+            }
+            assert_eq!(frontier.size(), n as u64 + 1);
+            assert_eq!(
+                frontier.root().unwrap().0,
+                mth(&entries[..=n]),
+                "size {}",
+                n + 1
+            );
+            assert!(frontier.roots.len() <= 64);
+            assert_eq!(stored_hash_count(n as u64 + 1), stored.len() as u64);
+            assert_eq!(leaves_for(stored.len() as u64), Some(n as u64 + 1));
+        }
+        // Hash counts that no whole number of leaves stores are told apart.
+        let counts: BTreeSet<u64> = (0..=300).map(stored_hash_count).collect();
+        for c in 0..=stored_hash_count(300) {
+            assert_eq!(leaves_for(c).is_some(), counts.contains(&c), "count {c}");
+        }
+    }
+}
