@@ -9,6 +9,8 @@
 //! | `GET /.well-known/jwks.json` | public key(s) that verify receipts (ES256) |
 //! | `GET /.well-known/ivan/checkpoint-keys.json` | public key(s) that verify log checkpoints (Ed25519) |
 //! | `GET /api/v1/log/checkpoint` | the latest signed checkpoint of the transaction log |
+//! | `GET /api/v1/log/proof/inclusion?leaf_index=&tree_size=` | RFC 9162 inclusion proof of one entry in the log's Merkle tree |
+//! | `GET /api/v1/log/proof/consistency?first=&second=` | RFC 9162 consistency proof between two tree sizes |
 //!
 //! The employer API is in [`crate::api`], the portal's pages in [`crate::portal`].
 
@@ -72,6 +74,8 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
         .route("/.well-known/jwks.json", get(receipt_jwks))
         .route("/.well-known/ivan/checkpoint-keys.json", get(checkpoint_jwks))
         .route("/api/v1/log/checkpoint", get(latest_checkpoint))
+        .route("/api/v1/log/proof/inclusion", get(inclusion_proof))
+        .route("/api/v1/log/proof/consistency", get(consistency_proof))
         .route_layer(limit(http.body_limit_bytes))
         .merge(api)
         .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
@@ -287,6 +291,69 @@ async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response> {
         "note": note,
     }))
     .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct InclusionQuery {
+    leaf_index: u64,
+    tree_size: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ConsistencyQuery {
+    first: u64,
+    second: u64,
+}
+
+type QueryResult<T> =
+    std::result::Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn query<T>(q: QueryResult<T>) -> Result<T> {
+    q.map(|axum::extract::Query(q)| q)
+        .map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))
+}
+
+/// A proof as JSON: hashes in standard base64, as C2SP checkpoints write them. The
+/// leaves are entry hashes: nothing personal. A proof for given sizes never changes,
+/// so caches may keep it.
+fn proof_response(
+    mut fields: serde_json::Value,
+    proven: retention::ledger::tree::Proven,
+) -> Response {
+    use base64::Engine;
+    let b64 =
+        |h: &retention::ledger::tree::Hash| base64::engine::general_purpose::STANDARD.encode(h.0);
+    fields["root_hash"] = b64(&proven.root).into();
+    fields["proof"] = proven.proof.iter().map(b64).collect::<Vec<_>>().into();
+    (
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=86400")],
+        Json(fields),
+    )
+        .into_response()
+}
+
+async fn inclusion_proof(
+    State(state): State<AppState>,
+    q: QueryResult<InclusionQuery>,
+) -> Result<Response> {
+    let q = query(q)?;
+    let proven = retention::ledger::tree::inclusion(&state.db, q.leaf_index, q.tree_size).await?;
+    Ok(proof_response(
+        serde_json::json!({ "leaf_index": q.leaf_index, "tree_size": q.tree_size }),
+        proven,
+    ))
+}
+
+async fn consistency_proof(
+    State(state): State<AppState>,
+    q: QueryResult<ConsistencyQuery>,
+) -> Result<Response> {
+    let q = query(q)?;
+    let proven = retention::ledger::tree::consistency(&state.db, q.first, q.second).await?;
+    Ok(proof_response(
+        serde_json::json!({ "first": q.first, "second": q.second }),
+        proven,
+    ))
 }
 
 async fn not_found() -> Problem {

@@ -15,6 +15,7 @@ e2e_tests!(
     verify_goes_red_when_the_tail_is_cut,
     unreachable_database_is_one_clear_line,
     oversized_bodies_are_refused_before_they_are_read,
+    log_proofs_are_served_and_check_against_the_chain,
 );
 
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
@@ -294,5 +295,116 @@ async fn oversized_bodies_are_refused_before_they_are_read(inst: Instance) {
         405,
         "small bodies pass the limit and reach routing"
     );
+    assert!(server.stop().await.success());
+}
+
+/// RFC 9162's MTH over entry hashes (hex), from the RFC's definition.
+fn mth(entry_hashes: &[[u8; 32]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match entry_hashes.len() {
+        0 => {}
+        1 => {
+            h.update([0u8]);
+            h.update(entry_hashes[0]);
+        }
+        n => {
+            let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+            h.update([1u8]);
+            h.update(mth(&entry_hashes[..k]));
+            h.update(mth(&entry_hashes[k..]));
+        }
+    }
+    h.finalize().into()
+}
+
+/// The public proof endpoints: every entry's inclusion proof checks against the root
+/// of the chain's own entry hashes (computed here from the RFC), consistency proofs
+/// check between every pair of sizes, and bad queries are clear 400s.
+async fn log_proofs_are_served_and_check_against_the_chain(inst: Instance) {
+    use base64::Engine;
+    let server = inst.serve().await;
+    for i in 0..3 {
+        inst.run_ok(&[
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "Proof",
+            "--registration-number",
+            &format!("P-{i}"),
+        ])
+        .await;
+    }
+    let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
+    let hashes: Vec<[u8; 32]> = tail
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            hex::decode(e["entry_hash"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let n = hashes.len() as u64;
+    assert!(n >= 4, "{n} entries");
+    let b64 = |v: &Value| -> tlog_tiles::Hash {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        tlog_tiles::Hash(raw.try_into().unwrap())
+    };
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let r = server.get(&path).await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    for size in 1..=n {
+        let root = mth(&hashes[..size as usize]);
+        for leaf in 0..size {
+            let (status, p) = get(format!(
+                "/api/v1/log/proof/inclusion?leaf_index={leaf}&tree_size={size}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{p}");
+            assert_eq!(b64(&p["root_hash"]).0, root, "root of {size}");
+            let proof: Vec<tlog_tiles::Hash> =
+                p["proof"].as_array().unwrap().iter().map(b64).collect();
+            let leaf_hash = tlog_tiles::record_hash(&hashes[leaf as usize]);
+            tlog_tiles::check_record(&proof, size, tlog_tiles::Hash(root), leaf, leaf_hash)
+                .unwrap_or_else(|e| panic!("leaf {leaf} of {size}: {e}"));
+        }
+        for first in 1..=size {
+            let (status, p) = get(format!(
+                "/api/v1/log/proof/consistency?first={first}&second={size}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{p}");
+            let proof: Vec<tlog_tiles::Hash> =
+                p["proof"].as_array().unwrap().iter().map(b64).collect();
+            let old = tlog_tiles::Hash(mth(&hashes[..first as usize]));
+            tlog_tiles::check_tree(&proof, size, tlog_tiles::Hash(root), first, old)
+                .unwrap_or_else(|e| panic!("{first} → {size}: {e}"));
+        }
+    }
+    for path in [
+        format!("/api/v1/log/proof/inclusion?leaf_index={n}&tree_size={n}"),
+        format!(
+            "/api/v1/log/proof/inclusion?leaf_index=0&tree_size={}",
+            n + 1000
+        ),
+        "/api/v1/log/proof/inclusion?tree_size=3".to_owned(),
+        "/api/v1/log/proof/inclusion?leaf_index=-1&tree_size=3".to_owned(),
+        "/api/v1/log/proof/consistency?first=0&second=3".to_owned(),
+        "/api/v1/log/proof/consistency?first=3&second=2".to_owned(),
+    ] {
+        let r = server.get(&path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
     assert!(server.stop().await.success());
 }

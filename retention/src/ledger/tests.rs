@@ -79,6 +79,7 @@ async fn append_some(env: &TestEnv, n: usize) {
 }
 
 backend_tests!(
+    inclusion_and_consistency_proofs_hold_for_every_size,
     a_tree_behind_its_chain_is_caught_up_by_the_next_append,
     altered_or_missing_tree_hashes_are_named,
     appends_form_a_verified_chain,
@@ -738,4 +739,95 @@ async fn altered_or_missing_tree_hashes_are_named(env: TestEnv) {
     task.shutdown().await;
     assert_tree_covers_chain(&env).await;
     assert!(check(&env).await.ok());
+}
+
+/// RFC 9162 §2.1.3.2, written from the RFC: independent of `tlog_tiles`.
+fn rfc_verify_inclusion(
+    leaf_index: u64,
+    tree_size: u64,
+    leaf: [u8; 32],
+    proof: &[tlog_tiles::Hash],
+    root: [u8; 32],
+) -> bool {
+    use sha2::{Digest, Sha256};
+    let node = |l: &[u8], r: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([1u8]);
+        h.update(l);
+        h.update(r);
+        h.finalize().into()
+    };
+    if leaf_index >= tree_size {
+        return false;
+    }
+    let (mut f, mut s, mut r) = (leaf_index, tree_size - 1, leaf);
+    for p in proof {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            r = node(&p.0, &r);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            r = node(&r, &p.0);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    s == 0 && r == root
+}
+
+/// Proofs served from the stored tree: every leaf's inclusion in trees of several
+/// sizes checks with an RFC 9162 verifier written here, every pair of sizes is
+/// consistent, and a wrong leaf or a size the tree has not reached is refused.
+async fn inclusion_and_consistency_proofs_hold_for_every_size(env: TestEnv) {
+    append_some(&env, 23).await;
+    let entries = entries_after(&env.db, 0, 100).await.unwrap();
+    let leaves: Vec<tlog_tiles::Hash> = entries
+        .iter()
+        .map(|e| tree::leaf_hash(&e.entry_hash).unwrap())
+        .collect();
+    let mut roots = vec![tlog_tiles::EMPTY_HASH];
+    for size in 1..=23u64 {
+        let mut built = tree::Frontier::default();
+        for l in &leaves[..size as usize] {
+            built.push(*l).unwrap();
+        }
+        for leaf in 0..size {
+            let p = tree::inclusion(&env.db, leaf, size).await.unwrap();
+            assert_eq!(p.root, built.root().unwrap(), "size {size}");
+            assert!(
+                rfc_verify_inclusion(leaf, size, leaves[leaf as usize].0, &p.proof, p.root.0),
+                "leaf {leaf} of {size}"
+            );
+            let other = leaves[((leaf + 1) % 23) as usize];
+            assert!(!rfc_verify_inclusion(
+                leaf, size, other.0, &p.proof, p.root.0
+            ));
+        }
+        roots.push(built.root().unwrap());
+    }
+    for second in 1..=23u64 {
+        for first in 1..=second {
+            let p = tree::consistency(&env.db, first, second).await.unwrap();
+            assert_eq!(p.root, roots[second as usize]);
+            tlog_tiles::check_tree(&p.proof, second, p.root, first, roots[first as usize])
+                .unwrap_or_else(|e| panic!("{first} → {second}: {e}"));
+            if first > 1 && first < second {
+                let wrong = roots[first as usize - 1];
+                assert!(tlog_tiles::check_tree(&p.proof, second, p.root, first, wrong).is_err());
+            }
+        }
+    }
+    for (leaf, size) in [(23, 23), (0, 24), (5, 100)] {
+        let e = tree::inclusion(&env.db, leaf, size).await.unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e}");
+    }
+    for (first, second) in [(5, 4), (0, 4), (3, 24)] {
+        let e = tree::consistency(&env.db, first, second).await.unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e}");
+    }
 }

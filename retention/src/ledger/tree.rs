@@ -18,13 +18,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use tlog_tiles::Hash;
 use tlog_tiles::{
-    Hash, HashReader, record_hash, stored_hash_count, stored_hash_index,
+    HashReader, prove_record, prove_tree, record_hash, stored_hash_count, stored_hash_index,
     stored_hashes_for_record_hash, sub_tree_index, tree_hash,
 };
 
 use crate::db::WriteTx;
-use crate::{DbConn, Error, Result, on_conn};
+use crate::{Db, DbConn, Error, Result, on_conn};
 
 /// The leaf hash of an entry whose `entry_hash` (64 hex digits) is given.
 pub fn leaf_hash(entry_hash: &str) -> Result<Hash> {
@@ -215,8 +216,21 @@ fn leaves_for(count: u64) -> Option<u64> {
 /// Reads the frontier of a stored tree of `size` leaves.
 async fn load(conn: DbConn<'_>, size: u64) -> Result<Frontier> {
     let indexes = frontier_indexes(size);
+    let roots = read_on(conn, &indexes).await?;
+    if roots.len() != indexes.len() {
+        return Err(Error::Internal(format!(
+            "the log tree of {size} entries lacks {} of its {} subtree roots",
+            indexes.len() - roots.len(),
+            indexes.len()
+        )));
+    }
+    Ok(Frontier { size, roots })
+}
+
+/// The stored hashes at `indexes` (those present).
+async fn read_on(conn: DbConn<'_>, indexes: &[u64]) -> Result<BTreeMap<u64, Hash>> {
     if indexes.is_empty() {
-        return Ok(Frontier::default());
+        return Ok(BTreeMap::new());
     }
     let bound: Vec<i64> = indexes
         .iter()
@@ -232,21 +246,105 @@ async fn load(conn: DbConn<'_>, size: u64) -> Result<Frontier> {
         query.push(")");
         query.build_query_as().fetch_all(&mut *c).await?
     });
-    let mut roots = BTreeMap::new();
+    let mut hashes = BTreeMap::new();
     for (i, hash) in rows {
         let hash: [u8; 32] = hash
             .try_into()
             .map_err(|_| Error::Internal(format!("log tree hash {i} is not 32 bytes")))?;
-        roots.insert(u64::try_from(i).unwrap_or(u64::MAX), Hash(hash));
+        hashes.insert(u64::try_from(i).unwrap_or(u64::MAX), Hash(hash));
     }
-    if roots.len() != indexes.len() {
-        return Err(Error::Internal(format!(
-            "the log tree of {size} entries lacks {} of its {} subtree roots",
-            indexes.len() - roots.len(),
-            indexes.len()
+    Ok(hashes)
+}
+
+/// The hashes a proof or root is computed from: first only noted (answered with
+/// placeholders) so they can be read from the database in one statement, then read.
+enum Reader<'a> {
+    Noting(&'a std::cell::RefCell<Vec<u64>>),
+    Read(BTreeMap<u64, Hash>),
+}
+
+impl HashReader for Reader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        match self {
+            Reader::Noting(wanted) => {
+                wanted.borrow_mut().extend_from_slice(indexes);
+                Ok(vec![Hash([0; 32]); indexes.len()])
+            }
+            Reader::Read(hashes) => indexes
+                .iter()
+                .map(|i| {
+                    hashes
+                        .get(i)
+                        .copied()
+                        .ok_or(tlog_tiles::Error::IndexesNotInTree)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A tree of `size` entries, its root, and a proof about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proven {
+    pub root: Hash,
+    pub proof: Vec<Hash>,
+}
+
+/// The root of the first `size` entries and the proof that entry `leaf + 1` (leaf
+/// index `leaf`) is in it (RFC 9162 §2.1.3), from O(log size) stored hashes read in
+/// one statement. `Error::Invalid` when `leaf >= size`, or `size` is beyond the
+/// stored tree.
+pub async fn inclusion(db: &Db, leaf: u64, size: u64) -> Result<Proven> {
+    if leaf >= size {
+        return Err(Error::Invalid(format!(
+            "leaf index {leaf} is not in a tree of {size} entries"
         )));
     }
-    Ok(Frontier { size, roots })
+    proven(db, size, |r| prove_record(size, leaf, r)).await
+}
+
+/// The root of the first `second` entries and the proof that the tree of the first
+/// `first` entries is a prefix of it (RFC 9162 §2.1.4; empty when they are equal).
+/// `Error::Invalid` when `first` is 0 or above `second`, or `second` is beyond the
+/// stored tree.
+pub async fn consistency(db: &Db, first: u64, second: u64) -> Result<Proven> {
+    if first == 0 || first > second {
+        return Err(Error::Invalid(format!(
+            "a tree of {first} entries has no consistency proof with one of {second} (RFC 9162 needs 0 < first <= second)"
+        )));
+    }
+    proven(db, second, |r| prove_tree(second, first, r)).await
+}
+
+async fn proven<F>(db: &Db, size: u64, prove: F) -> Result<Proven>
+where
+    F: Fn(&Reader<'_>) -> std::result::Result<Vec<Hash>, tlog_tiles::Error>,
+{
+    // Noted in a scope of its own: the `RefCell` must not live across an await.
+    let indexes = {
+        let wanted = std::cell::RefCell::new(Vec::new());
+        let noting = Reader::Noting(&wanted);
+        prove(&noting).map_err(tree_error)?;
+        tree_hash(size, &noting).map_err(tree_error)?;
+        drop(noting);
+        wanted.into_inner()
+    };
+    let hashes = match db {
+        Db::Sqlite(pool) => read_on(DbConn::Sqlite(&mut *pool.acquire().await?), &indexes).await?,
+        Db::Postgres(pool) => {
+            read_on(DbConn::Postgres(&mut *pool.acquire().await?), &indexes).await?
+        }
+    };
+    if indexes.iter().any(|i| !hashes.contains_key(i)) {
+        return Err(Error::Invalid(format!(
+            "the log's tree does not reach {size} entries yet"
+        )));
+    }
+    let read = Reader::Read(hashes);
+    Ok(Proven {
+        root: tree_hash(size, &read).map_err(tree_error)?,
+        proof: prove(&read).map_err(tree_error)?,
+    })
 }
 
 #[cfg(test)]
