@@ -689,14 +689,7 @@ impl Appender {
         // The tree grows by the entries written, in order.
         let mut pushed = Vec::new();
         for appended in outcomes.iter().flatten().flatten() {
-            if u64::try_from(appended.seq).ok() != Some(frontier.size() + 1) {
-                return Err(Error::Internal(format!(
-                    "log entry {} written where {} was expected",
-                    appended.seq,
-                    frontier.size() + 1
-                )));
-            }
-            pushed.push(frontier.push(tree::leaf_hash(&appended.entry_hash)?)?);
+            pushed.push(frontier.push_entry(appended.seq, &appended.entry_hash)?);
         }
         tree::insert(tx.conn(), &pushed).await?;
 

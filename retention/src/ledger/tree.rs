@@ -25,7 +25,7 @@ use tlog_tiles::{
 };
 
 use crate::db::WriteTx;
-use crate::{Db, DbConn, Error, Result, on_conn};
+use crate::{Db, DbConn, Error, Result, on_conn, on_pool};
 
 /// The leaf hash of an entry whose `entry_hash` (64 hex digits) is given.
 pub fn leaf_hash(entry_hash: &str) -> Result<Hash> {
@@ -87,6 +87,18 @@ impl Frontier {
         Ok((start, hashes))
     }
 
+    /// Appends entry `seq`'s leaf, as [`Frontier::push`]; the entry must be the next
+    /// one (`seq` = size + 1), or the chain and the tree would part.
+    pub fn push_entry(&mut self, seq: i64, entry_hash: &str) -> Result<(u64, Vec<Hash>)> {
+        let expected = self.size + 1;
+        if u64::try_from(seq).ok() != Some(expected) {
+            return Err(Error::Internal(format!(
+                "log entry {seq} where {expected} was expected"
+            )));
+        }
+        self.push(leaf_hash(entry_hash)?)
+    }
+
     /// The tree's root hash (RFC 9162's MTH of all its leaves).
     pub fn root(&self) -> Result<Hash> {
         tree_hash(self.size, self).map_err(tree_error)
@@ -128,13 +140,7 @@ pub(crate) async fn frontier_at(tx: &mut WriteTx, head: u64) -> Result<Frontier>
         }
         let mut hashes = Vec::new();
         for (seq, entry_hash) in rows {
-            let expected = frontier.size() + 1;
-            if u64::try_from(seq).ok() != Some(expected) {
-                return Err(Error::Internal(format!(
-                    "the log has entry {seq} where {expected} was expected"
-                )));
-            }
-            hashes.push(frontier.push(leaf_hash(&entry_hash)?)?);
+            hashes.push(frontier.push_entry(seq, &entry_hash)?);
         }
         insert(tx.conn(), &hashes).await?;
     }
@@ -246,6 +252,11 @@ async fn read_on(conn: DbConn<'_>, indexes: &[u64]) -> Result<BTreeMap<u64, Hash
         query.push(")");
         query.build_query_as().fetch_all(&mut *c).await?
     });
+    decoded(rows)
+}
+
+/// Stored rows as hashes by index.
+fn decoded(rows: Vec<(i64, Vec<u8>)>) -> Result<BTreeMap<u64, Hash>> {
     let mut hashes = BTreeMap::new();
     for (i, hash) in rows {
         let hash: [u8; 32] = hash
@@ -254,6 +265,30 @@ async fn read_on(conn: DbConn<'_>, indexes: &[u64]) -> Result<BTreeMap<u64, Hash
         hashes.insert(u64::try_from(i).unwrap_or(u64::MAX), Hash(hash));
     }
     Ok(hashes)
+}
+
+/// The stored hashes with indexes `lo..=hi` (those present), for `log verify`.
+pub(crate) async fn stored_between(db: &Db, lo: u64, hi: u64) -> Result<BTreeMap<u64, Hash>> {
+    let rows: Vec<(i64, Vec<u8>)> = on_pool!(db, pool => {
+        sqlx::query_as("SELECT idx, hash FROM log_tree WHERE idx >= $1 AND idx <= $2 ORDER BY idx")
+            .bind(i64::try_from(lo).unwrap_or(i64::MAX))
+            .bind(i64::try_from(hi).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?
+    });
+    decoded(rows)
+}
+
+/// Whether any hash is stored above index `i` (a missing hash below one is a gap,
+/// not the end of a tree still to be caught up).
+pub(crate) async fn stored_above(db: &Db, i: u64) -> Result<bool> {
+    let above: Option<i64> = on_pool!(db, pool => {
+        sqlx::query_scalar("SELECT MIN(idx) FROM log_tree WHERE idx > $1")
+            .bind(i64::try_from(i).unwrap_or(i64::MAX))
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(above.is_some())
 }
 
 /// The hashes a proof or root is computed from: first only noted (answered with

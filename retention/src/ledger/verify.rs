@@ -266,14 +266,14 @@ async fn verify_chain(
 struct TreeCheck {
     built: tree::Frontier,
     /// Hashes built and not yet compared: stored index, hash, the entry that made it.
-    pending: Vec<(u64, tlog_tiles::Hash, i64)>,
+    pending: Vec<(u64, tree::Hash, i64)>,
     /// The stored tree ended or differed: nothing more to compare.
     done: bool,
 }
 
 impl TreeCheck {
     fn push(&mut self, e: &Entry) -> Result<()> {
-        let (start, hashes) = self.built.push(tree::leaf_hash(&e.entry_hash)?)?;
+        let (start, hashes) = self.built.push_entry(e.seq, &e.entry_hash)?;
         if !self.done {
             self.pending
                 .extend((start..).zip(hashes).map(|(i, h)| (i, h, e.seq)));
@@ -285,31 +285,11 @@ impl TreeCheck {
         let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) else {
             return Ok(());
         };
-        let (lo, hi) = (
-            i64::try_from(first.0).unwrap_or(i64::MAX),
-            i64::try_from(last.0).unwrap_or(i64::MAX),
-        );
-        let stored: Vec<(i64, Vec<u8>)> = on_pool!(db, pool => {
-            sqlx::query_as(
-                "SELECT idx, hash FROM log_tree WHERE idx >= $1 AND idx <= $2 ORDER BY idx",
-            )
-            .bind(lo)
-            .bind(hi)
-            .fetch_all(pool)
-            .await?
-        });
-        let mut stored = stored.into_iter().peekable();
+        let stored = tree::stored_between(db, first.0, last.0).await?;
         for (i, built, seq) in self.pending.drain(..) {
-            let Some((at, hash)) = stored.next_if(|(at, _)| u64::try_from(*at).ok() == Some(i))
-            else {
+            let Some(hash) = stored.get(&i) else {
                 // The stored tree ends here, or has a gap.
-                let later: Option<i64> = on_pool!(db, pool => {
-                    sqlx::query_scalar("SELECT MIN(idx) FROM log_tree WHERE idx > $1")
-                        .bind(i64::try_from(i).unwrap_or(i64::MAX))
-                        .fetch_one(pool)
-                        .await?
-                });
-                if later.is_some() {
+                if tree::stored_above(db, i).await? {
                     report.problem(Problem::Entry {
                         seq,
                         reason: format!("its hash at index {i} of the Merkle tree is missing"),
@@ -318,11 +298,11 @@ impl TreeCheck {
                 self.done = true;
                 return Ok(());
             };
-            if hash.as_slice() != built.0.as_slice() {
+            if *hash != built {
                 report.problem(Problem::Entry {
                     seq,
                     reason: format!(
-                        "the Merkle tree's hash at index {at} is not the one its entries make (the tree was altered)"
+                        "the Merkle tree's hash at index {i} is not the one its entries make (the tree was altered)"
                     ),
                 });
                 self.done = true;
