@@ -313,3 +313,26 @@ pub fn files_under(dir: &std::path::Path) -> Vec<String> {
     }
     files
 }
+
+/// RFC 9162 §2.1.1's Merkle tree hash of entries whose `entry_hash` bytes are
+/// `leaves`, written from the RFC's definition: the reference the stored tree
+/// ([`crate::ledger::tree`], computed with `tlog_tiles`' stored-hash arithmetic) is
+/// tested against, in this crate and end to end.
+pub fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match leaves.len() {
+        0 => {}
+        1 => {
+            h.update([0u8]);
+            h.update(leaves[0]);
+        }
+        n => {
+            let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+            h.update([1u8]);
+            h.update(mth(&leaves[..k]));
+            h.update(mth(&leaves[k..]));
+        }
+    }
+    h.finalize().into()
+}

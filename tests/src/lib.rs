@@ -330,6 +330,16 @@ impl Server {
         self.http.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GET, the answer's body as JSON (whatever its status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// [`Server::get_auth`], the answer's body as JSON (whatever its status).
+    pub async fn get_auth_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.get_auth(path, token).await.json().await.unwrap()
+    }
+
     /// GET with `Authorization: Bearer TOKEN`.
     pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
         self.http

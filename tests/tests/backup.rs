@@ -238,11 +238,8 @@ async fn backup_during_intake_restores_to_a_record_that_verifies(inst: Instance)
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), signed[0].as_bytes());
     let jwks: Value = restored_server
-        .get("/.well-known/ivan/checkpoint-keys.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/ivan/checkpoint-keys.json")
+        .await;
     assert_eq!(
         jwks["keys"][0]["kid"], first["key_id"],
         "the same checkpoint key"

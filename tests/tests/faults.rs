@@ -303,20 +303,12 @@ async fn crash_under_concurrent_filings_keeps_every_acknowledged_filing(inst: In
         String::from_utf8_lossy(&verify.stdout)
     );
     let server = inst.serve().await;
-    let jwks: Value = server
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/.well-known/jwks.json").await;
     for (i, first) in &acknowledged {
         let id = first["message_id"].as_str().unwrap();
         let detail: Value = server
-            .get_auth(&format!("/api/v1/submissions/{id}"), &filer.token)
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_auth_json(&format!("/api/v1/submissions/{id}"), &filer.token)
+            .await;
         assert_eq!(detail["status"], "accepted", "filing {i}: {detail}");
         assert_eq!(detail["log_seq"], first["log_seq"], "filing {i}");
         assert_eq!(

@@ -232,11 +232,8 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .to_owned();
     assert!(filed.contains(&message_id));
     let api: Value = server
-        .get_auth(&format!("/api/v1/submissions/{message_id}"), &filer.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_auth_json(&format!("/api/v1/submissions/{message_id}"), &filer.token)
+        .await;
     assert_eq!(api["sha256"], sha.as_str());
     let receive = &api["history"][0];
     assert_eq!(receive["status"], "received");
@@ -497,11 +494,8 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     assert_eq!(h["cache-control"], "no-store");
 
     let theirs_now: Value = server
-        .get_auth(&format!("/api/v1/submissions/{theirs}"), &other.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_auth_json(&format!("/api/v1/submissions/{theirs}"), &other.token)
+        .await;
     assert_eq!(theirs_now["status"], "accepted");
     assert_eq!(
         server

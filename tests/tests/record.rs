@@ -5,6 +5,7 @@
 
 use ivan_e2e::{Backend, Instance, e2e_tests};
 use retention::on_pool;
+use retention::testing::mth;
 use serde_json::Value;
 
 e2e_tests!(
@@ -25,26 +26,18 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.text().await.unwrap(), "ok\n");
 
-    let ready: Value = server.get("/readyz").await.json().await.unwrap();
+    let ready: Value = server.get_json("/readyz").await;
     assert_eq!(
         ready,
         serde_json::json!({"database": "ok", "originals": "ok", "data_dir": "ok"})
     );
 
-    let jwks: Value = server
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
     assert!(jwks["keys"][0].get("d").is_none(), "never the private part");
     let cpk: Value = server
-        .get("/.well-known/ivan/checkpoint-keys.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/ivan/checkpoint-keys.json")
+        .await;
     assert_eq!(cpk["keys"][0]["crv"], "Ed25519");
 
     let missing = server.get("/no/such/thing").await;
@@ -298,28 +291,8 @@ async fn oversized_bodies_are_refused_before_they_are_read(inst: Instance) {
     assert!(server.stop().await.success());
 }
 
-/// RFC 9162's MTH over entry hashes (hex), from the RFC's definition.
-fn mth(entry_hashes: &[[u8; 32]]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    match entry_hashes.len() {
-        0 => {}
-        1 => {
-            h.update([0u8]);
-            h.update(entry_hashes[0]);
-        }
-        n => {
-            let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
-            h.update([1u8]);
-            h.update(mth(&entry_hashes[..k]));
-            h.update(mth(&entry_hashes[k..]));
-        }
-    }
-    h.finalize().into()
-}
-
 /// The public proof endpoints: every entry's inclusion proof checks against the root
-/// of the chain's own entry hashes (computed here from the RFC), consistency proofs
+/// of the chain's own entry hashes (by the RFC's MTH, `retention::testing::mth`), consistency proofs
 /// check between every pair of sizes, and bad queries are clear 400s.
 async fn log_proofs_are_served_and_check_against_the_chain(inst: Instance) {
     use base64::Engine;

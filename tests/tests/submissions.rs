@@ -45,12 +45,7 @@ async fn accepted_filing_is_kept_receipted_and_repeatable(inst: Instance) {
     );
 
     // The receipt verifies with the published JWKS and names what it should.
-    let jwks: Value = server
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = server.get_json("/.well-known/jwks.json").await;
     let claims = retention::receipts::verify(first["receipt"].as_str().unwrap(), &jwks).unwrap();
     assert_eq!(claims.sub, id);
     assert_eq!(claims.employer, filer.id);

@@ -385,29 +385,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::mth;
     use sha2::{Digest, Sha256};
-
-    /// RFC 9162 §2.1.1's MTH, written from the RFC's definition: independent of
-    /// `tlog_tiles`' stored-hash arithmetic.
-    fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
-        match leaves.len() {
-            0 => Sha256::digest(b"").into(),
-            1 => {
-                let mut h = Sha256::new();
-                h.update([0u8]);
-                h.update(leaves[0]);
-                h.finalize().into()
-            }
-            n => {
-                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
-                let mut h = Sha256::new();
-                h.update([1u8]);
-                h.update(mth(&leaves[..k]));
-                h.update(mth(&leaves[k..]));
-                h.finalize().into()
-            }
-        }
-    }
 
     #[test]
     fn the_root_is_rfc_9162s_mth_at_every_size() {
