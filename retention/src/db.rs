@@ -71,6 +71,17 @@ pub enum DbConn<'c> {
     Postgres(&'c mut PgConnection),
 }
 
+impl DbConn<'_> {
+    /// The same connection for a shorter while, so one can be used for several
+    /// calls that each take a `DbConn`.
+    pub fn reborrow(&mut self) -> DbConn<'_> {
+        match self {
+            DbConn::Sqlite(c) => DbConn::Sqlite(c),
+            DbConn::Postgres(c) => DbConn::Postgres(c),
+        }
+    }
+}
+
 /// Keyset paging: `rows` were read with a limit of `limit + 1`, ordered by key. Keeps
 /// the first `limit` and returns the key to continue after when there are more.
 pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Option<String> {

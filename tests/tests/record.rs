@@ -370,6 +370,11 @@ async fn log_proofs_are_served_and_check_against_the_chain(inst: Instance) {
             "/api/v1/log/proof/inclusion?leaf_index=0&tree_size={}",
             n + 1000
         ),
+        format!(
+            "/api/v1/log/proof/inclusion?leaf_index=0&tree_size={}",
+            u64::MAX
+        ),
+        format!("/api/v1/log/proof/consistency?first=1&second={}", u64::MAX),
         "/api/v1/log/proof/inclusion?tree_size=3".to_owned(),
         "/api/v1/log/proof/inclusion?leaf_index=-1&tree_size=3".to_owned(),
         "/api/v1/log/proof/consistency?first=0&second=3".to_owned(),

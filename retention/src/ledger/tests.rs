@@ -822,11 +822,17 @@ async fn inclusion_and_consistency_proofs_hold_for_every_size(env: TestEnv) {
             }
         }
     }
-    for (leaf, size) in [(23, 23), (0, 24), (5, 100)] {
+    for (leaf, size) in [
+        (23, 23),
+        (0, 24),
+        (5, 100),
+        (0, u64::MAX),
+        (1 << 62, 1 << 63),
+    ] {
         let e = tree::inclusion(&env.db, leaf, size).await.unwrap_err();
         assert!(matches!(e, Error::Invalid(_)), "{e}");
     }
-    for (first, second) in [(5, 4), (0, 4), (3, 24)] {
+    for (first, second) in [(5, 4), (0, 4), (3, 24), (1, u64::MAX)] {
         let e = tree::consistency(&env.db, first, second).await.unwrap_err();
         assert!(matches!(e, Error::Invalid(_)), "{e}");
     }

@@ -355,6 +355,28 @@ async fn proven<F>(db: &Db, size: u64, prove: F) -> Result<Proven>
 where
     F: Fn(&Reader<'_>) -> std::result::Result<Vec<Hash>, tlog_tiles::Error>,
 {
+    match db {
+        Db::Sqlite(pool) => {
+            proven_on(DbConn::Sqlite(&mut *pool.acquire().await?), size, prove).await
+        }
+        Db::Postgres(pool) => {
+            proven_on(DbConn::Postgres(&mut *pool.acquire().await?), size, prove).await
+        }
+    }
+}
+
+async fn proven_on<F>(mut conn: DbConn<'_>, size: u64, prove: F) -> Result<Proven>
+where
+    F: Fn(&Reader<'_>) -> std::result::Result<Vec<Hash>, tlog_tiles::Error>,
+{
+    // The size a client asks for is checked against the stored tree before any
+    // index arithmetic: sizes near 2^64 overflow it.
+    let stored = stored_size(conn.reborrow()).await?;
+    if size > stored {
+        return Err(Error::Invalid(format!(
+            "the log's tree does not reach {size} entries yet (it holds {stored})"
+        )));
+    }
     // Noted in a scope of its own: the `RefCell` must not live across an await.
     let indexes = {
         let wanted = std::cell::RefCell::new(Vec::new());
@@ -364,15 +386,10 @@ where
         drop(noting);
         wanted.into_inner()
     };
-    let hashes = match db {
-        Db::Sqlite(pool) => read_on(DbConn::Sqlite(&mut *pool.acquire().await?), &indexes).await?,
-        Db::Postgres(pool) => {
-            read_on(DbConn::Postgres(&mut *pool.acquire().await?), &indexes).await?
-        }
-    };
-    if indexes.iter().any(|i| !hashes.contains_key(i)) {
-        return Err(Error::Invalid(format!(
-            "the log's tree does not reach {size} entries yet"
+    let hashes = read_on(conn, &indexes).await?;
+    if let Some(missing) = indexes.iter().find(|i| !hashes.contains_key(i)) {
+        return Err(Error::Internal(format!(
+            "the log tree of {stored} entries lacks its hash {missing}"
         )));
     }
     let read = Reader::Read(hashes);
