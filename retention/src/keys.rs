@@ -121,6 +121,29 @@ impl CheckpointVerifier {
         Ok(Self { keys })
     }
 
+    /// Verifies `note`, a C2SP signed note that key `kid` signed under the name
+    /// `name` (for a checkpoint: the log's origin); answers the note's text. The
+    /// note's other signatures (a witness's) are not checked here. `Err` says what is
+    /// wrong: an unknown key, a malformed note, no signature by that key, or one that
+    /// does not verify.
+    pub fn verify_note(&self, kid: &str, name: &str, note: &str) -> Result<String, String> {
+        let key = self
+            .keys
+            .get(kid)
+            .ok_or_else(|| format!("signed by unknown key {kid}"))?;
+        let verifier = note_verifier(name, key)?;
+        let parsed = signed_note::Note::from_bytes(note.as_bytes())
+            .map_err(|e| format!("not a signed note: {e}"))?;
+        let list = signed_note::VerifierList::new(vec![Box::new(verifier)]);
+        parsed.verify(&list).map_err(|e| match e {
+            signed_note::NoteError::UnverifiedNote => {
+                format!("the note carries no signature by key {kid} named {name}")
+            }
+            e => format!("the note's signature does not verify: {e}"),
+        })?;
+        String::from_utf8(parsed.text().to_vec()).map_err(|e| format!("not UTF-8: {e}"))
+    }
+
     /// The key ids this verifier knows, in ascending order.
     pub fn key_ids(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
@@ -203,6 +226,20 @@ impl Keys {
         CheckpointVerifier { keys }
     }
 
+    /// The checkpoint key as a C2SP signed-note verifier key named `name`
+    /// (`<name>+<key id, 8 hex digits>+<base64 of 0x01 ‖ public key>`): what a
+    /// witness or monitor is configured with.
+    pub fn checkpoint_vkey(&self, name: &str) -> String {
+        signed_note::new_ed25519_verifier_key(name, &self.checkpoint.verifying_key())
+    }
+
+    /// `text` as a C2SP signed note (text, blank line, signature line) signed by the
+    /// checkpoint key under the name `name`. `text` must be valid note text: UTF-8
+    /// lines without control characters, ending in a newline.
+    pub fn sign_note(&self, name: &str, text: &str) -> Result<String> {
+        sign_note(&self.checkpoint, name, text)
+    }
+
     pub fn receipt_kid(&self) -> &str {
         &self.receipt_kid
     }
@@ -234,6 +271,63 @@ impl Keys {
         jwk.insert("alg", "EdDSA".into());
         jwk.insert("use", "sig".into());
         serde_json::json!({ "keys": [jwk] })
+    }
+}
+
+/// Signed-note algorithm byte of Ed25519 keys (C2SP signed-note).
+const NOTE_ED25519: u8 = 0x01;
+
+/// The C2SP signed-note key id of Ed25519 key `key` named `name`: the first four
+/// bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ key).
+fn note_key_id(name: &str, key: &VerifyingKey) -> u32 {
+    let mut encoded = vec![NOTE_ED25519];
+    encoded.extend_from_slice(key.as_bytes());
+    signed_note::key_id(name, &encoded)
+}
+
+/// An Ed25519 signed-note verifier for `key` named `name`.
+fn note_verifier(name: &str, key: &VerifyingKey) -> Result<signed_note::StandardVerifier, String> {
+    if !signed_note::is_key_name_valid(name) {
+        return Err(format!(
+            "{name:?} is not a signed-note key name (empty, or with a space or '+')"
+        ));
+    }
+    signed_note::StandardVerifier::new(&signed_note::new_ed25519_verifier_key(name, key))
+        .map_err(|e| format!("cannot build a verifier for {name}: {e}"))
+}
+
+/// `text` as a C2SP signed note by `key` named `name`; see [`Keys::sign_note`].
+fn sign_note(key: &SigningKey, name: &str, text: &str) -> Result<String> {
+    let signer = NoteSigner {
+        name,
+        id: note_key_id(name, &key.verifying_key()),
+        key,
+    };
+    let bad = |e: signed_note::NoteError| Error::Internal(format!("cannot sign note: {e}"));
+    let mut note = signed_note::Note::new(text.as_bytes(), &[]).map_err(bad)?;
+    note.add_sigs(&[&signer]).map_err(bad)?;
+    String::from_utf8(note.to_bytes())
+        .map_err(|e| Error::Internal(format!("signed note is not UTF-8: {e}")))
+}
+
+/// The checkpoint key signing notes under one name.
+struct NoteSigner<'a> {
+    name: &'a str,
+    id: u32,
+    key: &'a SigningKey,
+}
+
+impl signed_note::Signer for NoteSigner<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        Ok(self.key.sign(msg).to_bytes().to_vec())
     }
 }
 
@@ -389,6 +483,75 @@ mod tests {
         }
         let dmode = std::fs::metadata(&kdir).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);
+    }
+
+    /// The example of golang.org/x/mod/sumdb/note, the reference implementation of
+    /// C2SP signed notes: key, text and the exact signed note (Ed25519 signatures
+    /// are deterministic, so ours must match byte for byte).
+    const GO_SKEY: &str = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    const GO_NOTE: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+
+    fn go_key() -> SigningKey {
+        let raw = STANDARD.decode(GO_SKEY).unwrap();
+        assert_eq!(raw[0], NOTE_ED25519);
+        SigningKey::from_bytes(&raw[1..].try_into().unwrap())
+    }
+
+    #[test]
+    fn signed_notes_match_the_reference_implementations_example() {
+        let key = go_key();
+        assert_eq!(
+            signed_note::new_ed25519_verifier_key("PeterNeumann", &key.verifying_key()),
+            GO_VKEY
+        );
+        assert_eq!(
+            note_key_id("PeterNeumann", &key.verifying_key()),
+            0xc74f20a3
+        );
+        assert_eq!(sign_note(&key, "PeterNeumann", GO_TEXT).unwrap(), GO_NOTE);
+
+        let kid = "go-example";
+        let v = CheckpointVerifier {
+            keys: BTreeMap::from([(kid.to_owned(), key.verifying_key())]),
+        };
+        assert_eq!(
+            v.verify_note(kid, "PeterNeumann", GO_NOTE).unwrap(),
+            GO_TEXT
+        );
+        // Another name, another key id: the signature is not the key's under it.
+        let err = v.verify_note(kid, "PaulNeumann", GO_NOTE).unwrap_err();
+        assert!(err.contains("no signature by key"), "{err}");
+        let err = v.verify_note("other", "PeterNeumann", GO_NOTE).unwrap_err();
+        assert!(err.contains("unknown key"), "{err}");
+        // One changed character of the text.
+        let forged = GO_NOTE.replacen("cryptography", "cryptographs", 1);
+        let err = v.verify_note(kid, "PeterNeumann", &forged).unwrap_err();
+        assert!(err.contains("does not verify"), "{err}");
+        let err = v.verify_note(kid, "PeterNeumann", GO_TEXT).unwrap_err();
+        assert!(err.contains("not a signed note"), "{err}");
+        assert!(v.verify_note(kid, "Peter Neumann", GO_NOTE).is_err());
+    }
+
+    /// The verifier-key example of the C2SP signed-note specification.
+    #[test]
+    fn signed_notes_verify_the_specifications_example() {
+        let vkey = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
+        let note = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
+        let raw = STANDARD.decode(vkey.rsplit('+').next().unwrap()).unwrap();
+        let key = VerifyingKey::from_bytes(&raw[1..].try_into().unwrap()).unwrap();
+        let v = CheckpointVerifier {
+            keys: BTreeMap::from([("k".to_owned(), key)]),
+        };
+        assert_eq!(
+            v.verify_note("k", "example.com/foo", note).unwrap(),
+            "This is an example message.\n"
+        );
+        assert_eq!(
+            signed_note::new_ed25519_verifier_key("example.com/foo", &key),
+            vkey
+        );
     }
 
     #[test]

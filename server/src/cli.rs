@@ -567,6 +567,7 @@ impl Record {
         let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
         let originals = Originals::open(&config.originals, &config.data_dir)?;
         let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
+        retention::ledger::check_origin(&db, &config.ledger.origin(&keys)).await?;
         let (ledger, task) = Ledger::start(
             db.clone(),
             originals,

@@ -238,6 +238,7 @@ impl Config {
                 "ledger.checkpoint_every_entries and ledger.max_batch must be positive".into(),
             ));
         }
+        self.ledger.check_origin().map_err(Error::Config)?;
         match (self.authority.mode, &self.authority.base_url) {
             (AuthorityMode::Sandbox, _) if self.environment == Environment::Production => {
                 return Err(Error::Config(

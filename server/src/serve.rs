@@ -49,6 +49,7 @@ pub async fn serve(config: Config) -> Result<()> {
         source,
     })?;
     let metrics = telemetry::metrics_handle();
+    retention::ledger::check_origin(&db, &config.ledger.origin(&keys)).await?;
     let (ledger, ledger_task) = Ledger::start(
         db.clone(),
         originals.clone(),

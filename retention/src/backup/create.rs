@@ -386,14 +386,7 @@ async fn read_facts(mut conn: DbConn<'_>, snap: &Path, progress: &dyn Progress) 
             head_hash,
         },
     );
-    let checkpoint: Option<Checkpoint> = on_conn!(&mut conn, c => {
-        sqlx::query_as(
-            "SELECT tree_size, head_hash, signed_at, key_id, signature FROM log_checkpoints \
-             ORDER BY tree_size DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *c)
-        .await?
-    });
+    let checkpoint: Option<Checkpoint> = crate::ledger::latest_checkpoint_on(&mut conn).await?;
     // Hex digits sort the same in every collation; "C" on PostgreSQL makes it certain.
     let sql = match conn {
         DbConn::Sqlite(_) => {

@@ -371,7 +371,7 @@ async fn pg_load_refuses_rows_that_break_keys_or_references() {
     for (table, rows, broken) in [
         (
             "log_checkpoints",
-            "7\tabc\t2026-01-01 00:00:00+00\tkid\tsig\n".repeat(2),
+            "7\tabc\t2026-01-01 00:00:00+00\tkid\tsig\t\\N\n".repeat(2),
             "log_checkpoints_pkey",
         ),
         (

@@ -234,6 +234,9 @@ pub(super) struct CheckpointLine {
     pub signed_at: String,
     pub key_id: String,
     pub signature: String,
+    /// The C2SP checkpoint note ([`Checkpoint::signed_note`]), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_note: Option<String>,
 }
 
 impl CheckpointLine {
@@ -244,6 +247,7 @@ impl CheckpointLine {
             signed_at: format_time(&c.signed_at),
             key_id: c.key_id.clone(),
             signature: c.signature.clone(),
+            signed_note: c.signed_note.clone(),
         }
     }
 
@@ -260,6 +264,7 @@ impl CheckpointLine {
             signed_at,
             key_id: self.key_id,
             signature: self.signature,
+            signed_note: self.signed_note,
         })
     }
 }

@@ -267,6 +267,7 @@ fn checkpoint(keys: &Keys, head: &Entry) -> Checkpoint {
         signed_at: head.recorded_at + Duration::milliseconds(3),
         key_id: keys.checkpoint_kid().to_owned(),
         signature: String::new(),
+        signed_note: None,
     };
     cp.signature = keys.sign_checkpoint(cp.note().as_bytes());
     cp

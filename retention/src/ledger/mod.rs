@@ -73,6 +73,36 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// Appends that may wait for the appender before callers are slowed down.
     pub queue_depth: usize,
+    /// The log's name in its C2SP checkpoints: their first line, and the name their
+    /// signature is made under (docs/LOG.md, "Signed checkpoints"). Default
+    /// `ivan.invalid/log/<the first 16 characters of the checkpoint key id>`. It is
+    /// the log's identity to witnesses and monitors: set it before the first
+    /// checkpoint and never change it (the server refuses to start if it differs
+    /// from the one the log's checkpoints carry).
+    pub origin: Option<String>,
+}
+
+impl LedgerConfig {
+    /// The origin checkpoints are signed under: the configured one, or the default
+    /// derived from the checkpoint key.
+    pub fn origin(&self, keys: &Keys) -> String {
+        self.origin.clone().unwrap_or_else(|| {
+            let kid = keys.checkpoint_kid();
+            format!("ivan.invalid/log/{}", kid.get(..16).unwrap_or(kid))
+        })
+    }
+
+    /// `Err` says why the configured origin cannot name a log.
+    pub fn check_origin(&self) -> std::result::Result<(), String> {
+        match &self.origin {
+            Some(o) if !signed_note::is_key_name_valid(o) || o.chars().any(char::is_control) => {
+                Err(format!(
+                    "ledger.origin {o:?} cannot name a log: it must be non-empty, without spaces, '+' or control characters (e.g. \"ivan.example.com/log\")"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for LedgerConfig {
@@ -82,6 +112,7 @@ impl Default for LedgerConfig {
             checkpoint_interval_secs: 60,
             max_batch: 512,
             queue_depth: 4096,
+            origin: None,
         }
     }
 }
@@ -174,14 +205,46 @@ pub struct Checkpoint {
     pub head_hash: String,
     pub signed_at: DateTime<Utc>,
     pub key_id: String,
+    /// Signature of [`Checkpoint::note`], the chain head's note (format v1).
     pub signature: String,
+    /// The C2SP signed note of the Merkle tree's head at `tree_size` (origin, size,
+    /// root hash; docs/LOG.md "Signed checkpoints"), signed by the same key. `None`
+    /// on checkpoints signed before the tree existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_note: Option<String>,
 }
 
 impl Checkpoint {
     pub fn note(&self) -> String {
         checkpoint_note(self.tree_size, &self.head_hash, &self.signed_at)
     }
+
+    /// The tree head in [`Checkpoint::signed_note`], its signature checked with
+    /// `keys`: `None` without a note, `Err` naming what does not hold.
+    pub fn tree_head(
+        &self,
+        keys: &crate::keys::CheckpointVerifier,
+    ) -> Option<std::result::Result<tree::TreeHead, String>> {
+        let note = self.signed_note.as_deref()?;
+        Some(
+            tree::open_checkpoint(keys, &self.key_id, note).and_then(|head| {
+                if u64::try_from(self.tree_size).ok() == Some(head.size()) {
+                    Ok(head)
+                } else {
+                    Err(format!(
+                        "its signed note is of a tree of {} entries, not {}",
+                        head.size(),
+                        self.tree_size
+                    ))
+                }
+            }),
+        )
+    }
 }
+
+/// The columns of `log_checkpoints` a [`Checkpoint`] is read from.
+pub(crate) const CHECKPOINT_COLUMNS: &str =
+    "tree_size, head_hash, signed_at, key_id, signature, signed_note";
 
 /// Statements to commit together with a group of entries; see the module docs. It is
 /// told where its entries will land (their `seq` and `recorded_at`), so what it writes
@@ -306,6 +369,7 @@ impl Ledger {
         let (stop_tx, stop_rx) = oneshot::channel();
         let interval = Duration::from_secs(config.checkpoint_interval_secs.max(1));
         let appender = Appender {
+            origin: config.origin(&keys),
             db,
             keys,
             clock,
@@ -484,6 +548,8 @@ impl Ledger {
 }
 
 struct Appender {
+    /// The name checkpoints are signed under ([`LedgerConfig::origin`]).
+    origin: String,
     db: Db,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
@@ -699,23 +765,25 @@ impl Appender {
         let checkpoint = if due {
             let signed_at = self.clock.now();
             let note = checkpoint_note(head.seq, &head.hash, &signed_at);
+            let text = tree::checkpoint_text(&self.origin, frontier.size(), &frontier.root()?)?;
             let cp = Checkpoint {
                 tree_size: head.seq,
                 head_hash: head.hash.clone(),
                 signed_at,
                 key_id: self.keys.checkpoint_kid().to_owned(),
                 signature: self.keys.sign_checkpoint(note.as_bytes()),
+                signed_note: Some(self.keys.sign_note(&self.origin, &text)?),
             };
             on_conn!(&mut tx.conn(), c => {
-                sqlx::query(
-                    "INSERT INTO log_checkpoints (tree_size, head_hash, signed_at, key_id, signature) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                )))
                 .bind(cp.tree_size)
                 .bind(&cp.head_hash)
                 .bind(cp.signed_at)
                 .bind(&cp.key_id)
                 .bind(&cp.signature)
+                .bind(&cp.signed_note)
                 .execute(&mut *c)
                 .await?;
             });
@@ -1052,10 +1120,10 @@ pub async fn size(db: &Db) -> Result<(i64, i64)> {
 /// Up to `limit` checkpoints with `tree_size > after`, in order.
 pub async fn checkpoints_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Checkpoint>> {
     Ok(on_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT tree_size, head_hash, signed_at, key_id, signature FROM log_checkpoints \
-             WHERE tree_size > $1 ORDER BY tree_size LIMIT $2",
-        )
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM log_checkpoints \
+             WHERE tree_size > $1 ORDER BY tree_size LIMIT $2"
+        )))
         .bind(after)
         .bind(limit)
         .fetch_all(pool)
@@ -1063,16 +1131,43 @@ pub async fn checkpoints_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Ch
     }))
 }
 
+/// The first checkpoint at or after entry `seq`: the one that vouches for it.
+pub async fn covering_checkpoint(db: &Db, seq: i64) -> Result<Option<Checkpoint>> {
+    Ok(checkpoints_after(db, seq - 1, 1).await?.pop())
+}
+
 /// The most recent checkpoint, if any.
 pub async fn latest_checkpoint(db: &Db) -> Result<Option<Checkpoint>> {
     Ok(on_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT tree_size, head_hash, signed_at, key_id, signature FROM log_checkpoints \
-             ORDER BY tree_size DESC LIMIT 1",
-        )
-        .fetch_optional(pool)
-        .await?
+        sqlx::query_as(sqlx::AssertSqlSafe(latest_checkpoint_sql())).fetch_optional(pool).await?
     }))
+}
+
+/// [`latest_checkpoint`] on a connection (inside a transaction).
+pub async fn latest_checkpoint_on(conn: &mut DbConn<'_>) -> Result<Option<Checkpoint>> {
+    Ok(on_conn!(conn, c => {
+        sqlx::query_as(sqlx::AssertSqlSafe(latest_checkpoint_sql())).fetch_optional(&mut *c).await?
+    }))
+}
+
+fn latest_checkpoint_sql() -> String {
+    format!("SELECT {CHECKPOINT_COLUMNS} FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1")
+}
+
+/// Refuses `origin` when the log's newest C2SP checkpoint was signed under another:
+/// a log keeps one name for life (witnesses and monitors know it by it).
+pub async fn check_origin(db: &Db, origin: &str) -> Result<()> {
+    let Some(note) = latest_checkpoint(db).await?.and_then(|cp| cp.signed_note) else {
+        return Ok(());
+    };
+    let published = note.split('\n').next().unwrap_or_default();
+    if published == origin {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "the log's checkpoints are signed under the origin {published:?}, but the configuration says {origin:?}: \
+         a log keeps one origin for life (witnesses know it by it); set [ledger] origin = {published:?}"
+    )))
 }
 
 #[cfg(test)]

@@ -79,6 +79,10 @@ async fn append_some(env: &TestEnv, n: usize) {
 }
 
 backend_tests!(
+    tiles_serve_the_tree_as_c2sp_tlog_tiles,
+    checkpoints_sign_the_trees_head_as_a_c2sp_note,
+    a_rewritten_tree_head_is_named_even_when_re_signed,
+    a_log_keeps_its_origin,
     inclusion_and_consistency_proofs_hold_for_every_size,
     a_tree_behind_its_chain_is_caught_up_by_the_next_append,
     altered_or_missing_tree_hashes_are_named,
@@ -836,4 +840,319 @@ async fn inclusion_and_consistency_proofs_hold_for_every_size(env: TestEnv) {
         let e = tree::consistency(&env.db, first, second).await.unwrap_err();
         assert!(matches!(e, Error::Invalid(_)), "{e}");
     }
+}
+
+/// Every checkpoint also signs the Merkle tree's head as a C2SP tlog-checkpoint
+/// (origin, size, the RFC 9162 root of the entries it covers) with the checkpoint
+/// key under the origin; checkpoints from before the tree (no note) still verify.
+async fn checkpoints_sign_the_trees_head_as_a_c2sp_note(env: TestEnv) {
+    let config = LedgerConfig {
+        checkpoint_every_entries: 3,
+        origin: Some("ivan.example.com/log".into()),
+        ..Default::default()
+    };
+    let (ledger, task) = env.ledger(config.clone());
+    for i in 0..7 {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    ledger.checkpoint_now().await.unwrap();
+    task.shutdown().await;
+    let entries = entries_after(&env.db, 0, 100).await.unwrap();
+    let raw: Vec<[u8; 32]> = entries
+        .iter()
+        .map(|e| hex::decode(&e.entry_hash).unwrap().try_into().unwrap())
+        .collect();
+    let cps = checkpoints_after(&env.db, 0, 10).await.unwrap();
+    assert_eq!(
+        cps.iter().map(|c| c.tree_size).collect::<Vec<_>>(),
+        [3, 6, 7]
+    );
+    let verifier = env.keys.checkpoint_verifier();
+    for cp in &cps {
+        let note = cp.signed_note.as_deref().unwrap();
+        let size = cp.tree_size as usize;
+        let root = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            crate::testing::mth(&raw[..size]),
+        );
+        let text = format!("ivan.example.com/log\n{size}\n{root}\n");
+        let (body, sig) = note.split_once("\n\n").unwrap();
+        assert_eq!(format!("{body}\n"), text);
+        assert!(sig.starts_with("\u{2014} ivan.example.com/log "), "{sig}");
+        let head = cp.tree_head(&verifier).unwrap().unwrap();
+        assert_eq!(
+            (head.origin(), head.size()),
+            ("ivan.example.com/log", size as u64)
+        );
+        // The published verifier key checks it with nothing but the note format.
+        let vkey = env.keys.checkpoint_vkey("ivan.example.com/log");
+        let v = signed_note::StandardVerifier::new(&vkey).unwrap();
+        let list = signed_note::VerifierList::new(vec![Box::new(v)]);
+        signed_note::Note::from_bytes(note.as_bytes())
+            .unwrap()
+            .verify(&list)
+            .unwrap();
+    }
+    assert!(check(&env).await.ok());
+    check_origin(&env.db, "ivan.example.com/log").await.unwrap();
+    // Checkpoints signed before the tree existed carry no note and still verify.
+    on_pool!(&env.db, pool => sqlx::query(
+        "UPDATE log_checkpoints SET signed_note = NULL WHERE tree_size = 3")
+        .execute(pool).await.map(drop))
+    .unwrap();
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 3);
+}
+
+/// Whoever holds the database and the checkpoint key can re-sign a tree head, but
+/// not one that matches entries it did not keep: a note with another root, or a
+/// note signed under another origin or by nobody we know, is named.
+async fn a_rewritten_tree_head_is_named_even_when_re_signed(env: TestEnv) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: 4,
+        ..Default::default()
+    });
+    for i in 0..8 {
+        ledger.append(entry(i)).await.unwrap();
+    }
+    task.shutdown().await;
+    let origin = LedgerConfig::default().origin(&env.keys);
+    let forge = |note: String| async {
+        on_pool!(&env.db, pool => sqlx::query(
+            "UPDATE log_checkpoints SET signed_note = $1 WHERE tree_size = 4")
+            .bind(note)
+            .execute(pool).await.map(drop))
+        .unwrap();
+        let report = check(&env).await;
+        match &report.problems[..] {
+            [
+                Problem::Checkpoint {
+                    tree_size: 4,
+                    reason,
+                },
+            ] => reason.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    // The root of 4 other leaves, signed with the real key under the real origin.
+    let other_root = tree::Hash(crate::testing::mth(&[[7u8; 32]; 4]));
+    let text = tree::checkpoint_text(&origin, 4, &other_root).unwrap();
+    let reason = forge(env.keys.sign_note(&origin, &text).unwrap()).await;
+    assert!(reason.contains("is not the root"), "{reason}");
+    // The right size of another tree: the size must match too.
+    let cp8 = checkpoints_after(&env.db, 7, 1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let reason = forge(cp8.signed_note.unwrap()).await;
+    assert!(reason.contains("tree of 8 entries, not 4"), "{reason}");
+    // The right head under another origin: the log has one name.
+    let root = tree::inclusion(&env.db, 0, 4).await.unwrap().root;
+    let text = tree::checkpoint_text("elsewhere.example/log", 4, &root).unwrap();
+    let reason = forge(env.keys.sign_note("elsewhere.example/log", &text).unwrap()).await;
+    assert!(reason.contains("names the log"), "{reason}");
+    // Signed by a key we do not know, under our origin.
+    let other = crate::testing::TestEnv::sqlite().await;
+    let text = tree::checkpoint_text(&origin, 4, &root).unwrap();
+    let reason = forge(other.keys.sign_note(&origin, &text).unwrap()).await;
+    assert!(reason.contains("no signature by key"), "{reason}");
+    // The genuine head, signed again, is accepted again.
+    on_pool!(&env.db, pool => sqlx::query(
+        "UPDATE log_checkpoints SET signed_note = $1 WHERE tree_size = 4")
+        .bind(env.keys.sign_note(&origin, &text).unwrap())
+        .execute(pool).await.map(drop))
+    .unwrap();
+    let report = check(&env).await;
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+/// The origin is the log's identity: the appender signs under the configured one,
+/// and a server configured with another is refused while the log carries the first.
+async fn a_log_keeps_its_origin(env: TestEnv) {
+    assert!(
+        LedgerConfig::default()
+            .origin(&env.keys)
+            .starts_with("ivan.invalid/log/")
+    );
+    check_origin(&env.db, "anything.example/log").await.unwrap();
+    let (ledger, task) = env.ledger(LedgerConfig {
+        origin: Some("first.example/log".into()),
+        ..Default::default()
+    });
+    ledger.append(entry(0)).await.unwrap();
+    ledger.checkpoint_now().await.unwrap().unwrap();
+    task.shutdown().await;
+    check_origin(&env.db, "first.example/log").await.unwrap();
+    let e = check_origin(&env.db, "second.example/log")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("origin = \"first.example/log\""),
+        "{e}"
+    );
+    for bad in ["", "two words", "a+b", "line\nbreak"] {
+        let config = LedgerConfig {
+            origin: Some(bad.into()),
+            ..Default::default()
+        };
+        assert!(config.check_origin().is_err(), "{bad:?}");
+    }
+    assert!(LedgerConfig::default().check_origin().is_ok());
+}
+
+/// Appends `n` entries from 16 concurrent writers (batched: quicker than one by one).
+async fn append_many(env: &TestEnv, n: usize) {
+    let (ledger, task) = env.ledger(LedgerConfig::default());
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let l = ledger.clone();
+            tokio::spawn(async move {
+                for i in (w..n).step_by(16) {
+                    l.append(entry(i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    task.shutdown().await;
+}
+
+/// The tiles of a tree of 600 entries, as C2SP tlog-tiles defines them: level-0
+/// tiles of leaf hashes, a level-1 tile of the roots of full level-0 tiles, entry
+/// bundles of the entry hashes; tiles the tree does not hold yet are absent; and
+/// tlog_tiles' tile reader, which authenticates every tile against the root,
+/// computes proofs from them alone.
+async fn tiles_serve_the_tree_as_c2sp_tlog_tiles(env: TestEnv) {
+    use tree::{TileRef, tile};
+    append_many(&env, 600).await;
+    let entries = entries_after(&env.db, 0, 1000).await.unwrap();
+    let raw: Vec<[u8; 32]> = entries
+        .iter()
+        .map(|e| hex::decode(&e.entry_hash).unwrap().try_into().unwrap())
+        .collect();
+    let leaves: Vec<tree::Hash> = entries
+        .iter()
+        .map(|e| tree::leaf_hash(&e.entry_hash).unwrap())
+        .collect();
+    let parse = |p: &str| TileRef::parse(p).unwrap_or_else(|| panic!("{p}"));
+    let get = |p: &'static str| {
+        let db = env.db.clone();
+        async move { tile(&db, parse(p)).await.unwrap() }
+    };
+    let concat = |hs: &[tree::Hash]| hs.iter().flat_map(|h| h.0).collect::<Vec<u8>>();
+
+    assert_eq!(get("0/000").await.unwrap(), concat(&leaves[..256]));
+    assert_eq!(get("0/001").await.unwrap(), concat(&leaves[256..512]));
+    assert_eq!(get("0/002.p/88").await.unwrap(), concat(&leaves[512..600]));
+    assert_eq!(get("0/002.p/5").await.unwrap(), concat(&leaves[512..517]));
+    let level1 = [
+        crate::testing::mth(&raw[..256]),
+        crate::testing::mth(&raw[256..512]),
+    ];
+    assert_eq!(get("1/000.p/2").await.unwrap(), level1.concat());
+    let bundle = get("entries/002.p/88").await.unwrap();
+    assert_eq!(bundle.len(), 88 * 34);
+    for (chunk, e) in bundle.chunks(34).zip(&raw[512..]) {
+        assert_eq!(&chunk[..2], &[0, 32]);
+        assert_eq!(&chunk[2..], e);
+    }
+    assert_eq!(get("entries/000").await.unwrap().len(), 256 * 34);
+    // Not held yet: the full tile 2, a partial wider than the tree, level 1 full.
+    for p in [
+        "0/002",
+        "0/002.p/89",
+        "0/003.p/1",
+        "1/000",
+        "2/000.p/1",
+        "entries/002.p/89",
+    ] {
+        assert_eq!(get(p).await, None, "{p}");
+    }
+    // Paths as C2SP writes them, and nothing else.
+    assert_eq!(
+        TileRef::parse("3/x001/x234/067.p/8"),
+        Some(TileRef {
+            level: Some(3),
+            index: 1_234_067,
+            width: 8
+        })
+    );
+    assert_eq!(
+        TileRef::parse("entries/x001/000"),
+        Some(TileRef {
+            level: None,
+            index: 1000,
+            width: 256
+        })
+    );
+    for bad in [
+        "",
+        "0",
+        "00/000",
+        "01/000",
+        "64/000",
+        "0/0",
+        "0/0000",
+        "0/x000",
+        "0/001/000",
+        "0/x1/000",
+        "0/000.p/0",
+        "0/000.p/256",
+        "0/000.p/012",
+        "0/000.p",
+        "0/000/.p/1",
+        "x/000",
+        "entries",
+        "0/x999/x999/x999/x999/x999/x999/x999/000",
+    ] {
+        assert_eq!(TileRef::parse(bad), None, "{bad:?}");
+    }
+
+    // An independent client: tlog_tiles' reader authenticates the tiles against the
+    // root and computes proofs from them alone.
+    struct Served(std::collections::HashMap<(u8, u64, u32), Vec<u8>>);
+    impl tlog_tiles::TileReader for Served {
+        fn height(&self) -> u8 {
+            8
+        }
+        fn read_tiles(
+            &self,
+            tiles: &[tlog_tiles::Tile],
+        ) -> std::result::Result<Vec<Vec<u8>>, tlog_tiles::Error> {
+            tiles
+                .iter()
+                .map(|t| {
+                    self.0
+                        .get(&(t.level(), t.level_index(), t.width()))
+                        .cloned()
+                        .ok_or(tlog_tiles::Error::IndexesNotInTree)
+                })
+                .collect()
+        }
+        fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
+    }
+    let mut served = std::collections::HashMap::new();
+    for (l, n, w) in [(0u8, 0u64, 256u32), (0, 1, 256), (0, 2, 88), (1, 0, 2)] {
+        let t = TileRef {
+            level: Some(l),
+            index: n,
+            width: w,
+        };
+        served.insert((l, n, w), tile(&env.db, t).await.unwrap().unwrap());
+    }
+    let served = Served(served);
+    let root = tree::Hash(crate::testing::mth(&raw));
+    let reader = tlog_tiles::TileHashReader::new(600, root, &served);
+    assert_eq!(tlog_tiles::tree_hash(600, &reader).unwrap(), root);
+    for leaf in [0u64, 255, 256, 511, 599] {
+        let proof = tlog_tiles::prove_record(600, leaf, &reader).unwrap();
+        tlog_tiles::check_record(&proof, 600, root, leaf, leaves[leaf as usize]).unwrap();
+    }
+    // Tiles that do not add up to the root are refused by the reader.
+    let wrong = tlog_tiles::TileHashReader::new(600, leaves[0], &served);
+    assert!(tlog_tiles::tree_hash(600, &wrong).is_err());
 }

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use tlog_tiles::Checkpoint as TreeHead;
 pub use tlog_tiles::Hash;
 use tlog_tiles::{
     HashReader, prove_record, prove_tree, record_hash, stored_hash_count, stored_hash_index,
@@ -103,6 +104,29 @@ impl Frontier {
     pub fn root(&self) -> Result<Hash> {
         tree_hash(self.size, self).map_err(tree_error)
     }
+}
+
+/// The text of a C2SP tlog-checkpoint for a tree of `size` entries with root
+/// `root`: `<origin>\n<size>\n<base64 root>\n`, no extension lines.
+pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> Result<String> {
+    let head = TreeHead::new(origin, size, *root, "")
+        .map_err(|e| Error::Internal(format!("checkpoint of origin {origin:?}: {e}")))?;
+    String::from_utf8(head.to_bytes())
+        .map_err(|e| Error::Internal(format!("checkpoint text is not UTF-8: {e}")))
+}
+
+/// The tree head a C2SP checkpoint `note` states, once its signature by key `kid`
+/// under the note's own origin (its first line) verifies. `Err` says what does not
+/// hold.
+pub fn open_checkpoint(
+    keys: &crate::keys::CheckpointVerifier,
+    kid: &str,
+    note: &str,
+) -> std::result::Result<TreeHead, String> {
+    let origin = note.split('\n').next().unwrap_or_default();
+    let text = keys.verify_note(kid, origin, note)?;
+    TreeHead::from_bytes(text.as_bytes())
+        .map_err(|e| format!("its signed note is not a C2SP checkpoint: {e}"))
 }
 
 /// Hashes per multi-row statement (two columns each).
@@ -316,6 +340,143 @@ impl HashReader for Reader<'_> {
                 .collect(),
         }
     }
+}
+
+/// Hashes in a full tile (C2SP tlog-tiles: tiles of height 8).
+pub const TILE_WIDTH: u32 = 256;
+
+/// A C2SP tlog-tiles resource under the log's prefix: a Merkle tree tile
+/// (`tile/<L>/<N>[.p/<W>]`) or an entry bundle (`tile/entries/<N>[.p/<W>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileRef {
+    /// The tile's level; `None` for an entry bundle.
+    pub level: Option<u8>,
+    /// Its index within the level.
+    pub index: u64,
+    /// Hashes (or entries) in it: [`TILE_WIDTH`] when full.
+    pub width: u32,
+}
+
+impl TileRef {
+    /// Parses the part of a tile path after `tile/`, exactly as C2SP tlog-tiles
+    /// writes it (no leading zeros in `L` or `W`, 3-digit index elements, `x` on all
+    /// but the last); `None` for anything else.
+    pub fn parse(path: &str) -> Option<TileRef> {
+        let mut parts: Vec<&str> = path.split('/').collect();
+        let decimal = |s: &str| {
+            (!s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0')))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+        };
+        let level = match parts.first()? {
+            &"entries" => None,
+            l => Some(u8::try_from(decimal(l)?).ok().filter(|l| *l <= 63)?),
+        };
+        // A partial tile ends in `NNN.p/W`.
+        let mut width = TILE_WIDTH;
+        if parts.len() >= 3 && parts[parts.len() - 2].ends_with(".p") {
+            width = u32::try_from(decimal(parts.pop()?)?)
+                .ok()
+                .filter(|w| (1..TILE_WIDTH).contains(w))?;
+            let last = parts.len() - 1;
+            parts[last] = parts[last].strip_suffix(".p")?;
+        }
+        let elements = parts.get(1..)?;
+        let (last, upper) = elements.split_last()?;
+        let three = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
+        let mut index: u64 = 0;
+        for e in upper {
+            let digits = e.strip_prefix('x').filter(|d| three(d))?;
+            index = index.checked_mul(1000)?.checked_add(digits.parse().ok()?)?;
+        }
+        if !three(last) {
+            return None;
+        }
+        index = index.checked_mul(1000)?.checked_add(last.parse().ok()?)?;
+        Some(TileRef {
+            level,
+            index,
+            width,
+        })
+    }
+
+    /// Whether a tree of `size` entries holds all of this tile: its last hash is
+    /// that of `256^L` complete leaves.
+    fn within(&self, size: u64) -> bool {
+        let shift = 8 * u32::from(self.level.unwrap_or(0));
+        let end = u128::from(self.index) * u128::from(TILE_WIDTH) + u128::from(self.width);
+        shift < 64 && end <= u128::from(size >> shift)
+    }
+}
+
+/// The bytes of a tile: its hashes, concatenated (C2SP tlog-tiles), or for an entry
+/// bundle its entries (each entry hash, 32 bytes, after its big-endian 16-bit
+/// length). `None` when the stored tree does not hold all of it yet.
+pub async fn tile(db: &Db, tile: TileRef) -> Result<Option<Vec<u8>>> {
+    match db {
+        Db::Sqlite(pool) => tile_on(DbConn::Sqlite(&mut *pool.acquire().await?), tile).await,
+        Db::Postgres(pool) => tile_on(DbConn::Postgres(&mut *pool.acquire().await?), tile).await,
+    }
+}
+
+async fn tile_on(mut conn: DbConn<'_>, tile: TileRef) -> Result<Option<Vec<u8>>> {
+    let stored = stored_size(conn.reborrow()).await?;
+    if !tile.within(stored) {
+        return Ok(None);
+    }
+    let first = tile.index * u64::from(TILE_WIDTH);
+    let Some(level) = tile.level else {
+        return entry_bundle(conn, first, tile.width).await.map(Some);
+    };
+    let indexes: Vec<u64> = (0..u64::from(tile.width))
+        .map(|i| stored_hash_index(8 * level, first + i))
+        .collect();
+    let hashes = read_on(conn, &indexes).await?;
+    let mut data = Vec::with_capacity(indexes.len() * 32);
+    for i in &indexes {
+        let h = hashes.get(i).ok_or_else(|| {
+            Error::Internal(format!(
+                "the log tree of {stored} entries lacks its hash {i}"
+            ))
+        })?;
+        data.extend_from_slice(&h.0);
+    }
+    Ok(Some(data))
+}
+
+/// Entries `first + 1 ..= first + width` (leaves `first..first + width`) as an entry
+/// bundle.
+async fn entry_bundle(mut conn: DbConn<'_>, first: u64, width: u32) -> Result<Vec<u8>> {
+    let after = i64::try_from(first).map_err(|_| Error::Internal("tile index overflow".into()))?;
+    let rows: Vec<(i64, String)> = on_conn!(&mut conn, c => {
+        sqlx::query_as(
+            "SELECT seq, entry_hash FROM log_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(width))
+        .fetch_all(&mut *c)
+        .await?
+    });
+    let mut data = Vec::with_capacity(rows.len() * 34);
+    for (n, (seq, entry_hash)) in (after + 1..).zip(&rows) {
+        if *seq != n {
+            return Err(Error::Internal(format!("the log has no entry {n}")));
+        }
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(entry_hash, &mut raw)
+            .map_err(|_| Error::Internal(format!("malformed entry hash of entry {seq}")))?;
+        data.extend_from_slice(&32u16.to_be_bytes());
+        data.extend_from_slice(&raw);
+    }
+    if rows.len() != width as usize {
+        return Err(Error::Internal(format!(
+            "the log lacks entries after {}",
+            after + rows.len() as i64
+        )));
+    }
+    Ok(data)
 }
 
 /// A tree of `size` entries, its root, and a proof about it.

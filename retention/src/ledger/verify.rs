@@ -180,7 +180,14 @@ async fn verify_chain(
     // The server may append while we verify. Fix the extent first: the newest
     // checkpoint, then the newest entry (a checkpoint commits with its entries, so
     // `max_seq >= cp_limit` unless entries were removed). Later appends are not checked.
-    let cp_limit = latest_checkpoint(db).await?.map_or(0, |cp| cp.tree_size);
+    let latest = latest_checkpoint(db).await?;
+    let cp_limit = latest.as_ref().map_or(0, |cp| cp.tree_size);
+    // The log's name: the one its newest C2SP checkpoint carries (and the server
+    // signs under), else the first one's (checkpoints written while we verify);
+    // every C2SP checkpoint must carry it.
+    let mut origin = latest
+        .and_then(|cp| cp.signed_note)
+        .and_then(|note| note.split('\n').next().map(str::to_owned));
     let (_, max_seq) = size(db).await?;
     let mut prev: Option<Entry> = None;
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
@@ -225,7 +232,8 @@ async fn verify_chain(
                         if let Some(cp) = checkpoints.pop() {
                             cp_cursor = cp.tree_size;
                             report.checkpoints += 1;
-                            check_checkpoint(&cp, &e, keys, report);
+                            let root = tree.built.root()?;
+                            check_checkpoint(&cp, &e, &root, keys, &mut origin, report);
                         }
                     }
                     _ => break,
@@ -350,34 +358,52 @@ fn chain_fault(prev: Option<&Entry>, e: &Entry) -> Option<String> {
     None
 }
 
-fn check_checkpoint(cp: &Checkpoint, e: &Entry, keys: &CheckpointVerifier, report: &mut Report) {
-    if cp.tree_size != e.seq {
+/// Checks checkpoint `cp` against entry `e` (the one at its tree size) and the root
+/// `root` the verified entries up to it make: its chain-head signature, and its C2SP
+/// tree head where it has one (signature, size, root, and the log's `origin`).
+fn check_checkpoint(
+    cp: &Checkpoint,
+    e: &Entry,
+    root: &tree::Hash,
+    keys: &CheckpointVerifier,
+    origin: &mut Option<String>,
+    report: &mut Report,
+) {
+    let mut fault = |reason: String| {
         report.problem(Problem::Checkpoint {
             tree_size: cp.tree_size,
-            reason: "names a tree size with no entry".into(),
+            reason,
         });
-        return;
+    };
+    if cp.tree_size != e.seq {
+        return fault("names a tree size with no entry".into());
     }
     if cp.head_hash != e.entry_hash {
-        report.problem(Problem::Checkpoint {
-            tree_size: cp.tree_size,
-            reason: format!(
-                "head hash {} differs from entry {}'s hash {} (the log was rewritten)",
-                cp.head_hash, e.seq, e.entry_hash
-            ),
-        });
-        return;
+        return fault(format!(
+            "head hash {} differs from entry {}'s hash {} (the log was rewritten)",
+            cp.head_hash, e.seq, e.entry_hash
+        ));
     }
     match keys.verify(&cp.key_id, cp.note().as_bytes(), &cp.signature) {
         Ok(true) => {}
-        Ok(false) => report.problem(Problem::Checkpoint {
-            tree_size: cp.tree_size,
-            reason: "signature does not verify".into(),
-        }),
-        Err(reason) => report.problem(Problem::Checkpoint {
-            tree_size: cp.tree_size,
-            reason,
-        }),
+        Ok(false) => return fault("signature does not verify".into()),
+        Err(reason) => return fault(reason),
+    }
+    match cp.tree_head(keys) {
+        None => {}
+        Some(Err(reason)) => fault(reason),
+        Some(Ok(head)) if head.hash() != root => fault(format!(
+            "its signed note's root hash {} is not the root {root} of the entries it covers (the log was rewritten)",
+            head.hash()
+        )),
+        Some(Ok(head)) => match origin {
+            Some(o) if o != head.origin() => fault(format!(
+                "its signed note names the log {:?}, the log's newest checkpoint {o:?}",
+                head.origin()
+            )),
+            Some(_) => {}
+            None => *origin = Some(head.origin().to_owned()),
+        },
     }
 }
 

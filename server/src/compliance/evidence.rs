@@ -179,20 +179,6 @@ async fn entries_about(db: &Db, id: &str) -> Result<Vec<Entry>, Error> {
     }))
 }
 
-/// The first checkpoint at or after `seq`.
-async fn covering_checkpoint(db: &Db, seq: i64) -> Result<Option<Checkpoint>, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT tree_size, head_hash, signed_at, key_id, signature FROM log_checkpoints \
-             WHERE tree_size >= $1 ORDER BY tree_size LIMIT 1",
-        )
-        .bind(seq)
-        .fetch_optional(pool)
-        .await
-        .map_err(retention::Error::from)?
-    }))
-}
-
 /// Collects the contents of a bundle about `filings`.
 async fn collect(
     db: &Db,
@@ -221,11 +207,13 @@ async fn collect(
         if checkpoints.last().is_some_and(|c| c.tree_size >= seq) {
             continue;
         }
-        let cp = covering_checkpoint(db, seq).await?.ok_or_else(|| {
-            Error::Unavailable(format!(
-                "log entry {seq} is not covered by a checkpoint yet; retry in a minute"
-            ))
-        })?;
+        let cp = retention::ledger::covering_checkpoint(db, seq)
+            .await?
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "log entry {seq} is not covered by a checkpoint yet; retry in a minute"
+                ))
+            })?;
         checkpoints.push(cp);
     }
     let sizes: Vec<i64> = checkpoints.iter().map(|c| c.tree_size).collect();
