@@ -9,6 +9,8 @@
 //! | `GET /.well-known/jwks.json` | public key(s) that verify receipts (ES256) |
 //! | `GET /.well-known/ivan/checkpoint-keys.json` | public key(s) that verify log checkpoints (Ed25519) |
 //! | `GET /api/v1/log/checkpoint` | the latest signed checkpoint of the transaction log |
+//! | `GET /log/checkpoint` | the same as a C2SP signed note (text) |
+//! | `GET /log/tile/…` | the Merkle tree's tiles and entry bundles (C2SP tlog-tiles) |
 //! | `GET /api/v1/log/proof/inclusion?leaf_index=&tree_size=` | RFC 9162 inclusion proof of one entry in the log's Merkle tree |
 //! | `GET /api/v1/log/proof/consistency?first=&second=` | RFC 9162 consistency proof between two tree sizes |
 //!
@@ -76,6 +78,8 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
         .route("/api/v1/log/checkpoint", get(latest_checkpoint))
         .route("/api/v1/log/proof/inclusion", get(inclusion_proof))
         .route("/api/v1/log/proof/consistency", get(consistency_proof))
+        .route("/log/checkpoint", get(c2sp_checkpoint))
+        .route("/log/tile/{*path}", get(log_tile))
         .route_layer(limit(http.body_limit_bytes))
         .merge(api)
         .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
@@ -282,21 +286,88 @@ async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response> {
         .await?
         .ok_or_else(|| Error::NotFound("no checkpoint has been signed yet".into()))?;
     let note = cp.note();
-    Ok(Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "tree_size": cp.tree_size,
         "head_hash": cp.head_hash,
         "signed_at": retention::ledger::format_time(&cp.signed_at),
         "key_id": cp.key_id,
         "signature": cp.signature,
         "note": note,
-    }))
-    .into_response())
+    });
+    // The C2SP tree head, where the checkpoint has one (those signed before the
+    // Merkle tree existed do not).
+    if let Some(head) = cp.tree_head(&state.keys.checkpoint_verifier()) {
+        let head =
+            head.map_err(|e| Error::Internal(format!("checkpoint {}: {e}", cp.tree_size)))?;
+        body["origin"] = head.origin().into();
+        body["root_hash"] = b64(head.hash()).into();
+        body["signed_note"] = cp.signed_note.clone().into();
+    }
+    Ok(Json(body).into_response())
+}
+
+/// The newest checkpoint as a C2SP signed note (`<prefix>/checkpoint` of C2SP
+/// tlog-tiles, the prefix being `/log`). It changes with every checkpoint, so caches
+/// keep it a few seconds at most.
+async fn c2sp_checkpoint(State(state): State<AppState>) -> Result<Response> {
+    let note = retention::ledger::latest_checkpoint(&state.db)
+        .await?
+        .and_then(|cp| cp.signed_note)
+        .ok_or_else(|| {
+            Error::NotFound("no checkpoint of the Merkle tree has been signed yet".into())
+        })?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=5"),
+        ],
+        note,
+    )
+        .into_response())
+}
+
+/// A tile or entry bundle of the Merkle tree (C2SP tlog-tiles, under `/log`). A tile
+/// never changes once the tree holds it, so caches may keep it for good.
+async fn log_tile(
+    State(state): State<AppState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Result<Response> {
+    let tile = retention::ledger::tree::TileRef::parse(&path).ok_or_else(|| {
+        Error::NotFound(format!(
+            "tile/{path} is not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>], C2SP tlog-tiles)"
+        ))
+    })?;
+    let data = retention::ledger::tree::tile(&state.db, tile)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("the log's tree does not hold tile/{path} yet")))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "public, max-age=31536000, immutable",
+            ),
+        ],
+        data,
+    )
+        .into_response())
+}
+
+/// A hash in standard base64, as C2SP checkpoints write them.
+fn b64(h: &retention::ledger::tree::Hash) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(h.0)
 }
 
 #[derive(Debug, serde::Deserialize)]
 struct InclusionQuery {
     leaf_index: u64,
-    tree_size: u64,
+    /// Omitted: the newest checkpoint's tree size, and the answer carries that
+    /// checkpoint's signed note.
+    tree_size: Option<u64>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -320,9 +391,6 @@ fn proof_response(
     mut fields: serde_json::Value,
     proven: retention::ledger::tree::Proven,
 ) -> Response {
-    use base64::Engine;
-    let b64 =
-        |h: &retention::ledger::tree::Hash| base64::engine::general_purpose::STANDARD.encode(h.0);
     fields["root_hash"] = b64(&proven.root).into();
     fields["proof"] = proven.proof.iter().map(b64).collect::<Vec<_>>().into();
     (
@@ -337,11 +405,40 @@ async fn inclusion_proof(
     q: QueryResult<InclusionQuery>,
 ) -> Result<Response> {
     let q = query(q)?;
-    let proven = retention::ledger::tree::inclusion(&state.db, q.leaf_index, q.tree_size).await?;
-    Ok(proof_response(
-        serde_json::json!({ "leaf_index": q.leaf_index, "tree_size": q.tree_size }),
+    if let Some(tree_size) = q.tree_size {
+        let proven = retention::ledger::tree::inclusion(&state.db, q.leaf_index, tree_size).await?;
+        return Ok(proof_response(
+            serde_json::json!({ "leaf_index": q.leaf_index, "tree_size": tree_size }),
+            proven,
+        ));
+    }
+    // Under the newest checkpoint, with it: all an offline check needs besides the
+    // published key.
+    let cp = retention::ledger::latest_checkpoint(&state.db)
+        .await?
+        .filter(|cp| cp.signed_note.is_some() && u64::try_from(cp.tree_size).is_ok_and(|s| s > q.leaf_index))
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no signed checkpoint covers leaf {} yet: ask again after the next one (they are signed every [ledger] checkpoint_interval_secs while entries are pending)",
+                q.leaf_index
+            ))
+        })?;
+    let tree_size = u64::try_from(cp.tree_size).unwrap_or_default();
+    let proven = retention::ledger::tree::inclusion(&state.db, q.leaf_index, tree_size).await?;
+    let mut response = proof_response(
+        serde_json::json!({
+            "leaf_index": q.leaf_index,
+            "tree_size": tree_size,
+            "checkpoint": cp.signed_note,
+        }),
         proven,
-    ))
+    );
+    // The newest checkpoint moves on: not for long-lived caches.
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("public, max-age=5"),
+    );
+    Ok(response)
 }
 
 async fn consistency_proof(

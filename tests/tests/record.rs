@@ -17,6 +17,7 @@ e2e_tests!(
     unreachable_database_is_one_clear_line,
     oversized_bodies_are_refused_before_they_are_read,
     log_proofs_are_served_and_check_against_the_chain,
+    checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles,
 );
 
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
@@ -385,4 +386,153 @@ async fn log_proofs_are_served_and_check_against_the_chain(inst: Instance) {
         assert_eq!(r.headers()["content-type"], "application/problem+json");
     }
     assert!(server.stop().await.success());
+}
+
+/// The newest checkpoint is served as a C2SP signed note that the published key
+/// verifies under the log's origin, with the root of the entries it covers; the
+/// tree's tiles and entry bundles hold the entries' hashes; an inclusion proof asked
+/// without a size comes under the newest checkpoint, with its note; and the log
+/// keeps its origin: a command configured with another is refused.
+async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instance) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let server = inst
+        .serve_with(&[("IVAN_LEDGER__ORIGIN", "ivan.test/log")])
+        .await;
+    let missing = server.get("/log/checkpoint").await;
+    assert_eq!(missing.status(), 404, "nothing signed yet");
+    assert!(server.stop().await.success());
+    // A clean stop signed a checkpoint under the origin; a command configured with
+    // another origin is refused before it appends anything.
+    let out = inst
+        .command(&[
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "X",
+            "--registration-number",
+            "O-1",
+        ])
+        .env("IVAN_LEDGER__ORIGIN", "other.test/log")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("origin = \"ivan.test/log\""), "{stderr}");
+    let server = inst
+        .serve_with(&[
+            ("IVAN_LEDGER__ORIGIN", "ivan.test/log"),
+            ("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1"),
+        ])
+        .await;
+    let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
+    let hashes: Vec<[u8; 32]> = tail
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            hex::decode(e["entry_hash"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let n = hashes.len();
+    assert_eq!(n, 3, "start, stop, start");
+
+    let r = server.get("/log/checkpoint").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    let note = r.text().await.unwrap();
+    let root = mth(&hashes);
+    let (text, sig) = note.split_once("\n\n").unwrap();
+    assert_eq!(text, format!("ivan.test/log\n{n}\n{}", b64.encode(root)));
+    assert!(sig.starts_with("\u{2014} ivan.test/log "), "{sig}");
+    // The published key verifies it under the origin (the C2SP vkey is made from it).
+    let jwks: Value = server
+        .get_json("/.well-known/ivan/checkpoint-keys.json")
+        .await;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+    let mut payload = vec![1u8];
+    payload.extend_from_slice(key.as_bytes());
+    let key_id =
+        &<sha2::Sha256 as sha2::Digest>::digest([&b"ivan.test/log\n"[..], &payload].concat())[..4];
+    let blob = b64
+        .decode(sig.trim_end().rsplit(' ').next().unwrap())
+        .unwrap();
+    assert_eq!(&blob[..4], key_id);
+    let signature = ed25519_dalek::Signature::from_slice(&blob[4..]).unwrap();
+    key.verify_strict(format!("{text}\n").as_bytes(), &signature)
+        .unwrap();
+    let json: Value = server.get_json("/api/v1/log/checkpoint").await;
+    assert_eq!(json["signed_note"], note.as_str());
+    assert_eq!(json["origin"], "ivan.test/log");
+    assert_eq!(json["root_hash"], b64.encode(root));
+
+    // Tiles: the leaf hashes, and the entry hashes as an entry bundle.
+    let r = server.get(&format!("/log/tile/0/000.p/{n}")).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let tile = r.bytes().await.unwrap();
+    let leaves: Vec<u8> = hashes
+        .iter()
+        .flat_map(|e| tlog_tiles::record_hash(e).0)
+        .collect();
+    assert_eq!(&tile[..], &leaves[..]);
+    let bundle = server
+        .get(&format!("/log/tile/entries/000.p/{n}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let entries: Vec<u8> = hashes
+        .iter()
+        .flat_map(|e| [&[0u8, 32][..], e].concat())
+        .collect();
+    assert_eq!(&bundle[..], &entries[..]);
+    for path in [
+        "/log/tile/0/000",
+        "/log/tile/0/000.p/9",
+        "/log/tile/0/0",
+        "/log/tile/nonsense",
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+
+    // An inclusion proof under the newest checkpoint, with its note.
+    let p: Value = server
+        .get_json("/api/v1/log/proof/inclusion?leaf_index=1")
+        .await;
+    assert_eq!(p["tree_size"], n);
+    assert_eq!(p["checkpoint"], note.as_str());
+    let proof: Vec<tlog_tiles::Hash> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| tlog_tiles::Hash(b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap()))
+        .collect();
+    tlog_tiles::check_record(
+        &proof,
+        n as u64,
+        tlog_tiles::Hash(root),
+        1,
+        tlog_tiles::record_hash(&hashes[1]),
+    )
+    .unwrap();
+    let r = server.get("/api/v1/log/proof/inclusion?leaf_index=3").await;
+    assert_eq!(r.status(), 404, "not under a checkpoint yet");
+    assert!(server.stop().await.success());
+    let verify = inst.run_ok(&["log", "verify"]).await;
+    assert!(verify.starts_with("log OK"), "{verify}");
 }

@@ -232,17 +232,23 @@ pub struct View {
     /// on the single-submission view only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paired_preregistrations: Option<Vec<String>>,
+    /// Where the proof that the `submission.receive` entry (`log_seq`, leaf index
+    /// `log_seq - 1`) is in the log's Merkle tree is served, under the newest signed
+    /// checkpoint and with it, once a checkpoint covers the entry (docs/LOG.md).
+    pub inclusion_proof: String,
 }
 
 impl View {
     fn of(s: Submission, history: Option<Vec<Step>>) -> Self {
         let warnings = serde_json::from_str(&s.warnings).unwrap_or(serde_json::json!([]));
+        let inclusion_proof = format!("/api/v1/log/proof/inclusion?leaf_index={}", s.log_seq - 1);
         Self {
             submission: s,
             warnings,
             history,
             answers: None,
             paired_preregistrations: None,
+            inclusion_proof,
         }
     }
 
