@@ -171,6 +171,9 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the checkpoint key as a C2SP signed-note verifier key under the log's
+    /// origin: what witnesses and monitors are configured with.
+    Vkey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,6 +419,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             follow,
             json,
         }) => log_tail(&config, lines, follow, json).await,
+        Command::Log(LogCommand::Vkey) => {
+            let keys = Keys::load(&config.keys_dir())?;
+            println!("{}", keys.checkpoint_vkey(&config.ledger.origin(&keys)));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Evidence(cmd) => evidence::run(&config, cmd).await,
         Command::Retention(cmd) => holds::retention(&config, cmd).await,
         Command::Admin(AdminCommand::Hold(cmd)) => holds::hold(&config, cmd).await,

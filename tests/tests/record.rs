@@ -468,6 +468,22 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
     let signature = ed25519_dalek::Signature::from_slice(&blob[4..]).unwrap();
     key.verify_strict(format!("{text}\n").as_bytes(), &signature)
         .unwrap();
+    // `ivan log vkey` prints the same key in the signed-note form.
+    let out = inst
+        .command(&["log", "vkey"])
+        .env("IVAN_LEDGER__ORIGIN", "ivan.test/log")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim_end(),
+        format!(
+            "ivan.test/log+{}+{}",
+            hex::encode(key_id),
+            b64.encode(&payload)
+        )
+    );
     let json: Value = server.get_json("/api/v1/log/checkpoint").await;
     assert_eq!(json["signed_note"], note.as_str());
     assert_eq!(json["origin"], "ivan.test/log");
