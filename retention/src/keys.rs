@@ -175,10 +175,7 @@ impl Keys {
             if !generate {
                 return Err(missing(&cp_path));
             }
-            let key = SigningKey::from_bytes(&os_random::<32>()?);
-            key.to_pkcs8_pem(Default::default())
-                .map(|pem| pem.to_string())
-                .map_err(|e| key_err(&cp_path, e))
+            new_ed25519_pem(&cp_path)
         })?;
         let checkpoint = SigningKey::from_pkcs8_pem(&cp_pem).map_err(|e| key_err(&cp_path, e))?;
 
@@ -329,6 +326,25 @@ impl signed_note::Signer for NoteSigner<'_> {
     fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, ed25519_dalek::SignatureError> {
         Ok(self.key.sign(msg).to_bytes().to_vec())
     }
+}
+
+/// A new Ed25519 private key as PKCS#8 PEM.
+fn new_ed25519_pem(path: &Path) -> Result<String> {
+    SigningKey::from_bytes(&os_random::<32>()?)
+        .to_pkcs8_pem(Default::default())
+        .map(|pem| pem.to_string())
+        .map_err(|e| key_err(path, e))
+}
+
+/// Loads the Ed25519 (PKCS#8 PEM) private key at `path`, generating it on first use
+/// like the keys above (its directory 0700, the file 0600). For keys of other roles
+/// (a witness's).
+pub fn ed25519_key(path: &Path) -> Result<SigningKey> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
+    }
+    let pem = load_or_create(path, || new_ed25519_pem(path))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| key_err(path, e))
 }
 
 /// A new ECDSA P-256 private key as PKCS#8 PEM.

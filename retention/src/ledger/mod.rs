@@ -38,6 +38,7 @@
 mod encoding;
 pub mod tree;
 pub mod verify;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
