@@ -90,6 +90,42 @@ pub enum Command {
     /// with an in-memory store and injectable faults, for development and tests.
     /// Listens on --listen (default 127.0.0.1:8090).
     SandboxAuthority(SandboxArgs),
+    /// A witness of `ivan` logs (C2SP tlog-witness): cosigns a log's checkpoints only
+    /// when they extend the one it cosigned last. Reads no ivan configuration.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Serve `POST /add-checkpoint` on --listen (default 127.0.0.1:9100).
+    Serve {
+        #[command(flatten)]
+        key: WitnessKey,
+        /// A log to witness: its C2SP verifier key, as `ivan log vkey` prints it
+        /// (repeat for several logs).
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+        /// Where the witness keeps, per log, the checkpoint it cosigned last
+        /// (created if missing; keep it with the key).
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Print the witness's cosignature verifier key, for `[[witnesses]] vkey`.
+    Vkey {
+        #[command(flatten)]
+        key: WitnessKey,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WitnessKey {
+    /// The witness's name, e.g. `witness.authority.example/ivan` (no spaces or '+').
+    #[arg(long)]
+    pub name: String,
+    /// Its Ed25519 private key (PKCS#8 PEM), created 0600 on first use.
+    #[arg(long)]
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +420,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         crate::telemetry::init_logging(crate::config::LogFormat::Text, "info");
         return sandbox_authority(cli.global.listen, args).await;
     }
+    if let Command::Witness(cmd) = &cli.command {
+        // Another party's service, not ivan: it reads no ivan configuration.
+        crate::telemetry::init_logging(crate::config::LogFormat::Text, "info");
+        return witness(cli.global.listen, cmd).await;
+    }
     let overrides = Overrides {
         listen: cli.global.listen,
         data_dir: cli.global.data_dir.clone(),
@@ -451,7 +492,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(cmd) => backup::run_backup(&config, cmd).await,
         Command::Restore(args) => backup::run_restore(&config, args).await,
         Command::Dev(cmd) => dev(cmd),
-        Command::SandboxAuthority(_) => Err(Error::Invalid("unreachable".into())),
+        Command::SandboxAuthority(_) | Command::Witness(_) => {
+            Err(Error::Invalid("unreachable".into()))
+        }
     }
 }
 
@@ -485,6 +528,38 @@ async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -> Re
     let _ = std::io::stdout().flush();
     crate::sandbox::run(listener, options, serve::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn witness(listen: Option<SocketAddr>, cmd: &WitnessCommand) -> Result<ExitCode> {
+    use retention::ledger::witness::{Cosigner, Witness};
+    let cosigner = |k: &WitnessKey| -> Result<Cosigner> {
+        let key = retention::keys::ed25519_key(&k.key)?;
+        Cosigner::new(&k.name, key).map_err(Error::Invalid)
+    };
+    match cmd {
+        WitnessCommand::Vkey { key } => {
+            println!("{}", cosigner(key)?.vkey());
+            Ok(ExitCode::SUCCESS)
+        }
+        WitnessCommand::Serve { key, logs, state } => {
+            let witness = Witness::open(cosigner(key)?, logs, state)?;
+            let addr = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9100)));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| Error::Listen { addr, source })?;
+            // A stable line for scripts and tests (the port may have been 0).
+            println!(
+                "witness {} listening on http://{bound}",
+                witness.cosigner().name()
+            );
+            let _ = std::io::stdout().flush();
+            crate::witness::run(listener, Arc::new(witness), serve::shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {

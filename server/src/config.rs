@@ -56,6 +56,9 @@ pub struct Config {
     pub portal: crate::portal::PortalConfig,
     /// How long filings' payloads are kept, and the sweeper that purges them.
     pub retention: crate::compliance::sweeper::RetentionConfig,
+    /// Witnesses asked to cosign the log's checkpoints (`[[witnesses]]`, each with
+    /// `url` and `vkey`; docs/LOG.md, "Witnesses"). None by default.
+    pub witnesses: Vec<crate::cosigning::WitnessConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +136,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             mobile: mobile_api::MobileConfig::default(),
             sms: None,
+            witnesses: Vec::new(),
             portal: crate::portal::PortalConfig::default(),
             retention: crate::compliance::sweeper::RetentionConfig::default(),
         }
@@ -239,6 +243,9 @@ impl Config {
             ));
         }
         self.ledger.check_origin().map_err(Error::Config)?;
+        for w in &self.witnesses {
+            w.check().map_err(Error::Config)?;
+        }
         match (self.authority.mode, &self.authority.base_url) {
             (AuthorityMode::Sandbox, _) if self.environment == Environment::Production => {
                 return Err(Error::Config(

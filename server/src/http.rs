@@ -302,20 +302,28 @@ async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response> {
         body["origin"] = head.origin().into();
         body["root_hash"] = b64(head.hash()).into();
         body["signed_note"] = cp.signed_note.clone().into();
+        body["cosignatures"] = retention::ledger::witness::cosignatures(&state.db, cp.tree_size)
+            .await?
+            .into();
     }
     Ok(Json(body).into_response())
 }
 
 /// The newest checkpoint as a C2SP signed note (`<prefix>/checkpoint` of C2SP
-/// tlog-tiles, the prefix being `/log`). It changes with every checkpoint, so caches
-/// keep it a few seconds at most.
+/// tlog-tiles, the prefix being `/log`), with the witnesses' cosignatures on it. It
+/// changes with every checkpoint and cosignature, so caches keep it a few seconds at
+/// most.
 async fn c2sp_checkpoint(State(state): State<AppState>) -> Result<Response> {
-    let note = retention::ledger::latest_checkpoint(&state.db)
+    let (tree_size, mut note) = retention::ledger::latest_checkpoint(&state.db)
         .await?
-        .and_then(|cp| cp.signed_note)
+        .and_then(|cp| Some((cp.tree_size, cp.signed_note?)))
         .ok_or_else(|| {
             Error::NotFound("no checkpoint of the Merkle tree has been signed yet".into())
         })?;
+    // With the witnesses' cosignatures it has so far (each line ends in a newline).
+    for line in retention::ledger::witness::cosignatures(&state.db, tree_size).await? {
+        note += &line;
+    }
     Ok((
         [
             (

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod compliance;
 pub mod config;
 pub mod connections;
+pub mod cosigning;
 pub mod dev;
 pub mod documents;
 pub mod employers;
@@ -48,6 +49,7 @@ pub mod serve;
 pub mod settings;
 pub mod submissions;
 mod telemetry;
+pub mod witness;
 
 pub use error::Error;
 

@@ -157,6 +157,7 @@ pub async fn serve(config: Config) -> Result<()> {
         persons: persons.clone(),
     }
     .start();
+    let cosigning = crate::cosigning::start(db.clone(), &config.witnesses)?;
     let portal = crate::portal::Portal::new(&config.portal, addr.port())?;
     tracing::info!(origin = %portal.origin, "portal");
     // For the links commands mail (`ivan admin user invite`, `officer add`), which may
@@ -198,6 +199,9 @@ pub async fn serve(config: Config) -> Result<()> {
     // Attempts in flight finish (bounded by the authority timeouts); nothing new starts.
     if let Some(forwarder) = forwarder {
         forwarder.shutdown().await;
+    }
+    if let Some(task) = cosigning {
+        task.abort();
     }
     mailer.shutdown().await;
     sms_worker.shutdown().await;

@@ -531,6 +531,88 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A running `ivan witness serve`: a witness of logs, in its own process, with its
+/// key and state under the directory it was started in.
+#[derive(Debug)]
+pub struct Witness {
+    _child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its cosignature verifier key.
+    pub vkey: String,
+    /// Its state file (the checkpoint it cosigned last, per log).
+    pub state: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Witness {
+    /// Starts a witness named `name` of the logs whose C2SP verifier keys are
+    /// `logs`, keeping its key and state in `dir`.
+    pub async fn start(dir: &Path, name: &str, logs: &[&str]) -> Self {
+        let key = dir.join("witness-key.pem");
+        let state = dir.join("witness-state.json");
+        let out = Command::new(ivan_bin())
+            .args(["witness", "vkey", "--name", name, "--key"])
+            .arg(&key)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vkey = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+        let log_path = dir.join(format!("witness-{}.log", uuid_like()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(ivan_bin());
+        cmd.args([
+            "witness",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+            "--key",
+        ])
+        .arg(&key)
+        .arg("--state")
+        .arg(&state);
+        for l in logs {
+            cmd.args(["--log", l]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("witness did not start: {}", read(&log_path)))
+            .unwrap()
+            .unwrap_or_else(|| panic!("witness exited: {}", read(&log_path)));
+        let base = line
+            .rsplit_once(" listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .1
+            .to_owned();
+        Self {
+            _child: child,
+            base,
+            vkey,
+            state,
+            log_path,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        read(&self.log_path)
+    }
+}
+
 /// A running `ivan sandbox-authority`: the authority peer, in its own process.
 #[derive(Debug)]
 pub struct SandboxAuthority {

@@ -3,7 +3,7 @@
 // This whole crate is test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use ivan_e2e::{Backend, Instance, e2e_tests};
+use ivan_e2e::{Backend, Instance, Witness, e2e_tests};
 use retention::on_pool;
 use retention::testing::mth;
 use serde_json::Value;
@@ -18,6 +18,7 @@ e2e_tests!(
     oversized_bodies_are_refused_before_they_are_read,
     log_proofs_are_served_and_check_against_the_chain,
     checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles,
+    a_witness_cosigns_the_log_and_refuses_a_rewritten_one,
 );
 
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
@@ -551,4 +552,183 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
     assert!(server.stop().await.success());
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.starts_with("log OK"), "{verify}");
+}
+
+/// Polls `what` (at most 60 s) until it answers `Some`: waits for an event, not for
+/// time to pass. `None` if it never did.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    mut what: impl FnMut() -> F,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = what().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A witness (`ivan witness serve`, its own process) cosigns the log's checkpoints
+/// as they grow, and the cosignature, checked here from the C2SP format alone, is
+/// served with the checkpoint. Then the whole database is replaced by another
+/// history signed with the log's real key and origin, as someone holding the
+/// database and the key could: the witness refuses to cosign it, keeps what it saw,
+/// and the new log's consistency proof from the witnessed checkpoint fails.
+async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let origin = [("IVAN_LEDGER__ORIGIN", "ivan.test/log")];
+    // First start: the keys are made; `ivan log vkey` names the log to the witness.
+    assert!(inst.serve_with(&origin).await.stop().await.success());
+    let out = inst
+        .command(&["log", "vkey"])
+        .env("IVAN_LEDGER__ORIGIN", "ivan.test/log")
+        .output()
+        .await
+        .unwrap();
+    let log_vkey = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    let witness = Witness::start(inst.dir.path(), "witness.test/w1", &[&log_vkey]).await;
+    let config = inst.dir.path().join("witnesses.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[witnesses]]\nurl = \"{}\"\nvkey = \"{}\"\n",
+            witness.base, witness.vkey
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("IVAN_LEDGER__ORIGIN", "ivan.test/log"),
+        ("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1"),
+        ("IVAN_CONFIG", config.to_str().unwrap()),
+    ];
+    let server = inst.serve_with(&env).await;
+    for i in 0..3 {
+        inst.command(&[
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "W",
+            "--registration-number",
+            &format!("W-{i}"),
+        ])
+        .envs(env)
+        .status()
+        .await
+        .unwrap();
+    }
+    // Cosigned: the served checkpoint carries the witness's line.
+    let name_line = "\u{2014} witness.test/w1 ";
+    let note = eventually(|| async {
+        let note = server.get("/log/checkpoint").await.text().await.unwrap();
+        let size: u64 = note.lines().nth(1)?.parse().ok()?;
+        (size >= 6 && note.contains(name_line)).then_some(note)
+    })
+    .await;
+    let last = server.get("/log/checkpoint").await.text().await.unwrap();
+    let note = note.unwrap_or_else(|| {
+        panic!(
+            "the witness did not cosign: {last}\n{:?}\n{}\n{}",
+            std::fs::read_to_string(&witness.state),
+            server.log(),
+            witness.log()
+        )
+    });
+    let (text, sigs) = note.split_once("\n\n").unwrap();
+    let text = format!("{text}\n");
+    let line = sigs.lines().find(|l| l.starts_with(name_line)).unwrap();
+    // The cosignature from the formats alone: key id ‖ time ‖ Ed25519 over
+    // "cosignature/v1\ntime <t>\n" + the checkpoint text, by the vkey's key.
+    // (`<name>+<id>+<key>`; the base64 key may itself hold a '+'.)
+    let key = witness.vkey.splitn(3, '+').nth(2).unwrap();
+    let key = b64.decode(key).unwrap();
+    assert_eq!(key[0], 0x04);
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key[1..].try_into().unwrap()).unwrap();
+    let blob = b64.decode(line.rsplit(' ').next().unwrap()).unwrap();
+    let time = u64::from_be_bytes(blob[4..12].try_into().unwrap());
+    let signature = ed25519_dalek::Signature::from_slice(&blob[12..]).unwrap();
+    key.verify_strict(
+        format!("cosignature/v1\ntime {time}\n{text}").as_bytes(),
+        &signature,
+    )
+    .unwrap();
+    let witnessed_size: u64 = text.lines().nth(1).unwrap().parse().unwrap();
+    let witnessed_root = b64.decode(text.lines().nth(2).unwrap()).unwrap();
+    assert!(server.stop().await.success());
+    let state = std::fs::read_to_string(&witness.state).unwrap();
+    assert!(state.contains("ivan.test/log"), "{state}");
+
+    // Another history, signed with the same key under the same origin.
+    let forger = Instance::new(inst.backend).await;
+    let keys = forger.data_dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for f in std::fs::read_dir(inst.data_dir.join("keys")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), keys.join(f.file_name())).unwrap();
+    }
+    for d in [&forger.data_dir, &keys] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let forged = forger.serve_with(&env).await;
+    for i in 0..6 {
+        forger
+            .command(&[
+                "admin",
+                "employer",
+                "add",
+                "--name",
+                "F",
+                "--registration-number",
+                &format!("F-{i}"),
+            ])
+            .envs(env)
+            .status()
+            .await
+            .unwrap();
+    }
+    // The witness refuses it: the forged log counts the refusal, serves no
+    // cosignature, and the witness still stands where it was.
+    eventually(|| async {
+        let metrics = forged.get("/metrics").await.text().await.unwrap();
+        metrics
+            .contains("ivan_witness_refusals_total")
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no refusal: {}\n{}", forged.log(), witness.log()));
+    let forged_note = forged.get("/log/checkpoint").await.text().await.unwrap();
+    let forged_size: u64 = forged_note.lines().nth(1).unwrap().parse().unwrap();
+    assert!(forged_size > witnessed_size, "{forged_note}");
+    assert!(!forged_note.contains(name_line), "{forged_note}");
+    assert_eq!(std::fs::read_to_string(&witness.state).unwrap(), state);
+    assert!(
+        witness.log().contains("checkpoint refused"),
+        "{}",
+        witness.log()
+    );
+    // And anyone holding the witnessed checkpoint sees the forged log does not extend it.
+    let p: Value = forged
+        .get_json(&format!(
+            "/api/v1/log/proof/consistency?first={witnessed_size}&second={forged_size}"
+        ))
+        .await;
+    let proof: Vec<tlog_tiles::Hash> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| tlog_tiles::Hash(b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap()))
+        .collect();
+    let forged_root = tlog_tiles::Hash(
+        b64.decode(p["root_hash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let old = tlog_tiles::Hash(witnessed_root.try_into().unwrap());
+    assert!(tlog_tiles::check_tree(&proof, forged_size, forged_root, witnessed_size, old).is_err());
+    assert!(forged.stop().await.success());
 }

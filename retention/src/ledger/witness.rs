@@ -253,6 +253,15 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// An `add-checkpoint` request, parsed.
+struct Request {
+    old: u64,
+    proof: Vec<Hash>,
+    /// The checkpoint's text (without signatures).
+    text: String,
+    checkpoint: TreeHead,
+}
+
 /// The newest checkpoint cosigned for one log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Witnessed {
@@ -333,53 +342,14 @@ impl Witness {
         body: &[u8],
         now: u64,
     ) -> std::result::Result<String, Refusal> {
-        let bad = |why: String| Refusal::BadRequest(why);
-        let body = std::str::from_utf8(body).map_err(|_| bad("the body is not UTF-8".into()))?;
-        let (head, note) = body
-            .split_once("\n\n")
-            .ok_or_else(|| bad("no empty line before the checkpoint".into()))?;
-        let mut lines = head.split('\n');
-        let old: u64 = lines
-            .next()
-            .and_then(|l| l.strip_prefix("old "))
-            .filter(|n| *n == "0" || !n.starts_with('0'))
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| bad("the first line is not `old <size>`".into()))?;
-        let proof = lines
-            .map(|l| {
-                STANDARD
-                    .decode(l)
-                    .ok()
-                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
-                    .map(Hash)
-                    .ok_or_else(|| bad(format!("proof line {l:?} is not a base64 hash")))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        if proof.len() > MAX_PROOF_LINES {
-            return Err(bad(format!("more than {MAX_PROOF_LINES} proof lines")));
-        }
-        let note = signed_note::Note::from_bytes(note.as_bytes())
-            .map_err(|e| bad(format!("the checkpoint is not a signed note: {e}")))?;
-        let text = std::str::from_utf8(note.text())
-            .map_err(|_| bad("the checkpoint is not UTF-8".into()))?
-            .to_owned();
-        let origin = text.split('\n').next().unwrap_or_default();
-        let log = self.logs.get(origin).ok_or_else(|| {
-            Refusal::UnknownLog(format!("this witness does not follow {origin:?}"))
-        })?;
-        let list = signed_note::VerifierList::new(vec![Box::new(log.clone())]);
-        note.verify(&list).map_err(|e| {
-            Refusal::Unverified(format!("no valid signature by the log's key: {e}"))
-        })?;
-        let checkpoint = TreeHead::from_bytes(text.as_bytes())
-            .map_err(|e| bad(format!("not a C2SP checkpoint: {e}")))?;
+        let Request {
+            old,
+            proof,
+            text,
+            checkpoint,
+        } = self.request(body)?;
+        let origin = checkpoint.origin();
         let size = checkpoint.size();
-        if old > size {
-            return Err(bad(format!(
-                "old size {old} is above the checkpoint's {size}"
-            )));
-        }
-
         let mut state = self.state.lock().await;
         let latest = state.logs.get(origin).cloned();
         let latest_size = latest.as_ref().map_or(0, |w| w.size);
@@ -390,9 +360,6 @@ impl Witness {
         }
         let root = checkpoint.hash();
         match &latest {
-            None if !proof.is_empty() => {
-                return Err(bad("a proof from size 0 must be empty".into()));
-            }
             None => {}
             Some(w) => {
                 let witnessed = STANDARD
@@ -439,6 +406,66 @@ impl Witness {
             )));
         }
         Ok(self.cosigner.cosign(&text, now))
+    }
+
+    /// The parts of an `add-checkpoint` body, its checkpoint's signature by the
+    /// log's key checked (before any await: the note types are not `Send`).
+    fn request(&self, body: &[u8]) -> std::result::Result<Request, Refusal> {
+        let bad = |why: String| Refusal::BadRequest(why);
+        let body = std::str::from_utf8(body).map_err(|_| bad("the body is not UTF-8".into()))?;
+        let (head, note) = body
+            .split_once("\n\n")
+            .ok_or_else(|| bad("no empty line before the checkpoint".into()))?;
+        let mut lines = head.split('\n');
+        let old: u64 = lines
+            .next()
+            .and_then(|l| l.strip_prefix("old "))
+            .filter(|n| *n == "0" || !n.starts_with('0'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad("the first line is not `old <size>`".into()))?;
+        let proof = lines
+            .map(|l| {
+                STANDARD
+                    .decode(l)
+                    .ok()
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .map(Hash)
+                    .ok_or_else(|| bad(format!("proof line {l:?} is not a base64 hash")))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if old == 0 && !proof.is_empty() {
+            return Err(bad("a proof from size 0 must be empty".into()));
+        }
+        if proof.len() > MAX_PROOF_LINES {
+            return Err(bad(format!("more than {MAX_PROOF_LINES} proof lines")));
+        }
+        let note = signed_note::Note::from_bytes(note.as_bytes())
+            .map_err(|e| bad(format!("the checkpoint is not a signed note: {e}")))?;
+        let text = std::str::from_utf8(note.text())
+            .map_err(|_| bad("the checkpoint is not UTF-8".into()))?
+            .to_owned();
+        let origin = text.split('\n').next().unwrap_or_default();
+        let log = self.logs.get(origin).ok_or_else(|| {
+            Refusal::UnknownLog(format!("this witness does not follow {origin:?}"))
+        })?;
+        let list = signed_note::VerifierList::new(vec![Box::new(log.clone())]);
+        note.verify(&list).map_err(|e| {
+            Refusal::Unverified(format!("no valid signature by the log's key: {e}"))
+        })?;
+        let checkpoint = TreeHead::from_bytes(text.as_bytes())
+            .map_err(|e| bad(format!("not a C2SP checkpoint: {e}")))?;
+        let size = checkpoint.size();
+        if old > size {
+            return Err(bad(format!(
+                "old size {old} is above the checkpoint's {size}"
+            )));
+        }
+        Ok(Request {
+            old,
+            proof,
+            text,
+            checkpoint,
+        })
     }
 }
 
