@@ -34,8 +34,14 @@ pub struct Claims {
     /// Received-at time, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC); the time of the
     /// `submission.receive` log entry.
     pub received_at: String,
-    /// Position of the `submission.receive` entry in the transaction log.
+    /// Position of the `submission.receive` entry in the transaction log (its leaf
+    /// index in the log's Merkle tree is `log_seq - 1`).
     pub log_seq: i64,
+    /// That entry's `entry_hash`: the leaf whose inclusion proof shows the filing is
+    /// in the log (docs/LOG.md, "Checking a receipt offline"). Absent on receipts
+    /// issued before the Merkle tree existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_hash: Option<String>,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
 }
@@ -87,6 +93,7 @@ mod tests {
             sha256: "ab".repeat(32),
             received_at: "2026-11-23T10:00:00.000000Z".into(),
             log_seq: 7,
+            entry_hash: None,
             iat: 1_795_000_000,
         }
     }

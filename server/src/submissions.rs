@@ -423,6 +423,7 @@ fn made_of(
             sha256: a.sha256.clone(),
             received_at: format_time(&received_at),
             log_seq: received.seq,
+            entry_hash: Some(received.entry_hash.clone()),
             iat: received_at.timestamp(),
         },
     )?;

@@ -19,6 +19,7 @@ e2e_tests!(
     log_proofs_are_served_and_check_against_the_chain,
     checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles,
     a_witness_cosigns_the_log_and_refuses_a_rewritten_one,
+    the_documented_python_check_proves_a_receipt_offline,
 );
 
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
@@ -731,4 +732,127 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
     let old = tlog_tiles::Hash(witnessed_root.try_into().unwrap());
     assert!(tlog_tiles::check_tree(&proof, forged_size, forged_root, witnessed_size, old).is_err());
     assert!(forged.stop().await.success());
+}
+
+/// docs/check_receipt.py, written from RFC 9162 and the C2SP formats with nothing but
+/// Python's `cryptography`, checks a real receipt offline: its signature, its entry's
+/// inclusion under the signed checkpoint the receipt's `inclusion_proof` URL answers,
+/// and that checkpoint's consistency with an older one. A tree altered in the
+/// database (so the served proof no longer leads to the signed root) fails it.
+async fn the_documented_python_check_proves_a_receipt_offline(inst: Instance) {
+    use ivan_e2e::filing::{report, set_up, sign};
+    let filer = set_up(&inst, "12345678").await;
+    let signed = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
+    let env = [
+        ("IVAN_LEDGER__ORIGIN", "ivan.test/log"),
+        ("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1"),
+    ];
+    let server = inst.serve_with(&env).await;
+    let dir = inst.dir.path();
+    let old = server.get("/log/checkpoint").await.text().await.unwrap();
+    let old_size: u64 = old.lines().nth(1).unwrap().parse().unwrap();
+    let r = server.submit(&filer.token, signed).await;
+    assert_eq!(r.status(), 201);
+    let view: Value = r.json().await.unwrap();
+    let id = view["message_id"].as_str().unwrap();
+    let receipt = server
+        .get_auth(&format!("/api/v1/submissions/{id}/receipt"), &filer.token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let proof = server.get(view["inclusion_proof"].as_str().unwrap()).await;
+    assert_eq!(proof.status(), 200);
+    let proof: Value = proof.json().await.unwrap();
+    let size = proof["tree_size"].as_u64().unwrap();
+    let consistency = server
+        .get(&format!(
+            "/api/v1/log/proof/consistency?first={old_size}&second={size}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let out = inst
+        .command(&["log", "vkey"])
+        .envs(env)
+        .output()
+        .await
+        .unwrap();
+    let files = [
+        ("receipt.jws", receipt),
+        (
+            "jwks.json",
+            server
+                .get("/.well-known/jwks.json")
+                .await
+                .text()
+                .await
+                .unwrap(),
+        ),
+        ("log.vkey", String::from_utf8(out.stdout).unwrap()),
+        ("proof.json", proof.to_string()),
+        ("old-checkpoint.txt", old),
+        ("consistency.json", consistency),
+    ];
+    for (name, content) in &files {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/check_receipt.py");
+    let check = || async {
+        let out = tokio::process::Command::new("python3")
+            .arg(&script)
+            .args(files.iter().map(|(name, _)| dir.join(name)))
+            .output()
+            .await
+            .expect("python3 with cryptography (ops/test.sh installs it into its virtualenv)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = check().await;
+    assert!(ok, "{said}");
+    let seq = view["log_seq"].as_u64().unwrap();
+    assert!(
+        said.contains(&format!("entry {seq} is in the log of {size} entries")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("extends the one of {old_size}")),
+        "{said}"
+    );
+
+    // The tree altered under the signed checkpoint: the sibling of the receipt's leaf
+    // replaced, so the proof served from the table leads to another root.
+    let db = inst.db().await;
+    match inst.backend {
+        Backend::Sqlite => sql(&db, "DROP TRIGGER log_tree_no_update").await,
+        Backend::Postgres => sql(&db, "DROP TRIGGER log_tree_no_update ON log_tree").await,
+    }
+    let sibling = tlog_tiles::stored_hash_index(0, (seq - 1) ^ 1);
+    on_pool!(&db, pool => sqlx::query("UPDATE log_tree SET hash = $1 WHERE idx = $2")
+        .bind(vec![7u8; 32])
+        .bind(i64::try_from(sibling).unwrap())
+        .execute(pool).await.map(drop))
+    .unwrap();
+    db.close().await;
+    let proof = server
+        .get(&format!(
+            "/api/v1/log/proof/inclusion?leaf_index={}",
+            seq - 1
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("proof.json"), proof).unwrap();
+    let (ok, said) = check().await;
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(&format!("FAILED: entry {seq} is not proven")),
+        "{said}"
+    );
+    assert!(server.stop().await.success());
 }

@@ -142,6 +142,8 @@ struct Filing {
     size: i64,
     received_at: DateTime<Utc>,
     receive_seq: i64,
+    /// The receive entry's hash: the receipt's leaf.
+    receive_hash: String,
     authority_ref: String,
     delivered_at: Option<DateTime<Utc>>,
     answer: Option<(String, i64, i64, DateTime<Utc>)>,
@@ -398,6 +400,7 @@ impl Writer {
             sha256: f.sha256.clone(),
             received_at: ts(&f.received_at),
             log_seq: f.receive_seq,
+            entry_hash: Some(f.receive_hash.clone()),
             iat: f.received_at.timestamp(),
         };
         let receipt = receipts::sign(&self.keys, &claims)?;
@@ -562,6 +565,7 @@ async fn main() -> Result<()> {
         let subject = format!("submission:{id}");
         let actor = w.actor.clone();
         let receive_seq = w.entry(now, &actor, "submission.receive", &subject, Some(&sha256))?;
+        let receive_hash = w.head.clone();
         let system = Actor::System.to_string();
         for action in [
             "submission.verify",
@@ -582,6 +586,7 @@ async fn main() -> Result<()> {
                 size: body.len() as i64,
                 received_at: now,
                 receive_seq,
+                receive_hash,
                 authority_ref: format!("A{:012}", i + 1),
                 delivered_at: None,
                 answer: None,

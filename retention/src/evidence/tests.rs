@@ -135,6 +135,7 @@ impl Fixture {
             sha256: e.payload_sha256.clone().unwrap(),
             received_at: format_time(&e.recorded_at),
             log_seq: seq,
+            entry_hash: Some(e.entry_hash.clone()),
             iat: e.recorded_at.timestamp(),
         }
     }
@@ -613,6 +614,14 @@ fn a_receipt_that_does_not_match_its_entry_fails() {
     contents.receipts[0].jws = receipts::sign(&f.keys, &claims).unwrap();
     let r = check(&f.write(&contents), &f.pinned());
     assert_fails(&r, "receipts", "action is \"submission.verify\"");
+    // Its own entry, but naming another entry's hash as its leaf.
+    let claims = Claims {
+        entry_hash: Some("ab".repeat(32)),
+        ..f.claims(M1, 2)
+    };
+    contents.receipts[0].jws = receipts::sign(&f.keys, &claims).unwrap();
+    let r = check(&f.write(&contents), &f.pinned());
+    assert_fails(&r, "receipts", "but the receipt says abab");
 
     // Claims another document's hash and time.
     let mut contents = f.contents();

@@ -1349,6 +1349,14 @@ fn check_receipt(
             e.payload_sha256, claims.sha256
         ));
     }
+    if let Some(h) = &claims.entry_hash
+        && *h != e.entry_hash
+    {
+        differs.push(format!(
+            "entry_hash is {}, but the receipt says {h}",
+            e.entry_hash
+        ));
+    }
     let recorded_at = format_time(&e.recorded_at);
     if recorded_at != claims.received_at {
         differs.push(format!(
