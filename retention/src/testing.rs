@@ -336,3 +336,50 @@ pub fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
     }
     h.finalize().into()
 }
+
+/// A log's Merkle tree in memory, every stored hash kept: proofs about any size of
+/// it, for tests that have no database (witness requests, evidence bundles).
+#[derive(Debug, Default)]
+pub struct MemoryTree {
+    frontier: crate::ledger::tree::Frontier,
+    stored: Vec<tlog_tiles::Hash>,
+}
+
+impl tlog_tiles::HashReader for MemoryTree {
+    fn read_hashes(
+        &self,
+        indexes: &[u64],
+    ) -> std::result::Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|i| {
+                self.stored
+                    .get(*i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+impl MemoryTree {
+    /// The tree of these entry hashes (hex), in order.
+    pub fn of_entries<'a>(entry_hashes: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut t = Self::default();
+        for h in entry_hashes {
+            t.push(crate::ledger::tree::leaf_hash(h).expect("an entry hash"));
+        }
+        t
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: tlog_tiles::Hash) {
+        let (_, hashes) = self.frontier.push(leaf).expect("a leaf");
+        self.stored.extend(hashes);
+    }
+
+    /// The root of the first `size` leaves.
+    pub fn root(&self, size: u64) -> tlog_tiles::Hash {
+        tlog_tiles::tree_hash(size, self).expect("a size within the tree")
+    }
+}

@@ -563,6 +563,8 @@ async fn evidence_bundles_verify_offline_and_fail_after_any_change(inst: Instanc
         "VERIFIED",
         "log-entries",
         "checkpoints",
+        "entries proven in the log",
+        "checkpoint(s) consistent with it",
         "receipts",
         "originals",
         "certificates",

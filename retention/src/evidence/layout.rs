@@ -15,6 +15,7 @@ pub(super) const RECEIPT_KEYS: &str = "ivan-evidence/keys/receipt-keys.json";
 pub(super) const ENTRIES: &str = "ivan-evidence/log/entries.jsonl";
 pub(super) const CHECKPOINTS: &str = "ivan-evidence/log/checkpoints.jsonl";
 pub(super) const SUBMISSIONS: &str = "ivan-evidence/submissions.json";
+pub(super) const PROOFS: &str = "ivan-evidence/log/proofs.json";
 pub(super) const ORIGINALS_DIR: &str = "ivan-evidence/originals/";
 pub(super) const RECEIPTS_DIR: &str = "ivan-evidence/receipts/";
 pub(super) const CERTIFICATES_DIR: &str = "ivan-evidence/certificates/";
@@ -36,6 +37,7 @@ pub(super) enum Kind {
     Entries,
     Checkpoints,
     Submissions,
+    Proofs,
     /// `originals/<sha256>`: the name.
     Original(String),
     /// `receipts/<message id>.jws`: the message id.
@@ -67,6 +69,7 @@ pub(super) fn classify(path: &str) -> Option<Kind> {
         ENTRIES => Kind::Entries,
         CHECKPOINTS => Kind::Checkpoints,
         SUBMISSIONS => Kind::Submissions,
+        PROOFS => Kind::Proofs,
         _ => {
             if let Some(name) = path.strip_prefix(ORIGINALS_DIR) {
                 is_sha256_hex(name).then(|| Kind::Original(name.to_owned()))?

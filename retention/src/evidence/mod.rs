@@ -16,6 +16,7 @@
 //! | `receipts/<message id>.jws` | the receipts handed to the employer |
 //! | `certificates/<sha256>.der`, `crls/<sha256>.der` | what a document's signature was checked with |
 //! | `submissions.json` (optional) | the exporter's summary of each filing |
+//! | `log/proofs.json` (optional) | every entry's inclusion proof under the newest checkpoint, and each checkpoint's consistency with it |
 //!
 //! [`write`] builds a bundle from [`Contents`]; [`verify`] checks one from any
 //! reader and answers a [`Report`] naming every check. The format is specified in
@@ -76,6 +77,37 @@ pub struct Manifest {
     pub checkpoint_key_ids: Vec<String>,
     /// Receipt keys that signed the receipts, ascending.
     pub receipt_key_ids: Vec<String>,
+}
+
+/// `log/proofs.json`: what ties the bundle's entries and checkpoints to the log's
+/// newest checkpoint when the bundle was made (docs/evidence.md). Hashes are
+/// standard base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proofs {
+    /// That checkpoint: a C2SP signed note by the checkpoint key, with the witnesses'
+    /// cosignatures it had.
+    pub checkpoint: String,
+    /// For every entry in `log/entries.jsonl`: its RFC 9162 inclusion proof (leaf
+    /// `seq - 1`) in the tree of `checkpoint`.
+    pub inclusion: Vec<InclusionProof>,
+    /// For every checkpoint in `log/checkpoints.jsonl` that has a `signed_note`: the
+    /// RFC 9162 consistency proof from its tree to the tree of `checkpoint`.
+    pub consistency: Vec<ConsistencyProof>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    pub seq: i64,
+    pub proof: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    pub tree_size: i64,
+    pub proof: Vec<String>,
 }
 
 /// One member as the manifest lists it.

@@ -188,7 +188,18 @@ impl Fixture {
                 {"message_id": M2, "employer": "e1", "status": "answered",
                  "original_sha256": self.payload(6), "answer_sha256s": [self.payload(7)]},
             ])),
+            proofs: None,
         }
+        .with_proofs_from(self, &self.keys, 10)
+    }
+
+    /// The C2SP note of the tree of the first `size` entries, signed by `keys`.
+    fn note(&self, keys: &Keys, size: u64) -> String {
+        let tree = crate::testing::MemoryTree::of_entries(
+            self.chain.iter().map(|e| e.entry_hash.as_str()),
+        );
+        let text = crate::ledger::tree::checkpoint_text(ORIGIN, size, &tree.root(size)).unwrap();
+        keys.sign_note(ORIGIN, &text).unwrap()
     }
 
     fn write_with(&self, keys: &Keys, contents: &Contents) -> Vec<u8> {
@@ -215,6 +226,52 @@ impl Fixture {
             pinned_checkpoint_keys: Some(self.keys.checkpoint_jwks()),
             ..VerifyOptions::default()
         }
+    }
+}
+
+/// The log's origin in the fixtures' C2SP checkpoints.
+const ORIGIN: &str = "ivan.test/log";
+
+impl Contents {
+    /// These contents with C2SP notes on their checkpoints and the proofs of their
+    /// entries and checkpoints against the checkpoint of the first `newest` entries
+    /// of `f`'s chain, all signed by `keys`, as an exporter makes them.
+    fn with_proofs_from(mut self, f: &Fixture, keys: &Keys, newest: u64) -> Contents {
+        use base64::Engine;
+        let b64 = |hs: Vec<tlog_tiles::Hash>| {
+            hs.iter()
+                .map(|h| base64::engine::general_purpose::STANDARD.encode(h.0))
+                .collect()
+        };
+        let tree =
+            crate::testing::MemoryTree::of_entries(f.chain.iter().map(|e| e.entry_hash.as_str()));
+        for cp in &mut self.checkpoints {
+            cp.signed_note = Some(f.note(keys, cp.tree_size as u64));
+        }
+        self.proofs = Some(Proofs {
+            checkpoint: f.note(keys, newest),
+            inclusion: self
+                .entries
+                .iter()
+                .map(|e| InclusionProof {
+                    seq: e.seq,
+                    proof: b64(tlog_tiles::prove_record(newest, e.seq as u64 - 1, &tree).unwrap()),
+                })
+                .collect(),
+            consistency: self
+                .checkpoints
+                .iter()
+                .map(|c| ConsistencyProof {
+                    tree_size: c.tree_size,
+                    proof: if c.tree_size as u64 == newest {
+                        Vec::new()
+                    } else {
+                        b64(tlog_tiles::prove_tree(newest, c.tree_size as u64, &tree).unwrap())
+                    },
+                })
+                .collect(),
+        });
+        self
     }
 }
 
@@ -312,6 +369,7 @@ fn a_written_bundle_verifies_and_the_report_says_what_was_checked() {
             "manifest-signature",
             "log-entries",
             "checkpoints",
+            "proofs",
             "subjects",
             "originals",
             "receipts",
@@ -325,7 +383,7 @@ fn a_written_bundle_verifies_and_the_report_says_what_was_checked() {
         r.counts,
         Counts {
             bytes: bundle.len() as u64,
-            members: 14,
+            members: 15,
             subjects: 2,
             entries: 6,
             runs: 2,
@@ -506,6 +564,7 @@ fn keys_other_than_the_pinned_ones_fail() {
         .map(|&n| checkpoint(&other, f.entry(n)))
         .collect();
     contents.receipts = vec![f.receipt(&other, M1, 2), f.receipt(&other, M2, 6)];
+    let contents = contents.with_proofs_from(&f, &other, 10);
     let bundle = f.write_with(&other, &contents);
 
     let r = check(&bundle, &VerifyOptions::default());
@@ -696,6 +755,7 @@ fn a_preregistration_receipt_covers_the_document_its_accept_entry_names() {
             }],
             certificates: vec![],
             crls: vec![],
+            proofs: None,
             submissions: Some(serde_json::json!([
                 {"message_id": M1, "employer": "e1", "status": "accepted",
                  "document_type": "preregistration",
@@ -903,4 +963,106 @@ fn chain_link_ranges_reach_the_next_checkpoint_and_merge() {
     assert_eq!(chain_link_ranges(&[4], &[4, 10]).unwrap(), [4..=4]);
     assert_eq!(chain_link_ranges(&[4, 5], &[4, 10]).unwrap(), [4..=10]);
     assert!(chain_link_ranges(&[11], &[4, 10]).is_err());
+}
+
+/// `log/proofs.json`: every entry proven in the newest checkpoint's tree, every C2SP
+/// checkpoint consistent with it, the checkpoint signed by a checkpoint key, and the
+/// required witnesses' cosignatures on it; each thing that does not hold is named.
+#[test]
+fn proofs_tie_every_entry_and_checkpoint_to_the_newest_checkpoint() {
+    use crate::ledger::witness::Cosigner;
+    let f = Fixture::new();
+    let contents = f.contents();
+    let r = check(&f.write(&contents), &f.pinned());
+    assert!(r.ok(), "{r}");
+    let proofs = r.checks.iter().find(|c| c.name == "proofs").unwrap();
+    assert!(
+        proofs
+            .detail
+            .contains("6 entries proven in the log \"ivan.test/log\" of 10 entries")
+            && proofs.detail.contains("2 checkpoint(s) consistent"),
+        "{}",
+        proofs.detail
+    );
+    let with = |edit: &dyn Fn(&mut Proofs)| {
+        let mut c = contents.clone();
+        edit(c.proofs.as_mut().unwrap());
+        check(&f.write(&c), &f.pinned())
+    };
+    // An entry's proof replaced by another's.
+    let r = with(&|p| p.inclusion[0].proof = p.inclusion[1].proof.clone());
+    assert_fails(
+        &r,
+        "proofs",
+        "entry 2: its inclusion proof does not lead to the root",
+    );
+    // A missing proof, and one for an entry the bundle does not carry.
+    let r = with(&|p| p.inclusion[0].seq = 9);
+    assert_fails(&r, "proofs", "entry 2: no inclusion proof");
+    assert_fails(&r, "proofs", "an inclusion proof for entry 9");
+    // The newest checkpoint over another history, signed with the real key.
+    let other = Fixture::of(
+        tempfile::tempdir().unwrap(),
+        Keys::load_or_generate(tempfile::tempdir().unwrap().path()).unwrap(),
+        (0..10)
+            .map(|_| ("system:ivan", "server.start", "system:ivan", None))
+            .collect(),
+        &[10],
+    );
+    let forged = {
+        let tree = crate::testing::MemoryTree::of_entries(
+            other.chain.iter().map(|e| e.entry_hash.as_str()),
+        );
+        let text = crate::ledger::tree::checkpoint_text(ORIGIN, 10, &tree.root(10)).unwrap();
+        f.keys.sign_note(ORIGIN, &text).unwrap()
+    };
+    let r = with(&|p| p.checkpoint = forged.clone());
+    assert_fails(
+        &r,
+        "proofs",
+        "does not lead to the root of the checkpoint of 10 entries",
+    );
+    assert_fails(&r, "proofs", "does not extend it");
+    // Signed by a key that is not a checkpoint key.
+    let foreign = other.note(&other.keys, 10);
+    let r = with(&|p| p.checkpoint = foreign.clone());
+    assert_fails(
+        &r,
+        "proofs",
+        "not a C2SP checkpoint signed by a checkpoint key",
+    );
+    // A checkpoint's consistency proof missing.
+    let r = with(&|p| {
+        p.consistency.remove(0);
+    });
+    assert_fails(
+        &r,
+        "proofs",
+        "checkpoint at tree size 4: no consistency proof",
+    );
+
+    // Witnesses: required ones must have cosigned the newest checkpoint.
+    let w = Cosigner::new(
+        "witness.test/w1",
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+    )
+    .unwrap();
+    let opts = VerifyOptions {
+        witnesses: vec![w.vkey()],
+        ..f.pinned()
+    };
+    let r = check(&f.write(&contents), &opts);
+    assert_fails(&r, "proofs", "not cosigned by the witness witness.test/w1");
+    let mut cosigned = contents.clone();
+    let p = cosigned.proofs.as_mut().unwrap();
+    let text = p.checkpoint.split_once("\n\n").unwrap().0.to_owned() + "\n";
+    p.checkpoint += &w.cosign(&text, 1_800_000_000);
+    let r = check(&f.write(&cosigned), &opts);
+    assert!(r.ok(), "{r}");
+    assert!(r.to_string().contains("cosigned by witness.test/w1"), "{r}");
+    // Without proofs, witnesses cannot be required; an older bundle still verifies.
+    let mut none = contents.clone();
+    none.proofs = None;
+    assert!(check(&f.write(&none), &f.pinned()).ok());
+    assert_fails(&check(&f.write(&none), &opts), "proofs", "has no");
 }

@@ -27,8 +27,8 @@ use crate::{Error, Result, receipts};
 
 use super::layout::{
     BLOCK, CHECKPOINT_KEYS, CHECKPOINTS, CheckpointLine, ENTRIES, EntryLine, Kind, MANIFEST,
-    MANIFEST_SIG, RECEIPT_KEYS, REQUIRED, SUBMISSIONS, canonical_header, classify, header_field,
-    is_message_id, is_sha256_hex, padding, parse_time, read_full, submission_subject,
+    MANIFEST_SIG, PROOFS, RECEIPT_KEYS, REQUIRED, SUBMISSIONS, canonical_header, classify,
+    header_field, is_message_id, is_sha256_hex, padding, parse_time, read_full, submission_subject,
 };
 use super::{
     DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_MEMBERS, FORMAT, MAX_MEMBER_BYTES, Manifest,
@@ -39,12 +39,13 @@ use super::{
 const MAX_PROBLEMS: usize = 100;
 
 /// The checks, in the order a report lists them.
-const CHECKS: [&str; 12] = [
+const CHECKS: [&str; 13] = [
     "archive",
     "manifest",
     "manifest-signature",
     "log-entries",
     "checkpoints",
+    "proofs",
     "subjects",
     "originals",
     "receipts",
@@ -66,6 +67,9 @@ pub struct VerifyOptions {
     pub max_member_bytes: u64,
     /// Most members accepted.
     pub max_members: u64,
+    /// Witnesses (their cosignature verifier keys, `ivan witness vkey`) each of which
+    /// must have cosigned the checkpoint the bundle's proofs are under.
+    pub witnesses: Vec<String>,
 }
 
 impl Default for VerifyOptions {
@@ -74,6 +78,7 @@ impl Default for VerifyOptions {
             pinned_checkpoint_keys: None,
             max_member_bytes: DEFAULT_MAX_MEMBER_BYTES,
             max_members: DEFAULT_MAX_MEMBERS,
+            witnesses: Vec::new(),
         }
     }
 }
@@ -92,7 +97,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// Stable name: `archive`, `manifest`, `manifest-signature`, `log-entries`,
-    /// `checkpoints`, `subjects`, `originals`, `receipts`, `certificates`, `crls`,
+    /// `checkpoints`, `proofs`, `subjects`, `originals`, `receipts`, `certificates`, `crls`,
     /// `submissions`, `keys`.
     pub name: &'static str,
     pub outcome: Outcome,
@@ -361,6 +366,7 @@ pub fn verify(input: impl Read, opts: &VerifyOptions) -> Result<Report> {
         &bundle_keys,
         pinned.as_ref(),
         signer,
+        &opts.witnesses,
     );
     Ok(report)
 }
@@ -777,6 +783,7 @@ fn check_contents(
     bundle_keys: &CheckpointVerifier,
     pinned: Option<&CheckpointVerifier>,
     manifest_signer: String,
+    witnesses: &[String],
 ) {
     // Log entries and their runs.
     let mut problems = Problems::default();
@@ -848,6 +855,18 @@ fn check_contents(
         ),
         problems,
     );
+
+    // Proofs against the newest checkpoint.
+    let mut problems = Problems::default();
+    let detail = check_proofs(
+        ctx,
+        &entries,
+        &checkpoints,
+        verifier,
+        witnesses,
+        &mut problems,
+    );
+    report.record("proofs", detail, problems);
 
     // Subjects.
     let mut problems = Problems::default();
@@ -1303,6 +1322,188 @@ fn check_checkpoints(
         }
     }
     vouched
+}
+
+/// `log/proofs.json`: every entry's inclusion and every C2SP checkpoint's
+/// consistency with the newest checkpoint, whose signature (and the required
+/// witnesses' cosignatures) must verify. Answers what was established.
+fn check_proofs(
+    ctx: &Contents<'_>,
+    entries: &BTreeMap<i64, Entry>,
+    checkpoints: &[Checkpoint],
+    verifier: &CheckpointVerifier,
+    witnesses: &[String],
+    problems: &mut Problems,
+) -> String {
+    use crate::ledger::tree;
+    let Some(m) = member(ctx.members, PROOFS) else {
+        if !witnesses.is_empty() {
+            problems.push(format!(
+                "witness cosignatures are required, but the bundle has no {PROOFS}"
+            ));
+        }
+        return format!("no {PROOFS} (bundles made before the log's Merkle tree have none)");
+    };
+    let proofs: super::Proofs = match serde_json::from_slice(&m.content) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("{PROOFS}: {e}"));
+            return "unreadable".into();
+        }
+    };
+    let decode = |what: &str, hashes: &[String], problems: &mut Problems| {
+        let decoded: Option<Vec<tree::Hash>> = hashes
+            .iter()
+            .map(|h| {
+                STANDARD
+                    .decode(h)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(tree::Hash)
+            })
+            .collect();
+        if decoded.is_none() {
+            problems.push(format!(
+                "{PROOFS}: {what}: a hash is not 32 bytes of base64"
+            ));
+        }
+        decoded
+    };
+    // The newest checkpoint, signed by one of the checkpoint keys.
+    let Some(head) = verifier
+        .key_ids()
+        .find_map(|kid| tree::open_checkpoint(verifier, kid, &proofs.checkpoint).ok())
+    else {
+        problems.push(format!(
+            "{PROOFS}: its checkpoint is not a C2SP checkpoint signed by a checkpoint key"
+        ));
+        return "not checked: the checkpoint does not verify".into();
+    };
+    let (size, root) = (head.size(), *head.hash());
+    let mut by_seq: BTreeMap<i64, &[String]> = BTreeMap::new();
+    for p in &proofs.inclusion {
+        if by_seq.insert(p.seq, &p.proof).is_some() {
+            problems.push(format!(
+                "{PROOFS}: two inclusion proofs for entry {}",
+                p.seq
+            ));
+        }
+    }
+    for e in entries.values() {
+        let Some(proof) = by_seq.remove(&e.seq) else {
+            problems.push(format!("entry {}: no inclusion proof", e.seq));
+            continue;
+        };
+        let Some(proof) = decode(&format!("entry {}", e.seq), proof, problems) else {
+            continue;
+        };
+        let mut raw = [0u8; 32];
+        let included = hex::decode_to_slice(&e.entry_hash, &mut raw).is_ok()
+            && u64::try_from(e.seq - 1).is_ok_and(|leaf| {
+                tlog_tiles::check_record(&proof, size, root, leaf, tlog_tiles::record_hash(&raw))
+                    .is_ok()
+            });
+        if !included {
+            problems.push(format!(
+                "entry {}: its inclusion proof does not lead to the root of the checkpoint of {size} entries",
+                e.seq
+            ));
+        }
+    }
+    for seq in by_seq.keys() {
+        problems.push(format!(
+            "{PROOFS}: an inclusion proof for entry {seq}, which the bundle does not carry"
+        ));
+    }
+    let mut by_size: BTreeMap<i64, &[String]> = proofs
+        .consistency
+        .iter()
+        .map(|c| (c.tree_size, c.proof.as_slice()))
+        .collect();
+    let mut consistent = 0;
+    for cp in checkpoints {
+        let Some(older) = cp.tree_head(verifier) else {
+            continue;
+        };
+        let at = |why: String| format!("checkpoint at tree size {}: {why}", cp.tree_size);
+        let older = match older {
+            Ok(h) => h,
+            Err(e) => {
+                problems.push(at(e));
+                continue;
+            }
+        };
+        if older.origin() != head.origin() {
+            problems.push(at(format!(
+                "it names the log {:?}, the newest checkpoint {:?}",
+                older.origin(),
+                head.origin()
+            )));
+        }
+        let Some(proof) = by_size.remove(&cp.tree_size) else {
+            problems.push(at("no consistency proof to the newest checkpoint".into()));
+            continue;
+        };
+        let Some(proof) = decode(&at("consistency".into()), proof, problems) else {
+            continue;
+        };
+        let ok = if older.size() == size {
+            proof.is_empty() && older.hash() == &root
+        } else {
+            tlog_tiles::check_tree(&proof, size, root, older.size(), *older.hash()).is_ok()
+        };
+        if ok {
+            consistent += 1;
+        } else {
+            problems.push(at(format!(
+                "the newest checkpoint ({size} entries) does not extend it"
+            )));
+        }
+    }
+    for size in by_size.keys() {
+        problems.push(format!(
+            "{PROOFS}: a consistency proof from tree size {size}, which no checkpoint with a signed note in the bundle has"
+        ));
+    }
+    let text = proofs
+        .checkpoint
+        .split_once("\n\n")
+        .map(|(t, _)| format!("{t}\n"))
+        .unwrap_or_default();
+    let lines = proofs
+        .checkpoint
+        .split_once("\n\n")
+        .map(|(_, l)| l)
+        .unwrap_or_default();
+    let mut cosigned = Vec::new();
+    for vkey in witnesses {
+        let verifier = match crate::ledger::witness::CosignatureVerifier::new(vkey) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        match crate::ledger::witness::cosignatures_of(&text, lines, std::slice::from_ref(&verifier))
+        {
+            Ok(found) if !found.is_empty() => cosigned.push(verifier.name().to_owned()),
+            _ => problems.push(format!(
+                "the checkpoint of {size} entries is not cosigned by the witness {}",
+                verifier.name()
+            )),
+        }
+    }
+    format!(
+        "{} entries proven in the log {:?} of {size} entries (its checkpoint verifies); {consistent} \
+         checkpoint(s) consistent with it{}",
+        entries.len(),
+        head.origin(),
+        if cosigned.is_empty() {
+            String::new()
+        } else {
+            format!("; cosigned by {}", cosigned.join(", "))
+        }
+    )
 }
 
 fn check_receipt(

@@ -22,7 +22,7 @@ use crate::{Error, Result, Sha256Hex};
 
 use super::layout::{
     BLOCK, CHECKPOINT_KEYS, CHECKPOINTS, CheckpointLine, ENTRIES, EntryLine, MANIFEST,
-    MANIFEST_SIG, RECEIPT_KEYS, SUBMISSIONS, canonical_header, certificate_path, crl_path,
+    MANIFEST_SIG, PROOFS, RECEIPT_KEYS, SUBMISSIONS, canonical_header, certificate_path, crl_path,
     is_message_id, original_path, padding, read_full, receipt_path,
 };
 use super::{FORMAT, FileRecord, Manifest, manifest_signing_input};
@@ -72,6 +72,9 @@ pub struct Contents {
     pub crls: Vec<Vec<u8>>,
     /// Optional per-filing summary (a JSON array), see `docs/evidence.md`.
     pub submissions: Option<serde_json::Value>,
+    /// The entries' and checkpoints' proofs against the newest checkpoint (absent
+    /// when the log has no C2SP checkpoint yet).
+    pub proofs: Option<super::Proofs>,
 }
 
 /// What was written.
@@ -238,6 +241,9 @@ pub fn write<W: Write, R: Read>(
             return Err(invalid("submissions must be a JSON array"));
         }
         staged.push(Staged::bytes(SUBMISSIONS, pretty(submissions)?));
+    }
+    if let Some(proofs) = &contents.proofs {
+        staged.push(Staged::bytes(PROOFS, pretty(proofs)?));
     }
 
     staged.sort_by(|a, b| a.path.cmp(&b.path));

@@ -525,48 +525,17 @@ pub async fn cosignatures(db: &Db, tree_size: i64) -> Result<Vec<String>> {
 mod tests {
     use super::*;
     use crate::keys::Keys;
-    use crate::ledger::tree::{Frontier, checkpoint_text};
+    use crate::ledger::tree::checkpoint_text;
 
-    /// A tree in memory: every stored hash, by index.
-    #[derive(Default)]
-    struct Tree {
-        frontier: Frontier,
-        stored: Vec<Hash>,
-    }
+    use crate::testing::MemoryTree as Tree;
 
-    impl tlog_tiles::HashReader for Tree {
-        fn read_hashes(
-            &self,
-            indexes: &[u64],
-        ) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
-            indexes
-                .iter()
-                .map(|i| {
-                    self.stored
-                        .get(*i as usize)
-                        .copied()
-                        .ok_or(tlog_tiles::Error::IndexesNotInTree)
-                })
-                .collect()
+    /// A tree of `n` leaves made from `seed`.
+    fn tree_of(seed: u8, n: u64) -> Tree {
+        let mut t = Tree::default();
+        for i in 0..n {
+            t.push(tlog_tiles::record_hash(&[seed, i as u8]));
         }
-    }
-
-    impl Tree {
-        fn of(seed: u8, n: u64) -> Tree {
-            let mut t = Tree::default();
-            for i in 0..n {
-                let (_, hashes) = t
-                    .frontier
-                    .push(tlog_tiles::record_hash(&[seed, i as u8]))
-                    .unwrap();
-                t.stored.extend(hashes);
-            }
-            t
-        }
-
-        fn root(&self, size: u64) -> Hash {
-            tlog_tiles::tree_hash(size, self).unwrap()
-        }
+        t
     }
 
     const ORIGIN: &str = "ivan.test/log";
@@ -658,7 +627,7 @@ mod tests {
         let open = || Witness::open(cosigner(), &[keys.checkpoint_vkey(ORIGIN)], &state).unwrap();
         let w = open();
         let v = CosignatureVerifier::new(&w.cosigner().vkey()).unwrap();
-        let tree = Tree::of(1, 12);
+        let tree = tree_of(1, 12);
         let text = |t: &Tree, size| checkpoint_text(ORIGIN, size, &t.root(size)).unwrap();
 
         let line = w
@@ -693,7 +662,7 @@ mod tests {
             .unwrap();
 
         // Another history signed with the log's own key: refused, record unchanged.
-        let rewritten = Tree::of(2, 12);
+        let rewritten = tree_of(2, 12);
         let e = w
             .add_checkpoint(&request(&keys, &rewritten, 9, 9), 104)
             .await

@@ -56,6 +56,10 @@ pub enum EvidenceCommand {
         /// /.well-known/ivan/checkpoint-keys.json) to pin the bundle's keys to.
         #[arg(long, value_name = "JWKS")]
         checkpoint_keys: Option<PathBuf>,
+        /// A witness (its cosignature verifier key, `ivan witness vkey`) that must have
+        /// cosigned the checkpoint the bundle's proofs are under; repeatable.
+        #[arg(long = "witness", value_name = "VKEY")]
+        witnesses: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -153,6 +157,7 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
         EvidenceCommand::Verify {
             bundle,
             checkpoint_keys,
+            witnesses,
             json,
         } => {
             let io = |context: String| move |source| Error::Io { context, source };
@@ -171,6 +176,7 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
                 .map_err(io(format!("cannot open {}", bundle.display())))?;
             let opts = VerifyOptions {
                 pinned_checkpoint_keys: pinned,
+                witnesses,
                 ..VerifyOptions::default()
             };
             let report = tokio::task::spawn_blocking(move || {

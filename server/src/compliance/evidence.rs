@@ -328,6 +328,7 @@ async fn collect(
             "crl_sha256s": crl_hashes,
         }));
     }
+    let proofs = proofs(db, &entries, &checkpoints).await?;
     Ok(Contents {
         created_at: now,
         created_by: created_by.to_string(),
@@ -344,7 +345,57 @@ async fn collect(
         certificates,
         crls,
         submissions: Some(serde_json::Value::Array(summaries)),
+        proofs,
     })
+}
+
+/// The proofs tying `entries` and `checkpoints` to the log's newest checkpoint: each
+/// entry's inclusion, each C2SP checkpoint's consistency (docs/evidence.md). `None`
+/// while the newest checkpoint has no C2SP note (a log from before the tree).
+async fn proofs(
+    db: &Db,
+    entries: &[Entry],
+    checkpoints: &[Checkpoint],
+) -> Result<Option<evidence::Proofs>, Error> {
+    use base64::Engine;
+    use retention::ledger::tree;
+    let Some(newest) = retention::ledger::latest_checkpoint(db).await? else {
+        return Ok(None);
+    };
+    let Some(note) = newest.signed_note.clone() else {
+        return Ok(None);
+    };
+    let size = u64::try_from(newest.tree_size).unwrap_or_default();
+    let b64 = |hs: Vec<tree::Hash>| -> Vec<String> {
+        hs.iter()
+            .map(|h| base64::engine::general_purpose::STANDARD.encode(h.0))
+            .collect()
+    };
+    let mut inclusion = Vec::with_capacity(entries.len());
+    for e in entries {
+        let leaf = u64::try_from(e.seq - 1).unwrap_or_default();
+        inclusion.push(evidence::InclusionProof {
+            seq: e.seq,
+            proof: b64(tree::inclusion(db, leaf, size).await?.proof),
+        });
+    }
+    let mut consistency = Vec::new();
+    for cp in checkpoints.iter().filter(|c| c.signed_note.is_some()) {
+        let from = u64::try_from(cp.tree_size).unwrap_or_default();
+        consistency.push(evidence::ConsistencyProof {
+            tree_size: cp.tree_size,
+            proof: b64(tree::consistency(db, from, size).await?.proof),
+        });
+    }
+    let mut checkpoint = note;
+    for line in retention::ledger::witness::cosignatures(db, newest.tree_size).await? {
+        checkpoint += &line;
+    }
+    Ok(Some(evidence::Proofs {
+        checkpoint,
+        inclusion,
+        consistency,
+    }))
 }
 
 /// Exports the bundle about the filings `sel` names into `out`, for `actor` on
