@@ -121,6 +121,11 @@ impl ManualClock {
         Self(std::sync::Mutex::new(crate::Clock::now(&SystemClock)))
     }
 
+    /// Starts at `t`.
+    pub fn at(t: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(std::sync::Mutex::new(t))
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: chrono::Duration) {
         let mut t = self

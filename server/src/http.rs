@@ -53,6 +53,8 @@ pub struct AppState {
     pub persons: crate::compliance::persons::PersonIndex,
     /// The data dir, where `/readyz` proves the disk takes writes.
     pub data_dir: std::path::PathBuf,
+    /// Failed token attempts, counted per source and hour for the log.
+    pub failed_attempts: crate::failed_attempts::FailedAttempts,
 }
 
 /// The whole application router.

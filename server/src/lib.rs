@@ -38,6 +38,7 @@ pub mod dev;
 pub mod documents;
 pub mod employers;
 pub mod error;
+pub mod failed_attempts;
 pub mod forwarding;
 pub mod http;
 pub mod intake;

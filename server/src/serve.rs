@@ -169,6 +169,8 @@ pub async fn serve(config: Config) -> Result<()> {
         chrono::Utc::now(),
     )
     .await?;
+    let failed_attempts = crate::failed_attempts::FailedAttempts::new(Arc::new(SystemClock));
+    let attempts_task = failed_attempts.start(ledger.clone());
     let state = AppState {
         db: db.clone(),
         originals: originals.clone(),
@@ -179,6 +181,7 @@ pub async fn serve(config: Config) -> Result<()> {
         portal,
         persons,
         data_dir: config.data_dir.clone(),
+        failed_attempts: failed_attempts.clone(),
     };
     let indexing = state.persons.clone();
     let app = router(state, &config.http, &config.intake);
@@ -203,6 +206,9 @@ pub async fn serve(config: Config) -> Result<()> {
     if let Some(task) = cosigning {
         task.abort();
     }
+    // The failed token attempts counted so far, the current hour's included.
+    attempts_task.abort();
+    failed_attempts.flush(&ledger, true).await;
     mailer.shutdown().await;
     sms_worker.shutdown().await;
     sweeper.shutdown().await;

@@ -10,6 +10,7 @@ use serde_json::Value;
 e2e_tests!(
     tokens_are_created_limited_by_address_listed_and_revoked,
     forwarded_addresses_count_only_from_trusted_proxies,
+    failed_token_attempts_are_logged_per_source_and_hour,
 );
 
 /// `GET /api/v1/submissions` with `token`: the status code.
@@ -342,4 +343,63 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(inst: Instance) {
         401
     );
     proxied.stop().await;
+}
+
+/// Wrong employer and officer tokens are counted per source and hour, as the alert
+/// metric and, at the latest when the server stops, as one `auth.failures` entry per
+/// source and kind of token with the count; a request with no token is not counted.
+async fn failed_token_attempts_are_logged_per_source_and_hour(inst: Instance) {
+    let server = inst.serve().await;
+    for _ in 0..3 {
+        assert_eq!(api_status(&server, "ivan_nosuchtoken_secret").await, 401);
+    }
+    for _ in 0..2 {
+        let r = server
+            .get_auth(
+                "/api/v1/compliance/log?legal_basis=x&reference_number=y",
+                "ivan-officer_no_such",
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(server.get("/api/v1/submissions").await.status(), 401);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "ivan_auth_failures_total{kind=\"api-token\"} 3",
+        "ivan_auth_failures_total{kind=\"officer-token\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
+    assert!(server.stop().await.success());
+    let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
+    let entries: Vec<Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["action"] == "auth.failures")
+        .collect();
+    assert_eq!(entries.len(), 2, "{tail}");
+    let mut counts = Vec::new();
+    for e in &entries {
+        assert_eq!(e["subject"], "source:127.0.0.1");
+        assert_eq!(e["actor"], "system:ivan");
+        let sha = e["payload_sha256"].as_str().unwrap();
+        let path = inst.data_dir.join(format!(
+            "originals/sha256/{}/{}/{sha}",
+            &sha[..2],
+            &sha[2..4]
+        ));
+        let payload: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let hour = payload["hour"].as_str().unwrap();
+        assert!(hour.ends_with(":00:00.000000Z"), "{hour}");
+        counts.push((
+            payload["kind"].as_str().unwrap().to_owned(),
+            payload["count"].as_u64().unwrap(),
+        ));
+    }
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("api-token".to_owned(), 3), ("officer-token".to_owned(), 2)]
+    );
+    assert!(inst.run_ok(&["log", "verify"]).await.starts_with("log OK"));
 }

@@ -35,9 +35,18 @@ impl FromRequestParts<AppState> for OfficerAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let officer = match super::bearer(parts) {
-            Some(t) => officers::authenticate(&state.db, t)
-                .await
-                .map_err(IntoResponse::into_response)?,
+            Some(t) => {
+                let officer = officers::authenticate(&state.db, t)
+                    .await
+                    .map_err(IntoResponse::into_response)?;
+                if officer.is_none() {
+                    state.failed_attempts.record(
+                        crate::failed_attempts::Kind::OfficerToken,
+                        mobile_api::http::Source::of(&parts.extensions).0,
+                    );
+                }
+                officer
+            }
             None => None,
         };
         officer.map(OfficerAuth).ok_or_else(|| {

@@ -170,9 +170,15 @@ impl FromRequestParts<AppState> for Authenticated {
                 // they forwarded); unknown when absent, which an allow-listed token
                 // does not pass.
                 let peer = mobile_api::http::Source::of(&parts.extensions).0;
-                employers::authenticate(&state.db, t, peer)
+                let caller = employers::authenticate(&state.db, t, peer)
                     .await
-                    .map_err(IntoResponse::into_response)?
+                    .map_err(IntoResponse::into_response)?;
+                if caller.is_none() {
+                    state
+                        .failed_attempts
+                        .record(crate::failed_attempts::Kind::ApiToken, peer);
+                }
+                caller
             }
             None => None,
         };
