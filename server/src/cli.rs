@@ -55,6 +55,10 @@ pub struct GlobalArgs {
     /// sqlite://PATH or postgres://… [env: IVAN_DATABASE_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Who you are, as the log records your actions (`operator:NAME`). Required in
+    /// production; in development the login name stands in.
+    #[arg(long, global = true, env = "IVAN_OPERATOR", value_name = "NAME")]
+    pub operator: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -429,6 +433,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         listen: cli.global.listen,
         data_dir: cli.global.data_dir.clone(),
         database_url: cli.global.database_url.clone(),
+        operator: cli.global.operator.clone(),
     };
     let config = Config::load(cli.global.config.as_deref(), &overrides)?;
     let quiet = !matches!(cli.command, Command::Serve);
@@ -694,12 +699,23 @@ async fn invitation_origin(config: &Config, db: &Db) -> Result<String> {
     Ok(origin)
 }
 
-/// The operator at this terminal, as the log names them.
-fn operator() -> Actor {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    Actor::Operator(user)
+/// The operator at this terminal, as the log names them: `--operator` /
+/// `IVAN_OPERATOR`. Production refuses to act for someone unnamed; in development
+/// the login name stands in (it names an account, not always a person).
+fn operator(config: &Config) -> Result<Actor> {
+    match &config.operator {
+        Some(name) => Ok(Actor::Operator(name.clone())),
+        None if config.environment == crate::config::Environment::Production => Err(Error::Config(
+            "production: say who you are with --operator NAME (or IVAN_OPERATOR); \
+                 the log records every operator action by name"
+                .into(),
+        )),
+        None => Ok(Actor::Operator(
+            std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+        )),
+    }
 }
 
 async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
@@ -713,7 +729,7 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
                 employers::add(
                     &record.ledger,
                     &SystemClock,
-                    operator(),
+                    operator(config)?,
                     &name,
                     &registration_number,
                 )
@@ -737,7 +753,7 @@ async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
             json,
         } => {
             let log_seq = Record::with(config, async |record: &Record| {
-                employers::set_email(&record.ledger, operator(), &employer, &email).await
+                employers::set_email(&record.ledger, operator(config)?, &employer, &email).await
             })
             .await?;
             if json {
@@ -787,7 +803,7 @@ async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
                 employers::create_token(
                     &record.ledger,
                     &SystemClock,
-                    operator(),
+                    operator(config)?,
                     &employer,
                     &label,
                     &allow,
@@ -840,7 +856,7 @@ async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             json,
         } => {
             let log_seq = Record::with(config, async |record: &Record| {
-                employers::revoke_token(&record.ledger, operator(), &employer, &token).await
+                employers::revoke_token(&record.ledger, operator(config)?, &employer, &token).await
             })
             .await?;
             if json {
@@ -883,7 +899,7 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
                     &record.ledger,
                     &record.db,
                     &SystemClock,
-                    operator(),
+                    operator(config)?,
                     &origin,
                     &accounts::Membership::employer(&employer, role),
                     &email,
@@ -941,7 +957,7 @@ async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
         }
         UserCommand::Revoke { user, json } => {
             let done = Record::with(config, async |record: &Record| {
-                accounts::revoke(&record.ledger, operator(), &user, chrono::Utc::now()).await
+                accounts::revoke(&record.ledger, operator(config)?, &user, chrono::Utc::now()).await
             })
             .await;
             let log_seq = done.map_err(|e| match e {
@@ -978,17 +994,24 @@ async fn trust_add(config: &Config, kind: TrustKind, file: &Path, json: bool) ->
     let bytes = read_file(file)?;
     let added = Record::with(config, async |record: &Record| match &kind {
         TrustKind::Ca => {
-            material::add_anchor(&record.ledger, &SystemClock, operator(), &bytes).await
+            material::add_anchor(&record.ledger, &SystemClock, operator(config)?, &bytes).await
         }
         TrustKind::Crl => {
-            material::add_crl(&record.ledger, &record.db, &SystemClock, operator(), &bytes).await
+            material::add_crl(
+                &record.ledger,
+                &record.db,
+                &SystemClock,
+                operator(config)?,
+                &bytes,
+            )
+            .await
         }
         TrustKind::Cert(employer) => {
             material::add_employer_cert(
                 &record.ledger,
                 &record.db,
                 &SystemClock,
-                operator(),
+                operator(config)?,
                 employer,
                 &bytes,
             )
@@ -1183,4 +1206,27 @@ async fn log_tail(config: &Config, lines: i64, follow: bool, json: bool) -> Resu
     }
     db.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_never_acts_for_an_unnamed_operator() {
+        let mut config = Config {
+            environment: crate::config::Environment::Production,
+            ..Config::default()
+        };
+        let e = operator(&config).unwrap_err().to_string();
+        assert!(e.contains("--operator NAME"), "{e}");
+        config.operator = Some("jana.novakova".into());
+        assert_eq!(
+            operator(&config).unwrap().to_string(),
+            "operator:jana.novakova"
+        );
+        // Development: the login name stands in.
+        let config = Config::default();
+        assert!(matches!(operator(&config).unwrap(), Actor::Operator(_)));
+    }
 }

@@ -20,7 +20,7 @@ use crate::intake::IntakeConfig;
 use crate::mail::{MailConfig, MailTransport};
 
 /// Environment variables with the `IVAN_` prefix that are not configuration keys.
-const NON_CONFIG_VARS: &[&str] = &["config", "bin", "log"];
+const NON_CONFIG_VARS: &[&str] = &["config", "bin", "log", "operator"];
 /// Prefix of variables reserved for the test suites (e.g. `IVAN_TEST_PG`).
 const TEST_VAR_PREFIX: &str = "test_";
 
@@ -59,6 +59,10 @@ pub struct Config {
     /// Witnesses asked to cosign the log's checkpoints (`[[witnesses]]`, each with
     /// `url` and `vkey`; docs/LOG.md, "Witnesses"). None by default.
     pub witnesses: Vec<crate::cosigning::WitnessConfig>,
+    /// Who runs a command (`--operator` / `IVAN_OPERATOR`), not a configuration key:
+    /// the log names operators' actions by it.
+    #[serde(skip)]
+    pub operator: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +141,7 @@ impl Default for Config {
             mobile: mobile_api::MobileConfig::default(),
             sms: None,
             witnesses: Vec::new(),
+            operator: None,
             portal: crate::portal::PortalConfig::default(),
             retention: crate::compliance::sweeper::RetentionConfig::default(),
         }
@@ -149,6 +154,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    /// `--operator` / `IVAN_OPERATOR`.
+    pub operator: Option<String>,
 }
 
 impl Config {
@@ -177,11 +184,12 @@ impl Config {
         if let Some(v) = &overrides.database_url {
             fig = fig.merge(("database_url", v));
         }
-        let config: Config = fig.extract().map_err(|e| {
+        let mut config: Config = fig.extract().map_err(|e| {
             // One line: the first problem, where it came from.
             let first = e.into_iter().next();
             Error::Config(first.map_or_else(|| "invalid".into(), |e| e.to_string()))
         })?;
+        config.operator = overrides.operator.clone();
         config.validate()?;
         Ok(config)
     }
@@ -243,6 +251,17 @@ impl Config {
             ));
         }
         self.ledger.check_origin().map_err(Error::Config)?;
+        if let Some(name) = &self.operator
+            && (name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c)))
+        {
+            return Err(Error::Config(format!(
+                "--operator {name:?}: 1 to 64 of A-Z a-z 0-9 . _ @ -"
+            )));
+        }
         for w in &self.witnesses {
             w.check().map_err(Error::Config)?;
         }

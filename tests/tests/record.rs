@@ -20,6 +20,7 @@ e2e_tests!(
     checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles,
     a_witness_cosigns_the_log_and_refuses_a_rewritten_one,
     the_documented_python_check_proves_a_receipt_offline,
+    operators_are_named_by_flag_or_environment,
 );
 
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
@@ -855,4 +856,59 @@ async fn the_documented_python_check_proves_a_receipt_offline(inst: Instance) {
         "{said}"
     );
     assert!(server.stop().await.success());
+}
+
+/// `--operator` (or `IVAN_OPERATOR`) names who acted, in the log; a name that is not
+/// one is refused before anything is written.
+async fn operators_are_named_by_flag_or_environment(inst: Instance) {
+    inst.run_ok(&["migrate"]).await;
+    let add = |reg: &str| {
+        vec![
+            "admin".to_owned(),
+            "employer".into(),
+            "add".into(),
+            "--name".into(),
+            "N".into(),
+            "--registration-number".into(),
+            reg.into(),
+        ]
+    };
+    let mut args = add("OP-1");
+    args.extend(["--operator".to_owned(), "jana.novakova".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    inst.run_ok(&args).await;
+    let out = inst
+        .command(&add("OP-2").iter().map(String::as_str).collect::<Vec<_>>())
+        .env("IVAN_OPERATOR", "peter@ops")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = inst
+        .run(&[
+            "admin",
+            "employer",
+            "add",
+            "--name",
+            "N",
+            "--registration-number",
+            "OP-3",
+            "--operator",
+            "two words",
+        ])
+        .await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--operator"));
+    let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
+    let actors: Vec<String> = tail
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "employer.create")
+        .map(|e| e["actor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actors, ["operator:jana.novakova", "operator:peter@ops"]);
 }

@@ -116,7 +116,7 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
                     &record.ledger,
                     keys.clone(),
                     &index,
-                    operator(),
+                    operator(config)?,
                     &basis,
                     &selection,
                     "cli:ivan evidence export",

@@ -81,7 +81,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
                     &r.ledger,
                     &r.db,
                     &SystemClock,
-                    operator(),
+                    operator(config)?,
                     scope,
                     &target,
                     &reason,
@@ -97,8 +97,15 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
         }
         HoldCommand::Release { hold, reason, json } => {
             let released = Record::with(config, async |r: &Record| {
-                sweeper::release_hold(&r.ledger, &r.db, &SystemClock, operator(), &hold, &reason)
-                    .await
+                sweeper::release_hold(
+                    &r.ledger,
+                    &r.db,
+                    &SystemClock,
+                    operator(config)?,
+                    &hold,
+                    &reason,
+                )
+                .await
             })
             .await?;
             if json {

@@ -85,7 +85,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                     &record.ledger,
                     &record.db,
                     &SystemClock,
-                    operator(),
+                    operator(config)?,
                     &origin,
                     &email,
                     &organisation,
@@ -149,7 +149,13 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                         )));
                     }
                 }
-                accounts::revoke(&record.ledger, operator(), &officer, chrono::Utc::now()).await
+                accounts::revoke(
+                    &record.ledger,
+                    operator(config)?,
+                    &officer,
+                    chrono::Utc::now(),
+                )
+                .await
             })
             .await?;
             if json {
@@ -171,7 +177,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                     &record.ledger,
                     &record.db,
                     &SystemClock,
-                    operator(),
+                    operator(config)?,
                     &officer,
                     &label,
                 )
@@ -210,7 +216,8 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
         }
         OfficerCommand::Token(OfficerTokenCommand::Revoke { token, json }) => {
             let log_seq = Record::with(config, async |record: &Record| {
-                officers::revoke_token(&record.ledger, &SystemClock, operator(), &token).await
+                officers::revoke_token(&record.ledger, &SystemClock, operator(config)?, &token)
+                    .await
             })
             .await?;
             if json {
