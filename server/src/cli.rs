@@ -194,12 +194,15 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
     /// Recompute the whole chain, check every checkpoint signature and every original.
+    /// The check is itself logged afterwards (`record.read`, who ran it and the
+    /// outcome).
     Verify {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Print the newest log entries.
+    /// Print the newest log entries. The read is itself logged first (`record.read`,
+    /// with who ran it and on what grounds).
     Tail {
         /// How many entries.
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -210,6 +213,10 @@ pub enum LogCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// The grounds for reading (the entries name people by their ids); required
+        /// in production.
+        #[arg(long, value_name = "TEXT")]
+        legal_basis: Option<String>,
     },
     /// Print the checkpoint key as a C2SP signed-note verifier key under the log's
     /// origin: what witnesses and monitors are configured with.
@@ -464,7 +471,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             lines,
             follow,
             json,
-        }) => log_tail(&config, lines, follow, json).await,
+            legal_basis,
+        }) => log_tail(&config, lines, follow, json, legal_basis.as_deref()).await,
         Command::Log(LogCommand::Vkey) => {
             let keys = Keys::load(&config.keys_dir())?;
             println!("{}", keys.checkpoint_vkey(&config.ledger.origin(&keys)));
@@ -697,6 +705,43 @@ async fn invitation_origin(config: &Config, db: &Db) -> Result<String> {
         );
     }
     Ok(origin)
+}
+
+/// Logs, before the record is shown, that the operator reads it with `command`
+/// (`record.read` on subject `log`, payload `{command, legal_basis, …details}`).
+/// Production needs the grounds where the output names people (`needs_basis`).
+/// Answers the entry's position.
+async fn record_read(
+    config: &Config,
+    command: &str,
+    legal_basis: Option<&str>,
+    needs_basis: bool,
+    details: serde_json::Value,
+) -> Result<i64> {
+    let actor = operator(config)?;
+    let basis = legal_basis.map(str::trim).filter(|b| !b.is_empty());
+    if needs_basis
+        && basis.is_none()
+        && config.environment == crate::config::Environment::Production
+    {
+        return Err(Error::Invalid(format!(
+            "production: say on what grounds you read the log with --legal-basis TEXT ({command} shows who did what)"
+        )));
+    }
+    let mut payload = serde_json::json!({ "command": command, "legal_basis": basis });
+    if let (Some(p), serde_json::Value::Object(more)) = (payload.as_object_mut(), details) {
+        p.extend(more);
+    }
+    let entry = retention::NewEntry {
+        actor,
+        action: "record.read".into(),
+        subject: "log".into(),
+        payload: Some(retention::Payload {
+            content: bytes::Bytes::from(payload.to_string()).into(),
+            media_type: "application/json".into(),
+        }),
+    };
+    Record::with(config, async |r| Ok(r.ledger.append(entry).await?.seq)).await
 }
 
 /// The operator at this terminal, as the log names them: `--operator` /
@@ -1103,6 +1148,10 @@ impl Progress for Bar {
 }
 
 async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
+    // Who runs it, checked before the work; the run itself is logged after it, with
+    // its outcome (appending first would change the log being checked, and to a
+    // damaged log).
+    operator(config)?;
     let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
     let originals = Originals::open(&config.originals, &config.data_dir)?;
     let keys = Keys::load(&config.keys_dir())?;
@@ -1124,6 +1173,10 @@ async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
     bar.finish_and_clear();
     db.close().await;
     let report = report?;
+    let outcome = serde_json::json!({ "ok": report.ok(), "entries": report.entries });
+    if let Err(e) = record_read(config, "log verify", None, false, outcome).await {
+        eprintln!("warning: this verification could not be recorded in the log: {e}");
+    }
     if json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         println!(
@@ -1161,10 +1214,18 @@ async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
     })
 }
 
-async fn log_tail(config: &Config, lines: i64, follow: bool, json: bool) -> Result<ExitCode> {
+async fn log_tail(
+    config: &Config,
+    lines: i64,
+    follow: bool,
+    json: bool,
+    legal_basis: Option<&str>,
+) -> Result<ExitCode> {
     if !(1..=10_000).contains(&lines) {
         return Err(Error::Invalid("--lines must be 1 to 10000".into()));
     }
+    let details = serde_json::json!({ "lines": lines, "follow": follow });
+    let read = record_read(config, "log tail", legal_basis, true, details).await?;
     let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
     let print = |e: &Entry| {
         if json {
@@ -1184,11 +1245,16 @@ async fn log_tail(config: &Config, lines: i64, follow: bool, json: bool) -> Resu
             );
         }
     };
-    let mut last = 0;
-    for e in retention::ledger::last_entries(&db, lines).await? {
-        print(&e);
-        last = e.seq;
+    // What came before this read's own entry.
+    let mut shown = retention::ledger::last_entries(&db, lines + 1).await?;
+    shown.retain(|e| e.seq < read);
+    let skip = shown
+        .len()
+        .saturating_sub(usize::try_from(lines).unwrap_or(0));
+    for e in &shown[skip..] {
+        print(e);
     }
+    let mut last = read;
     if follow {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {

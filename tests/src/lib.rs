@@ -122,7 +122,19 @@ impl Instance {
 
     /// Runs `ivan ARGS`, asserting success; returns stdout.
     pub async fn run_ok(&self, args: &[&str]) -> String {
-        let out = self.run(args).await;
+        self.run_ok_with(&[], args).await
+    }
+
+    /// [`Instance::run_ok`] with extra environment variables (e.g. the ledger's
+    /// origin, which every command that appends, reads included, must agree on).
+    pub async fn run_ok_with(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            self.command(args).envs(env.iter().copied()).output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("ivan {args:?} did not finish in 120 s"))
+        .unwrap();
         assert!(
             out.status.success(),
             "ivan {args:?} failed ({}): {}",

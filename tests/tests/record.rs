@@ -74,7 +74,9 @@ async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
         .collect();
     assert_eq!(actions, ["server.start", "server.stop"]);
     let verify = inst.run_ok(&["log", "verify"]).await;
-    assert!(verify.starts_with("log OK: 2 entries"), "{verify}");
+    // The tail's read is in the log too, before what it showed (the verification is
+    // logged after it, with its outcome).
+    assert!(verify.starts_with("log OK: 3 entries"), "{verify}");
     assert!(
         verify.contains("1 checkpoint signatures valid"),
         "a clean stop signs a closing checkpoint: {verify}"
@@ -136,7 +138,18 @@ async fn employer_add_is_logged_and_listed_once(inst: Instance) {
     assert_eq!(entry["actor"], "operator:e2e-operator");
     assert_eq!(entry["subject"], format!("employer:{id}"));
     let verify = inst.run_ok(&["log", "verify"]).await;
-    assert!(verify.starts_with("log OK: 1 entries"), "{verify}");
+    assert!(verify.starts_with("log OK: 2 entries"), "{verify}");
+    // Both reads were logged, by whom and for what.
+    let tail = inst.run_ok(&["log", "tail", "--json", "-n", "2"]).await;
+    let reads: Vec<Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &reads {
+        assert_eq!(r["action"], "record.read");
+        assert_eq!(r["actor"], "operator:e2e-operator");
+        assert_eq!(r["subject"], "log");
+    }
 }
 
 /// Creates a few employers so the log has entries and originals.
@@ -247,7 +260,8 @@ async fn verify_goes_red_when_the_tail_is_cut(inst: Instance) {
     if inst.backend == Backend::Sqlite {
         sql(&db, "DROP TRIGGER IF EXISTS log_entries_no_delete").await;
     }
-    sql(&db, "DELETE FROM log_entries WHERE seq = 3").await;
+    // The tail from 3 on (the verification above logged itself as entry 4).
+    sql(&db, "DELETE FROM log_entries WHERE seq >= 3").await;
     db.close().await;
     expect_red(&inst, "checkpoint at tree size 3").await;
 }
@@ -430,7 +444,12 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
             ("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1"),
         ])
         .await;
-    let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
+    let tail = inst
+        .run_ok_with(
+            &[("IVAN_LEDGER__ORIGIN", "ivan.test/log")],
+            &["log", "tail", "--json", "-n", "1000"],
+        )
+        .await;
     let hashes: Vec<[u8; 32]> = tail
         .lines()
         .map(|l| {
@@ -552,7 +571,12 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
     let r = server.get("/api/v1/log/proof/inclusion?leaf_index=3").await;
     assert_eq!(r.status(), 404, "not under a checkpoint yet");
     assert!(server.stop().await.success());
-    let verify = inst.run_ok(&["log", "verify"]).await;
+    let verify = inst
+        .run_ok_with(
+            &[("IVAN_LEDGER__ORIGIN", "ivan.test/log")],
+            &["log", "verify"],
+        )
+        .await;
     assert!(verify.starts_with("log OK"), "{verify}");
 }
 
