@@ -597,4 +597,66 @@ mod tests {
             assert_eq!(leaves_for(c).is_some(), counts.contains(&c), "count {c}");
         }
     }
+
+    /// The RFC 6962 reference tree of transparency-dev/merkle (`testonly/constants.go`,
+    /// the vectors Certificate Transparency's implementations share): the root of
+    /// every size 0..8, and inclusion and consistency proofs made of its node hashes.
+    #[test]
+    fn known_answers_of_the_rfc_6962_reference_tree() {
+        use crate::testing::MemoryTree;
+        let h = |s: &str| Hash(hex::decode(s).unwrap().try_into().unwrap());
+        let inputs = [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ];
+        let roots = [
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+            "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+            "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+        ];
+        let mut tree = MemoryTree::default();
+        assert_eq!(tree.root(0), h(roots[0]));
+        for (n, input) in inputs.iter().enumerate() {
+            tree.push(record_hash(&hex::decode(input).unwrap()));
+            assert_eq!(tree.root(n as u64 + 1), h(roots[n + 1]), "size {}", n + 1);
+        }
+        // Level 0: leaf hashes; level 1, 2: subtree roots (NodeHashes()).
+        let (l0_1, l0_4) = (
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        );
+        let (l1_1, l1_2, l1_3) = (
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+        );
+        let (l2_0, l2_1) = (
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        );
+        let proof = |p: &[&str]| p.iter().map(|s| h(s)).collect::<Vec<_>>();
+        assert_eq!(
+            prove_record(8, 0, &tree).unwrap(),
+            proof(&[l0_1, l1_1, l2_1])
+        );
+        assert_eq!(
+            prove_record(8, 5, &tree).unwrap(),
+            proof(&[l0_4, l1_3, l2_0])
+        );
+        assert_eq!(prove_tree(8, 2, &tree).unwrap(), proof(&[l1_1, l2_1]));
+        assert_eq!(prove_tree(8, 6, &tree).unwrap(), proof(&[l1_2, l1_3, l2_0]));
+        assert_eq!(prove_tree(8, 4, &tree).unwrap(), proof(&[l2_1]));
+    }
 }
