@@ -83,6 +83,10 @@ pub async fn run_backup(config: &Config, cmd: BackupCommand) -> Result<ExitCode>
 
 async fn create(config: &Config, dir: &Path, json: bool) -> Result<ExitCode> {
     refuse_unfinished_restore(&config.data_dir)?;
+    // A backup reads every filing's contents: who made it is logged first (and is in
+    // the snapshot).
+    let details = serde_json::json!({ "dir": dir.display().to_string() });
+    super::record_read(config, "backup create", None, false, details).await?;
     let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
     let originals = Originals::open(&config.originals, &config.data_dir)?;
     let bars = Bars::new(json);
