@@ -996,6 +996,18 @@ fn proofs_tie_every_entry_and_checkpoint_to_the_newest_checkpoint() {
         "proofs",
         "entry 2: its inclusion proof does not lead to the root",
     );
+    // A stored entry rewritten, its own hash recomputed (so the chain shows only a
+    // broken link): its inclusion under the signed root fails.
+    let mut c = contents.clone();
+    let e = &mut c.entries[0];
+    e.actor = "operator:forged".into();
+    e.entry_hash = entry_hash(&e.fields()).unwrap();
+    let r = check(&f.write(&c), &f.pinned());
+    assert_fails(
+        &r,
+        "proofs",
+        "entry 2: its inclusion proof does not lead to the root",
+    );
     // A missing proof, and one for an entry the bundle does not carry.
     let r = with(&|p| p.inclusion[0].seq = 9);
     assert_fails(&r, "proofs", "entry 2: no inclusion proof");
