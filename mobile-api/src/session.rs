@@ -239,7 +239,10 @@ impl Sessions {
         });
         let row = row.ok_or_else(refused)?;
         let presented = Sha256Hex::of(secret.as_bytes());
-        if !constant_time_eq(presented.as_str().as_bytes(), row.secret_sha256.as_bytes()) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented.as_str().as_bytes(),
+            row.secret_sha256.as_bytes(),
+        )) {
             return Err(refused());
         }
         if !row.live {
@@ -302,10 +305,6 @@ impl Sessions {
             refresh_sha256: new_sha,
         })
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Stores a new session and its first refresh token (inside the login's transaction).

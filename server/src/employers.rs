@@ -116,10 +116,11 @@ pub(crate) fn split_token<'t>(token: &'t str, prefix: &str) -> Option<(&'t str, 
 /// Whether `secret` hashes to `stored` (hex SHA-256), compared without an early exit
 /// so timing says nothing about the stored hash.
 pub(crate) fn secret_matches(stored: &str, secret: &str) -> bool {
-    crate::portal::accounts::constant_time_eq(
-        stored.as_bytes(),
-        Sha256Hex::of(secret.as_bytes()).as_str().as_bytes(),
-    )
+    use subtle::ConstantTimeEq as _;
+    stored
+        .as_bytes()
+        .ct_eq(Sha256Hex::of(secret.as_bytes()).as_str().as_bytes())
+        .into()
 }
 
 /// An `api_tokens` row to insert.

@@ -389,19 +389,10 @@ pub async fn invitation(
     let Some((user_id, stored, expires_at)) = row else {
         return Ok(None);
     };
-    if !constant_time_eq(
-        stored.as_bytes(),
-        Sha256Hex::of(secret.as_bytes()).as_str().as_bytes(),
-    ) || expires_at <= now
-    {
+    if !crate::employers::secret_matches(&stored, secret) || expires_at <= now {
         return Ok(None);
     }
     Ok(user(db, &user_id).await?.map(|u| (u, id.to_owned())))
-}
-
-/// Compares without an early exit, so timing says nothing about where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An active user by id.

@@ -129,7 +129,10 @@ pub struct SignedIn {
 impl SignedIn {
     /// The session's CSRF token must be `given`.
     pub fn check_csrf(&self, given: &str) -> Result<(), PortalError> {
-        if accounts::constant_time_eq(self.csrf.as_bytes(), given.as_bytes()) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            self.csrf.as_bytes(),
+            given.as_bytes(),
+        )) {
             Ok(())
         } else {
             metrics::counter!("ivan_portal_csrf_refused_total").increment(1);
