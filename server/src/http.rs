@@ -316,16 +316,15 @@ async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response> {
 /// changes with every checkpoint and cosignature, so caches keep it a few seconds at
 /// most.
 async fn c2sp_checkpoint(State(state): State<AppState>) -> Result<Response> {
-    let (tree_size, mut note) = retention::ledger::latest_checkpoint(&state.db)
-        .await?
-        .and_then(|cp| Some((cp.tree_size, cp.signed_note?)))
-        .ok_or_else(|| {
-            Error::NotFound("no checkpoint of the Merkle tree has been signed yet".into())
-        })?;
-    // With the witnesses' cosignatures it has so far (each line ends in a newline).
-    for line in retention::ledger::witness::cosignatures(&state.db, tree_size).await? {
-        note += &line;
+    // With the witnesses' cosignatures it has so far.
+    let cp = retention::ledger::latest_checkpoint(&state.db).await?;
+    let note = match &cp {
+        Some(cp) => retention::ledger::witness::cosigned_note(&state.db, cp).await?,
+        None => None,
     }
+    .ok_or_else(|| {
+        Error::NotFound("no checkpoint of the Merkle tree has been signed yet".into())
+    })?;
     Ok((
         [
             (

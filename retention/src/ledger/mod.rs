@@ -1161,7 +1161,7 @@ pub async fn check_origin(db: &Db, origin: &str) -> Result<()> {
     let Some(note) = latest_checkpoint(db).await?.and_then(|cp| cp.signed_note) else {
         return Ok(());
     };
-    let published = note.split('\n').next().unwrap_or_default();
+    let published = tree::note_origin(&note);
     if published == origin {
         return Ok(());
     }

@@ -115,6 +115,11 @@ pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> Result<String> {
         .map_err(|e| Error::Internal(format!("checkpoint text is not UTF-8: {e}")))
 }
 
+/// The origin a C2SP checkpoint `note` (or its text) names: its first line, unchecked.
+pub fn note_origin(note: &str) -> &str {
+    note.split('\n').next().unwrap_or_default()
+}
+
 /// The tree head a C2SP checkpoint `note` states, once its signature by key `kid`
 /// under the note's own origin (its first line) verifies. `Err` says what does not
 /// hold.
@@ -123,7 +128,7 @@ pub fn open_checkpoint(
     kid: &str,
     note: &str,
 ) -> std::result::Result<TreeHead, String> {
-    let origin = note.split('\n').next().unwrap_or_default();
+    let origin = note_origin(note);
     let text = keys.verify_note(kid, origin, note)?;
     TreeHead::from_bytes(text.as_bytes())
         .map_err(|e| format!("its signed note is not a C2SP checkpoint: {e}"))

@@ -187,7 +187,7 @@ async fn verify_chain(
     // every C2SP checkpoint must carry it.
     let mut origin = latest
         .and_then(|cp| cp.signed_note)
-        .and_then(|note| note.split('\n').next().map(str::to_owned));
+        .map(|note| tree::note_origin(&note).to_owned());
     let (_, max_seq) = size(db).await?;
     let mut prev: Option<Entry> = None;
     let mut checkpoints: Vec<Checkpoint> = Vec::new();

@@ -444,7 +444,7 @@ impl Witness {
         let text = std::str::from_utf8(note.text())
             .map_err(|_| bad("the checkpoint is not UTF-8".into()))?
             .to_owned();
-        let origin = text.split('\n').next().unwrap_or_default();
+        let origin = super::tree::note_origin(&text);
         let log = self.logs.get(origin).ok_or_else(|| {
             Refusal::UnknownLog(format!("this witness does not follow {origin:?}"))
         })?;
@@ -507,6 +507,18 @@ pub async fn store_cosignature(
         .await?;
     });
     Ok(())
+}
+
+/// `cp`'s C2SP note with the cosignature lines kept on it appended (as served and
+/// exported); `None` when it has no note.
+pub async fn cosigned_note(db: &Db, cp: &super::Checkpoint) -> Result<Option<String>> {
+    let Some(mut note) = cp.signed_note.clone() else {
+        return Ok(None);
+    };
+    for line in cosignatures(db, cp.tree_size).await? {
+        note += &line;
+    }
+    Ok(Some(note))
 }
 
 /// The cosignature lines kept on the checkpoint of `tree_size`, by witness name.

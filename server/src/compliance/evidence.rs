@@ -362,7 +362,7 @@ async fn proofs(
     let Some(newest) = retention::ledger::latest_checkpoint(db).await? else {
         return Ok(None);
     };
-    let Some(note) = newest.signed_note.clone() else {
+    let Some(checkpoint) = retention::ledger::witness::cosigned_note(db, &newest).await? else {
         return Ok(None);
     };
     let size = u64::try_from(newest.tree_size).unwrap_or_default();
@@ -386,10 +386,6 @@ async fn proofs(
             tree_size: cp.tree_size,
             proof: b64(tree::consistency(db, from, size).await?.proof),
         });
-    }
-    let mut checkpoint = note;
-    for line in retention::ledger::witness::cosignatures(db, newest.tree_size).await? {
-        checkpoint += &line;
     }
     Ok(Some(evidence::Proofs {
         checkpoint,
