@@ -6,7 +6,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ mod officers;
 
 use crate::config::{Config, Overrides};
 use crate::intake::material;
+use crate::startup::{open_db, prepare_data_dir, shutdown_signal};
 use crate::{Error, Result, employers, serve};
 
 #[derive(Debug, Parser)]
@@ -539,7 +539,7 @@ async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -> Re
     // A stable line for scripts and tests (the port may have been 0).
     println!("sandbox-authority listening on {scheme}://{bound}");
     let _ = std::io::stdout().flush();
-    crate::sandbox::run(listener, options, serve::shutdown_signal()).await?;
+    crate::sandbox::run(listener, options, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -569,7 +569,7 @@ async fn witness(listen: Option<SocketAddr>, cmd: &WitnessCommand) -> Result<Exi
                 witness.cosigner().name()
             );
             let _ = std::io::stdout().flush();
-            crate::witness::run(listener, Arc::new(witness), serve::shutdown_signal()).await;
+            crate::witness::run(listener, Arc::new(witness), shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -605,40 +605,6 @@ async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Creates the data dir if needed and proves it is a writable directory that no
-/// unfinished restore left behind.
-pub fn prepare_data_dir(dir: &Path) -> Result<()> {
-    let fail = |reason: String| Error::DataDir {
-        path: dir.display().to_string(),
-        reason,
-    };
-    if dir.exists() && !dir.is_dir() {
-        return Err(fail("exists and is not a directory".into()));
-    }
-    backup::refuse_unfinished_restore(dir)?;
-    // For the service account only (0700), like everything ivan writes in it
-    // (docs/OPERATIONS.md, "File modes").
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| fail(format!("cannot create it: {e}")))?;
-    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| fail(format!("is not writable: {e}")))?;
-    Ok(())
-}
-
-pub async fn open_db(config: &Config, policy: MigrationPolicy) -> Result<Db> {
-    Ok(Db::connect(
-        &config.database_url(),
-        config.database_max_connections,
-        policy,
-    )
-    .await?)
 }
 
 /// Runs `query` on a connection that requires a current schema, then closes it,

@@ -7,10 +7,11 @@
 //! next checkpoint: a witness refuses a history that does not extend the one it saw,
 //! and that is the alarm.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use retention::Db;
 use retention::ledger::witness::{CosignatureVerifier, cosignatures_of, store_cosignature};
+use retention::{Clock, Db};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -68,7 +69,11 @@ struct Peer {
 }
 
 /// Starts pushing checkpoints to `witnesses`; `None` when there are none.
-pub fn start(db: Db, witnesses: &[WitnessConfig]) -> crate::Result<Option<JoinHandle<()>>> {
+pub fn start(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    witnesses: &[WitnessConfig],
+) -> crate::Result<Option<JoinHandle<()>>> {
     if witnesses.is_empty() {
         return Ok(None);
     }
@@ -103,7 +108,7 @@ pub fn start(db: Db, witnesses: &[WitnessConfig]) -> crate::Result<Option<JoinHa
                 continue;
             };
             for peer in &mut peers {
-                if let Err(e) = push(&db, &client, peer, size, &note).await {
+                if let Err(e) = push(&db, &*clock, &client, peer, size, &note).await {
                     metrics::counter!("ivan_witness_refusals_total", "witness" => peer.verifier.name().to_owned())
                         .increment(1);
                     tracing::warn!(witness = peer.verifier.name(), tree_size = size, error = %e, "a witness did not cosign the checkpoint");
@@ -117,6 +122,7 @@ pub fn start(db: Db, witnesses: &[WitnessConfig]) -> crate::Result<Option<JoinHa
 /// refused it; keeps the cosignature it answers. `Err` says why it has none.
 async fn push(
     db: &Db,
+    clock: &dyn Clock,
     client: &reqwest::Client,
     peer: &mut Peer,
     size: u64,
@@ -182,7 +188,7 @@ async fn push(
         let cosigned = cosignatures_of(&text, &answer, std::slice::from_ref(&peer.verifier))?;
         let tree_size = i64::try_from(size).map_err(|e| e.to_string())?;
         for (witness, line) in cosigned {
-            store_cosignature(db, tree_size, &witness, &line, chrono::Utc::now())
+            store_cosignature(db, tree_size, &witness, &line, clock.now())
                 .await
                 .map_err(|e| e.to_string())?;
         }

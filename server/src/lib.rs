@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod compliance;
 pub mod config;
@@ -48,6 +49,7 @@ pub mod preregistrations;
 pub mod sandbox;
 pub mod serve;
 pub mod settings;
+pub mod startup;
 pub mod submissions;
 mod telemetry;
 pub mod witness;

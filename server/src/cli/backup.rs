@@ -11,12 +11,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use retention::backup::{self, INCOMPLETE_MARKER, Phase, Progress, RestoreTarget};
+use retention::backup::{self, Phase, Progress, RestoreTarget};
 use retention::{MigrationPolicy, Originals};
 
-use super::{open_db, to_json};
+use super::to_json;
+use crate::Result;
 use crate::config::Config;
-use crate::{Error, Result};
+use crate::startup::{open_db, refuse_unfinished_restore};
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
@@ -54,20 +55,6 @@ pub struct RestoreArgs {
     /// Print the summary (with timings) as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Refuses a data dir that an unfinished restore left behind (see `ivan restore`).
-pub(crate) fn refuse_unfinished_restore(data_dir: &Path) -> Result<()> {
-    if data_dir.join(INCOMPLETE_MARKER).exists() {
-        return Err(Error::DataDir {
-            path: data_dir.display().to_string(),
-            reason: format!(
-                "a restore into it did not finish ({INCOMPLETE_MARKER} is there), so it is not a \
-                 valid record; discard it and its database, then run `ivan restore` again"
-            ),
-        });
-    }
-    Ok(())
 }
 
 pub async fn run_backup(config: &Config, cmd: BackupCommand) -> Result<ExitCode> {
@@ -316,19 +303,5 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
-    }
-
-    #[test]
-    fn an_unfinished_restore_blocks_the_data_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        refuse_unfinished_restore(dir.path()).unwrap();
-        std::fs::write(dir.path().join(INCOMPLETE_MARKER), "x").unwrap();
-        let err = refuse_unfinished_restore(dir.path())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("did not finish") && err.contains("ivan restore"),
-            "{err}"
-        );
     }
 }
