@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
 
 use crate::pin::Pins;
@@ -141,32 +141,30 @@ pub async fn add(
         "id": id, "employer_id": employer_id, "phone": phone, "holder_name": holder,
     }));
     let (rid, eid) = (id.clone(), employer_id.to_owned());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let inserted = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "INSERT INTO phone_accesses (id, employer_id, phone, holder_name, created_at, \
-                     failed_attempts) VALUES ($1, $2, $3, $4, $5, 0)",
-                )
-                .bind(&rid)
-                .bind(&eid)
-                .bind(&phone)
-                .bind(&holder)
-                .bind(now)
-                .execute(&mut *c)
-                .await
-                .map(drop)
-            });
-            match inserted {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    Err(retention::Error::Conflict(format!(
-                        "phone {phone} already has an active access of this employer; deactivate it first"
-                    )))
-                }
-                other => Ok(other?),
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let inserted = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "INSERT INTO phone_accesses (id, employer_id, phone, holder_name, created_at, \
+                 failed_attempts) VALUES ($1, $2, $3, $4, $5, 0)",
+            )
+            .bind(&rid)
+            .bind(&eid)
+            .bind(&phone)
+            .bind(&holder)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map(drop)
+        });
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(retention::Error::Conflict(format!(
+                    "phone {phone} already has an active access of this employer; deactivate it first"
+                )))
             }
-        })
+            other => Ok(other?),
+        }
     });
     ledger
         .append_with(
@@ -213,28 +211,26 @@ pub async fn deactivate(
         )));
     }
     let (rid, eid) = (id.to_owned(), employer_id.to_owned());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE phone_accesses SET deactivated_at = $1, pin_sealed = NULL \
-                     WHERE id = $2 AND employer_id = $3 AND deactivated_at IS NULL",
-                )
-                .bind(now)
-                .bind(&rid)
-                .bind(&eid)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if changed != 1 {
-                return Err(retention::Error::Conflict(format!(
-                    "phone access {rid} is already deactivated"
-                )));
-            }
-            revoke_sessions(&mut conn, &rid, now, "access deactivated").await
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE phone_accesses SET deactivated_at = $1, pin_sealed = NULL \
+                 WHERE id = $2 AND employer_id = $3 AND deactivated_at IS NULL",
+            )
+            .bind(now)
+            .bind(&rid)
+            .bind(&eid)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if changed != 1 {
+            return Err(retention::Error::Conflict(format!(
+                "phone access {rid} is already deactivated"
+            )));
+        }
+        revoke_sessions(&mut conn, &rid, now, "access deactivated").await
     });
     ledger
         .append_with(entry(actor, "phone-access.deactivate", id, None), work)
@@ -295,32 +291,30 @@ pub async fn new_pin(
     let hash = pins.hash(pin.clone()).await?;
     let sealed = pins.seal(id, &pin)?;
     let (rid, eid, phone) = (id.to_owned(), employer_id.to_owned(), current.phone.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE phone_accesses SET pin_hash = $1, pin_sealed = $2, pin_generated_at = $3, \
-                     pin_used_at = NULL, failed_attempts = 0, locked_at = NULL \
-                     WHERE id = $4 AND employer_id = $5 AND deactivated_at IS NULL",
-                )
-                .bind(&hash)
-                .bind(&sealed)
-                .bind(now)
-                .bind(&rid)
-                .bind(&eid)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if changed != 1 {
-                return Err(retention::Error::Conflict(format!(
-                    "phone access {rid} is deactivated"
-                )));
-            }
-            throttle::reset(&mut conn, &phone).await?;
-            revoke_sessions(&mut conn, &rid, now, "new PIN generated").await
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE phone_accesses SET pin_hash = $1, pin_sealed = $2, pin_generated_at = $3, \
+                 pin_used_at = NULL, failed_attempts = 0, locked_at = NULL \
+                 WHERE id = $4 AND employer_id = $5 AND deactivated_at IS NULL",
+            )
+            .bind(&hash)
+            .bind(&sealed)
+            .bind(now)
+            .bind(&rid)
+            .bind(&eid)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if changed != 1 {
+            return Err(retention::Error::Conflict(format!(
+                "phone access {rid} is deactivated"
+            )));
+        }
+        throttle::reset(&mut conn, &phone).await?;
+        revoke_sessions(&mut conn, &rid, now, "new PIN generated").await
     });
     ledger
         .append_with(entry(actor, "phone-access.pin-generate", id, None), work)
@@ -347,11 +341,9 @@ pub async fn send_pin(
         }));
     }
     let (rid, phone) = (id.to_owned(), current.phone.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            sms::enqueue(&mut conn, sms::Kind::Pin, &rid, &phone, None, now).await
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        sms::enqueue(&mut conn, sms::Kind::Pin, &rid, &phone, None, now).await
     });
     ledger
         .append_with(
@@ -489,31 +481,29 @@ pub async fn login(mobile: &Mobile, login: Login) -> Result<Issued, Error> {
     let new_session = issued.clone();
     let device_name = device.clone();
     let lifetime = chrono::Duration::days(i64::from(config.session_days));
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE phone_accesses SET failed_attempts = 0, pin_sealed = NULL, \
-                     pin_used_at = COALESCE(pin_used_at, $1), registered_at = COALESCE(registered_at, $1), \
-                     last_login_at = $1 \
-                     WHERE id = $2 AND pin_hash = $3 AND deactivated_at IS NULL AND locked_at IS NULL",
-                )
-                .bind(now)
-                .bind(&rid)
-                .bind(&used_hash)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if changed != 1 {
-                // The PIN was replaced, or the access deactivated or locked, meanwhile.
-                return Err(retention::Error::Conflict(
-                    "the access changed during login".into(),
-                ));
-            }
-            session::insert(&mut conn, &new_session, &device_name, now, now + lifetime).await
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE phone_accesses SET failed_attempts = 0, pin_sealed = NULL, \
+                 pin_used_at = COALESCE(pin_used_at, $1), registered_at = COALESCE(registered_at, $1), \
+                 last_login_at = $1 \
+                 WHERE id = $2 AND pin_hash = $3 AND deactivated_at IS NULL AND locked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&rid)
+            .bind(&used_hash)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if changed != 1 {
+            // The PIN was replaced, or the access deactivated or locked, meanwhile.
+            return Err(retention::Error::Conflict(
+                "the access changed during login".into(),
+            ));
+        }
+        session::insert(&mut conn, &new_session, &device_name, now, now + lifetime).await
     });
     let mut entries = vec![entry(
         Actor::Phone(row.id.clone()),
@@ -552,16 +542,14 @@ async fn wrong_pin(
     source: &serde_json::Value,
 ) -> Result<(), Error> {
     let rid = row.id.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            on_conn!(&mut conn, c => {
-                sqlx::query("UPDATE phone_accesses SET failed_attempts = failed_attempts + 1 WHERE id = $1")
-                    .bind(&rid)
-                    .execute(&mut *c)
-                    .await?;
-            });
-            Ok(())
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        on_conn!(&mut conn, c => {
+            sqlx::query("UPDATE phone_accesses SET failed_attempts = failed_attempts + 1 WHERE id = $1")
+                .bind(&rid)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
     });
     let mut payload = source.clone();
     payload["reason"] = serde_json::json!(if row.locked { "locked" } else { "wrong PIN" });
@@ -583,23 +571,21 @@ async fn wrong_pin(
 /// concurrent second one finds it locked and writes nothing), and alerts its employer.
 async fn lock(mobile: &Mobile, row: &LoginRow, phone: &str, failures: i64) -> Result<(), Error> {
     let rid = row.id.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query("UPDATE phone_accesses SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
-                    .bind(now)
-                    .bind(&rid)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-            });
-            if changed == 1 {
-                revoke_sessions(&mut conn, &rid, now, "locked after sustained PIN guessing").await
-            } else {
-                Err(retention::Error::Conflict("already locked".into()))
-            }
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query("UPDATE phone_accesses SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
+                .bind(now)
+                .bind(&rid)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        if changed == 1 {
+            revoke_sessions(&mut conn, &rid, now, "locked after sustained PIN guessing").await
+        } else {
+            Err(retention::Error::Conflict("already locked".into()))
+        }
     });
     let window = mobile.config().lock_window_secs;
     let locked = mobile

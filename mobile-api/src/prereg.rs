@@ -20,7 +20,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Finding;
@@ -466,27 +466,25 @@ pub async fn pair(
             continue;
         }
         let (pid, form) = (c.id.clone(), c.form.clone());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                let changed = on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "UPDATE preregistrations SET state = 'paired', paired_with = $1, paired_at = $2 \
-                         WHERE id = $3 AND state <> 'paired'",
-                    )
-                    .bind(&form)
-                    .bind(now)
-                    .bind(&pid)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-                });
-                if changed == 1 {
-                    Ok(())
-                } else {
-                    Err(retention::Error::Conflict("already paired".into()))
-                }
-            })
+        let work: Work = retention::work!(|conn, at| {
+            let now = at.recorded_at();
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE preregistrations SET state = 'paired', paired_with = $1, paired_at = $2 \
+                     WHERE id = $3 AND state <> 'paired'",
+                )
+                .bind(&form)
+                .bind(now)
+                .bind(&pid)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(retention::Error::Conflict("already paired".into()))
+            }
         });
         let payload = serde_json::json!({
             "preregistration": c.id, "registration_form": c.form, "person_id": c.person_id, "kind": c.kind,
@@ -532,25 +530,23 @@ pub async fn unpair_withdrawn(ledger: &Ledger, db: &Db) -> Result<usize, Error> 
     let mut n = 0;
     for (id, form, status) in rows {
         let (pid, fid) = (id.clone(), form.clone());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-            Box::pin(async move {
-                let changed = on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "UPDATE preregistrations SET state = 'received', paired_with = NULL, paired_at = NULL, \
-                         overdue_at = NULL WHERE id = $1 AND paired_with = $2 AND state = 'paired'",
-                    )
-                    .bind(&pid)
-                    .bind(&fid)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-                });
-                if changed == 1 {
-                    Ok(())
-                } else {
-                    Err(retention::Error::Conflict("no longer paired".into()))
-                }
-            })
+        let work: Work = retention::work!(|conn, _at| {
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE preregistrations SET state = 'received', paired_with = NULL, paired_at = NULL, \
+                     overdue_at = NULL WHERE id = $1 AND paired_with = $2 AND state = 'paired'",
+                )
+                .bind(&pid)
+                .bind(&fid)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(retention::Error::Conflict("no longer paired".into()))
+            }
         });
         let payload = serde_json::json!({ "registration_form": form, "form_status": status });
         if ledger
@@ -584,23 +580,21 @@ pub async fn sweep(
     let mut flagged = 0;
     for (id, deadline) in overdue {
         let pid = id.clone();
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                let changed = on_conn!(&mut conn, c => {
-                    sqlx::query("UPDATE preregistrations SET state = 'overdue', overdue_at = $1 WHERE id = $2 AND state = 'received'")
-                        .bind(now)
-                        .bind(&pid)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected()
-                });
-                if changed == 1 {
-                    Ok(())
-                } else {
-                    Err(retention::Error::Conflict("no longer received".into()))
-                }
-            })
+        let work: Work = retention::work!(|conn, at| {
+            let now = at.recorded_at();
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query("UPDATE preregistrations SET state = 'overdue', overdue_at = $1 WHERE id = $2 AND state = 'received'")
+                    .bind(now)
+                    .bind(&pid)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            });
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(retention::Error::Conflict("no longer received".into()))
+            }
         });
         let payload =
             serde_json::json!({ "deadline_at": retention::ledger::format_time(&deadline) });
@@ -649,30 +643,28 @@ pub async fn sweep(
             d.phone.clone(),
             text.clone(),
         );
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                let changed = on_conn!(&mut conn, c => {
-                    sqlx::query("UPDATE preregistrations SET reminded_at = $1 WHERE id = $2 AND reminded_at IS NULL AND state = 'received'")
-                        .bind(now)
-                        .bind(&pid)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected()
-                });
-                if changed != 1 {
-                    return Err(retention::Error::Conflict("already reminded".into()));
-                }
-                sms::enqueue(
-                    &mut conn,
-                    sms::Kind::Reminder,
-                    &access,
-                    &phone,
-                    Some(&body),
-                    now,
-                )
-                .await
-            })
+        let work: Work = retention::work!(|conn, at| {
+            let now = at.recorded_at();
+            let changed = on_conn!(&mut conn, c => {
+                sqlx::query("UPDATE preregistrations SET reminded_at = $1 WHERE id = $2 AND reminded_at IS NULL AND state = 'received'")
+                    .bind(now)
+                    .bind(&pid)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            });
+            if changed != 1 {
+                return Err(retention::Error::Conflict("already reminded".into()));
+            }
+            sms::enqueue(
+                &mut conn,
+                sms::Kind::Reminder,
+                &access,
+                &phone,
+                Some(&body),
+                now,
+            )
+            .await
         });
         let payload = serde_json::json!({ "to": d.phone, "text": text });
         if ledger

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Sha256Hex, on_conn, on_pool};
+use retention::{Actor, Clock, Db, DbConn, Ledger, Sha256Hex, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -347,27 +347,25 @@ pub async fn revoke(
     reason: &str,
 ) -> Result<(), Error> {
     let (sid, why) = (session_id.to_owned(), reason.to_owned());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE mobile_sessions SET revoked_at = $1, revoked_reason = $2 \
-                     WHERE id = $3 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(&why)
-                .bind(&sid)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if changed == 1 {
-                Ok(())
-            } else {
-                Err(retention::Error::Conflict("session already revoked".into()))
-            }
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE mobile_sessions SET revoked_at = $1, revoked_reason = $2 \
+                 WHERE id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&why)
+            .bind(&sid)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(retention::Error::Conflict("session already revoked".into()))
+        }
     });
     let entry = NewEntry {
         actor,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
 use retention::queue::{self, Queue};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 use sms_adapter::{Sms, SmsSender};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -222,19 +222,17 @@ impl SmsWorker {
             |i| format!("sms:{i}"),
         );
         let (tid, stat) = (r.message_id.clone(), r.stat.clone());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let at = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                on_conn!(&mut conn, c => {
-                    sqlx::query("UPDATE sms_outbox SET delivery_status = $1, delivered_at = $2 WHERE transport_id = $3")
-                        .bind(&stat)
-                        .bind(at)
-                        .bind(&tid)
-                        .execute(&mut *c)
-                        .await?;
-                });
-                Ok(())
-            })
+        let work: Work = retention::work!(|conn, at| {
+            let at = at.recorded_at();
+            on_conn!(&mut conn, c => {
+                sqlx::query("UPDATE sms_outbox SET delivery_status = $1, delivered_at = $2 WHERE transport_id = $3")
+                    .bind(&stat)
+                    .bind(at)
+                    .bind(&tid)
+                    .execute(&mut *c)
+                    .await?;
+            });
+            Ok(())
         });
         let payload = serde_json::json!({
             "transport_id": r.message_id, "stat": r.stat, "err": r.err, "handset": r.handset, "raw": r.raw,
@@ -374,24 +372,22 @@ impl SmsWorker {
             }
         };
         let (id, owner) = (row.id.clone(), self.owner.to_string());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let at = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "UPDATE sms_outbox SET done_at = $1, outcome = $2, transport_id = $3, \
-                         lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
-                    )
-                    .bind(at)
-                    .bind(outcome_code)
-                    .bind(&transport_id)
-                    .bind(&id)
-                    .bind(&owner)
-                    .execute(&mut *c)
-                    .await?;
-                });
-                Ok(())
-            })
+        let work: Work = retention::work!(|conn, at| {
+            let at = at.recorded_at();
+            on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "UPDATE sms_outbox SET done_at = $1, outcome = $2, transport_id = $3, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
+                )
+                .bind(at)
+                .bind(outcome_code)
+                .bind(&transport_id)
+                .bind(&id)
+                .bind(&owner)
+                .execute(&mut *c)
+                .await?;
+            });
+            Ok(())
         });
         self.ledger
             .append_with(

@@ -10,7 +10,7 @@ use chrono::{NaiveDate, Utc};
 use futures::future::BoxFuture;
 use retention::ledger::{LedgerTask, NewEntry, Work};
 use retention::testing::{ManualClock, TestEnv};
-use retention::{Actor, Appended, Db, DbConn, Ledger, LedgerConfig, on_conn, on_pool};
+use retention::{Actor, Db, Ledger, LedgerConfig, on_conn, on_pool};
 
 use crate::{Error, Filing, Finding, Host, Mobile, MobileConfig, PhoneCaller, access, prereg};
 
@@ -30,40 +30,38 @@ impl Host for FakeHost {
     fn file(&self, filing: Filing) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let f = filing.clone();
-            let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-                Box::pin(async move {
-                    let (seq, now) = at
-                        .first()
-                        .map_or((0, Utc::now()), |a| (a.seq, a.recorded_at));
-                    let sha = retention::Sha256Hex::of(f.id.as_bytes()).to_string();
-                    on_conn!(&mut conn, c => {
-                        sqlx::query("INSERT INTO originals (sha256, size_bytes, media_type, stored_at) VALUES ($1, 1, 'application/json', $2)")
-                            .bind(&sha).bind(now).execute(&mut *c).await?;
-                        sqlx::query(
-                            "INSERT INTO submissions (id, employer_id, document_type, document_number, status, sha256, \
-                             size_bytes, received_at, hold_until, idempotency_key, log_seq, receipt, warnings, updated_at) \
-                             VALUES ($1, $2, 'preregistration', $3, 'accepted', $4, 1, $5, $5, $6, $7, 'receipt', '[]', $5)",
-                        )
-                        .bind(&f.id)
-                        .bind(&f.caller.employer_id)
-                        .bind(format!("P{}", f.id))
-                        .bind(&sha)
-                        .bind(now)
-                        .bind(&f.idempotency_key)
-                        .bind(seq)
-                        .execute(&mut *c)
-                        .await?;
-                    });
-                    let row = prereg::NewRow {
-                        id: &f.id,
-                        employer_id: &f.caller.employer_id,
-                        phone_access_id: &f.caller.access_id,
-                        checked: &f.checked,
-                        received_at: now,
-                        deadline: f.deadline,
-                    };
-                    prereg::insert(&mut conn, &[row]).await
-                })
+            let work: Work = retention::work!(|conn, at| {
+                let (seq, now) = at
+                    .first()
+                    .map_or((0, Utc::now()), |a| (a.seq, a.recorded_at));
+                let sha = retention::Sha256Hex::of(f.id.as_bytes()).to_string();
+                on_conn!(&mut conn, c => {
+                    sqlx::query("INSERT INTO originals (sha256, size_bytes, media_type, stored_at) VALUES ($1, 1, 'application/json', $2)")
+                        .bind(&sha).bind(now).execute(&mut *c).await?;
+                    sqlx::query(
+                        "INSERT INTO submissions (id, employer_id, document_type, document_number, status, sha256, \
+                         size_bytes, received_at, hold_until, idempotency_key, log_seq, receipt, warnings, updated_at) \
+                         VALUES ($1, $2, 'preregistration', $3, 'accepted', $4, 1, $5, $5, $6, $7, 'receipt', '[]', $5)",
+                    )
+                    .bind(&f.id)
+                    .bind(&f.caller.employer_id)
+                    .bind(format!("P{}", f.id))
+                    .bind(&sha)
+                    .bind(now)
+                    .bind(&f.idempotency_key)
+                    .bind(seq)
+                    .execute(&mut *c)
+                    .await?;
+                });
+                let row = prereg::NewRow {
+                    id: &f.id,
+                    employer_id: &f.caller.employer_id,
+                    phone_access_id: &f.caller.access_id,
+                    checked: &f.checked,
+                    received_at: now,
+                    deadline: f.deadline,
+                };
+                prereg::insert(&mut conn, &[row]).await
             });
             self.ledger
                 .append_with(

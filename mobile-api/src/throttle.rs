@@ -23,7 +23,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Db, DbConn, Ledger, Payload, on_conn, on_pool};
 
 use crate::{Error, MobileConfig};
 
@@ -232,24 +232,22 @@ pub async fn sweep(
     let mut logged = 0;
     for (phone, hour, attempts, last_source) in rows {
         let (p, h) = (phone.clone(), hour.clone());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-            Box::pin(async move {
-                let gone = on_conn!(&mut conn, c => {
-                    sqlx::query("DELETE FROM unknown_phone_failures WHERE phone = $1 AND hour = $2 AND attempts = $3")
-                        .bind(&p)
-                        .bind(&h)
-                        .bind(attempts)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected()
-                });
-                if gone == 1 {
-                    Ok(())
-                } else {
-                    // Logged meanwhile, or still counting: the next sweep sees it.
-                    Err(retention::Error::Conflict("counted meanwhile".into()))
-                }
-            })
+        let work: Work = retention::work!(|conn, _at| {
+            let gone = on_conn!(&mut conn, c => {
+                sqlx::query("DELETE FROM unknown_phone_failures WHERE phone = $1 AND hour = $2 AND attempts = $3")
+                    .bind(&p)
+                    .bind(&h)
+                    .bind(attempts)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected()
+            });
+            if gone == 1 {
+                Ok(())
+            } else {
+                // Logged meanwhile, or still counting: the next sweep sees it.
+                Err(retention::Error::Conflict("counted meanwhile".into()))
+            }
         });
         let payload =
             serde_json::json!({ "hour": hour, "attempts": attempts, "last_source": last_source });

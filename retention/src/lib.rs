@@ -47,6 +47,6 @@ pub use db::{Backend, Db, DbConn, MigrationPolicy};
 pub use error::{Error, Kind as ErrorKind, Result, io_unavailable};
 pub use ids::{Actor, EmployerId, MessageId, Sha256Hex};
 pub use ledger::{
-    Appended, Content, Described, Ledger, LedgerConfig, NewEntry, Payload, RowWriter,
+    Appended, Content, Described, Landed, Ledger, LedgerConfig, NewEntry, Payload, RowWriter,
 };
 pub use originals::Originals;

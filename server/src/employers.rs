@@ -220,39 +220,37 @@ pub async fn add(
     .map_err(|e| Error::Internal(e.to_string()))?;
 
     let row = employer.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
-        Box::pin(async move {
-            let inserted = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "INSERT INTO employers (id, name, registration_number, created_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&row.id)
-                .bind(&row.name)
-                .bind(&row.registration_number)
-                .bind(row.created_at)
-                .execute(&mut *c)
-                .await
-                .map(drop)
-            });
-            if let Err(sqlx::Error::Database(e)) = &inserted
-                && e.is_unique_violation()
-            {
-                return Err(retention::Error::Conflict(format!(
-                    "an employer with registration number {} already exists",
-                    row.registration_number
-                )));
-            }
-            inserted?;
-            if token.insert(&mut conn).await? {
-                Ok(())
-            } else {
-                Err(retention::Error::Invalid(format!(
-                    "employer {} vanished before its first API token was stored",
-                    row.id
-                )))
-            }
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let inserted = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "INSERT INTO employers (id, name, registration_number, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&row.id)
+            .bind(&row.name)
+            .bind(&row.registration_number)
+            .bind(row.created_at)
+            .execute(&mut *c)
+            .await
+            .map(drop)
+        });
+        if let Err(sqlx::Error::Database(e)) = &inserted
+            && e.is_unique_violation()
+        {
+            return Err(retention::Error::Conflict(format!(
+                "an employer with registration number {} already exists",
+                row.registration_number
+            )));
+        }
+        inserted?;
+        if token.insert(&mut conn).await? {
+            Ok(())
+        } else {
+            Err(retention::Error::Invalid(format!(
+                "employer {} vanished before its first API token was stored",
+                row.id
+            )))
+        }
     });
     let appended = ledger
         .append_with(
@@ -287,22 +285,20 @@ pub async fn set_email(
 ) -> Result<(String, i64), Error> {
     let email = crate::mail::parse_address(email)?;
     let (id, address) = (employer_id.to_owned(), email.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
-        Box::pin(async move {
-            let n = on_conn!(&mut conn, c => {
-                sqlx::query("UPDATE employers SET notify_email = $1 WHERE id = $2")
-                    .bind(&address)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-            });
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(retention::Error::Invalid(format!("no employer {id}")))
-            }
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let n = on_conn!(&mut conn, c => {
+            sqlx::query("UPDATE employers SET notify_email = $1 WHERE id = $2")
+                .bind(&address)
+                .bind(&id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(retention::Error::Invalid(format!("no employer {id}")))
+        }
     });
     let appended = ledger
         .append_with(
@@ -464,14 +460,12 @@ pub async fn create_token(
     .map_err(|e| Error::Internal(e.to_string()))?;
     let refusal = Refusal::default();
     let refuse = refusal.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<retention::Appended>| {
-        Box::pin(async move {
-            if row.insert(&mut conn).await? {
-                Ok(())
-            } else {
-                Err(refuse.refuse(Error::NotFound(format!("no employer {}", row.employer_id))))
-            }
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        if row.insert(&mut conn).await? {
+            Ok(())
+        } else {
+            Err(refuse.refuse(Error::NotFound(format!("no employer {}", row.employer_id))))
+        }
     });
     let appended = ledger
         .append_with(
@@ -559,42 +553,40 @@ pub async fn revoke_token(
     let (tid, eid) = (token_id.to_owned(), employer_id.to_owned());
     let refusal = Refusal::default();
     let refuse = refusal.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<retention::Appended>| {
-        Box::pin(async move {
-            let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $1 \
-                     WHERE id = $2 AND employer_id = $3 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(&tid)
-                .bind(&eid)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if changed == 1 {
-                return Ok(());
-            }
-            let revoked: Option<Option<DateTime<Utc>>> = on_conn!(&mut conn, c => {
-                sqlx::query_scalar(
-                    "SELECT revoked_at FROM api_tokens WHERE id = $1 AND employer_id = $2",
-                )
-                .bind(&tid)
-                .bind(&eid)
-                .fetch_optional(&mut *c)
-                .await?
-            });
-            Err(refuse.refuse(match revoked {
-                Some(Some(at)) => Error::Conflict(format!(
-                    "API token {tid} was already revoked at {}",
-                    retention::ledger::format_time(&at)
-                )),
-                // Another employer's token is answered like one that does not exist.
-                _ => Error::NotFound(format!("employer {eid} has no API token {tid}")),
-            }))
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let now = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 \
+                 WHERE id = $2 AND employer_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&tid)
+            .bind(&eid)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if changed == 1 {
+            return Ok(());
+        }
+        let revoked: Option<Option<DateTime<Utc>>> = on_conn!(&mut conn, c => {
+            sqlx::query_scalar(
+                "SELECT revoked_at FROM api_tokens WHERE id = $1 AND employer_id = $2",
+            )
+            .bind(&tid)
+            .bind(&eid)
+            .fetch_optional(&mut *c)
+            .await?
+        });
+        Err(refuse.refuse(match revoked {
+            Some(Some(at)) => Error::Conflict(format!(
+                "API token {tid} was already revoked at {}",
+                retention::ledger::format_time(&at)
+            )),
+            // Another employer's token is answered like one that does not exist.
+            _ => Error::NotFound(format!("employer {eid} has no API token {tid}")),
+        }))
     });
     let appended = ledger
         .append_with(

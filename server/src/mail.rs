@@ -33,7 +33,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn};
+use retention::{Actor, Clock, Db, DbConn, Ledger, Payload, on_conn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -503,23 +503,21 @@ impl Mailer {
         match sent {
             Ok(()) => {
                 let (id, owner) = (row.id.clone(), self.owner.to_string());
-                let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-                    Box::pin(async move {
-                        let at = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                        on_conn!(&mut conn, c => {
-                            sqlx::query(
-                                "UPDATE mail_outbox SET sent_at = $1, lease_owner = NULL, \
-                                 lease_until = NULL, last_error = NULL, secret = NULL \
-                                 WHERE id = $2 AND lease_owner = $3",
-                            )
-                            .bind(at)
-                            .bind(&id)
-                            .bind(&owner)
-                            .execute(&mut *c)
-                            .await?;
-                        });
-                        Ok(())
-                    })
+                let work: Work = retention::work!(|conn, at| {
+                    let at = at.recorded_at();
+                    on_conn!(&mut conn, c => {
+                        sqlx::query(
+                            "UPDATE mail_outbox SET sent_at = $1, lease_owner = NULL, \
+                             lease_until = NULL, last_error = NULL, secret = NULL \
+                             WHERE id = $2 AND lease_owner = $3",
+                        )
+                        .bind(at)
+                        .bind(&id)
+                        .bind(&owner)
+                        .execute(&mut *c)
+                        .await?;
+                    });
+                    Ok(())
                 });
                 self.ledger
                     .append_with(
@@ -550,7 +548,7 @@ impl Mailer {
             .map_err(|e| format!("recipient {:?}: {e}", row.recipient))?;
         // One date and message id, so the logged copy of a secret-bearing message
         // is the sent one with only the secret left out.
-        let date = std::time::SystemTime::now();
+        let date = std::time::SystemTime::from(self.clock.now());
         let message_id = format!("<{}@{}>", row.id, self.from.email.domain());
         let message = |body: String| {
             Message::builder()

@@ -16,7 +16,7 @@ use mobile_api::prereg::{self, Checked, Kind, Preregistration};
 use mobile_api::{Filing, Finding, Host, Mobile};
 use retention::keys::Keys;
 use retention::ledger::{NewEntry, Payload, Work};
-use retention::{Actor, Appended, Db, DbConn, Ledger, Sha256Hex};
+use retention::{Actor, Db, Ledger, Sha256Hex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -111,18 +111,10 @@ impl Host for ServerHost {
         let eid = employer_id.to_owned();
         Box::pin(async move {
             let (mail_eid, body) = (eid.clone(), text.clone());
-            let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-                Box::pin(async move {
-                    let now = at.first().map_or_else(Utc::now, |a| a.recorded_at);
-                    mail::enqueue_to_employer(
-                        &mut conn,
-                        mail::Kind::PhoneAlert,
-                        &mail_eid,
-                        &body,
-                        now,
-                    )
+            let work: Work = retention::work!(|conn, at| {
+                let now = at.recorded_at();
+                mail::enqueue_to_employer(&mut conn, mail::Kind::PhoneAlert, &mail_eid, &body, now)
                     .await
-                })
             });
             tracing::warn!(employer = %eid, "{text}");
             self.ledger
@@ -303,20 +295,18 @@ async fn send_digest(
     }
     body.push_str("\nFile the registration form for each; they pair automatically.\n");
     let (eid, text) = (employer_id.to_owned(), body.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            // The day is the sweeper's (its clock may be injected); the mail's time the log's.
-            prereg::mark_digest(&mut conn, &eid, now).await?;
-            let at = at.first().map_or(now, |a| a.recorded_at);
-            mail::enqueue_to_employer(
-                &mut conn,
-                mail::Kind::PreregistrationDigest,
-                &eid,
-                &text,
-                at,
-            )
-            .await
-        })
+    let work: Work = retention::work!(|conn, at| {
+        // The day is the sweeper's (its clock may be injected); the mail's time the log's.
+        prereg::mark_digest(&mut conn, &eid, now).await?;
+        let at = at.recorded_at();
+        mail::enqueue_to_employer(
+            &mut conn,
+            mail::Kind::PreregistrationDigest,
+            &eid,
+            &text,
+            at,
+        )
+        .await
     });
     let entry = NewEntry {
         actor: Actor::System,

@@ -726,31 +726,29 @@ pub async fn cancel(
         return Err(not_cancellable(&current, now));
     }
     let (sid, eid) = (id.to_owned(), caller.employer_id.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let at = at.first().map_or(now, |a| a.recorded_at);
-            let changed = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE submissions SET status = $1, updated_at = $2 \
-                     WHERE id = $3 AND employer_id = $4 AND status = $5 AND hold_until > $2",
-                )
-                .bind(status::CANCELLED)
-                .bind(at)
-                .bind(&sid)
-                .bind(&eid)
-                .bind(status::ACCEPTED)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if changed == 1 {
-                crate::forwarding::outbox::dequeue(&mut conn, &sid, at).await
-            } else {
-                Err(retention::Error::Conflict(
-                    "the submission can no longer be cancelled".into(),
-                ))
-            }
-        })
+    let work: Work = retention::work!(|conn, at| {
+        let at = at.recorded_at();
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE submissions SET status = $1, updated_at = $2 \
+                 WHERE id = $3 AND employer_id = $4 AND status = $5 AND hold_until > $2",
+            )
+            .bind(status::CANCELLED)
+            .bind(at)
+            .bind(&sid)
+            .bind(&eid)
+            .bind(status::ACCEPTED)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if changed == 1 {
+            crate::forwarding::outbox::dequeue(&mut conn, &sid, at).await
+        } else {
+            Err(retention::Error::Conflict(
+                "the submission can no longer be cancelled".into(),
+            ))
+        }
     });
     ledger
         .append_with(

@@ -250,8 +250,57 @@ pub(crate) const CHECKPOINT_COLUMNS: &str =
 /// Statements to commit together with a group of entries; see the module docs. It is
 /// told where its entries will land (their `seq` and `recorded_at`), so what it writes
 /// can name its own log position.
-pub type Work =
-    Box<dyn for<'c> FnOnce(DbConn<'c>, Vec<Appended>) -> BoxFuture<'c, Result<()>> + Send>;
+pub type Work = Box<dyn for<'c> FnOnce(DbConn<'c>, Landed) -> BoxFuture<'c, Result<()>> + Send>;
+
+/// A [`Work`] from a closure; what [`crate::work!`] expands to.
+pub fn work<F>(f: F) -> Work
+where
+    F: for<'c> FnOnce(DbConn<'c>, Landed) -> BoxFuture<'c, Result<()>> + Send + 'static,
+{
+    Box::new(f)
+}
+
+/// A [`Work`] written as an async block: `work!(|conn, at| { …; Ok(()) })`, where
+/// `conn` is the append's transaction ([`DbConn`]) and `at` where its entries
+/// [`Landed`]. Like `async move`, it takes what its body names.
+#[macro_export]
+macro_rules! work {
+    (|$conn:ident, $at:ident| $body:block) => {
+        $crate::ledger::work(
+            move |#[allow(unused_mut)] mut $conn: $crate::DbConn<'_>, $at: $crate::Landed| {
+                ::std::boxed::Box::pin(async move $body)
+            },
+        )
+    };
+}
+
+/// Where an append's entries landed, in order, and when (the log's clock at the
+/// batch): what its [`Work`] is told. Never empty. Derefs to the entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Landed {
+    recorded_at: DateTime<Utc>,
+    entries: Vec<Appended>,
+}
+
+impl Landed {
+    /// When the entries were recorded: the time the work's rows should carry.
+    pub fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+
+    /// The first entry's position.
+    pub fn seq(&self) -> i64 {
+        self.entries.first().map_or(0, |a| a.seq)
+    }
+}
+
+impl std::ops::Deref for Landed {
+    type Target = [Appended];
+
+    fn deref(&self) -> &[Appended] {
+        &self.entries
+    }
+}
 
 /// Writes the rows of many appends at once; see the module docs. Implemented by
 /// the owner of the rows' tables, for one kind of item.
@@ -886,7 +935,16 @@ impl Appender {
             a.entries.iter().map(|p| p.payload.as_ref()).collect();
         let r = match insert_entries(tx, &rows, &payloads).await {
             Ok(()) => match a.work.take() {
-                Some(Job::Closure(work)) => work(tx.conn(), appended.clone()).await,
+                Some(Job::Closure(work)) => {
+                    let landed = Landed {
+                        // An append has at least one entry (`submit` refuses none).
+                        recorded_at: appended
+                            .first()
+                            .map_or_else(|| self.clock.now(), |a| a.recorded_at),
+                        entries: appended.clone(),
+                    };
+                    work(tx.conn(), landed).await
+                }
                 Some(Job::Rows { writer, item }) => {
                     let described = [Described {
                         item: item.as_ref(),

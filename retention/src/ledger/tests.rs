@@ -181,20 +181,18 @@ async fn concurrent_appends_never_fork_or_gap(env: TestEnv) {
 async fn failed_work_rolls_back_only_its_own_entry(env: TestEnv) {
     let (ledger, task) = env.ledger(LedgerConfig::default());
     let work = |fail: bool| -> Work {
-        Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-            Box::pin(async move {
-                on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "INSERT INTO employers (id, name, registration_number, created_at) \
-                         VALUES ($1, 'E', $2, '2026-01-01T00:00:00Z')",
-                    )
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(if fail { "dup" } else { "unique-ok" })
-                    .execute(&mut *c)
-                    .await?;
-                });
-                Ok(())
-            })
+        crate::work!(|conn, _at| {
+            on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "INSERT INTO employers (id, name, registration_number, created_at) \
+                     VALUES ($1, 'E', $2, '2026-01-01T00:00:00Z')",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(if fail { "dup" } else { "unique-ok" })
+                .execute(&mut *c)
+                .await?;
+            });
+            Ok(())
         })
     };
     ledger.append_with(entry(0), work(true)).await.unwrap();
@@ -427,22 +425,20 @@ async fn grouped_entries_are_consecutive_all_or_nothing(env: TestEnv) {
     let (ledger, task) = env.ledger(LedgerConfig::default());
     // Work that records the positions it was told, and fails on a duplicate name.
     let work = |name: &'static str| -> Work {
-        Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let seqs: Vec<String> = at.iter().map(|a| a.seq.to_string()).collect();
-                on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "INSERT INTO employers (id, name, registration_number, created_at) \
-                         VALUES ($1, $2, $3, '2026-01-01T00:00:00Z')",
-                    )
-                    .bind(seqs.join(","))
-                    .bind(name)
-                    .bind(name)
-                    .execute(&mut *c)
-                    .await?;
-                });
-                Ok(())
-            })
+        crate::work!(|conn, at| {
+            let seqs: Vec<String> = at.iter().map(|a| a.seq.to_string()).collect();
+            on_conn!(&mut conn, c => {
+                sqlx::query(
+                    "INSERT INTO employers (id, name, registration_number, created_at) \
+                     VALUES ($1, $2, $3, '2026-01-01T00:00:00Z')",
+                )
+                .bind(seqs.join(","))
+                .bind(name)
+                .bind(name)
+                .execute(&mut *c)
+                .await?;
+            });
+            Ok(())
         })
     };
     let group = |tag: usize| (0..3).map(|i| entry(tag * 10 + i)).collect::<Vec<_>>();
@@ -546,11 +542,9 @@ impl RowWriter for Employers {
 /// Starts an append whose work holds the appender for 300 ms, so the appends made
 /// next queue up behind it and are written as one batch.
 async fn hold_appender(ledger: &Ledger) -> tokio::task::JoinHandle<Result<Appended>> {
-    let slow: Work = Box::new(|_conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Ok(())
-        })
+    let slow = crate::work!(|_conn, _at| {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(())
     });
     let l = ledger.clone();
     let first = tokio::spawn(async move { l.append_with(entry(98), slow).await });

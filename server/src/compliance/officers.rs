@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Clock, Db, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
 
 use crate::Error;
@@ -148,23 +148,21 @@ pub async fn create_token(
         minted.secret_sha256.clone(),
         label.clone(),
     );
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "INSERT INTO officer_tokens (id, user_id, secret_sha256, label, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&id)
-                .bind(&user_id)
-                .bind(hash.as_str())
-                .bind(&row_label)
-                .bind(created_at)
-                .execute(&mut *c)
-                .await?;
-            });
-            Ok(())
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        on_conn!(&mut conn, c => {
+            sqlx::query(
+                "INSERT INTO officer_tokens (id, user_id, secret_sha256, label, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&id)
+            .bind(&user_id)
+            .bind(hash.as_str())
+            .bind(&row_label)
+            .bind(created_at)
+            .execute(&mut *c)
+            .await?;
+        });
+        Ok(())
     });
     let appended = ledger
         .append_with(
@@ -211,23 +209,21 @@ pub async fn revoke_token(
 ) -> Result<i64, Error> {
     let now = clock.now();
     let id = token_id.to_owned();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let n = on_conn!(&mut conn, c => {
-                sqlx::query("UPDATE officer_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-            });
-            if n == 0 {
-                return Err(retention::Error::Conflict(format!(
-                    "no active officer token {id}"
-                )));
-            }
-            Ok(())
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let n = on_conn!(&mut conn, c => {
+            sqlx::query("UPDATE officer_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(retention::Error::Conflict(format!(
+                "no active officer token {id}"
+            )));
+        }
+        Ok(())
     });
     let appended = ledger
         .append_with(

@@ -41,7 +41,7 @@ use std::time::Duration as StdDuration;
 use bytes::Bytes;
 use chrono::{DateTime, Months, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, Sha256Hex, on_conn, on_pool};
+use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -223,24 +223,22 @@ pub async fn add_hold(
         release_reason: None,
     };
     let row = hold.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "INSERT INTO legal_holds (id, scope, target, reason, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&row.id)
-                .bind(&row.scope)
-                .bind(&row.target)
-                .bind(&row.reason)
-                .bind(&row.created_by)
-                .bind(row.created_at)
-                .execute(&mut *c)
-                .await?;
-            });
-            Ok(())
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        on_conn!(&mut conn, c => {
+            sqlx::query(
+                "INSERT INTO legal_holds (id, scope, target, reason, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&row.id)
+            .bind(&row.scope)
+            .bind(&row.target)
+            .bind(&row.reason)
+            .bind(&row.created_by)
+            .bind(row.created_at)
+            .execute(&mut *c)
+            .await?;
+        });
+        Ok(())
     });
     ledger
         .append_with(
@@ -281,28 +279,26 @@ pub async fn release_hold(
     };
     let now = clock.now();
     let (hid, by, r) = (hold.id.clone(), actor.to_string(), why.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let n = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE legal_holds SET released_at = $1, released_by = $2, release_reason = $3 \
-                     WHERE id = $4 AND released_at IS NULL",
-                )
-                .bind(now)
-                .bind(&by)
-                .bind(&r)
-                .bind(&hid)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if n == 0 {
-                return Err(retention::Error::Conflict(format!(
-                    "legal hold {hid} was released meanwhile"
-                )));
-            }
-            Ok(())
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let n = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE legal_holds SET released_at = $1, released_by = $2, release_reason = $3 \
+                 WHERE id = $4 AND released_at IS NULL",
+            )
+            .bind(now)
+            .bind(&by)
+            .bind(&r)
+            .bind(&hid)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(retention::Error::Conflict(format!(
+                "legal hold {hid} was released meanwhile"
+            )));
+        }
+        Ok(())
     });
     ledger
         .append_with(
@@ -521,50 +517,48 @@ impl Sweeper {
             "kept_shared": kept,
         });
         let (id, rows) = (c.id.clone(), purge.clone());
-        let work: Work = Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-            Box::pin(async move {
-                let purge_seq = at.first().map(|a| a.seq);
-                on_conn!(&mut conn, c => {
-                    let n = sqlx::query("UPDATE submissions SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
+        let work: Work = retention::work!(|conn, at| {
+            let purge_seq = Some(at.seq());
+            on_conn!(&mut conn, c => {
+                let n = sqlx::query("UPDATE submissions SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(retention::Error::Conflict(format!("{id} was purged meanwhile")));
+                }
+                for sha in &rows {
+                    sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
                         .bind(now)
-                        .bind(&id)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected();
-                    if n == 0 {
-                        return Err(retention::Error::Conflict(format!("{id} was purged meanwhile")));
-                    }
-                    for sha in &rows {
-                        sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
-                            .bind(now)
-                            .bind(purge_seq)
-                            .bind(sha)
-                            .execute(&mut *c)
-                            .await?;
-                    }
-                    // The personal data kept beside the filing goes with its payloads.
-                    sqlx::query("DELETE FROM person_index WHERE submission_id = $1")
-                        .bind(&id)
+                        .bind(purge_seq)
+                        .bind(sha)
                         .execute(&mut *c)
                         .await?;
-                    sqlx::query("DELETE FROM registration_items WHERE submission_id = $1")
-                        .bind(&id)
-                        .execute(&mut *c)
-                        .await?;
-                    sqlx::query(
-                        "UPDATE preregistrations SET person_id = '', surname = '', given_name = '', \
-                         birth_date = '' WHERE id = $1",
-                    )
+                }
+                // The personal data kept beside the filing goes with its payloads.
+                sqlx::query("DELETE FROM person_index WHERE submission_id = $1")
                     .bind(&id)
                     .execute(&mut *c)
                     .await?;
-                    sqlx::query("UPDATE submissions SET warnings = '[]' WHERE id = $1")
-                        .bind(&id)
-                        .execute(&mut *c)
-                        .await?;
-                });
-                Ok(())
-            })
+                sqlx::query("DELETE FROM registration_items WHERE submission_id = $1")
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query(
+                    "UPDATE preregistrations SET person_id = '', surname = '', given_name = '', \
+                     birth_date = '' WHERE id = $1",
+                )
+                .bind(&id)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query("UPDATE submissions SET warnings = '[]' WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?;
+            });
+            Ok(())
         });
         let recorded = self
             .ledger

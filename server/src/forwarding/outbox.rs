@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use retention::ledger::Work;
-use retention::{Appended, Db, DbConn, on_conn, on_pool};
+use retention::{Db, DbConn, on_conn, on_pool};
 
 use super::AnswerInfo;
 use crate::Error;
@@ -236,91 +236,89 @@ fn conflict(why: &str) -> retention::Error {
 /// The work for `changes` on `submission_id`, held by `owner`, in order, each at
 /// the time of its own entry (the entries are in the same order).
 pub fn change_work(submission_id: String, owner: String, changes: Vec<Change>) -> Work {
-    Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            if at.len() != changes.len() {
-                return Err(retention::Error::Internal(
-                    "a transition needs one log entry per change".into(),
-                ));
-            }
-            let held: i64 = on_conn!(&mut conn, c => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM outbox WHERE submission_id = $1 AND lease_owner = $2",
-                )
-                .bind(&submission_id)
-                .bind(&owner)
-                .fetch_one(&mut *c)
-                .await?
-            });
-            if held != 1 {
-                return Err(conflict("the outbox lease was lost"));
-            }
-            for (change, at) in changes.into_iter().zip(at.iter().map(|a| a.recorded_at)) {
-                match change {
-                    Change::Forwarding => {
-                        let n = on_conn!(&mut conn, c => {
-                            sqlx::query(
-                                "UPDATE submissions SET status = $1, updated_at = $2 \
-                                 WHERE id = $3 AND status = $4",
-                            )
-                            .bind(status::FORWARDING)
-                            .bind(at)
-                            .bind(&submission_id)
-                            .bind(status::ACCEPTED)
-                            .execute(&mut *c)
-                            .await?
-                            .rows_affected()
-                        });
-                        if n != 1 {
-                            return Err(conflict("the submission is no longer accepted"));
-                        }
-                    }
-                    Change::Delivered {
-                        authority_ref,
-                        poll_at,
-                    } => {
-                        on_conn!(&mut conn, c => {
-                            sqlx::query(
-                                "UPDATE submissions SET status = $1, authority_ref = $2, \
-                                 delivered_at = $3, updated_at = $3 WHERE id = $4",
-                            )
-                            .bind(status::DELIVERED)
-                            .bind(&authority_ref)
-                            .bind(at)
-                            .bind(&submission_id)
-                            .execute(&mut *c)
-                            .await?;
-                            sqlx::query(
-                                "UPDATE outbox SET phase = 'poll', due_at = $1, attempts = 0, \
-                                 last_error = NULL, lease_owner = NULL, lease_until = NULL \
-                                 WHERE submission_id = $2",
-                            )
-                            .bind(at + poll_at)
-                            .bind(&submission_id)
-                            .execute(&mut *c)
-                            .await?;
-                        });
-                    }
-                    Change::Refused => {
-                        on_conn!(&mut conn, c => {
-                            sqlx::query(
-                                "UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3",
-                            )
-                            .bind(status::REFUSED_BY_AUTHORITY)
-                            .bind(at)
-                            .bind(&submission_id)
-                            .execute(&mut *c)
-                            .await?;
-                            sqlx::query("DELETE FROM outbox WHERE submission_id = $1")
-                                .bind(&submission_id)
-                                .execute(&mut *c)
-                                .await?;
-                        });
+    retention::work!(|conn, at| {
+        if at.len() != changes.len() {
+            return Err(retention::Error::Internal(
+                "a transition needs one log entry per change".into(),
+            ));
+        }
+        let held: i64 = on_conn!(&mut conn, c => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM outbox WHERE submission_id = $1 AND lease_owner = $2",
+            )
+            .bind(&submission_id)
+            .bind(&owner)
+            .fetch_one(&mut *c)
+            .await?
+        });
+        if held != 1 {
+            return Err(conflict("the outbox lease was lost"));
+        }
+        for (change, at) in changes.into_iter().zip(at.iter().map(|a| a.recorded_at)) {
+            match change {
+                Change::Forwarding => {
+                    let n = on_conn!(&mut conn, c => {
+                        sqlx::query(
+                            "UPDATE submissions SET status = $1, updated_at = $2 \
+                             WHERE id = $3 AND status = $4",
+                        )
+                        .bind(status::FORWARDING)
+                        .bind(at)
+                        .bind(&submission_id)
+                        .bind(status::ACCEPTED)
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected()
+                    });
+                    if n != 1 {
+                        return Err(conflict("the submission is no longer accepted"));
                     }
                 }
+                Change::Delivered {
+                    authority_ref,
+                    poll_at,
+                } => {
+                    on_conn!(&mut conn, c => {
+                        sqlx::query(
+                            "UPDATE submissions SET status = $1, authority_ref = $2, \
+                             delivered_at = $3, updated_at = $3 WHERE id = $4",
+                        )
+                        .bind(status::DELIVERED)
+                        .bind(&authority_ref)
+                        .bind(at)
+                        .bind(&submission_id)
+                        .execute(&mut *c)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE outbox SET phase = 'poll', due_at = $1, attempts = 0, \
+                             last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                             WHERE submission_id = $2",
+                        )
+                        .bind(at + poll_at)
+                        .bind(&submission_id)
+                        .execute(&mut *c)
+                        .await?;
+                    });
+                }
+                Change::Refused => {
+                    on_conn!(&mut conn, c => {
+                        sqlx::query(
+                            "UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(status::REFUSED_BY_AUTHORITY)
+                        .bind(at)
+                        .bind(&submission_id)
+                        .execute(&mut *c)
+                        .await?;
+                        sqlx::query("DELETE FROM outbox WHERE submission_id = $1")
+                            .bind(&submission_id)
+                            .execute(&mut *c)
+                            .await?;
+                    });
+                }
             }
-            Ok(())
-        })
+        }
+        Ok(())
     })
 }
 
@@ -343,60 +341,58 @@ pub fn finish_work(
     final_status: &'static str,
     documents: Vec<Answer>,
 ) -> Work {
-    Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let last = at.last().ok_or_else(|| conflict("no log position"))?;
-            let deleted = on_conn!(&mut conn, c => {
-                sqlx::query("DELETE FROM outbox WHERE submission_id = $1 AND lease_owner = $2")
-                    .bind(&submission_id)
-                    .bind(&owner)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-            });
-            if deleted != 1 {
-                return Err(conflict("the outbox lease was lost"));
-            }
-            for (doc, entry) in documents.iter().zip(&at) {
-                on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "INSERT INTO answers (submission_id, n, name, media_type, sha256, \
-                         size_bytes, log_seq, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&submission_id)
-                    .bind(doc.n)
-                    .bind(&doc.name)
-                    .bind(&doc.media_type)
-                    .bind(&doc.sha256)
-                    .bind(doc.size_bytes)
-                    .bind(entry.seq)
-                    .bind(entry.recorded_at)
-                    .execute(&mut *c)
-                    .await?;
-                });
-            }
+    retention::work!(|conn, at| {
+        let last = at.last().ok_or_else(|| conflict("no log position"))?;
+        let deleted = on_conn!(&mut conn, c => {
+            sqlx::query("DELETE FROM outbox WHERE submission_id = $1 AND lease_owner = $2")
+                .bind(&submission_id)
+                .bind(&owner)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        if deleted != 1 {
+            return Err(conflict("the outbox lease was lost"));
+        }
+        for (doc, entry) in documents.iter().zip(at.iter()) {
             on_conn!(&mut conn, c => {
-                sqlx::query("UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3")
-                    .bind(final_status)
-                    .bind(last.recorded_at)
-                    .bind(&submission_id)
-                    .execute(&mut *c)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO answers (submission_id, n, name, media_type, sha256, \
+                     size_bytes, log_seq, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&submission_id)
+                .bind(doc.n)
+                .bind(&doc.name)
+                .bind(&doc.media_type)
+                .bind(&doc.sha256)
+                .bind(doc.size_bytes)
+                .bind(entry.seq)
+                .bind(entry.recorded_at)
+                .execute(&mut *c)
+                .await?;
             });
-            crate::mail::enqueue(
-                &mut conn,
-                crate::mail::Kind::Answer,
-                crate::mail::To::Employer,
-                &submission_id,
-                &format!(
-                    "The authority has answered: the filing is {final_status} ({} answer document(s)).",
-                    documents.len()
-                ),
-                last.recorded_at,
-            )
-            .await?;
-            Ok(())
-        })
+        }
+        on_conn!(&mut conn, c => {
+            sqlx::query("UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(final_status)
+                .bind(last.recorded_at)
+                .bind(&submission_id)
+                .execute(&mut *c)
+                .await?;
+        });
+        crate::mail::enqueue(
+            &mut conn,
+            crate::mail::Kind::Answer,
+            crate::mail::To::Employer,
+            &submission_id,
+            &format!(
+                "The authority has answered: the filing is {final_status} ({} answer document(s)).",
+                documents.len()
+            ),
+            last.recorded_at,
+        )
+        .await?;
+        Ok(())
     })
 }
 
@@ -423,50 +419,45 @@ pub async fn newly_overdue(
 /// Flags one row overdue, once (a second flag is a conflict, so it is logged once),
 /// and queues mail to the employer and, if given, the operator.
 pub fn flag_overdue_work(submission_id: String, operator: Option<String>) -> Work {
-    Box::new(move |mut conn: DbConn<'_>, at: Vec<Appended>| {
-        Box::pin(async move {
-            let at = at
-                .first()
-                .map(|a| a.recorded_at)
-                .ok_or_else(|| conflict("no log position"))?;
-            let n = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "UPDATE outbox SET overdue_at = $1 \
-                     WHERE submission_id = $2 AND overdue_at IS NULL AND phase = 'deliver'",
-                )
-                .bind(at)
-                .bind(&submission_id)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-            });
-            if n != 1 {
-                return Err(conflict("already flagged or delivered"));
-            }
-            let detail = "The filing has not reached the authority within the promised time; \
-                          ivan keeps trying and will deliver it as soon as the authority answers.";
+    retention::work!(|conn, at| {
+        let at = at.recorded_at();
+        let n = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE outbox SET overdue_at = $1 \
+                 WHERE submission_id = $2 AND overdue_at IS NULL AND phase = 'deliver'",
+            )
+            .bind(at)
+            .bind(&submission_id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if n != 1 {
+            return Err(conflict("already flagged or delivered"));
+        }
+        let detail = "The filing has not reached the authority within the promised time; \
+                      ivan keeps trying and will deliver it as soon as the authority answers.";
+        crate::mail::enqueue(
+            &mut conn,
+            crate::mail::Kind::Overdue,
+            crate::mail::To::Employer,
+            &submission_id,
+            detail,
+            at,
+        )
+        .await?;
+        if let Some(operator) = &operator {
             crate::mail::enqueue(
                 &mut conn,
                 crate::mail::Kind::Overdue,
-                crate::mail::To::Employer,
+                crate::mail::To::Address(operator),
                 &submission_id,
                 detail,
                 at,
             )
             .await?;
-            if let Some(operator) = &operator {
-                crate::mail::enqueue(
-                    &mut conn,
-                    crate::mail::Kind::Overdue,
-                    crate::mail::To::Address(operator),
-                    &submission_id,
-                    detail,
-                    at,
-                )
-                .await?;
-            }
-            Ok(())
-        })
+        }
+        Ok(())
     })
 }
 

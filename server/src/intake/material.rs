@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Clock, Db, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -74,15 +74,13 @@ pub async fn add_anchor(
     );
     let now = clock.now();
     let (s2, subj2) = (sha.clone(), subject.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let r = on_conn!(&mut conn, c => {
-                sqlx::query("INSERT INTO trust_anchors (sha256, subject, not_after, der, added_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(&s2).bind(&subj2).bind(not_after).bind(&der).bind(now)
-                    .execute(&mut *c).await.map(drop).map_err(retention::Error::from)
-            });
-            conflict_on_duplicate(r, format!("CA certificate {subj2}"))
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let r = on_conn!(&mut conn, c => {
+            sqlx::query("INSERT INTO trust_anchors (sha256, subject, not_after, der, added_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&s2).bind(&subj2).bind(not_after).bind(&der).bind(now)
+                .execute(&mut *c).await.map(drop).map_err(retention::Error::from)
+        });
+        conflict_on_duplicate(r, format!("CA certificate {subj2}"))
     });
     let at = ledger
         .append_with(
@@ -123,15 +121,13 @@ pub async fn add_crl(
     let (this_update, next_update, der) = (crl.this_update(), crl.next_update(), crl.der.clone());
     let now = clock.now();
     let (s2, i2) = (sha.clone(), issuer.clone());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let r = on_conn!(&mut conn, c => {
-                sqlx::query("INSERT INTO crls (sha256, issuer, this_update, next_update, der, added_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(&s2).bind(&i2).bind(this_update).bind(next_update).bind(&der).bind(now)
-                    .execute(&mut *c).await.map(drop).map_err(retention::Error::from)
-            });
-            conflict_on_duplicate(r, "this CRL".into())
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let r = on_conn!(&mut conn, c => {
+            sqlx::query("INSERT INTO crls (sha256, issuer, this_update, next_update, der, added_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&s2).bind(&i2).bind(this_update).bind(next_update).bind(&der).bind(now)
+                .execute(&mut *c).await.map(drop).map_err(retention::Error::from)
+        });
+        conflict_on_duplicate(r, "this CRL".into())
     });
     // The CRL's bytes are the entry's payload: stored as an original under the same
     // SHA-256 that submissions name in `crl_sha256`.
@@ -188,20 +184,18 @@ pub async fn add_employer_cert(
     };
     let der = info.der.clone();
     let r2 = row.clone();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let r = on_conn!(&mut conn, c => {
-                sqlx::query(
-                    "INSERT INTO employer_certificates \
-                     (fingerprint, employer_id, subject, issuer, serial, not_before, not_after, der, added_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&r2.fingerprint).bind(&r2.employer_id).bind(&r2.subject).bind(&r2.issuer)
-                .bind(&r2.serial).bind(r2.not_before).bind(r2.not_after).bind(&der).bind(r2.added_at)
-                .execute(&mut *c).await.map(drop).map_err(retention::Error::from)
-            });
-            conflict_on_duplicate(r, format!("certificate {}", r2.fingerprint))
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let r = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "INSERT INTO employer_certificates \
+                 (fingerprint, employer_id, subject, issuer, serial, not_before, not_after, der, added_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&r2.fingerprint).bind(&r2.employer_id).bind(&r2.subject).bind(&r2.issuer)
+            .bind(&r2.serial).bind(r2.not_before).bind(r2.not_after).bind(&der).bind(r2.added_at)
+            .execute(&mut *c).await.map(drop).map_err(retention::Error::from)
+        });
+        conflict_on_duplicate(r, format!("certificate {}", r2.fingerprint))
     });
     let at = ledger
         .append_with(

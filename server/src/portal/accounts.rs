@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use retention::keys::os_random;
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Appended, Clock, Db, DbConn, Ledger, Payload, Sha256Hex, on_conn, on_pool};
+use retention::{Actor, Appended, Clock, Db, Ledger, Payload, Sha256Hex, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::Passkey;
 
@@ -284,67 +284,65 @@ pub async fn invite(
         invitation_id.clone(),
         Sha256Hex::of(secret.as_bytes()),
     );
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            if is_new {
-                let inserted = on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "INSERT INTO users (id, employer_id, organisation, email, role, webauthn_handle, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&row.id)
-                    .bind(&row.employer_id)
-                    .bind(&row.organisation)
-                    .bind(&row.email)
-                    .bind(&row.role)
-                    .bind(&row.webauthn_handle)
-                    .bind(row.created_at)
-                    .execute(&mut *c)
-                    .await
-                    .map(drop)
-                });
-                if let Err(sqlx::Error::Database(e)) = &inserted
-                    && e.is_unique_violation()
-                {
-                    return Err(retention::Error::Conflict(format!(
-                        "{} was invited at the same moment; try again",
-                        row.email
-                    )));
-                }
-                inserted?;
-            }
-            on_conn!(&mut conn, c => {
-                // Earlier unused links of this user stop working.
+    let work: Work = retention::work!(|conn, _at| {
+        if is_new {
+            let inserted = on_conn!(&mut conn, c => {
                 sqlx::query(
-                    "UPDATE user_invitations SET expires_at = $1 WHERE user_id = $2 \
-                     AND used_at IS NULL AND expires_at > $1",
+                    "INSERT INTO users (id, employer_id, organisation, email, role, webauthn_handle, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
-                .bind(now)
                 .bind(&row.id)
+                .bind(&row.employer_id)
+                .bind(&row.organisation)
+                .bind(&row.email)
+                .bind(&row.role)
+                .bind(&row.webauthn_handle)
+                .bind(row.created_at)
                 .execute(&mut *c)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO user_invitations (id, user_id, secret_sha256, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&iid)
-                .bind(&row.id)
-                .bind(hash.as_str())
-                .bind(now)
-                .bind(expires_at)
-                .execute(&mut *c)
-                .await?;
+                .await
+                .map(drop)
             });
-            mail::enqueue_with_secret(
-                &mut conn,
-                mail::Kind::Invitation,
-                &row.email,
-                &body,
-                &secret,
-                now,
+            if let Err(sqlx::Error::Database(e)) = &inserted
+                && e.is_unique_violation()
+            {
+                return Err(retention::Error::Conflict(format!(
+                    "{} was invited at the same moment; try again",
+                    row.email
+                )));
+            }
+            inserted?;
+        }
+        on_conn!(&mut conn, c => {
+            // Earlier unused links of this user stop working.
+            sqlx::query(
+                "UPDATE user_invitations SET expires_at = $1 WHERE user_id = $2 \
+                 AND used_at IS NULL AND expires_at > $1",
             )
-            .await
-        })
+            .bind(now)
+            .bind(&row.id)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "INSERT INTO user_invitations (id, user_id, secret_sha256, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&iid)
+            .bind(&row.id)
+            .bind(hash.as_str())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *c)
+            .await?;
+        });
+        mail::enqueue_with_secret(
+            &mut conn,
+            mail::Kind::Invitation,
+            &row.email,
+            &body,
+            &secret,
+            now,
+        )
+        .await
     });
     let appended = record(
         ledger,
@@ -442,28 +440,26 @@ pub async fn revoke(
     now: DateTime<Utc>,
 ) -> Result<i64, Error> {
     let id = user_id.to_owned();
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let n = on_conn!(&mut conn, c => {
-                let n = sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-                sqlx::query("UPDATE portal_sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-                n
-            });
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(retention::Error::Conflict(format!("no active user {id}")))
-            }
-        })
+    let work: Work = retention::work!(|conn, _at| {
+        let n = on_conn!(&mut conn, c => {
+            let n = sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE portal_sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *c)
+                .await?;
+            n
+        });
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(retention::Error::Conflict(format!("no active user {id}")))
+        }
     });
     let appended = record(
         ledger,
@@ -595,49 +591,47 @@ pub async fn add_passkey(
         "public_key": passkey.get_public_key(),
     });
     let (uid, pid, inv) = (user.id.clone(), id.clone(), invitation.map(str::to_owned));
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            if let Some(inv) = inv {
-                let n = on_conn!(&mut conn, c => {
-                    sqlx::query(
-                        "UPDATE user_invitations SET used_at = $1 WHERE id = $2 AND user_id = $3 \
-                         AND used_at IS NULL AND expires_at > $1",
-                    )
-                    .bind(now)
-                    .bind(&inv)
-                    .bind(&uid)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected()
-                });
-                if n != 1 {
-                    return Err(retention::Error::Conflict(
-                        "this enrolment link has been used or has expired".into(),
-                    ));
-                }
-            }
-            let inserted = on_conn!(&mut conn, c => {
+    let work: Work = retention::work!(|conn, _at| {
+        if let Some(inv) = inv {
+            let n = on_conn!(&mut conn, c => {
                 sqlx::query(
-                    "INSERT INTO passkeys (id, user_id, name, passkey, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    "UPDATE user_invitations SET used_at = $1 WHERE id = $2 AND user_id = $3 \
+                     AND used_at IS NULL AND expires_at > $1",
                 )
-                .bind(&pid)
-                .bind(&uid)
-                .bind(&name)
-                .bind(&json)
                 .bind(now)
+                .bind(&inv)
+                .bind(&uid)
                 .execute(&mut *c)
-                .await
-                .map(drop)
+                .await?
+                .rows_affected()
             });
-            if let Err(sqlx::Error::Database(e)) = &inserted
-                && e.is_unique_violation()
-            {
+            if n != 1 {
                 return Err(retention::Error::Conflict(
-                    "this passkey is already registered".into(),
+                    "this enrolment link has been used or has expired".into(),
                 ));
             }
-            Ok(inserted?)
-        })
+        }
+        let inserted = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "INSERT INTO passkeys (id, user_id, name, passkey, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&pid)
+            .bind(&uid)
+            .bind(&name)
+            .bind(&json)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map(drop)
+        });
+        if let Err(sqlx::Error::Database(e)) = &inserted
+            && e.is_unique_violation()
+        {
+            return Err(retention::Error::Conflict(
+                "this passkey is already registered".into(),
+            ));
+        }
+        Ok(inserted?)
     });
     record(
         ledger,
@@ -660,49 +654,47 @@ pub async fn remove_passkey(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let (uid, pid) = (user.id.clone(), passkey_id.to_owned());
-    let work: Work = Box::new(move |mut conn: DbConn<'_>, _at: Vec<Appended>| {
-        Box::pin(async move {
-            let (exists, n) = on_conn!(&mut conn, c => {
-                let exists: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM passkeys WHERE id = $1 AND user_id = $2 AND removed_at IS NULL",
-                )
-                .bind(&pid)
-                .bind(&uid)
-                .fetch_optional(&mut *c)
-                .await?;
-                let n = sqlx::query(
-                    "UPDATE passkeys SET removed_at = $1 WHERE id = $2 AND user_id = $3 \
-                     AND removed_at IS NULL AND \
-                     (SELECT COUNT(*) FROM passkeys WHERE user_id = $3 AND removed_at IS NULL) > 1",
+    let work: Work = retention::work!(|conn, _at| {
+        let (exists, n) = on_conn!(&mut conn, c => {
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM passkeys WHERE id = $1 AND user_id = $2 AND removed_at IS NULL",
+            )
+            .bind(&pid)
+            .bind(&uid)
+            .fetch_optional(&mut *c)
+            .await?;
+            let n = sqlx::query(
+                "UPDATE passkeys SET removed_at = $1 WHERE id = $2 AND user_id = $3 \
+                 AND removed_at IS NULL AND \
+                 (SELECT COUNT(*) FROM passkeys WHERE user_id = $3 AND removed_at IS NULL) > 1",
+            )
+            .bind(now)
+            .bind(&pid)
+            .bind(&uid)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                // Sessions signed in with it end too (a lost key's finder's).
+                sqlx::query(
+                    "UPDATE portal_sessions SET ended_at = $1 WHERE user_id = $2 \
+                     AND passkey_id = $3 AND ended_at IS NULL",
                 )
                 .bind(now)
-                .bind(&pid)
                 .bind(&uid)
+                .bind(&pid)
                 .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if n == 1 {
-                    // Sessions signed in with it end too (a lost key's finder's).
-                    sqlx::query(
-                        "UPDATE portal_sessions SET ended_at = $1 WHERE user_id = $2 \
-                         AND passkey_id = $3 AND ended_at IS NULL",
-                    )
-                    .bind(now)
-                    .bind(&uid)
-                    .bind(&pid)
-                    .execute(&mut *c)
-                    .await?;
-                }
-                (exists, n)
-            });
-            match (exists, n) {
-                (None, _) => Err(retention::Error::Invalid(format!("no passkey {pid}"))),
-                (Some(_), 0) => Err(retention::Error::Conflict(
-                    "this is your last passkey: add another one before removing it".into(),
-                )),
-                _ => Ok(()),
+                .await?;
             }
-        })
+            (exists, n)
+        });
+        match (exists, n) {
+            (None, _) => Err(retention::Error::Invalid(format!("no passkey {pid}"))),
+            (Some(_), 0) => Err(retention::Error::Conflict(
+                "this is your last passkey: add another one before removing it".into(),
+            )),
+            _ => Ok(()),
+        }
     });
     match record(
         ledger,
