@@ -113,26 +113,57 @@ impl Drop for TempPg {
 
 /// A clock tests set and move by hand (deadlines, lockouts, retention).
 #[derive(Debug)]
-pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+pub struct ManualClock {
+    time: tokio::sync::watch::Sender<chrono::DateTime<chrono::Utc>>,
+    /// When each pending [`crate::Clock::sleep`] ends, by a number of its own.
+    sleeps: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, chrono::DateTime<chrono::Utc>>>>,
+    next_sleep: std::sync::atomic::AtomicU64,
+}
 
 impl ManualClock {
     /// Starts at the system time.
     pub fn new() -> Self {
-        Self(std::sync::Mutex::new(crate::Clock::now(&SystemClock)))
+        Self::at(crate::Clock::now(&SystemClock))
     }
 
     /// Starts at `t`.
     pub fn at(t: chrono::DateTime<chrono::Utc>) -> Self {
-        Self(std::sync::Mutex::new(t))
+        Self {
+            time: tokio::sync::watch::channel(t).0,
+            sleeps: Arc::default(),
+            next_sleep: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
-    /// Moves the clock forward by `by`.
+    /// Moves the clock forward by `by`, waking the sleepers whose time has come.
     pub fn advance(&self, by: chrono::Duration) {
-        let mut t = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *t += by;
+        self.time.send_modify(|t| *t += by);
+    }
+
+    /// Waits until `workers` sleeps are pending and none is due: the workers that
+    /// wait on this clock between passes have finished the passes the last
+    /// [`ManualClock::advance`] woke them for and gone back to sleep. Panics after
+    /// 30 s of real time, naming what it saw.
+    pub async fn settled(&self, workers: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = crate::Clock::now(self);
+            let (pending, due) = {
+                let sleeps = self
+                    .sleeps
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (sleeps.len(), sleeps.values().filter(|t| **t <= now).count())
+            };
+            if pending == workers && due == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not settled in 30 s: {pending} sleeps pending ({due} due), {workers} wanted"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -142,12 +173,50 @@ impl Default for ManualClock {
     }
 }
 
-impl crate::Clock for ManualClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        *self
-            .0
+/// A pending sleep's entry in [`ManualClock`], removed when the sleep ends or is
+/// dropped.
+struct Sleeping {
+    id: u64,
+    sleeps: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, chrono::DateTime<chrono::Utc>>>>,
+}
+
+impl Drop for Sleeping {
+    fn drop(&mut self) {
+        self.sleeps
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+impl crate::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.time.borrow()
+    }
+
+    /// Resolves when [`ManualClock::advance`] has moved the clock `d` past now;
+    /// never on its own.
+    fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
+        let until = chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| self.now().checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        let id = self
+            .next_sleep
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sleeps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, until);
+        let sleeping = Sleeping {
+            id,
+            sleeps: self.sleeps.clone(),
+        };
+        let mut time = self.time.subscribe();
+        Box::pin(async move {
+            let _sleeping = sleeping;
+            let _ = time.wait_for(|t| *t >= until).await;
+        })
     }
 }
 
@@ -386,5 +455,29 @@ impl MemoryTree {
     /// The root of the first `size` leaves.
     pub fn root(&self, size: u64) -> tlog_tiles::Hash {
         tlog_tiles::tree_hash(size, self).expect("a size within the tree")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Clock;
+
+    #[tokio::test]
+    async fn a_manual_clock_wakes_its_sleepers_when_moved_past_them() {
+        let clock = Arc::new(ManualClock::new());
+        let sleep = clock.sleep(std::time::Duration::from_secs(60));
+        let woke = tokio::spawn(sleep);
+        clock.settled(1).await;
+        clock.advance(chrono::Duration::seconds(59));
+        // Not yet due: still pending, so settled.
+        clock.settled(1).await;
+        assert!(!woke.is_finished());
+        clock.advance(chrono::Duration::seconds(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), woke)
+            .await
+            .expect("woken when its time came")
+            .unwrap();
+        clock.settled(0).await;
     }
 }

@@ -54,6 +54,7 @@ impl App {
     /// Opens the data dir, database (migrating it), originals store and keys, and
     /// checks what a run will rely on, writing nothing to the log.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
+        config.validate()?;
         prepare_data_dir(&config.data_dir)?;
         let lock = lock_sqlite(&config.database_url())?;
         let db = open_db(&config, MigrationPolicy::Apply).await?;

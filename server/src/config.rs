@@ -194,7 +194,35 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    /// This configuration with `IVAN_*` variables laid over it as [`Config::load`]
+    /// reads them from the environment (`IVAN_SMS__TRANSPORT=smpp` sets
+    /// `sms.transport`), without touching the process's environment: for a server
+    /// built in-process ([`crate::app::App`]) the way `ivan serve` would be.
+    pub fn with_vars<'a>(
+        self,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, Error> {
+        let operator = self.operator.clone();
+        let mut fig = Figment::from(Serialized::defaults(self));
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("IVAN_") else {
+                return Err(Error::Config(format!("{name} is not an IVAN_ variable")));
+            };
+            let key = key.to_ascii_lowercase().replace("__", ".");
+            let value: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
+            fig = fig.merge((key, value));
+        }
+        let mut config: Config = fig.extract().map_err(|e| {
+            let first = e.into_iter().next();
+            Error::Config(first.map_or_else(|| "invalid".into(), |e| e.to_string()))
+        })?;
+        config.operator = operator;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values [`Config::load`] read (and those a test set by hand).
+    pub fn validate(&self) -> Result<(), Error> {
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -355,6 +383,30 @@ mod tests {
 
     fn load(jail_file: Option<&str>) -> Result<Config, Error> {
         Config::load(jail_file.map(Path::new), &Overrides::default())
+    }
+
+    #[test]
+    fn variables_given_as_pairs_read_as_from_the_environment() {
+        let c = Config::default()
+            .with_vars([
+                ("IVAN_PORTAL__SESSION_IDLE_SECS", "2"),
+                ("IVAN_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]"),
+                ("IVAN_MAIL__TRANSPORT", "smtp"),
+            ])
+            .unwrap();
+        assert_eq!(c.portal.session_idle_secs, 2);
+        assert_eq!(c.http.trusted_proxies, ["127.0.0.1"]);
+        assert_eq!(c.mail.transport, MailTransport::Smtp);
+        let err = Config::default()
+            .with_vars([("PORTAL__SESSION_IDLE_SECS", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an IVAN_ variable"), "{err}");
+        let err = Config::default()
+            .with_vars([("IVAN_PORTAL__SESION_IDLE_SECS", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sesion_idle_secs"), "{err}");
     }
 
     #[test]

@@ -177,6 +177,7 @@ fn forwarded_client(
 
 async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let _in_flight = crate::telemetry::Gauged::new(metrics::gauge!("ivan_http_requests_in_flight"));
     let method = req.method().to_string();
     // The route pattern, not the raw path, keeps label cardinality bounded.
     let path = req

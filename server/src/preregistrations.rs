@@ -246,7 +246,7 @@ pub fn start_sweeper(mobile: Mobile) -> SweeperTask {
                 tracing::error!(error = %e, "pre-registration sweep failed");
             }
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                () = mobile.clock().sleep(every) => {}
                 r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
             }
         }

@@ -36,3 +36,22 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// One in a gauge while it lives: a request in flight, a document waiting for or
+/// holding analysis budget. Dropping it (the work ended, or its request went away)
+/// takes the one back.
+#[derive(Debug)]
+pub(crate) struct Gauged(metrics::Gauge);
+
+impl Gauged {
+    pub(crate) fn new(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1);
+        Self(gauge)
+    }
+}
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        self.0.decrement(1);
+    }
+}

@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use retention::testing::TempPg;
+use std::sync::Arc;
+
+use ivan_server::app::App;
+use ivan_server::config::Config;
+use retention::testing::{ManualClock, TempPg};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -200,7 +204,7 @@ impl Instance {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         Server {
-            child,
+            run: Run::Process(child),
             base,
             log_path,
             http: reqwest::Client::builder()
@@ -315,7 +319,7 @@ fn read(p: &Path) -> String {
 /// A running `ivan serve`.
 #[derive(Debug)]
 pub struct Server {
-    child: Child,
+    run: Run,
     pub base: String,
     log_path: PathBuf,
     pub http: reqwest::Client,
@@ -433,8 +437,36 @@ impl Server {
         read(&self.log_path)
     }
 
+    /// The value of one series on `/metrics` (`name` or `name{labels}` as printed),
+    /// 0 when it is not there yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (at most 60 s) until the series `series` on `/metrics` reads `value`:
+    /// how a test knows where requests inside the server are, without sleeping.
+    pub async fn metric_reaches(&self, series: &str, value: f64) {
+        eventually(60, &format!("{series} reaches {value}"), || async {
+            (self.metric(series).await == value).then_some(())
+        })
+        .await;
+    }
+
+    fn child(&mut self) -> &mut Child {
+        match &mut self.run {
+            Run::Process(child) => child,
+            Run::InProcess { .. } => panic!("an in-process server is not a process"),
+        }
+    }
+
     fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("server still running");
+        let Run::Process(child) = &self.run else {
+            panic!("an in-process server takes no signals");
+        };
+        let pid = child.id().expect("server still running");
         let ok = std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
             .status()
@@ -450,25 +482,96 @@ impl Server {
 
     /// Waits (at most 60 s) for the process to exit.
     pub async fn wait(mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+        let log = self.log();
+        tokio::time::timeout(Duration::from_secs(60), self.child().wait())
             .await
-            .unwrap_or_else(|_| panic!("ivan serve did not stop in 60 s: {}", self.log()))
+            .unwrap_or_else(|_| panic!("ivan serve did not stop in 60 s: {log}"))
             .unwrap()
     }
 
-    /// SIGTERM, then wait (at most 60 s) for the exit status.
+    /// Stops the server (SIGTERM, or an in-process server's shutdown) and waits (at
+    /// most 60 s) for it to end: its exit status (0 for an in-process server whose
+    /// run returned `Ok`).
     pub async fn stop(mut self) -> std::process::ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        if let Run::InProcess { stop, task } = &mut self.run {
+            let _ = stop.take().map(|s| s.send(()));
+            let ended = tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("the in-process server did not stop in 60 s")
+                .expect("the in-process server's task");
+            if let Err(e) = &ended {
+                eprintln!("in-process server: {e}");
+            }
+            return std::process::ExitStatus::from_raw(if ended.is_ok() { 0 } else { 1 << 8 });
+        }
         self.signal("-TERM");
-        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("ivan serve did not stop in 60 s: {}", self.log()))
-            .unwrap()
+        self.wait().await
     }
 
     /// SIGKILL: the process dies wherever it is.
     pub async fn kill9(mut self) {
         self.signal("-KILL");
-        let _ = self.child.wait().await;
+        let _ = self.child().wait().await;
+    }
+}
+
+/// The workers of an in-process server that wait on its clock between passes (the
+/// pre-registration sweeper and the retention sweeper): what
+/// [`ManualClock::settled`] waits for after an advance.
+pub const CLOCK_WORKERS: usize = 2;
+
+/// How a [`Server`] runs: `ivan serve` as a child process, or an
+/// [`ivan_server::app::App`] on a task of the test's own runtime.
+#[derive(Debug)]
+enum Run {
+    Process(Child),
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<ivan_server::Result<()>>,
+    },
+}
+
+impl Instance {
+    /// The server built in-process ([`App::build`]) with this instance's data dir and
+    /// database, the `IVAN_*` variables `env` (as [`Instance::serve_with`] takes
+    /// them), and `clock`, a manual clock the test moves: deadlines, lockouts and
+    /// session ends pass when it says, and the workers that wait between passes
+    /// wake then, with no real time spent. For what needs no real process
+    /// (signals, kill -9 and file locks do).
+    pub async fn serve_in_process(&self, env: &[(&str, &str)], clock: Arc<ManualClock>) -> Server {
+        let config = Config {
+            data_dir: self.data_dir.clone(),
+            database_url: Some(self.database_url.clone()),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        }
+        .with_vars(env.iter().copied())
+        .unwrap();
+        // The server's log goes to the test's captured output (shown when it fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,sqlx=warn")
+            .with_test_writer()
+            .try_init();
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = App::build(config, clock).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            run: Run::InProcess {
+                stop: Some(stop),
+                task,
+            },
+            base,
+            log_path: self.dir.path().join("in-process.log"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
     }
 }
 
@@ -702,9 +805,21 @@ impl SandboxAuthority {
     }
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, for at most `secs`; panics
-/// with `what` otherwise.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+/// Polls `check` (every 200 ms) until it answers `Some`, and returns that; panics
+/// naming `what` after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(secs, check)
+        .await
+        .unwrap_or_else(|| panic!("not within {secs} s: {what}"))
+}
+
+/// Polls `check` (every 200 ms) until it answers `Some`, at most `secs` seconds:
+/// [`eventually`] for a caller that explains a `None` itself.
+pub async fn within<T, F, Fut>(secs: u64, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -712,12 +827,11 @@ where
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not within {secs} s: {what}"
-        );
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -646,7 +646,7 @@ impl Sweeper {
             let mut wait = StdDuration::from_secs(60.min(self.config.sweep_interval_secs));
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    () = self.clock.sleep(wait) => {}
                     _ = stop.changed() => return,
                 }
                 if *stop.borrow() {

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::telemetry::Gauged;
+
 /// Budget units are KiB, so a semaphore's permit count holds any sane budget.
 const UNIT: u64 = 1024;
 
@@ -38,6 +40,8 @@ pub struct Pool {
 pub struct Lease {
     _employer: OwnedSemaphorePermit,
     _total: OwnedSemaphorePermit,
+    /// In `ivan_intake_budget_leases` (analyses running) while held.
+    _held: Gauged,
 }
 
 /// The pool did not have room in time.
@@ -82,6 +86,9 @@ impl Pool {
                 .clone()
         };
         let started = std::time::Instant::now();
+        // Documents waiting for a lease.
+        let waiting =
+            Gauged::new(metrics::gauge!("ivan_intake_budget_waiting", "pool" => self.name));
         let granted = tokio::time::timeout_at(deadline, async {
             let employer = own.acquire_many_owned(units).await.map_err(|_| Busy)?;
             let total = self
@@ -93,9 +100,13 @@ impl Pool {
             Ok::<_, Busy>(Lease {
                 _employer: employer,
                 _total: total,
+                _held: Gauged::new(
+                    metrics::gauge!("ivan_intake_budget_leases", "pool" => self.name),
+                ),
             })
         })
         .await;
+        drop(waiting);
         metrics::histogram!("ivan_intake_budget_wait_seconds", "pool" => self.name)
             .record(started.elapsed().as_secs_f64());
         match granted {

@@ -2,9 +2,6 @@
 //! the operator sets up trust with the CLI (`ivan dev keys`, `ivan admin ca|crl|cert
 //! add`), documents are signed with `ivan dev sign` and with the independent `xmlsec1`,
 //! and the employer API is driven over HTTP.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::time::Duration;
 
 use ivan_e2e::filing::{report, set_up, sign};
 use ivan_e2e::{Instance, e2e_tests};
@@ -475,7 +472,6 @@ async fn xmlsec1_signed_filing_is_accepted(inst: Instance) {
         .submit(&filer.token, std::fs::read(&out).unwrap())
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(server.stop().await.success());
 }
 
@@ -498,13 +494,20 @@ async fn sigterm_lets_an_upload_in_flight_finish(inst: Instance) {
     let (first, rest) = signed.as_bytes().split_at(signed.len() / 2);
     conn.write_all(first).await.unwrap();
     conn.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is in the server (its handler reading the body) … (the gauge
+    // counts the scrape that reads it, too)
+    server
+        .metric_reaches("ivan_http_requests_in_flight", 2.0)
+        .await;
     server.terminate();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        tokio::net::TcpStream::connect(&addr).await.is_err(),
-        "no new connections once stopping"
-    );
+    // … when it stops taking new connections.
+    ivan_e2e::eventually(30, "no new connections once stopping", || async {
+        tokio::net::TcpStream::connect(&addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
     conn.write_all(rest).await.unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).await.unwrap();

@@ -5,7 +5,6 @@
 //! target is refused and left as it was; a truncated, partial or altered backup is
 //! refused before the target is touched; a restore that fails part-way leaves
 //! RESTORE-INCOMPLETE, and `ivan serve` refuses that data dir.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -2,13 +2,14 @@
 //! SMPP peer (the test SMSC), the "app" logs in and files pre-registrations, the
 //! sandbox authority receives them, a signed registration form pairs them; sessions,
 //! lockout, isolation between employers, deadlines, reminders and the daily digest.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ivan_e2e::filing::{Filer, set_up, sign};
-use ivan_e2e::{Instance, Server, SmtpSink, e2e_tests, eventually};
+use ivan_e2e::{CLOCK_WORKERS, Instance, Server, SmtpSink, e2e_tests, eventually};
 use reqwest::StatusCode;
+use retention::testing::ManualClock;
 use serde_json::{Value, json};
 use sms_adapter::testing::{Smsc, SmscOptions};
 
@@ -128,11 +129,16 @@ fn today() -> String {
 
 /// Files a hire effective today as the phone user; returns the `201` answer.
 async fn file_hire(server: &Server, access: &str) -> Value {
+    file_hire_on(server, access, &today()).await
+}
+
+/// Files a hire effective on `date` as the phone user; returns the `201` answer.
+async fn file_hire_on(server: &Server, access: &str, date: &str) -> Value {
     let (s, filed) = post(
         server,
         "/mobile/v1/preregistrations",
         Some(access),
-        hire(&today()),
+        hire(date),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{filed}");
@@ -585,21 +591,40 @@ async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) 
         ("IVAN_MAIL__SMTP_HOST", "127.0.0.1".to_owned()),
         ("IVAN_MAIL__SMTP_PORT", smtp.port.to_string()),
         ("IVAN_MAIL__SMTP_SECURITY", "none".to_owned()),
-        ("IVAN_MOBILE__PAIRING_DEADLINE_SECS", "6".to_owned()),
-        ("IVAN_MOBILE__REMINDER_BEFORE_SECS", "4".to_owned()),
-        ("IVAN_MOBILE__SWEEP_INTERVAL_SECS", "1".to_owned()),
     ] {
         env.push((k.to_owned(), v));
     }
-    let server = serve(&inst, &env).await;
+    // In-process on a manual clock, with the production deadlines (3 days, a
+    // reminder a day before, a sweep a minute): the days pass when the test says.
+    // 06:00 UTC tomorrow, so the test knows when the digest's day changes (and
+    // the clock is past what the set-up recorded: the log's times never go back).
+    let day = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+    let start = day.and_hms_opt(6, 0, 0).unwrap().and_utc();
+    let clock = Arc::new(ManualClock::at(start));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = inst.serve_in_process(&pairs, clock.clone()).await;
     let phone = "+421904000001";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
     let (_, tokens) = login(&server, phone, &pin).await;
     let access = tokens["access_token"].as_str().unwrap();
-    let filed = file_hire(&server, access).await;
+    let filed = file_hire_on(&server, access, &day.to_string()).await;
     let number = filed["document_number"].as_str().unwrap().to_owned();
+    let digests = || {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.contains("Pre-registrations waiting"))
+            .collect::<Vec<_>>()
+    };
+    let minute = chrono::Duration::minutes(1);
+    clock.settled(CLOCK_WORKERS).await;
 
+    // A day before the deadline, not yet: no reminder.
+    clock.advance(chrono::Duration::days(2) - minute);
+    clock.settled(CLOCK_WORKERS).await;
+    assert!(smsc.received().is_empty(), "no reminder before its time");
     // The reminder SMS goes to the phone user before the deadline, once.
+    clock.advance(minute * 2);
+    clock.settled(CLOCK_WORKERS).await;
     let got = smsc.wait_for(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(got[0].destination_addr, "421904000001");
     assert!(
@@ -608,44 +633,41 @@ async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) 
         got[0].text
     );
     // Then it is overdue, and the employer gets the daily list by e-mail, once.
-    eventually(30, "the pre-registration is overdue", || async {
-        let (_, v) = get(
-            &server,
-            "/api/v1/preregistrations?state=overdue",
-            &filer.token,
-        )
-        .await;
-        (v["items"].as_array().map(Vec::len) == Some(1)).then_some(())
-    })
+    clock.advance(chrono::Duration::days(1));
+    clock.settled(CLOCK_WORKERS).await;
+    let (_, v) = get(
+        &server,
+        "/api/v1/preregistrations?state=overdue",
+        &filer.token,
+    )
     .await;
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1), "{v}");
     let digest = eventually(30, "the digest mail arrives", || async {
-        smtp.messages()
-            .into_iter()
-            .find(|m| m.contains("Pre-registrations waiting"))
+        digests().into_iter().next()
     })
     .await;
     assert!(
         digest.contains(&number) && digest.contains("hr@employer.test"),
         "{digest}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        smtp.messages()
-            .iter()
-            .filter(|m| m.contains("Pre-registrations waiting"))
-            .count(),
-        1,
-        "one digest a day"
-    );
+    // Sweeps through the rest of that day send no second one, nor a second reminder.
+    for _ in 0..3 {
+        clock.advance(chrono::Duration::hours(4));
+        clock.settled(CLOCK_WORKERS).await;
+    }
+    // The next day's list comes the next day.
+    clock.advance(chrono::Duration::hours(7));
+    eventually(30, "the next day's digest arrives", || async {
+        (digests().len() >= 2).then_some(())
+    })
+    .await;
+    clock.settled(CLOCK_WORKERS).await;
+    assert_eq!(digests().len(), 2, "one digest a day");
     assert_eq!(smsc.received().len(), 1, "one reminder");
     let log = log_actions(&inst).await;
-    for action in [
-        "preregistration.remind",
-        "preregistration.overdue",
-        "preregistration.digest",
-    ] {
-        assert!(log.contains(action), "log lacks {action}");
-    }
+    assert_eq!(log.matches("preregistration.remind").count(), 1, "{log}");
+    assert_eq!(log.matches("preregistration.overdue").count(), 1, "{log}");
+    assert_eq!(log.matches("preregistration.digest").count(), 2, "{log}");
     server.stop().await;
     smtp.stop().await;
 }
@@ -946,7 +968,10 @@ const TRUST_LOOPBACK: (&str, &str) = ("IVAN_HTTP__TRUSTED_PROXIES", "[\"127.0.0.
 /// delay has passed.
 async fn wrong_pins_from_many_sources_do_not_lock_the_victim(inst: Instance) {
     let filer = set_up(&inst, "EMP-0053").await;
-    let server = inst.serve_with(&[TRUST_LOOPBACK]).await;
+    let clock = Arc::new(ManualClock::new());
+    let server = inst
+        .serve_in_process(&[TRUST_LOOPBACK], clock.clone())
+        .await;
     let phone = "+421908000001";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
     let wrong = if pin == "00000000" {
@@ -984,7 +1009,7 @@ async fn wrong_pins_from_many_sources_do_not_lock_the_victim(inst: Instance) {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
-    tokio::time::sleep(Duration::from_secs(wait)).await;
+    clock.advance(chrono::Duration::seconds(i64::try_from(wait).unwrap()));
     let r = login_from(&server, "192.0.2.10", phone, &pin).await;
     assert_eq!(r.status(), StatusCode::OK);
     let log = log_actions(&inst).await;

@@ -3,7 +3,6 @@
 //! process with mutual TLS and injected faults otherwise), polls for the answers and
 //! keeps them. Crashes, outages and two servers on one database must neither lose nor
 //! duplicate a message. Every test is bounded in time.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 

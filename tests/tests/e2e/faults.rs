@@ -2,7 +2,6 @@
 //! non-zero exit with nothing half-written; a kill -9 never leaves a log that fails
 //! verification nor loses an acknowledged append.
 // This whole crate is test code: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -137,8 +136,11 @@ async fn crash_under_concurrent_appends_keeps_every_acknowledged_entry(inst: Ins
         cmd.env("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "3");
         children.push(cmd.stdout(std::process::Stdio::piped()).spawn().unwrap());
     }
-    // Let some finish, then kill the server and every third operator mid-flight.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Once some have finished, kill the server and every third operator mid-flight.
+    ivan_e2e::eventually(60, "some operators' employers recorded", || async {
+        (inst.count("SELECT COUNT(*) FROM employers").await >= 3).then_some(())
+    })
+    .await;
     server.kill9().await;
     for (i, c) in children.iter_mut().enumerate() {
         if i % 3 == 0 {

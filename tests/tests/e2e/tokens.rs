@@ -2,7 +2,6 @@
 //! the real `ivan` binary; the running server accepts a token with an IP allow-list
 //! only from inside it, any other token from anywhere, and a revoked one never; each
 //! creation and revocation is in the log, which still verifies.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ivan_e2e::{Instance, Server, e2e_tests};
 use serde_json::Value;

@@ -1,7 +1,6 @@
 //! E-mail end to end: the real `ivan serve` sends receipts, the authority's answers and
 //! overdue warnings through a real SMTP server (aiosmtpd), each recorded in the log;
 //! the development file sink works without any server.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ivan_e2e::filing::{Filer, report, set_up, sign};
 use ivan_e2e::{Instance, SandboxAuthority, Server, SmtpSink, e2e_tests, eventually};

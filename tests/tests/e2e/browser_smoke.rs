@@ -2,7 +2,6 @@
 //! chromedriver reaches the real `ivan serve`, runs JavaScript, creates a passkey
 //! with the virtual WebAuthn authenticator, and takes a screenshot. SQLite only:
 //! what is tested here is the harness, not the store.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ivan_e2e::browser::{Browser, localhost_url};
 use ivan_e2e::{Backend, Instance};

@@ -1,7 +1,6 @@
 //! The front door under hostile clients, through the real binary: idle and slow
 //! connections cannot exhaust the server, JSON routes take only small bodies.
 //! Connection handling does not touch the record, so these run on SQLite only.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -6,7 +6,6 @@
 //! officer, and by the employer through its own API — is in the log with who, basis,
 //! reference, filters and result count; tokens of one kind never open the other's
 //! routes; revoking the officer's token closes the door; `log verify` passes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ivan_e2e::filing::{self, Filer};
 use ivan_e2e::{Instance, Server, e2e_tests};

@@ -1,7 +1,6 @@
 //! Hostile documents against the real binary: shape bombs are refused by the
 //! streaming pre-scan before any quadratic or memory-hungry work, and one employer's
 //! heavy documents cannot keep another employer's filings waiting.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -131,8 +130,14 @@ async fn one_employer_cannot_hold_the_analysis_budget(inst: Instance) {
             r.status().as_u16()
         });
     }
-    // Long enough for all four to be read and queued for the budget.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // All four read: one analysed, three queued for the budget.
+    let pool = "{pool=\"analysis\"}";
+    server
+        .metric_reaches(&format!("ivan_intake_budget_leases{pool}"), 1.0)
+        .await;
+    server
+        .metric_reaches(&format!("ivan_intake_budget_waiting{pool}"), 3.0)
+        .await;
     let r = server.submit(&b.token, filing.into_bytes()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     while let Some(status) = heavies.try_join_next() {
@@ -189,8 +194,10 @@ async fn shutdown_does_not_wait_for_an_analysis(inst: Instance) {
             .await
             .map(|r| r.status().as_u16())
     });
-    // Uploaded, pre-scanned, and deep in the parser.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Uploaded, pre-scanned, and in the parser (holding analysis budget).
+    server
+        .metric_reaches("ivan_intake_budget_leases{pool=\"analysis\"}", 1.0)
+        .await;
     assert!(
         !in_flight.is_finished(),
         "the analysis ended before the signal"

@@ -6,7 +6,6 @@
 //! contract is a reviewed diff. `UPDATE_SNAPSHOTS=1` rewrites the snapshots instead.
 //!
 //! The documents do not depend on the backend: one SQLite instance serves them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -1,7 +1,6 @@
 //! What is signed is what counts, end to end on both backends: content the signature
 //! does not cover is refused, byte variants of one signed document are one filing,
 //! and identical posts racing each other are one filing with no false refusal.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

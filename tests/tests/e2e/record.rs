@@ -1,7 +1,6 @@
 //! End to end through the real binary: start-up, health, employers, the log, and its
 //! verification going red when the record is tampered with — on both backends.
 // This whole crate is test code: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ivan_e2e::{Backend, Instance, Witness, e2e_tests};
 use retention::on_pool;
@@ -580,23 +579,6 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
     assert!(verify.starts_with("log OK"), "{verify}");
 }
 
-/// Polls `what` (at most 60 s) until it answers `Some`: waits for an event, not for
-/// time to pass. `None` if it never did.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    mut what: impl FnMut() -> F,
-) -> Option<T> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        if let Some(v) = what().await {
-            return Some(v);
-        }
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// A witness (`ivan witness serve`, its own process) cosigns the log's checkpoints
 /// as they grow, and the cosignature, checked here from the C2SP format alone, is
 /// served with the checkpoint. Then the whole database is replaced by another
@@ -649,7 +631,7 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
     }
     // Cosigned: the served checkpoint carries the witness's line.
     let name_line = "\u{2014} witness.test/w1 ";
-    let note = eventually(|| async {
+    let note = ivan_e2e::within(60, || async {
         let note = server.get("/log/checkpoint").await.text().await.unwrap();
         let size: u64 = note.lines().nth(1)?.parse().ok()?;
         (size >= 6 && note.contains(name_line)).then_some(note)
@@ -718,7 +700,7 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
     }
     // The witness refuses it: the forged log counts the refusal, serves no
     // cosignature, and the witness still stands where it was.
-    eventually(|| async {
+    ivan_e2e::within(60, || async {
         let metrics = forged.get("/metrics").await.text().await.unwrap();
         metrics
             .contains("ivan_witness_refusals_total")
