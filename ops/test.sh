@@ -56,6 +56,9 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "module layering of server (ops/layers.py)"
+python3 ops/layers.py
+
 step "build the ivan binary the end-to-end tests spawn"
 cargo build --locked --bin ivan
 

@@ -27,12 +27,12 @@ use retention::ledger::{NewEntry, Payload};
 use retention::{Actor, Clock, Db, Ledger, MigrationPolicy, Originals};
 use tokio::net::TcpListener;
 
-use crate::compliance::persons::PersonIndex;
 use crate::config::Config;
 use crate::documents::Profiles;
 use crate::forwarding::authority::AuthorityClient;
 use crate::forwarding::{AuthorityMode, Forwarder};
 use crate::http::{AppState, router};
+use crate::persons::PersonIndex;
 use crate::startup::{lock_sqlite, open_db, prepare_data_dir};
 use crate::{Error, Result, telemetry};
 

@@ -264,7 +264,7 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
         #[arg(long, value_enum)]
-        role: crate::portal::accounts::Role,
+        role: crate::accounts::Role,
         #[arg(long)]
         json: bool,
     },
@@ -895,7 +895,7 @@ fn allowed_from(blocks: &[String]) -> String {
 }
 
 async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
-    use crate::portal::accounts;
+    use crate::accounts;
     match cmd {
         UserCommand::Invite {
             employer,

@@ -15,9 +15,11 @@ use retention::originals::OriginalsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+pub use crate::connections::HttpConfig;
 use crate::forwarding::{AuthorityConfig, AuthorityMode, ForwardingConfig};
 use crate::intake::IntakeConfig;
 use crate::mail::{MailConfig, MailTransport};
+pub use crate::telemetry::LogFormat;
 
 /// Environment variables with the `IVAN_` prefix that are not configuration keys.
 const NON_CONFIG_VARS: &[&str] = &["config", "bin", "log", "operator"];
@@ -70,56 +72,6 @@ pub struct Config {
 pub enum Environment {
     Development,
     Production,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Largest accepted request body of the operational endpoints and the portal's
-    /// forms (the submission endpoints take `intake.max_document_bytes`).
-    pub body_limit_bytes: usize,
-    /// Largest accepted JSON body of the employer and mobile APIs.
-    pub json_body_limit_bytes: usize,
-    /// A connection that has not sent a complete request head this long after it
-    /// opened, or after its previous response (idle keep-alive), is closed.
-    pub header_read_timeout_secs: u64,
-    /// Most connections open at once; one more is closed at once. Lowered at start
-    /// to what the process's open-file limit allows.
-    pub max_connections: usize,
-    /// Most connections open at once from one client address (trusted proxies are
-    /// exempt).
-    pub max_connections_per_source: usize,
-    /// A request still running after this long is answered 408.
-    pub request_timeout_secs: u64,
-    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
-    pub shutdown_grace_secs: u64,
-    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed:
-    /// a request from one of them counts as coming from the address it forwarded
-    /// (for the sign-in and login rate limits, API-token allow-lists and the log).
-    /// Empty: the TCP peer, always.
-    pub trusted_proxies: Vec<String>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            body_limit_bytes: 10 * 1024 * 1024,
-            json_body_limit_bytes: 64 * 1024,
-            header_read_timeout_secs: 10,
-            max_connections: 8192,
-            max_connections_per_source: 256,
-            request_timeout_secs: 30,
-            shutdown_grace_secs: 30,
-            trusted_proxies: Vec::new(),
-        }
-    }
 }
 
 impl Default for Config {

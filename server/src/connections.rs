@@ -35,11 +35,54 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::config::HttpConfig;
+/// `[http]`: the front door's limits (config key `http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body of the operational endpoints and the portal's
+    /// forms (the submission endpoints take `intake.max_document_bytes`).
+    pub body_limit_bytes: usize,
+    /// Largest accepted JSON body of the employer and mobile APIs.
+    pub json_body_limit_bytes: usize,
+    /// A connection that has not sent a complete request head this long after it
+    /// opened, or after its previous response (idle keep-alive), is closed.
+    pub header_read_timeout_secs: u64,
+    /// Most connections open at once; one more is closed at once. Lowered at start
+    /// to what the process's open-file limit allows.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (trusted proxies are
+    /// exempt).
+    pub max_connections_per_source: usize,
+    /// A request still running after this long is answered 408.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed:
+    /// a request from one of them counts as coming from the address it forwarded
+    /// (for the sign-in and login rate limits, API-token allow-lists and the log).
+    /// Empty: the TCP peer, always.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 10 * 1024 * 1024,
+            json_body_limit_bytes: 64 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 8192,
+            max_connections_per_source: 256,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
 
 /// File descriptors kept free of connections for the database pool, the originals
 /// store, log files and the CLI-side work of the server.

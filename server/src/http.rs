@@ -34,7 +34,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::HttpConfig;
+use crate::connections::HttpConfig;
 use crate::error::Problem;
 use crate::intake::{Intake, IntakeConfig};
 use crate::{Error, Result};
@@ -50,7 +50,7 @@ pub struct AppState {
     pub mobile: mobile_api::Mobile,
     pub portal: crate::portal::Portal,
     /// Keys of the person index, for compliance searches by personal id.
-    pub persons: crate::compliance::persons::PersonIndex,
+    pub persons: crate::persons::PersonIndex,
     /// The data dir, where `/readyz` proves the disk takes writes.
     pub data_dir: std::path::PathBuf,
     /// Failed token attempts, counted per source and hour for the log.

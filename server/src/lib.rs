@@ -1,20 +1,24 @@
 //! # ivan-server
 //!
-//! The intermediary itself: the `ivan` binary's command line ([`cli`]), the HTTP
+//! The intermediary itself: the server as a value ([`app::App`]: `build` on a clock,
+//! `run` on a listener until a shutdown future resolves) and what starts it
+//! ([`startup`], [`serve`]), the `ivan` binary's command line ([`cli`]), the HTTP
 //! application ([`http`]) and the employer and compliance APIs ([`api`]),
-//! configuration ([`config`]), the employer registry ([`employers`]), intake of signed
-//! filings ([`intake`]), the document profiles ([`documents`]), submissions and their
-//! lifecycle ([`submissions`]), forwarding to the authority ([`forwarding`]) and its
-//! sandbox ([`sandbox`]), mail ([`mail`]), what a running server records for the
-//! command line ([`settings`]), the mobile channel's host side
-//! ([`preregistrations`]), the employer and officer portal ([`portal`]), compliance —
-//! officers, the logged log search and original reads, evidence export, retention,
-//! legal holds and the sweeper ([`compliance`]) — and a test PKI and signer for trying
-//! things ([`dev`]).
+//! configuration ([`config`]), the employer registry ([`employers`]), portal users
+//! ([`accounts`]), intake of signed filings ([`intake`]), the document profiles
+//! ([`documents`]), submissions and their lifecycle ([`submissions`]), the person
+//! index ([`persons`]), forwarding to the authority ([`forwarding`]) and its sandbox
+//! ([`sandbox`]), mail ([`mail`]), what a running server records for the command line
+//! ([`settings`]), the mobile channel's host side ([`preregistrations`]), the employer
+//! and officer portal ([`portal`]), compliance — officers, the logged log search and
+//! original reads, evidence export, retention, legal holds and the sweeper
+//! ([`compliance`]) — and a test PKI and signer for trying things ([`dev`]). The
+//! modules' layers are in docs/ARCHITECTURE.md ("Inside `server`"), checked by
+//! `ops/layers.py`.
 //!
 //! ```text
 //!             ┌────────────── server (this crate, binary `ivan`) ──────────────┐
-//!             │ cli · config · http · api · portal · compliance · serve         │
+//!             │ cli · app · config · http · api · portal · compliance · …       │
 //!             └───────┬───────────────────────┬──────────────────────┬─────────┘
 //!                     ▼                       ▼                      ▼
 //!               mobile-api ───────────►  retention            sms-adapter
@@ -28,6 +32,7 @@
 //! internal details instead of sending them.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -44,6 +49,7 @@ pub mod forwarding;
 pub mod http;
 pub mod intake;
 pub mod mail;
+pub mod persons;
 pub mod portal;
 pub mod preregistrations;
 pub mod sandbox;

@@ -575,7 +575,7 @@ impl Mailer {
 
     async fn retry(&self, row: &Claimed, reason: &str) -> Result<(), Error> {
         metrics::counter!("ivan_mail_failures_total").increment(1);
-        let delay = crate::forwarding::backoff(
+        let delay = retention::queue::backoff(
             u32::try_from(row.attempts).unwrap_or(u32::MAX),
             Duration::from_millis(self.config.retry_base_ms),
             Duration::from_secs(self.config.retry_cap_secs),

@@ -33,7 +33,7 @@ pub struct ServerHost {
     pub db: Db,
     pub ledger: Ledger,
     pub keys: Arc<Keys>,
-    pub persons: crate::compliance::persons::PersonIndex,
+    pub persons: crate::persons::PersonIndex,
 }
 
 impl Host for ServerHost {
@@ -347,7 +347,7 @@ mod tests {
             db: env.db.clone(),
             ledger: ledger.clone(),
             keys: env.keys.clone(),
-            persons: crate::compliance::persons::PersonIndex::with_key([7; 32]),
+            persons: crate::persons::PersonIndex::with_key([7; 32]),
         };
         let mobile = Mobile::new(
             env.db.clone(),

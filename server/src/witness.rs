@@ -42,8 +42,10 @@ pub async fn run(
     witness: Arc<Witness>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let limits =
-        crate::connections::Limits::from_config(&crate::config::HttpConfig::default(), Vec::new());
+    let limits = crate::connections::Limits::from_config(
+        &crate::connections::HttpConfig::default(),
+        Vec::new(),
+    );
     crate::connections::serve(listener, router(witness), limits, shutdown).await;
 }
 

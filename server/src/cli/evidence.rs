@@ -12,8 +12,8 @@ use retention::keys::Keys;
 use super::{Record, operator, to_json};
 use crate::compliance::Basis;
 use crate::compliance::evidence::{Selection, export};
-use crate::compliance::persons::PersonIndex;
 use crate::config::Config;
+use crate::persons::PersonIndex;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]

@@ -7,9 +7,9 @@ use clap::Subcommand;
 use retention::SystemClock;
 
 use super::{Record, operator, read_db, to_json};
-use crate::compliance::persons::PersonIndex;
 use crate::compliance::sweeper::{self, Scope, Sweeper};
 use crate::config::Config;
+use crate::persons::PersonIndex;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]

@@ -6,9 +6,9 @@ use clap::Subcommand;
 use retention::SystemClock;
 
 use super::{Record, invitation_origin, operator, read_db, to_json};
+use crate::accounts;
 use crate::compliance::officers;
 use crate::config::Config;
-use crate::portal::accounts;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]

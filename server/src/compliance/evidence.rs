@@ -26,8 +26,8 @@ use retention::{Actor, Db, Ledger, Payload, Sha256Hex, on_pool};
 use serde::Serialize;
 
 use super::Basis;
-use super::persons::PersonIndex;
 use crate::Error;
+use crate::persons::PersonIndex;
 
 /// Most filings one bundle holds.
 pub const MAX_FILINGS: usize = 1000;

@@ -14,7 +14,6 @@
 
 pub mod evidence;
 pub mod officers;
-pub mod persons;
 pub mod sweeper;
 
 use bytes::Bytes;
@@ -24,8 +23,8 @@ use retention::{Actor, Db, Ledger, Payload, Sha256Hex, on_pool};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::persons::PersonIndex;
 use officers::Officer;
-use persons::PersonIndex;
 
 /// Longest accepted legal basis, in characters.
 pub const MAX_BASIS_CHARS: usize = 200;

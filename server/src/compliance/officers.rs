@@ -12,8 +12,8 @@ use retention::{Actor, Clock, Db, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
 
 use crate::Error;
+use crate::accounts::{self, Invited, Membership, User};
 use crate::employers::{mint, secret_matches, split_token, validate_label};
-use crate::portal::accounts::{self, Invited, Membership, User};
 
 /// What officers' tokens start with.
 pub const TOKEN_PREFIX: &str = "ivan-officer_";

@@ -45,8 +45,8 @@ use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::persons::{self, PersonIndex};
 use crate::Error;
+use crate::persons::{self, PersonIndex};
 use crate::submissions::status;
 
 /// The legal minimum this intermediary keeps anything for.

@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential, RequestChallengeResponse};
 
 use super::Portal;
-use super::accounts::{self, User};
 use crate::Error;
+use crate::accounts::{self, User};
 
 /// What a ceremony is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

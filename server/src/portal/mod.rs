@@ -24,7 +24,6 @@ use webauthn_rs::prelude::Url;
 use crate::Error;
 use crate::http::AppState;
 
-pub mod accounts;
 pub mod admin;
 pub mod ceremony;
 pub mod compliance;

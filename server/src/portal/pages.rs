@@ -32,10 +32,10 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential,
 };
 
-use super::accounts::{self, User};
 use super::ceremony::{self, Binding, Kind, StepUpError};
 use super::session::{self, EmployerUser, SignedIn};
 use crate::Error;
+use crate::accounts::{self, User};
 use crate::http::AppState;
 use crate::intake::{Outcome, Problem, SubmitError};
 use crate::submissions::{self, Submission};

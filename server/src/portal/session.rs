@@ -23,9 +23,9 @@ use chrono::{DateTime, Duration, Utc};
 use retention::{Db, Sha256Hex, on_pool};
 
 use super::Portal;
-use super::accounts::{self, User};
 use super::pages::PortalError;
 use crate::Error;
+use crate::accounts::{self, User};
 use crate::http::AppState;
 
 pub use mobile_api::http::SourceLimiter;

@@ -901,8 +901,8 @@ mod tests {
         assert_eq!(left[0].name, "second");
 
         let portal =
-            super::super::Portal::new(&super::super::PortalConfig::default(), 8080).unwrap();
-        super::super::session::start(&portal, &env.db, &user, "BBBB", now)
+            crate::portal::Portal::new(&crate::portal::PortalConfig::default(), 8080).unwrap();
+        crate::portal::session::start(&portal, &env.db, &user, "BBBB", now)
             .await
             .unwrap();
         revoke(&ledger, Actor::Operator("t".into()), &user.id, now)
