@@ -39,7 +39,8 @@ pub struct Submission {
     pub employer_id: String,
     pub document_type: String,
     pub document_number: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub sha256: String,
     pub size_bytes: i64,
     #[serde(serialize_with = "retention::ledger::serialize_time")]
@@ -70,26 +71,79 @@ const COLUMNS: &str = "id, employer_id, document_type, document_number, status, 
     signer_fingerprint, crl_sha256, log_seq, receipt, warnings, updated_at, \
     authority_ref, delivered_at";
 
-/// Lifecycle states.
-pub mod status {
-    pub const ACCEPTED: &str = "accepted";
-    pub const CANCELLED: &str = "cancelled";
-    pub const FORWARDING: &str = "forwarding";
-    pub const DELIVERED: &str = "delivered";
-    pub const PROCESSED: &str = "processed";
-    pub const REJECTED: &str = "rejected";
+/// Where a submission is in its lifecycle, stored by its name (`accepted`, …), which
+/// is also how the API and the portal show it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SubmissionStatus)]
+pub enum Status {
+    Accepted,
+    Cancelled,
+    Forwarding,
+    Delivered,
+    Processed,
+    Rejected,
     /// The authority refused to take the filing (a 4xx answer to its delivery).
-    pub const REFUSED_BY_AUTHORITY: &str = "refused_by_authority";
+    RefusedByAuthority,
+}
+
+impl Status {
     /// Every state a submission can be listed by.
-    pub const ALL: [&str; 7] = [
-        ACCEPTED,
-        CANCELLED,
-        FORWARDING,
-        DELIVERED,
-        PROCESSED,
-        REJECTED,
-        REFUSED_BY_AUTHORITY,
+    pub const ALL: [Status; 7] = [
+        Status::Accepted,
+        Status::Cancelled,
+        Status::Forwarding,
+        Status::Delivered,
+        Status::Processed,
+        Status::Rejected,
+        Status::RefusedByAuthority,
     ];
+
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::Cancelled => "cancelled",
+            Status::Forwarding => "forwarding",
+            Status::Delivered => "delivered",
+            Status::Processed => "processed",
+            Status::Rejected => "rejected",
+            Status::RefusedByAuthority => "refused_by_authority",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown submission status {s:?}; one of: {}",
+                    Status::ALL.map(Status::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// For rows read with `#[sqlx(try_from = "String")]`.
+impl TryFrom<String> for Status {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
 }
 
 /// One step of a submission's history, read from the log.
@@ -269,7 +323,7 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
                     .push_bind(&m.employer_id)
                     .push_bind(&m.document_type)
                     .push_bind(&m.document_number)
-                    .push_bind(&m.status)
+                    .push_bind(m.status.as_str())
                     .push_bind(&m.sha256)
                     .push_bind(m.size_bytes)
                     .push_bind(m.received_at)
@@ -434,7 +488,7 @@ fn made_of(
         employer_id: a.employer_id.clone(),
         document_type: a.document_type.clone(),
         document_number,
-        status: status::ACCEPTED.to_owned(),
+        status: Status::Accepted,
         sha256: a.sha256.clone(),
         size_bytes,
         received_at,
@@ -613,7 +667,7 @@ async fn find_one(
 /// Filter and page of a submission listing.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub document_type: Option<String>,
     /// Document numbers starting with this (letters and digits only).
     pub number_prefix: Option<String>,
@@ -654,7 +708,7 @@ pub async fn list(db: &Db, employer_id: &str, filter: &Filter) -> Result<Vec<Sub
     Ok(on_pool!(db, pool => {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(employer_id)
-            .bind(&filter.status)
+            .bind(filter.status.map(Status::as_str))
             .bind(filter.from)
             .bind(filter.to)
             .bind(&filter.after)
@@ -695,13 +749,13 @@ fn state_after(action: &str) -> &str {
         "submission.receive" => "received",
         "submission.verify" => "verified",
         "submission.validate" => "validated",
-        "submission.accept" => status::ACCEPTED,
-        "submission.cancel" => status::CANCELLED,
-        "submission.forward" => status::FORWARDING,
-        "submission.deliver" => status::DELIVERED,
-        "submission.process" => status::PROCESSED,
-        "submission.reject" => status::REJECTED,
-        "submission.authority-refuse" => status::REFUSED_BY_AUTHORITY,
+        "submission.accept" => Status::Accepted.as_str(),
+        "submission.cancel" => Status::Cancelled.as_str(),
+        "submission.forward" => Status::Forwarding.as_str(),
+        "submission.deliver" => Status::Delivered.as_str(),
+        "submission.process" => Status::Processed.as_str(),
+        "submission.reject" => Status::Rejected.as_str(),
+        "submission.authority-refuse" => Status::RefusedByAuthority.as_str(),
         // Not states, but steps worth seeing: an answer document arrived; the
         // forwarding deadline passed.
         "submission.answer" => "answer_received",
@@ -722,7 +776,7 @@ pub async fn cancel(
     let current = get(db, &caller.employer_id, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no submission {id}")))?;
-    if current.status != status::ACCEPTED || current.hold_until <= now {
+    if current.status != Status::Accepted || current.hold_until <= now {
         return Err(not_cancellable(&current, now));
     }
     let (sid, eid) = (id.to_owned(), caller.employer_id.clone());
@@ -733,11 +787,11 @@ pub async fn cancel(
                 "UPDATE submissions SET status = $1, updated_at = $2 \
                  WHERE id = $3 AND employer_id = $4 AND status = $5 AND hold_until > $2",
             )
-            .bind(status::CANCELLED)
+            .bind(Status::Cancelled.as_str())
             .bind(at)
             .bind(&sid)
             .bind(&eid)
-            .bind(status::ACCEPTED)
+            .bind(Status::Accepted.as_str())
             .execute(&mut *c)
             .await?
             .rows_affected()
@@ -773,7 +827,7 @@ pub async fn cancel(
 }
 
 fn not_cancellable(s: &Submission, now: DateTime<Utc>) -> Error {
-    if s.status == status::CANCELLED {
+    if s.status == Status::Cancelled {
         Error::Conflict(format!("submission {} is already cancelled", s.id))
     } else if s.hold_until <= now {
         Error::Conflict(format!(
@@ -794,6 +848,19 @@ mod tests {
     use super::*;
     use retention::LedgerConfig;
     use retention::testing::TestEnv;
+
+    #[test]
+    fn a_status_reads_back_from_its_stored_name_and_nothing_else_does() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        let err = "Accepted".parse::<Status>().unwrap_err();
+        assert!(err.contains("refused_by_authority"), "{err}");
+    }
 
     retention::backend_tests!(
         a_batch_of_filings_is_numbered_and_written_together,
@@ -1027,11 +1094,11 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .status,
-            status::ACCEPTED
+            Status::Accepted
         );
         lease(None).await;
         let cancelled = cancel(&ledger, &env.db, &caller, &s.id, now).await.unwrap();
-        assert_eq!(cancelled.status, status::CANCELLED);
+        assert_eq!(cancelled.status, Status::Cancelled);
         task.shutdown().await;
     }
 

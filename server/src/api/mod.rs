@@ -498,20 +498,21 @@ async fn list(
     query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>> {
     let Query(q) = query.map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))?;
-    if let Some(s) = &q.status
-        && !submissions::status::ALL.contains(&s.as_str())
-    {
-        return Err(Error::Invalid(format!(
-            "unknown status {s:?}; one of {:?}",
-            submissions::status::ALL
-        )));
-    }
+    let status = match &q.status {
+        Some(s) => Some(s.parse::<submissions::Status>().map_err(|_| {
+            Error::Invalid(format!(
+                "unknown status {s:?}; one of {:?}",
+                submissions::Status::ALL.map(submissions::Status::as_str)
+            ))
+        })?),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::Invalid(format!("limit must be 1 to {MAX_PAGE}")));
     }
     let filter = Filter {
-        status: q.status,
+        status,
         from: q.from,
         to: q.to,
         after: q.after,

@@ -74,7 +74,8 @@ struct Filing {
     employer_id: String,
     document_type: String,
     document_number: String,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: crate::submissions::Status,
     sha256: String,
     receipt: String,
     signer_fingerprint: Option<String>,

@@ -47,7 +47,7 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::persons::{self, PersonIndex};
-use crate::submissions::status;
+use crate::submissions::Status;
 
 /// The legal minimum this intermediary keeps anything for.
 pub const MIN_YEARS: u32 = 10;
@@ -372,7 +372,7 @@ pub struct Sweeper {
     pub persons: PersonIndex,
 }
 
-const ENDED: [&str; 2] = [status::PROCESSED, status::REJECTED];
+const ENDED: [Status; 2] = [Status::Processed, Status::Rejected];
 
 impl Sweeper {
     /// One sweep: purges every expired, unheld, ended filing (in rounds of
@@ -393,8 +393,8 @@ impl Sweeper {
                      AND s.status IN ($1, $2) AND s.updated_at < $3 AND s.id > $4 \
                      ORDER BY s.id LIMIT $5",
                 )
-                .bind(ENDED[0])
-                .bind(ENDED[1])
+                .bind(ENDED[0].as_str())
+                .bind(ENDED[1].as_str())
                 .bind(earliest_cutoff)
                 .bind(&after)
                 .bind(self.config.sweep_batch)
@@ -704,7 +704,7 @@ mod tests {
         employer: &str,
         bytes: &str,
         document_type: &str,
-        state: &str,
+        state: Status,
         ended: DateTime<Utc>,
     ) -> (String, String) {
         let original = Bytes::from(bytes.to_owned());
@@ -736,10 +736,10 @@ mod tests {
         )
         .await
         .unwrap();
-        let delivered = (state != status::CANCELLED).then_some(ended);
+        let delivered = (state != Status::Cancelled).then_some(ended);
         on_pool!(&env.db, pool => {
             sqlx::query("UPDATE submissions SET status = $1, delivered_at = $2, updated_at = $3 WHERE id = $4")
-                .bind(state)
+                .bind(state.as_str())
                 .bind(delivered)
                 .bind(ended)
                 .bind(&s.id)
@@ -770,11 +770,11 @@ mod tests {
         let long_ago = now - chrono::Duration::days(11 * YEAR);
         let recently = now - chrono::Duration::days(9 * YEAR);
         let cr = "contribution-report";
-        let f = async |emp: &str, body: &str, ty: &str, state: &str, ended| {
+        let f = async |emp: &str, body: &str, ty: &str, state: Status, ended| {
             filing(&env, &ledger, &persons, emp, body, ty, state, ended).await
         };
         // Ended eleven years ago, nothing holding it: purged, with its answer.
-        let (a, a_sha) = f(&e1, "<a/>", cr, status::PROCESSED, long_ago).await;
+        let (a, a_sha) = f(&e1, "<a/>", cr, Status::Processed, long_ago).await;
         let answer = Bytes::from_static(b"<answer>processed</answer>");
         let answer_sha = Sha256Hex::of(&answer).to_string();
         ledger
@@ -790,25 +790,25 @@ mod tests {
             .await
             .unwrap();
         // Ended nine years ago: not yet.
-        let (b, _) = f(&e1, "<b/>", cr, status::PROCESSED, recently).await;
+        let (b, _) = f(&e1, "<b/>", cr, Status::Processed, recently).await;
         // Expired, but held (the filing; the employer).
-        let (c, c_sha) = f(&e1, "<c/>", cr, status::REJECTED, long_ago).await;
-        let (d, _) = f(&e2, "<d/>", cr, status::PROCESSED, long_ago).await;
+        let (c, c_sha) = f(&e1, "<c/>", cr, Status::Rejected, long_ago).await;
+        let (d, _) = f(&e2, "<d/>", cr, Status::Processed, long_ago).await;
         // Expired but never ended: delivered without a final answer; cancelled.
-        let (g, _) = f(&e1, "<g/>", cr, status::DELIVERED, long_ago).await;
-        let (h, _) = f(&e1, "<h/>", cr, status::CANCELLED, long_ago).await;
+        let (g, _) = f(&e1, "<g/>", cr, Status::Delivered, long_ago).await;
+        let (h, _) = f(&e1, "<h/>", cr, Status::Cancelled, long_ago).await;
         // Kept 50 years by its type.
         let (p, _) = f(
             &e1,
             "<p/>",
             "pension-record-sheet",
-            status::PROCESSED,
+            Status::Processed,
             long_ago,
         )
         .await;
         // The same bytes filed by two employers: one expired, the other recent.
-        let (i, shared) = f(&e1, "<shared/>", cr, status::PROCESSED, long_ago).await;
-        let (j, _) = f(&e2, "<shared/>", cr, status::PROCESSED, recently).await;
+        let (i, shared) = f(&e1, "<shared/>", cr, Status::Processed, long_ago).await;
+        let (j, _) = f(&e2, "<shared/>", cr, Status::Processed, recently).await;
 
         let hold_c = add_hold(
             &ledger,

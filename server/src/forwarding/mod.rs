@@ -67,7 +67,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::Error;
-use crate::submissions::status;
+use crate::submissions::Status;
 use authority::{AuthorityClient, Delivery, Outgoing, Transient};
 use outbox::{Claimed, Phase};
 
@@ -537,8 +537,8 @@ impl Forwarder {
         // authority's answer, in one append (the lease held on the row keeps a
         // cancel out meanwhile: `outbox::dequeue`); a retry records it first, so the
         // status says the filing is on its way while it is retried.
-        let forward_with_answer = s.status == status::ACCEPTED && row.attempts == 0;
-        if s.status == status::ACCEPTED && !forward_with_answer {
+        let forward_with_answer = s.status == Status::Accepted && row.attempts == 0;
+        if s.status == Status::Accepted && !forward_with_answer {
             let transition = self
                 .transition(
                     row,
@@ -697,9 +697,9 @@ impl Forwarder {
             }),
         });
         let final_status = if final_action == "submission.process" {
-            status::PROCESSED
+            Status::Processed
         } else {
-            status::REJECTED
+            Status::Rejected
         };
         let work = outbox::finish_work(
             row.submission_id.clone(),

@@ -9,7 +9,7 @@ use retention::{Db, DbConn, on_conn, on_pool};
 
 use super::AnswerInfo;
 use crate::Error;
-use crate::submissions::status;
+use crate::submissions::Status;
 
 /// What a row is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,8 @@ impl Phase {
 /// What the worker needs to know of a claimed row's submission.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Outgoing {
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub document_type: String,
     pub sha256: String,
     pub hold_until: DateTime<Utc>,
@@ -262,10 +263,10 @@ pub fn change_work(submission_id: String, owner: String, changes: Vec<Change>) -
                             "UPDATE submissions SET status = $1, updated_at = $2 \
                              WHERE id = $3 AND status = $4",
                         )
-                        .bind(status::FORWARDING)
+                        .bind(Status::Forwarding.as_str())
                         .bind(at)
                         .bind(&submission_id)
-                        .bind(status::ACCEPTED)
+                        .bind(Status::Accepted.as_str())
                         .execute(&mut *c)
                         .await?
                         .rows_affected()
@@ -283,7 +284,7 @@ pub fn change_work(submission_id: String, owner: String, changes: Vec<Change>) -
                             "UPDATE submissions SET status = $1, authority_ref = $2, \
                              delivered_at = $3, updated_at = $3 WHERE id = $4",
                         )
-                        .bind(status::DELIVERED)
+                        .bind(Status::Delivered.as_str())
                         .bind(&authority_ref)
                         .bind(at)
                         .bind(&submission_id)
@@ -305,7 +306,7 @@ pub fn change_work(submission_id: String, owner: String, changes: Vec<Change>) -
                         sqlx::query(
                             "UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3",
                         )
-                        .bind(status::REFUSED_BY_AUTHORITY)
+                        .bind(Status::RefusedByAuthority.as_str())
                         .bind(at)
                         .bind(&submission_id)
                         .execute(&mut *c)
@@ -338,7 +339,7 @@ pub struct Answer {
 pub fn finish_work(
     submission_id: String,
     owner: String,
-    final_status: &'static str,
+    final_status: Status,
     documents: Vec<Answer>,
 ) -> Work {
     retention::work!(|conn, at| {
@@ -374,7 +375,7 @@ pub fn finish_work(
         }
         on_conn!(&mut conn, c => {
             sqlx::query("UPDATE submissions SET status = $1, updated_at = $2 WHERE id = $3")
-                .bind(final_status)
+                .bind(final_status.as_str())
                 .bind(last.recorded_at)
                 .bind(&submission_id)
                 .execute(&mut *c)

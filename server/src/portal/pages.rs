@@ -864,7 +864,7 @@ struct Row {
 struct SubmissionsPage {
     nav: Option<Nav>,
     filter: ListQuery,
-    states: &'static [&'static str],
+    states: [&'static str; submissions::Status::ALL.len()],
     types: Vec<&'static str>,
     rows: Vec<Row>,
     next: Option<String>,
@@ -886,9 +886,15 @@ async fn submissions_page(
     signed: EmployerUser,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
-    if !q.state.is_empty() && !submissions::status::ALL.contains(&q.state.as_str()) {
-        return Err(Error::Invalid(format!("unknown state {:?}", q.state)).into());
-    }
+    let status = if q.state.is_empty() {
+        None
+    } else {
+        Some(
+            q.state
+                .parse::<submissions::Status>()
+                .map_err(|_| Error::Invalid(format!("unknown state {:?}", q.state)))?,
+        )
+    };
     let types: Vec<&'static str> = crate::documents::DocumentType::ALL
         .into_iter()
         .map(crate::documents::DocumentType::code)
@@ -902,7 +908,7 @@ async fn submissions_page(
     }
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let filter = submissions::Filter {
-        status: nonempty(&q.state),
+        status,
         document_type: nonempty(&q.kind),
         number_prefix: nonempty(&q.number),
         from: day(&q.from, "from")?,
@@ -923,7 +929,7 @@ async fn submissions_page(
         &SubmissionsPage {
             nav: Nav::of(&signed),
             types,
-            states: &submissions::status::ALL,
+            states: submissions::Status::ALL.map(submissions::Status::as_str),
             rows: rows
                 .into_iter()
                 .map(|s| Row {
@@ -931,7 +937,7 @@ async fn submissions_page(
                     id: s.id,
                     document_number: s.document_number,
                     document_type: s.document_type,
-                    status: s.status,
+                    status: s.status.to_string(),
                 })
                 .collect(),
             filter: q,
@@ -993,7 +999,7 @@ async fn submission_page(
 ) -> PageResult {
     let s = own(&state, &signed, &id).await?;
     let now = state.intake.clock().now();
-    let cancel = if s.status == submissions::status::ACCEPTED && s.hold_until > now {
+    let cancel = if s.status == submissions::Status::Accepted && s.hold_until > now {
         let (ceremony, options) = step_up_prompt(&state, &signed, &Binding::cancel(&s.id)).await?;
         Some(CancelForm {
             remaining: remaining(s.hold_until - now),
