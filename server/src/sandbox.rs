@@ -243,6 +243,9 @@ struct Stats {
     posts: u64,
     /// `503` answers given by fault injection (not those of the down period).
     faults_injected: u64,
+    /// `POST /v1/messages` requests answered `503` because of the down period: how
+    /// hard a client tried while the authority was down.
+    posts_while_down: u64,
     /// `400`/`413`/`422` answers given to `POST /v1/messages`.
     refused: u64,
 }
@@ -510,6 +513,7 @@ fn post_inner(
 ) -> Response {
     sandbox.count(|s| s.posts += 1);
     if let Some(down) = sandbox.down() {
+        sandbox.count(|s| s.posts_while_down += 1);
         return down;
     }
     let fault = sandbox.roll_fault();
@@ -1675,10 +1679,12 @@ mod tests {
         let st = stats(&c, &s).await;
         assert_eq!(st["received"], 0);
         assert_eq!(st["posts"], 1);
+        assert_eq!(st["posts_while_down"], 1);
         assert_eq!(st["faults_injected"], 0);
         tokio::time::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed())).await;
         let r = post(&c, &url, &id, &body).send().await.unwrap();
         assert_eq!(r.status(), 200);
+        assert_eq!(stats(&c, &s).await["posts_while_down"], 1);
         s.stop().await;
     }
 

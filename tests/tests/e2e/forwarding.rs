@@ -354,7 +354,6 @@ async fn authority_down_then_back_drains_the_backlog_and_flags_overdue(inst: Ins
         ],
     )
     .await;
-    let started = std::time::Instant::now();
     let server = serve(
         &inst,
         &authority,
@@ -372,20 +371,21 @@ async fn authority_down_then_back_drains_the_backlog_and_flags_overdue(inst: Ins
     .await;
     let metrics = server.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("ivan_outbox_overdue"), "{metrics}");
-    let remaining = std::time::Duration::from_secs(down).saturating_sub(started.elapsed());
-    tokio::time::sleep(remaining.saturating_sub(std::time::Duration::from_secs(2))).await;
-    let posts_while_down = sandbox.stats().await["posts"].as_i64().unwrap();
-    assert!(
-        posts_while_down < 80,
-        "{posts_while_down} deliveries tried during a {down} s outage: hammering"
-    );
     assert!(
         server.log().contains("the authority looks down"),
         "{}",
         server.log()
     );
-    all_reach(&server, &filer, &ids, "processed", 60).await;
-    assert_eq!(sandbox.stats().await["received"], n);
+    all_reach(&server, &filer, &ids, "processed", 90).await;
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["received"], n);
+    // The sandbox counts the deliveries it answered "down" to, over the whole
+    // outage.
+    let posts_while_down = stats["posts_while_down"].as_i64().unwrap();
+    assert!(
+        (1..80).contains(&posts_while_down),
+        "{posts_while_down} deliveries tried during a {down} s outage: hammering"
+    );
     assert!(server.stop().await.success());
     assert_eq!(
         count(
