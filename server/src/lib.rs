@@ -59,6 +59,7 @@ pub mod startup;
 pub mod submissions;
 mod telemetry;
 pub mod witness;
+pub mod xml;
 
 pub use error::Error;
 

@@ -16,9 +16,10 @@ use anyhow::{Result, anyhow};
 use clap::Parser;
 use ivan_server::documents::{Context, Plan, Profiles};
 use ivan_server::intake::c14n::{self, Method};
-use ivan_server::intake::cancel::Cancel;
-use ivan_server::intake::source::Source;
-use ivan_server::intake::{signature, xml};
+use ivan_server::intake::signature;
+use ivan_server::xml;
+use ivan_server::xml::cancel::Cancel;
+use ivan_server::xml::source::Source;
 
 #[derive(Debug, Parser)]
 #[command(about = "One large document's analysis, step by step")]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use clap::Parser;
 use ivan_server::documents::{Context, Profiles};
-use ivan_server::intake::cancel::Cancel;
 use ivan_server::intake::{IntakeConfig, Scanned, signature};
+use ivan_server::xml::cancel::Cancel;
 
 #[derive(Debug, Parser)]
 #[command(about = "How soon a cancelled analysis stops")]

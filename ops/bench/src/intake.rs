@@ -207,7 +207,8 @@ fn threads() -> usize {
 /// bergshamra verification alone take, on every core: the part of intake the issue
 /// compares the whole with.
 fn verify_only(docs: &[bytes::Bytes], for_how_long: Duration) -> Result<f64> {
-    use ivan_server::intake::{signature, xml};
+    use ivan_server::intake::signature;
+    use ivan_server::xml;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let done = AtomicUsize::new(0);
     let started = std::time::Instant::now();

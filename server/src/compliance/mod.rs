@@ -2,7 +2,7 @@
 //!
 //! * [`officers`] — compliance officers (portal users of an organisation), their
 //!   personal API tokens and authentication.
-//! * [`persons`] — the keyed person index: filings found by personal id without the
+//! * [`crate::persons`] — the keyed person index: filings found by personal id without the
 //!   id being stored in the index.
 //! * [`search`] here — the log search. **Every query carries a legal basis and a
 //!   reference number** ([`Basis`]; refused with `400` without them) and is itself

@@ -13,9 +13,9 @@ use std::ops::{ControlFlow, Range};
 use quick_xml::events::Event;
 use uppsala::{Document, Parser};
 
-use crate::intake::cancel::{Cancel, Cancelled};
-use crate::intake::source::{Reader, Source};
-use crate::intake::xml::Stop;
+use crate::xml::Stop;
+use crate::xml::cancel::{Cancel, Cancelled};
+use crate::xml::source::{Reader, Source};
 
 /// Bytes of items per chunk.
 pub(super) const CHUNK_BYTES: usize = 64 * 1024;
@@ -124,7 +124,7 @@ fn items(src: Source<'_>, item: &str, cancel: &Cancel) -> Result<Vec<Range<usize
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
             Err(e) => {
-                return Err(crate::intake::xml::failed_read(&e)
+                return Err(crate::xml::failed_read(&e)
                     .map_or(Stopped::Uncut(Uncut::Malformed), Stopped::Failed));
             }
         };
@@ -211,7 +211,7 @@ pub(super) fn for_each<B>(
         let doc = match parsed {
             Ok(doc) => doc,
             Err(e) => {
-                let (_, line, column) = crate::intake::xml::described(&e);
+                let (_, line, column) = crate::xml::described(&e);
                 // Back to the whole document: the byte of the chunk, then its line.
                 let at = offset_of(&chunk_text, line, column);
                 let original = if at < head.len() {
@@ -222,7 +222,7 @@ pub(super) fn for_each<B>(
                     last.end + (at - head.len() - body.len())
                 };
                 let (line, column) = src.line_col(original)?;
-                let mut refusal = crate::intake::xml::refusal_for(&e, &Default::default());
+                let mut refusal = crate::xml::refusal_for(&e, &Default::default());
                 refusal.location = format!("line {line}, column {column}");
                 return Err(refusal.into());
             }

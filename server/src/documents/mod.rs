@@ -155,9 +155,9 @@ use serde::{Deserialize, Serialize};
 use uppsala::{Document, XsdValidator};
 
 use crate::Error;
-use crate::intake::cancel::Cancel;
-use crate::intake::source::Source;
-use crate::intake::xml::Stop;
+use crate::xml::Stop;
+use crate::xml::cancel::Cancel;
+use crate::xml::source::Source;
 
 mod chunks;
 mod common;
@@ -540,7 +540,7 @@ impl Unplanned {
     /// The refusal of a document of ours over `threshold` bytes that cannot be cut:
     /// its checks would need the whole tree, whose building and validation cannot
     /// be stopped part-way (seconds of CPU for tens of megabytes).
-    pub fn refusal(&self, threshold: usize) -> Option<crate::intake::Refusal> {
+    pub fn refusal(&self, threshold: usize) -> Option<crate::xml::Refusal> {
         let Self::Uncut(ty, why) = self else {
             return None;
         };
@@ -554,7 +554,7 @@ impl Unplanned {
                 "a document of type {ty} larger than {threshold} bytes is not accepted (one is a few kilobytes)"
             ),
         };
-        Some(crate::intake::Refusal::new(
+        Some(crate::xml::Refusal::new(
             codes::DOCUMENT_TOO_LARGE,
             message,
             format!("/{}", ty.root_element()),
@@ -593,7 +593,7 @@ fn root_type(src: Source<'_>) -> Result<Option<DocumentType>, Stop> {
         buf.clear();
         let event = match reader.read_resolved_event_into(&mut buf) {
             Ok(event) => event,
-            Err(e) => return crate::intake::xml::failed_read(&e).map_or(Ok(None), Err),
+            Err(e) => return crate::xml::failed_read(&e).map_or(Ok(None), Err),
         };
         match event {
             (ns, Event::Start(e) | Event::Empty(e)) => {
@@ -731,14 +731,13 @@ fn sender_reference(root: &uppsala::Element<'_>) -> Option<String> {
 pub fn person_ids_in(bytes: &[u8]) -> Result<PersonIds, String> {
     // A large filing is read chunk by chunk, as intake checked it: one tree of a
     // 50 MB report takes most of a gigabyte.
-    if bytes.len() > crate::intake::DEFAULT_STREAMING_THRESHOLD_BYTES {
-        let text =
-            crate::intake::xml::text(bytes).map_err(|r| format!("{}: {}", r.code, r.message))?;
+    if bytes.len() > crate::xml::DEFAULT_STREAMING_THRESHOLD_BYTES {
+        let text = crate::xml::text(bytes).map_err(|r| format!("{}: {}", r.code, r.message))?;
         if let Ok(Ok(plan)) = Plan::of(text, &Cancel::default()) {
             return person_ids_chunked(text.into(), &plan);
         }
     }
-    let doc = crate::intake::xml::build(bytes, &crate::intake::xml::Limits::default())
+    let doc = crate::xml::build(bytes, &crate::xml::Limits::default())
         .map_err(|r| format!("{}: {}", r.code, r.message))?;
     let root = doc
         .document_element()

@@ -380,7 +380,7 @@ fn chunked(
 ) -> Option<Chunked> {
     let text = doc.input_text();
     // The tree path (at most the streaming threshold): not cancelled part-way.
-    let never = crate::intake::cancel::Cancel::default();
+    let never = crate::xml::cancel::Cancel::default();
     let items = chunks::split(text.into(), item, &never).ok()?.ok()?;
     let mut out = Chunked::new(room);
     chunks::for_each::<()>(text.into(), &items, |chunk| {

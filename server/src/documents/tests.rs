@@ -923,8 +923,8 @@ fn assert_paths_agree(name: &str, text: &str, ctx: &Context<'_>) -> bool {
         .check_streamed(text, &plan, ctx, &Cancel::default())
         .unwrap_or_else(|s| panic!("{name}: {s:?}"));
     // Read from a file, as a staged body is: the same plan and the same result.
-    let file = crate::intake::source::file_of(text);
-    let src = crate::intake::source::Source::File {
+    let file = crate::xml::source::file_of(text);
+    let src = crate::xml::source::Source::File {
         file: &file,
         len: text.len(),
     };
@@ -1061,13 +1061,13 @@ fn a_document_that_cannot_be_cut_says_why() {
 fn person_ids_of_a_large_original_match_the_tree() {
     let id = |i: usize| personal_number(if i % 7 == 3 { 0 } else { i }).to_owned();
     let xml = big_report_with(6000, |_| "100.00", id);
-    assert!(xml.len() > crate::intake::DEFAULT_STREAMING_THRESHOLD_BYTES);
+    assert!(xml.len() > crate::xml::DEFAULT_STREAMING_THRESHOLD_BYTES);
     let Ok(Ok(plan)) = Plan::of(&xml, &Cancel::default()) else {
         panic!("a report of many lines is cut into chunks")
     };
     let chunked = person_ids_chunked((&xml).into(), &plan).unwrap();
-    let limits = crate::intake::xml::Limits::default();
-    let doc = crate::intake::xml::build(xml.as_bytes(), &limits).unwrap();
+    let limits = crate::xml::Limits::default();
+    let doc = crate::xml::build(xml.as_bytes(), &limits).unwrap();
     let tree = common::person_ids(&doc, doc.document_element().unwrap());
     assert_eq!(chunked, tree);
     assert_eq!(person_ids_in(xml.as_bytes()).unwrap(), tree);

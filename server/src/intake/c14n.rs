@@ -34,10 +34,10 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use sha2::{Digest, Sha256};
 
-use super::Refusal;
-use super::cancel::Cancel;
-use super::source::{Reader, Source};
-use super::xml::{Stop, read_error};
+use crate::xml::Refusal;
+use crate::xml::cancel::Cancel;
+use crate::xml::source::{Reader, Source};
+use crate::xml::{Stop, read_error};
 
 const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -650,11 +650,8 @@ mod tests {
                 assert!(signed[range.clone()].starts_with("<ds:Signature"));
                 assert!(signed[range].ends_with("</ds:Signature>"));
                 // And the document verifies on the tree path.
-                let doc = crate::intake::xml::build(
-                    signed.as_bytes(),
-                    &crate::intake::xml::Limits::default(),
-                )
-                .unwrap();
+                let doc =
+                    crate::xml::build(signed.as_bytes(), &crate::xml::Limits::default()).unwrap();
                 crate::intake::signature::verify(&doc, &cert).unwrap();
             }
         }

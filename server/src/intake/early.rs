@@ -1,6 +1,6 @@
 //! Shape bombs refused while the body is still arriving ([`EarlyScan`]).
 //!
-//! The pre-scan ([`super::xml::prescan`]) needs the whole body, and a 50 MiB
+//! The pre-scan ([`crate::xml::prescan`]) needs the whole body, and a 50 MiB
 //! attribute bomb takes longer to upload than to refuse. This scanner looks at the
 //! first [`EARLY_BYTES`] of a body as its frames arrive and refuses, with the
 //! pre-scan's own code, message and location, an element that already has more
@@ -11,8 +11,8 @@
 //! instructions, and gives up (leaving the document to the pre-scan) at anything
 //! else — a DOCTYPE, bytes that are not UTF-8, an encoding other than UTF-8.
 
-use super::Refusal;
-use super::xml::Limits;
+use crate::xml::Limits;
+use crate::xml::Refusal;
 
 /// How much of a body is scanned as it arrives.
 pub const EARLY_BYTES: usize = 1024 * 1024;
@@ -366,14 +366,14 @@ fn utf8_declared(start: &[u8]) -> bool {
     if text.starts_with("<?xml") && !text.contains("?>") {
         return false;
     }
-    super::xml::declared_encoding(text).is_none_or(super::xml::is_utf8)
+    crate::xml::declared_encoding(text).is_none_or(crate::xml::is_utf8)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::cancel::Cancel;
-    use crate::intake::xml::{Stop, parse};
+    use crate::xml::cancel::Cancel;
+    use crate::xml::{Stop, parse};
 
     fn early(doc: &[u8], frame: usize) -> Option<Refusal> {
         let mut scan = EarlyScan::new(Limits {

@@ -3,7 +3,7 @@
 //!
 //! 0. The body is read only with room for it in the body budget ([`super::budget`]);
 //!    one over the streaming threshold is staged on disk as it arrives
-//!    ([`Intake::stager`], [`super::source`]) and read from there by every later
+//!    ([`Intake::stager`], [`crate::xml::source`]) and read from there by every later
 //!    step, never held in memory whole.
 //! 1. The same bytes from the same employer again → the first submission, unchanged
 //!    (`200`, identical receipt). The same `Idempotency-Key` with other bytes → `409`.
@@ -11,7 +11,7 @@
 //! 3. Off the async runtime: the streaming pre-scan's shape limits, then, holding the
 //!    analysis budget its estimate asks for, safe parse, signature profile and
 //!    cryptography, document type, XSD and rules; cancelled when the request goes
-//!    ([`super::cancel`]). The same signed content as an earlier filing → that
+//!    ([`crate::xml::cancel`]). The same signed content as an earlier filing → that
 //!    filing (`200`).
 //! 4. The signing certificate must be registered for this employer, chain to a
 //!    trusted CA, be valid now, allow signing and not be revoked per the newest CRL.
@@ -31,22 +31,22 @@ use bytes::Bytes;
 use retention::keys::Keys;
 
 use super::budget::{Busy, Lease, Pool};
-use super::cancel::{Cancel, Cancelled};
 use super::material::Cache;
 use super::signature::Inspected;
-use super::source::Source;
 use super::trust::{self, Policy};
-use super::{Refusal, material, signature, xml};
+use super::{material, signature};
 use crate::Error;
 use crate::documents::{Checked, Context, Finding, Profiles, Severity};
 use crate::employers::Caller;
 use crate::persons::{self, PersonIndex};
 use crate::submissions::{self, Accepting, Submission};
+use crate::xml::cancel::{Cancel, Cancelled};
+use crate::xml::source::Source;
+use crate::xml::{self, Refusal};
 use retention::{Clock, Content, Db, Ledger, Sha256Hex};
 use serde::{Deserialize, Serialize};
 
-/// `intake.streaming_threshold_bytes` unless configured: 1 MiB.
-pub const DEFAULT_STREAMING_THRESHOLD_BYTES: usize = 1024 * 1024;
+pub use crate::xml::DEFAULT_STREAMING_THRESHOLD_BYTES;
 
 /// `[intake]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -744,7 +744,7 @@ impl Intake {
             .await
     }
 
-    /// Takes one filing whose body was read (or staged: [`Intake::stage`]) under
+    /// Takes one filing whose body was read (or staged: [`Intake::stager`]) under
     /// `lease` ([`Intake::body_lease`]).
     pub async fn submit_leased(
         &self,

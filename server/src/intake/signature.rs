@@ -28,7 +28,7 @@ use bergshamra::core::{algorithm, ns};
 use bergshamra::{DsigContext, KeysManager, VerifyResult};
 use uppsala::{Document, NodeId, NodeKind};
 
-use super::Refusal;
+use crate::xml::Refusal;
 
 const SIGNATURE_METHODS: [&str; 2] = [algorithm::RSA_SHA256, algorithm::ECDSA_SHA256];
 const C14N_METHODS: [&str; 3] = [algorithm::C14N, algorithm::C14N11, algorithm::EXC_C14N];
@@ -329,7 +329,7 @@ pub(crate) fn sign_enveloped_with(
         other => return Err(format!("unsupported key type {other}: use RSA or EC P-256")),
     };
     let doc =
-        super::xml::build(xml.as_bytes(), &super::xml::Limits::default()).map_err(|r| r.message)?;
+        crate::xml::build(xml.as_bytes(), &crate::xml::Limits::default()).map_err(|r| r.message)?;
     let root = doc
         .document_element()
         .ok_or_else(|| "the document has no element".to_owned())?;
@@ -472,18 +472,18 @@ pub const MAX_STREAMED_SIGNATURE_BYTES: usize = 1024 * 1024;
 /// element's start tag, the `ds:Signature`, the end tag) built as a tree, where
 /// bergshamra canonicalises `SignedInfo` and checks the signature value.
 pub fn verify_streamed<'a>(
-    src: impl Into<super::source::Source<'a>>,
-    shape: &super::xml::Shape,
-    limits: &super::xml::Limits,
-    cancel: &super::cancel::Cancel,
-) -> Result<Inspected, super::xml::Stop> {
+    src: impl Into<crate::xml::source::Source<'a>>,
+    shape: &crate::xml::Shape,
+    limits: &crate::xml::Limits,
+    cancel: &crate::xml::cancel::Cancel,
+) -> Result<Inspected, crate::xml::Stop> {
     use super::c14n::{self, Method};
     let src = src.into();
     let (start, end) = shape.root_start;
     // The root's start tag: within the limits on attributes, and for a document
     // cut into chunks within a chunk's envelope.
     let root_tag = src.text(start..end)?;
-    let root_name = super::xml::tag_name(&root_tag).to_owned();
+    let root_name = crate::xml::tag_name(&root_tag).to_owned();
     // The document element around its last child (where the signature must be).
     let (last_from, last_to) = shape.last_child.unwrap_or((start, start));
     let last_len = last_to - last_from;
@@ -491,8 +491,8 @@ pub fn verify_streamed<'a>(
     // refused below (after the placement checks, whose verdicts come first).
     let small;
     let doc = if last_len <= MAX_STREAMED_SIGNATURE_BYTES {
-        small = super::xml::enclosed(&root_tag, &src.text(last_from..last_to)?);
-        Some(super::xml::build(small.as_bytes(), limits)?)
+        small = crate::xml::enclosed(&root_tag, &src.text(last_from..last_to)?);
+        Some(crate::xml::build(small.as_bytes(), limits)?)
     } else {
         None
     };
@@ -501,7 +501,7 @@ pub fn verify_streamed<'a>(
         .and_then(reference_method)
         .unwrap_or(Method::Inclusive);
     let envelope = c14n::scan(src, &method, cancel)?;
-    let refusal = |code, message: String, at: usize| -> super::xml::Stop {
+    let refusal = |code, message: String, at: usize| -> crate::xml::Stop {
         match path_at(src, at) {
             Ok(path) => Refusal::new(code, message, path).into(),
             Err(stop) => stop,
@@ -658,7 +658,7 @@ fn verify_signed_info(doc: &Document<'_>, inspected: &Inspected) -> Result<(), R
 /// The tree path's location (see `path_of`) of the element that starts at byte
 /// `at`, computed in one streaming pass (only for refusals): its ancestors-or-self
 /// with their positions, and how many same-named siblings each has in all.
-fn path_at(src: super::source::Source<'_>, at: usize) -> Result<String, super::xml::Stop> {
+fn path_at(src: crate::xml::source::Source<'_>, at: usize) -> Result<String, crate::xml::Stop> {
     use quick_xml::events::Event;
     use std::collections::HashMap;
     let mut reader = quick_xml::Reader::from_reader(src.reader());
@@ -678,7 +678,7 @@ fn path_at(src: super::source::Source<'_>, at: usize) -> Result<String, super::x
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
-            Err(e) => match super::xml::failed_read(&e) {
+            Err(e) => match crate::xml::failed_read(&e) {
                 Some(stop) => return Err(stop),
                 None => break,
             },

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Refusal;
 use super::signature::{Inspected, inspect, sign_enveloped, verify, verify_streamed};
-use super::xml::{Limits, build};
+use crate::xml::Refusal;
+use crate::xml::{Limits, build};
 
 const DOC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <r:Report xmlns:r=\"urn:ivan:test\" period=\"102026\">\n  <r:Line amount=\"10.00\">Ann &amp; Bob</r:Line>\n  <r:Line amount=\"5.50\"/>\n</r:Report>\n";
@@ -144,9 +144,9 @@ fn check(xml: &str, cert_der: &[u8]) -> Result<(), &'static str> {
 }
 
 fn streamed(xml: &str) -> Result<Inspected, Refusal> {
-    use crate::intake::cancel::Cancel;
-    use crate::intake::source::{Source, file_of};
-    use crate::intake::xml::{Stop, prescan};
+    use crate::xml::cancel::Cancel;
+    use crate::xml::source::{Source, file_of};
+    use crate::xml::{Stop, prescan};
     let limits = Limits::default();
     let cancel = Cancel::default();
     let run = |src: Source<'_>| {

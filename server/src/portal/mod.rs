@@ -1,7 +1,7 @@
 //! The employer portal: server-rendered pages for an employer's clerks and admins,
 //! signed in with passkeys (WebAuthn).
 //!
-//! * [`accounts`]: users (invited by the operator, `admin` or `clerk`), enrolment
+//! * [`crate::accounts`] (its own module, below the portal and compliance): users (invited by the operator, `admin` or `clerk`), enrolment
 //!   invitations (single use, 24 h, sent through the mail outbox) and passkeys.
 //! * [`ceremony`]: WebAuthn ceremonies in progress, kept server-side and single use;
 //!   a step-up ceremony is bound to one action on one target.

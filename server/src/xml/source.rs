@@ -3,12 +3,12 @@
 //! ([`retention::originals::Staged`]), so that a large document is never held in
 //! memory whole.
 //!
-//! Every streamed pass ([`super::xml::prescan`], [`super::c14n::scan`],
+//! Every streamed pass ([`super::prescan`], [`crate::intake::c14n::scan`],
 //! [`crate::documents::Plan::of`], the chunked checks) reads a [`Source`] from the
 //! start with a buffer of [`READ_BUFFER_BYTES`], and cuts out small ranges (a start
 //! tag, the signature, one chunk of items) with [`Source::read`]. Readers of a file
 //! read at their own offsets (`pread`), so passes on two threads share one open file.
-//! A read error of the file is the service's failure ([`super::xml::Stop::Failed`]),
+//! A read error of the file is the service's failure ([`super::Stop::Failed`]),
 //! never the document's.
 
 use std::borrow::Cow;
@@ -120,7 +120,7 @@ impl<'a> Source<'a> {
     pub fn line_col(&self, at: usize) -> io::Result<(usize, usize)> {
         let at = at.min(self.len());
         if let Source::Memory(bytes) = self {
-            return Ok(super::xml::line_col(&bytes[..at]));
+            return Ok(super::line_col(&bytes[..at]));
         }
         let (mut line, mut line_start, mut pos) = (1usize, 0usize, 0usize);
         let mut reader = self.reader();

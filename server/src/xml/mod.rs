@@ -8,13 +8,48 @@
 //! its size in memory; neither is reached by a document the pre-scan refused. The
 //! body size limit is enforced before this is called. Everything refused here is
 //! refused with one [`Refusal`] naming the line and column.
+//!
+//! Below intake and the document profiles, which both read documents with it: the
+//! streamed [`source`] of a staged body and the [`cancel`] token of a request that
+//! went away live here too.
 
 use quick_xml::events::Event;
+use serde::Serialize;
 use uppsala::{Document, XmlError};
 
-use super::Refusal;
-use super::cancel::{Cancel, Cancelled};
-use super::source::Source;
+use self::cancel::{Cancel, Cancelled};
+use self::source::Source;
+
+pub mod cancel;
+pub mod source;
+
+/// `intake.streaming_threshold_bytes` unless configured: 1 MiB. A document larger
+/// than this is read chunk by chunk rather than as one tree (in intake's checks and
+/// wherever a stored filing is read again).
+pub const DEFAULT_STREAMING_THRESHOLD_BYTES: usize = 1024 * 1024;
+
+/// Why a filing is refused at one step of intake: a stable dotted `code`, one
+/// clear sentence, and where in the document (an element path or a line/column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+    pub location: String,
+}
+
+impl Refusal {
+    pub fn new(
+        code: &'static str,
+        message: impl Into<String>,
+        location: impl Into<String>,
+    ) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            location: location.into(),
+        }
+    }
+}
 
 /// Limits on what the parser accepts (from `[intake]`). The defaults are far above
 /// any real filing of the reference profile.
@@ -202,7 +237,7 @@ pub fn check_text(src: Source<'_>) -> Result<(), Stop> {
     }
     let mut reader = src.reader();
     // An incomplete UTF-8 sequence at a block's end is kept for the next one.
-    let mut block = vec![0u8; super::source::READ_BUFFER_BYTES + 4];
+    let mut block = vec![0u8; source::READ_BUFFER_BYTES + 4];
     let (mut kept, mut offset, mut blank, mut first) = (0usize, 0usize, true, true);
     loop {
         let n = reader.read(&mut block[kept..])?;
@@ -568,8 +603,8 @@ mod tests {
 
     #[test]
     fn the_byte_checks_of_a_staged_document_are_those_of_one_in_memory() {
-        use crate::intake::source::file_of;
-        let block = crate::intake::source::READ_BUFFER_BYTES;
+        use crate::xml::source::file_of;
+        let block = crate::xml::source::READ_BUFFER_BYTES;
         let mut cases: Vec<Vec<u8>> = vec![
             b"".to_vec(),
             b" \n\t".to_vec(),
