@@ -45,7 +45,6 @@ LAYERS = [
 # Not cut yet (issue 20 §4): upward arrows, and one use of each cycle within a
 # layer; each entry is "from -> to".
 KNOWN = {
-    "submissions -> forwarding",  # enqueue/dequeue in forwarding::outbox
     "api -> http",  # handlers take http::AppState
     "portal -> http",  # handlers take http::AppState
     "portal -> api",  # stored_bytes, read_as_officer

@@ -577,7 +577,7 @@ async fn witness(listen: Option<SocketAddr>, cmd: &WitnessCommand) -> Result<Exi
 
 async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
     let rows = read_db(config, async |db| {
-        crate::forwarding::outbox::list(db, limit.clamp(1, 10_000)).await
+        crate::submissions::outbox::list(db, limit.clamp(1, 10_000)).await
     })
     .await?;
     if json {

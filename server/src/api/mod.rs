@@ -31,9 +31,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use crate::compliance::Read;
 use crate::employers::{self, Caller};
 use crate::error::Problem;
-use crate::forwarding::{self, AnswerInfo};
 use crate::http::AppState;
 use crate::intake::{self, Outcome, SubmitError};
+use crate::submissions::AnswerInfo;
 use crate::submissions::{self, Filter, Step, Submission};
 use crate::{Error, Result};
 
@@ -261,7 +261,7 @@ impl View {
     /// The full view: history from the log, answers kept.
     async fn full(state: &AppState, s: Submission) -> Result<Self> {
         let history = submissions::history(&state.db, &s.id).await?;
-        let answers = forwarding::answers(&state.db, &s.id).await?;
+        let answers = submissions::answers(&state.db, &s.id).await?;
         let paired = if s.document_type == crate::documents::DocumentType::RegistrationForm.code() {
             Some(mobile_api::prereg::paired_with(&state.db, &s.employer_id, &s.id).await?)
         } else {
@@ -656,7 +656,7 @@ async fn answer(
     Path((id, n)): Path<(String, i64)>,
 ) -> Result<Response> {
     let s = own(&state, &caller, &id).await?;
-    let info = forwarding::answers(&state.db, &s.id)
+    let info = submissions::answers(&state.db, &s.id)
         .await?
         .into_iter()
         .find(|a| a.n == n)

@@ -52,14 +52,12 @@
 //! `ivan_forwarding_delivery_seconds` (hold window end → delivered).
 
 pub mod authority;
-pub mod outbox;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Appended, Clock, Db, Ledger, Originals, Payload, Sha256Hex};
 use serde::{Deserialize, Serialize};
@@ -67,7 +65,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::Error;
-use crate::submissions::Status;
+use crate::submissions::{Status, outbox};
 use authority::{AuthorityClient, Delivery, Outgoing, Transient};
 use outbox::{Claimed, Phase};
 
@@ -873,24 +871,6 @@ fn secs_std(s: u64) -> Duration {
 
 fn chrono_of(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// What the API shows of an answer document.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct AnswerInfo {
-    pub n: i64,
-    pub name: String,
-    pub media_type: String,
-    pub sha256: String,
-    pub size_bytes: i64,
-    #[serde(serialize_with = "retention::ledger::serialize_time")]
-    pub received_at: DateTime<Utc>,
-    pub log_seq: i64,
-}
-
-/// The answers kept for a submission, in the authority's order.
-pub async fn answers(db: &Db, submission_id: &str) -> Result<Vec<AnswerInfo>, Error> {
-    outbox::answers(db, submission_id).await
 }
 
 #[cfg(test)]

@@ -975,7 +975,7 @@ struct SubmissionPage {
     notice: Option<&'static str>,
     warnings: Vec<Problem>,
     history: Vec<submissions::Step>,
-    answers: Vec<crate::forwarding::AnswerInfo>,
+    answers: Vec<crate::submissions::AnswerInfo>,
     cancel: Option<CancelForm>,
     csrf: String,
 }
@@ -1012,7 +1012,7 @@ async fn submission_page(
     };
     let warnings = serde_json::from_str(&s.warnings).unwrap_or_default();
     let history = submissions::history(&state.db, &s.id).await?;
-    let answers = crate::forwarding::answers(&state.db, &s.id).await?;
+    let answers = crate::submissions::answers(&state.db, &s.id).await?;
     let notice = match n.done.as_str() {
         "filed" => Some("Filed. The signed receipt is below."),
         "repeated" => Some("These exact bytes had been filed already: this is that filing."),
@@ -1072,7 +1072,7 @@ async fn answer(
     Path((id, n)): Path<(String, i64)>,
 ) -> PageResult {
     let s = own(&state, &signed, &id).await?;
-    let info = crate::forwarding::answers(&state.db, &s.id)
+    let info = crate::submissions::answers(&state.db, &s.id)
         .await?
         .into_iter()
         .find(|a| a.n == n)

@@ -7,8 +7,10 @@
 //!                                          └─► cancelled (by the employer, inside the window)
 //! ```
 //!
-//! Forwarding and the authority's answers are [`crate::forwarding`]'s; the outbox row
-//! that drives them is written here, in the transaction that accepts the filing.
+//! A submission's outbox row and answer documents are part of it ([`outbox`]: the
+//! row is written in the transaction that accepts the filing, dropped by a cancel,
+//! and moved on by the forwarding worker's transitions); the worker that delivers
+//! and polls is [`crate::forwarding`]'s, above this module.
 //!
 //! A filing that passes intake is recorded as four consecutive log entries —
 //! `submission.receive` (actor: the API token; payload: the original bytes),
@@ -29,6 +31,26 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::employers::Caller;
+
+pub mod outbox;
+
+/// What the API shows of an answer document.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AnswerInfo {
+    pub n: i64,
+    pub name: String,
+    pub media_type: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    pub received_at: DateTime<Utc>,
+    pub log_seq: i64,
+}
+
+/// The answers kept for a submission, in the authority's order.
+pub async fn answers(db: &Db, submission_id: &str) -> Result<Vec<AnswerInfo>, Error> {
+    outbox::answers(db, submission_id).await
+}
 
 /// A submission as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -385,7 +407,7 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
         .iter()
         .map(|m| (m.id.as_str(), m.hold_until, m.received_at))
         .collect();
-    crate::forwarding::outbox::enqueue_many(&mut conn, &queued).await?;
+    outbox::enqueue_many(&mut conn, &queued).await?;
     let receipts: Vec<crate::mail::Queued<'_>> = made
         .iter()
         .zip(&recordings)
@@ -797,7 +819,7 @@ pub async fn cancel(
             .rows_affected()
         });
         if changed == 1 {
-            crate::forwarding::outbox::dequeue(&mut conn, &sid, at).await
+            outbox::dequeue(&mut conn, &sid, at).await
         } else {
             Err(retention::Error::Conflict(
                 "the submission can no longer be cancelled".into(),
@@ -1106,7 +1128,7 @@ mod tests {
     /// it still holds gets its attempt count, due time and error, and a row whose
     /// lease went to another worker meanwhile is left as that worker has it.
     async fn a_round_gives_back_only_the_rows_it_still_holds(env: TestEnv) {
-        use crate::forwarding::outbox::{self, Reschedule};
+        use outbox::{self, Reschedule};
         let (ledger, task) = env.ledger(LedgerConfig::default());
         let caller = employer(&ledger).await;
         let mut ids = Vec::new();

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use retention::ledger::Work;
 use retention::{Db, DbConn, on_conn, on_pool};
 
-use super::AnswerInfo;
+use super::{AnswerInfo, Status};
 use crate::Error;
-use crate::submissions::Status;
 
 /// What a row is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -564,7 +563,7 @@ pub async fn dequeue(
     Ok(())
 }
 
-pub(super) async fn answers(db: &Db, submission_id: &str) -> Result<Vec<AnswerInfo>, Error> {
+pub(crate) async fn answers(db: &Db, submission_id: &str) -> Result<Vec<AnswerInfo>, Error> {
     Ok(on_pool!(db, pool => {
         sqlx::query_as(
             "SELECT n, name, media_type, sha256, size_bytes, received_at, log_seq \
