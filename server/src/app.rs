@@ -27,11 +27,12 @@ use retention::ledger::{NewEntry, Payload};
 use retention::{Actor, Clock, Db, Ledger, MigrationPolicy, Originals};
 use tokio::net::TcpListener;
 
+use crate::api::AppState;
 use crate::config::Config;
 use crate::documents::Profiles;
 use crate::forwarding::authority::AuthorityClient;
 use crate::forwarding::{AuthorityMode, Forwarder};
-use crate::http::{AppState, router};
+use crate::http::router;
 use crate::persons::PersonIndex;
 use crate::startup::{lock_sqlite, open_db, prepare_data_dir};
 use crate::{Error, Result, telemetry};
@@ -214,13 +215,12 @@ impl App {
             metrics,
             intake,
             mobile,
-            portal,
             persons,
             data_dir: config.data_dir.clone(),
             failed_attempts: failed_attempts.clone(),
         };
         let indexing = state.persons.clone();
-        let app = router(state, &config.http, &config.intake);
+        let app = router(state, portal, &config.http, &config.intake);
         tracing::info!(%addr, database = %db.backend(), originals = %originals.describe(), "ivan listening");
         // A stable line on stdout for scripts and tests (the port may have been 0).
         println!("ivan listening on http://{addr}");

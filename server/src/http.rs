@@ -25,40 +25,25 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
-use retention::keys::Keys;
-use retention::{Db, Originals};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::AppState;
 use crate::connections::HttpConfig;
 use crate::error::Problem;
-use crate::intake::{Intake, IntakeConfig};
+use crate::intake::IntakeConfig;
 use crate::{Error, Result};
 
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub originals: Originals,
-    pub keys: Arc<Keys>,
-    pub metrics: PrometheusHandle,
-    pub intake: Intake,
-    pub mobile: mobile_api::Mobile,
-    pub portal: crate::portal::Portal,
-    /// Keys of the person index, for compliance searches by personal id.
-    pub persons: crate::persons::PersonIndex,
-    /// The data dir, where `/readyz` proves the disk takes writes.
-    pub data_dir: std::path::PathBuf,
-    /// Failed token attempts, counted per source and hour for the log.
-    pub failed_attempts: crate::failed_attempts::FailedAttempts,
-}
-
 /// The whole application router.
-pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Router {
+pub fn router(
+    state: AppState,
+    portal: crate::portal::Portal,
+    http: &HttpConfig,
+    intake: &IntakeConfig,
+) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     // The submission endpoint takes documents up to the intake limit, the JSON API
     // small bodies, everything else the general limit. Each refuses an oversized body
@@ -85,9 +70,12 @@ pub fn router(state: AppState, http: &HttpConfig, intake: &IntakeConfig) -> Rout
         .route_layer(limit(http.body_limit_bytes))
         .merge(api)
         .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
-        .merge(crate::portal::router(&state.portal, intake))
+        .with_state(state.clone())
+        .merge(
+            crate::portal::router(&portal, intake)
+                .with_state(crate::portal::PortalState { app: state, portal }),
+        )
         .fallback(not_found)
-        .with_state(state)
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn_with_state(

@@ -20,10 +20,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::AppState;
 use crate::compliance::evidence::Selection;
 use crate::compliance::officers::{self, Officer};
 use crate::compliance::{self, Basis, Channel, Filters, Read};
-use crate::http::AppState;
 use crate::{Error, Result};
 
 /// The compliance officer of a request.

@@ -31,7 +31,6 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use crate::compliance::Read;
 use crate::employers::{self, Caller};
 use crate::error::Problem;
-use crate::http::AppState;
 use crate::intake::{self, Outcome, SubmitError};
 use crate::submissions::AnswerInfo;
 use crate::submissions::{self, Filter, Step, Submission};
@@ -104,6 +103,24 @@ pub struct ProblemDocument {
 
 /// Most submissions one listing page returns.
 pub const MAX_PAGE: i64 = 500;
+
+/// What every handler of the APIs (and the router's own) can reach; the portal's
+/// handlers have it with the portal beside it ([`crate::portal::PortalState`]).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: retention::Db,
+    pub originals: retention::Originals,
+    pub keys: std::sync::Arc<retention::keys::Keys>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub intake: crate::intake::Intake,
+    pub mobile: mobile_api::Mobile,
+    /// Keys of the person index, for compliance searches by personal id.
+    pub persons: crate::persons::PersonIndex,
+    /// The data dir, where `/readyz` proves the disk takes writes.
+    pub data_dir: std::path::PathBuf,
+    /// Failed token attempts, counted per source and hour for the log.
+    pub failed_attempts: crate::failed_attempts::FailedAttempts,
+}
 
 /// The route that takes documents (its body limit, `intake.max_document_bytes`, is
 /// set by the caller).

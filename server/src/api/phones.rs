@@ -20,8 +20,8 @@ use mobile_api::prereg::{self, Preregistration};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::AppState;
 use super::Authenticated;
-use crate::http::AppState;
 use crate::{Error, Result};
 
 /// `POST /api/v1/phone-accesses`.

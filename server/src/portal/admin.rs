@@ -25,12 +25,12 @@ use mobile_api::access;
 use mobile_api::prereg;
 use serde::Deserialize;
 
+use super::PortalState;
 use super::pages::{CsrfForm, Nav, PageResult, page, see_other, when};
 use super::session::EmployerUser;
 use crate::employers;
-use crate::http::AppState;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<PortalState> {
     Router::new()
         .route("/portal/phones", get(phones).post(add_phone))
         .route("/portal/phones/{id}/pin", post(new_pin))
@@ -99,7 +99,7 @@ struct Done {
 }
 
 async fn phones(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Query(d): Query<Done>,
 ) -> PageResult {
@@ -157,7 +157,7 @@ impl HasCsrf for NewPhone {
 }
 
 async fn add_phone(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Form(f): Form<NewPhone>,
 ) -> PageResult {
@@ -190,7 +190,7 @@ struct SecretPage {
 }
 
 async fn new_pin(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -226,7 +226,7 @@ async fn new_pin(
 }
 
 async fn send_pin(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -246,7 +246,7 @@ async fn send_pin(
 }
 
 async fn deactivate(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -302,7 +302,7 @@ struct PreregQuery {
 }
 
 async fn preregistrations(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Query(q): Query<PreregQuery>,
 ) -> PageResult {
@@ -346,7 +346,7 @@ async fn preregistrations(
 }
 
 async fn registration_form(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
@@ -392,7 +392,7 @@ struct TokensPage {
 }
 
 async fn tokens(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Query(d): Query<Done>,
 ) -> PageResult {
@@ -441,7 +441,7 @@ impl HasCsrf for NewToken {
 }
 
 async fn create_token(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Form(f): Form<NewToken>,
 ) -> PageResult {
@@ -490,7 +490,7 @@ async fn create_token(
 }
 
 async fn revoke_token(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,

@@ -11,12 +11,12 @@ use axum::{Form, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use super::PortalState;
 use super::pages::{Nav, PageResult, page, when};
 use super::session::OfficerUser;
 use crate::compliance::{self, Basis, Channel, Filters, FoundEntry};
-use crate::http::AppState;
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<PortalState> {
     Router::new()
         .route("/portal/compliance", get(search_page).post(search))
         .route("/portal/compliance/originals/{sha256}", post(original))
@@ -119,7 +119,7 @@ fn opt(s: &str) -> Option<String> {
 }
 
 async fn search(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: OfficerUser,
     Form(f): Form<SearchForm>,
 ) -> PageResult {
@@ -217,7 +217,7 @@ struct ReadForm {
 }
 
 async fn original(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: OfficerUser,
     Path(sha256): Path<String>,
     Form(f): Form<ReadForm>,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::Url;
 
 use crate::Error;
-use crate::http::AppState;
+use crate::api::AppState;
 
 pub mod admin;
 pub mod ceremony;
@@ -146,9 +146,25 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// What the portal's handlers reach: everything the APIs' do ([`AppState`], through
+/// `Deref`) and the portal itself.
+#[derive(Debug, Clone)]
+pub struct PortalState {
+    pub app: AppState,
+    pub portal: Portal,
+}
+
+impl std::ops::Deref for PortalState {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
 /// The portal's routes with their security headers and body limit (uploads up to
 /// the intake limit plus the form's overhead).
-pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Router<AppState> {
+pub fn router(portal: &Portal, intake: &crate::intake::IntakeConfig) -> axum::Router<PortalState> {
     use axum::http::{HeaderName, HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
     let limit = intake.max_document_bytes.saturating_add(64 * 1024);

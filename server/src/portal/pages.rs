@@ -32,16 +32,16 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential,
 };
 
+use super::PortalState;
 use super::ceremony::{self, Binding, Kind, StepUpError};
 use super::session::{self, EmployerUser, SignedIn};
 use crate::Error;
 use crate::accounts::{self, User};
-use crate::http::AppState;
 use crate::intake::{Outcome, Problem, SubmitError};
 use crate::submissions::{self, Submission};
 
 /// The portal's routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<PortalState> {
     Router::new()
         .route(
             "/portal",
@@ -74,7 +74,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The upload route: its body may be a whole document (the caller sets its limit).
-pub fn upload_routes() -> Router<AppState> {
+pub fn upload_routes() -> Router<PortalState> {
     Router::new().route("/portal/upload", get(upload_page).post(upload))
 }
 
@@ -267,7 +267,7 @@ fn json_attr<T: serde::Serialize>(v: &T) -> Result<String, Error> {
     serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-fn ceremony_valid(state: &AppState) -> Duration {
+fn ceremony_valid(state: &PortalState) -> Duration {
     Duration::seconds(i64::try_from(state.portal.config.ceremony_valid_secs).unwrap_or(300))
 }
 
@@ -304,7 +304,7 @@ struct SignInPage {
 }
 
 async fn sign_in_page(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     source: mobile_api::http::Source,
 ) -> PageResult {
     limit(&state, &source)?;
@@ -336,7 +336,7 @@ async fn sign_in_page(
     ))
 }
 
-fn limit(state: &AppState, source: &mobile_api::http::Source) -> Result<(), PortalError> {
+fn limit(state: &PortalState, source: &mobile_api::http::Source) -> Result<(), PortalError> {
     if let Some(ip) = source.0 {
         state
             .portal
@@ -356,7 +356,7 @@ struct CeremonyForm {
 }
 
 async fn sign_in(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     source: mobile_api::http::Source,
     Form(f): Form<CeremonyForm>,
 ) -> PageResult {
@@ -413,7 +413,7 @@ fn with_cookie(mut r: Response, cookie: &str) -> Response {
 }
 
 async fn log_user_event(
-    state: &AppState,
+    state: &PortalState,
     user: &User,
     action: &str,
     payload: serde_json::Value,
@@ -441,7 +441,7 @@ pub(super) struct CsrfForm {
 }
 
 async fn sign_out(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: SignedIn,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
@@ -488,7 +488,7 @@ fn invalid_link() -> PortalError {
 
 /// Starts a passkey registration for `user`; returns the options and ceremony id.
 async fn start_registration(
-    state: &AppState,
+    state: &PortalState,
     user: &User,
     kind: Kind,
 ) -> Result<(String, String), PortalError> {
@@ -524,7 +524,7 @@ async fn start_registration(
 }
 
 async fn enrol_page(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     source: mobile_api::http::Source,
     Query(q): Query<TokenQuery>,
 ) -> PageResult {
@@ -564,7 +564,7 @@ struct RegisterForm {
 
 /// Finishes a registration ceremony for `user`.
 async fn finish_registration(
-    state: &AppState,
+    state: &PortalState,
     user: &User,
     kind: Kind,
     f: &RegisterForm,
@@ -581,7 +581,7 @@ async fn finish_registration(
 }
 
 async fn enrol(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     source: mobile_api::http::Source,
     Form(f): Form<RegisterForm>,
 ) -> PageResult {
@@ -648,7 +648,7 @@ struct AccountPage {
     csrf: String,
 }
 
-async fn account(State(state): State<AppState>, signed: SignedIn) -> PageResult {
+async fn account(State(state): State<PortalState>, signed: SignedIn) -> PageResult {
     signed.require_recent("/portal/account")?;
     let keys = accounts::passkeys(&state.db, &signed.user.id)
         .await?
@@ -673,7 +673,7 @@ async fn account(State(state): State<AppState>, signed: SignedIn) -> PageResult 
     ))
 }
 
-async fn new_passkey_page(State(state): State<AppState>, signed: SignedIn) -> PageResult {
+async fn new_passkey_page(State(state): State<PortalState>, signed: SignedIn) -> PageResult {
     signed.require_recent("/portal/account")?;
     let (options, ceremony) = start_registration(&state, &signed.user, Kind::AddPasskey).await?;
     Ok(page(
@@ -694,7 +694,7 @@ async fn new_passkey_page(State(state): State<AppState>, signed: SignedIn) -> Pa
 }
 
 async fn add_passkey(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: SignedIn,
     Form(f): Form<RegisterForm>,
 ) -> PageResult {
@@ -715,7 +715,7 @@ async fn add_passkey(
 }
 
 async fn remove_passkey(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: SignedIn,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -750,7 +750,7 @@ struct DashboardPage {
 
 type PreregRow = (String, String, String, DateTime<Utc>, String);
 
-async fn dashboard(State(state): State<AppState>, signed: SignedIn) -> PageResult {
+async fn dashboard(State(state): State<PortalState>, signed: SignedIn) -> PageResult {
     // Compliance officers belong to no employer: their home is the log search.
     let Some(employer) = signed.user.employer_id.clone() else {
         return Ok(see_other("/portal/compliance"));
@@ -882,7 +882,7 @@ fn day(s: &str, what: &str) -> Result<Option<DateTime<Utc>>, Error> {
 }
 
 async fn submissions_page(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
@@ -954,7 +954,7 @@ fn url_with(q: &ListQuery) -> String {
     )
 }
 
-async fn own(state: &AppState, signed: &EmployerUser, id: &str) -> Result<Submission, Error> {
+async fn own(state: &PortalState, signed: &EmployerUser, id: &str) -> Result<Submission, Error> {
     submissions::get(&state.db, &signed.employer_id, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no submission {id}")))
@@ -992,7 +992,7 @@ fn remaining(d: Duration) -> String {
 }
 
 async fn submission_page(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Query(n): Query<Notice>,
@@ -1035,7 +1035,7 @@ async fn submission_page(
 }
 
 async fn original(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
@@ -1052,7 +1052,7 @@ async fn original(
 }
 
 async fn receipt(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
@@ -1067,7 +1067,7 @@ async fn receipt(
 }
 
 async fn answer(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path((id, n)): Path<(String, i64)>,
 ) -> PageResult {
@@ -1096,7 +1096,7 @@ fn attachment(r: &mut Response, name: &str) {
 }
 
 async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
@@ -1115,7 +1115,7 @@ async fn cancel(
 
 /// A passkey prompt approving `binding`: the ceremony id and the options for the page.
 async fn step_up_prompt(
-    state: &AppState,
+    state: &PortalState,
     signed: &SignedIn,
     binding: &Binding,
 ) -> Result<(String, String), PortalError> {
@@ -1130,7 +1130,7 @@ async fn step_up_prompt(
 /// action it approves, whose own entries name the user as actor, so a change never
 /// stands without its evidence.
 async fn approve_step_up(
-    state: &AppState,
+    state: &PortalState,
     signed: &SignedIn,
     f: &CeremonyForm,
     binding: &Binding,
@@ -1169,7 +1169,7 @@ struct NextQuery {
 }
 
 async fn reauth_page(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: SignedIn,
     Query(q): Query<NextQuery>,
 ) -> PageResult {
@@ -1196,7 +1196,7 @@ struct ReauthForm {
 }
 
 async fn reauth(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: SignedIn,
     Form(f): Form<ReauthForm>,
 ) -> PageResult {
@@ -1230,7 +1230,7 @@ struct UploadPage {
     result: Option<Findings>,
 }
 
-fn upload_form(state: &AppState, signed: &EmployerUser, result: Option<Findings>) -> UploadPage {
+fn upload_form(state: &PortalState, signed: &EmployerUser, result: Option<Findings>) -> UploadPage {
     UploadPage {
         nav: Nav::of(signed),
         csrf: signed.csrf.clone(),
@@ -1239,12 +1239,12 @@ fn upload_form(state: &AppState, signed: &EmployerUser, result: Option<Findings>
     }
 }
 
-async fn upload_page(State(state): State<AppState>, signed: EmployerUser) -> PageResult {
+async fn upload_page(State(state): State<PortalState>, signed: EmployerUser) -> PageResult {
     Ok(page(StatusCode::OK, &upload_form(&state, &signed, None)))
 }
 
 async fn upload(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     mut form: Multipart,
 ) -> PageResult {
@@ -1346,7 +1346,7 @@ struct Pending {
     body: Bytes,
 }
 
-async fn pending(state: &AppState, signed: &EmployerUser, id: &str) -> Result<Pending, Error> {
+async fn pending(state: &PortalState, signed: &EmployerUser, id: &str) -> Result<Pending, Error> {
     let now = state.intake.clock().now();
     let row: Option<(String, String, Vec<u8>)> = on_pool!(&state.db, pool => {
         sqlx::query_as(
@@ -1374,7 +1374,7 @@ async fn pending(state: &AppState, signed: &EmployerUser, id: &str) -> Result<Pe
     })
 }
 
-async fn drop_pending(state: &AppState, id: &str) -> Result<(), Error> {
+async fn drop_pending(state: &PortalState, id: &str) -> Result<(), Error> {
     on_pool!(&state.db, pool => {
         sqlx::query("DELETE FROM portal_uploads WHERE id = $1")
             .bind(id)
@@ -1400,7 +1400,7 @@ struct PendingPage {
 }
 
 async fn pending_page(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
@@ -1452,7 +1452,7 @@ async fn pending_page(
 }
 
 async fn approve(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
@@ -1515,7 +1515,7 @@ async fn approve(
 }
 
 async fn discard(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,

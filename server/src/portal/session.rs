@@ -23,10 +23,10 @@ use chrono::{DateTime, Duration, Utc};
 use retention::{Db, Sha256Hex, on_pool};
 
 use super::Portal;
+use super::PortalState;
 use super::pages::PortalError;
 use crate::Error;
 use crate::accounts::{self, User};
-use crate::http::AppState;
 
 pub use mobile_api::http::SourceLimiter;
 
@@ -195,10 +195,13 @@ impl EmployerUser {
     }
 }
 
-impl FromRequestParts<AppState> for EmployerUser {
+impl FromRequestParts<PortalState> for EmployerUser {
     type Rejection = PortalError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &PortalState,
+    ) -> Result<Self, PortalError> {
         let signed = SignedIn::from_request_parts(parts, state).await?;
         match signed.user.employer_id.clone() {
             Some(employer_id) => Ok(EmployerUser {
@@ -227,10 +230,13 @@ impl std::ops::Deref for OfficerUser {
     }
 }
 
-impl FromRequestParts<AppState> for OfficerUser {
+impl FromRequestParts<PortalState> for OfficerUser {
     type Rejection = PortalError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &PortalState,
+    ) -> Result<Self, PortalError> {
         let signed = SignedIn::from_request_parts(parts, state).await?;
         match crate::compliance::officers::Officer::of_user(&signed.user) {
             Some(officer) => Ok(OfficerUser { signed, officer }),
@@ -261,10 +267,13 @@ type SessionRow = (
     Option<DateTime<Utc>>,
 );
 
-impl FromRequestParts<AppState> for SignedIn {
+impl FromRequestParts<PortalState> for SignedIn {
     type Rejection = PortalError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &PortalState,
+    ) -> Result<Self, PortalError> {
         let portal = &state.portal;
         let now = state.intake.clock().now();
         let required = || {
