@@ -26,8 +26,9 @@ use mobile_api::prereg;
 use serde::Deserialize;
 
 use super::PortalState;
-use super::pages::{CsrfForm, Nav, PageResult, page, see_other, when};
+use super::render::{Nav, PageResult, page, see_other, when};
 use super::session::EmployerUser;
+use super::signin::CsrfForm;
 use crate::employers;
 
 pub fn routes() -> Router<PortalState> {
@@ -52,7 +53,7 @@ fn admin_post<T: HasCsrf>(
     signed: &EmployerUser,
     form: T,
     page: &str,
-) -> Result<T, super::pages::PortalError> {
+) -> Result<T, super::error::PortalError> {
     signed.check_csrf(form.csrf())?;
     signed.require_admin()?;
     signed.require_recent(page)?;

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::PortalState;
-use super::pages::{Nav, PageResult, page, when};
+use super::render::{Nav, PageResult, page, when};
 use super::session::OfficerUser;
 use crate::compliance::{self, Basis, Channel, Filters, FoundEntry};
 

@@ -24,11 +24,18 @@ use webauthn_rs::prelude::Url;
 use crate::Error;
 use crate::api::AppState;
 
+mod account;
 pub mod admin;
 pub mod ceremony;
 pub mod compliance;
+mod dashboard;
+pub mod error;
 pub mod pages;
+pub mod render;
 pub mod session;
+mod signin;
+mod submissions;
+mod upload;
 
 /// `[portal]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

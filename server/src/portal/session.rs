@@ -24,7 +24,7 @@ use retention::{Db, Sha256Hex, on_pool};
 
 use super::Portal;
 use super::PortalState;
-use super::pages::PortalError;
+use super::error::PortalError;
 use crate::Error;
 use crate::accounts::{self, User};
 
