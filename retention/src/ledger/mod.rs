@@ -133,6 +133,16 @@ pub enum Content {
     Staged(Arc<crate::originals::Staged>),
 }
 
+impl Payload {
+    /// A JSON document as a payload (`application/json`), as most actions record.
+    pub fn json(v: &serde_json::Value) -> Payload {
+        Payload {
+            content: Bytes::from(v.to_string()).into(),
+            media_type: "application/json".into(),
+        }
+    }
+}
+
 impl Content {
     pub fn len(&self) -> u64 {
         match self {

@@ -7,7 +7,8 @@ use clap::Subcommand;
 use retention::SystemClock;
 
 use super::{Record, operator, read_db, to_json};
-use crate::compliance::sweeper::{self, Scope, Sweeper};
+use crate::compliance::holds::{self, Scope};
+use crate::compliance::sweeper::Sweeper;
 use crate::config::Config;
 use crate::persons::PersonIndex;
 use crate::{Error, Result};
@@ -77,7 +78,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
                 }
             };
             let hold = Record::with(config, async |r: &Record| {
-                sweeper::add_hold(
+                holds::add_hold(
                     &r.ledger,
                     &r.db,
                     &SystemClock,
@@ -97,7 +98,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
         }
         HoldCommand::Release { hold, reason, json } => {
             let released = Record::with(config, async |r: &Record| {
-                sweeper::release_hold(
+                holds::release_hold(
                     &r.ledger,
                     &r.db,
                     &SystemClock,
@@ -115,7 +116,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
             }
         }
         HoldCommand::List { all, json } => {
-            let list = read_db(config, async |db| sweeper::holds(db, !all).await).await?;
+            let list = read_db(config, async |db| holds::holds(db, !all).await).await?;
             if json {
                 println!("{}", to_json(&list));
             } else {

@@ -13,7 +13,9 @@
 //!   portal, compliance), is logged as `original.read`.
 
 pub mod evidence;
+pub mod holds;
 pub mod officers;
+pub mod policy;
 pub mod sweeper;
 
 use bytes::Bytes;
@@ -134,13 +136,6 @@ impl Channel {
             Channel::Api => "api",
             Channel::Portal => "portal",
         }
-    }
-}
-
-fn json_payload(v: &serde_json::Value) -> Payload {
-    Payload {
-        content: Bytes::from(v.to_string()).into(),
-        media_type: "application/json".into(),
     }
 }
 
@@ -327,7 +322,7 @@ pub async fn search(
             actor: officer.actor(),
             action: "compliance.search".into(),
             subject: format!("compliance-query:{query_id}"),
-            payload: Some(json_payload(&audit)),
+            payload: Some(Payload::json(&audit)),
         })
         .await?;
     metrics::counter!("ivan_compliance_searches_total").increment(1);
@@ -393,7 +388,7 @@ pub async fn read_original(
             actor: read.reader,
             action: "original.read".into(),
             subject: read.subject,
-            payload: Some(json_payload(&payload)),
+            payload: Some(Payload::json(&payload)),
         })
         .await?;
     metrics::counter!("ivan_original_reads_total").increment(1);

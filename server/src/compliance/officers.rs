@@ -5,7 +5,6 @@
 //! kept) for their tools. Officer tokens live in their own table: they never reach an
 //! employer's routes, and employers' tokens never reach the compliance routes.
 
-use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Clock, Db, Ledger, Payload, on_conn, on_pool};
@@ -108,13 +107,6 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn json_payload(v: serde_json::Value) -> Payload {
-    Payload {
-        content: Bytes::from(v.to_string()).into(),
-        media_type: "application/json".into(),
-    }
-}
-
 /// Creates a personal API token for an active officer; logged as
 /// `officer-token.create` (subject `user:<id>`; never the secret).
 pub async fn create_token(
@@ -136,7 +128,7 @@ pub async fn create_token(
     }
     let minted = mint(TOKEN_PREFIX)?;
     let created_at = clock.now();
-    let payload = json_payload(serde_json::json!({
+    let payload = Payload::json(&serde_json::json!({
         "id": minted.id,
         "officer": officer_id,
         "label": label,

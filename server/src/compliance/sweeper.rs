@@ -1,5 +1,5 @@
-//! Retention: how long filings' payloads are kept, legal holds that keep them longer,
-//! and the sweeper that purges what has expired.
+//! The sweeper that purges what has expired: the [`super::policy`] says how long
+//! payloads are kept, [`super::holds`] what is kept longer.
 //!
 //! A filing's **transaction ends** when the authority's final answer is recorded
 //! (`processed` or `rejected`, which implies it was delivered); its payloads — the
@@ -8,11 +8,6 @@
 //! `retention.default_years` = 10, never less than 10) from that moment. Filings that
 //! never reached a final answer (accepted, forwarding, delivered, cancelled, refused
 //! by the authority) are never purged automatically.
-//!
-//! A **legal hold** (`ivan admin hold add`, a reason required, logged as `hold.add`)
-//! on a filing or on all of an employer's filings keeps them while it is active;
-//! releasing it (`hold.release`, a reason required) lets the sweeper purge what has
-//! expired in the meantime.
 //!
 //! The **sweeper** (every `retention.sweep_interval_secs`, and on demand) purges each
 //! expired, unheld filing in one transaction with its `submission.purge` entry (actor
@@ -34,308 +29,19 @@
 //! lifecycle, which the server owns; the crate provides the primitives it uses
 //! (`Originals::delete`, a purge-aware `log verify`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bytes::Bytes;
-use chrono::{DateTime, Months, Utc};
+use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_conn, on_pool};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::watch;
 
+use super::policy::{MIN_YEARS, RetentionConfig, years_before};
 use crate::Error;
 use crate::persons::{self, PersonIndex};
 use crate::submissions::Status;
-
-/// The legal minimum this intermediary keeps anything for.
-pub const MIN_YEARS: u32 = 10;
-/// Longest accepted hold reason, in characters.
-pub const MAX_REASON_CHARS: usize = 500;
-
-/// `[retention]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Years payloads are kept after a filing's transaction ended (at least 10).
-    pub default_years: u32,
-    /// Per document type (`contribution-report`, `registration-form`,
-    /// `employer-change`, `pension-record-sheet`, `preregistration`): years, at least 10.
-    pub years: BTreeMap<String, u32>,
-    /// How often the sweeper runs (seconds).
-    pub sweep_interval_secs: u64,
-    /// Most filings purged per sweep round (a sweep runs rounds until none is left).
-    pub sweep_batch: i64,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        Self {
-            default_years: MIN_YEARS,
-            years: BTreeMap::new(),
-            sweep_interval_secs: 3600,
-            sweep_batch: 200,
-        }
-    }
-}
-
-impl RetentionConfig {
-    pub fn validate(&self) -> Result<(), Error> {
-        let known: Vec<&str> = crate::documents::DocumentType::ALL
-            .iter()
-            .map(|t| t.code())
-            .chain([mobile_api::prereg::DOCUMENT_TYPE])
-            .collect();
-        if self.default_years < MIN_YEARS {
-            return Err(Error::Config(format!(
-                "retention.default_years must be at least {MIN_YEARS}"
-            )));
-        }
-        for (ty, years) in &self.years {
-            if !known.contains(&ty.as_str()) {
-                return Err(Error::Config(format!(
-                    "retention.years: unknown document type {ty:?} (known: {})",
-                    known.join(", ")
-                )));
-            }
-            if *years < MIN_YEARS {
-                return Err(Error::Config(format!(
-                    "retention.years.{ty} must be at least {MIN_YEARS}"
-                )));
-            }
-        }
-        if self.sweep_interval_secs == 0 || self.sweep_batch <= 0 {
-            return Err(Error::Config(
-                "retention.sweep_interval_secs and retention.sweep_batch must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Years a document type is kept.
-    pub fn years_for(&self, document_type: &str) -> u32 {
-        self.years
-            .get(document_type)
-            .copied()
-            .unwrap_or(self.default_years)
-            .max(MIN_YEARS)
-    }
-}
-
-fn years_before(now: DateTime<Utc>, years: u32) -> DateTime<Utc> {
-    now.checked_sub_months(Months::new(years.saturating_mul(12)))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-// ------------------------------------------------------------------ legal holds
-
-/// What a hold covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// One filing (target: its message id).
-    Submission,
-    /// All of an employer's filings (target: the employer id).
-    Employer,
-}
-
-impl Scope {
-    fn as_str(self) -> &'static str {
-        match self {
-            Scope::Submission => "submission",
-            Scope::Employer => "employer",
-        }
-    }
-}
-
-/// A legal hold.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct Hold {
-    pub id: String,
-    pub scope: String,
-    pub target: String,
-    pub reason: String,
-    pub created_by: String,
-    #[serde(serialize_with = "retention::ledger::serialize_time")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
-    pub released_at: Option<DateTime<Utc>>,
-    pub released_by: Option<String>,
-    pub release_reason: Option<String>,
-}
-
-const HOLD_COLUMNS: &str = "id, scope, target, reason, created_by, created_at, released_at, \
-     released_by, release_reason";
-
-fn reason(r: &str) -> Result<String, Error> {
-    let r = r.trim();
-    if r.is_empty() || r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control) {
-        return Err(Error::Invalid(format!(
-            "a reason is required: 1 to {MAX_REASON_CHARS} characters without control characters"
-        )));
-    }
-    Ok(r.to_owned())
-}
-
-fn json(v: &serde_json::Value) -> Payload {
-    Payload {
-        content: Bytes::from(v.to_string()).into(),
-        media_type: "application/json".into(),
-    }
-}
-
-/// Puts a hold on a filing or an employer's filings; logged as `hold.add` (subject
-/// the filing or the employer) in the same transaction.
-pub async fn add_hold(
-    ledger: &Ledger,
-    db: &Db,
-    clock: &dyn Clock,
-    actor: Actor,
-    scope: Scope,
-    target: &str,
-    why: &str,
-) -> Result<Hold, Error> {
-    let why = reason(why)?;
-    let table = match scope {
-        Scope::Submission => "SELECT id FROM submissions WHERE id = $1",
-        Scope::Employer => "SELECT id FROM employers WHERE id = $1",
-    };
-    let exists: Option<String> = on_pool!(db, pool => {
-        sqlx::query_scalar(table)
-            .bind(target)
-            .fetch_optional(pool)
-            .await
-            .map_err(retention::Error::from)?
-    });
-    if exists.is_none() {
-        return Err(Error::NotFound(format!("no {} {target}", scope.as_str())));
-    }
-    let hold = Hold {
-        id: uuid::Uuid::now_v7().to_string(),
-        scope: scope.as_str().to_owned(),
-        target: target.to_owned(),
-        reason: why,
-        created_by: actor.to_string(),
-        created_at: clock.now(),
-        released_at: None,
-        released_by: None,
-        release_reason: None,
-    };
-    let row = hold.clone();
-    let work: Work = retention::work!(|conn, _at| {
-        on_conn!(&mut conn, c => {
-            sqlx::query(
-                "INSERT INTO legal_holds (id, scope, target, reason, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&row.id)
-            .bind(&row.scope)
-            .bind(&row.target)
-            .bind(&row.reason)
-            .bind(&row.created_by)
-            .bind(row.created_at)
-            .execute(&mut *c)
-            .await?;
-        });
-        Ok(())
-    });
-    ledger
-        .append_with(
-            NewEntry {
-                actor,
-                action: "hold.add".into(),
-                subject: format!("{}:{target}", scope.as_str()),
-                payload: Some(json(&serde_json::json!({
-                    "hold": hold.id,
-                    "scope": hold.scope,
-                    "target": hold.target,
-                    "reason": hold.reason,
-                }))),
-            },
-            work,
-        )
-        .await?;
-    Ok(hold)
-}
-
-/// Releases an active hold; logged as `hold.release`. `NotFound` when there is no
-/// such active hold.
-pub async fn release_hold(
-    ledger: &Ledger,
-    db: &Db,
-    clock: &dyn Clock,
-    actor: Actor,
-    id: &str,
-    why: &str,
-) -> Result<Hold, Error> {
-    let why = reason(why)?;
-    let Some(hold) = holds(db, false)
-        .await?
-        .into_iter()
-        .find(|h| h.id == id && h.released_at.is_none())
-    else {
-        return Err(Error::NotFound(format!("no active legal hold {id}")));
-    };
-    let now = clock.now();
-    let (hid, by, r) = (hold.id.clone(), actor.to_string(), why.clone());
-    let work: Work = retention::work!(|conn, _at| {
-        let n = on_conn!(&mut conn, c => {
-            sqlx::query(
-                "UPDATE legal_holds SET released_at = $1, released_by = $2, release_reason = $3 \
-                 WHERE id = $4 AND released_at IS NULL",
-            )
-            .bind(now)
-            .bind(&by)
-            .bind(&r)
-            .bind(&hid)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-        });
-        if n == 0 {
-            return Err(retention::Error::Conflict(format!(
-                "legal hold {hid} was released meanwhile"
-            )));
-        }
-        Ok(())
-    });
-    ledger
-        .append_with(
-            NewEntry {
-                actor: actor.clone(),
-                action: "hold.release".into(),
-                subject: format!("{}:{}", hold.scope, hold.target),
-                payload: Some(json(&serde_json::json!({
-                    "hold": hold.id,
-                    "reason": why,
-                }))),
-            },
-            work,
-        )
-        .await?;
-    Ok(Hold {
-        released_at: Some(now),
-        released_by: Some(actor.to_string()),
-        release_reason: Some(why),
-        ..hold
-    })
-}
-
-/// Legal holds, oldest first (only active ones if `active_only`).
-pub async fn holds(db: &Db, active_only: bool) -> Result<Vec<Hold>, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query_as::<_, Hold>(sqlx::AssertSqlSafe(format!(
-            "SELECT {HOLD_COLUMNS} FROM legal_holds WHERE ($1 = 0 OR released_at IS NULL) ORDER BY id"
-        )))
-        .bind(i64::from(active_only))
-        .fetch_all(pool)
-        .await
-        .map_err(retention::Error::from)?
-    }))
-}
-
-// ------------------------------------------------------------------ the sweeper
 
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -567,7 +273,7 @@ impl Sweeper {
                     actor: Actor::System,
                     action: "submission.purge".into(),
                     subject: format!("submission:{}", c.id),
-                    payload: Some(json(&payload)),
+                    payload: Some(Payload::json(&payload)),
                 },
                 work,
             )
@@ -677,6 +383,9 @@ impl Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    use crate::compliance::holds::{Scope, add_hold, holds, release_hold};
     use crate::submissions::{Accepting, Origin};
     use retention::LedgerConfig;
     use retention::ledger::verify;
