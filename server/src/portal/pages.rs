@@ -1,5 +1,5 @@
-//! The portal's routes (each page's handlers are in their own module: [`signin`],
-//! [`account`], [`dashboard`], [`submissions`], [`upload`]) and its static files.
+//! The portal's routes (each page's handlers are in their own module: `signin`,
+//! `account`, `dashboard`, `submissions`, `upload`) and its static files.
 //!
 //! | method and path | what |
 //! |---|---|

@@ -1,0 +1,619 @@
+//! The sandbox authority's HTTP routes: the protocol's endpoints and the introspection ones.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::store::{Message, MessageState, REFUSE_MARK, REJECT_MARK, REJECT_REASON, Sandbox};
+use super::{MAX_FILING_BYTES, MAX_LABEL_LEN, PROTOCOL_NS, problem_type};
+use crate::error::Problem;
+
+pub(super) fn router(sandbox: Arc<Sandbox>) -> Router {
+    Router::new()
+        .route("/v1/messages", post(post_message))
+        .route("/v1/messages/{authority_ref}", get(get_message))
+        .route(
+            "/v1/messages/{authority_ref}/documents/{n}",
+            get(get_document),
+        )
+        .route("/v1/_stats", get(get_stats))
+        .route("/v1/_messages", get(get_messages))
+        .layer(DefaultBodyLimit::max(MAX_FILING_BYTES))
+        .layer(axum::middleware::from_fn(bare_errors_as_problems))
+        .with_state(sandbox)
+}
+
+/// Turns the error answers of lower layers (the router's `404`/`405`, extractor
+/// rejections: plain text or empty) into problem documents, so every error the
+/// sandbox answers is `application/problem+json`. The sandbox's own JSON answers
+/// (`409 duplicate`) and problem documents pass untouched.
+pub(super) async fn bare_errors_as_problems(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/json") || ct.starts_with("application/problem+json")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
+    let kind = if status == StatusCode::NOT_FOUND {
+        problem_type::NOT_FOUND
+    } else {
+        "about:blank"
+    };
+    let mut problem = problem(status, kind, detail);
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
+}
+
+pub(super) fn problem(status: StatusCode, kind: &'static str, detail: String) -> Response {
+    Problem {
+        kind,
+        ..Problem::new(status, Some(detail))
+    }
+    .into_response()
+}
+
+pub(super) fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox authority: cannot serialize an answer");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct PostAnswer<'a> {
+    status: &'a str,
+    authority_ref: &'a str,
+}
+
+pub(super) fn post_answer(status: StatusCode, word: &str, authority_ref: &str) -> Response {
+    let mut response = json(
+        status,
+        &PostAnswer {
+            status: word,
+            authority_ref,
+        },
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/messages/{authority_ref}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// What became of a well-formed POST, before any lost-answer fault.
+pub(super) enum Outcome {
+    /// Refused (`400`/`413`/`422`); nothing stored.
+    Refused(Response),
+    /// A new message, now stored.
+    Stored { authority_ref: String },
+    /// The message id was already stored.
+    Duplicate { authority_ref: String },
+}
+
+pub(super) async fn post_message(
+    State(sandbox): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let stall = sandbox
+        .stall_first_post
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .unwrap_or_default();
+    let delay = sandbox.latency() + stall;
+    let response = post_inner(&sandbox, &headers, body);
+    tokio::time::sleep(delay).await;
+    response
+}
+
+pub(super) fn post_inner(
+    sandbox: &Sandbox,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    sandbox.count(|s| s.posts += 1);
+    if let Some(down) = sandbox.down() {
+        sandbox.count(|s| s.posts_while_down += 1);
+        return down;
+    }
+    let fault = sandbox.roll_fault();
+    let lost_answer = fault && rand::random::<bool>();
+    if fault && !lost_answer {
+        return sandbox.fault();
+    }
+    let outcome = accept(sandbox, headers, body);
+    if lost_answer {
+        return sandbox.fault();
+    }
+    match outcome {
+        Outcome::Refused(response) => {
+            sandbox.count(|s| s.refused += 1);
+            response
+        }
+        Outcome::Stored { authority_ref } => {
+            if sandbox.process_after.is_zero() {
+                post_answer(StatusCode::OK, "accepted", &authority_ref)
+            } else {
+                post_answer(StatusCode::ACCEPTED, "queued", &authority_ref)
+            }
+        }
+        Outcome::Duplicate { authority_ref } => {
+            sandbox.count(|s| s.duplicates += 1);
+            post_answer(StatusCode::CONFLICT, "duplicate", &authority_ref)
+        }
+    }
+}
+
+/// Validates a POST and stores it if it is new and not refused.
+pub(super) fn accept(
+    sandbox: &Sandbox,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Outcome {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the filing is larger than {MAX_FILING_BYTES} bytes")
+            } else {
+                format!("cannot read the request body: {}", rejection.body_text())
+            };
+            return Outcome::Refused(problem(status, problem_type::BODY, detail));
+        }
+    };
+    let request = match Filing::from_request(headers, &body) {
+        Ok(r) => r,
+        Err(bad) => return Outcome::Refused(bad.into_response()),
+    };
+
+    let now = Instant::now();
+    let received_at = Utc::now();
+    let mut store = sandbox.store();
+    if let Some(authority_ref) = store.by_id.get(&request.message_id).cloned() {
+        if let Some(m) = store.messages.get_mut(&authority_ref) {
+            m.times_posted += 1;
+        }
+        return Outcome::Duplicate { authority_ref };
+    }
+    if contains(&body, REFUSE_MARK) {
+        return Outcome::Refused(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problem_type::REFUSED,
+            "senderReference starts with \"REFUSE\": the sandbox authority refuses such filings (test rule); nothing was stored".into(),
+        ));
+    }
+    let authority_ref = loop {
+        let candidate = format!("A-{}", hex::encode_upper(rand::random::<[u8; 6]>()));
+        if !store.messages.contains_key(&candidate) {
+            break candidate;
+        }
+    };
+    let processed_at = TimeDelta::try_milliseconds(
+        i64::try_from(sandbox.process_after.as_millis()).unwrap_or(i64::MAX),
+    )
+    .and_then(|d| received_at.checked_add_signed(d))
+    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let message = Message {
+        message_id: request.message_id.clone(),
+        authority_ref: authority_ref.clone(),
+        employer: request.employer,
+        document_type: request.document_type,
+        sha256: hex::encode(request.sha256),
+        reject: contains(&body, REJECT_MARK),
+        bytes: body,
+        received_at,
+        received: now,
+        processed_at,
+        times_posted: 1,
+    };
+    tracing::debug!(
+        message_id = %message.message_id,
+        authority_ref = %authority_ref,
+        bytes = message.bytes.len(),
+        "sandbox authority: message stored"
+    );
+    store
+        .by_id
+        .insert(request.message_id, authority_ref.clone());
+    store.messages.insert(authority_ref.clone(), message);
+    store.order.push(authority_ref.clone());
+    store.stats.received += 1;
+    Outcome::Stored { authority_ref }
+}
+
+pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The validated headers of a POST.
+pub(super) struct Filing {
+    /// Lowercase hyphenated.
+    message_id: String,
+    employer: String,
+    document_type: String,
+    sha256: [u8; 32],
+}
+
+impl Filing {
+    pub(super) fn from_request(headers: &HeaderMap, body: &[u8]) -> Result<Self, BadRequest> {
+        let message_id = required(headers, "x-ivan-message-id")?;
+        let message_id = parse_message_id(message_id).ok_or_else(|| {
+            bad_request(
+                problem_type::INVALID_HEADER,
+                "X-Ivan-Message-Id must be a UUID in its hyphenated form (8-4-4-4-12 hex digits)"
+                    .into(),
+            )
+        })?;
+        let employer = label(headers, "x-ivan-employer", "X-Ivan-Employer")?;
+        let document_type = label(headers, "x-ivan-document-type", "X-Ivan-Document-Type")?;
+        let digest = required(headers, "content-digest")?;
+        let claimed = parse_content_digest(digest).map_err(|why| {
+            bad_request(
+                problem_type::INVALID_HEADER,
+                format!("Content-Digest: {why}"),
+            )
+        })?;
+        let actual: [u8; 32] = Sha256::digest(body).into();
+        if claimed != actual {
+            return Err(bad_request(
+                problem_type::DIGEST_MISMATCH,
+                format!(
+                    "Content-Digest does not match the body: the body's is sha-256=:{}:",
+                    STANDARD.encode(actual)
+                ),
+            ));
+        }
+        Ok(Self {
+            message_id,
+            employer,
+            document_type,
+            sha256: actual,
+        })
+    }
+}
+
+/// A `400` answer, kept small until it is one.
+#[derive(Debug)]
+pub(super) struct BadRequest {
+    kind: &'static str,
+    detail: String,
+}
+
+pub(super) fn bad_request(kind: &'static str, detail: String) -> BadRequest {
+    BadRequest { kind, detail }
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        problem(StatusCode::BAD_REQUEST, self.kind, self.detail)
+    }
+}
+
+/// The display name of a header for messages.
+pub(super) fn display_name(name: &str) -> &str {
+    match name {
+        "x-ivan-message-id" => "X-Ivan-Message-Id",
+        "x-ivan-employer" => "X-Ivan-Employer",
+        "x-ivan-document-type" => "X-Ivan-Document-Type",
+        "content-digest" => "Content-Digest",
+        other => other,
+    }
+}
+
+pub(super) fn required<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, BadRequest> {
+    let mut values = headers.get_all(name).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        let detail = if headers.contains_key(name) {
+            format!("the {} header must be given once", display_name(name))
+        } else {
+            format!("the {} header is required", display_name(name))
+        };
+        let kind = if headers.contains_key(name) {
+            problem_type::INVALID_HEADER
+        } else {
+            problem_type::MISSING_HEADER
+        };
+        return Err(bad_request(kind, detail));
+    };
+    value.to_str().map(str::trim).map_err(|_| {
+        bad_request(
+            problem_type::INVALID_HEADER,
+            format!("the {} header must be visible ASCII", display_name(name)),
+        )
+    })
+}
+
+pub(super) fn label(headers: &HeaderMap, name: &str, shown: &str) -> Result<String, BadRequest> {
+    let value = required(headers, name)?;
+    if value.is_empty() || value.len() > MAX_LABEL_LEN {
+        return Err(bad_request(
+            problem_type::INVALID_HEADER,
+            format!("the {shown} header must have 1 to {MAX_LABEL_LEN} characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+pub(super) fn parse_message_id(value: &str) -> Option<String> {
+    if value.len() != 36 {
+        return None;
+    }
+    uuid::Uuid::try_parse(value)
+        .ok()
+        .map(|id| id.hyphenated().to_string())
+}
+
+/// The SHA-256 of an RFC 9530 `Content-Digest` field value: its `sha-256` member, a
+/// byte sequence (`:base64:`, padding optional). Other algorithms are ignored.
+pub(super) fn parse_content_digest(value: &str) -> Result<[u8; 32], String> {
+    pub(super) const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    for member in value.split(',') {
+        let Some((key, rest)) = member.trim().split_once('=') else {
+            continue;
+        };
+        if key != "sha-256" {
+            continue;
+        }
+        // Drop any parameters (`;key=value`), which this protocol does not use.
+        let item = rest.split(';').next().unwrap_or_default().trim();
+        let Some(b64) = item.strip_prefix(':').and_then(|s| s.strip_suffix(':')) else {
+            return Err("the sha-256 value must be a byte sequence, :base64:".into());
+        };
+        let bytes = LENIENT
+            .decode(b64)
+            .map_err(|e| format!("the sha-256 value is not base64: {e}"))?;
+        return <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| format!("a SHA-256 digest has 32 bytes, not {}", bytes.len()));
+    }
+    Err("no sha-256 member (expected sha-256=:<base64 of the body's SHA-256>:)".into())
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct DocumentLink {
+    n: u32,
+    name: &'static str,
+    media_type: &'static str,
+    href: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct MessageView<'a> {
+    authority_ref: &'a str,
+    message_id: &'a str,
+    state: MessageState,
+    documents: Vec<DocumentLink>,
+}
+
+/// The documents of a processed or rejected message: (n, name, media type).
+pub(super) const DOCUMENTS: [(u32, &str, &str); 2] = [
+    (1, "protocol.xml", "application/xml"),
+    (2, "protocol.html", "text/html; charset=utf-8"),
+];
+
+pub(super) fn not_found(detail: String) -> Response {
+    problem(StatusCode::NOT_FOUND, problem_type::NOT_FOUND, detail)
+}
+
+pub(super) async fn get_message(
+    State(sandbox): State<Arc<Sandbox>>,
+    UrlPath(authority_ref): UrlPath<String>,
+) -> Response {
+    sandbox
+        .gated(|sandbox| {
+            let store = sandbox.store();
+            let Some(m) = store.messages.get(&authority_ref) else {
+                return not_found(format!("no message {authority_ref}"));
+            };
+            let state = sandbox.state(m, Instant::now());
+            let documents = if state == MessageState::Processing {
+                vec![]
+            } else {
+                DOCUMENTS
+                    .iter()
+                    .map(|&(n, name, media_type)| DocumentLink {
+                        n,
+                        name,
+                        media_type,
+                        href: format!("/v1/messages/{}/documents/{n}", m.authority_ref),
+                    })
+                    .collect()
+            };
+            json(
+                StatusCode::OK,
+                &MessageView {
+                    authority_ref: &m.authority_ref,
+                    message_id: &m.message_id,
+                    state,
+                    documents,
+                },
+            )
+        })
+        .await
+}
+
+pub(super) async fn get_document(
+    State(sandbox): State<Arc<Sandbox>>,
+    UrlPath((authority_ref, n)): UrlPath<(String, String)>,
+) -> Response {
+    sandbox
+        .gated(|sandbox| {
+            let store = sandbox.store();
+            let Some(m) = store.messages.get(&authority_ref) else {
+                return not_found(format!("no message {authority_ref}"));
+            };
+            let state = sandbox.state(m, Instant::now());
+            if state == MessageState::Processing {
+                return not_found(format!(
+                    "message {authority_ref} is still processing; it has no documents yet"
+                ));
+            }
+            let (body, media_type) = match n.as_str() {
+                "1" => (protocol_xml(m, state), DOCUMENTS[0].2),
+                "2" => (protocol_html(m, state), DOCUMENTS[1].2),
+                _ => return not_found(format!("message {authority_ref} has no document {n}")),
+            };
+            let digest = format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(&body)));
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, media_type.to_owned()),
+                    (header::HeaderName::from_static("content-digest"), digest),
+                ],
+                body,
+            )
+                .into_response()
+        })
+        .await
+}
+
+pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+use crate::documents::xml_escape as escape;
+
+/// Document 1. Derived only from stored facts, so every fetch is byte-identical.
+pub(super) fn protocol_xml(m: &Message, state: MessageState) -> String {
+    let reason = if state == MessageState::Rejected {
+        format!("  <Reason>{}</Reason>\n", escape(REJECT_REASON))
+    } else {
+        String::new()
+    };
+    format!(
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
+            "<Protocol xmlns=\"{ns}\" authorityRef=\"{r}\" messageId=\"{id}\" state=\"{state}\" ",
+            "receivedAt=\"{received}\" processedAt=\"{processed}\" sha256=\"{sha}\">\n",
+            "  <Employer>{employer}</Employer>\n",
+            "  <DocumentType>{doctype}</DocumentType>\n",
+            "{reason}",
+            "</Protocol>\n"
+        ),
+        ns = PROTOCOL_NS,
+        r = escape(&m.authority_ref),
+        id = escape(&m.message_id),
+        state = state.as_str(),
+        received = rfc3339(m.received_at),
+        processed = rfc3339(m.processed_at),
+        sha = m.sha256,
+        employer = escape(&m.employer),
+        doctype = escape(&m.document_type),
+        reason = reason,
+    )
+}
+
+/// Document 2: the same facts for people.
+pub(super) fn protocol_html(m: &Message, state: MessageState) -> String {
+    let reason = if state == MessageState::Rejected {
+        format!("<dt>Reason</dt><dd>{}</dd>\n", escape(REJECT_REASON))
+    } else {
+        String::new()
+    };
+    format!(
+        concat!(
+            "<!DOCTYPE html>\n",
+            "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+            "<title>Processing protocol {r}</title></head>\n",
+            "<body>\n<h1>Processing protocol {r}</h1>\n",
+            "<p>Sandbox authority (test system): not a real authority's decision.</p>\n<dl>\n",
+            "<dt>Authority reference</dt><dd>{r}</dd>\n",
+            "<dt>Message id</dt><dd>{id}</dd>\n",
+            "<dt>Employer</dt><dd>{employer}</dd>\n",
+            "<dt>Document type</dt><dd>{doctype}</dd>\n",
+            "<dt>State</dt><dd>{state}</dd>\n",
+            "<dt>Received at</dt><dd>{received}</dd>\n",
+            "<dt>Processed at</dt><dd>{processed}</dd>\n",
+            "<dt>SHA-256 of the filing</dt><dd>{sha}</dd>\n",
+            "{reason}",
+            "</dl>\n</body></html>\n"
+        ),
+        r = escape(&m.authority_ref),
+        id = escape(&m.message_id),
+        employer = escape(&m.employer),
+        doctype = escape(&m.document_type),
+        state = state.as_str(),
+        received = rfc3339(m.received_at),
+        processed = rfc3339(m.processed_at),
+        sha = m.sha256,
+        reason = reason,
+    )
+}
+
+pub(super) async fn get_stats(State(sandbox): State<Arc<Sandbox>>) -> Response {
+    let stats = sandbox.store().stats;
+    json(StatusCode::OK, &stats)
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct MessageListing<'a> {
+    message_id: &'a str,
+    authority_ref: &'a str,
+    employer: &'a str,
+    document_type: &'a str,
+    sha256: &'a str,
+    size: usize,
+    received_at: String,
+    times_posted: u64,
+    state: MessageState,
+}
+
+pub(super) async fn get_messages(State(sandbox): State<Arc<Sandbox>>) -> Response {
+    let now = Instant::now();
+    let store = sandbox.store();
+    let listing: Vec<MessageListing<'_>> = store
+        .order
+        .iter()
+        .filter_map(|r| store.messages.get(r))
+        .map(|m| MessageListing {
+            message_id: &m.message_id,
+            authority_ref: &m.authority_ref,
+            employer: &m.employer,
+            document_type: &m.document_type,
+            sha256: &m.sha256,
+            size: m.bytes.len(),
+            received_at: rfc3339(m.received_at),
+            times_posted: m.times_posted,
+            state: sandbox.state(m, now),
+        })
+        .collect();
+    json(StatusCode::OK, &listing)
+}
