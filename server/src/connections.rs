@@ -111,7 +111,8 @@ impl Limits {
     }
 
     /// Raises the soft open-file limit to the hard one and lowers `max_connections`
-    /// to what the result leaves after [`RESERVED_FDS`].
+    /// to what the result leaves after `RESERVED_FDS` (descriptors kept for the
+    /// database, files and logs).
     pub fn fit_open_file_limit(mut self) -> Self {
         use rustix::process::{Resource, getrlimit, setrlimit};
         let mut limit = getrlimit(Resource::Nofile);

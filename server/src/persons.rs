@@ -35,7 +35,7 @@ use crate::Error;
 pub const KEY_FILE: &str = "person-index.key";
 
 /// The most persons a filing may name and still be indexed in the transaction that
-/// records it (one `INSERT` of [`INSERT_ROWS`]); a filing naming more is indexed
+/// records it (one `INSERT` of `INSERT_ROWS` rows); a filing naming more is indexed
 /// after it is recorded ([`PersonIndex::index_later`]).
 pub const IN_TRANSACTION_AT_MOST: usize = INSERT_ROWS;
 
@@ -93,7 +93,7 @@ impl PersonIndex {
     }
 
     /// Indexes a recorded filing's persons in the background, in transactions of
-    /// [`LATER_ROWS_PER_TRANSACTION`] rows, marking it indexed in the last one. A
+    /// `LATER_ROWS_PER_TRANSACTION` rows, marking it indexed in the last one. A
     /// failure (the database gone, shutdown) leaves it unmarked for [`catch_up`].
     pub fn index_later(
         &self,

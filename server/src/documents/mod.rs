@@ -618,7 +618,7 @@ fn root_type(src: Source<'_>) -> Result<Option<DocumentType>, Stop> {
 
 impl Profiles {
     /// [`Profiles::check`] for a document too large to build as one tree: the same
-    /// checks and findings, taken chunk by chunk ([`chunks`]), in the memory of one
+    /// checks and findings, taken chunk by chunk (module `chunks`), in the memory of one
     /// chunk plus the personal ids it names. Stops when `cancel` is set (between
     /// chunks); a chunk that is not well-formed refuses the document as the tree
     /// path would.
