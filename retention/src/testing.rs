@@ -111,12 +111,15 @@ impl Drop for TempPg {
     }
 }
 
+/// The pending sleeps of a [`ManualClock`]: when each ends, by a number of its own.
+type Sleeps = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, chrono::DateTime<chrono::Utc>>>>;
+
 /// A clock tests set and move by hand (deadlines, lockouts, retention).
 #[derive(Debug)]
 pub struct ManualClock {
     time: tokio::sync::watch::Sender<chrono::DateTime<chrono::Utc>>,
-    /// When each pending [`crate::Clock::sleep`] ends, by a number of its own.
-    sleeps: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, chrono::DateTime<chrono::Utc>>>>,
+    /// When each pending [`crate::Clock::sleep`] ends.
+    sleeps: Sleeps,
     next_sleep: std::sync::atomic::AtomicU64,
 }
 
@@ -177,7 +180,7 @@ impl Default for ManualClock {
 /// dropped.
 struct Sleeping {
     id: u64,
-    sleeps: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, chrono::DateTime<chrono::Utc>>>>,
+    sleeps: Sleeps,
 }
 
 impl Drop for Sleeping {

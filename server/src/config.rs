@@ -136,12 +136,17 @@ impl Config {
         if let Some(v) = &overrides.database_url {
             fig = fig.merge(("database_url", v));
         }
+        Self::extract(fig, overrides.operator.clone())
+    }
+
+    /// The configuration `fig` holds, with `operator` (not a key), checked.
+    fn extract(fig: Figment, operator: Option<String>) -> Result<Self, Error> {
         let mut config: Config = fig.extract().map_err(|e| {
             // One line: the first problem, where it came from.
             let first = e.into_iter().next();
             Error::Config(first.map_or_else(|| "invalid".into(), |e| e.to_string()))
         })?;
-        config.operator = overrides.operator.clone();
+        config.operator = operator;
         config.validate()?;
         Ok(config)
     }
@@ -164,13 +169,7 @@ impl Config {
             let value: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
             fig = fig.merge((key, value));
         }
-        let mut config: Config = fig.extract().map_err(|e| {
-            let first = e.into_iter().next();
-            Error::Config(first.map_or_else(|| "invalid".into(), |e| e.to_string()))
-        })?;
-        config.operator = operator;
-        config.validate()?;
-        Ok(config)
+        Self::extract(fig, operator)
     }
 
     /// Checks the values [`Config::load`] read (and those a test set by hand).

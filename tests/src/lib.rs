@@ -15,9 +15,8 @@ pub mod filing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use ivan_server::app::App;
 use ivan_server::config::Config;
@@ -118,10 +117,18 @@ impl Instance {
 
     /// Runs `ivan ARGS` to completion (at most 120 s).
     pub async fn run(&self, args: &[&str]) -> Output {
-        tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("ivan {args:?} did not finish in 120 s"))
-            .unwrap()
+        self.run_with(&[], args).await
+    }
+
+    /// [`Instance::run`] with extra environment variables.
+    pub async fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            self.command(args).envs(env.iter().copied()).output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("ivan {args:?} did not finish in 120 s"))
+        .unwrap()
     }
 
     /// Runs `ivan ARGS`, asserting success; returns stdout.
@@ -132,13 +139,7 @@ impl Instance {
     /// [`Instance::run_ok`] with extra environment variables (e.g. the ledger's
     /// origin, which every command that appends, reads included, must agree on).
     pub async fn run_ok_with(&self, env: &[(&str, &str)], args: &[&str]) -> String {
-        let out = tokio::time::timeout(
-            Duration::from_secs(120),
-            self.command(args).envs(env.iter().copied()).output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("ivan {args:?} did not finish in 120 s"))
-        .unwrap();
+        let out = self.run_with(env, args).await;
         assert!(
             out.status.success(),
             "ivan {args:?} failed ({}): {}",
@@ -207,10 +208,7 @@ impl Instance {
             run: Run::Process(child),
             base,
             log_path,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: server_client(),
         }
     }
 
@@ -314,6 +312,14 @@ fn uuid_like() -> String {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The HTTP client a [`Server`] is driven with (30 s per request).
+fn server_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// A running `ivan serve`.
@@ -567,10 +573,7 @@ impl Instance {
             },
             base,
             log_path: self.dir.path().join("in-process.log"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: server_client(),
         }
     }
 }
