@@ -123,6 +123,29 @@ pub async fn get(db: &Db, employer_id: &str, id: &str) -> Result<PhoneAccess, Er
     found.ok_or_else(|| Error::NotFound(format!("no phone access {id}")))
 }
 
+/// The phone numbers of the still-active accesses among `ids` (deactivated and
+/// unknown ones are left out): where a pre-registration's reminder may go.
+pub async fn active_phones(
+    db: &Db,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, Error> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows: Vec<(String, String)> = on_pool!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT id, phone FROM phone_accesses WHERE deactivated_at IS NULL AND id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build_query_as().fetch_all(pool).await?
+    });
+    Ok(rows.into_iter().collect())
+}
+
 /// Registers a phone access for the employer. At most one active access per employer
 /// and phone; other employers' accesses of the same phone are neither refused nor
 /// revealed (each has its own PIN; see [`login`]).

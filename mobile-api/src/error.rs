@@ -35,6 +35,10 @@ pub enum Error {
     /// Temporarily unable (503), e.g. every PIN-hashing slot busy for too long.
     #[error("{0}")]
     Unavailable(String),
+    /// A failure of the [`crate::Host`] (the server) while filing or listing, kept
+    /// whole so the host answers it as its own.
+    #[error(transparent)]
+    Host(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<sqlx::Error> for Error {

@@ -287,7 +287,7 @@ async fn file<E: From<Error>>(
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
-    let (p, created) = prereg::file(&m, &c, body, key.as_deref()).await?;
+    let (p, created) = m.host().file(&c, body, key.as_deref()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -315,7 +315,7 @@ async fn list<E: From<Error>>(
         limit,
         phone_access_id: Some(c.access_id.clone()),
     };
-    let (items, next_after) = prereg::page(m.db(), &c.employer_id, &filter).await?;
+    let (items, next_after) = m.host().list(&c.employer_id, &filter).await?;
     Ok(Json(Page { items, next_after }))
 }
 

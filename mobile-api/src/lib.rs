@@ -8,13 +8,14 @@
 //!   a lock only after sustained abuse) and aggregates unknown-phone failures;
 //! * [`session`] — ES256 access tokens and rotating refresh tokens with reuse
 //!   detection;
-//! * [`prereg`] — pre-registrations, their pairing with registration forms and the
-//!   deadline sweep;
+//! * [`prereg`] — what a pre-registration is: the request, its checks, its states
+//!   and its view (the server stores, pairs and sweeps them: they are submissions);
 //! * [`sms`] — the durable SMS outbox and its worker (transports: `sms-adapter`);
 //! * [`http`] — the `/mobile/v1` router and its OpenAPI document.
 //!
-//! What needs the intermediary itself — the document rules, recording a filing with
-//! its receipt and forwarding it — comes through the [`Host`] trait, which `server`
+//! What needs the intermediary itself — filing a pre-registration (the document
+//! rules, recording it with its receipt, forwarding, pairing) and listing them —
+//! comes through the [`Host`] trait, which `server`
 //! implements (`server → mobile-api`, never back). Errors are one [`Error`] enum;
 //! HTTP mapping to problem documents happens in `server`.
 #![forbid(unsafe_code)]
@@ -33,7 +34,6 @@ pub mod throttle;
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use retention::{Clock, Db, Ledger};
 
@@ -41,35 +41,29 @@ pub use config::MobileConfig;
 pub use error::{Error, Finding};
 pub use session::PhoneCaller;
 
-/// A pre-registration to record as a filing.
-#[derive(Debug, Clone)]
-pub struct Filing {
-    /// The message id (UUIDv7) the filing gets.
-    pub id: String,
-    pub caller: PhoneCaller,
-    /// The request body exactly as the app sent it.
-    pub request: bytes::Bytes,
-    pub checked: prereg::Checked,
-    /// `phone:<access id>:<Idempotency-Key>`, if the app sent a key.
-    pub idempotency_key: Option<String>,
-    /// How long the employer has to file the registration form.
-    pub deadline: chrono::Duration,
-}
-
-/// What the intermediary provides to the mobile channel.
+/// What the intermediary provides to the mobile channel: pre-registrations are
+/// submissions, so the server files and lists them.
 pub trait Host: Send + Sync + std::fmt::Debug + 'static {
-    /// The personal id rule of registration forms: a finding if `person_id` breaks it.
-    fn check_person(
-        &self,
-        person_id: &str,
-        birth_date: NaiveDate,
-        today: NaiveDate,
-    ) -> Option<Finding>;
+    /// Files a pre-registration for the phone user `caller` from the request body
+    /// exactly as the app sent it: validated ([`prereg::validate`]), recorded as an
+    /// accepted filing with its receipt and forwarded, and paired if its registration
+    /// form is already there. With an idempotency key this access already used,
+    /// returns the first filing (`false`: nothing new), or `IdempotencyConflict` if
+    /// the request differs from it in any field.
+    fn file<'a>(
+        &'a self,
+        caller: &'a PhoneCaller,
+        body: bytes::Bytes,
+        idempotency_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(prereg::Preregistration, bool), Error>>;
 
-    /// Records the pre-registration as an accepted filing — log entries, submission
-    /// row, receipt, forwarding outbox — calling [`prereg::insert`] in the same
-    /// transaction.
-    fn file(&self, filing: Filing) -> BoxFuture<'_, Result<(), Error>>;
+    /// One page of the employer's pre-registrations (at most `filter.limit`), oldest
+    /// first, and the id to continue after if there are more.
+    fn list<'a>(
+        &'a self,
+        employer_id: &'a str,
+        filter: &'a prereg::Filter,
+    ) -> BoxFuture<'a, Result<prereg::Page, Error>>;
 
     /// Tells the employer something it must act on (a phone access locked after
     /// sustained PIN guessing): the server logs it and queues mail to the employer's

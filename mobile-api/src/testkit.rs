@@ -1,81 +1,42 @@
 //! What the mobile channel's own tests need: a [`Mobile`] on a [`TestEnv`] with a
-//! manual clock and a stand-in [`Host`] that records a pre-registration the way the
-//! server does (a submission row and the pre-registration row, in the transaction of
-//! its log entry), without documents, receipts or forwarding.
+//! manual clock and a stand-in [`Host`] that keeps the alerts it is sent (filing and
+//! listing pre-registrations are the server's, and tested there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use futures::future::BoxFuture;
-use retention::ledger::{LedgerTask, NewEntry, Work};
+use retention::ledger::LedgerTask;
 use retention::testing::{ManualClock, TestEnv};
-use retention::{Actor, Db, Ledger, LedgerConfig, on_conn, on_pool};
+use retention::{Actor, Ledger, LedgerConfig, on_pool};
 
-use crate::{Error, Filing, Finding, Host, Mobile, MobileConfig, PhoneCaller, access, prereg};
+use crate::prereg::{Filter, Page, Preregistration};
+use crate::{Error, Host, Mobile, MobileConfig, PhoneCaller, access};
 
 #[derive(Debug)]
 pub struct FakeHost {
-    db: Db,
-    ledger: Ledger,
     /// `(employer, text)` of every alert the channel raised.
     pub alerts: Mutex<Vec<(String, String)>>,
 }
 
 impl Host for FakeHost {
-    fn check_person(&self, _: &str, _: NaiveDate, _: NaiveDate) -> Option<Finding> {
-        None
+    fn file<'a>(
+        &'a self,
+        _: &'a PhoneCaller,
+        _: bytes::Bytes,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(Preregistration, bool), Error>> {
+        // Filing is the server's (a pre-registration is a submission); its tests are there.
+        Box::pin(async {
+            Err(Error::Unavailable(
+                "the channel's own tests file nothing".into(),
+            ))
+        })
     }
 
-    fn file(&self, filing: Filing) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move {
-            let f = filing.clone();
-            let work: Work = retention::work!(|conn, at| {
-                let (seq, now) = at
-                    .first()
-                    .map_or((0, Utc::now()), |a| (a.seq, a.recorded_at));
-                let sha = retention::Sha256Hex::of(f.id.as_bytes()).to_string();
-                on_conn!(&mut conn, c => {
-                    sqlx::query("INSERT INTO originals (sha256, size_bytes, media_type, stored_at) VALUES ($1, 1, 'application/json', $2)")
-                        .bind(&sha).bind(now).execute(&mut *c).await?;
-                    sqlx::query(
-                        "INSERT INTO submissions (id, employer_id, document_type, document_number, status, sha256, \
-                         size_bytes, received_at, hold_until, idempotency_key, log_seq, receipt, warnings, updated_at) \
-                         VALUES ($1, $2, 'preregistration', $3, 'accepted', $4, 1, $5, $5, $6, $7, 'receipt', '[]', $5)",
-                    )
-                    .bind(&f.id)
-                    .bind(&f.caller.employer_id)
-                    .bind(format!("P{}", f.id))
-                    .bind(&sha)
-                    .bind(now)
-                    .bind(&f.idempotency_key)
-                    .bind(seq)
-                    .execute(&mut *c)
-                    .await?;
-                });
-                let row = prereg::NewRow {
-                    id: &f.id,
-                    employer_id: &f.caller.employer_id,
-                    phone_access_id: &f.caller.access_id,
-                    checked: &f.checked,
-                    received_at: now,
-                    deadline: f.deadline,
-                };
-                prereg::insert(&mut conn, &[row]).await
-            });
-            self.ledger
-                .append_with(
-                    NewEntry {
-                        actor: filing.caller.actor(),
-                        action: "submission.receive".into(),
-                        subject: format!("submission:{}", filing.id),
-                        payload: None,
-                    },
-                    work,
-                )
-                .await?;
-            Ok(())
-        })
+    fn list<'a>(&'a self, _: &'a str, _: &'a Filter) -> BoxFuture<'a, Result<Page, Error>> {
+        Box::pin(async { Ok((Vec::new(), None)) })
     }
 
     fn alert_employer(&self, employer_id: &str, text: String) -> BoxFuture<'_, Result<(), Error>> {
@@ -105,8 +66,6 @@ impl Kit {
         let (ledger, task) = env.ledger(LedgerConfig::default());
         let clock = Arc::new(ManualClock::new());
         let host = Arc::new(FakeHost {
-            db: env.db.clone(),
-            ledger: ledger.clone(),
             alerts: Mutex::new(Vec::new()),
         });
         let mobile = Mobile::new(
@@ -175,12 +134,4 @@ impl Kit {
                 .unwrap()
         })
     }
-}
-
-/// A pre-registration request body for `person_id` and `surname`.
-pub fn hire(person_id: &str, surname: &str) -> bytes::Bytes {
-    serde_json::json!({"person_id": person_id, "surname": surname, "given_name": "Peter",
-        "birth_date": "1992-06-15", "kind": "hire", "effective_date": Utc::now().date_naive().to_string()})
-    .to_string()
-    .into()
 }

@@ -36,6 +36,7 @@ pub mod evidence;
 mod ids;
 pub mod keys;
 pub mod ledger;
+mod names;
 pub mod originals;
 pub mod queue;
 pub mod receipts;

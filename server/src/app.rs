@@ -166,6 +166,8 @@ impl App {
             ledger: ledger.clone(),
             keys: keys.clone(),
             persons: persons.clone(),
+            clock: clock.clone(),
+            config: config.mobile.clone(),
         };
         let mobile = mobile_api::Mobile::new(
             db.clone(),
@@ -192,6 +194,7 @@ impl App {
             clock: clock.clone(),
             config: config.retention.clone(),
             persons: persons.clone(),
+            chores: vec![crate::portal::housekeeping],
         }
         .start();
         let cosigning = crate::cosigning::start(db.clone(), clock.clone(), &config.witnesses)?;

@@ -703,6 +703,17 @@ fn peer_allowed(token_id: &str, allowed: &str, peer: Option<IpAddr>) -> bool {
         .any(|b| b.contains(&peer) || b.contains(&canonical))
 }
 
+/// The employer `id`, if it exists.
+pub async fn get(db: &Db, id: &str) -> Result<Option<Employer>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as("SELECT id, name, registration_number, created_at FROM employers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(retention::Error::from)?
+    }))
+}
+
 /// Every employer, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<Employer>, Error> {
     Ok(on_pool!(db, pool => {

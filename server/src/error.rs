@@ -9,8 +9,10 @@ use serde::Serialize;
 pub enum Error {
     #[error(transparent)]
     Record(#[from] retention::Error),
+    /// The mobile channel's (a [`mobile_api::Error::Host`] is unwrapped back into
+    /// the error of ours it carries).
     #[error(transparent)]
-    Mobile(#[from] mobile_api::Error),
+    Mobile(mobile_api::Error),
     #[error("config: {0}")]
     Config(String),
     #[error("data dir {path}: {reason}")]
@@ -47,6 +49,34 @@ pub enum Error {
     },
 }
 
+impl From<mobile_api::Error> for Error {
+    fn from(e: mobile_api::Error) -> Self {
+        match e {
+            mobile_api::Error::Host(e) => match e.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Internal(other.to_string()),
+            },
+            e => Error::Mobile(e),
+        }
+    }
+}
+
+/// What the server answers the mobile channel's [`mobile_api::Host`] calls with.
+impl From<Error> for mobile_api::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Mobile(e) => e,
+            ours => mobile_api::Error::Host(Box::new(ours)),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Record(e.into())
+    }
+}
+
 impl Error {
     /// The HTTP status this error is answered with: the caller's mistakes are 4xx;
     /// the record being unavailable (database, disk, shutting down) is `503` with
@@ -80,6 +110,8 @@ impl Error {
                 mobile_api::Error::NotFound(_) => StatusCode::NOT_FOUND,
                 mobile_api::Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 mobile_api::Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                // Unwrapped by `From` before it gets here.
+                mobile_api::Error::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -184,6 +184,18 @@ pub async fn insert(
     Ok(())
 }
 
+/// Forgets whom `submission_id` names (its retention period ended), in the
+/// caller's transaction.
+pub async fn forget(conn: &mut DbConn<'_>, submission_id: &str) -> retention::Result<()> {
+    on_conn!(conn, c => {
+        sqlx::query("DELETE FROM person_index WHERE submission_id = $1")
+            .bind(submission_id)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
 /// The person-index rows of many filings (id, keys), without marking them indexed
 /// (the caller does, e.g. in the submission row it inserts).
 pub async fn insert_rows(

@@ -12,17 +12,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
-use mobile_api::prereg::{self, Checked, Kind, Preregistration};
-use mobile_api::{Filing, Finding, Host, Mobile};
+use mobile_api::prereg::{self, Checked, Filter, Kind, Page, Preregistration};
+use mobile_api::{Finding, Host, Mobile, MobileConfig, PhoneCaller};
 use retention::keys::Keys;
 use retention::ledger::{NewEntry, Payload, Work};
-use retention::{Actor, Db, Ledger, Sha256Hex};
+use retention::{Actor, Clock, Db, Ledger, Sha256Hex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::documents::{NAMESPACE, personal_id, xml_escape as esc};
+use crate::submissions::preregistrations::{self as rows, PairScope};
 use crate::submissions::{self, Accepting, Origin};
-use crate::{Error, mail};
+use crate::{Error, Result, mail};
 
 /// First letter of pre-registration document numbers.
 pub const NUMBER_PREFIX: char = 'P';
@@ -34,73 +35,181 @@ pub struct ServerHost {
     pub ledger: Ledger,
     pub keys: Arc<Keys>,
     pub persons: crate::persons::PersonIndex,
+    pub clock: Arc<dyn Clock>,
+    pub config: MobileConfig,
+}
+
+/// The personal id rule of registration forms, as a pre-registration finding.
+fn person_rule(person_id: &str, birth_date: NaiveDate, today: NaiveDate) -> Option<Finding> {
+    personal_id::check(person_id, Some(birth_date), today)
+        .err()
+        .map(|e| Finding::new(e.code(), e.to_string(), "/person_id"))
+}
+
+/// The answer to a repeated `Idempotency-Key`: the first filing if the content is the
+/// same (every field the app sent, as validated), else `IdempotencyConflict` naming it.
+fn repeat(first: Preregistration, checked: &Checked) -> Result<(Preregistration, bool)> {
+    let same = first.person_id == checked.person_id
+        && first.surname == checked.surname
+        && first.given_name == checked.given_name
+        && first.birth_date == checked.birth_date.to_string()
+        && first.kind == checked.kind
+        && first.effective_date == checked.effective_date.to_string();
+    if same {
+        Ok((first, false))
+    } else {
+        Err(mobile_api::Error::IdempotencyConflict {
+            first: first.id,
+            document_number: first.document_number,
+        }
+        .into())
+    }
+}
+
+impl ServerHost {
+    /// See [`Host::file`].
+    async fn file_request(
+        &self,
+        caller: &PhoneCaller,
+        body: bytes::Bytes,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Preregistration, bool)> {
+        let req: prereg::Request = serde_json::from_slice(&body).map_err(|e| {
+            mobile_api::Error::Invalid(format!("the body is not a pre-registration: {e}"))
+        })?;
+        let today = self.clock.now().date_naive();
+        let checked = match prereg::validate(&req, today, &person_rule) {
+            Ok(c) => c,
+            Err(mobile_api::Error::Findings(findings)) => {
+                // Like a refused filing: no row, one entry naming the refused bytes.
+                let payload = serde_json::json!({ "request": String::from_utf8_lossy(&body), "errors": findings });
+                self.ledger
+                    .append(NewEntry {
+                        actor: caller.actor(),
+                        action: "preregistration.refuse".into(),
+                        subject: format!("payload:{}", Sha256Hex::of(&body)),
+                        payload: Some(retention::Payload::json(&payload)),
+                    })
+                    .await?;
+                return Err(mobile_api::Error::Findings(findings).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let key = match idempotency_key {
+            Some(k)
+                if k.is_empty() || k.len() > 200 || !k.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                return Err(mobile_api::Error::Invalid(
+                    "Idempotency-Key must be 1 to 200 visible ASCII characters".into(),
+                )
+                .into());
+            }
+            Some(k) => Some(format!("phone:{}:{k}", caller.access_id)),
+            None => None,
+        };
+        if let Some(k) = &key
+            && let Some(first) =
+                rows::find_by_idempotency_key(&self.db, &caller.employer_id, k).await?
+        {
+            return repeat(first, &checked);
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        match self.record(&id, caller, body, &checked, key.clone()).await {
+            Ok(()) => {}
+            // A concurrent retry with the same key won the race: answer with its filing.
+            Err(Error::Record(e)) if e.is_unique_violation() && key.is_some() => {
+                if let Some(k) = &key
+                    && let Some(first) =
+                        rows::find_by_idempotency_key(&self.db, &caller.employer_id, k).await?
+                {
+                    return repeat(first, &checked);
+                }
+                return Err(Error::Record(e));
+            }
+            Err(e) => return Err(e),
+        }
+        metrics::counter!("ivan_preregistrations_total").increment(1);
+        // The registration form may already be there.
+        rows::pair(
+            &self.ledger,
+            &self.db,
+            PairScope::Preregistration(&id),
+            self.config.pairing_tolerance_days,
+        )
+        .await?;
+        Ok((rows::get(&self.db, &caller.employer_id, &id).await?, true))
+    }
+
+    /// Records a checked pre-registration as an accepted filing: log entries,
+    /// submission and pre-registration rows, receipt, forwarding outbox.
+    async fn record(
+        &self,
+        id: &str,
+        caller: &PhoneCaller,
+        request: bytes::Bytes,
+        checked: &Checked,
+        idempotency_key: Option<String>,
+    ) -> Result<()> {
+        let registration_number = crate::employers::get(&self.db, &caller.employer_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("the employer no longer exists".into()))?
+            .registration_number;
+        let original = bytes::Bytes::from(preregistration_xml(
+            id,
+            &registration_number,
+            &caller.access_id,
+            &Sha256Hex::of(&request),
+            checked,
+        ));
+        let deadline = chrono::Duration::seconds(
+            i64::try_from(self.config.pairing_deadline_secs).unwrap_or(i64::MAX / 1000),
+        );
+        let accepting = Accepting {
+            id: id.to_owned(),
+            employer_id: caller.employer_id.clone(),
+            actor: caller.actor(),
+            origin: Origin::Phone {
+                access_id: caller.access_id.clone(),
+                request,
+                checked: checked.clone(),
+                deadline,
+            },
+            document_type: prereg::DOCUMENT_TYPE.to_owned(),
+            number_prefix: NUMBER_PREFIX,
+            sha256: Sha256Hex::of(&original).to_string(),
+            original: original.into(),
+            sender_reference: None,
+            idempotency_key,
+            signer_fingerprint: None,
+            crl_sha256: None,
+            signed_digest: None,
+            warnings: "[]".into(),
+            hold_window: chrono::Duration::zero(),
+            person_keys: self.persons.keys_of([checked.person_id.as_str()]),
+            persons_later: false,
+        };
+        submissions::record(&self.ledger, self.keys.clone(), accepting)
+            .await
+            .map(drop)
+    }
 }
 
 impl Host for ServerHost {
-    fn check_person(
-        &self,
-        person_id: &str,
-        birth_date: NaiveDate,
-        today: NaiveDate,
-    ) -> Option<Finding> {
-        personal_id::check(person_id, Some(birth_date), today)
-            .err()
-            .map(|e| Finding::new(e.code(), e.to_string(), "/person_id"))
+    fn file<'a>(
+        &'a self,
+        caller: &'a PhoneCaller,
+        body: bytes::Bytes,
+        idempotency_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(Preregistration, bool), mobile_api::Error>> {
+        Box::pin(async move { Ok(self.file_request(caller, body, idempotency_key).await?) })
     }
 
-    fn file(&self, filing: Filing) -> BoxFuture<'_, Result<(), mobile_api::Error>> {
-        Box::pin(async move {
-            let registration_number: Option<String> = retention::on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT registration_number FROM employers WHERE id = $1")
-                    .bind(&filing.caller.employer_id)
-                    .fetch_optional(pool)
-                    .await?
-            });
-            let registration_number = registration_number.ok_or_else(|| {
-                mobile_api::Error::NotFound("the employer no longer exists".into())
-            })?;
-            let original = bytes::Bytes::from(preregistration_xml(
-                &filing.id,
-                &registration_number,
-                &filing.caller.access_id,
-                &Sha256Hex::of(&filing.request),
-                &filing.checked,
-            ));
-            let accepting = Accepting {
-                id: filing.id.clone(),
-                employer_id: filing.caller.employer_id.clone(),
-                actor: filing.caller.actor(),
-                origin: Origin::Phone {
-                    access_id: filing.caller.access_id.clone(),
-                    request: filing.request.clone(),
-                    checked: filing.checked.clone(),
-                    deadline: filing.deadline,
-                },
-                document_type: prereg::DOCUMENT_TYPE.to_owned(),
-                number_prefix: NUMBER_PREFIX,
-                sha256: Sha256Hex::of(&original).to_string(),
-                original: original.into(),
-                sender_reference: None,
-                idempotency_key: filing.idempotency_key.clone(),
-                signer_fingerprint: None,
-                crl_sha256: None,
-                signed_digest: None,
-                warnings: "[]".into(),
-                hold_window: chrono::Duration::zero(),
-                person_keys: self.persons.keys_of([filing.checked.person_id.as_str()]),
-                persons_later: false,
-            };
-            submissions::record(&self.ledger, self.keys.clone(), accepting)
-                .await
-                .map(drop)
-                .map_err(|e| match e {
-                    Error::Record(r) => mobile_api::Error::Record(r),
-                    Error::Mobile(m) => m,
-                    other => {
-                        mobile_api::Error::Record(retention::Error::Invalid(other.to_string()))
-                    }
-                })
-        })
+    fn list<'a>(
+        &'a self,
+        employer_id: &'a str,
+        filter: &'a Filter,
+    ) -> BoxFuture<'a, Result<Page, mobile_api::Error>> {
+        Box::pin(async move { Ok(rows::page(&self.db, employer_id, filter).await?) })
     }
 
     fn alert_employer(
@@ -197,11 +306,7 @@ pub fn registration_form_xml(
         surname: p.surname.clone(),
         given_name: p.given_name.clone(),
         birth_date: date(&p.birth_date)?,
-        kind: if p.kind == "termination" {
-            Kind::Termination
-        } else {
-            Kind::Hire
-        },
+        kind: p.kind,
         effective_date: date(&p.effective_date)?,
     };
     let mut out = format!(
@@ -258,11 +363,11 @@ pub fn start_sweeper(mobile: Mobile) -> SweeperTask {
 pub async fn sweep(mobile: &Mobile) -> Result<(), Error> {
     let now = mobile.clock().now();
     let (flagged, reminded) =
-        prereg::sweep(mobile.ledger(), mobile.db(), mobile.config(), now).await?;
+        rows::sweep(mobile.ledger(), mobile.db(), mobile.config(), now).await?;
     if flagged + reminded > 0 {
         tracing::info!(flagged, reminded, "pre-registration deadlines swept");
     }
-    for (employer_id, overdue) in prereg::digests_due(mobile.db(), now).await? {
+    for (employer_id, overdue) in rows::digests_due(mobile.db(), now).await? {
         send_digest(mobile.ledger(), &employer_id, &overdue, now).await?;
     }
     // Each finished hour of refused logins for unknown phones: one log entry per phone.
@@ -297,7 +402,7 @@ async fn send_digest(
     let (eid, text) = (employer_id.to_owned(), body.clone());
     let work: Work = retention::work!(|conn, at| {
         // The day is the sweeper's (its clock may be injected); the mail's time the log's.
-        prereg::mark_digest(&mut conn, &eid, now).await?;
+        rows::mark_digest(&mut conn, &eid, now).await?;
         let at = at.recorded_at();
         mail::enqueue_to_employer(
             &mut conn,
@@ -324,110 +429,244 @@ async fn send_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use retention::ledger::LedgerTask;
     use retention::testing::{ManualClock, TestEnv};
     use retention::{Clock, LedgerConfig};
 
-    retention::backend_tests!(the_clock_drives_reminders_overdue_and_one_digest_a_day);
+    retention::backend_tests!(
+        the_clock_drives_reminders_overdue_and_one_digest_a_day,
+        a_phone_user_lists_only_what_it_filed,
+        a_reused_idempotency_key_with_other_content_conflicts
+    );
 
     async fn count(db: &Db, sql: &str) -> i64 {
         retention::on_pool!(db, pool => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap())
     }
 
-    async fn the_clock_drives_reminders_overdue_and_one_digest_a_day(env: TestEnv) {
-        let (ledger, task) = env.ledger(LedgerConfig::default());
-        let clock = Arc::new(ManualClock::new());
-        let employer =
-            crate::employers::add(&ledger, clock.as_ref(), Actor::System, "Acme", "EMP-7")
-                .await
-                .unwrap();
-        retention::on_pool!(&env.db, pool => {
-            sqlx::query("UPDATE employers SET notify_email = 'hr@acme.test'").execute(pool).await.unwrap();
-        });
-        let host = ServerHost {
-            db: env.db.clone(),
-            ledger: ledger.clone(),
-            keys: env.keys.clone(),
-            persons: crate::persons::PersonIndex::with_key([7; 32]),
-        };
-        let mobile = Mobile::new(
-            env.db.clone(),
-            ledger.clone(),
-            clock.clone(),
-            &env.dir.path().join("keys"),
-            mobile_api::MobileConfig::default(),
-            Arc::new(host),
-        )
-        .unwrap();
-        let eid = employer.employer.id.clone();
-        let access = mobile_api::access::add(
-            &ledger,
-            &env.db,
-            Actor::System,
-            &eid,
-            "+421905000001",
-            "J. N.",
-        )
-        .await
-        .unwrap();
-        let caller = mobile_api::PhoneCaller {
-            access_id: access.id.clone(),
-            employer_id: eid.clone(),
-            session_id: "s".into(),
-        };
-        let body = serde_json::json!({"person_id": "9206154122", "surname": "Novák", "given_name": "Peter",
-            "birth_date": "1992-06-15", "kind": "termination", "effective_date": clock.now().date_naive().to_string()});
-        let (p, created) = prereg::file(&mobile, &caller, body.to_string().into(), Some("k1"))
+    /// An employer `EMP-7` (mail to hr@acme.test) and the mobile channel on the
+    /// server's host, on a manual clock.
+    struct Kit {
+        env: TestEnv,
+        ledger: Ledger,
+        task: LedgerTask,
+        clock: Arc<ManualClock>,
+        mobile: Mobile,
+        employer: String,
+    }
+
+    impl Kit {
+        async fn new(env: TestEnv) -> Self {
+            let (ledger, task) = env.ledger(LedgerConfig::default());
+            let clock = Arc::new(ManualClock::new());
+            let employer =
+                crate::employers::add(&ledger, clock.as_ref(), Actor::System, "Acme", "EMP-7")
+                    .await
+                    .unwrap();
+            retention::on_pool!(&env.db, pool => {
+                sqlx::query("UPDATE employers SET notify_email = 'hr@acme.test'").execute(pool).await.unwrap();
+            });
+            let host = ServerHost {
+                db: env.db.clone(),
+                ledger: ledger.clone(),
+                keys: env.keys.clone(),
+                persons: crate::persons::PersonIndex::with_key([7; 32]),
+                clock: clock.clone(),
+                config: MobileConfig::default(),
+            };
+            let mobile = Mobile::new(
+                env.db.clone(),
+                ledger.clone(),
+                clock.clone(),
+                &env.dir.path().join("keys"),
+                MobileConfig::default(),
+                Arc::new(host),
+            )
+            .unwrap();
+            Self {
+                env,
+                ledger,
+                task,
+                clock,
+                mobile,
+                employer: employer.employer.id,
+            }
+        }
+
+        /// A phone access of the employer, as the caller its sessions carry.
+        async fn phone(&self, number: &str) -> PhoneCaller {
+            let access = mobile_api::access::add(
+                &self.ledger,
+                &self.env.db,
+                Actor::System,
+                &self.employer,
+                number,
+                "J. N.",
+            )
             .await
             .unwrap();
+            PhoneCaller {
+                access_id: access.id,
+                employer_id: self.employer.clone(),
+                session_id: "s".into(),
+            }
+        }
+
+        async fn file(
+            &self,
+            caller: &PhoneCaller,
+            body: &serde_json::Value,
+            key: Option<&str>,
+        ) -> std::result::Result<(Preregistration, bool), mobile_api::Error> {
+            self.mobile
+                .host()
+                .file(caller, body.to_string().into(), key)
+                .await
+        }
+
+        async fn list(&self, filter: &Filter) -> (Vec<Preregistration>, Option<String>) {
+            self.mobile
+                .host()
+                .list(&self.employer, filter)
+                .await
+                .unwrap()
+        }
+    }
+
+    fn request(surname: &str, kind: &str, effective_date: NaiveDate) -> serde_json::Value {
+        serde_json::json!({"person_id": "9206154122", "surname": surname, "given_name": "Peter",
+            "birth_date": "1992-06-15", "kind": kind, "effective_date": effective_date.to_string()})
+    }
+
+    fn all(phone_access_id: Option<String>) -> Filter {
+        Filter {
+            state: None,
+            after: None,
+            limit: 50,
+            phone_access_id,
+        }
+    }
+
+    async fn the_clock_drives_reminders_overdue_and_one_digest_a_day(env: TestEnv) {
+        let kit = Kit::new(env).await;
+        let (db, eid, mobile, clock) = (&kit.env.db, &kit.employer, &kit.mobile, &kit.clock);
+        let caller = kit.phone("+421905000001").await;
+        let body = request("Novák", "termination", clock.now().date_naive());
+        let (p, created) = kit.file(&caller, &body, Some("k1")).await.unwrap();
         assert!(created);
         // The same Idempotency-Key: the first filing again, nothing new.
-        let (again, created) = prereg::file(&mobile, &caller, body.to_string().into(), Some("k1"))
-            .await
-            .unwrap();
+        let (again, created) = kit.file(&caller, &body, Some("k1")).await.unwrap();
         assert!(!created);
         assert_eq!(again.id, p.id);
 
         let reminders = "SELECT COUNT(*) FROM sms_outbox WHERE kind = 'reminder'";
         let digests = "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'preregistration-digest'";
-        sweep(&mobile).await.unwrap();
-        assert_eq!(count(&env.db, reminders).await, 0, "nothing is due yet");
+        sweep(mobile).await.unwrap();
+        assert_eq!(count(db, reminders).await, 0, "nothing is due yet");
         // A day before the deadline (3 days): the reminder, once.
         clock.advance(chrono::Duration::days(2) + chrono::Duration::minutes(1));
-        sweep(&mobile).await.unwrap();
-        sweep(&mobile).await.unwrap();
-        assert_eq!(count(&env.db, reminders).await, 1);
+        sweep(mobile).await.unwrap();
+        sweep(mobile).await.unwrap();
+        assert_eq!(count(db, reminders).await, 1);
         assert_eq!(
-            prereg::get(&env.db, &eid, &p.id).await.unwrap().state,
-            "received"
+            rows::get(db, eid, &p.id).await.unwrap().state,
+            prereg::State::Received
         );
         // Past the deadline: overdue, and the day's digest, once however often it sweeps.
         clock.advance(chrono::Duration::days(1));
-        sweep(&mobile).await.unwrap();
-        sweep(&mobile).await.unwrap();
+        sweep(mobile).await.unwrap();
+        sweep(mobile).await.unwrap();
         assert_eq!(
-            prereg::get(&env.db, &eid, &p.id).await.unwrap().state,
-            "overdue"
+            rows::get(db, eid, &p.id).await.unwrap().state,
+            prereg::State::Overdue
         );
-        assert_eq!(count(&env.db, digests).await, 1);
+        assert_eq!(count(db, digests).await, 1);
         // The next day, another digest while it is still unpaired.
         clock.advance(chrono::Duration::days(1));
-        sweep(&mobile).await.unwrap();
-        assert_eq!(count(&env.db, digests).await, 2);
-        assert_eq!(count(&env.db, reminders).await, 1);
+        sweep(mobile).await.unwrap();
+        assert_eq!(count(db, digests).await, 2);
+        assert_eq!(count(db, reminders).await, 1);
         // Paging: a second one, then pages of one.
-        let (second, _) = prereg::file(&mobile, &caller, body.to_string().into(), Some("k2"))
-            .await
-            .unwrap();
-        let one = |after: Option<String>| prereg::Filter {
+        let (second, _) = kit.file(&caller, &body, Some("k2")).await.unwrap();
+        let one = |after: Option<String>| Filter {
             state: None,
             after,
             limit: 1,
             phone_access_id: None,
         };
-        let (page1, next) = prereg::page(&env.db, &eid, &one(None)).await.unwrap();
+        let (page1, next) = kit.list(&one(None)).await;
         assert_eq!((page1.len(), next.as_deref()), (1, Some(p.id.as_str())));
-        let (page2, next) = prereg::page(&env.db, &eid, &one(next)).await.unwrap();
+        let (page2, next) = kit.list(&one(next)).await;
         assert_eq!((page2[0].id.as_str(), next), (second.id.as_str(), None));
-        task.shutdown().await;
+        // By state: the overdue one alone.
+        let overdue = Filter {
+            state: Some(prereg::State::Overdue),
+            ..all(None)
+        };
+        let (listed, _) = kit.list(&overdue).await;
+        assert_eq!(
+            listed.iter().map(|p| &p.id).collect::<Vec<_>>(),
+            vec![&p.id]
+        );
+        kit.task.shutdown().await;
+    }
+
+    async fn a_phone_user_lists_only_what_it_filed(env: TestEnv) {
+        let kit = Kit::new(env).await;
+        let today = kit.clock.now().date_naive();
+        let a = kit.phone("+421901000001").await;
+        let b = kit.phone("+421901000002").await;
+        let (pa, _) = kit
+            .file(&a, &request("A", "hire", today), None)
+            .await
+            .unwrap();
+        let (pb, _) = kit
+            .file(&b, &request("B", "hire", today), None)
+            .await
+            .unwrap();
+        let ids =
+            |(v, _): (Vec<Preregistration>, _)| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(kit.list(&all(Some(a.access_id.clone()))).await),
+            vec![pa.id.clone()]
+        );
+        assert_eq!(
+            ids(kit.list(&all(Some(b.access_id.clone()))).await),
+            vec![pb.id.clone()]
+        );
+        assert_eq!(ids(kit.list(&all(None)).await), vec![pa.id, pb.id]);
+        kit.task.shutdown().await;
+    }
+
+    async fn a_reused_idempotency_key_with_other_content_conflicts(env: TestEnv) {
+        let kit = Kit::new(env).await;
+        let today = kit.clock.now().date_naive();
+        let c = kit.phone("+421901000001").await;
+        let (first, created) = kit
+            .file(&c, &request("Novák", "hire", today), Some("k"))
+            .await
+            .unwrap();
+        assert!(created);
+        let (again, created) = kit
+            .file(&c, &request("Novák", "hire", today), Some("k"))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again.id, first.id);
+        // Only the surname differs: refused, naming the first filing.
+        match kit
+            .file(&c, &request("Nováková", "hire", today), Some("k"))
+            .await
+        {
+            Err(mobile_api::Error::IdempotencyConflict {
+                first: named,
+                document_number,
+            }) => {
+                assert_eq!(named, first.id);
+                assert_eq!(document_number, first.document_number);
+            }
+            other => panic!("expected IdempotencyConflict, got {other:?}"),
+        }
+        assert_eq!(kit.list(&all(None)).await.0.len(), 1);
+        kit.task.shutdown().await;
     }
 }

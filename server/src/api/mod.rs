@@ -280,7 +280,10 @@ impl View {
         let history = submissions::history(&state.db, &s.id).await?;
         let answers = submissions::answers(&state.db, &s.id).await?;
         let paired = if s.document_type == crate::documents::DocumentType::RegistrationForm.code() {
-            Some(mobile_api::prereg::paired_with(&state.db, &s.employer_id, &s.id).await?)
+            Some(
+                submissions::preregistrations::paired_with(&state.db, &s.employer_id, &s.id)
+                    .await?,
+            )
         } else {
             None
         };

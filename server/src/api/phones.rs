@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::Authenticated;
+use crate::submissions::preregistrations;
 use crate::{Error, Result};
 
 /// `POST /api/v1/phone-accesses`.
@@ -160,14 +161,12 @@ pub(super) async fn preregistrations(
     query: std::result::Result<Query<PreregQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PreregPage>> {
     let Query(q) = query.map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))?;
-    if let Some(s) = &q.state
-        && !prereg::state::ALL.contains(&s.as_str())
-    {
-        return Err(Error::Invalid(format!(
-            "unknown state {s:?}; one of {:?}",
-            prereg::state::ALL
-        )));
-    }
+    let wanted = q
+        .state
+        .as_deref()
+        .map(str::parse::<prereg::State>)
+        .transpose()
+        .map_err(Error::Invalid)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=super::MAX_PAGE).contains(&limit) {
         return Err(Error::Invalid(format!(
@@ -176,12 +175,13 @@ pub(super) async fn preregistrations(
         )));
     }
     let filter = prereg::Filter {
-        state: q.state,
+        state: wanted,
         after: q.after,
         limit,
         phone_access_id: None,
     };
-    let (items, next_after) = prereg::page(state.mobile.db(), &caller.employer_id, &filter).await?;
+    let (items, next_after) =
+        preregistrations::page(&state.db, &caller.employer_id, &filter).await?;
     Ok(Json(PreregPage { items, next_after }))
 }
 
@@ -194,7 +194,7 @@ pub(super) async fn preregistration(
     Path(id): Path<String>,
 ) -> Result<Json<Preregistration>> {
     Ok(Json(
-        prereg::get(state.mobile.db(), &caller.employer_id, &id).await?,
+        preregistrations::get(&state.db, &caller.employer_id, &id).await?,
     ))
 }
 
@@ -206,7 +206,7 @@ pub(super) async fn registration_form(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let p = prereg::get(state.mobile.db(), &caller.employer_id, &id).await?;
+    let p = preregistrations::get(&state.db, &caller.employer_id, &id).await?;
     let xml = crate::preregistrations::registration_form_xml(&caller.registration_number, &p)?;
     Ok((
         [

@@ -151,6 +151,7 @@ pub async fn retention(config: &Config, cmd: RetentionCommand) -> Result<ExitCod
             clock: Arc::new(SystemClock),
             config: config.retention.clone(),
             persons: persons.clone(),
+            chores: vec![crate::portal::housekeeping],
         }
         .sweep()
         .await

@@ -20,9 +20,10 @@
 //! not purged) is kept. Time comes from a [`Clock`], so tests move ten years ahead
 //! without waiting.
 //!
-//! The sweeper also does the portal's housekeeping (expired WebAuthn ceremonies and
-//! pending uploads, sessions ended more than a day ago) and catches up the person
-//! index for filings recorded before it existed.
+//! The sweeper also catches up the person index for filings recorded before it
+//! existed, and runs the [`Chore`]s it is given after each sweep: the portal's
+//! housekeeping (`portal::housekeeping`, which owns those tables and sits above
+//! compliance, so the app hands it in).
 //!
 //! This is server code rather than the `retention` crate's (as DESIGN.md places
 //! "retention policy and legal holds") because the policy is about the submission
@@ -33,15 +34,16 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_conn, on_pool};
+use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_pool};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::policy::{MIN_YEARS, RetentionConfig, years_before};
 use crate::Error;
 use crate::persons::{self, PersonIndex};
-use crate::submissions::Status;
+use crate::submissions::{self, Status};
 
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -76,7 +78,13 @@ pub struct Sweeper {
     pub clock: Arc<dyn Clock>,
     pub config: RetentionConfig,
     pub persons: PersonIndex,
+    /// Run after each sweep, their removed rows counted in [`Swept::housekeeping_rows`].
+    pub chores: Vec<Chore>,
 }
+
+/// Housekeeping of a module above compliance that the sweeper runs after each sweep
+/// (the app hands it in): deletes expired rows as of `now`, returns how many.
+pub type Chore = for<'a> fn(&'a Db, DateTime<Utc>) -> BoxFuture<'a, Result<u64, Error>>;
 
 const ENDED: [Status; 2] = [Status::Processed, Status::Rejected];
 
@@ -224,47 +232,10 @@ impl Sweeper {
         });
         let (id, rows) = (c.id.clone(), purge.clone());
         let work: Work = retention::work!(|conn, at| {
-            let purge_seq = Some(at.seq());
-            on_conn!(&mut conn, c => {
-                let n = sqlx::query("UPDATE submissions SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
-                    return Err(retention::Error::Conflict(format!("{id} was purged meanwhile")));
-                }
-                for sha in &rows {
-                    sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
-                        .bind(now)
-                        .bind(purge_seq)
-                        .bind(sha)
-                        .execute(&mut *c)
-                        .await?;
-                }
-                // The personal data kept beside the filing goes with its payloads.
-                sqlx::query("DELETE FROM person_index WHERE submission_id = $1")
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query("DELETE FROM registration_items WHERE submission_id = $1")
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query(
-                    "UPDATE preregistrations SET person_id = '', surname = '', given_name = '', \
-                     birth_date = '' WHERE id = $1",
-                )
-                .bind(&id)
-                .execute(&mut *c)
-                .await?;
-                sqlx::query("UPDATE submissions SET warnings = '[]' WHERE id = $1")
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-            });
-            Ok(())
+            submissions::mark_purged(&mut conn, &id, now).await?;
+            retention::originals::mark_purged(&mut conn, &rows, now, at.seq()).await?;
+            // The personal data kept beside the filing goes with its payloads.
+            persons::forget(&mut conn, &id).await
         });
         let recorded = self
             .ledger
@@ -300,16 +271,11 @@ impl Sweeper {
     }
 
     /// Deletes the bytes of originals marked purged that are still in the store (a
-    /// sweep interrupted after its commit), then the portal's expired rows.
+    /// sweep interrupted after its commit), then runs the chores; returns the rows
+    /// they removed.
     async fn housekeeping(&self, now: DateTime<Utc>) -> Result<u64, Error> {
         let recent = now - chrono::Duration::days(30);
-        let leftover: Vec<String> = on_pool!(&self.db, pool => {
-            sqlx::query_scalar("SELECT sha256 FROM originals WHERE purged_at IS NOT NULL AND purged_at > $1")
-                .bind(recent)
-                .fetch_all(pool)
-                .await
-                .map_err(retention::Error::from)?
-        });
+        let leftover = retention::originals::purged_since(&self.db, recent).await?;
         for sha in leftover {
             if let Some(h) = Sha256Hex::parse(&sha)
                 && let Err(e) = self.ledger.originals().delete(&h).await
@@ -317,31 +283,11 @@ impl Sweeper {
                 tracing::warn!(sha256 = %sha, error = %e, "purged original not deleted yet");
             }
         }
-        let day_ago = now - chrono::Duration::days(1);
-        let n = on_pool!(&self.db, pool => {
-            let a = sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at < $1")
-                .bind(now)
-                .execute(pool)
-                .await
-                .map_err(retention::Error::from)?
-                .rows_affected();
-            let b = sqlx::query("DELETE FROM portal_uploads WHERE expires_at < $1")
-                .bind(now)
-                .execute(pool)
-                .await
-                .map_err(retention::Error::from)?
-                .rows_affected();
-            let c = sqlx::query(
-                "DELETE FROM portal_sessions WHERE (ended_at IS NOT NULL AND ended_at < $1) OR expires_at < $1",
-            )
-            .bind(day_ago)
-            .execute(pool)
-            .await
-            .map_err(retention::Error::from)?
-            .rows_affected();
-            a + b + c
-        });
-        Ok(n)
+        let mut rows = 0;
+        for chore in &self.chores {
+            rows += chore(&self.db, now).await?;
+        }
+        Ok(rows)
     }
 
     /// Runs [`Sweeper::sweep`] every `sweep_interval_secs` (the first a minute after
@@ -572,6 +518,7 @@ mod tests {
             clock: clock.clone(),
             config,
             persons: persons.clone(),
+            chores: Vec::new(),
         };
         let swept = sweeper.sweep().await.unwrap();
         let mut expected = vec![a.clone(), i.clone()];

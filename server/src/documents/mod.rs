@@ -400,6 +400,16 @@ pub struct Finding {
     pub location: String,
 }
 
+/// One registration of a registration form, as pairing with pre-registrations needs
+/// it (noted when the form is accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationItem {
+    pub person_id: String,
+    /// `hire`, `termination`, `interruption`, `change` or `cancellation`.
+    pub kind: String,
+    pub effective_date: Option<chrono::NaiveDate>,
+}
+
 /// The outcome of checking a document of one of our types.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checked {
@@ -411,7 +421,7 @@ pub struct Checked {
     pub findings: Vec<Finding>,
     /// What a registration form registers (person, kind, effective date), for pairing
     /// with pre-registrations; empty for other types.
-    pub registrations: Vec<mobile_api::prereg::RegistrationItem>,
+    pub registrations: Vec<RegistrationItem>,
     /// Every personal id the document names (for the keyed person index).
     pub persons: PersonIds,
 }

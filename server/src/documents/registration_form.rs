@@ -19,10 +19,7 @@ type Key = (u64, Option<String>);
 /// One registration's person id, kind (`hire`, `termination`, `interruption`,
 /// `change`, `cancellation`) and effective date (the hire's or interruption's `From`,
 /// the termination's `To`); `None` for a registration without a person id or kind.
-pub(super) fn item_of(
-    doc: &Document<'_>,
-    item: NodeId,
-) -> Option<mobile_api::prereg::RegistrationItem> {
+pub(super) fn item_of(doc: &Document<'_>, item: NodeId) -> Option<super::RegistrationItem> {
     let person_id = child(doc, item, "Person")
         .and_then(|p| child_text(doc, p, "PersonalId"))
         .map(|t| t.trim().to_owned())?;
@@ -33,7 +30,7 @@ pub(super) fn item_of(
         "termination" => child_date(doc, kind_id, "To"),
         _ => child_date(doc, kind_id, "From"),
     };
-    Some(mobile_api::prereg::RegistrationItem {
+    Some(super::RegistrationItem {
         person_id,
         kind,
         effective_date,

@@ -226,6 +226,24 @@ pub async fn list_employer_certs(db: &Db) -> Result<Vec<RegisteredCert>, Error> 
     }))
 }
 
+/// The employer's certificates that expire (or expired) before `before`, soonest
+/// first: what its dashboard warns about.
+pub async fn expiring_certs(
+    db: &Db,
+    employer_id: &str,
+    before: DateTime<Utc>,
+) -> Result<Vec<RegisteredCert>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT fingerprint, employer_id, subject, issuer, serial, not_before, not_after, added_at \
+             FROM employer_certificates WHERE employer_id = $1 AND not_after < $2 ORDER BY not_after",
+        )
+        .bind(employer_id)
+        .bind(before)
+        .fetch_all(pool).await.map_err(retention::Error::from)?
+    }))
+}
+
 /// The employer a certificate (by fingerprint) is registered for, if any.
 pub async fn cert_owner(db: &Db, fingerprint: &str) -> Result<Option<String>, Error> {
     Ok(on_pool!(db, pool => {

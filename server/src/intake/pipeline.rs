@@ -832,10 +832,10 @@ impl Intake {
                 if !checked.registrations.is_empty() {
                     // Pair pre-registrations now; a failure here only delays pairing
                     // to the next sweep, it never undoes the acceptance.
-                    if let Err(e) = mobile_api::prereg::pair(
+                    if let Err(e) = crate::submissions::preregistrations::pair(
                         &self.ledger,
                         &self.db,
-                        mobile_api::prereg::PairScope::Form(&s.id),
+                        crate::submissions::preregistrations::PairScope::Form(&s.id),
                         self.pairing_tolerance_days,
                     )
                     .await

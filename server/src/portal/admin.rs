@@ -30,6 +30,7 @@ use super::render::{Nav, PageResult, page, see_other, when};
 use super::session::EmployerUser;
 use super::signin::CsrfForm;
 use crate::employers;
+use crate::submissions::preregistrations;
 
 pub fn routes() -> Router<PortalState> {
     Router::new()
@@ -277,10 +278,10 @@ struct PreregRow {
     person_id: String,
     surname: String,
     given_name: String,
-    kind: String,
+    kind: &'static str,
     effective_date: String,
     deadline: String,
-    state: String,
+    state: &'static str,
     paired_with: Option<String>,
 }
 
@@ -288,7 +289,7 @@ struct PreregRow {
 #[template(path = "portal/preregistrations.html")]
 struct PreregsPage {
     nav: Option<Nav>,
-    states: &'static [&'static str],
+    states: [&'static str; prereg::State::ALL.len()],
     state: String,
     items: Vec<PreregRow>,
     next: Option<String>,
@@ -307,23 +308,22 @@ async fn preregistrations(
     signed: EmployerUser,
     Query(q): Query<PreregQuery>,
 ) -> PageResult {
-    if !q.state.is_empty() && !prereg::state::ALL.contains(&q.state.as_str()) {
-        return Err(crate::Error::Invalid(format!("unknown state {:?}", q.state)).into());
-    }
+    let wanted = (!q.state.is_empty())
+        .then(|| q.state.parse::<prereg::State>())
+        .transpose()
+        .map_err(|_| crate::Error::Invalid(format!("unknown state {:?}", q.state)))?;
     let filter = prereg::Filter {
-        state: (!q.state.is_empty()).then(|| q.state.clone()),
+        state: wanted,
         after: (!q.after.is_empty()).then(|| q.after.clone()),
         limit: PAGE_ROWS,
         phone_access_id: None,
     };
-    let (items, next) = prereg::page(state.mobile.db(), &signed.employer_id, &filter)
-        .await
-        .map_err(crate::Error::from)?;
+    let (items, next) = preregistrations::page(&state.db, &signed.employer_id, &filter).await?;
     Ok(page(
         StatusCode::OK,
         &PreregsPage {
             nav: Nav::of(&signed),
-            states: &prereg::state::ALL,
+            states: prereg::State::ALL.map(prereg::State::as_str),
             next: next
                 .map(|after| format!("/portal/preregistrations?state={}&after={after}", q.state)),
             state: q.state,
@@ -336,9 +336,9 @@ async fn preregistrations(
                     person_id: p.person_id,
                     surname: p.surname,
                     given_name: p.given_name,
-                    kind: p.kind,
+                    kind: p.kind.as_str(),
                     effective_date: p.effective_date,
-                    state: p.state,
+                    state: p.state.as_str(),
                     paired_with: p.paired_with,
                 })
                 .collect(),
@@ -351,9 +351,7 @@ async fn registration_form(
     signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
-    let p = prereg::get(state.mobile.db(), &signed.employer_id, &id)
-        .await
-        .map_err(crate::Error::from)?;
+    let p = preregistrations::get(&state.db, &signed.employer_id, &id).await?;
     let caller = signed.caller(&state.db).await?;
     let xml = crate::preregistrations::registration_form_xml(&caller.registration_number, &p)?;
     Ok((

@@ -134,6 +134,18 @@ type Row = (
 
 /// Takes (deletes) a ceremony of `kind` started for `user_id`, if it exists and has
 /// not expired. The binding it was started with comes back with the state.
+/// Deletes the ceremonies that expired before `now`; returns how many.
+pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at < $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(retention::Error::from)?
+            .rows_affected()
+    }))
+}
+
 pub async fn take<S: DeserializeOwned>(
     db: &Db,
     id: &str,

@@ -3,19 +3,21 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Duration, Utc};
-use retention::on_pool;
+use chrono::Duration;
 
 use super::PortalState;
 use super::render::{Nav, PageResult, page, see_other, when};
 use super::session::SignedIn;
+use crate::employers;
+use crate::intake::material;
+use crate::submissions::{self, outbox, preregistrations};
 
 pub(super) struct DuePrereg {
     surname: String,
     given_name: String,
-    kind: String,
+    kind: &'static str,
     deadline: String,
-    state: String,
+    state: &'static str,
 }
 
 #[derive(Template)]
@@ -23,13 +25,14 @@ pub(super) struct DuePrereg {
 pub(super) struct DashboardPage {
     nav: Option<Nav>,
     employer: String,
-    counts: Vec<(String, i64)>,
+    counts: Vec<(&'static str, i64)>,
     overdue: Vec<(String, String, String)>,
     preregs: Vec<DuePrereg>,
     certs: Vec<(String, String)>,
 }
 
-pub(super) type PreregRow = (String, String, String, DateTime<Utc>, String);
+/// Rows per warning list.
+const ROWS: i64 = 50;
 
 pub(super) async fn dashboard(State(state): State<PortalState>, signed: SignedIn) -> PageResult {
     // Compliance officers belong to no employer: their home is the log search.
@@ -37,74 +40,45 @@ pub(super) async fn dashboard(State(state): State<PortalState>, signed: SignedIn
         return Ok(see_other("/portal/compliance"));
     };
     let now = state.intake.clock().now();
-    let (name, counts, overdue, preregs, certs) = on_pool!(&state.db, pool => {
-        let name: String = sqlx::query_scalar("SELECT name FROM employers WHERE id = $1")
-            .bind(&employer)
-            .fetch_one(pool)
-            .await
-            .map_err(retention::Error::from)?;
-        let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, COUNT(*) FROM submissions WHERE employer_id = $1 GROUP BY status ORDER BY status",
-        )
-        .bind(&employer)
-        .fetch_all(pool)
-        .await
-        .map_err(retention::Error::from)?;
-        let overdue: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT s.id, s.document_number, o.overdue_at FROM outbox o \
-             JOIN submissions s ON s.id = o.submission_id \
-             WHERE s.employer_id = $1 AND o.overdue_at IS NOT NULL ORDER BY o.overdue_at LIMIT 50",
-        )
-        .bind(&employer)
-        .fetch_all(pool)
-        .await
-        .map_err(retention::Error::from)?;
-        let preregs: Vec<PreregRow> = sqlx::query_as(
-            "SELECT surname, given_name, kind, deadline_at, state FROM preregistrations \
-             WHERE employer_id = $1 AND state <> 'paired' AND deadline_at < $2 \
-             ORDER BY deadline_at LIMIT 50",
-        )
-        .bind(&employer)
-        .bind(now + Duration::days(1))
-        .fetch_all(pool)
-        .await
-        .map_err(retention::Error::from)?;
-        let certs: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT subject, not_after FROM employer_certificates WHERE employer_id = $1 \
-             AND not_after < $2 ORDER BY not_after",
-        )
-        .bind(&employer)
-        .bind(now + Duration::days(60))
-        .fetch_all(pool)
-        .await
-        .map_err(retention::Error::from)?;
-        (name, counts, overdue, preregs, certs)
-    });
+    let db = &state.db;
+    let name = employers::get(db, &employer)
+        .await?
+        .ok_or_else(|| crate::Error::NotFound("the employer no longer exists".into()))?
+        .name;
+    let counts = submissions::count_by_status(db, &employer).await?;
+    let overdue = outbox::overdue_of(db, &employer, ROWS).await?;
+    let preregs =
+        preregistrations::due_before(db, &employer, now + Duration::days(1), ROWS).await?;
+    let certs = material::expiring_certs(db, &employer, now + Duration::days(60)).await?;
     Ok(page(
         StatusCode::OK,
         &DashboardPage {
             nav: Nav::of(&signed),
             employer: name,
-            counts,
+            counts: counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
             overdue: overdue
                 .into_iter()
                 .map(|(id, n, at)| (id, n, when(&at)))
                 .collect(),
             preregs: preregs
                 .into_iter()
-                .map(|(surname, given_name, kind, deadline, state)| DuePrereg {
-                    surname,
-                    given_name,
-                    kind,
-                    deadline: when(&deadline),
-                    state,
+                .map(|p| DuePrereg {
+                    surname: p.surname,
+                    given_name: p.given_name,
+                    kind: p.kind.as_str(),
+                    deadline: when(&p.deadline_at),
+                    state: p.state.as_str(),
                 })
                 .collect(),
             certs: certs
                 .into_iter()
-                .map(|(s, t)| {
-                    let verb = if t <= now { "expired" } else { "valid until" };
-                    (s, format!("{verb} {}", when(&t)))
+                .map(|c| {
+                    let verb = if c.not_after <= now {
+                        "expired"
+                    } else {
+                        "valid until"
+                    };
+                    (c.subject, format!("{verb} {}", when(&c.not_after)))
                 })
                 .collect(),
         },

@@ -321,9 +321,84 @@ impl Portal {
     }
 }
 
+/// The portal's housekeeping, a chore of the retention sweeper
+/// ([`crate::compliance::sweeper::Chore`]): deletes expired WebAuthn ceremonies and
+/// pending uploads, and sessions ended (or expired) more than a day ago. Returns the
+/// rows removed.
+pub fn housekeeping(
+    db: &retention::Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> futures::future::BoxFuture<'_, Result<u64, Error>> {
+    Box::pin(async move {
+        Ok(ceremony::delete_expired(db, now).await?
+            + upload::delete_expired(db, now).await?
+            + session::delete_ended(db, now - chrono::Duration::days(1)).await?)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    retention::backend_tests!(housekeeping_removes_only_what_has_expired);
+
+    async fn housekeeping_removes_only_what_has_expired(env: retention::testing::TestEnv) {
+        let now = chrono::Utc::now();
+        let (past, future) = (
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::hours(1),
+        );
+        let two_days_ago = now - chrono::Duration::days(2);
+        retention::on_pool!(&env.db, pool => {
+            sqlx::query("INSERT INTO employers (id, name, registration_number, created_at) VALUES ('e', 'E', 'EMP-1', $1)")
+                .bind(now).execute(pool).await.unwrap();
+            sqlx::query("INSERT INTO users (id, employer_id, email, role, webauthn_handle, created_at) \
+                         VALUES ('u', 'e', 'a@example.test', 'admin', 'h', $1)")
+                .bind(now).execute(pool).await.unwrap();
+            for (id, expires) in [("c-old", past), ("c-new", future)] {
+                sqlx::query("INSERT INTO webauthn_ceremonies (id, kind, state, created_at, expires_at) \
+                             VALUES ($1, 'sign-in', '{}', $2, $3)")
+                    .bind(id).bind(past).bind(expires).execute(pool).await.unwrap();
+                sqlx::query("INSERT INTO portal_uploads (id, user_id, employer_id, file_name, sha256, body, created_at, expires_at) \
+                             VALUES ($1, 'u', 'e', 'f.xml', 's', $2, $3, $4)")
+                    .bind(id).bind(b"x".to_vec()).bind(past).bind(expires).execute(pool).await.unwrap();
+            }
+            // Ended two days ago (gone), an hour ago (kept a day), still on (kept);
+            // expired two days ago without being ended (gone).
+            for (id, ended, expires) in [
+                ("s-ended-long-ago", Some(two_days_ago), future),
+                ("s-ended-lately", Some(past), future),
+                ("s-on", None, future),
+                ("s-expired", None, two_days_ago),
+            ] {
+                sqlx::query("INSERT INTO portal_sessions (id_sha256, user_id, passkey_id, csrf_token, \
+                             created_at, last_seen_at, expires_at, ended_at) VALUES ($1, 'u', 'k', 'c', $2, $2, $3, $4)")
+                    .bind(id).bind(two_days_ago).bind(expires).bind(ended).execute(pool).await.unwrap();
+            }
+        });
+        assert_eq!(housekeeping(&env.db, now).await.unwrap(), 4);
+        let left = |table: &'static str, key: &'static str| {
+            let db = env.db.clone();
+            async move {
+                let sql = format!("SELECT {key} FROM {table} ORDER BY {key}");
+                let ids: Vec<String> = retention::on_pool!(&db, pool => {
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap()
+                });
+                ids
+            }
+        };
+        assert_eq!(left("webauthn_ceremonies", "id").await, ["c-new"]);
+        assert_eq!(left("portal_uploads", "id").await, ["c-new"]);
+        assert_eq!(
+            left("portal_sessions", "id_sha256").await,
+            ["s-ended-lately", "s-on"]
+        );
+        assert_eq!(
+            housekeeping(&env.db, now).await.unwrap(),
+            0,
+            "nothing left to remove"
+        );
+    }
 
     #[test]
     fn origins_must_be_https_except_on_loopback() {

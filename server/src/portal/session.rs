@@ -101,6 +101,20 @@ pub async fn end(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Err
 }
 
 /// Notes a fresh passkey assertion on the session.
+/// Deletes sessions ended, or expired, before `before`; returns how many.
+pub async fn delete_ended(db: &Db, before: DateTime<Utc>) -> Result<u64, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query(
+            "DELETE FROM portal_sessions WHERE (ended_at IS NOT NULL AND ended_at < $1) OR expires_at < $1",
+        )
+        .bind(before)
+        .execute(pool)
+        .await
+        .map_err(retention::Error::from)?
+        .rows_affected()
+    }))
+}
+
 pub async fn reconfirmed(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Error> {
     on_pool!(db, pool => {
         sqlx::query("UPDATE portal_sessions SET reauth_at = $1 WHERE id_sha256 = $2")

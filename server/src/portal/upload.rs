@@ -188,6 +188,21 @@ pub(super) async fn pending(
     })
 }
 
+/// Deletes the pending uploads that expired before `now` unapproved; returns how many.
+pub(super) async fn delete_expired(
+    db: &retention::Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query("DELETE FROM portal_uploads WHERE expires_at < $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(retention::Error::from)?
+            .rows_affected()
+    }))
+}
+
 pub(super) async fn drop_pending(state: &PortalState, id: &str) -> Result<(), Error> {
     on_pool!(&state.db, pool => {
         sqlx::query("DELETE FROM portal_uploads WHERE id = $1")

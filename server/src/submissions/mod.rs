@@ -33,6 +33,7 @@ use crate::Error;
 use crate::employers::Caller;
 
 pub mod outbox;
+pub mod preregistrations;
 
 /// What the API shows of an answer document.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -93,78 +94,23 @@ const COLUMNS: &str = "id, employer_id, document_type, document_number, status, 
     signer_fingerprint, crl_sha256, log_seq, receipt, warnings, updated_at, \
     authority_ref, delivered_at";
 
-/// Where a submission is in its lifecycle, stored by its name (`accepted`, …), which
-/// is also how the API and the portal show it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = SubmissionStatus)]
-pub enum Status {
-    Accepted,
-    Cancelled,
-    Forwarding,
-    Delivered,
-    Processed,
-    Rejected,
-    /// The authority refused to take the filing (a 4xx answer to its delivery).
-    RefusedByAuthority,
-}
-
-impl Status {
-    /// Every state a submission can be listed by.
-    pub const ALL: [Status; 7] = [
-        Status::Accepted,
-        Status::Cancelled,
-        Status::Forwarding,
-        Status::Delivered,
-        Status::Processed,
-        Status::Rejected,
-        Status::RefusedByAuthority,
-    ];
-
-    /// The stored and shown name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Accepted => "accepted",
-            Status::Cancelled => "cancelled",
-            Status::Forwarding => "forwarding",
-            Status::Delivered => "delivered",
-            Status::Processed => "processed",
-            Status::Rejected => "rejected",
-            Status::RefusedByAuthority => "refused_by_authority",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Status {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Status::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown submission status {s:?}; one of: {}",
-                    Status::ALL.map(Status::as_str).join(", ")
-                )
-            })
-    }
-}
-
-/// For rows read with `#[sqlx(try_from = "String")]`.
-impl TryFrom<String> for Status {
-    type Error = String;
-
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        s.parse()
+retention::named_enum! {
+    /// Where a submission is in its lifecycle, stored by its name (`accepted`, …), which
+    /// is also how the API and the portal show it.
+    #[derive(
+        Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+    )]
+    #[serde(rename_all = "snake_case")]
+    #[schema(as = SubmissionStatus)]
+    pub enum Status("submission status") {
+        Accepted = "accepted",
+        Cancelled = "cancelled",
+        Forwarding = "forwarding",
+        Delivered = "delivered",
+        Processed = "processed",
+        Rejected = "rejected",
+        /// The authority refused to take the filing (a 4xx answer to its delivery).
+        RefusedByAuthority = "refused_by_authority",
     }
 }
 
@@ -183,7 +129,7 @@ pub enum Origin {
     /// A signed document through the API: received, verified, validated, accepted.
     /// A registration form's registrations are noted for pairing.
     Signed {
-        registrations: Vec<mobile_api::prereg::RegistrationItem>,
+        registrations: Vec<crate::documents::RegistrationItem>,
     },
     /// A phone user's pre-registration: received (the request as sent), validated,
     /// accepted (the document `ivan` made of it, which is what is forwarded).
@@ -386,7 +332,7 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
                 checked,
                 deadline,
                 ..
-            } => phoned.push(mobile_api::prereg::NewRow {
+            } => phoned.push(preregistrations::NewRow {
                 id: &a.id,
                 employer_id: &a.employer_id,
                 phone_access_id: access_id,
@@ -396,8 +342,8 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
             }),
         }
     }
-    mobile_api::prereg::note_registrations(&mut conn, &forms).await?;
-    mobile_api::prereg::insert(&mut conn, &phoned).await?;
+    preregistrations::note_registrations(&mut conn, &forms).await?;
+    preregistrations::insert(&mut conn, &phoned).await?;
     let persons: Vec<(&str, &[crate::persons::PersonKey])> = recordings
         .iter()
         .map(|(r, _)| (r.accepting.id.as_str(), r.accepting.person_keys.as_slice()))
@@ -562,6 +508,49 @@ pub async fn record_refusal(
             }),
         })
         .await?)
+}
+
+/// Marks submission `id` purged at `now` (its retention period ended) and erases
+/// the personal data kept beside it (its warnings, registration items, a
+/// pre-registration's person), in the transaction of its `submission.purge` entry.
+/// `Conflict` if it was purged meanwhile.
+pub async fn mark_purged(
+    conn: &mut DbConn<'_>,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), retention::Error> {
+    let n = on_conn!(conn, c => {
+        sqlx::query("UPDATE submissions SET purged_at = $1, warnings = '[]' WHERE id = $2 AND purged_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    if n == 0 {
+        return Err(retention::Error::Conflict(format!(
+            "{id} was purged meanwhile"
+        )));
+    }
+    preregistrations::erase(conn, id).await
+}
+
+/// How many of the employer's submissions are in each status (those with none left
+/// out), in status order.
+pub async fn count_by_status(db: &Db, employer_id: &str) -> Result<Vec<(Status, i64)>, Error> {
+    let counts: Vec<(String, i64)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT status, COUNT(*) FROM submissions WHERE employer_id = $1 GROUP BY status ORDER BY status",
+        )
+        .bind(employer_id)
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    counts
+        .into_iter()
+        .map(|(status, n)| Ok((status.parse().map_err(Error::Internal)?, n)))
+        .collect()
 }
 
 /// The employer's submission with this id (another employer's is `None`).
@@ -839,7 +828,7 @@ pub async fn cancel(
         .await?;
     if current.document_type == crate::documents::DocumentType::RegistrationForm.code() {
         // Pre-registrations paired with it are unpaired now (the sweep would too).
-        if let Err(e) = mobile_api::prereg::unpair_withdrawn(ledger, db).await {
+        if let Err(e) = preregistrations::unpair_withdrawn(ledger, db).await {
             tracing::warn!(error = %e, submission = %id, "unpairing deferred to the sweep");
         }
     }

@@ -591,6 +591,27 @@ pub struct Row {
     pub overdue_at: Option<DateTime<Utc>>,
 }
 
+/// The employer's filings whose forwarding is overdue, longest first, at most
+/// `limit`: `(submission id, document number, overdue since)`.
+pub async fn overdue_of(
+    db: &Db,
+    employer_id: &str,
+    limit: i64,
+) -> Result<Vec<(String, String, DateTime<Utc>)>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT s.id, s.document_number, o.overdue_at FROM outbox o \
+             JOIN submissions s ON s.id = o.submission_id \
+             WHERE s.employer_id = $1 AND o.overdue_at IS NOT NULL ORDER BY o.overdue_at LIMIT $2",
+        )
+        .bind(employer_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
+}
+
 /// The whole queue, due first (for operators).
 pub async fn list(db: &Db, limit: i64) -> Result<Vec<Row>, Error> {
     Ok(on_pool!(db, pool => {
