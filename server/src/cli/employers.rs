@@ -1,0 +1,241 @@
+//! `ivan admin employer …` and `ivan admin token …`: employers and their API tokens.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use retention::SystemClock;
+
+use super::{Record, operator, read_db, to_json};
+use crate::config::Config;
+use crate::{Result, employers};
+
+#[derive(Debug, Subcommand)]
+pub enum EmployerCommand {
+    /// Onboard an employer; prints its id and its API token (shown only this once).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        registration_number: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List employers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the address that gets the employer's mail (receipts, answers, overdue
+    /// forwarding); logged.
+    SetEmail {
+        #[arg(long)]
+        employer: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create another API token for an employer; prints it (shown only this once).
+    /// Logged as `api-token.create`.
+    Create {
+        #[arg(long)]
+        employer: String,
+        /// What the token is for (1 to 100 characters), e.g. the payroll system.
+        #[arg(long)]
+        label: String,
+        /// Accept the token only from this address or CIDR block (repeat for more,
+        /// up to 32; e.g. 192.0.2.7, 10.0.0.0/8, 2001:db8::/32). Without it: any
+        /// address.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an employer's API tokens, newest first (revoked ones too; never secrets).
+    List {
+        #[arg(long)]
+        employer: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token (by its id, the part after `ivan_`): it stops working at
+    /// once. Logged as `api-token.revoke`.
+    Revoke {
+        #[arg(long)]
+        employer: String,
+        /// The token id (16 hex digits).
+        #[arg(long = "token", value_name = "TOKEN_ID")]
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode> {
+    match cmd {
+        EmployerCommand::Add {
+            name,
+            registration_number,
+            json,
+        } => {
+            let created = Record::with(config, async |record: &Record| {
+                employers::add(
+                    &record.ledger,
+                    &SystemClock,
+                    operator(config)?,
+                    &name,
+                    &registration_number,
+                )
+                .await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&created));
+            } else {
+                println!("employer id:   {}", created.employer.id);
+                println!("name:          {}", created.employer.name);
+                println!("registration:  {}", created.employer.registration_number);
+                println!("api token:     {}", created.api_token);
+                println!("log entry:     {}", created.log_seq);
+                eprintln!("Store the API token now: it is not shown again.");
+            }
+        }
+        EmployerCommand::SetEmail {
+            employer,
+            email,
+            json,
+        } => {
+            let log_seq = Record::with(config, async |record: &Record| {
+                employers::set_email(&record.ledger, operator(config)?, &employer, &email).await
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    to_json(
+                        &serde_json::json!({"id": employer, "notify_email": email.trim(), "log_seq": log_seq})
+                    )
+                );
+            } else {
+                println!("mail for employer {employer} now goes to {}", email.trim());
+            }
+        }
+        EmployerCommand::List { json } => {
+            let list = read_db(config, async |db| employers::list(db).await).await?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!(
+                    "{:<36}  {:<16}  {:<27}  NAME",
+                    "ID", "REGISTRATION", "CREATED"
+                );
+                for e in list {
+                    println!(
+                        "{:<36}  {:<16}  {:<27}  {}",
+                        e.id,
+                        e.registration_number,
+                        retention::ledger::format_time(&e.created_at),
+                        e.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create {
+            employer,
+            label,
+            allow,
+            json,
+        } => {
+            let created = Record::with(config, async |record: &Record| {
+                employers::create_token(
+                    &record.ledger,
+                    &SystemClock,
+                    operator(config)?,
+                    &employer,
+                    &label,
+                    &allow,
+                )
+                .await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&created));
+            } else {
+                println!("token id:      {}", created.id);
+                println!("employer id:   {}", created.employer_id);
+                println!("label:         {}", created.label);
+                println!("allowed from:  {}", allowed_from(&created.allowed_ips));
+                println!("api token:     {}", created.api_token);
+                println!("log entry:     {}", created.log_seq);
+                eprintln!("Store the API token now: it is not shown again.");
+            }
+        }
+        TokenCommand::List { employer, json } => {
+            let list = read_db(config, async |db| {
+                employers::list_tokens(db, &employer).await
+            })
+            .await?;
+            if json {
+                println!("{}", to_json(&list));
+            } else {
+                println!(
+                    "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  LABEL",
+                    "ID", "CREATED", "REVOKED", "CREATED BY", "ALLOWED FROM"
+                );
+                for t in list {
+                    println!(
+                        "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  {}",
+                        t.id,
+                        retention::ledger::format_time(&t.created_at),
+                        t.revoked_at
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), retention::ledger::format_time),
+                        t.created_by.as_deref().unwrap_or("-"),
+                        allowed_from(&t.allowed_ips),
+                        t.label.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke {
+            employer,
+            token,
+            json,
+        } => {
+            let log_seq = Record::with(config, async |record: &Record| {
+                employers::revoke_token(&record.ledger, operator(config)?, &employer, &token).await
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    to_json(&serde_json::json!({
+                        "id": token, "employer_id": employer, "revoked": true, "log_seq": log_seq
+                    }))
+                );
+            } else {
+                println!("API token {token} of employer {employer} revoked (log entry {log_seq})");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token's allow-list for people: the blocks, or "any address".
+fn allowed_from(blocks: &[String]) -> String {
+    if blocks.is_empty() {
+        "any address".to_owned()
+    } else {
+        blocks.join(",")
+    }
+}
