@@ -161,14 +161,15 @@ async fn read_db<T>(config: &Config, query: impl AsyncFnOnce(&Db) -> Result<T>) 
     result
 }
 
-/// Everything a command that appends to the log needs.
-struct Record {
+/// The ledger as a command opens it to append to the log: everything such a command
+/// needs (the database, the ledger and its writer task), closed again when it is done.
+struct OpenLedger {
     db: Db,
     ledger: Ledger,
     task: LedgerTask,
 }
 
-impl Record {
+impl OpenLedger {
     async fn open(config: &Config) -> Result<Self> {
         prepare_data_dir(&config.data_dir)?;
         let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
@@ -190,9 +191,12 @@ impl Record {
         self.db.close().await;
     }
 
-    /// Runs `work` with the record open, then closes it (queued appends written),
+    /// Runs `work` with the ledger open, then closes it (queued appends written),
     /// whether the work succeeded or not; the twin of [`read_db`].
-    async fn with<T>(config: &Config, work: impl AsyncFnOnce(&Record) -> Result<T>) -> Result<T> {
+    async fn with<T>(
+        config: &Config,
+        work: impl AsyncFnOnce(&OpenLedger) -> Result<T>,
+    ) -> Result<T> {
         let record = Self::open(config).await?;
         let result = work(&record).await;
         record.close().await;
@@ -252,7 +256,7 @@ async fn record_read(
             media_type: "application/json".into(),
         }),
     };
-    Record::with(config, async |r| Ok(r.ledger.append(entry).await?.seq)).await
+    OpenLedger::with(config, async |r| Ok(r.ledger.append(entry).await?.seq)).await
 }
 
 /// The operator at this terminal, as the log names them: `--operator` /

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{Record, operator, read_db, to_json};
+use super::{OpenLedger, operator, read_db, to_json};
 use crate::config::Config;
 use crate::{Result, employers};
 
@@ -82,7 +82,7 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
             registration_number,
             json,
         } => {
-            let created = Record::with(config, async |record: &Record| {
+            let created = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::add(
                     &record.ledger,
                     &SystemClock,
@@ -109,7 +109,7 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
             email,
             json,
         } => {
-            let log_seq = Record::with(config, async |record: &Record| {
+            let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::set_email(&record.ledger, operator(config)?, &employer, &email).await
             })
             .await?;
@@ -156,7 +156,7 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             allow,
             json,
         } => {
-            let created = Record::with(config, async |record: &Record| {
+            let created = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::create_token(
                     &record.ledger,
                     &SystemClock,
@@ -212,7 +212,7 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             token,
             json,
         } => {
-            let log_seq = Record::with(config, async |record: &Record| {
+            let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::revoke_token(&record.ledger, operator(config)?, &employer, &token).await
             })
             .await?;

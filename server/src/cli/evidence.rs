@@ -9,7 +9,7 @@ use clap::Subcommand;
 use retention::evidence::{self, VerifyOptions};
 use retention::keys::Keys;
 
-use super::{Record, operator, to_json};
+use super::{OpenLedger, operator, to_json};
 use crate::compliance::Basis;
 use crate::compliance::evidence::{Selection, export};
 use crate::config::Config;
@@ -110,7 +110,7 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
             }
             let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
             let index = PersonIndex::load_or_generate(&config.keys_dir())?;
-            let done = Record::with(config, async |record: &Record| {
+            let done = OpenLedger::with(config, async |record: &OpenLedger| {
                 export(
                     &record.db,
                     &record.ledger,

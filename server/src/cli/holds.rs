@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{Record, operator, read_db, to_json};
+use super::{OpenLedger, operator, read_db, to_json};
 use crate::compliance::holds::{self, Scope};
 use crate::compliance::sweeper::Sweeper;
 use crate::config::Config;
@@ -77,7 +77,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
                     return Err(Error::Invalid("give --message-id or --employer".into()));
                 }
             };
-            let hold = Record::with(config, async |r: &Record| {
+            let hold = OpenLedger::with(config, async |r: &OpenLedger| {
                 holds::add_hold(
                     &r.ledger,
                     &r.db,
@@ -97,7 +97,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
             }
         }
         HoldCommand::Release { hold, reason, json } => {
-            let released = Record::with(config, async |r: &Record| {
+            let released = OpenLedger::with(config, async |r: &OpenLedger| {
                 holds::release_hold(
                     &r.ledger,
                     &r.db,
@@ -144,7 +144,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
 pub async fn retention(config: &Config, cmd: RetentionCommand) -> Result<ExitCode> {
     let RetentionCommand::Sweep { json } = cmd;
     let persons = PersonIndex::load_or_generate(&config.keys_dir())?;
-    let swept = Record::with(config, async |r: &Record| {
+    let swept = OpenLedger::with(config, async |r: &OpenLedger| {
         Sweeper {
             db: r.db.clone(),
             ledger: r.ledger.clone(),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{Record, invitation_origin, operator, read_db, to_json};
+use super::{OpenLedger, invitation_origin, operator, read_db, to_json};
 use crate::accounts;
 use crate::compliance::officers;
 use crate::config::Config;
@@ -79,7 +79,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             json,
         } => {
             let valid = config.portal.invitation_valid();
-            let (invited, origin) = Record::with(config, async |record: &Record| {
+            let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
                 let origin = invitation_origin(config, &record.db).await?;
                 let invited = officers::add(
                     &record.ledger,
@@ -140,7 +140,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             }
         }
         OfficerCommand::Revoke { officer, json } => {
-            let log_seq = Record::with(config, async |record: &Record| {
+            let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 match accounts::user(&record.db, &officer).await? {
                     Some(u) if u.is_officer() => {}
                     _ => {
@@ -172,7 +172,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             label,
             json,
         }) => {
-            let created = Record::with(config, async |record: &Record| {
+            let created = OpenLedger::with(config, async |record: &OpenLedger| {
                 officers::create_token(
                     &record.ledger,
                     &record.db,
@@ -215,7 +215,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             }
         }
         OfficerCommand::Token(OfficerTokenCommand::Revoke { token, json }) => {
-            let log_seq = Record::with(config, async |record: &Record| {
+            let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 officers::revoke_token(&record.ledger, &SystemClock, operator(config)?, &token)
                     .await
             })

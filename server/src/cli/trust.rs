@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{Record, operator, read_db, read_file, to_json};
+use super::{OpenLedger, operator, read_db, read_file, to_json};
 use crate::Result;
 use crate::config::Config;
 use crate::intake::material;
@@ -61,7 +61,7 @@ pub async fn trust_add(
     json: bool,
 ) -> Result<ExitCode> {
     let bytes = read_file(file)?;
-    let added = Record::with(config, async |record: &Record| match &kind {
+    let added = OpenLedger::with(config, async |record: &OpenLedger| match &kind {
         TrustKind::Ca => {
             material::add_anchor(&record.ledger, &SystemClock, operator(config)?, &bytes).await
         }

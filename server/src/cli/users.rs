@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{Record, invitation_origin, operator, read_db, to_json};
+use super::{OpenLedger, invitation_origin, operator, read_db, to_json};
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -49,7 +49,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             json,
         } => {
             let valid = config.portal.invitation_valid();
-            let (invited, origin) = Record::with(config, async |record: &Record| {
+            let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
                 let origin = invitation_origin(config, &record.db).await?;
                 let invited = accounts::invite(
                     &record.ledger,
@@ -112,7 +112,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             }
         }
         UserCommand::Revoke { user, json } => {
-            let done = Record::with(config, async |record: &Record| {
+            let done = OpenLedger::with(config, async |record: &OpenLedger| {
                 accounts::revoke(&record.ledger, operator(config)?, &user, chrono::Utc::now()).await
             })
             .await;
