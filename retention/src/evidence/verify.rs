@@ -312,30 +312,13 @@ pub fn verify(input: impl Read, opts: &VerifyOptions) -> Result<Report> {
     };
 
     let mut members = Vec::new();
-    let framing = read_archive(input, opts, &mut members, &mut report.counts)?;
-    report.counts.members = members.len() as u64;
-    if let Err(problem) = framing {
-        report.fail("archive", problem);
+    if !check_archive(input, opts, &mut members, &mut report)? {
         report.skip_rest(
             "not run: the archive is not in canonical form, so it was altered or \
              damaged (see `archive`)",
         );
         return Ok(report);
     }
-    let mut problems = Problems::default();
-    for path in REQUIRED {
-        if !members.iter().any(|m| m.path == path) {
-            problems.push(format!("{path} is missing"));
-        }
-    }
-    report.record(
-        "archive",
-        format!(
-            "{} members, {} bytes, in canonical ustar form and order",
-            report.counts.members, report.counts.bytes
-        ),
-        problems,
-    );
 
     let manifest = check_manifest(&members, &mut report);
     let bundle_keys = member(&members, CHECKPOINT_KEYS).map(|m| {
@@ -359,20 +342,86 @@ pub fn verify(input: impl Read, opts: &VerifyOptions) -> Result<Report> {
     };
     let verifier = pinned.as_ref().unwrap_or(&bundle_keys);
     let ctx = Contents::new(&members, &manifest);
-    check_contents(
+    // The contents, one check each, in the order of `CHECKS`.
+    let (entries, runs) = check_log_entries(&ctx, &mut report);
+    let checkpoints = check_checkpoints(
         &ctx,
         &mut report,
+        &entries,
+        &runs,
         verifier,
         &bundle_keys,
         pinned.as_ref(),
-        signer,
+    );
+    check_proofs(
+        &ctx,
+        &mut report,
+        &entries,
+        &checkpoints,
+        verifier,
         &opts.witnesses,
+    );
+    check_subjects(&ctx, &mut report, &entries);
+    // submissions.json is parsed first: it may name originals.
+    let mut submission_problems = Problems::default();
+    let refs = parse_submissions(&ctx, &mut submission_problems);
+    let present = check_originals(&ctx, &mut report, &entries, &refs);
+    let receipt_keys = check_receipts(&ctx, &mut report, &entries);
+    check_der_members(
+        &ctx,
+        &mut report,
+        "certificates",
+        certificates_of,
+        "certificate",
+    );
+    check_der_members(&ctx, &mut report, "crls", crls_of, "CRL");
+    check_submissions(&ctx, &mut report, refs, submission_problems, &present);
+    check_keys(
+        &ctx,
+        &mut report,
+        &checkpoints,
+        signer,
+        receipt_keys,
+        &bundle_keys,
+        pinned.as_ref(),
     );
     Ok(report)
 }
 
 fn member<'a>(members: &'a [Member], path: &str) -> Option<&'a Member> {
     members.iter().find(|m| m.path == path)
+}
+
+/// The `archive` check: reads the archive into `members`; answers whether it is in
+/// canonical form (the other checks need that to run at all). `Err` only when
+/// reading fails.
+fn check_archive(
+    input: impl Read,
+    opts: &VerifyOptions,
+    members: &mut Vec<Member>,
+    report: &mut Report,
+) -> Result<bool> {
+    let framing = read_archive(input, opts, members, &mut report.counts)?;
+    report.counts.members = members.len() as u64;
+    if let Err(problem) = framing {
+        report.fail("archive", problem);
+        return Ok(false);
+    }
+    let mut problems = Problems::default();
+    for path in REQUIRED {
+        if !members.iter().any(|m| m.path == path) {
+            problems.push(format!("{path} is missing"));
+        }
+    }
+    report.record(
+        "archive",
+        format!(
+            "{} members, {} bytes, in canonical ustar form and order",
+            report.counts.members, report.counts.bytes
+        ),
+        problems,
+    );
+    Ok(true)
 }
 
 /// Reads the archive block by block into `members`. The outer `Err` is a read
@@ -776,16 +825,12 @@ fn crls_of(k: &Kind) -> Option<&str> {
     }
 }
 
-fn check_contents(
+/// The `log-entries` check: `log/entries.jsonl` parses, and its entries chain
+/// ([`check_chain`]); answers them by seq and their runs.
+fn check_log_entries(
     ctx: &Contents<'_>,
     report: &mut Report,
-    verifier: &CheckpointVerifier,
-    bundle_keys: &CheckpointVerifier,
-    pinned: Option<&CheckpointVerifier>,
-    manifest_signer: String,
-    witnesses: &[String],
-) {
-    // Log entries and their runs.
+) -> (BTreeMap<i64, Entry>, Vec<(i64, i64)>) {
     let mut problems = Problems::default();
     let entries = parse_lines::<EntryLine>(ctx.content(ENTRIES), ENTRIES, &mut problems)
         .into_iter()
@@ -810,8 +855,20 @@ fn check_contents(
         ),
         problems,
     );
+    (entries, runs)
+}
 
-    // Checkpoints.
+/// The `checkpoints` check: `log/checkpoints.jsonl` parses, each checkpoint holds
+/// ([`check_each_checkpoint`]), and every run of entries ends at one; answers them.
+fn check_checkpoints(
+    ctx: &Contents<'_>,
+    report: &mut Report,
+    entries: &BTreeMap<i64, Entry>,
+    runs: &[(i64, i64)],
+    verifier: &CheckpointVerifier,
+    bundle_keys: &CheckpointVerifier,
+    pinned: Option<&CheckpointVerifier>,
+) -> Vec<Checkpoint> {
     let mut problems = Problems::default();
     let checkpoints =
         parse_lines::<CheckpointLine>(ctx.content(CHECKPOINTS), CHECKPOINTS, &mut problems)
@@ -824,16 +881,16 @@ fn check_contents(
                 }
             })
             .collect::<Vec<_>>();
-    let vouched = check_checkpoints(
+    let vouched = check_each_checkpoint(
         &checkpoints,
-        &entries,
+        entries,
         ctx,
         verifier,
         bundle_keys,
         pinned,
         &mut problems,
     );
-    for (start, end) in &runs {
+    for (start, end) in runs {
         if !vouched.contains(end) {
             problems.push(format!(
                 "entries {start}..={end} end at entry {end}, which no valid checkpoint in the \
@@ -842,9 +899,6 @@ fn check_contents(
         }
     }
     report.counts.checkpoints = checkpoints.len() as u64;
-    let mut used_checkpoint_kids: BTreeSet<String> =
-        checkpoints.iter().map(|c| c.key_id.clone()).collect();
-    used_checkpoint_kids.insert(manifest_signer);
     report.record(
         "checkpoints",
         format!(
@@ -855,20 +909,32 @@ fn check_contents(
         ),
         problems,
     );
+    checkpoints
+}
 
-    // Proofs against the newest checkpoint.
+/// The `proofs` check ([`verify_proofs`]).
+fn check_proofs(
+    ctx: &Contents<'_>,
+    report: &mut Report,
+    entries: &BTreeMap<i64, Entry>,
+    checkpoints: &[Checkpoint],
+    verifier: &CheckpointVerifier,
+    witnesses: &[String],
+) {
     let mut problems = Problems::default();
-    let detail = check_proofs(
+    let detail = verify_proofs(
         ctx,
-        &entries,
-        &checkpoints,
+        entries,
+        checkpoints,
         verifier,
         witnesses,
         &mut problems,
     );
     report.record("proofs", detail, problems);
+}
 
-    // Subjects.
+/// The `subjects` check: each subject of the manifest has entries in the bundle.
+fn check_subjects(ctx: &Contents<'_>, report: &mut Report, entries: &BTreeMap<i64, Entry>) {
     let mut problems = Problems::default();
     let mut about = 0u64;
     for s in &ctx.manifest.subjects {
@@ -887,12 +953,17 @@ fn check_contents(
         ),
         problems,
     );
+}
 
-    // submissions.json is parsed first: it may name originals.
-    let mut submission_problems = Problems::default();
-    let refs = parse_submissions(ctx, &mut submission_problems);
-
-    // Originals and purged payloads.
+/// The `originals` check: every original is what its name says and is named, every
+/// payload of the subjects' entries is included or purged; answers the originals
+/// by name.
+fn check_originals<'a>(
+    ctx: &Contents<'a>,
+    report: &mut Report,
+    entries: &BTreeMap<i64, Entry>,
+    refs: &SubmissionRefs,
+) -> BTreeMap<&'a str, &'a Member> {
     let mut problems = Problems::default();
     let present: BTreeMap<&str, &Member> = ctx.of_kind(originals_of).collect();
     let named: BTreeSet<&str> = entries
@@ -955,8 +1026,22 @@ fn check_contents(
         ),
         problems,
     );
+    present
+}
 
-    // Receipts.
+/// The receipt keys as `keys/receipt-keys.json` holds them, and the ones that signed receipts.
+struct ReceiptKeys {
+    jwks: serde_json::Result<serde_json::Value>,
+    used: BTreeSet<String>,
+}
+
+/// The `receipts` check: each receipt verifies and matches its entry
+/// ([`check_receipt`]); answers the receipt keys for the `keys` check.
+fn check_receipts(
+    ctx: &Contents<'_>,
+    report: &mut Report,
+    entries: &BTreeMap<i64, Entry>,
+) -> ReceiptKeys {
     let mut problems = Problems::default();
     let receipt_jwks = serde_json::from_slice::<serde_json::Value>(ctx.content(RECEIPT_KEYS));
     let mut used_receipt_kids = BTreeSet::new();
@@ -981,7 +1066,7 @@ fn check_contents(
             Err(e) => Err(Error::Invalid(format!("{RECEIPT_KEYS}: {e}"))),
         };
         match claims {
-            Ok(claims) => check_receipt(id, &m.path, &claims, ctx, &entries, &mut problems),
+            Ok(claims) => check_receipt(id, &m.path, &claims, ctx, entries, &mut problems),
             Err(e) => problems.push(format!("{}: {e}", m.path)),
         }
     }
@@ -995,40 +1080,55 @@ fn check_contents(
         ),
         problems,
     );
-
-    // Certificates and CRLs.
-    for (name, pick, what) in [
-        (
-            "certificates",
-            certificates_of as fn(&Kind) -> Option<&str>,
-            "certificate",
-        ),
-        ("crls", crls_of, "CRL"),
-    ] {
-        let mut problems = Problems::default();
-        let mut n = 0u64;
-        for (sha, m) in ctx.of_kind(pick) {
-            n += 1;
-            if m.sha256 != sha {
-                problems.push(format!("{}: its content hashes to {}", m.path, m.sha256));
-            }
-            if let Err(why) = der_sequence(&m.head, m.size) {
-                problems.push(format!("{}: {why}", m.path));
-            }
-        }
-        if name == "certificates" {
-            report.counts.certificates = n;
-        } else {
-            report.counts.crls = n;
-        }
-        report.record(
-            name,
-            format!("{n} {what}(s) hash to their names and are DER SEQUENCEs (not validated as X.509 here)"),
-            problems,
-        );
+    ReceiptKeys {
+        jwks: receipt_jwks,
+        used: used_receipt_kids,
     }
+}
 
-    // submissions.json references.
+/// The `certificates` or `crls` check (`name`), for the members `pick` names: each
+/// hashes to its name and is one DER SEQUENCE.
+fn check_der_members(
+    ctx: &Contents<'_>,
+    report: &mut Report,
+    name: &'static str,
+    pick: fn(&Kind) -> Option<&str>,
+    what: &str,
+) {
+    let mut problems = Problems::default();
+    let mut n = 0u64;
+    for (sha, m) in ctx.of_kind(pick) {
+        n += 1;
+        if m.sha256 != sha {
+            problems.push(format!("{}: its content hashes to {}", m.path, m.sha256));
+        }
+        if let Err(why) = der_sequence(&m.head, m.size) {
+            problems.push(format!("{}: {why}", m.path));
+        }
+    }
+    if name == "certificates" {
+        report.counts.certificates = n;
+    } else {
+        report.counts.crls = n;
+    }
+    report.record(
+        name,
+        format!(
+            "{n} {what}(s) hash to their names and are DER SEQUENCEs (not validated as X.509 here)"
+        ),
+        problems,
+    );
+}
+
+/// The `submissions` check: what `submissions.json` names ([`parse_submissions`], whose
+/// problems it reports) is in the bundle.
+fn check_submissions(
+    ctx: &Contents<'_>,
+    report: &mut Report,
+    refs: SubmissionRefs,
+    submission_problems: Problems,
+    present: &BTreeMap<&str, &Member>,
+) {
     let mut problems = submission_problems;
     let certificates: BTreeSet<&str> = ctx.of_kind(certificates_of).map(|(n, _)| n).collect();
     let crls: BTreeSet<&str> = ctx.of_kind(crls_of).map(|(n, _)| n).collect();
@@ -1062,8 +1162,27 @@ fn check_contents(
         format!("no {SUBMISSIONS} (it is optional)")
     };
     report.record("submissions", detail, problems);
+}
 
-    // Keys.
+/// The `keys` check: the manifest lists exactly the keys that signed, every
+/// checkpoint key is in the bundle (and pinned, with pinned keys), receipt key ids
+/// are thumbprints.
+fn check_keys(
+    ctx: &Contents<'_>,
+    report: &mut Report,
+    checkpoints: &[Checkpoint],
+    manifest_signer: String,
+    receipt_keys: ReceiptKeys,
+    bundle_keys: &CheckpointVerifier,
+    pinned: Option<&CheckpointVerifier>,
+) {
+    let ReceiptKeys {
+        jwks: receipt_jwks,
+        used: used_receipt_kids,
+    } = receipt_keys;
+    let mut used_checkpoint_kids: BTreeSet<String> =
+        checkpoints.iter().map(|c| c.key_id.clone()).collect();
+    used_checkpoint_kids.insert(manifest_signer);
     let mut problems = Problems::default();
     let listed: BTreeSet<&String> = ctx.manifest.checkpoint_key_ids.iter().collect();
     if listed != used_checkpoint_kids.iter().collect() {
@@ -1247,7 +1366,7 @@ fn check_chain(
 }
 
 /// Checks each checkpoint; answers the tree sizes of those that hold.
-fn check_checkpoints(
+fn check_each_checkpoint(
     checkpoints: &[Checkpoint],
     entries: &BTreeMap<i64, Entry>,
     ctx: &Contents<'_>,
@@ -1327,7 +1446,7 @@ fn check_checkpoints(
 /// `log/proofs.json`: every entry's inclusion and every C2SP checkpoint's
 /// consistency with the newest checkpoint, whose signature (and the required
 /// witnesses' cosignatures) must verify. Answers what was established.
-fn check_proofs(
+fn verify_proofs(
     ctx: &Contents<'_>,
     entries: &BTreeMap<i64, Entry>,
     checkpoints: &[Checkpoint],
