@@ -126,7 +126,7 @@ impl SmsTask {
 }
 
 /// How a claimed message ends this round.
-enum Outcome {
+enum Attempt {
     Sent {
         text: String,
         transport: String,
@@ -284,7 +284,7 @@ impl SmsWorker {
         Ok(n)
     }
 
-    async fn attempt(&self, row: &Claimed) -> Outcome {
+    async fn attempt(&self, row: &Claimed) -> Attempt {
         #[derive(sqlx::FromRow)]
         struct Access {
             pin_sealed: Option<Vec<u8>>,
@@ -300,21 +300,21 @@ impl SmsWorker {
         });
         let access = match access {
             Ok(Some(a)) => a,
-            Ok(None) => return Outcome::Dropped("the phone access no longer exists".into()),
-            Err(e) => return Outcome::Retry(format!("database: {e}")),
+            Ok(None) => return Attempt::Dropped("the phone access no longer exists".into()),
+            Err(e) => return Attempt::Retry(format!("database: {e}")),
         };
         if !access.active {
-            return Outcome::Dropped("the phone access was deactivated".into());
+            return Attempt::Dropped("the phone access was deactivated".into());
         }
         let (text, masked) = if row.kind == Kind::Pin.as_str() {
             let Some(sealed) = access.pin_sealed else {
-                return Outcome::Dropped(
+                return Attempt::Dropped(
                     "the PIN was used or replaced before it could be sent".into(),
                 );
             };
             match self.pins.unseal(&row.phone_access_id, &sealed) {
                 Ok(pin) => (pin_text(&pin), pin_text(&"*".repeat(pin.len()))),
-                Err(e) => return Outcome::Failed(e.to_string()),
+                Err(e) => return Attempt::Failed(e.to_string()),
             }
         } else {
             let body = row.body.clone().unwrap_or_default();
@@ -325,20 +325,20 @@ impl SmsWorker {
             text,
         };
         match self.sender.send(&sms).await {
-            Ok(sent) => Outcome::Sent {
+            Ok(sent) => Attempt::Sent {
                 text: masked,
                 transport: sent.transport.to_owned(),
                 transport_id: sent.message_id,
             },
-            Err(e) if e.is_permanent() => Outcome::Failed(e.to_string()),
-            Err(e) => Outcome::Retry(e.to_string()),
+            Err(e) if e.is_permanent() => Attempt::Failed(e.to_string()),
+            Err(e) => Attempt::Retry(e.to_string()),
         }
     }
 
-    async fn finish(&self, row: &Claimed, outcome: Outcome) -> Result<(), Error> {
+    async fn finish(&self, row: &Claimed, outcome: Attempt) -> Result<(), Error> {
         let (action, outcome_code, transport_id, detail) = match outcome {
-            Outcome::Retry(reason) => return self.retry(row, &reason).await,
-            Outcome::Sent {
+            Attempt::Retry(reason) => return self.retry(row, &reason).await,
+            Attempt::Sent {
                 text,
                 transport,
                 transport_id,
@@ -351,7 +351,7 @@ impl SmsWorker {
                 });
                 ("sms.send", "sent", Some(transport_id), detail)
             }
-            Outcome::Failed(reason) => {
+            Attempt::Failed(reason) => {
                 metrics::counter!("ivan_sms_failed_total").increment(1);
                 tracing::error!(sms = %row.id, error = %reason, "SMS refused for good");
                 (
@@ -361,7 +361,7 @@ impl SmsWorker {
                     serde_json::json!({ "to": row.recipient, "kind": row.kind, "error": reason }),
                 )
             }
-            Outcome::Dropped(reason) => {
+            Attempt::Dropped(reason) => {
                 tracing::info!(sms = %row.id, reason = %reason, "SMS dropped");
                 (
                     "sms.drop",

@@ -403,9 +403,9 @@ pub fn parse_allowed_ips(entries: &[String]) -> Result<Vec<String>, Error> {
 /// only its own error type back, so the work leaves the server's error here and
 /// answers [`retention::Error::Conflict`], which rolls the append back.
 #[derive(Debug, Clone, Default)]
-struct Refusal(Arc<Mutex<Option<Error>>>);
+struct RefusedChange(Arc<Mutex<Option<Error>>>);
 
-impl Refusal {
+impl RefusedChange {
     /// Keeps `e`; the work returns what this gives.
     fn refuse(&self, e: Error) -> retention::Error {
         let message = e.to_string();
@@ -458,7 +458,7 @@ pub async fn create_token(
         "created_by": row.created_by,
     }))
     .map_err(|e| Error::Internal(e.to_string()))?;
-    let refusal = Refusal::default();
+    let refusal = RefusedChange::default();
     let refuse = refusal.clone();
     let work: Work = retention::work!(|conn, _at| {
         if row.insert(&mut conn).await? {
@@ -551,7 +551,7 @@ pub async fn revoke_token(
     let payload = serde_json::to_vec(&serde_json::json!({ "id": token_id }))
         .map_err(|e| Error::Internal(e.to_string()))?;
     let (tid, eid) = (token_id.to_owned(), employer_id.to_owned());
-    let refusal = Refusal::default();
+    let refusal = RefusedChange::default();
     let refuse = refusal.clone();
     let work: Work = retention::work!(|conn, at| {
         let now = at.recorded_at();

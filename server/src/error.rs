@@ -140,34 +140,65 @@ pub(crate) fn retry_later(resp: &mut Response) {
     );
 }
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
-pub struct Problem {
+/// One entry of a problem document's `errors` (or `warnings`): which rule, what is
+/// wrong, where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+// The OpenAPI documents have always called it `Problem`; clients keep that name.
+#[schema(as = Problem)]
+pub struct ProblemEntry {
+    pub code: String,
+    pub message: String,
+    pub location: String,
+}
+
+/// An RFC 9457 problem document (`application/problem+json`): how the HTTP layer
+/// answers every error, and what a refused filing is answered and logged with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDocument {
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
     pub title: String,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// `[{code, message, location}]` where the API has them.
+    /// SHA-256 of the refused body (submission refusals only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<serde_json::Value>>,
+    pub sha256: Option<String>,
+    /// What is wrong, where the API can say it entry by entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemEntry>>,
+    /// Warnings found before the refusal (submission refusals only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<ProblemEntry>>,
 }
 
-impl Problem {
+impl ProblemDocument {
     pub fn new(status: StatusCode, detail: Option<String>) -> Self {
         Self {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
+            sha256: None,
             errors: None,
+            warnings: None,
         }
     }
 
-    pub fn with_errors(mut self, errors: Vec<serde_json::Value>) -> Self {
+    pub fn with_errors(mut self, errors: Vec<ProblemEntry>) -> Self {
         self.errors = Some(errors);
         self
+    }
+}
+
+impl ProblemEntry {
+    pub fn new(code: &str, message: impl Into<String>, location: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            location: location.to_owned(),
+        }
     }
 }
 
@@ -207,7 +238,7 @@ pub async fn problem_for_bare_errors(
             .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
             .filter(|s| !s.is_empty()),
     };
-    let mut problem = Problem::new(status, detail).into_response();
+    let mut problem = ProblemDocument::new(status, detail).into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
     for (k, v) in parts.headers.drain() {
@@ -218,7 +249,7 @@ pub async fn problem_for_bare_errors(
     problem
 }
 
-impl IntoResponse for Problem {
+impl IntoResponse for ProblemDocument {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
@@ -244,21 +275,21 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "request failed");
             None
         };
-        let mut problem = Problem::new(status, detail);
+        let mut problem = ProblemDocument::new(status, detail);
         if let Error::Mobile(mobile_api::Error::Findings(findings)) = &self {
             problem = problem.with_errors(
                 findings
                     .iter()
-                    .filter_map(|f| serde_json::to_value(f).ok())
+                    .map(|f| ProblemEntry::new(&f.code, f.message.clone(), &f.location))
                     .collect(),
             );
         }
         if let Error::Mobile(e @ mobile_api::Error::IdempotencyConflict { .. }) = &self {
-            problem = problem.with_errors(vec![serde_json::json!({
-                "code": "idempotency-key.conflict",
-                "message": e.to_string(),
-                "location": "Idempotency-Key",
-            })]);
+            problem = problem.with_errors(vec![ProblemEntry::new(
+                "idempotency-key.conflict",
+                e.to_string(),
+                "Idempotency-Key",
+            )]);
         }
         let mut resp = problem.into_response();
         match &self {

@@ -33,7 +33,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::AppState;
 use crate::connections::HttpConfig;
-use crate::error::Problem;
+use crate::error::ProblemDocument;
 use crate::intake::IntakeConfig;
 use crate::{Error, Result};
 
@@ -200,7 +200,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Json(body).into_response()
     } else {
         let mut resp =
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(body.to_string())).into_response();
+            ProblemDocument::new(StatusCode::SERVICE_UNAVAILABLE, Some(body.to_string()))
+                .into_response();
         crate::error::retry_later(&mut resp);
         resp
     }
@@ -451,8 +452,8 @@ async fn consistency_proof(
     ))
 }
 
-async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, Some("no such resource".into()))
+async fn not_found() -> ProblemDocument {
+    ProblemDocument::new(StatusCode::NOT_FOUND, Some("no such resource".into()))
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::compliance::Read;
 use crate::employers::{self, Caller};
-use crate::error::Problem;
-use crate::intake::{self, Outcome, SubmitError};
+pub use crate::error::ProblemDocument;
+use crate::error::ProblemEntry;
+use crate::intake::{self, Filed, SubmitError};
 use crate::submissions::AnswerInfo;
 use crate::submissions::{self, Filter, Step, Submission};
 use crate::{Error, Result};
@@ -51,7 +52,7 @@ pub mod phones;
         phones::add, phones::list, phones::deactivate, phones::new_pin, phones::send_pin,
         phones::preregistrations, phones::preregistration, phones::registration_form,
         compliance::search, compliance::original, compliance::evidence),
-    components(schemas(View, Page, Step, Submission, AnswerInfo, ProblemDocument, crate::intake::Problem,
+    components(schemas(View, Page, Step, Submission, AnswerInfo, ProblemDocument, ProblemEntry,
         phones::NewPhoneAccess, phones::NewPin, phones::PhoneAccessList, phones::PreregPage,
         mobile_api::access::PhoneAccess, mobile_api::prereg::Preregistration)),
     modifiers(&BearerToken),
@@ -84,21 +85,6 @@ impl Modify for BearerToken {
             ),
         );
     }
-}
-
-/// An RFC 9457 problem document as the API answers it (`application/problem+json`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProblemDocument {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: Option<String>,
-    /// SHA-256 of the refused body (submission refusals only).
-    pub sha256: Option<String>,
-    pub errors: Vec<crate::intake::Problem>,
-    /// Warnings found before the refusal (submission refusals only).
-    pub warnings: Option<Vec<crate::intake::Problem>>,
 }
 
 /// Most submissions one listing page returns.
@@ -223,12 +209,12 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
 /// `ivan_api_unauthorized_total`.
 pub(crate) fn unauthorized(detail: &str, code: &str, message: &str) -> Response {
     metrics::counter!("ivan_api_unauthorized_total").increment(1);
-    let mut r = Problem::new(StatusCode::UNAUTHORIZED, Some(detail.into()))
-        .with_errors(vec![serde_json::json!({
-            "code": code,
-            "message": message,
-            "location": "header Authorization",
-        })])
+    let mut r = ProblemDocument::new(StatusCode::UNAUTHORIZED, Some(detail.into()))
+        .with_errors(vec![ProblemEntry::new(
+            code,
+            message,
+            "header Authorization",
+        )])
         .into_response();
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -243,7 +229,7 @@ pub struct View {
     #[serde(flatten)]
     pub submission: Submission,
     /// Findings that did not block acceptance.
-    #[schema(value_type = Vec<crate::intake::Problem>)]
+    #[schema(value_type = Vec<ProblemEntry>)]
     pub warnings: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Step>>,
@@ -367,7 +353,7 @@ async fn submit(
         }
     };
     match outcome {
-        Ok(Outcome::Created(s)) => {
+        Ok(Filed::Created(s)) => {
             metrics::counter!("ivan_submissions_accepted_total").increment(1);
             let location = format!("/api/v1/submissions/{}", s.id);
             (
@@ -377,7 +363,7 @@ async fn submit(
             )
                 .into_response()
         }
-        Ok(Outcome::Repeated(s)) => (StatusCode::OK, Json(View::of(s, None))).into_response(),
+        Ok(Filed::Repeated(s)) => (StatusCode::OK, Json(View::of(s, None))).into_response(),
         Err(SubmitError::Refused(r)) => (
             r.status,
             [(header::CONTENT_TYPE, "application/problem+json")],

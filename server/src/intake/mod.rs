@@ -25,6 +25,6 @@ mod pipeline;
 mod signature_tests;
 
 pub use pipeline::{
-    Analysis, BodyLease, DEFAULT_STREAMING_THRESHOLD_BYTES, Halt, Intake, IntakeConfig, Outcome,
-    Preview, Problem, Refused, Scanned, SubmitError, is_xml,
+    Analysis, BodyLease, DEFAULT_STREAMING_THRESHOLD_BYTES, Filed, Halt, Intake, IntakeConfig,
+    Preview, Refused, Scanned, SubmitError, is_xml,
 };

@@ -38,6 +38,7 @@ use super::{material, signature};
 use crate::Error;
 use crate::documents::{Checked, Context, Finding, Profiles, Severity};
 use crate::employers::Caller;
+use crate::error::{ProblemDocument, ProblemEntry};
 use crate::persons::{self, PersonIndex};
 use crate::submissions::{self, Accepting, Submission};
 use crate::xml::cancel::{Cancel, Cancelled};
@@ -132,24 +133,16 @@ impl Default for IntakeConfig {
     }
 }
 
-/// What a successful POST answers.
+/// A filing that went through, as a successful POST answers it.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Filed {
     /// A new submission (`201`).
     Created(Submission),
     /// These bytes were submitted before (`200`, the first receipt).
     Repeated(Submission),
 }
 
-/// One entry of a refusal's `errors` (or `warnings`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    pub code: String,
-    pub message: String,
-    pub location: String,
-}
-
-impl From<Refusal> for Problem {
+impl From<Refusal> for ProblemEntry {
     fn from(r: Refusal) -> Self {
         Self {
             code: r.code.to_owned(),
@@ -159,7 +152,7 @@ impl From<Refusal> for Problem {
     }
 }
 
-impl From<Finding> for Problem {
+impl From<Finding> for ProblemEntry {
     fn from(f: Finding) -> Self {
         Self {
             code: f.code,
@@ -175,18 +168,6 @@ pub struct Refused {
     pub status: StatusCode,
     /// The problem document, exactly as logged.
     pub body: Vec<u8>,
-}
-
-#[derive(Serialize)]
-struct ProblemDoc<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    sha256: &'a str,
-    errors: &'a [Problem],
-    warnings: &'a [Problem],
 }
 
 /// Why a submission did not go through.
@@ -241,8 +222,8 @@ enum Verdict {
     Repeated(Box<Submission>),
     Refuse {
         status: StatusCode,
-        errors: Vec<Problem>,
-        warnings: Vec<Problem>,
+        errors: Vec<ProblemEntry>,
+        warnings: Vec<ProblemEntry>,
     },
     Accept(Box<Ready>),
 }
@@ -253,7 +234,7 @@ struct Ready {
     fingerprint: String,
     crl_sha256: Option<String>,
     signed_digest: String,
-    warnings: Vec<Problem>,
+    warnings: Vec<ProblemEntry>,
 }
 
 /// What the portal shows before an upload is approved: the result of the same
@@ -265,8 +246,8 @@ pub struct Preview {
     pub document_type: Option<String>,
     /// The HTTP status the API would answer (200: it would be accepted).
     pub status: StatusCode,
-    pub errors: Vec<Problem>,
-    pub warnings: Vec<Problem>,
+    pub errors: Vec<ProblemEntry>,
+    pub warnings: Vec<ProblemEntry>,
     /// These bytes were accepted before, as this submission.
     pub repeated: Option<Submission>,
 }
@@ -488,7 +469,7 @@ impl Intake {
             {
                 return Ok(Verdict::Refuse {
                     status: StatusCode::BAD_REQUEST,
-                    errors: vec![Problem {
+                    errors: vec![ProblemEntry {
                         code: "request.idempotency-key".into(),
                         message: "Idempotency-Key must be 1 to 255 printable ASCII characters"
                             .into(),
@@ -510,7 +491,7 @@ impl Intake {
         if !is_xml(content_type) {
             return Ok(Verdict::Refuse {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                errors: vec![Problem {
+                errors: vec![ProblemEntry {
                     code: "request.content-type".into(),
                     message: format!(
                         "Content-Type must be application/xml, not {}",
@@ -553,14 +534,14 @@ impl Intake {
         let fingerprint = trust::fingerprint(signer);
         let registered = match material::cert_owner(&self.db, &fingerprint).await? {
             Some(owner) if owner == caller.employer_id => Ok(()),
-            Some(_) => Err(Problem {
+            Some(_) => Err(ProblemEntry {
                 code: "certificate.other-employer".into(),
                 message:
                     "the document is signed with a certificate registered for another employer"
                         .into(),
                 location: "/ds:Signature/ds:KeyInfo".into(),
             }),
-            None => Err(Problem {
+            None => Err(ProblemEntry {
                 code: "certificate.not-registered".into(),
                 message: format!(
                     "the signing certificate (SHA-256 {fingerprint}) is not registered for this employer; ask the operator to register it"
@@ -592,7 +573,7 @@ impl Intake {
         ) {
             Ok(a) => a,
             Err(r) => {
-                let p = Problem {
+                let p = ProblemEntry {
                     code: r.code.to_owned(),
                     message: r.message,
                     location: "/ds:Signature/ds:KeyInfo".into(),
@@ -611,9 +592,9 @@ impl Intake {
             .iter()
             .cloned()
             .partition(|f| f.severity == Severity::Error);
-        let warnings: Vec<Problem> = warnings.into_iter().map(Problem::from).collect();
+        let warnings: Vec<ProblemEntry> = warnings.into_iter().map(ProblemEntry::from).collect();
         if !errors.is_empty() {
-            let errors = errors.into_iter().map(Problem::from).collect();
+            let errors = errors.into_iter().map(ProblemEntry::from).collect();
             return Ok(Verdict::Refuse {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 errors,
@@ -738,7 +719,7 @@ impl Intake {
         content_type: Option<&str>,
         idempotency_key: Option<&str>,
         body: Bytes,
-    ) -> Result<Outcome, SubmitError> {
+    ) -> Result<Filed, SubmitError> {
         let lease = self.body_lease(caller, Some(body.len() as u64)).await?;
         self.submit_leased(caller, content_type, idempotency_key, body.into(), lease)
             .await
@@ -753,7 +734,7 @@ impl Intake {
         idempotency_key: Option<&str>,
         body: Content,
         lease: BodyLease,
-    ) -> Result<Outcome, SubmitError> {
+    ) -> Result<Filed, SubmitError> {
         let sha = match &body {
             Content::Memory(bytes) => Sha256Hex::of_bytes(bytes).await,
             Content::Staged(staged) => staged.sha256().clone(),
@@ -764,7 +745,7 @@ impl Intake {
             .evaluate(caller, content_type, idempotency_key, &body, &lease, sha)
             .await?
         {
-            Verdict::Repeated(first) => return Ok(Outcome::Repeated(*first)),
+            Verdict::Repeated(first) => return Ok(Filed::Repeated(*first)),
             Verdict::Refuse {
                 status,
                 errors,
@@ -843,7 +824,7 @@ impl Intake {
                         tracing::warn!(error = %e, submission = %s.id, "pairing deferred to the sweep");
                     }
                 }
-                Ok(Outcome::Created(s))
+                Ok(Filed::Created(s))
             }
             // A concurrent request with the same content won the race: answer with
             // its result.
@@ -852,7 +833,7 @@ impl Intake {
                     .recorded_meanwhile(employer, sha, &signed_digest)
                     .await?
                 {
-                    return Ok(Outcome::Repeated(first));
+                    return Ok(Filed::Repeated(first));
                 }
                 if let Some(key) = idempotency_key
                     && let Some(first) =
@@ -891,7 +872,7 @@ impl Intake {
         body: &Content,
         lease: &BodyLease,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Result<Analysis, Vec<Problem>>, Error> {
+    ) -> Result<Result<Analysis, Vec<ProblemEntry>>, Error> {
         let cancel = Cancel::default();
         let _cancel_when_dropped = cancel.on_drop();
         let limits = self.limits();
@@ -961,7 +942,7 @@ impl Intake {
     /// received by then.
     pub async fn refuse_early(&self, caller: &Caller, early: super::early::Early) -> SubmitError {
         let r = early.refusal;
-        let problem = Problem {
+        let problem = ProblemEntry {
             code: r.code.to_owned(),
             message: format!(
                 "{} (refused after the first {} bytes; the rest was not read)",
@@ -984,8 +965,8 @@ impl Intake {
         caller: &Caller,
         sha: &str,
         status: StatusCode,
-        errors: Vec<Problem>,
-        warnings: Vec<Problem>,
+        errors: Vec<ProblemEntry>,
+        warnings: Vec<ProblemEntry>,
     ) -> SubmitError {
         let detail = match errors.as_slice() {
             [one] => one.message.clone(),
@@ -994,14 +975,12 @@ impl Intake {
                 many.len()
             ),
         };
-        let doc = ProblemDoc {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Refused"),
-            status: status.as_u16(),
-            detail,
-            sha256: sha,
-            errors: &errors,
-            warnings: &warnings,
+        let doc = ProblemDocument {
+            title: status.canonical_reason().unwrap_or("Refused").to_owned(),
+            sha256: Some(sha.to_owned()),
+            errors: Some(errors),
+            warnings: Some(warnings),
+            ..ProblemDocument::new(status, Some(detail))
         };
         let body = match serde_json::to_vec(&doc) {
             Ok(b) => b,
@@ -1019,14 +998,14 @@ impl Intake {
 /// Why an analysis stopped short: the document is refused, or its request is gone.
 #[derive(Debug)]
 pub enum Halt {
-    Refused(Problem),
+    Refused(ProblemEntry),
     Cancelled,
     /// Reading the staged body failed (`503`, nothing recorded).
     Failed(String),
 }
 
 impl Halt {
-    fn answer(self) -> Result<Result<Analysis, Vec<Problem>>, Error> {
+    fn answer(self) -> Result<Result<Analysis, Vec<ProblemEntry>>, Error> {
         match self {
             Halt::Refused(p) => Ok(Err(vec![p])),
             Halt::Cancelled => Err(cancelled()),
@@ -1078,8 +1057,8 @@ fn cancelled() -> Error {
     Error::Unavailable("the request ended before its document was analysed".into())
 }
 
-fn sender_reference_conflict(reference: &str, first: &Submission) -> Problem {
-    Problem {
+fn sender_reference_conflict(reference: &str, first: &Submission) -> ProblemEntry {
+    ProblemEntry {
         code: "sender-reference.conflict".into(),
         message: format!(
             "sender reference {reference:?} was already used by submission {} with other content",
@@ -1089,8 +1068,8 @@ fn sender_reference_conflict(reference: &str, first: &Submission) -> Problem {
     }
 }
 
-fn idempotency_conflict(first: &Submission) -> Problem {
-    Problem {
+fn idempotency_conflict(first: &Submission) -> ProblemEntry {
+    ProblemEntry {
         code: "idempotency-key.conflict".into(),
         message: format!(
             "this Idempotency-Key was used for submission {} with other content",

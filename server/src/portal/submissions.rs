@@ -15,7 +15,7 @@ use super::render::{Nav, PageResult, json_attr, page, see_other, when};
 use super::session::{EmployerUser, SignedIn};
 use super::signin::{CeremonyForm, log_user_event};
 use crate::Error;
-use crate::intake::Problem;
+use crate::error::ProblemEntry;
 use crate::submissions::{self, Submission};
 
 /// Rows per page of the submissions list.
@@ -163,7 +163,7 @@ pub(super) struct SubmissionPage {
     nav: Option<Nav>,
     s: Submission,
     notice: Option<&'static str>,
-    warnings: Vec<Problem>,
+    warnings: Vec<ProblemEntry>,
     history: Vec<submissions::Step>,
     answers: Vec<crate::submissions::AnswerInfo>,
     cancel: Option<CancelForm>,

@@ -16,12 +16,13 @@ use super::session::EmployerUser;
 use super::signin::{CeremonyForm, CsrfForm};
 use super::submissions::{approve_step_up, step_up_prompt};
 use crate::Error;
-use crate::intake::{Outcome, Problem, SubmitError};
+use crate::error::ProblemEntry;
+use crate::intake::{Filed, SubmitError};
 
 pub(super) struct Findings {
     headline: String,
-    errors: Vec<Problem>,
-    warnings: Vec<Problem>,
+    errors: Vec<ProblemEntry>,
+    warnings: Vec<ProblemEntry>,
 }
 
 #[derive(Template)]
@@ -222,7 +223,7 @@ pub(super) struct PendingPage {
     file_name: String,
     document_type: String,
     sha256: String,
-    warnings: Vec<Problem>,
+    warnings: Vec<ProblemEntry>,
     options: String,
     ceremony: String,
     csrf: String,
@@ -299,11 +300,11 @@ pub(super) async fn approve(
     match outcome {
         Ok(outcome) => {
             let (s, done) = match outcome {
-                Outcome::Created(s) => {
+                Filed::Created(s) => {
                     metrics::counter!("ivan_submissions_accepted_total").increment(1);
                     (s, "filed")
                 }
-                Outcome::Repeated(s) => (s, "repeated"),
+                Filed::Repeated(s) => (s, "repeated"),
             };
             // Filed: a leftover pending row only waits for its expiry.
             if let Err(e) = drop_pending(&state, &id).await {
@@ -321,9 +322,9 @@ pub(super) async fn approve(
             #[derive(Deserialize, Default)]
             struct Answered {
                 #[serde(default)]
-                errors: Vec<Problem>,
+                errors: Vec<ProblemEntry>,
                 #[serde(default)]
-                warnings: Vec<Problem>,
+                warnings: Vec<ProblemEntry>,
             }
             let doc: Answered = serde_json::from_slice(&r.body).unwrap_or_default();
             Ok(page(

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::store::{Message, MessageState, REFUSE_MARK, REJECT_MARK, REJECT_REASON, Sandbox};
 use super::{MAX_FILING_BYTES, MAX_LABEL_LEN, PROTOCOL_NS, problem_type};
-use crate::error::Problem;
+use crate::error::ProblemDocument;
 
 pub(super) fn router(sandbox: Arc<Sandbox>) -> Router {
     Router::new()
@@ -77,9 +77,9 @@ pub(super) async fn bare_errors_as_problems(
 }
 
 pub(super) fn problem(status: StatusCode, kind: &'static str, detail: String) -> Response {
-    Problem {
+    ProblemDocument {
         kind,
-        ..Problem::new(status, Some(detail))
+        ..ProblemDocument::new(status, Some(detail))
     }
     .into_response()
 }
@@ -115,7 +115,7 @@ pub(super) fn post_answer(status: StatusCode, word: &str, authority_ref: &str) -
 }
 
 /// What became of a well-formed POST, before any lost-answer fault.
-pub(super) enum Outcome {
+pub(super) enum Posted {
     /// Refused (`400`/`413`/`422`); nothing stored.
     Refused(Response),
     /// A new message, now stored.
@@ -161,18 +161,18 @@ pub(super) fn post_inner(
         return sandbox.fault();
     }
     match outcome {
-        Outcome::Refused(response) => {
+        Posted::Refused(response) => {
             sandbox.count(|s| s.refused += 1);
             response
         }
-        Outcome::Stored { authority_ref } => {
+        Posted::Stored { authority_ref } => {
             if sandbox.process_after.is_zero() {
                 post_answer(StatusCode::OK, "accepted", &authority_ref)
             } else {
                 post_answer(StatusCode::ACCEPTED, "queued", &authority_ref)
             }
         }
-        Outcome::Duplicate { authority_ref } => {
+        Posted::Duplicate { authority_ref } => {
             sandbox.count(|s| s.duplicates += 1);
             post_answer(StatusCode::CONFLICT, "duplicate", &authority_ref)
         }
@@ -184,7 +184,7 @@ pub(super) fn accept(
     sandbox: &Sandbox,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Outcome {
+) -> Posted {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -194,12 +194,12 @@ pub(super) fn accept(
             } else {
                 format!("cannot read the request body: {}", rejection.body_text())
             };
-            return Outcome::Refused(problem(status, problem_type::BODY, detail));
+            return Posted::Refused(problem(status, problem_type::BODY, detail));
         }
     };
     let request = match Filing::from_request(headers, &body) {
         Ok(r) => r,
-        Err(bad) => return Outcome::Refused(bad.into_response()),
+        Err(bad) => return Posted::Refused(bad.into_response()),
     };
 
     let now = Instant::now();
@@ -209,10 +209,10 @@ pub(super) fn accept(
         if let Some(m) = store.messages.get_mut(&authority_ref) {
             m.times_posted += 1;
         }
-        return Outcome::Duplicate { authority_ref };
+        return Posted::Duplicate { authority_ref };
     }
     if contains(&body, REFUSE_MARK) {
-        return Outcome::Refused(problem(
+        return Posted::Refused(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             problem_type::REFUSED,
             "senderReference starts with \"REFUSE\": the sandbox authority refuses such filings (test rule); nothing was stored".into(),
@@ -254,7 +254,7 @@ pub(super) fn accept(
     store.messages.insert(authority_ref.clone(), message);
     store.order.push(authority_ref.clone());
     store.stats.received += 1;
-    Outcome::Stored { authority_ref }
+    Posted::Stored { authority_ref }
 }
 
 pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
