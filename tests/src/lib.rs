@@ -523,9 +523,9 @@ impl Server {
 }
 
 /// The workers of an in-process server that wait on its clock between passes (the
-/// pre-registration sweeper and the retention sweeper): what
+/// pre-registration sweeper, the retention sweeper and the forwarding worker): what
 /// [`ManualClock::settled`] waits for after an advance.
-pub const CLOCK_WORKERS: usize = 2;
+pub const CLOCK_WORKERS: usize = 3;
 
 /// How a [`Server`] runs: `ivan serve` as a child process, or an
 /// [`ivan_server::app::App`] on a task of the test's own runtime.
@@ -788,6 +788,17 @@ impl SandboxAuthority {
     }
 
     /// `GET /v1/_messages`.
+    /// Ends its down period now (`POST /v1/_outage/end`).
+    pub async fn end_outage(&self) {
+        let r = self
+            .http
+            .post(format!("{}/v1/_outage/end", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
     pub async fn messages(&self) -> Vec<serde_json::Value> {
         self.http
             .get(format!("{}/v1/_messages", self.base))

@@ -58,6 +58,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Appended, Clock, Db, Ledger, Originals, Payload, Sha256Hex};
 use serde::{Deserialize, Serialize};
@@ -198,8 +199,9 @@ pub use retention::queue::backoff;
 #[derive(Debug, Default)]
 struct Outage {
     failures_in_row: u32,
-    /// Set while the authority is considered down.
-    probe_at: Option<Instant>,
+    /// Set while the authority is considered down: when the next probe is due, on
+    /// the worker's clock.
+    probe_at: Option<DateTime<Utc>>,
     probes: u32,
 }
 
@@ -210,7 +212,12 @@ impl Outage {
 
     /// Records how attempts ended. Returns `true` when the authority just came
     /// back after an outage.
-    fn record(&mut self, outcomes: &[Attempt], config: &ForwardingConfig) -> bool {
+    fn record(
+        &mut self,
+        outcomes: &[Attempt],
+        config: &ForwardingConfig,
+        now: DateTime<Utc>,
+    ) -> bool {
         let mut recovered = false;
         for outcome in outcomes {
             match outcome {
@@ -240,7 +247,7 @@ impl Outage {
                             1.0,
                         );
                         self.probes = self.probes.saturating_add(1);
-                        self.probe_at = Some(Instant::now() + pause);
+                        self.probe_at = Some(now + chrono_of(pause));
                     }
                 }
                 Attempt::Skipped => {}
@@ -341,14 +348,16 @@ impl Forwarder {
         let idle = Duration::from_millis(self.config.idle_ms);
         let sweep_every = Duration::from_secs(5);
         let concurrency = self.config.concurrency;
-        let mut next_sweep = Instant::now();
+        // The worker's timers run on its clock (a test's manual clock moves them); only
+        // the few milliseconds rows wait to be given back together are real time.
+        let mut next_sweep = self.clock.now();
         let mut outage = Outage::default();
         // Claimed rows not started yet, attempts running, and rows to give back.
         let mut ready: VecDeque<Claimed> = VecDeque::new();
         let mut running: JoinSet<Ended> = JoinSet::new();
         let mut again = Again::default();
         // When to look for due rows again; `None`: as soon as there is room.
-        let mut look_at: Option<Instant> = None;
+        let mut look_at: Option<DateTime<Utc>> = None;
         // Set when told to stop, or when the one who could tell is gone.
         let mut told = false;
         loop {
@@ -361,16 +370,16 @@ impl Forwarder {
                     self.flush(&mut again).await;
                     break;
                 }
-            } else if Instant::now() >= next_sweep {
+            } else if self.clock.now() >= next_sweep {
                 if let Err(e) = self.sweep().await {
                     tracing::error!(error = %e, "outbox sweep failed");
                 }
-                next_sweep = Instant::now() + sweep_every;
+                next_sweep = self.clock.now() + chrono_of(sweep_every);
             }
             // While the authority is down, one probe at a time, when it is due.
             let room = match outage.probe_at {
                 None => concurrency,
-                Some(at) if at <= Instant::now() && running.is_empty() => 1,
+                Some(at) if at <= self.clock.now() && running.is_empty() => 1,
                 Some(_) => 0,
             };
             if !stopping {
@@ -381,7 +390,7 @@ impl Forwarder {
                 }
                 if running.len() < room
                     && ready.is_empty()
-                    && look_at.is_none_or(|at| at <= Instant::now())
+                    && look_at.is_none_or(|at| at <= self.clock.now())
                 {
                     let limit = if outage.is_down() {
                         1
@@ -405,11 +414,13 @@ impl Forwarder {
                                 let until = (next - self.clock.now()).to_std().unwrap_or_default();
                                 wait = until.clamp(Duration::from_millis(10), idle);
                             }
-                            look_at = Some(Instant::now() + wait);
+                            look_at = Some(self.clock.now() + chrono_of(wait));
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "claiming outbox rows failed");
-                            look_at = Some(Instant::now() + idle.max(Duration::from_secs(1)));
+                            look_at = Some(
+                                self.clock.now() + chrono_of(idle.max(Duration::from_secs(1))),
+                            );
                         }
                     }
                 }
@@ -420,17 +431,27 @@ impl Forwarder {
                 look_at = None;
                 continue;
             }
+            let now = self.clock.now();
             let mut wake = if stopping {
-                Instant::now() + sweep_every
+                now + chrono_of(sweep_every)
             } else {
                 next_sweep
             };
-            for at in [look_at, outage.probe_at, again.deadline()]
+            // Only what this loop could act on sets the wake-up: a look for due rows
+            // while there is room for them, a probe while none is running. (Waking
+            // for a look it cannot take, with every slot busy or the authority down,
+            // spun the loop until room came back.)
+            let can_claim = !stopping && running.len() < room && ready.is_empty();
+            // (A probe already due waits for a row to fall due: `look_at`.)
+            let probe_at = outage.probe_at.filter(|at| running.is_empty() && *at > now);
+            for at in [look_at.filter(|_| can_claim), probe_at]
                 .into_iter()
                 .flatten()
             {
                 wake = wake.min(at);
             }
+            let wait = (wake - now).to_std().unwrap_or_default();
+            let give_back_at = again.deadline();
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     let ended = joined.unwrap_or_else(|e| {
@@ -439,7 +460,8 @@ impl Forwarder {
                         Attempt::Skipped.into()
                     });
                     let was_down = outage.is_down();
-                    let recovered = outage.record(&[ended.attempt], &self.config);
+                    let recovered =
+                        outage.record(&[ended.attempt], &self.config, self.clock.now());
                     again.extend(ended.again);
                     if outage.is_down() && !was_down {
                         // Rows claimed before the authority went down wait for it.
@@ -458,7 +480,8 @@ impl Forwarder {
                         look_at = None;
                     }
                 }
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                () = self.clock.sleep(wait) => {}
+                () = sleep_until_some(give_back_at), if give_back_at.is_some() => {}
                 changed = stopped.changed(), if !stopping => told = changed.is_err(),
             }
         }
@@ -869,6 +892,14 @@ fn secs_std(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// Sleeps until `at` (never resolves for `None`).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn chrono_of(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -905,18 +936,21 @@ mod tests {
         };
         let mut o = Outage::default();
         let failed = Attempt::Transient { answered: 0 };
-        assert!(!o.record(&[failed, failed], &c));
+        assert!(!o.record(&[failed, failed], &c, Utc::now()));
         assert!(!o.is_down());
         // An attempt whose earlier requests were answered breaks the run.
-        o.record(&[Attempt::Transient { answered: 1 }], &c);
-        o.record(&[failed], &c);
+        o.record(&[Attempt::Transient { answered: 1 }], &c, Utc::now());
+        o.record(&[failed], &c, Utc::now());
         assert!(!o.is_down());
         // Skipped attempts neither break nor extend the run.
-        o.record(&[Attempt::Skipped, failed], &c);
+        o.record(&[Attempt::Skipped, failed], &c, Utc::now());
         assert!(o.is_down());
-        assert!(o.record(&[Attempt::Done], &c), "recovery is reported once");
+        assert!(
+            o.record(&[Attempt::Done], &c, Utc::now()),
+            "recovery is reported once"
+        );
         assert!(!o.is_down());
-        assert!(!o.record(&[Attempt::Done], &c));
+        assert!(!o.record(&[Attempt::Done], &c, Utc::now()));
     }
 
     #[test]

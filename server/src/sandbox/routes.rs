@@ -32,6 +32,7 @@ pub(super) fn router(sandbox: Arc<Sandbox>) -> Router {
         )
         .route("/v1/_stats", get(get_stats))
         .route("/v1/_messages", get(get_messages))
+        .route("/v1/_outage/end", post(end_outage))
         .layer(DefaultBodyLimit::max(MAX_FILING_BYTES))
         .layer(axum::middleware::from_fn(bare_errors_as_problems))
         .with_state(sandbox)
@@ -576,6 +577,14 @@ pub(super) fn protocol_html(m: &Message, state: MessageState) -> String {
         sha = m.sha256,
         reason = reason,
     )
+}
+
+/// Ends the down period now (`204`): a test decides when the authority is back.
+pub(super) async fn end_outage(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
+    sandbox
+        .outage_ended
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT
 }
 
 pub(super) async fn get_stats(State(sandbox): State<Arc<Sandbox>>) -> Response {

@@ -18,6 +18,8 @@ pub(super) struct Sandbox {
     pub(super) fault_rate: f64,
     pub(super) latency_ms: u64,
     pub(super) down_until: Instant,
+    /// Set by `POST /v1/_outage/end`: the down period is over, whatever is left of it.
+    pub(super) outage_ended: std::sync::atomic::AtomicBool,
     pub(super) process_after: Duration,
     /// Taken by the first POST, which then stalls this long.
     pub(super) stall_first_post: Mutex<Option<Duration>>,
@@ -103,6 +105,7 @@ impl Sandbox {
                 .checked_add(Duration::from_secs(options.down_for_secs))
                 .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
                 .unwrap_or(now),
+            outage_ended: std::sync::atomic::AtomicBool::new(false),
             process_after: Duration::from_millis(options.process_after_ms),
             stall_first_post: Mutex::new(
                 (options.stall_first_post_ms > 0)
@@ -132,7 +135,7 @@ impl Sandbox {
     /// `503` while in the down period.
     pub(super) fn down(&self) -> Option<Response> {
         let left = self.down_until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || self.outage_ended.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);

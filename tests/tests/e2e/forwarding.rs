@@ -5,10 +5,12 @@
 //! duplicate a message. Every test is bounded in time.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ivan_e2e::filing::{Filer, report, set_attr, set_up, sign};
-use ivan_e2e::{Backend, Instance, SandboxAuthority, Server, e2e_tests, eventually};
+use ivan_e2e::{Backend, CLOCK_WORKERS, Instance, SandboxAuthority, Server, e2e_tests, eventually};
 use retention::on_pool;
+use retention::testing::ManualClock;
 use serde_json::Value;
 
 e2e_tests!(
@@ -157,11 +159,27 @@ async fn show(server: &Server, filer: &Filer, id: &str) -> Value {
 
 /// Waits until every id has `status`.
 async fn all_reach(server: &Server, filer: &Filer, ids: &[String], status: &str, secs: u64) {
+    all_reach_on(None, server, filer, ids, status, secs).await;
+}
+
+/// [`all_reach`] for an in-process server on `clock`, which moves a second ahead at
+/// each look (so what the server schedules on it falls due).
+async fn all_reach_on(
+    clock: Option<&ManualClock>,
+    server: &Server,
+    filer: &Filer,
+    ids: &[String],
+    status: &str,
+    secs: u64,
+) {
     for id in ids {
         eventually(
             secs,
             &format!("{id} {status}: {}", server.log()),
             || async {
+                if let Some(clock) = clock {
+                    clock.advance(chrono::Duration::seconds(1));
+                }
                 let v = show(server, filer, id).await;
                 (v["status"] == status).then_some(())
             },
@@ -341,50 +359,59 @@ async fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing(inst: In
     sandbox.stop().await;
 }
 
+/// The authority down, in-process on a manual clock with the production forwarding
+/// deadline (2 h): the worker finds it down and probes it, one probe at a time with a
+/// growing pause (at most one per `outage_probe_cap_secs` once there), instead of
+/// retrying each filing; the filings are flagged overdue once each when the clock
+/// passes their deadline; when the authority is back (the test ends the sandbox's
+/// outage), the backlog drains. No real time is waited for the outage or the deadline.
 async fn authority_down_then_back_drains_the_backlog_and_flags_overdue(inst: Instance) {
     let filer = set_up(&inst, "12345678").await;
-    let down = 60;
     let (sandbox, authority) = tls_sandbox(
         &inst,
-        &[
-            "--down-for-secs",
-            &down.to_string(),
-            "--process-after-ms",
-            "100",
-        ],
+        &["--down-for-secs", "86400", "--process-after-ms", "100"],
     )
     .await;
-    let server = serve(
-        &inst,
-        &authority,
-        &[("IVAN_FORWARDING__DEADLINE_SECS", "3")],
-    )
-    .await;
+    let clock = Arc::new(ManualClock::new());
+    let mut vars = env(&[]);
+    vars.extend(authority.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let server = inst.serve_in_process(&vars, clock.clone()).await;
     let n = 10;
     let ids = file(&inst, &server, &filer, &refs("DOWN", n)).await;
-    // While it is down: flagged overdue, nothing lost, and the authority is probed,
-    // not hammered.
-    eventually(30, "overdue flagged", || async {
-        let v = show(&server, &filer, &ids[0]).await;
-        steps(&v).contains(&"overdue".to_owned()).then_some(())
-    })
-    .await;
+    // A minute of the clock, a second at a time.
+    let mut posts = Vec::new();
+    for _ in 0..60 {
+        clock.advance(chrono::Duration::seconds(1));
+        clock.settled(CLOCK_WORKERS).await;
+        posts.push(sandbox.stats().await["posts_while_down"].as_i64().unwrap());
+    }
+    assert!(posts[59] >= 1, "the authority was tried: {posts:?}");
+    // Probing, not hammering: at the 3 s cap, at most one probe per 3 s (and one
+    // more for a probe in flight at the edges).
+    assert!(
+        posts[59] - posts[29] <= 30 / 3 + 2,
+        "probes in the second half minute: {posts:?}"
+    );
+    // Nothing is overdue before the deadline; past it, each filing is, once.
+    assert!(!steps(&show(&server, &filer, &ids[0]).await).contains(&"overdue".to_owned()));
+    clock.advance(chrono::Duration::hours(2));
+    clock.settled(CLOCK_WORKERS).await;
+    for id in &ids {
+        let v = show(&server, &filer, id).await;
+        assert!(steps(&v).contains(&"overdue".to_owned()), "{v}");
+    }
     let metrics = server.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("ivan_outbox_overdue"), "{metrics}");
-    assert!(
-        server.log().contains("the authority looks down"),
-        "{}",
-        server.log()
-    );
-    all_reach(&server, &filer, &ids, "processed", 90).await;
+    // Back: the next probe gets through and the backlog drains.
+    let down = sandbox.stats().await["posts_while_down"].as_i64().unwrap();
+    sandbox.end_outage().await;
+    all_reach_on(Some(clock.as_ref()), &server, &filer, &ids, "processed", 90).await;
     let stats = sandbox.stats().await;
     assert_eq!(stats["received"], n);
-    // The sandbox counts the deliveries it answered "down" to, over the whole
-    // outage.
-    let posts_while_down = stats["posts_while_down"].as_i64().unwrap();
+    assert_eq!(stats["posts_while_down"], down, "{stats}");
     assert!(
-        (1..80).contains(&posts_while_down),
-        "{posts_while_down} deliveries tried during a {down} s outage: hammering"
+        (1..80).contains(&down),
+        "{down} deliveries tried during the outage: hammering"
     );
     assert!(server.stop().await.success());
     assert_eq!(
@@ -399,6 +426,10 @@ async fn authority_down_then_back_drains_the_backlog_and_flags_overdue(inst: Ins
     sandbox.stop().await;
 }
 
+/// The production hold window (5 h), in-process on a manual clock: a filing can be
+/// cancelled until the window's last minute and not after it; nothing leaves while it
+/// is open; once the clock passes it the others go, and the authority's answers
+/// (processed, refused, rejected) come back. No real time is waited for the window.
 async fn refusal_rejection_and_cancel(inst: Instance) {
     let filer = set_up(&inst, "12345678").await;
     let sandbox = SandboxAuthority::start(
@@ -408,8 +439,14 @@ async fn refusal_rejection_and_cancel(inst: Instance) {
     )
     .await;
     let authority = remote(&sandbox);
-    // A hold window long enough to cancel in, short enough to wait out.
-    let server = serve(&inst, &authority, &[("IVAN_INTAKE__HOLD_WINDOW_SECS", "3")]).await;
+    let clock = Arc::new(ManualClock::new());
+    let mut vars: Vec<(&str, &str)> = FAST
+        .iter()
+        .filter(|(k, _)| *k != "IVAN_INTAKE__HOLD_WINDOW_SECS")
+        .copied()
+        .collect();
+    vars.extend(authority.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let server = inst.serve_in_process(&vars, clock.clone()).await;
     let ids = file(
         &inst,
         &server,
@@ -422,17 +459,38 @@ async fn refusal_rejection_and_cancel(inst: Instance) {
         ],
     )
     .await;
-    let r = server
-        .http
-        .post(server.url(&format!("/api/v1/submissions/{}/cancel", ids[3])))
-        .bearer_auth(&filer.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    all_reach(&server, &filer, &ids[..1], "processed", 60).await;
-    all_reach(&server, &filer, &ids[1..2], "refused_by_authority", 60).await;
-    all_reach(&server, &filer, &ids[2..3], "rejected", 60).await;
+    let cancel = |id: &str| {
+        server
+            .http
+            .post(server.url(&format!("/api/v1/submissions/{id}/cancel")))
+            .bearer_auth(&filer.token)
+            .send()
+    };
+    // A minute before the window ends: still held, still cancellable.
+    clock.advance(chrono::Duration::hours(5) - chrono::Duration::minutes(1));
+    assert_eq!(cancel(&ids[3]).await.unwrap().status(), 200);
+    assert_eq!(
+        sandbox.stats().await["posts"],
+        0,
+        "nothing left in the window"
+    );
+    // Past it: too late to cancel, and on their way.
+    clock.advance(chrono::Duration::minutes(2));
+    assert_eq!(cancel(&ids[0]).await.unwrap().status(), 409);
+
+    // Retries and answer polls fall due on the server's clock: it ticks as we wait.
+    let ticking = Some(clock.as_ref());
+    all_reach_on(ticking, &server, &filer, &ids[..1], "processed", 60).await;
+    all_reach_on(
+        ticking,
+        &server,
+        &filer,
+        &ids[1..2],
+        "refused_by_authority",
+        60,
+    )
+    .await;
+    all_reach_on(ticking, &server, &filer, &ids[2..3], "rejected", 60).await;
     let rejected = show(&server, &filer, &ids[2]).await;
     assert_eq!(
         rejected["answers"].as_array().unwrap().len(),

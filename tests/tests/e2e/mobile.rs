@@ -737,14 +737,20 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
     server.stop().await;
 }
 
+/// In-process on a manual clock with the production sweep interval (a minute): the
+/// form's answer polls fall due as the clock ticks, and the sweep that unpairs runs
+/// when the clock passes its interval, with no real time waited for either.
 async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
     let filer = set_up(&inst, "EMP-0048").await;
+    let clock = Arc::new(ManualClock::new());
     let server = inst
-        .serve_with(&[
-            ("IVAN_INTAKE__HOLD_WINDOW_SECS", "0"),
-            ("IVAN_AUTHORITY__SANDBOX_PROCESS_AFTER_MS", "200"),
-            ("IVAN_MOBILE__SWEEP_INTERVAL_SECS", "1"),
-        ])
+        .serve_in_process(
+            &[
+                ("IVAN_INTAKE__HOLD_WINDOW_SECS", "0"),
+                ("IVAN_AUTHORITY__SANDBOX_PROCESS_AFTER_MS", "200"),
+            ],
+            clock.clone(),
+        )
         .await;
     let phone = "+421906000001";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
@@ -763,7 +769,9 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
     )
     .await;
     assert_eq!(p["state"], "paired");
+    // Delivery and the answer polls are scheduled on the server's clock: tick it.
     eventually(30, "the authority rejects the form", || async {
+        clock.advance(chrono::Duration::seconds(1));
         let (_, v) = get(
             &server,
             &format!("/api/v1/submissions/{form_id}"),
@@ -773,16 +781,18 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
         (v["status"] == "rejected").then_some(())
     })
     .await;
-    eventually(30, "the sweep unpairs the pre-registration", || async {
-        let (_, v) = get(
-            &server,
-            &format!("/api/v1/preregistrations/{pid}"),
-            &filer.token,
-        )
-        .await;
-        (v["state"] == "received" && v["paired_with"].is_null()).then_some(())
-    })
+    // The next sweep, a minute on, unpairs it.
+    clock.settled(CLOCK_WORKERS).await;
+    clock.advance(chrono::Duration::seconds(60));
+    clock.settled(CLOCK_WORKERS).await;
+    let (_, v) = get(
+        &server,
+        &format!("/api/v1/preregistrations/{pid}"),
+        &filer.token,
+    )
     .await;
+    assert_eq!(v["state"], "received", "{v}");
+    assert!(v["paired_with"].is_null(), "{v}");
     assert!(log_actions(&inst).await.contains("preregistration.unpair"));
     server.stop().await;
 }
