@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Db, DbConn, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Db, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
 
 use crate::pin::Pins;
@@ -84,10 +84,7 @@ fn parse_name(s: &str, what: &str, max: usize) -> Result<String, Error> {
 }
 
 fn json(v: serde_json::Value) -> Payload {
-    Payload {
-        content: bytes::Bytes::from(v.to_string().into_bytes()).into(),
-        media_type: "application/json".into(),
-    }
+    Payload::json(&v)
 }
 
 fn entry(actor: Actor, action: &str, id: &str, payload: Option<Payload>) -> NewEntry {
@@ -198,27 +195,6 @@ pub async fn add(
     get(db, employer_id, &id).await
 }
 
-/// Work that revokes every live session of an access (inside the caller's transaction).
-async fn revoke_sessions(
-    conn: &mut DbConn<'_>,
-    access_id: &str,
-    now: DateTime<Utc>,
-    reason: &str,
-) -> Result<(), retention::Error> {
-    on_conn!(conn, c => {
-        sqlx::query(
-            "UPDATE mobile_sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE phone_access_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(access_id)
-        .execute(&mut *c)
-        .await?;
-    });
-    Ok(())
-}
-
 /// Deactivates an access: its PIN stops working and its sessions end at once.
 pub async fn deactivate(
     ledger: &Ledger,
@@ -253,7 +229,7 @@ pub async fn deactivate(
                 "phone access {rid} is already deactivated"
             )));
         }
-        revoke_sessions(&mut conn, &rid, now, "access deactivated").await
+        session::revoke_all(&mut conn, &rid, now, "access deactivated").await
     });
     ledger
         .append_with(entry(actor, "phone-access.deactivate", id, None), work)
@@ -337,7 +313,7 @@ pub async fn new_pin(
             )));
         }
         throttle::reset(&mut conn, &phone).await?;
-        revoke_sessions(&mut conn, &rid, now, "new PIN generated").await
+        session::revoke_all(&mut conn, &rid, now, "new PIN generated").await
     });
     ledger
         .append_with(entry(actor, "phone-access.pin-generate", id, None), work)
@@ -605,7 +581,7 @@ async fn lock(mobile: &Mobile, row: &LoginRow, phone: &str, failures: i64) -> Re
                 .rows_affected()
         });
         if changed == 1 {
-            revoke_sessions(&mut conn, &rid, now, "locked after sustained PIN guessing").await
+            session::revoke_all(&mut conn, &rid, now, "locked after sustained PIN guessing").await
         } else {
             Err(retention::Error::Conflict("already locked".into()))
         }

@@ -386,3 +386,25 @@ pub async fn revoke(
     ledger.append_once(entry, work).await?;
     Ok(())
 }
+
+/// Revokes every live session of an access, for `reason` (inside the caller's
+/// transaction: a deactivation, a new PIN).
+pub(crate) async fn revoke_all(
+    conn: &mut DbConn<'_>,
+    access_id: &str,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> Result<(), retention::Error> {
+    on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE mobile_sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE phone_access_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(access_id)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}

@@ -243,10 +243,7 @@ impl SmsWorker {
                     actor: Actor::System,
                     action: "sms.delivery".into(),
                     subject,
-                    payload: Some(Payload {
-                        content: bytes::Bytes::from(payload.to_string().into_bytes()).into(),
-                        media_type: "application/json".into(),
-                    }),
+                    payload: Some(Payload::json(&payload)),
                 },
                 work,
             )
@@ -395,10 +392,7 @@ impl SmsWorker {
                     actor: Actor::System,
                     action: action.into(),
                     subject: format!("sms:{}", row.id),
-                    payload: Some(Payload {
-                        content: bytes::Bytes::from(detail.to_string().into_bytes()).into(),
-                        media_type: "application/json".into(),
-                    }),
+                    payload: Some(Payload::json(&detail)),
                 },
                 work,
             )

@@ -255,10 +255,7 @@ pub async fn sweep(
             actor: Actor::System,
             action: "phone.login-fail-unknown".into(),
             subject: format!("phone:{phone}"),
-            payload: Some(Payload {
-                content: bytes::Bytes::from(payload.to_string().into_bytes()).into(),
-                media_type: "application/json".into(),
-            }),
+            payload: Some(Payload::json(&payload)),
         };
         if ledger.append_once(entry, work).await? {
             logged += 1;

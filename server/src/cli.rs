@@ -251,10 +251,7 @@ async fn record_read(
         actor,
         action: "record.read".into(),
         subject: "log".into(),
-        payload: Some(retention::Payload {
-            content: bytes::Bytes::from(payload.to_string()).into(),
-            media_type: "application/json".into(),
-        }),
+        payload: Some(retention::Payload::json(&payload)),
     };
     OpenLedger::with(config, async |r| Ok(r.ledger.append(entry).await?.seq)).await
 }

@@ -15,7 +15,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use retention::{Actor, Clock, Ledger, NewEntry, Payload};
 use tokio::task::JoinHandle;
@@ -112,10 +111,7 @@ impl FailedAttempts {
                 actor: Actor::System,
                 action: "auth.failures".into(),
                 subject: format!("source:{source}"),
-                payload: Some(Payload {
-                    content: Bytes::from(payload.to_string()).into(),
-                    media_type: "application/json".into(),
-                }),
+                payload: Some(Payload::json(&payload)),
             };
             if let Err(e) = ledger.append(entry).await {
                 tracing::error!(error = %e, source, "could not record failed token attempts; will retry");

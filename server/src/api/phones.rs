@@ -207,7 +207,15 @@ pub(super) async fn registration_form(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let p = preregistrations::get(&state.db, &caller.employer_id, &id).await?;
-    let xml = crate::preregistrations::registration_form_xml(&caller.registration_number, &p)?;
+    registration_form_download(&caller.registration_number, &p)
+}
+
+/// The prefilled registration form of `p` as a download (the API's and the portal's).
+pub(crate) fn registration_form_download(
+    employer_registration_number: &str,
+    p: &Preregistration,
+) -> Result<Response> {
+    let xml = crate::preregistrations::registration_form_xml(employer_registration_number, p)?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/xml".to_owned()),

@@ -17,7 +17,6 @@
 use std::collections::BTreeSet;
 use std::io::{Cursor, Write};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use retention::evidence::{self, Contents, OriginalRef, Receipt};
 use retention::keys::Keys;
@@ -432,10 +431,7 @@ pub async fn export<W: Write + Send + 'static>(
             actor: actor.clone(),
             action: "compliance.evidence".into(),
             subject: format!("evidence:{}", uuid::Uuid::now_v7()),
-            payload: Some(Payload {
-                content: Bytes::from(audit.to_string()).into(),
-                media_type: "application/json".into(),
-            }),
+            payload: Some(Payload::json(&audit)),
         })
         .await?;
     // Cover every entry, the newest included, by a signed checkpoint; entries

@@ -19,7 +19,6 @@ use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use mobile_api::access;
 use mobile_api::prereg;
@@ -353,21 +352,10 @@ async fn registration_form(
 ) -> PageResult {
     let p = preregistrations::get(&state.db, &signed.employer_id, &id).await?;
     let caller = signed.caller(&state.db).await?;
-    let xml = crate::preregistrations::registration_form_xml(&caller.registration_number, &p)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/xml".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"registration-form-{}.xml\"",
-                    p.document_number
-                ),
-            ),
-        ],
-        xml,
-    )
-        .into_response())
+    Ok(crate::api::phones::registration_form_download(
+        &caller.registration_number,
+        &p,
+    )?)
 }
 
 // ---------------------------------------------------------------- API tokens

@@ -20,13 +20,13 @@ use axum::http::{HeaderMap, Method, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use retention::{Db, Sha256Hex, on_pool};
+use retention::{Db, Sha256Hex};
 
 use super::Portal;
 use super::PortalState;
 use super::error::PortalError;
 use crate::Error;
-use crate::accounts::{self, User};
+use crate::accounts::{self, User, sessions};
 
 pub use mobile_api::http::SourceLimiter;
 
@@ -69,63 +69,23 @@ pub async fn start(
     let csrf = URL_SAFE_NO_PAD.encode(retention::keys::os_random::<32>()?);
     let expires =
         now + Duration::seconds(i64::try_from(portal.config.session_absolute_secs).unwrap_or(3600));
-    on_pool!(db, pool => {
-        sqlx::query(
-            "INSERT INTO portal_sessions (id_sha256, user_id, passkey_id, csrf_token, created_at, \
-             last_seen_at, reauth_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $5, $6)",
-        )
-        .bind(Sha256Hex::of(secret.as_bytes()).as_str())
-        .bind(&user.id)
-        .bind(passkey_id)
-        .bind(&csrf)
-        .bind(now)
-        .bind(expires)
-        .execute(pool)
-        .await
-        .map_err(retention::Error::from)?;
-    });
+    let id = Sha256Hex::of(secret.as_bytes());
+    sessions::insert(
+        db,
+        sessions::New {
+            id_sha256: id.as_str(),
+            user_id: &user.id,
+            passkey_id,
+            csrf_token: &csrf,
+            now,
+            expires_at: expires,
+        },
+    )
+    .await?;
     Ok(secret)
 }
 
-/// Ends the session with this id hash.
-pub async fn end(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Error> {
-    on_pool!(db, pool => {
-        sqlx::query("UPDATE portal_sessions SET ended_at = $1 WHERE id_sha256 = $2 AND ended_at IS NULL")
-            .bind(now)
-            .bind(id_sha256)
-            .execute(pool)
-            .await
-            .map_err(retention::Error::from)?;
-    });
-    Ok(())
-}
-
-/// Notes a fresh passkey assertion on the session.
-/// Deletes sessions ended, or expired, before `before`; returns how many.
-pub async fn delete_ended(db: &Db, before: DateTime<Utc>) -> Result<u64, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query(
-            "DELETE FROM portal_sessions WHERE (ended_at IS NOT NULL AND ended_at < $1) OR expires_at < $1",
-        )
-        .bind(before)
-        .execute(pool)
-        .await
-        .map_err(retention::Error::from)?
-        .rows_affected()
-    }))
-}
-
-pub async fn reconfirmed(db: &Db, id_sha256: &str, now: DateTime<Utc>) -> Result<(), Error> {
-    on_pool!(db, pool => {
-        sqlx::query("UPDATE portal_sessions SET reauth_at = $1 WHERE id_sha256 = $2")
-            .bind(now)
-            .bind(id_sha256)
-            .execute(pool)
-            .await
-            .map_err(retention::Error::from)?;
-    });
-    Ok(())
-}
+pub use accounts::sessions::{delete_ended, end, reconfirmed};
 
 /// A signed-in user, from the session cookie.
 #[derive(Debug, Clone)]
@@ -194,13 +154,10 @@ impl std::ops::Deref for EmployerUser {
 impl EmployerUser {
     /// The caller as intake and the submissions module know it.
     pub async fn caller(&self, db: &Db) -> Result<crate::employers::Caller, Error> {
-        let registration_number: String = on_pool!(db, pool => {
-            sqlx::query_scalar("SELECT registration_number FROM employers WHERE id = $1")
-                .bind(&self.employer_id)
-                .fetch_one(pool)
-                .await
-                .map_err(retention::Error::from)?
-        });
+        let registration_number = crate::employers::get(db, &self.employer_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("the employer no longer exists".into()))?
+            .registration_number;
         Ok(crate::employers::Caller {
             employer_id: self.employer_id.clone(),
             registration_number,
@@ -273,14 +230,6 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-type SessionRow = (
-    String,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
-
 impl FromRequestParts<PortalState> for SignedIn {
     type Rejection = PortalError;
 
@@ -301,18 +250,14 @@ impl FromRequestParts<PortalState> for SignedIn {
             return Err(required());
         };
         let id = Sha256Hex::of(secret.as_bytes());
-        let row: Option<SessionRow> = on_pool!(&state.db, pool => {
-            sqlx::query_as(
-                "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at, s.reauth_at FROM portal_sessions s \
-                 JOIN users u ON u.id = s.user_id \
-                 WHERE s.id_sha256 = $1 AND s.ended_at IS NULL AND u.revoked_at IS NULL",
-            )
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(|e| PortalError::App(retention::Error::from(e).into()))?
-        });
-        let Some((user_id, csrf, last_seen, expires_at, reauth_at)) = row else {
+        let Some(sessions::Live {
+            user_id,
+            csrf_token: csrf,
+            last_seen_at: last_seen,
+            expires_at,
+            reauth_at,
+        }) = sessions::live(&state.db, id.as_str()).await?
+        else {
             return Err(required());
         };
         let idle = Duration::seconds(i64::try_from(portal.config.session_idle_secs).unwrap_or(60));
@@ -322,14 +267,7 @@ impl FromRequestParts<PortalState> for SignedIn {
         }
         // Note activity at most once a minute: fewer writes, same idle timeout.
         if now - last_seen > Duration::seconds(60) {
-            on_pool!(&state.db, pool => {
-                sqlx::query("UPDATE portal_sessions SET last_seen_at = $1 WHERE id_sha256 = $2")
-                    .bind(now)
-                    .bind(id.as_str())
-                    .execute(pool)
-                    .await
-                    .map_err(|e| PortalError::App(retention::Error::from(e).into()))?;
-            });
+            sessions::touch(&state.db, id.as_str(), now).await?;
         }
         let user = accounts::user(&state.db, &user_id)
             .await?

@@ -5,7 +5,6 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use bytes::Bytes;
 use retention::Payload;
 use retention::ledger::NewEntry;
 use serde::Deserialize;
@@ -157,10 +156,7 @@ pub(super) async fn log_user_event(
             actor: user.actor(),
             action: action.into(),
             subject: format!("user:{}", user.id),
-            payload: Some(Payload {
-                content: Bytes::from(payload.to_string()).into(),
-                media_type: "application/json".into(),
-            }),
+            payload: Some(Payload::json(&payload)),
         })
         .await?;
     Ok(())

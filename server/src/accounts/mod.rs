@@ -11,7 +11,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use retention::keys::os_random;
 use retention::ledger::{NewEntry, Work};
@@ -21,6 +20,8 @@ use webauthn_rs::prelude::Passkey;
 
 use crate::Error;
 use crate::mail;
+
+pub mod sessions;
 
 /// What a user may do: an `admin` also manages phone accesses and API tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -161,10 +162,7 @@ async fn record(
                 actor,
                 action: action.into(),
                 subject,
-                payload: Some(Payload {
-                    content: Bytes::from(payload.to_string()).into(),
-                    media_type: "application/json".into(),
-                }),
+                payload: Some(Payload::json(&payload)),
             },
             work,
         )
