@@ -59,6 +59,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "module layering of server (ops/layers.py)"
 python3 ops/layers.py
 
+step "one owner per table (ops/owners.py)"
+python3 ops/owners.py
+
 step "build the ivan binary the end-to-end tests spawn"
 cargo build --locked --bin ivan
 

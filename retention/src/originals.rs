@@ -551,42 +551,6 @@ fn hashes_to(sha256: &Sha256Hex, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Marks the `originals` rows of `shas` purged at `at` by the log entry `purge_seq`
-/// (in the transaction of that entry); the bytes are deleted after it commits
-/// ([`Originals::delete`]).
-pub async fn mark_purged(
-    conn: &mut crate::DbConn<'_>,
-    shas: &[String],
-    at: chrono::DateTime<chrono::Utc>,
-    purge_seq: i64,
-) -> Result<()> {
-    crate::on_conn!(conn, c => {
-        for sha in shas {
-            sqlx::query("UPDATE originals SET purged_at = $1, purge_seq = $2 WHERE sha256 = $3")
-                .bind(at)
-                .bind(purge_seq)
-                .bind(sha)
-                .execute(&mut *c)
-                .await?;
-        }
-    });
-    Ok(())
-}
-
-/// The originals marked purged after `since`: those whose bytes a sweep interrupted
-/// after its commit may have left in the store.
-pub async fn purged_since(
-    db: &crate::Db,
-    since: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<String>> {
-    Ok(crate::on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT sha256 FROM originals WHERE purged_at IS NOT NULL AND purged_at > $1")
-            .bind(since)
-            .fetch_all(pool)
-            .await?
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use retention::keys::os_random;
 use retention::ledger::{NewEntry, Payload, Work};
-use retention::{Actor, Clock, Db, DbConn, EmployerId, Ledger, Sha256Hex, on_conn, on_pool};
+use retention::{
+    Actor, Appended, Clock, Db, DbConn, EmployerId, Ledger, Sha256Hex, on_conn, on_pool,
+};
 use serde::Serialize;
 
 use crate::Error;
@@ -210,14 +212,13 @@ pub async fn add(
         &actor,
     )?;
 
-    let payload = serde_json::to_vec(&serde_json::json!({
+    let payload = serde_json::json!({
         "id": employer.id,
         "name": employer.name,
         "registration_number": employer.registration_number,
         "created_at": retention::ledger::format_time(&employer.created_at),
         "api_token_id": minted.id,
-    }))
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    });
 
     let row = employer.clone();
     let work: Work = retention::work!(|conn, _at| {
@@ -254,15 +255,7 @@ pub async fn add(
     });
     let appended = ledger
         .append_with(
-            NewEntry {
-                actor,
-                action: "employer.create".into(),
-                subject: format!("employer:{}", employer.id),
-                payload: Some(Payload {
-                    content: Bytes::from(payload).into(),
-                    media_type: "application/json".into(),
-                }),
-            },
+            entry(actor, "employer.create", &employer.id, &payload),
             work,
         )
         .await?;
@@ -423,6 +416,30 @@ impl RefusedChange {
             .and_then(|mut slot| slot.take())
             .unwrap_or(Error::Record(e))
     }
+
+    /// Appends `entry` with `work` (which refuses through `self`): a refused change
+    /// answers the error the work kept.
+    async fn append(
+        &self,
+        ledger: &Ledger,
+        entry: NewEntry,
+        work: Work,
+    ) -> Result<Appended, Error> {
+        ledger
+            .append_with(entry, work)
+            .await
+            .map_err(|e| self.or(e))
+    }
+}
+
+/// A log entry about employer `employer_id` with a JSON payload.
+fn entry(actor: Actor, action: &str, employer_id: &str, payload: &serde_json::Value) -> NewEntry {
+    NewEntry {
+        actor,
+        action: action.to_owned(),
+        subject: format!("employer:{employer_id}"),
+        payload: Some(Payload::json(payload)),
+    }
 }
 
 /// Creates another API token for an employer, with a label and an optional IP
@@ -449,15 +466,14 @@ pub async fn create_token(
         &allowed_ips,
         &actor,
     )?;
-    let payload = serde_json::to_vec(&serde_json::json!({
+    let payload = serde_json::json!({
         "id": row.id,
         "employer_id": employer_id,
         "label": label,
         "allowed_ips": allowed_ips,
         "created_at": retention::ledger::format_time(&created_at),
         "created_by": row.created_by,
-    }))
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    });
     let refusal = RefusedChange::default();
     let refuse = refusal.clone();
     let work: Work = retention::work!(|conn, _at| {
@@ -467,21 +483,13 @@ pub async fn create_token(
             Err(refuse.refuse(Error::NotFound(format!("no employer {}", row.employer_id))))
         }
     });
-    let appended = ledger
-        .append_with(
-            NewEntry {
-                actor,
-                action: "api-token.create".into(),
-                subject: format!("employer:{employer_id}"),
-                payload: Some(Payload {
-                    content: Bytes::from(payload).into(),
-                    media_type: "application/json".into(),
-                }),
-            },
+    let appended = refusal
+        .append(
+            ledger,
+            entry(actor, "api-token.create", employer_id, &payload),
             work,
         )
-        .await
-        .map_err(|e| refusal.or(e))?;
+        .await?;
     Ok(CreatedToken {
         id: minted.id,
         employer_id: employer_id.to_owned(),
@@ -548,8 +556,7 @@ pub async fn revoke_token(
     employer_id: &str,
     token_id: &str,
 ) -> Result<i64, Error> {
-    let payload = serde_json::to_vec(&serde_json::json!({ "id": token_id }))
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let payload = serde_json::json!({ "id": token_id });
     let (tid, eid) = (token_id.to_owned(), employer_id.to_owned());
     let refusal = RefusedChange::default();
     let refuse = refusal.clone();
@@ -588,21 +595,13 @@ pub async fn revoke_token(
             _ => Error::NotFound(format!("employer {eid} has no API token {tid}")),
         }))
     });
-    let appended = ledger
-        .append_with(
-            NewEntry {
-                actor,
-                action: "api-token.revoke".into(),
-                subject: format!("employer:{employer_id}"),
-                payload: Some(Payload {
-                    content: Bytes::from(payload).into(),
-                    media_type: "application/json".into(),
-                }),
-            },
+    let appended = refusal
+        .append(
+            ledger,
+            entry(actor, "api-token.revoke", employer_id, &payload),
             work,
         )
-        .await
-        .map_err(|e| refusal.or(e))?;
+        .await?;
     Ok(appended.seq)
 }
 

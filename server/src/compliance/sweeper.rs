@@ -233,7 +233,7 @@ impl Sweeper {
         let (id, rows) = (c.id.clone(), purge.clone());
         let work: Work = retention::work!(|conn, at| {
             submissions::mark_purged(&mut conn, &id, now).await?;
-            retention::originals::mark_purged(&mut conn, &rows, now, at.seq()).await?;
+            retention::ledger::mark_purged(&mut conn, &rows, now, at.seq()).await?;
             // The personal data kept beside the filing goes with its payloads.
             persons::forget(&mut conn, &id).await
         });
@@ -275,7 +275,7 @@ impl Sweeper {
     /// they removed.
     async fn housekeeping(&self, now: DateTime<Utc>) -> Result<u64, Error> {
         let recent = now - chrono::Duration::days(30);
-        let leftover = retention::originals::purged_since(&self.db, recent).await?;
+        let leftover = retention::ledger::purged_since(&self.db, recent).await?;
         for sha in leftover {
             if let Some(h) = Sha256Hex::parse(&sha)
                 && let Err(e) = self.ledger.originals().delete(&h).await
