@@ -24,9 +24,8 @@ LAYERS = [
     # Reading untrusted XML: the parser and its limits, the streamed source of a
     # staged body, cancellation, the refusal they answer with.
     ["xml"],
-    # Tables and documents every domain uses: document profiles, mail outbox,
-    # person index.
-    ["documents", "mail", "persons"],
+    # Tables and documents every domain uses: document profiles, mail outbox.
+    ["documents", "mail"],
     # Registries: employers and their tokens, portal users.
     ["employers", "accounts"],
     # The filing lifecycle: submissions, intake, forwarding, the mobile channel's

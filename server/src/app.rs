@@ -33,8 +33,8 @@ use crate::documents::Profiles;
 use crate::forwarding::authority::AuthorityClient;
 use crate::forwarding::{AuthorityMode, Forwarder};
 use crate::http::router;
-use crate::persons::PersonIndex;
 use crate::startup::{lock_sqlite, open_db, prepare_data_dir};
+use crate::submissions::persons::PersonIndex;
 use crate::{Error, Result, telemetry};
 
 /// An opened, checked installation, ready to serve; see the module docs.

@@ -7,7 +7,7 @@
 //! configuration ([`config`]), the employer registry ([`employers`]), portal users
 //! ([`accounts`]), intake of signed filings ([`intake`]), the document profiles
 //! ([`documents`]), submissions and their lifecycle ([`submissions`]), the person
-//! index ([`persons`]), forwarding to the authority ([`forwarding`]) and its sandbox
+//! index ([`submissions::persons`]), forwarding to the authority ([`forwarding`]) and its sandbox
 //! ([`sandbox`]), mail ([`mail`]), what a running server records for the command line
 //! ([`settings`]), the mobile channel's host side ([`preregistrations`]), the employer
 //! and officer portal ([`portal`]), compliance — officers, the logged log search and
@@ -49,7 +49,6 @@ pub mod forwarding;
 pub mod http;
 pub mod intake;
 pub mod mail;
-pub mod persons;
 pub mod portal;
 pub mod preregistrations;
 pub mod sandbox;

@@ -34,7 +34,7 @@ pub struct ServerHost {
     pub db: Db,
     pub ledger: Ledger,
     pub keys: Arc<Keys>,
-    pub persons: crate::persons::PersonIndex,
+    pub persons: crate::submissions::persons::PersonIndex,
     pub clock: Arc<dyn Clock>,
     pub config: MobileConfig,
 }
@@ -469,7 +469,7 @@ mod tests {
                 db: env.db.clone(),
                 ledger: ledger.clone(),
                 keys: env.keys.clone(),
-                persons: crate::persons::PersonIndex::with_key([7; 32]),
+                persons: crate::submissions::persons::PersonIndex::with_key([7; 32]),
                 clock: clock.clone(),
                 config: MobileConfig::default(),
             };

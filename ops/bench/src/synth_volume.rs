@@ -35,7 +35,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use clap::Parser;
 use ivan_bench::report;
-use ivan_server::persons::PersonIndex;
+use ivan_server::submissions::persons::PersonIndex;
 use retention::keys::Keys;
 use retention::ledger::{EntryFields, checkpoint_note, entry_hash, format_time};
 use retention::{Actor, Sha256Hex, receipts};

@@ -101,7 +101,7 @@ pub struct AppState {
     pub intake: crate::intake::Intake,
     pub mobile: mobile_api::Mobile,
     /// Keys of the person index, for compliance searches by personal id.
-    pub persons: crate::persons::PersonIndex,
+    pub persons: crate::submissions::persons::PersonIndex,
     /// The data dir, where `/readyz` proves the disk takes writes.
     pub data_dir: std::path::PathBuf,
     /// Failed token attempts, counted per source and hour for the log.

@@ -13,7 +13,7 @@ use super::{OpenLedger, operator, to_json};
 use crate::compliance::Basis;
 use crate::compliance::evidence::{Selection, export};
 use crate::config::Config;
-use crate::persons::PersonIndex;
+use crate::submissions::persons::PersonIndex;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use super::{OpenLedger, operator, read_db, to_json};
 use crate::compliance::holds::{self, Scope};
 use crate::compliance::sweeper::Sweeper;
 use crate::config::Config;
-use crate::persons::PersonIndex;
+use crate::submissions::persons::PersonIndex;
 use crate::{Error, Result};
 
 #[derive(Debug, Subcommand)]

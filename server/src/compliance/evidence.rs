@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::Basis;
 use crate::Error;
-use crate::persons::PersonIndex;
+use crate::submissions::persons::PersonIndex;
 
 /// Most filings one bundle holds.
 pub const MAX_FILINGS: usize = 1000;

@@ -2,7 +2,7 @@
 //!
 //! * [`officers`] — compliance officers (portal users of an organisation), their
 //!   personal API tokens and authentication.
-//! * [`crate::persons`] — the keyed person index: filings found by personal id without the
+//! * [`crate::submissions::persons`] — the keyed person index: filings found by personal id without the
 //!   id being stored in the index.
 //! * [`search`] here — the log search. **Every query carries a legal basis and a
 //!   reference number** ([`Basis`]; refused with `400` without them) and is itself
@@ -25,7 +25,7 @@ use retention::{Actor, Db, Ledger, Payload, Sha256Hex, on_pool};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::persons::PersonIndex;
+use crate::submissions::persons::PersonIndex;
 use officers::Officer;
 
 /// Longest accepted legal basis, in characters.

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 
 use super::policy::{MIN_YEARS, RetentionConfig, years_before};
 use crate::Error;
-use crate::persons::{self, PersonIndex};
+use crate::submissions::persons::{self, PersonIndex};
 use crate::submissions::{self, Status};
 
 /// What a sweep did.

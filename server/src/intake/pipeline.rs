@@ -39,7 +39,7 @@ use crate::Error;
 use crate::documents::{Checked, Context, Finding, Profiles, Severity};
 use crate::employers::Caller;
 use crate::error::{ProblemDocument, ProblemEntry};
-use crate::persons::{self, PersonIndex};
+use crate::submissions::persons::{self, PersonIndex};
 use crate::submissions::{self, Accepting, Submission};
 use crate::xml::cancel::{Cancel, Cancelled};
 use crate::xml::source::Source;

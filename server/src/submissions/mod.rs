@@ -33,6 +33,7 @@ use crate::Error;
 use crate::employers::Caller;
 
 pub mod outbox;
+pub mod persons;
 pub mod preregistrations;
 
 /// What the API shows of an answer document.
@@ -165,11 +166,11 @@ pub struct Accepting {
     pub warnings: String,
     pub hold_window: Duration,
     /// Person index keys of every personal id the filing names, written in the
-    /// transaction that records it ([`crate::persons`]).
-    pub person_keys: Vec<crate::persons::PersonKey>,
+    /// transaction that records it ([`crate::submissions::persons`]).
+    pub person_keys: Vec<crate::submissions::persons::PersonKey>,
     /// The filing names more persons than fit that transaction: its row is left
     /// unmarked, and the caller indexes them once it is recorded
-    /// ([`crate::persons::PersonIndex::index_later`]).
+    /// ([`crate::submissions::persons::PersonIndex::index_later`]).
     pub persons_later: bool,
 }
 
@@ -344,11 +345,11 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
     }
     preregistrations::note_registrations(&mut conn, &forms).await?;
     preregistrations::insert(&mut conn, &phoned).await?;
-    let persons: Vec<(&str, &[crate::persons::PersonKey])> = recordings
+    let persons: Vec<(&str, &[crate::submissions::persons::PersonKey])> = recordings
         .iter()
         .map(|(r, _)| (r.accepting.id.as_str(), r.accepting.person_keys.as_slice()))
         .collect();
-    crate::persons::insert_rows(&mut conn, &persons).await?;
+    crate::submissions::persons::insert_rows(&mut conn, &persons).await?;
     let queued: Vec<(&str, DateTime<Utc>, DateTime<Utc>)> = made
         .iter()
         .map(|m| (m.id.as_str(), m.hold_until, m.received_at))
@@ -918,7 +919,7 @@ mod tests {
             signed_digest: None,
             warnings: "[]".into(),
             hold_window,
-            person_keys: crate::persons::PersonIndex::with_key([1; 32])
+            person_keys: crate::submissions::persons::PersonIndex::with_key([1; 32])
                 .keys_of([format!("{i:010}").as_str(), "shared"]),
             persons_later: false,
         }
@@ -933,7 +934,7 @@ mod tests {
     /// waits for that, and indexes from the original a filing whose later indexing
     /// never ran (a restart cut it short).
     async fn a_filing_naming_many_persons_is_indexed_after_it_is_recorded(env: TestEnv) {
-        use crate::persons::{self, PersonIndex};
+        use crate::submissions::persons::{self, PersonIndex};
         let (ledger, task) = env.ledger(LedgerConfig::default());
         let caller = employer(&ledger).await;
         let index = PersonIndex::with_key([7; 32]);

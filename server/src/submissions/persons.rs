@@ -7,6 +7,9 @@
 //! who is in it; with it, a search for an id finds exactly the filings that named it.
 //! Search audit entries name the index key, never the id.
 //!
+//! The index is part of the submission aggregate: its rows are a filing's, and it
+//! marks the filing indexed (`submissions.persons_indexed_at`).
+//!
 //! A filing naming at most [`IN_TRANSACTION_AT_MOST`] persons is indexed when it is
 //! recorded, in the same transaction. A larger one (a contribution report of
 //! 200,000 employees) is indexed right after it is recorded, by
