@@ -172,6 +172,21 @@ pub async fn sign(inst: &Instance, filer: &Filer, xml: &str, who: &str) -> Strin
     .await
 }
 
+/// Signs `xml` as the employer and files it through the API (it must be accepted);
+/// returns its message id.
+pub async fn file_signed(
+    inst: &Instance,
+    server: &crate::Server,
+    filer: &Filer,
+    xml: &str,
+) -> String {
+    let signed = sign(inst, filer, xml, "employer").await;
+    server.file(&filer.token, signed).await["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn uuid() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

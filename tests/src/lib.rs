@@ -348,6 +348,16 @@ impl Server {
             .unwrap()
     }
 
+    /// [`Server::submit`] that must be accepted (`201`, else it panics with the
+    /// answer): the submission's view.
+    pub async fn file(&self, token: &str, body: impl Into<reqwest::Body>) -> serde_json::Value {
+        let r = self.submit(token, body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 201, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }
@@ -705,18 +715,7 @@ impl Witness {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("witness did not start: {}", read(&log_path)))
-            .unwrap()
-            .unwrap_or_else(|| panic!("witness exited: {}", read(&log_path)));
-        let base = line
-            .rsplit_once(" listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .1
-            .to_owned();
+        let base = listening_on(&mut child, "witness", &log_path).await;
         Self {
             _child: child,
             base,
@@ -729,6 +728,22 @@ impl Witness {
     pub fn log(&self) -> String {
         read(&self.log_path)
     }
+}
+
+/// The address a peer process announces on its first stdout line (`… listening on
+/// URL`), within 30 s; panics with its log (`log_path`) if it does not.
+async fn listening_on(child: &mut Child, what: &str, log_path: &Path) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not start: {}", read(log_path)))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{what} exited: {}", read(log_path)));
+    line.rsplit_once(" listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line of {what}: {line:?}"))
+        .1
+        .to_owned()
 }
 
 /// A running `ivan sandbox-authority`: the authority peer, in its own process.
@@ -756,17 +771,7 @@ impl SandboxAuthority {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("sandbox did not start: {}", read(&log_path)))
-            .unwrap()
-            .unwrap_or_else(|| panic!("sandbox exited: {}", read(&log_path)));
-        let base = line
-            .strip_prefix("sandbox-authority listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let base = listening_on(&mut child, "sandbox-authority", &log_path).await;
         Self {
             child,
             base,

@@ -25,17 +25,7 @@ e2e_tests!(
 const CONCURRENT_FILINGS: usize = 12;
 
 async fn submit(server: &Server, filer: &Filer, xml: &str) -> Value {
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(xml.to_owned())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
+    server.file(&filer.token, xml.to_owned()).await
 }
 
 fn stdout_json(out: &Output) -> Value {

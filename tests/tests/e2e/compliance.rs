@@ -22,17 +22,7 @@ const BASIS: &str =
     "legal_basis=Social%20Insurance%20Act%20%C2%A7%2012&reference_number=AUD-2026-017";
 
 async fn submit(server: &Server, filer: &Filer, xml: &str) -> Value {
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(xml.to_owned())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
+    server.file(&filer.token, xml.to_owned()).await
 }
 
 async fn search(server: &Server, token: &str, query: &str) -> (u16, Value) {

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ivan_e2e::filing::{Filer, report, set_attr, set_up, sign};
+use ivan_e2e::filing::{Filer, file_signed, report, set_attr, set_up};
 use ivan_e2e::{Backend, CLOCK_WORKERS, Instance, SandboxAuthority, Server, e2e_tests, eventually};
 use retention::on_pool;
 use retention::testing::ManualClock;
@@ -127,19 +127,7 @@ async fn file(inst: &Instance, server: &Server, filer: &Filer, refs: &[String]) 
     let mut ids = Vec::new();
     for r in refs {
         let xml = set_attr(&report(&filer.registration, 0), "senderReference", r);
-        let signed = sign(inst, filer, &xml, "employer").await;
-        let resp = server
-            .http
-            .post(server.url("/api/v1/submissions"))
-            .bearer_auth(&filer.token)
-            .header("content-type", "application/xml")
-            .body(signed)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-        let v: Value = resp.json().await.unwrap();
-        ids.push(v["message_id"].as_str().unwrap().to_owned());
+        ids.push(file_signed(inst, server, filer, &xml).await);
     }
     ids
 }

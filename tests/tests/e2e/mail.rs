@@ -2,7 +2,7 @@
 //! overdue warnings through a real SMTP server (aiosmtpd), each recorded in the log;
 //! the development file sink works without any server.
 
-use ivan_e2e::filing::{Filer, report, set_up, sign};
+use ivan_e2e::filing::{Filer, file_signed, report, set_up};
 use ivan_e2e::{Instance, SandboxAuthority, Server, SmtpSink, e2e_tests, eventually};
 use retention::on_pool;
 use serde_json::Value;
@@ -44,25 +44,7 @@ async fn set_email(inst: &Instance, filer: &Filer, email: &str) {
 }
 
 async fn file(inst: &Instance, server: &Server, filer: &Filer, reference: u32) -> String {
-    let signed = sign(
-        inst,
-        filer,
-        &report(&filer.registration, reference),
-        "employer",
-    )
-    .await;
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(signed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    v["message_id"].as_str().unwrap().to_owned()
+    file_signed(inst, server, filer, &report(&filer.registration, reference)).await
 }
 
 async fn receipts_answers_and_overdue_warnings_are_mailed(inst: Instance) {

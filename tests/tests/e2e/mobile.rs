@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ivan_e2e::filing::{Filer, set_up, sign};
+use ivan_e2e::filing::{Filer, set_up};
 use ivan_e2e::{CLOCK_WORKERS, Instance, Server, SmtpSink, e2e_tests, eventually};
 use reqwest::StatusCode;
 use retention::testing::ManualClock;
@@ -159,21 +159,7 @@ async fn prefilled_form(server: &Server, filer: &Filer, pid: &str) -> String {
 
 /// Signs `form` as the employer and files it; returns its message id.
 async fn file_form(inst: &Instance, server: &Server, filer: &Filer, form: &str) -> String {
-    let signed = sign(inst, filer, form, "employer").await;
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(signed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    ivan_e2e::filing::file_signed(inst, server, filer, form).await
 }
 
 async fn log_actions(inst: &Instance) -> String {

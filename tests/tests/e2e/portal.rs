@@ -64,25 +64,7 @@ async fn invite(inst: &Instance, filer: &Filer, email: &str, role: &str, env: &[
 
 /// Files a signed report through the API; returns its message id.
 async fn file_by_api(inst: &Instance, server: &Server, filer: &Filer, variant: u32) -> String {
-    let signed = sign(
-        inst,
-        filer,
-        &report(&filer.registration, variant),
-        "employer",
-    )
-    .await;
-    let r = server
-        .http
-        .post(server.url("/api/v1/submissions"))
-        .bearer_auth(&filer.token)
-        .header("content-type", "application/xml")
-        .body(signed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    v["message_id"].as_str().unwrap().to_owned()
+    ivan_e2e::filing::file_signed(inst, server, filer, &report(&filer.registration, variant)).await
 }
 
 async fn write_signed(inst: &Instance, filer: &Filer, variant: u32) -> std::path::PathBuf {
