@@ -232,18 +232,7 @@ async fn send_pin(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    admin_post(&signed, f, "/portal/phones")?;
-    let m = &state.mobile;
-    access::send_pin(
-        m.ledger(),
-        m.db(),
-        signed.user.actor(),
-        &signed.employer_id,
-        &id,
-    )
-    .await
-    .map_err(crate::Error::from)?;
-    Ok(see_other("/portal/phones?done=sent"))
+    change_phone(&state, &signed, &id, f, access::send_pin, "sent").await
 }
 
 async fn deactivate(
@@ -252,18 +241,37 @@ async fn deactivate(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
-    admin_post(&signed, f, "/portal/phones")?;
+    change_phone(&state, &signed, &id, f, access::deactivate, "deactivated").await
+}
+
+/// An admin's change `change` of phone access `id` (by the signed-in user, for its
+/// employer), then back to the list saying `done`.
+async fn change_phone(
+    state: &PortalState,
+    signed: &EmployerUser,
+    id: &str,
+    f: CsrfForm,
+    change: impl AsyncFnOnce(
+        &retention::Ledger,
+        &retention::Db,
+        retention::Actor,
+        &str,
+        &str,
+    ) -> Result<access::PhoneAccess, mobile_api::Error>,
+    done: &str,
+) -> PageResult {
+    admin_post(signed, f, "/portal/phones")?;
     let m = &state.mobile;
-    access::deactivate(
+    change(
         m.ledger(),
         m.db(),
         signed.user.actor(),
         &signed.employer_id,
-        &id,
+        id,
     )
     .await
     .map_err(crate::Error::from)?;
-    Ok(see_other("/portal/phones?done=deactivated"))
+    Ok(see_other(&format!("/portal/phones?done={done}")))
 }
 
 // ---------------------------------------------------------------- pre-registrations
