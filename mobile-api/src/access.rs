@@ -83,10 +83,6 @@ fn parse_name(s: &str, what: &str, max: usize) -> Result<String, Error> {
     Ok(s.to_owned())
 }
 
-fn json(v: serde_json::Value) -> Payload {
-    Payload::json(&v)
-}
-
 fn entry(actor: Actor, action: &str, id: &str, payload: Option<Payload>) -> NewEntry {
     NewEntry {
         actor,
@@ -157,7 +153,7 @@ pub async fn add(
     let phone = parse_phone(phone)?;
     let holder = parse_name(holder_name, "holder_name", MAX_HOLDER_CHARS)?;
     let id = uuid::Uuid::now_v7().to_string();
-    let payload = json(serde_json::json!({
+    let payload = Payload::json(&serde_json::json!({
         "id": id, "employer_id": employer_id, "phone": phone, "holder_name": holder,
     }));
     let (rid, eid) = (id.clone(), employer_id.to_owned());
@@ -350,7 +346,9 @@ pub async fn send_pin(
                 actor,
                 "phone-access.pin-send",
                 id,
-                Some(json(serde_json::json!({ "phone": current.phone }))),
+                Some(Payload::json(
+                    &serde_json::json!({ "phone": current.phone }),
+                )),
             ),
             work,
         )
@@ -508,7 +506,7 @@ pub async fn login(mobile: &Mobile, login: Login) -> Result<Issued, Error> {
         Actor::Phone(row.id.clone()),
         "phone.login",
         &row.id,
-        Some(json(serde_json::json!({
+        Some(Payload::json(&serde_json::json!({
             "session_id": issued.session_id, "source": login.source, "device_name": device,
         }))),
     )];
@@ -558,7 +556,7 @@ async fn wrong_pin(
                 Actor::Phone(row.id.clone()),
                 "phone.login-fail",
                 &row.id,
-                Some(json(payload)),
+                Some(Payload::json(&payload)),
             ),
             work,
         )
@@ -594,8 +592,8 @@ async fn lock(mobile: &Mobile, row: &LoginRow, phone: &str, failures: i64) -> Re
                 Actor::System,
                 "phone.lockout",
                 &row.id,
-                Some(json(
-                    serde_json::json!({ "failures_in_window": failures, "window_secs": window }),
+                Some(Payload::json(
+                    &serde_json::json!({ "failures_in_window": failures, "window_secs": window }),
                 )),
             ),
             work,
