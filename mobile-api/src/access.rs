@@ -173,14 +173,11 @@ pub async fn add(
             .await
             .map(drop)
         });
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(retention::Error::Conflict(format!(
-                    "phone {phone} already has an active access of this employer; deactivate it first"
-                )))
-            }
-            other => Ok(other?),
-        }
+        retention::conflict_on_duplicate(inserted, || {
+            format!(
+                "phone {phone} already has an active access of this employer; deactivate it first"
+            )
+        })
     });
     ledger
         .append_with(
@@ -191,6 +188,31 @@ pub async fn add(
     get(db, employer_id, &id).await
 }
 
+/// The access, if a change may still be made to it: a deactivated one is final (409).
+fn active(access: PhoneAccess) -> Result<PhoneAccess, Error> {
+    if access.active {
+        Ok(access)
+    } else {
+        Err(Error::Conflict(format!(
+            "phone access {} is deactivated",
+            access.id
+        )))
+    }
+}
+
+/// The guard of a change to an active access, in its transaction: the `UPDATE …
+/// AND deactivated_at IS NULL` changed the one row, or the access was deactivated
+/// since [`active`] looked.
+fn changed_active(changed: u64, id: &str) -> retention::Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(retention::Error::Conflict(format!(
+            "phone access {id} is deactivated"
+        )))
+    }
+}
+
 /// Deactivates an access: its PIN stops working and its sessions end at once.
 pub async fn deactivate(
     ledger: &Ledger,
@@ -199,12 +221,7 @@ pub async fn deactivate(
     employer_id: &str,
     id: &str,
 ) -> Result<PhoneAccess, Error> {
-    let current = get(db, employer_id, id).await?;
-    if !current.active {
-        return Err(Error::Conflict(format!(
-            "phone access {id} is already deactivated"
-        )));
-    }
+    active(get(db, employer_id, id).await?)?;
     let (rid, eid) = (id.to_owned(), employer_id.to_owned());
     let work: Work = retention::work!(|conn, at| {
         let now = at.recorded_at();
@@ -220,11 +237,7 @@ pub async fn deactivate(
             .await?
             .rows_affected()
         });
-        if changed != 1 {
-            return Err(retention::Error::Conflict(format!(
-                "phone access {rid} is already deactivated"
-            )));
-        }
+        changed_active(changed, &rid)?;
         session::revoke_all(&mut conn, &rid, now, "access deactivated").await
     });
     ledger
@@ -244,10 +257,7 @@ pub async fn new_pin(
     employer_id: &str,
     id: &str,
 ) -> Result<(PhoneAccess, String), Error> {
-    let current = get(db, employer_id, id).await?;
-    if !current.active {
-        return Err(Error::Conflict(format!("phone access {id} is deactivated")));
-    }
+    let current = active(get(db, employer_id, id).await?)?;
     // The PINs of one phone's accesses (at other employers) differ, so a login finds
     // the one access its PIN opens.
     let others: Vec<String> = on_pool!(db, pool => {
@@ -290,24 +300,20 @@ pub async fn new_pin(
         let now = at.recorded_at();
         let changed = on_conn!(&mut conn, c => {
             sqlx::query(
-                "UPDATE phone_accesses SET pin_hash = $1, pin_sealed = $2, pin_generated_at = $3, \
+                "UPDATE phone_accesses SET pin_hash = $3, pin_sealed = $4, pin_generated_at = $5, \
                  pin_used_at = NULL, failed_attempts = 0, locked_at = NULL \
-                 WHERE id = $4 AND employer_id = $5 AND deactivated_at IS NULL",
+                 WHERE id = $1 AND employer_id = $2 AND deactivated_at IS NULL",
             )
+            .bind(&rid)
+            .bind(&eid)
             .bind(&hash)
             .bind(&sealed)
             .bind(now)
-            .bind(&rid)
-            .bind(&eid)
             .execute(&mut *c)
             .await?
             .rows_affected()
         });
-        if changed != 1 {
-            return Err(retention::Error::Conflict(format!(
-                "phone access {rid} is deactivated"
-            )));
-        }
+        changed_active(changed, &rid)?;
         throttle::reset(&mut conn, &phone).await?;
         session::revoke_all(&mut conn, &rid, now, "new PIN generated").await
     });

@@ -31,6 +31,8 @@ use crate::{Error, MobileConfig};
 const QUEUE: Queue = Queue {
     table: "sms_outbox",
     done_column: "done_at",
+    columns: "id, kind, phone_access_id, recipient, body, attempts",
+    batch: 16,
 };
 
 /// What a message is for.
@@ -263,16 +265,8 @@ impl SmsWorker {
     pub async fn round(&self) -> Result<usize, Error> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::seconds(120);
-        let rows: Vec<Claimed> = queue::claim(
-            &self.db,
-            QUEUE,
-            "id, kind, phone_access_id, recipient, body, attempts",
-            &self.owner,
-            now,
-            lease_until,
-            16,
-        )
-        .await?;
+        let rows: Vec<Claimed> =
+            queue::claim(&self.db, QUEUE, &self.owner, now, lease_until).await?;
         let n = rows.len();
         for row in rows {
             let outcome = self.attempt(&row).await;
@@ -386,31 +380,21 @@ impl SmsWorker {
             });
             Ok(())
         });
-        self.ledger
-            .append_with(
-                NewEntry {
-                    actor: Actor::System,
-                    action: action.into(),
-                    subject: format!("sms:{}", row.id),
-                    payload: Some(Payload::json(&detail)),
-                },
-                work,
-            )
-            .await?;
+        let entry = NewEntry::system(
+            action,
+            format!("sms:{}", row.id),
+            Some(Payload::json(&detail)),
+        );
+        self.ledger.append_with(entry, work).await?;
         Ok(())
     }
 
     async fn retry(&self, row: &Claimed, reason: &str) -> Result<(), Error> {
         metrics::counter!("ivan_sms_retries_total").increment(1);
-        let delay = queue::backoff(
-            u32::try_from(row.attempts).unwrap_or(u32::MAX),
-            Duration::from_millis(self.config.sms_retry_base_ms),
-            Duration::from_secs(self.config.sms_retry_cap_secs),
-            rand::random::<f64>(),
-        );
+        let base = Duration::from_millis(self.config.sms_retry_base_ms);
+        let cap = Duration::from_secs(self.config.sms_retry_cap_secs);
+        let (due, delay) = queue::next_due(self.clock.now(), row.attempts, base, cap);
         tracing::warn!(sms = %row.id, error = %reason, retry_in_ms = delay.as_millis() as u64, "SMS not sent; will retry");
-        let due =
-            self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         queue::retry(&self.db, QUEUE, &row.id, &self.owner, due, reason).await?;
         Ok(())
     }

@@ -107,6 +107,23 @@ impl Error {
     }
 }
 
+/// `result`, with the database's refusal of a duplicate unique key told as what it
+/// means: [`Error::Conflict`] with `message` (another writer got there first, or the
+/// thing exists already). Other failures stay what they are.
+pub fn conflict_on_duplicate<T, E: Into<Error>>(
+    result: std::result::Result<T, E>,
+    message: impl FnOnce() -> String,
+) -> Result<T> {
+    result.map_err(|e| {
+        let e = e.into();
+        if e.is_unique_violation() {
+            Error::Conflict(message())
+        } else {
+            e
+        }
+    })
+}
+
 /// Database failures that a retry later can get past: the connection or pool, the
 /// server shutting down or out of resources (disk, memory, connections), lock and
 /// serialization conflicts, SQLite's busy, I/O and full-disk codes.

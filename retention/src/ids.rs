@@ -75,6 +75,19 @@ impl fmt::Display for Actor {
     }
 }
 
+/// One file as a manifest (a backup's, an evidence bundle's) lists it: where it is,
+/// and the digest and size it must have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecord {
+    /// `/`-separated, relative to what the manifest describes.
+    pub path: String,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+    /// Content size in bytes.
+    pub size: u64,
+}
+
 /// A SHA-256 digest as 64 lowercase hex digits: the key of an original and the
 /// form hashes take in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

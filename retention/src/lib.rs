@@ -45,8 +45,8 @@ pub mod testing;
 
 pub use clock::{Clock, SystemClock};
 pub use db::{Backend, Db, DbConn, MigrationPolicy};
-pub use error::{Error, Kind as ErrorKind, Result, io_unavailable};
-pub use ids::{Actor, EmployerId, MessageId, Sha256Hex};
+pub use error::{Error, Kind as ErrorKind, Result, conflict_on_duplicate, io_unavailable};
+pub use ids::{Actor, EmployerId, FileRecord, MessageId, Sha256Hex};
 pub use ledger::{
     Appended, Content, Described, Landed, Ledger, LedgerConfig, NewEntry, Payload, RowWriter,
 };

@@ -25,23 +25,25 @@ pub struct Queue {
     pub table: &'static str,
     /// The column that is NULL while a row still has work.
     pub done_column: &'static str,
+    /// The columns a claim returns (what the worker reads into its row type).
+    pub columns: &'static str,
+    /// Rows claimed at most at once.
+    pub batch: i64,
 }
 
-/// Claims up to `limit` due rows (oldest due first) for `owner` until `lease_until`
-/// and returns their `columns`, read as `R`.
+/// Claims up to a batch of due rows (oldest due first) for `owner` until
+/// `lease_until` and returns their columns, read as `R`.
 pub async fn claim<R>(
     db: &Db,
     q: Queue,
-    columns: &str,
     owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-    limit: i64,
 ) -> Result<Vec<R>>
 where
     R: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
-    let (table, done) = (q.table, q.done_column);
+    let (table, done, columns) = (q.table, q.done_column, q.columns);
     let sql = format!(
         "UPDATE {table} SET lease_owner = $1, lease_until = $2 \
          WHERE id IN (SELECT id FROM {table} \
@@ -55,7 +57,7 @@ where
             .bind(owner)
             .bind(lease_until)
             .bind(now)
-            .bind(limit)
+            .bind(q.batch)
             .fetch_all(pool)
             .await?
     }))
@@ -87,6 +89,24 @@ pub async fn retry(
             .await?;
     });
     Ok(())
+}
+
+/// When a row that has failed `attempts` times is due again: after a full-jitter
+/// [`backoff`] from `now` (answered too, for the log line).
+pub fn next_due(
+    now: DateTime<Utc>,
+    attempts: i64,
+    base: Duration,
+    cap: Duration,
+) -> (DateTime<Utc>, Duration) {
+    let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
+    let delay = backoff(attempt, base, cap, rand::random::<f64>());
+    let wait = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    (
+        now.checked_add_signed(wait)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        delay,
+    )
 }
 
 /// Full-jitter exponential backoff: a uniformly random delay in

@@ -235,15 +235,10 @@ pub async fn add(
             .await
             .map(drop)
         });
-        if let Err(sqlx::Error::Database(e)) = &inserted
-            && e.is_unique_violation()
-        {
-            return Err(retention::Error::Conflict(format!(
-                "an employer with registration number {} already exists",
-                row.registration_number
-            )));
-        }
-        inserted?;
+        retention::conflict_on_duplicate(inserted, || {
+            let number = &row.registration_number;
+            format!("an employer with registration number {number} already exists")
+        })?;
         if token.insert(&mut conn).await? {
             Ok(())
         } else {

@@ -33,7 +33,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Clock, Db, DbConn, Ledger, Payload, on_conn};
+use retention::{Clock, Db, DbConn, Ledger, Payload, on_conn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -374,6 +374,8 @@ impl std::fmt::Debug for Sender {
 const QUEUE: retention::queue::Queue = retention::queue::Queue {
     table: "mail_outbox",
     done_column: "sent_at",
+    columns: "id, recipient, subject, body, secret, attempts",
+    batch: 16,
 };
 
 /// The mail worker of one `ivan serve`.
@@ -469,16 +471,8 @@ impl Mailer {
     async fn round(&self) -> Result<usize, Error> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::seconds(4 * self.config.smtp_timeout_secs as i64);
-        let rows: Vec<Claimed> = retention::queue::claim(
-            &self.db,
-            QUEUE,
-            "id, recipient, subject, body, secret, attempts",
-            &self.owner,
-            now,
-            lease_until,
-            16,
-        )
-        .await?;
+        let rows: Vec<Claimed> =
+            retention::queue::claim(&self.db, QUEUE, &self.owner, now, lease_until).await?;
         let n = rows.len();
         for row in rows {
             self.send(row).await?;
@@ -519,20 +513,13 @@ impl Mailer {
                     });
                     Ok(())
                 });
-                self.ledger
-                    .append_with(
-                        NewEntry {
-                            actor: Actor::System,
-                            action: "mail.send".into(),
-                            subject: format!("mail:{}", row.id),
-                            payload: Some(Payload {
-                                content: Bytes::from(bytes).into(),
-                                media_type: "message/rfc822".into(),
-                            }),
-                        },
-                        work,
-                    )
-                    .await?;
+                let payload = Payload {
+                    content: Bytes::from(bytes).into(),
+                    media_type: "message/rfc822".into(),
+                };
+                let entry =
+                    NewEntry::system("mail.send", format!("mail:{}", row.id), Some(payload));
+                self.ledger.append_with(entry, work).await?;
                 metrics::counter!("ivan_mail_sent_total").increment(1);
                 tracing::info!(mail = %row.id, to = %row.recipient, "mail sent");
                 Ok(())
@@ -575,15 +562,10 @@ impl Mailer {
 
     async fn retry(&self, row: &Claimed, reason: &str) -> Result<(), Error> {
         metrics::counter!("ivan_mail_failures_total").increment(1);
-        let delay = retention::queue::backoff(
-            u32::try_from(row.attempts).unwrap_or(u32::MAX),
-            Duration::from_millis(self.config.retry_base_ms),
-            Duration::from_secs(self.config.retry_cap_secs),
-            rand::random::<f64>(),
-        );
+        let base = Duration::from_millis(self.config.retry_base_ms);
+        let cap = Duration::from_secs(self.config.retry_cap_secs);
+        let (due, delay) = retention::queue::next_due(self.clock.now(), row.attempts, base, cap);
         tracing::warn!(mail = %row.id, to = %row.recipient, error = %reason, retry_in_ms = delay.as_millis() as u64, "mail not sent; will retry");
-        let due =
-            self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         retention::queue::retry(&self.db, QUEUE, &row.id, &self.owner, due, reason).await?;
         Ok(())
     }

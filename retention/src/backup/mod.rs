@@ -153,16 +153,9 @@ pub struct TableDump {
     pub rows: u64,
 }
 
-/// One file as the manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRecord {
-    /// Relative to the snapshot directory, `/`-separated, e.g. `keys/receipt-es256.pem`.
-    pub path: String,
-    /// SHA-256 of the content, lowercase hex.
-    pub sha256: String,
-    pub size: u64,
-}
+/// One file as the manifest lists it; its path is relative to the snapshot
+/// directory, `/`-separated, e.g. `keys/receipt-es256.pem`.
+pub use crate::FileRecord;
 
 /// What `originals.list` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

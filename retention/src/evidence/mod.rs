@@ -110,17 +110,9 @@ pub struct ConsistencyProof {
     pub proof: Vec<String>,
 }
 
-/// One member as the manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRecord {
-    /// Full path in the archive, e.g. `ivan-evidence/log/entries.jsonl`.
-    pub path: String,
-    /// SHA-256 of the member's content, lowercase hex.
-    pub sha256: String,
-    /// Content size in bytes.
-    pub size: u64,
-}
+/// One member as the manifest lists it; its path is the full path in the archive,
+/// e.g. `ivan-evidence/log/entries.jsonl`.
+pub use crate::FileRecord;
 
 /// The bytes `manifest.sig` signs:
 /// `"ivan/evidence-manifest/v1\n" ‖ hex(SHA-256(manifest.json)) ‖ "\n"`.

@@ -173,6 +173,18 @@ pub struct NewEntry {
     pub payload: Option<Payload>,
 }
 
+impl NewEntry {
+    /// An entry the service itself records (a worker, a sweep), not a person.
+    pub fn system(action: &str, subject: String, payload: Option<Payload>) -> Self {
+        NewEntry {
+            actor: Actor::System,
+            action: action.to_owned(),
+            subject,
+            payload,
+        }
+    }
+}
+
 /// The receipt of an append: where it landed in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Appended {

@@ -300,15 +300,9 @@ pub async fn invite(
                 .await
                 .map(drop)
             });
-            if let Err(sqlx::Error::Database(e)) = &inserted
-                && e.is_unique_violation()
-            {
-                return Err(retention::Error::Conflict(format!(
-                    "{} was invited at the same moment; try again",
-                    row.email
-                )));
-            }
-            inserted?;
+            retention::conflict_on_duplicate(inserted, || {
+                format!("{} was invited at the same moment; try again", row.email)
+            })?;
         }
         on_conn!(&mut conn, c => {
             // Earlier unused links of this user stop working.
@@ -393,24 +387,21 @@ pub async fn invitation(
 
 /// An active user by id.
 pub async fn user(db: &Db, id: &str) -> Result<Option<User>, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND revoked_at IS NULL"
-        )))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(retention::Error::from)?
-    }))
+    active_user_by(db, "id", id).await
 }
 
 /// An active user by WebAuthn user handle.
 pub async fn user_by_handle(db: &Db, handle: &uuid::Uuid) -> Result<Option<User>, Error> {
+    active_user_by(db, "webauthn_handle", &handle.to_string()).await
+}
+
+/// The active user whose unique `column` (a name from this module) is `value`.
+async fn active_user_by(db: &Db, column: &'static str, value: &str) -> Result<Option<User>, Error> {
     Ok(on_pool!(db, pool => {
         sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE webauthn_handle = $1 AND revoked_at IS NULL"
+            "SELECT {USER_COLUMNS} FROM users WHERE {column} = $1 AND revoked_at IS NULL"
         )))
-        .bind(handle.to_string())
+        .bind(value)
         .fetch_optional(pool)
         .await
         .map_err(retention::Error::from)?
@@ -622,14 +613,7 @@ pub async fn add_passkey(
             .await
             .map(drop)
         });
-        if let Err(sqlx::Error::Database(e)) = &inserted
-            && e.is_unique_violation()
-        {
-            return Err(retention::Error::Conflict(
-                "this passkey is already registered".into(),
-            ));
-        }
-        Ok(inserted?)
+        retention::conflict_on_duplicate(inserted, || "this passkey is already registered".into())
     });
     record(
         ledger,

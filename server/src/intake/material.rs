@@ -46,16 +46,12 @@ fn invalid(e: impl std::fmt::Display) -> Error {
     Error::Invalid(e.to_string())
 }
 
+/// A duplicate row refused as the thing `what` names being registered already.
 fn conflict_on_duplicate(
     r: Result<(), retention::Error>,
     what: String,
 ) -> Result<(), retention::Error> {
-    match r {
-        Err(e) if e.is_unique_violation() => Err(retention::Error::Conflict(format!(
-            "{what} is already registered"
-        ))),
-        other => other,
-    }
+    retention::conflict_on_duplicate(r, || format!("{what} is already registered"))
 }
 
 /// Adds a trusted CA certificate (PEM or DER).
