@@ -286,6 +286,77 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+/// Shows what an admin command did: the JSON document with `--json`, else `human`'s
+/// lines for people.
+fn show<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) {
+    if json {
+        println!("{}", to_json(value));
+    } else {
+        human(value);
+    }
+}
+
+/// Prints one thing as `label: value` lines with the values aligned.
+fn print_fields(fields: &[(&str, &dyn std::fmt::Display)]) {
+    let width = fields.iter().map(|(label, _)| label.len() + 1).max();
+    let width = width.unwrap_or(0);
+    for (label, value) in fields {
+        println!("{:<width$}  {value}", format!("{label}:"));
+    }
+}
+
+/// A user's or token's state in the lists.
+fn active_or_revoked<T>(revoked_at: &Option<T>) -> &'static str {
+    if revoked_at.is_some() {
+        "revoked"
+    } else {
+        "active"
+    }
+}
+
+/// Invites `email` to the portal as `membership` says (mailing a link to the origin
+/// the portal is known under) and shows the invitation; `about` is the line that
+/// says who they will be (a clerk's role, an officer's organisation).
+async fn invite(
+    config: &Config,
+    json: bool,
+    membership: crate::accounts::Membership,
+    email: &str,
+    about: impl FnOnce(&crate::accounts::User) -> (&'static str, String),
+) -> Result<()> {
+    let valid = config.portal.invitation_valid();
+    let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
+        let origin = invitation_origin(config, &record.db).await?;
+        let (ledger, db, actor) = (&record.ledger, &record.db, operator(config)?);
+        let invited = crate::accounts::invite(
+            ledger,
+            db,
+            &SystemClock,
+            actor,
+            &origin,
+            &membership,
+            email,
+            valid,
+        )
+        .await?;
+        Ok((invited, origin))
+    })
+    .await?;
+    show(json, &invited, |invited| {
+        let (label, value) = about(&invited.user);
+        let expires = retention::ledger::format_time(&invited.expires_at);
+        print_fields(&[
+            ("id", &invited.user.id),
+            ("email", &invited.user.email),
+            (label, &value),
+            ("link valid", &format!("until {expires}")),
+            ("log entry", &invited.log_seq),
+        ]);
+        eprintln!("The enrolment link is on its way through the mail outbox (portal {origin}).");
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

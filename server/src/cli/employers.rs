@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{OpenLedger, operator, read_db, to_json};
+use super::{OpenLedger, operator, print_fields, read_db, show};
 use crate::config::Config;
 use crate::{Result, employers};
 
@@ -93,16 +93,16 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
                 .await
             })
             .await?;
-            if json {
-                println!("{}", to_json(&created));
-            } else {
-                println!("employer id:   {}", created.employer.id);
-                println!("name:          {}", created.employer.name);
-                println!("registration:  {}", created.employer.registration_number);
-                println!("api token:     {}", created.api_token);
-                println!("log entry:     {}", created.log_seq);
+            show(json, &created, |created| {
+                print_fields(&[
+                    ("employer id", &created.employer.id),
+                    ("name", &created.employer.name),
+                    ("registration", &created.employer.registration_number),
+                    ("api token", &created.api_token),
+                    ("log entry", &created.log_seq),
+                ]);
                 eprintln!("Store the API token now: it is not shown again.");
-            }
+            });
         }
         EmployerCommand::SetEmail {
             employer,
@@ -113,22 +113,16 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
                 employers::set_email(&record.ledger, operator(config)?, &employer, &email).await
             })
             .await?;
-            if json {
-                println!(
-                    "{}",
-                    to_json(
-                        &serde_json::json!({"id": employer, "notify_email": email.trim(), "log_seq": log_seq})
-                    )
-                );
-            } else {
-                println!("mail for employer {employer} now goes to {}", email.trim());
-            }
+            let email = email.trim();
+            let done =
+                serde_json::json!({"id": employer, "notify_email": email, "log_seq": log_seq});
+            show(json, &done, |_| {
+                println!("mail for employer {employer} now goes to {email}");
+            });
         }
         EmployerCommand::List { json } => {
             let list = read_db(config, async |db| employers::list(db).await).await?;
-            if json {
-                println!("{}", to_json(&list));
-            } else {
+            show(json, &list, |list| {
                 println!(
                     "{:<36}  {:<16}  {:<27}  NAME",
                     "ID", "REGISTRATION", "CREATED"
@@ -142,7 +136,7 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
                         e.name
                     );
                 }
-            }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -168,26 +162,24 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
                 .await
             })
             .await?;
-            if json {
-                println!("{}", to_json(&created));
-            } else {
-                println!("token id:      {}", created.id);
-                println!("employer id:   {}", created.employer_id);
-                println!("label:         {}", created.label);
-                println!("allowed from:  {}", allowed_from(&created.allowed_ips));
-                println!("api token:     {}", created.api_token);
-                println!("log entry:     {}", created.log_seq);
+            show(json, &created, |created| {
+                print_fields(&[
+                    ("token id", &created.id),
+                    ("employer id", &created.employer_id),
+                    ("label", &created.label),
+                    ("allowed from", &allowed_from(&created.allowed_ips)),
+                    ("api token", &created.api_token),
+                    ("log entry", &created.log_seq),
+                ]);
                 eprintln!("Store the API token now: it is not shown again.");
-            }
+            });
         }
         TokenCommand::List { employer, json } => {
             let list = read_db(config, async |db| {
                 employers::list_tokens(db, &employer).await
             })
             .await?;
-            if json {
-                println!("{}", to_json(&list));
-            } else {
+            show(json, &list, |list| {
                 println!(
                     "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  LABEL",
                     "ID", "CREATED", "REVOKED", "CREATED BY", "ALLOWED FROM"
@@ -205,7 +197,7 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
                         t.label.as_deref().unwrap_or("")
                     );
                 }
-            }
+            });
         }
         TokenCommand::Revoke {
             employer,
@@ -216,16 +208,12 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
                 employers::revoke_token(&record.ledger, operator(config)?, &employer, &token).await
             })
             .await?;
-            if json {
-                println!(
-                    "{}",
-                    to_json(&serde_json::json!({
-                        "id": token, "employer_id": employer, "revoked": true, "log_seq": log_seq
-                    }))
-                );
-            } else {
+            let done = serde_json::json!({
+                "id": token, "employer_id": employer, "revoked": true, "log_seq": log_seq
+            });
+            show(json, &done, |_| {
                 println!("API token {token} of employer {employer} revoked (log entry {log_seq})");
-            }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{OpenLedger, invitation_origin, operator, read_db, to_json};
+use super::{OpenLedger, active_or_revoked, invite, operator, print_fields, read_db, show};
 use crate::accounts;
 use crate::compliance::officers;
 use crate::config::Config;
@@ -78,66 +78,30 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             organisation,
             json,
         } => {
-            let valid = config.portal.invitation_valid();
-            let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
-                let origin = invitation_origin(config, &record.db).await?;
-                let invited = officers::add(
-                    &record.ledger,
-                    &record.db,
-                    &SystemClock,
-                    operator(config)?,
-                    &origin,
-                    &email,
-                    &organisation,
-                    valid,
-                )
-                .await?;
-                Ok((invited, origin))
-            })
-            .await?;
-            if json {
-                println!("{}", to_json(&invited));
-            } else {
-                println!("officer id:   {}", invited.user.id);
-                println!("email:        {}", invited.user.email);
-                println!(
-                    "organisation: {}",
-                    invited.user.organisation.as_deref().unwrap_or("")
-                );
-                println!(
-                    "link valid:   until {}",
-                    retention::ledger::format_time(&invited.expires_at)
-                );
-                println!("log entry:    {}", invited.log_seq);
-                eprintln!(
-                    "The enrolment link is on its way through the mail outbox (portal {origin})."
-                );
-            }
+            let membership = crate::accounts::Membership::officer(&organisation)?;
+            let about = |u: &crate::accounts::User| {
+                let organisation = u.organisation.clone().unwrap_or_default();
+                ("organisation", organisation)
+            };
+            invite(config, json, membership, &email, about).await?;
         }
         OfficerCommand::List { json } => {
             let list = read_db(config, async |db| officers::list(db).await).await?;
-            if json {
-                println!("{}", to_json(&list));
-            } else {
+            show(json, &list, |list| {
                 println!(
                     "{:<36}  {:<8}  {:<32}  EMAIL",
                     "ID", "STATE", "ORGANISATION"
                 );
                 for u in list {
-                    let state = if u.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
                     println!(
                         "{:<36}  {:<8}  {:<32}  {}",
                         u.id,
-                        state,
+                        active_or_revoked(&u.revoked_at),
                         u.organisation.as_deref().unwrap_or(""),
                         u.email
                     );
                 }
-            }
+            });
         }
         OfficerCommand::Revoke { officer, json } => {
             let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
@@ -158,14 +122,10 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                 .await
             })
             .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "revoked": officer, "log_seq": log_seq })
-                );
-            } else {
+            let done = serde_json::json!({ "revoked": officer, "log_seq": log_seq });
+            show(json, &done, |_| {
                 println!("officer {officer} revoked (log entry {log_seq})");
-            }
+            });
         }
         OfficerCommand::Token(OfficerTokenCommand::Create {
             officer,
@@ -184,35 +144,29 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                 .await
             })
             .await?;
-            if json {
-                println!("{}", to_json(&created));
-            } else {
-                println!("token id:     {}", created.id);
-                println!("officer:      {}", created.officer);
-                println!("label:        {}", created.label);
-                println!("log entry:    {}", created.log_seq);
-                println!("token:        {}", created.token);
+            show(json, &created, |created| {
+                print_fields(&[
+                    ("token id", &created.id),
+                    ("officer", &created.officer),
+                    ("label", &created.label),
+                    ("log entry", &created.log_seq),
+                    ("token", &created.token),
+                ]);
                 eprintln!("The token is shown only this once; only a hash of it is kept.");
-            }
+            });
         }
         OfficerCommand::Token(OfficerTokenCommand::List { officer, json }) => {
             let list = read_db(config, async |db| {
                 officers::list_tokens(db, officer.as_deref()).await
             })
             .await?;
-            if json {
-                println!("{}", to_json(&list));
-            } else {
+            show(json, &list, |list| {
                 println!("{:<16}  {:<36}  {:<8}  LABEL", "ID", "OFFICER", "STATE");
                 for t in list {
-                    let state = if t.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
+                    let state = active_or_revoked(&t.revoked_at);
                     println!("{:<16}  {:<36}  {:<8}  {}", t.id, t.user_id, state, t.label);
                 }
-            }
+            });
         }
         OfficerCommand::Token(OfficerTokenCommand::Revoke { token, json }) => {
             let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
@@ -220,14 +174,10 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                     .await
             })
             .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "revoked": token, "log_seq": log_seq })
-                );
-            } else {
+            let done = serde_json::json!({ "revoked": token, "log_seq": log_seq });
+            show(json, &done, |_| {
                 println!("officer token {token} revoked (log entry {log_seq})");
-            }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use retention::SystemClock;
 
-use super::{OpenLedger, invitation_origin, operator, read_db, to_json};
+use super::{OpenLedger, active_or_revoked, invite, operator, read_db, show};
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -48,68 +47,31 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             role,
             json,
         } => {
-            let valid = config.portal.invitation_valid();
-            let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
-                let origin = invitation_origin(config, &record.db).await?;
-                let invited = accounts::invite(
-                    &record.ledger,
-                    &record.db,
-                    &SystemClock,
-                    operator(config)?,
-                    &origin,
-                    &accounts::Membership::employer(&employer, role),
-                    &email,
-                    valid,
-                )
-                .await?;
-                Ok((invited, origin))
-            })
-            .await?;
-            if json {
-                println!("{}", to_json(&invited));
-            } else {
-                println!("user id:      {}", invited.user.id);
-                println!("email:        {}", invited.user.email);
-                println!("role:         {}", invited.user.role);
-                println!(
-                    "link valid:   until {}",
-                    retention::ledger::format_time(&invited.expires_at)
-                );
-                println!("log entry:    {}", invited.log_seq);
-                eprintln!(
-                    "The enrolment link is on its way through the mail outbox (portal {}).",
-                    origin
-                );
-            }
+            let membership = accounts::Membership::employer(&employer, role);
+            let about = |u: &accounts::User| ("role", u.role.clone());
+            invite(config, json, membership, &email, about).await?;
         }
         UserCommand::List { employer, json } => {
             let users = read_db(config, async |db| {
                 accounts::list(db, employer.as_deref()).await
             })
             .await?;
-            if json {
-                println!("{}", to_json(&users));
-            } else {
+            show(json, &users, |users| {
                 println!(
                     "{:<36}  {:<36}  {:<7}  {:<8}  EMAIL",
                     "ID", "EMPLOYER", "ROLE", "STATE"
                 );
                 for u in users {
-                    let state = if u.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
                     println!(
                         "{:<36}  {:<36}  {:<7}  {:<8}  {}",
                         u.id,
                         u.employer_id.as_deref().unwrap_or("-"),
                         u.role,
-                        state,
+                        active_or_revoked(&u.revoked_at),
                         u.email
                     );
                 }
-            }
+            });
         }
         UserCommand::Revoke { user, json } => {
             let done = OpenLedger::with(config, async |record: &OpenLedger| {
@@ -120,14 +82,10 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
                 Error::Record(retention::Error::Conflict(m)) => Error::NotFound(m),
                 e => e,
             })?;
-            if json {
-                println!(
-                    "{}",
-                    to_json(&serde_json::json!({"id": user, "revoked": true, "log_seq": log_seq}))
-                );
-            } else {
+            let done = serde_json::json!({"id": user, "revoked": true, "log_seq": log_seq});
+            show(json, &done, |_| {
                 println!("user {user} revoked; their sessions have ended");
-            }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

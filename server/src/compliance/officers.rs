@@ -5,13 +5,13 @@
 //! kept) for their tools. Officer tokens live in their own table: they never reach an
 //! employer's routes, and employers' tokens never reach the compliance routes.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Clock, Db, Ledger, Payload, on_conn, on_pool};
 use serde::Serialize;
 
 use crate::Error;
-use crate::accounts::{self, Invited, Membership, User};
+use crate::accounts::{self, User};
 use crate::employers::{mint, secret_matches, split_token, validate_label};
 
 /// What officers' tokens start with.
@@ -44,33 +44,6 @@ impl Officer {
             credential: "portal-session".into(),
         })
     }
-}
-
-/// Invites a compliance officer of `organisation`: an enrolment link by mail, as for
-/// employers' users (`user.invite`, role `officer`).
-#[allow(clippy::too_many_arguments)]
-pub async fn add(
-    ledger: &Ledger,
-    db: &Db,
-    clock: &dyn Clock,
-    actor: Actor,
-    portal_origin: &str,
-    email: &str,
-    organisation: &str,
-    valid: Duration,
-) -> Result<Invited, Error> {
-    let membership = Membership::officer(organisation)?;
-    accounts::invite(
-        ledger,
-        db,
-        clock,
-        actor,
-        portal_origin,
-        &membership,
-        email,
-        valid,
-    )
-    .await
 }
 
 /// Every compliance officer (revoked ones too), oldest first.
