@@ -229,15 +229,25 @@ async fn caller(mobile: &Mobile, headers: &HeaderMap) -> Result<PhoneCaller, Err
     mobile.sessions().authenticate(mobile.db(), token).await
 }
 
+/// The request of a token endpoint, once its source network is within its rate
+/// (checked before the body is even parsed).
+fn limited<T: serde::de::DeserializeOwned>(
+    m: &Mobile,
+    source: &Source,
+    body: &[u8],
+) -> Result<T, Error> {
+    if let Some(ip) = source.0 {
+        m.inner.limiter.check(ip)?;
+    }
+    parse_json(body)
+}
+
 async fn login<E: From<Error>>(
     State(m): State<Mobile>,
     source: Source,
     body: Bytes,
 ) -> Result<Json<Issued>, E> {
-    if let Some(ip) = source.0 {
-        m.inner.limiter.check(ip)?;
-    }
-    let req: LoginRequest = parse_json(&body)?;
+    let req: LoginRequest = limited(&m, &source, &body)?;
     let issued = access::login(
         &m,
         access::Login {
@@ -258,10 +268,7 @@ async fn refresh<E: From<Error>>(
     source: Source,
     body: Bytes,
 ) -> Result<Json<Issued>, E> {
-    if let Some(ip) = source.0 {
-        m.inner.limiter.check(ip)?;
-    }
-    let req: RefreshRequest = parse_json(&body)?;
+    let req: RefreshRequest = limited(&m, &source, &body)?;
     Ok(Json(
         m.sessions()
             .refresh(m.ledger(), m.db(), &req.refresh_token)

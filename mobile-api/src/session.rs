@@ -250,17 +250,16 @@ impl Sessions {
         if !row.live {
             return Err(refused());
         }
-        if row.spent {
-            revoke(
-                ledger,
-                &row.session_id,
-                &row.access_id,
-                Actor::System,
-                "refresh token reused",
-            )
-            .await?;
+        // A spent token presented again was stolen or replayed: the whole family of
+        // the session is revoked, and the presenter refused.
+        let reused = async || -> Result<Issued, Error> {
+            let why = "refresh token reused";
+            revoke(ledger, &row.session_id, &row.access_id, Actor::System, why).await?;
             metrics::counter!("ivan_mobile_refresh_reuse_total").increment(1);
-            return Err(refused());
+            Err(refused())
+        };
+        if row.spent {
+            return reused().await;
         }
         let (new_id, new_secret) = refresh_parts()?;
         let new_sha = Sha256Hex::of(new_secret.as_bytes()).to_string();
@@ -286,15 +285,7 @@ impl Sessions {
         });
         if !spent {
             // Two refreshes with the same token raced: the loser is a reuse.
-            revoke(
-                ledger,
-                &row.session_id,
-                &row.access_id,
-                Actor::System,
-                "refresh token reused",
-            )
-            .await?;
-            return Err(refused());
+            return reused().await;
         }
         Ok(Issued {
             access_token: self.access_token(&row.access_id, &row.employer_id, &row.session_id)?,

@@ -431,28 +431,26 @@ impl SmppSender {
             events,
         };
         let b = &self.bind;
+        // The two binds are distinct PDU types with the same fields.
+        macro_rules! bind_pdu {
+            ($pdu:ident) => {
+                $pdu::builder()
+                    .system_id(b.system_id.clone())
+                    .password(b.password.clone())
+                    .system_type(b.system_type.clone())
+                    .interface_version(b.version)
+                    .addr_ton(Ton::Unknown)
+                    .addr_npi(Npi::Unknown)
+                    .address_range(COctetString::empty())
+                    .build()
+            };
+        }
         let bind = async {
             if self.config.registered_delivery {
-                let pdu = BindTransceiver::builder()
-                    .system_id(b.system_id.clone())
-                    .password(b.password.clone())
-                    .system_type(b.system_type.clone())
-                    .interface_version(b.version)
-                    .addr_ton(Ton::Unknown)
-                    .addr_npi(Npi::Unknown)
-                    .address_range(COctetString::empty())
-                    .build();
+                let pdu = bind_pdu!(BindTransceiver);
                 session.client.bind_transceiver(pdu).await.map(|_| ())
             } else {
-                let pdu = BindTransmitter::builder()
-                    .system_id(b.system_id.clone())
-                    .password(b.password.clone())
-                    .system_type(b.system_type.clone())
-                    .interface_version(b.version)
-                    .addr_ton(Ton::Unknown)
-                    .addr_npi(Npi::Unknown)
-                    .address_range(COctetString::empty())
-                    .build();
+                let pdu = bind_pdu!(BindTransmitter);
                 session.client.bind_transmitter(pdu).await.map(|_| ())
             }
         };

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use uppsala::{Document, Element, NodeId, NodeKind};
 
 use super::personal_id::{self, PersonalId};
-use super::{Context, Finding, NAMESPACE, Severity, codes};
+use super::{Context, DocumentType, Finding, NAMESPACE, Severity, codes};
 
 /// Collects findings up to a limit; beyond it, only counts them. [`Sink::finish`]
 /// appends one `findings.truncated` finding saying how many were left out.
@@ -364,13 +364,9 @@ pub(super) fn check_personal_id(
 
 /// `kind` / `corrects` on reports and pension record sheets: a corrective filing
 /// names the document it corrects, a regular one does not, and the named document
-/// is of the same type (its number starts with `prefix`).
-pub(super) fn check_correction(
-    root_name: &'static str,
-    root: &Element<'_>,
-    prefix: char,
-    sink: &mut Sink,
-) {
+/// is of the same type `ty` (its number starts with its prefix).
+pub(super) fn check_correction(ty: DocumentType, root: &Element<'_>, sink: &mut Sink) {
+    let (root_name, prefix) = (ty.root_element(), ty.number_prefix());
     let kind = attribute(root, "kind").map(str::trim);
     let corrects = attribute(root, "corrects").map(str::trim);
     match (kind, corrects) {

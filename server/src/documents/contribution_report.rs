@@ -42,12 +42,7 @@ impl super::rules::Rules for Rules {
                 || format!("the reporting period {period} has not begun yet"),
             );
         }
-        check_correction(
-            ROOT,
-            root_el,
-            DocumentType::ContributionReport.number_prefix(),
-            sink,
-        );
+        check_correction(DocumentType::ContributionReport, root_el, sink);
     }
 
     fn item(

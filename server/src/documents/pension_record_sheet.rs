@@ -35,12 +35,7 @@ impl super::rules::Rules for Rules {
                 || format!("the year {y} has not begun yet"),
             );
         }
-        check_correction(
-            ROOT,
-            root_el,
-            DocumentType::PensionRecordSheet.number_prefix(),
-            sink,
-        );
+        check_correction(DocumentType::PensionRecordSheet, root_el, sink);
         self.year = year;
         self.birth = child(doc, root, "Person")
             .and_then(|p| check_person(doc, p, &|| format!("/{ROOT}/Person"), ctx, sink).0);

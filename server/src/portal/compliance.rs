@@ -24,30 +24,20 @@ pub(super) fn routes() -> Router<PortalState> {
 
 /// The search form, as posted (and re-posted for the next page).
 #[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
 pub(super) struct SearchForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     legal_basis: String,
-    #[serde(default)]
     reference_number: String,
-    #[serde(default)]
     employer: String,
-    #[serde(default)]
     person_id: String,
-    #[serde(default)]
     document_number: String,
-    #[serde(default)]
     message_id: String,
-    #[serde(default)]
     action: String,
     /// A day (YYYY-MM-DD): from its start.
-    #[serde(default)]
     from: String,
     /// A day (YYYY-MM-DD): up to its end.
-    #[serde(default)]
     to: String,
-    #[serde(default)]
     before: String,
 }
 
@@ -206,13 +196,11 @@ async fn search(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct ReadForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     legal_basis: String,
-    #[serde(default)]
     reference_number: String,
 }
 

@@ -144,12 +144,43 @@ pub struct EmployerUser {
     pub employer_id: String,
 }
 
-impl std::ops::Deref for EmployerUser {
-    type Target = SignedIn;
-    fn deref(&self) -> &SignedIn {
-        &self.signed
-    }
+/// The extractor of pages for one kind of user: [`SignedIn`] narrowed by `$narrow`
+/// (an `Option` of the narrowed user), else 403 with `$refusal`. It derefs to the
+/// `SignedIn` it narrows.
+macro_rules! narrowed_extractor {
+    ($ty:ident, $refusal:literal, |$signed:ident| $narrow:expr) => {
+        impl std::ops::Deref for $ty {
+            type Target = SignedIn;
+            fn deref(&self) -> &SignedIn {
+                &self.signed
+            }
+        }
+
+        impl FromRequestParts<PortalState> for $ty {
+            type Rejection = PortalError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &PortalState,
+            ) -> Result<Self, PortalError> {
+                let $signed = SignedIn::from_request_parts(parts, state).await?;
+                $narrow.ok_or_else(|| PortalError::Forbidden($refusal.into()))
+            }
+        }
+    };
 }
+
+narrowed_extractor!(
+    EmployerUser,
+    "this page is for employers' users",
+    |signed| {
+        let employer_id = signed.user.employer_id.clone();
+        employer_id.map(|employer_id| EmployerUser {
+            signed,
+            employer_id,
+        })
+    }
+);
 
 impl EmployerUser {
     /// The caller as intake and the submissions module know it.
@@ -166,26 +197,6 @@ impl EmployerUser {
     }
 }
 
-impl FromRequestParts<PortalState> for EmployerUser {
-    type Rejection = PortalError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &PortalState,
-    ) -> Result<Self, PortalError> {
-        let signed = SignedIn::from_request_parts(parts, state).await?;
-        match signed.user.employer_id.clone() {
-            Some(employer_id) => Ok(EmployerUser {
-                signed,
-                employer_id,
-            }),
-            None => Err(PortalError::Forbidden(
-                "this page is for employers' users".into(),
-            )),
-        }
-    }
-}
-
 /// A signed-in compliance officer: the extractor of the compliance pages. Employers'
 /// users get 403 here.
 #[derive(Debug, Clone)]
@@ -194,29 +205,14 @@ pub struct OfficerUser {
     pub officer: crate::compliance::officers::Officer,
 }
 
-impl std::ops::Deref for OfficerUser {
-    type Target = SignedIn;
-    fn deref(&self) -> &SignedIn {
-        &self.signed
+narrowed_extractor!(
+    OfficerUser,
+    "this page is for compliance officers",
+    |signed| {
+        let officer = crate::compliance::officers::Officer::of_user(&signed.user);
+        officer.map(|officer| OfficerUser { signed, officer })
     }
-}
-
-impl FromRequestParts<PortalState> for OfficerUser {
-    type Rejection = PortalError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &PortalState,
-    ) -> Result<Self, PortalError> {
-        let signed = SignedIn::from_request_parts(parts, state).await?;
-        match crate::compliance::officers::Officer::of_user(&signed.user) {
-            Some(officer) => Ok(OfficerUser { signed, officer }),
-            None => Err(PortalError::Forbidden(
-                "this page is for compliance officers".into(),
-            )),
-        }
-    }
-}
+);
 
 /// The value of the cookie `name`, if the request has it.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

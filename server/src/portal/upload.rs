@@ -25,6 +25,16 @@ pub(super) struct Findings {
     warnings: Vec<ProblemEntry>,
 }
 
+impl Findings {
+    fn new(headline: String, errors: Vec<ProblemEntry>, warnings: Vec<ProblemEntry>) -> Self {
+        Findings {
+            headline,
+            errors,
+            warnings,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "portal/upload.html")]
 pub(super) struct UploadPage {
@@ -107,18 +117,8 @@ pub(super) async fn upload(
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
         };
-        return Ok(page(
-            status,
-            &upload_form(
-                &state,
-                &signed,
-                Some(Findings {
-                    headline,
-                    errors: preview.errors,
-                    warnings: preview.warnings,
-                }),
-            ),
-        ));
+        let findings = Findings::new(headline, preview.errors, preview.warnings);
+        return Ok(page(status, &upload_form(&state, &signed, Some(findings))));
     }
     let now = state.intake.clock().now();
     let id = hex::encode(retention::keys::os_random::<16>()?);
@@ -250,18 +250,9 @@ pub(super) async fn pending_page(
             p.file_name,
             preview.errors.len()
         );
-        return Ok(page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &upload_form(
-                &state,
-                &signed,
-                Some(Findings {
-                    headline,
-                    errors: preview.errors,
-                    warnings: preview.warnings,
-                }),
-            ),
-        ));
+        let findings = Findings::new(headline, preview.errors, preview.warnings);
+        let form = upload_form(&state, &signed, Some(findings));
+        return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &form));
     }
     let (ceremony, options) =
         step_up_prompt(&state, &signed, &Binding::approve_upload(&p.sha256)).await?;
@@ -327,17 +318,11 @@ pub(super) async fn approve(
                 warnings: Vec<ProblemEntry>,
             }
             let doc: Answered = serde_json::from_slice(&r.body).unwrap_or_default();
+            let headline = format!("{} was refused at filing.", p.file_name);
+            let findings = Findings::new(headline, doc.errors, doc.warnings);
             Ok(page(
                 r.status,
-                &upload_form(
-                    &state,
-                    &signed,
-                    Some(Findings {
-                        headline: format!("{} was refused at filing.", p.file_name),
-                        errors: doc.errors,
-                        warnings: doc.warnings,
-                    }),
-                ),
+                &upload_form(&state, &signed, Some(findings)),
             ))
         }
         Err(SubmitError::Internal(e)) => Err(e.into()),

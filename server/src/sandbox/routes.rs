@@ -439,12 +439,7 @@ pub(super) async fn get_message(
     UrlPath(authority_ref): UrlPath<String>,
 ) -> Response {
     sandbox
-        .gated(|sandbox| {
-            let store = sandbox.store();
-            let Some(m) = store.messages.get(&authority_ref) else {
-                return not_found(format!("no message {authority_ref}"));
-            };
-            let state = sandbox.state(m, Instant::now());
+        .gated_message(&authority_ref, |m, state| {
             let documents = if state == MessageState::Processing {
                 vec![]
             } else {
@@ -476,12 +471,7 @@ pub(super) async fn get_document(
     UrlPath((authority_ref, n)): UrlPath<(String, String)>,
 ) -> Response {
     sandbox
-        .gated(|sandbox| {
-            let store = sandbox.store();
-            let Some(m) = store.messages.get(&authority_ref) else {
-                return not_found(format!("no message {authority_ref}"));
-            };
-            let state = sandbox.state(m, Instant::now());
+        .gated_message(&authority_ref, |m, state| {
             if state == MessageState::Processing {
                 return not_found(format!(
                     "message {authority_ref} is still processing; it has no documents yet"
@@ -512,6 +502,34 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
 
 use crate::documents::xml_escape as escape;
 
+/// What both protocol documents say about a message, escaped (XML's and HTML's
+/// escapes are the same five characters).
+struct Facts {
+    r: String,
+    id: String,
+    employer: String,
+    doctype: String,
+    state: &'static str,
+    received: String,
+    processed: String,
+    sha: String,
+}
+
+impl Facts {
+    fn of(m: &Message, state: MessageState) -> Self {
+        Facts {
+            r: escape(&m.authority_ref),
+            id: escape(&m.message_id),
+            employer: escape(&m.employer),
+            doctype: escape(&m.document_type),
+            state: state.as_str(),
+            received: rfc3339(m.received_at),
+            processed: rfc3339(m.processed_at),
+            sha: m.sha256.clone(),
+        }
+    }
+}
+
 /// Document 1. Derived only from stored facts, so every fetch is byte-identical.
 pub(super) fn protocol_xml(m: &Message, state: MessageState) -> String {
     let reason = if state == MessageState::Rejected {
@@ -519,26 +537,24 @@ pub(super) fn protocol_xml(m: &Message, state: MessageState) -> String {
     } else {
         String::new()
     };
+    let Facts {
+        r,
+        id,
+        employer,
+        doctype,
+        state,
+        received,
+        processed,
+        sha,
+    } = Facts::of(m, state);
     format!(
-        concat!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
-            "<Protocol xmlns=\"{ns}\" authorityRef=\"{r}\" messageId=\"{id}\" state=\"{state}\" ",
-            "receivedAt=\"{received}\" processedAt=\"{processed}\" sha256=\"{sha}\">\n",
-            "  <Employer>{employer}</Employer>\n",
-            "  <DocumentType>{doctype}</DocumentType>\n",
-            "{reason}",
-            "</Protocol>\n"
-        ),
-        ns = PROTOCOL_NS,
-        r = escape(&m.authority_ref),
-        id = escape(&m.message_id),
-        state = state.as_str(),
-        received = rfc3339(m.received_at),
-        processed = rfc3339(m.processed_at),
-        sha = m.sha256,
-        employer = escape(&m.employer),
-        doctype = escape(&m.document_type),
-        reason = reason,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <Protocol xmlns=\"{PROTOCOL_NS}\" authorityRef=\"{r}\" messageId=\"{id}\" state=\"{state}\" \
+         receivedAt=\"{received}\" processedAt=\"{processed}\" sha256=\"{sha}\">\n  \
+         <Employer>{employer}</Employer>\n  \
+         <DocumentType>{doctype}</DocumentType>\n\
+         {reason}\
+         </Protocol>\n"
     )
 }
 
@@ -549,33 +565,29 @@ pub(super) fn protocol_html(m: &Message, state: MessageState) -> String {
     } else {
         String::new()
     };
+    let f = Facts::of(m, state);
+    let rows: [(&str, &str); 8] = [
+        ("Authority reference", &f.r),
+        ("Message id", &f.id),
+        ("Employer", &f.employer),
+        ("Document type", &f.doctype),
+        ("State", f.state),
+        ("Received at", &f.received),
+        ("Processed at", &f.processed),
+        ("SHA-256 of the filing", &f.sha),
+    ];
+    let rows: String = rows
+        .iter()
+        .map(|(term, value)| format!("<dt>{term}</dt><dd>{value}</dd>\n"))
+        .collect();
+    let r = &f.r;
     format!(
-        concat!(
-            "<!DOCTYPE html>\n",
-            "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-            "<title>Processing protocol {r}</title></head>\n",
-            "<body>\n<h1>Processing protocol {r}</h1>\n",
-            "<p>Sandbox authority (test system): not a real authority's decision.</p>\n<dl>\n",
-            "<dt>Authority reference</dt><dd>{r}</dd>\n",
-            "<dt>Message id</dt><dd>{id}</dd>\n",
-            "<dt>Employer</dt><dd>{employer}</dd>\n",
-            "<dt>Document type</dt><dd>{doctype}</dd>\n",
-            "<dt>State</dt><dd>{state}</dd>\n",
-            "<dt>Received at</dt><dd>{received}</dd>\n",
-            "<dt>Processed at</dt><dd>{processed}</dd>\n",
-            "<dt>SHA-256 of the filing</dt><dd>{sha}</dd>\n",
-            "{reason}",
-            "</dl>\n</body></html>\n"
-        ),
-        r = escape(&m.authority_ref),
-        id = escape(&m.message_id),
-        employer = escape(&m.employer),
-        doctype = escape(&m.document_type),
-        state = state.as_str(),
-        received = rfc3339(m.received_at),
-        processed = rfc3339(m.processed_at),
-        sha = m.sha256,
-        reason = reason,
+        "<!DOCTYPE html>\n\
+         <html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Processing protocol {r}</title></head>\n\
+         <body>\n<h1>Processing protocol {r}</h1>\n\
+         <p>Sandbox authority (test system): not a real authority's decision.</p>\n<dl>\n\
+         {rows}{reason}</dl>\n</body></html>\n"
     )
 }
 
@@ -625,4 +637,57 @@ pub(super) async fn get_messages(State(sandbox): State<Arc<Sandbox>>) -> Respons
         })
         .collect();
     json(StatusCode::OK, &listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The protocol documents' exact bytes: fetched again, they must not change.
+    #[test]
+    fn protocol_documents_are_these_bytes() {
+        let at = DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let m = Message {
+            message_id: "m<1>".into(),
+            authority_ref: "SA-1".into(),
+            employer: "EMP-1 \"Acme & Co\"".into(),
+            document_type: "registration-form".into(),
+            sha256: "ab".repeat(32),
+            bytes: bytes::Bytes::new(),
+            received_at: at,
+            received: std::time::Instant::now(),
+            processed_at: at + chrono::Duration::milliseconds(1500),
+            times_posted: 1,
+            reject: true,
+        };
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            protocol_xml(&m, MessageState::Rejected),
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Protocol xmlns=\"urn:ivan:sandbox-authority:1\" \
+                 authorityRef=\"SA-1\" messageId=\"m&lt;1&gt;\" state=\"rejected\" \
+                 receivedAt=\"2026-12-05T10:00:00.000Z\" processedAt=\"2026-12-05T10:00:01.500Z\" \
+                 sha256=\"{sha}\">\n  <Employer>EMP-1 &quot;Acme &amp; Co&quot;</Employer>\n  \
+                 <DocumentType>registration-form</DocumentType>\n  <Reason>senderReference starts \
+                 with &quot;REJECT&quot;: the sandbox authority rejects such filings (test \
+                 rule)</Reason>\n</Protocol>\n"
+            )
+        );
+        assert_eq!(
+            protocol_html(&m, MessageState::Processed),
+            format!(
+                "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Processing \
+                 protocol SA-1</title></head>\n<body>\n<h1>Processing protocol SA-1</h1>\n<p>Sandbox \
+                 authority (test system): not a real authority's decision.</p>\n<dl>\n\
+                 <dt>Authority reference</dt><dd>SA-1</dd>\n<dt>Message id</dt><dd>m&lt;1&gt;</dd>\n\
+                 <dt>Employer</dt><dd>EMP-1 &quot;Acme &amp; Co&quot;</dd>\n\
+                 <dt>Document type</dt><dd>registration-form</dd>\n<dt>State</dt><dd>processed</dd>\n\
+                 <dt>Received at</dt><dd>2026-12-05T10:00:00.000Z</dd>\n\
+                 <dt>Processed at</dt><dd>2026-12-05T10:00:01.500Z</dd>\n\
+                 <dt>SHA-256 of the filing</dt><dd>{sha}</dd>\n</dl>\n</body></html>\n"
+            )
+        );
+    }
 }

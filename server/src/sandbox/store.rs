@@ -187,4 +187,21 @@ impl Sandbox {
         tokio::time::sleep(delay).await;
         response
     }
+
+    /// [`Sandbox::gated`] for a GET about message `authority_ref`: `answer` is given
+    /// the message and its state now; an unknown one is a 404.
+    pub(super) async fn gated_message(
+        &self,
+        authority_ref: &str,
+        answer: impl FnOnce(&Message, MessageState) -> Response,
+    ) -> Response {
+        self.gated(|sandbox| {
+            let store = sandbox.store();
+            let Some(m) = store.messages.get(authority_ref) else {
+                return super::routes::not_found(format!("no message {authority_ref}"));
+            };
+            answer(m, sandbox.state(m, Instant::now()))
+        })
+        .await
+    }
 }
