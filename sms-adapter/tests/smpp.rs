@@ -26,6 +26,28 @@ fn sender(config: SmppConfig) -> Arc<dyn SmsSender> {
     build(&SmsConfig::Smpp(config)).unwrap()
 }
 
+/// The error `sender` answers a message with `text` to `to` with.
+async fn refused(sender: &Arc<dyn SmsSender>, to: &str, text: impl Into<String>) -> Error {
+    sender.send(&Sms::new(to, text)).await.unwrap_err()
+}
+
+/// Waits (up to 2 s) until `done` holds; the assertion after it says what did not.
+async fn eventually(done: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `assert!(matches!(…))` that shows the value that did not match.
+macro_rules! assert_is {
+    ($value:expr, $pattern:pat) => {
+        assert!(matches!($value, $pattern), "{:?}", $value)
+    };
+}
+
 #[tokio::test]
 async fn sends_gsm_safe_and_ucs2_texts() {
     bounded(async {
@@ -73,16 +95,13 @@ async fn wrong_password_is_a_clear_transient_error_with_backoff() {
         config.reconnect_min_ms = 500;
         let sender = sender(config);
 
-        let err = sender.send(&Sms::new(TO, "hello")).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::SmppBind {
-                    status: status::ESME_RINVPASWD,
-                    ..
-                }
-            ),
-            "{err:?}"
+        let err = refused(&sender, TO, "hello").await;
+        assert_is!(
+            err,
+            Error::SmppBind {
+                status: status::ESME_RINVPASWD,
+                ..
+            }
         );
         assert!(err.to_string().contains("ESME_RINVPASWD"), "{err}");
         assert!(err.to_string().contains("\"ivan\""), "{err}");
@@ -90,15 +109,15 @@ async fn wrong_password_is_a_clear_transient_error_with_backoff() {
         assert_eq!(smsc.bind_attempts(), 1);
 
         // While in backoff, sends fail at once without touching the SMSC.
-        let err = sender.send(&Sms::new(TO, "hello")).await.unwrap_err();
-        assert!(matches!(err, Error::SmppBackoff { .. }), "{err:?}");
+        let err = refused(&sender, TO, "hello").await;
+        assert_is!(err, Error::SmppBackoff { .. });
         assert!(err.is_transient());
         assert_eq!(smsc.bind_attempts(), 1);
 
         // After the backoff, it tries again.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let err = sender.send(&Sms::new(TO, "hello")).await.unwrap_err();
-        assert!(matches!(err, Error::SmppBind { .. }), "{err:?}");
+        let err = refused(&sender, TO, "hello").await;
+        assert_is!(err, Error::SmppBind { .. });
         assert_eq!(smsc.bind_attempts(), 2);
         assert!(smsc.received().is_empty());
     })
@@ -111,19 +130,13 @@ async fn wrong_system_id_is_refused() {
         let smsc = smsc().await;
         let mut config = smsc.smpp_config("IVAN");
         config.system_id = "mallory".to_owned();
-        let err = sender(config)
-            .send(&Sms::new(TO, "hello"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::SmppBind {
-                    status: status::ESME_RINVSYSID,
-                    ..
-                }
-            ),
-            "{err:?}"
+        let err = refused(&sender(config), TO, "hello").await;
+        assert_is!(
+            err,
+            Error::SmppBind {
+                status: status::ESME_RINVSYSID,
+                ..
+            }
         );
     })
     .await;
@@ -135,45 +148,30 @@ async fn invalid_messages_are_permanent_and_never_reach_the_smsc() {
         let smsc = smsc().await;
         let sender = sender(smsc.smpp_config("IVAN"));
 
-        let err = sender
-            .send(&Sms::new(TO, "a".repeat(161)))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::TextTooLong {
-                    len: 161,
-                    max: 160,
-                    ..
-                }
-            ),
-            "{err:?}"
+        let err = refused(&sender, TO, "a".repeat(161)).await;
+        assert_is!(
+            err,
+            Error::TextTooLong {
+                len: 161,
+                max: 160,
+                ..
+            }
         );
         assert!(err.is_permanent());
 
-        let err = sender
-            .send(&Sms::new(TO, "ř".repeat(71)))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::TextTooLong {
-                    len: 71,
-                    max: 70,
-                    ..
-                }
-            ),
-            "{err:?}"
+        let err = refused(&sender, TO, "ř".repeat(71)).await;
+        assert_is!(
+            err,
+            Error::TextTooLong {
+                len: 71,
+                max: 70,
+                ..
+            }
         );
         assert!(err.is_permanent());
 
-        let err = sender
-            .send(&Sms::new("601123456", "hello"))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidDestination { .. }), "{err:?}");
+        let err = refused(&sender, "601123456", "hello").await;
+        assert_is!(err, Error::InvalidDestination { .. });
         assert!(err.is_permanent());
 
         assert_eq!(smsc.bind_attempts(), 0);
@@ -193,16 +191,13 @@ async fn throttling_is_transient_and_bad_address_permanent() {
         let sender = sender(smsc.smpp_config("IVAN"));
 
         smsc.fail_next(1, status::ESME_RTHROTTLED);
-        let err = sender.send(&Sms::new(TO, "one")).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::SmppRejected {
-                    status: status::ESME_RTHROTTLED,
-                    ..
-                }
-            ),
-            "{err:?}"
+        let err = refused(&sender, TO, "one").await;
+        assert_is!(
+            err,
+            Error::SmppRejected {
+                status: status::ESME_RTHROTTLED,
+                ..
+            }
         );
         assert!(err.to_string().contains("ESME_RTHROTTLED"), "{err}");
         assert!(err.is_transient());
@@ -212,11 +207,11 @@ async fn throttling_is_transient_and_bad_address_permanent() {
         assert_eq!(smsc.bind_attempts(), 1);
 
         smsc.fail_next(1, status::ESME_RMSGQFUL);
-        let err = sender.send(&Sms::new(TO, "two")).await.unwrap_err();
+        let err = refused(&sender, TO, "two").await;
         assert!(err.is_transient(), "{err:?}");
 
         smsc.fail_next(1, status::ESME_RINVDSTADR);
-        let err = sender.send(&Sms::new(TO, "three")).await.unwrap_err();
+        let err = refused(&sender, TO, "three").await;
         assert!(err.is_permanent(), "{err:?}");
 
         let got = smsc.wait_for(1, Duration::from_secs(5)).await.unwrap();
@@ -269,13 +264,13 @@ async fn unreachable_smsc_fails_fast_during_backoff() {
         config.reconnect_max_ms = 10_000;
         let sender = sender(config);
 
-        let err = sender.send(&Sms::new(TO, "hello")).await.unwrap_err();
-        assert!(matches!(err, Error::SmppConnection { .. }), "{err:?}");
+        let err = refused(&sender, TO, "hello").await;
+        assert_is!(err, Error::SmppConnection { .. });
         assert!(err.is_transient());
 
         let started = std::time::Instant::now();
-        let err = sender.send(&Sms::new(TO, "hello")).await.unwrap_err();
-        assert!(matches!(err, Error::SmppBackoff { .. }), "{err:?}");
+        let err = refused(&sender, TO, "hello").await;
+        assert_is!(err, Error::SmppBackoff { .. });
         assert!(started.elapsed() < Duration::from_secs(1));
     })
     .await;
@@ -310,12 +305,7 @@ async fn delivery_receipts_come_back_on_a_transceiver_bind() {
         assert_eq!((got[0].source_ton, got[0].source_npi), (1, 1));
 
         // The client acknowledged the deliver_sm.
-        for _ in 0..100 {
-            if smsc.receipts() == (1, 1) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(|| smsc.receipts() == (1, 1)).await;
         assert_eq!(smsc.receipts(), (1, 1));
     })
     .await;
@@ -329,12 +319,7 @@ async fn close_unbinds_and_a_later_send_reconnects() {
         sender.send(&Sms::new(TO, "one")).await.unwrap();
         assert_eq!(smsc.connections(), 1);
         sender.close().await;
-        for _ in 0..100 {
-            if smsc.connections() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(|| smsc.connections() == 0).await;
         assert_eq!(smsc.connections(), 0);
         sender.send(&Sms::new(TO, "two")).await.unwrap();
         assert_eq!(smsc.bind_attempts(), 2);
@@ -372,7 +357,7 @@ async fn config_errors_and_redaction() {
     let mut config = smsc.smpp_config("IVAN");
     config.password = Secret::new("123456789"); // SMPP passwords have at most 8 characters
     let err = SmppSender::new(config).unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert_is!(err, Error::Config(_));
     assert!(err.is_permanent());
 
     let mut config = smsc.smpp_config("ALPHANUMERIC12");
@@ -392,7 +377,7 @@ async fn dropping_the_smsc_closes_client_sessions() {
         sender.send(&Sms::new(TO, "one")).await.unwrap();
         drop(smsc);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let err = sender.send(&Sms::new(TO, "two")).await.unwrap_err();
+        let err = refused(&sender, TO, "two").await;
         assert!(err.is_transient(), "{err:?}");
     })
     .await;

@@ -17,25 +17,31 @@ pub struct Filer {
     pub keys: PathBuf,
 }
 
+/// The arguments of `ivan admin employer add` for `name` and `registration`.
+pub fn employer_add<'a>(name: &'a str, registration: &'a str) -> [&'a str; 7] {
+    let number = "--registration-number";
+    [
+        "admin",
+        "employer",
+        "add",
+        "--name",
+        name,
+        number,
+        registration,
+    ]
+}
+
+/// Adds an employer (`ivan admin employer add --json`); returns what it printed.
+pub async fn add_employer(inst: &Instance, name: &str, registration: &str) -> Value {
+    let args = [&employer_add(name, registration)[..], &["--json"]].concat();
+    serde_json::from_str(&inst.run_ok(&args).await).unwrap()
+}
+
 pub async fn set_up(inst: &Instance, registration: &str) -> Filer {
     inst.run_ok(&["migrate"]).await;
     let keys = inst.dir.path().join(format!("pki-{registration}"));
     inst.run_ok(&["dev", "keys", keys.to_str().unwrap()]).await;
-    let created: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "Test Employer",
-                "--registration-number",
-                registration,
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let created = add_employer(inst, "Test Employer", registration).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let p = |f: &str| keys.join(f).to_str().unwrap().to_owned();
     // Each `dev keys` makes its own CA.
@@ -63,18 +69,14 @@ pub async fn set_up(inst: &Instance, registration: &str) -> Filer {
     }
 }
 
-/// Sets the employer's notification address (`ivan admin employer set-email`).
-pub async fn set_notify_email(inst: &Instance, filer: &Filer, email: &str) {
-    inst.run_ok(&[
-        "admin",
-        "employer",
-        "set-email",
-        "--employer",
-        &filer.id,
-        "--email",
-        email,
-    ])
-    .await;
+/// Sets the employer's notification address (`ivan admin employer set-email
+/// --json`); returns what it printed.
+pub async fn set_notify_email(inst: &Instance, filer: &Filer, email: &str) -> Value {
+    let args = ["admin", "employer", "set-email", "--employer", &filer.id];
+    let out = inst
+        .run_ok(&[&args[..], &["--email", email, "--json"]].concat())
+        .await;
+    serde_json::from_str(&out).unwrap()
 }
 
 pub fn examples() -> PathBuf {

@@ -780,19 +780,17 @@ impl SandboxAuthority {
         }
     }
 
-    /// `GET /v1/_stats`.
-    pub async fn stats(&self) -> serde_json::Value {
-        self.http
-            .get(format!("{}/v1/_stats", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+    /// `GET path`, read as JSON.
+    async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await;
+        r.unwrap().json().await.unwrap()
     }
 
-    /// `GET /v1/_messages`.
+    /// `GET /v1/_stats`.
+    pub async fn stats(&self) -> serde_json::Value {
+        self.get_json("/v1/_stats").await
+    }
+
     /// Ends its down period now (`POST /v1/_outage/end`).
     pub async fn end_outage(&self) {
         let r = self
@@ -804,15 +802,10 @@ impl SandboxAuthority {
         assert_eq!(r.status(), 204);
     }
 
+    /// `GET /v1/_messages`.
     pub async fn messages(&self) -> Vec<serde_json::Value> {
-        self.http
-            .get(format!("{}/v1/_messages", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let listed = self.get_json("/v1/_messages").await;
+        listed.as_array().unwrap().clone()
     }
 
     pub fn log(&self) -> String {

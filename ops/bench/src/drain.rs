@@ -13,29 +13,25 @@
 //! cargo build --release --bin ivan
 //! cargo run --release -p ivan-bench --bin drain -- --filings 10000
 //! ```
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use ivan_bench::{ivan_binary, load, set_up, sign_many, start, stop};
+use ivan_bench::{load, set_up, sign_many, start, stop};
 use retention::on_pool;
-use retention::testing::TempPg;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 #[derive(Debug, Parser)]
 #[command(about = "Forwarding: drain a backlog of accepted filings into the sandbox authority")]
 struct Args {
-    #[arg(long)]
-    ivan: Option<PathBuf>,
+    #[command(flatten)]
+    target: ivan_bench::Target,
     /// Accepted filings in the backlog.
     #[arg(long, default_value_t = 10_000)]
     filings: usize,
-    #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
-    backend: Vec<String>,
     /// Fault rates of the sandbox, one run each.
     #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.3])]
     fault_rate: Vec<f64>,
@@ -51,14 +47,9 @@ async fn count(db: &retention::Db, sql: &'static str) -> Result<i64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let ivan = ivan_binary(args.ivan.clone())?;
-    println!(
-        "drain bench: {} filings, {} CPUs, binary {}",
-        args.filings,
-        std::thread::available_parallelism().map_or(0, usize::from),
-        ivan.display()
-    );
-    for backend in &args.backend {
+    let header = format!("drain bench: {} filings", args.filings);
+    let ivan = ivan_bench::bench_binary(args.target.ivan.clone(), &header)?;
+    for backend in &args.target.backend {
         for &fault_rate in &args.fault_rate {
             run(&ivan, backend, fault_rate, &args).await?;
         }
@@ -68,15 +59,7 @@ async fn main() -> Result<()> {
 
 async fn run(ivan: &std::path::Path, backend: &str, fault_rate: f64, args: &Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let pg;
-    let url = match backend {
-        "sqlite" => format!("sqlite://{}", dir.path().join("data/ivan.db").display()),
-        "postgres" => {
-            pg = TempPg::create().await?;
-            pg.url().to_owned()
-        }
-        other => bail!("unknown backend {other}"),
-    };
+    let (url, _pg) = ivan_bench::database(backend, dir.path()).await?;
     let mut sandbox = Command::new(ivan)
         .args(["sandbox-authority", "--listen", "127.0.0.1:0"])
         .args(["--process-after-ms", "100"])

@@ -15,29 +15,24 @@
 //! cargo build --release --bin ivan
 //! cargo run --release -p ivan-bench --bin intake -- --seconds 10
 //! ```
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Parser;
 use ivan_bench::{
-    Run, Server, Setup, appender_line, appender_snapshot, ivan_binary, load, print, set_up,
-    sign_many, start, stop,
+    Run, Server, Setup, appender_line, appender_snapshot, load, print, set_up, sign_many, start,
+    stop,
 };
-use retention::testing::TempPg;
 
 #[derive(Debug, Parser)]
 #[command(about = "Signed-filing intake: msg/s, p50/p99, 50 MB document")]
 struct Args {
-    /// The `ivan` binary to measure (build it with `cargo build --release`).
-    #[arg(long)]
-    ivan: Option<PathBuf>,
+    #[command(flatten)]
+    target: ivan_bench::Target,
     /// Length of each measured run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
-    backend: Vec<String>,
     /// Document sizes in KB.
     #[arg(long, value_delimiter = ',', default_values_t = [5, 50])]
     size_kb: Vec<usize>,
@@ -55,24 +50,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let ivan = ivan_binary(args.ivan.clone())?;
-    println!(
-        "intake bench: {} s per run, {} CPUs, binary {}",
-        args.seconds,
-        std::thread::available_parallelism().map_or(0, usize::from),
-        ivan.display()
-    );
-    for backend in &args.backend {
+    let header = format!("intake bench: {} s per run", args.seconds);
+    let ivan = ivan_bench::bench_binary(args.target.ivan.clone(), &header)?;
+    for backend in &args.target.backend {
         let dir = tempfile::tempdir()?;
-        let pg;
-        let url = match backend.as_str() {
-            "sqlite" => format!("sqlite://{}", dir.path().join("data/ivan.db").display()),
-            "postgres" => {
-                pg = TempPg::create().await?;
-                pg.url().to_owned()
-            }
-            other => bail!("unknown backend {other}"),
-        };
+        let (url, _pg) = ivan_bench::database(backend, dir.path()).await?;
         let server = start(&ivan, dir.path(), &url, &[]).await?;
         let setup = set_up(&server).await?;
         println!("\n{backend}:");

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use retention::testing::TempPg;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -115,25 +116,53 @@ pub struct Setup {
     pub cert_der: Vec<u8>,
 }
 
+/// The flags every bench of the service has: which binary, on which backends.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The `ivan` binary to measure (build it with `cargo build --release`).
+    #[arg(long)]
+    pub ivan: Option<PathBuf>,
+    /// The database backends to run on.
+    #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
+    pub backend: Vec<String>,
+}
+
+/// The database URL of a bench run on `backend` (`sqlite` in `dir`, or a fresh
+/// PostgreSQL database, dropped with the returned guard).
+pub async fn database(backend: &str, dir: &Path) -> Result<(String, Option<TempPg>)> {
+    Ok(match backend {
+        "sqlite" => {
+            let file = dir.join("data/ivan.db");
+            (format!("sqlite://{}", file.display()), None)
+        }
+        "postgres" => {
+            let pg = TempPg::create().await?;
+            (pg.url().to_owned(), Some(pg))
+        }
+        other => bail!("unknown backend {other}"),
+    })
+}
+
+/// The CPUs this machine offers (for the benches' headers).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, usize::from)
+}
+
+/// The bench's employer, added with the CLI: what `admin employer add --json` printed.
+pub async fn add_employer(server: &Server) -> Result<serde_json::Value> {
+    let number = "--registration-number";
+    let args = [
+        "admin", "employer", "add", "--name", "Bench", number, "12345678", "--json",
+    ];
+    Ok(serde_json::from_str(&server.run(&args).await?)?)
+}
+
 pub async fn set_up(server: &Server) -> Result<Setup> {
     let pki = server.dir.join("pki");
     server
         .run(&["dev", "keys", pki.to_str().context("path")?])
         .await?;
-    let created: serde_json::Value = serde_json::from_str(
-        &server
-            .run(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "Bench",
-                "--registration-number",
-                "12345678",
-                "--json",
-            ])
-            .await?,
-    )?;
+    let created = add_employer(server).await?;
     let id = created["id"].as_str().context("id")?.to_owned();
     let p = |f: &str| pki.join(f).display().to_string();
     server.run(&["admin", "ca", "add", &p("ca.pem")]).await?;
@@ -349,6 +378,14 @@ pub async fn stop(server: Server) {
         .status()
         .await;
     let _ = child.wait().await;
+}
+
+/// The `ivan` binary of a bench (`--ivan` or the release build), announced in the
+/// bench's first line: `{bench}, N CPUs, binary PATH`.
+pub fn bench_binary(given: Option<PathBuf>, bench: &str) -> Result<PathBuf> {
+    let ivan = ivan_binary(given)?;
+    println!("{bench}, {} CPUs, binary {}", cpus(), ivan.display());
+    Ok(ivan)
 }
 
 /// The `ivan` binary: `--ivan` or `$CARGO_TARGET_DIR/release/ivan`.

@@ -66,7 +66,7 @@ async fn main() -> Result<()> {
         args.payload_bytes,
         LedgerConfig::default().checkpoint_every_entries,
         LedgerConfig::default().checkpoint_interval_secs,
-        std::thread::available_parallelism().map_or(0, usize::from),
+        ivan_bench::cpus(),
     );
     println!(
         "{:<9} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9} {:>6} {:>8}",

@@ -25,26 +25,21 @@
 //! cargo build --release --bin ivan
 //! cargo run --release -p ivan-bench --bin mobile -- --seconds 10
 //! ```
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use ivan_bench::{Server, appender_snapshot, ivan_binary, metric, pct, start, stop};
-use retention::testing::TempPg;
+use ivan_bench::{Server, appender_snapshot, metric, pct, start, stop};
 
 #[derive(Debug, Parser)]
 #[command(about = "Mobile channel: PIN logins/s and pre-registrations/s, p50/p99")]
 struct Args {
-    /// The `ivan` binary to measure (build it with `cargo build --release`).
-    #[arg(long)]
-    ivan: Option<PathBuf>,
+    #[command(flatten)]
+    target: ivan_bench::Target,
     /// Length of each measured phase.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
-    backend: Vec<String>,
     /// Closed-loop clients, each with its own phone.
     #[arg(long, value_delimiter = ',', default_values_t = [16])]
     concurrency: Vec<usize>,
@@ -148,28 +143,15 @@ struct Phone {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let ivan = ivan_binary(args.ivan.clone())?;
-    println!(
-        "mobile bench: {} s per phase, {} CPUs, binary {}",
-        args.seconds,
-        std::thread::available_parallelism().map_or(0, usize::from),
-        ivan.display()
-    );
+    let header = format!("mobile bench: {} s per phase", args.seconds);
+    let ivan = ivan_bench::bench_binary(args.target.ivan.clone(), &header)?;
     println!(
         "  IVAN_MOBILE__LOGINS_PER_MINUTE_PER_SOURCE={LOGIN_LIMIT} (default 20): all load comes from 127.0.0.1"
     );
     let mut rows = Vec::new();
-    for backend in &args.backend {
+    for backend in &args.target.backend {
         let dir = tempfile::tempdir()?;
-        let pg;
-        let url = match backend.as_str() {
-            "sqlite" => format!("sqlite://{}", dir.path().join("data/ivan.db").display()),
-            "postgres" => {
-                pg = TempPg::create().await?;
-                pg.url().to_owned()
-            }
-            other => bail!("unknown backend {other}"),
-        };
+        let (url, _pg) = ivan_bench::database(backend, dir.path()).await?;
         let server = start(
             &ivan,
             dir.path(),
@@ -319,20 +301,7 @@ async fn print_mobile_config(server: &Server) -> Result<()> {
 
 /// An employer onboarded with the CLI; its API token.
 async fn employer(server: &Server) -> Result<String> {
-    let created: serde_json::Value = serde_json::from_str(
-        &server
-            .run(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "Bench",
-                "--registration-number",
-                "12345678",
-                "--json",
-            ])
-            .await?,
-    )?;
+    let created = ivan_bench::add_employer(server).await?;
     Ok(created["api_token"]
         .as_str()
         .context("api_token")?

@@ -265,15 +265,20 @@ impl Target {
     }
 }
 
+/// A snapshot of `env`'s data (its keys in `keys/`) into `backup`.
+async fn snapshot(env: &TestEnv, backup: &Path) -> CreateSummary {
+    let keys_dir = env.dir.path().join("keys");
+    create(&env.db, &env.originals, &keys_dir, backup, &Silent)
+        .await
+        .unwrap()
+}
+
 backend_tests!(snapshot_restores_into_an_empty_target_and_verifies);
 
 async fn snapshot_restores_into_an_empty_target_and_verifies(env: TestEnv) {
     fill(&env, 1, 6).await;
     let backup = env.dir.path().join("backup");
-    let keys_dir = env.dir.path().join("keys");
-    let first = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
-        .await
-        .unwrap();
+    let first = snapshot(&env, &backup).await;
     assert_eq!(first.originals, 6);
     assert_eq!((first.originals_copied, first.originals_skipped), (6, 0));
     assert_eq!(first.log_tree_size, 7);
@@ -297,9 +302,7 @@ async fn snapshot_restores_into_an_empty_target_and_verifies(env: TestEnv) {
 
     // More filings; the next snapshot copies only the new originals.
     fill(&env, 7, 2).await;
-    let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
-        .await
-        .unwrap();
+    let second = snapshot(&env, &backup).await;
     assert_eq!((second.originals_copied, second.originals_skipped), (2, 6));
     assert!(second.snapshot > first.snapshot);
 
@@ -442,10 +445,7 @@ backend_tests!(the_next_backup_copies_again_what_a_damaged_pack_no_longer_holds)
 async fn the_next_backup_copies_again_what_a_damaged_pack_no_longer_holds(env: TestEnv) {
     fill(&env, 1, 3).await;
     let backup = env.dir.path().join("backup");
-    let keys_dir = env.dir.path().join("keys");
-    let first = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
-        .await
-        .unwrap();
+    let first = snapshot(&env, &backup).await;
     assert_eq!((first.originals_copied, first.originals_skipped), (3, 0));
     assert_eq!(first.packs_written, 1);
     let list = std::fs::read_to_string(
@@ -476,9 +476,7 @@ async fn the_next_backup_copies_again_what_a_damaged_pack_no_longer_holds(env: T
         .unwrap();
 
     fill(&env, 4, 1).await;
-    let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
-        .await
-        .unwrap();
+    let second = snapshot(&env, &backup).await;
     assert_eq!(
         (second.originals_copied, second.originals_skipped),
         (2, 2),
@@ -648,10 +646,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
     let env = TestEnv::sqlite().await;
     fill(&env, 1, 3).await;
     let backup = env.dir.path().join("backup");
-    let keys_dir = env.dir.path().join("keys");
-    let first = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
-        .await
-        .unwrap();
+    let first = snapshot(&env, &backup).await;
     let snap = backup.join("snapshots").join(&first.snapshot);
     let list = std::fs::read_to_string(snap.join(ORIGINALS_LIST)).unwrap();
     let sha = parse_located_line(
@@ -688,21 +683,15 @@ async fn originals_purged_during_a_backup_are_not_damage() {
         assert!(!new.join(ORIGINALS_LIST).exists());
     };
 
+    let copy = async |fresh: &Path, new: &Path| {
+        let (db, originals, wanted) = (&env.db, &env.originals, &summary.originals);
+        create::copy_originals(db, originals, fresh, new, wanted, &Silent).await
+    };
+
     // Gone from the store but not marked purged: damage, an error.
     env.originals.delete(&sha).await.unwrap();
     let (fresh, new) = attempt("fresh");
-    let err = create::copy_originals(
-        &env.db,
-        &env.originals,
-        &fresh,
-        &new,
-        &summary.originals,
-        &Silent,
-    )
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    let err = copy(&fresh, &new).await.err().unwrap().to_string();
     assert!(err.contains("missing"), "{err}");
     left_behind(&fresh, &new);
 
@@ -734,17 +723,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
         .await
         .unwrap();
     let (fresh, new) = attempt("fresh2");
-    match create::copy_originals(
-        &env.db,
-        &env.originals,
-        &fresh,
-        &new,
-        &summary.originals,
-        &Silent,
-    )
-    .await
-    .unwrap()
-    {
+    match copy(&fresh, &new).await.unwrap() {
         create::Copy::Purged(p) => assert_eq!(p, sha.as_str()),
         create::Copy::Done(_) => panic!("a purged original cannot be copied"),
     }
@@ -752,9 +731,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
 
     // A snapshot taken now leaves it out (and has the purge record), and restores to
     // a record that verifies.
-    let second = create(&env.db, &env.originals, &keys_dir, &backup, &Silent)
-        .await
-        .unwrap();
+    let second = snapshot(&env, &backup).await;
     assert_eq!(second.originals, 3);
     let target = Target::new(Backend::Sqlite, env.dir.path()).await;
     let done = restore(&backup, None, &target.restore_target(), &Silent)

@@ -71,7 +71,15 @@ async fn assert_tree_covers_chain(env: &TestEnv) {
 
 /// Appends `n` entries through an appender of its own, then stops it.
 async fn append_some(env: &TestEnv, n: usize) {
-    let (ledger, task) = env.ledger(LedgerConfig::default());
+    append_checkpointed(env, LedgerConfig::default().checkpoint_every_entries, n).await;
+}
+
+/// [`append_some`] with a checkpoint every `every` entries.
+async fn append_checkpointed(env: &TestEnv, every: u64, n: usize) {
+    let (ledger, task) = env.ledger(LedgerConfig {
+        checkpoint_every_entries: every,
+        ..Default::default()
+    });
     for i in 0..n {
         ledger.append(entry(i)).await.unwrap();
     }
@@ -252,11 +260,7 @@ async fn checkpoints_every_n_entries_and_on_demand(env: TestEnv) {
 }
 
 async fn altered_entry_is_named(env: TestEnv) {
-    let (ledger, task) = env.ledger(LedgerConfig::default());
-    for i in 0..6 {
-        ledger.append(entry(i)).await.unwrap();
-    }
-    task.shutdown().await;
+    append_some(&env, 6).await;
     tamper(
         &env,
         "UPDATE log_entries SET actor = 'operator:mallory' WHERE seq = 4",
@@ -273,14 +277,7 @@ async fn altered_entry_is_named(env: TestEnv) {
 }
 
 async fn removed_tail_is_caught_by_checkpoint(env: TestEnv) {
-    let (ledger, task) = env.ledger(LedgerConfig {
-        checkpoint_every_entries: 4,
-        ..Default::default()
-    });
-    for i in 0..8 {
-        ledger.append(entry(i)).await.unwrap();
-    }
-    task.shutdown().await;
+    append_checkpointed(&env, 4, 8).await;
     tamper(&env, "DELETE FROM log_entries WHERE seq > 6").await;
     let report = check(&env).await;
     assert!(
@@ -319,14 +316,7 @@ async fn corrupt_original_is_named(env: TestEnv) {
 }
 
 async fn forged_checkpoint_is_named(env: TestEnv) {
-    let (ledger, task) = env.ledger(LedgerConfig {
-        checkpoint_every_entries: 2,
-        ..Default::default()
-    });
-    for i in 0..4 {
-        ledger.append(entry(i)).await.unwrap();
-    }
-    task.shutdown().await;
+    append_checkpointed(&env, 2, 4).await;
     // Put another checkpoint's (valid) signature on this one.
     on_pool!(&env.db, pool => sqlx::query(
         "UPDATE log_checkpoints SET signature = \
@@ -903,14 +893,7 @@ async fn checkpoints_sign_the_trees_head_as_a_c2sp_note(env: TestEnv) {
 /// not one that matches entries it did not keep: a note with another root, or a
 /// note signed under another origin or by nobody we know, is named.
 async fn a_rewritten_tree_head_is_named_even_when_re_signed(env: TestEnv) {
-    let (ledger, task) = env.ledger(LedgerConfig {
-        checkpoint_every_entries: 4,
-        ..Default::default()
-    });
-    for i in 0..8 {
-        ledger.append(entry(i)).await.unwrap();
-    }
-    task.shutdown().await;
+    append_checkpointed(&env, 4, 8).await;
     let origin = LedgerConfig::default().origin(&env.keys);
     let forge = |note: String| async {
         on_pool!(&env.db, pool => sqlx::query(

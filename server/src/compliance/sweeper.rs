@@ -465,47 +465,30 @@ mod tests {
         let (i, shared) = f(&e1, "<shared/>", cr, Status::Processed, long_ago).await;
         let (j, _) = f(&e2, "<shared/>", cr, Status::Processed, recently).await;
 
-        let hold_c = add_hold(
-            &ledger,
-            &env.db,
-            clock.as_ref(),
-            Actor::Operator("t".into()),
-            Scope::Submission,
-            &c,
-            "litigation 12/2026",
-        )
-        .await
-        .unwrap();
-        let hold_e2 = add_hold(
-            &ledger,
-            &env.db,
-            clock.as_ref(),
-            Actor::Operator("t".into()),
-            Scope::Employer,
-            &e2,
-            "audit of R-2",
-        )
-        .await
-        .unwrap();
+        let hold = async |scope, target: &str, why| {
+            let operator = Actor::Operator("t".into());
+            add_hold(
+                &ledger,
+                &env.db,
+                clock.as_ref(),
+                operator,
+                scope,
+                target,
+                why,
+            )
+            .await
+        };
+        let hold_c = hold(Scope::Submission, &c, "litigation 12/2026")
+            .await
+            .unwrap();
+        let hold_e2 = hold(Scope::Employer, &e2, "audit of R-2").await.unwrap();
         // A hold needs a reason and a target that exists.
         for (scope, target, why) in [
             (Scope::Submission, c.as_str(), " "),
             (Scope::Submission, "no-such-filing", "x"),
             (Scope::Employer, "no-such-employer", "x"),
         ] {
-            assert!(
-                add_hold(
-                    &ledger,
-                    &env.db,
-                    clock.as_ref(),
-                    Actor::System,
-                    scope,
-                    target,
-                    why
-                )
-                .await
-                .is_err()
-            );
+            assert!(hold(scope, target, why).await.is_err());
         }
 
         let mut config = RetentionConfig::default();
@@ -637,40 +620,13 @@ mod tests {
 
         // Sweeping again changes nothing; releasing the employer's hold lets d go.
         assert!(sweeper.sweep().await.unwrap().purged_filings.is_empty());
-        assert!(
-            release_hold(
-                &ledger,
-                &env.db,
-                clock.as_ref(),
-                Actor::System,
-                &hold_e2.id,
-                ""
-            )
-            .await
-            .is_err()
-        );
-        release_hold(
-            &ledger,
-            &env.db,
-            clock.as_ref(),
-            Actor::System,
-            &hold_e2.id,
-            "audit closed",
-        )
-        .await
-        .unwrap();
-        assert!(matches!(
-            release_hold(
-                &ledger,
-                &env.db,
-                clock.as_ref(),
-                Actor::System,
-                &hold_e2.id,
-                "again"
-            )
-            .await,
-            Err(Error::NotFound(_))
-        ));
+        let release = async |id: &str, why| {
+            release_hold(&ledger, &env.db, clock.as_ref(), Actor::System, id, why).await
+        };
+        assert!(release(&hold_e2.id, "").await.is_err());
+        release(&hold_e2.id, "audit closed").await.unwrap();
+        let again = release(&hold_e2.id, "again").await;
+        assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
         let swept = sweeper.sweep().await.unwrap();
         assert_eq!(swept.purged_filings, vec![d.clone()]);
         assert_eq!(swept.held, 1, "c is still held");

@@ -27,20 +27,21 @@ fn ec_identity(cn: &str) -> Identity {
     }
 }
 
-/// An RSA-2048 identity made by openssl (ring cannot generate RSA keys).
-fn rsa_identity(dir: &Path) -> Identity {
+/// A new RSA-2048 key made by openssl (ring cannot generate RSA keys), written to
+/// `dir/rsa.key`; returns its path.
+pub(super) fn openssl_rsa_key(dir: &Path) -> std::path::PathBuf {
     let key = dir.join("rsa.key");
-    let cert = dir.join("rsa.pem");
+    let bits = "rsa_keygen_bits:2048";
     run(Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", bits, "-out"])
         .arg(&key));
+    key
+}
+
+/// An RSA-2048 identity made by openssl.
+fn rsa_identity(dir: &Path) -> Identity {
+    let key = openssl_rsa_key(dir);
+    let cert = dir.join("rsa.pem");
     run(Command::new("openssl")
         .args([
             "req",

@@ -1629,24 +1629,7 @@ mod tests {
     fn trust_accepts_an_rsa_signing_certificate() {
         // ring cannot generate RSA keys; openssl makes one, the test CA certifies it.
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("rsa.key");
-        let out = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&key)
-            .output()
-            .expect("openssl must be installed (ops/test.sh)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let key = crate::intake::signature_tests::openssl_rsa_key(dir.path());
         let p = pki();
         let leaf = p
             .issue(&LeafSpec {

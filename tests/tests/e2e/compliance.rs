@@ -33,6 +33,19 @@ async fn search(server: &Server, token: &str, query: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The entries a search on the grounds of `BASIS` with `filters` finds.
+async fn entries(server: &Server, token: &str, filters: &str) -> Vec<Value> {
+    let (status, found) = search(server, token, &format!("{BASIS}&{filters}")).await;
+    assert_eq!(status, 200, "{found}");
+    found["entries"].as_array().unwrap().clone()
+}
+
+/// `GET /api/v1/compliance/evidence?{query}` as `token`.
+async fn evidence(server: &Server, query: &str, token: &str) -> reqwest::Response {
+    let path = format!("/api/v1/compliance/evidence?{query}");
+    server.get_auth(&path, token).await
+}
+
 fn subjects(found: &Value) -> Vec<String> {
     found["entries"]
         .as_array()
@@ -43,13 +56,14 @@ fn subjects(found: &Value) -> Vec<String> {
 }
 
 /// The JSON payload of a log entry, read through the officer's own (logged) route.
+/// The officer's read of the original with digest `sha`, with `query` (the grounds).
+async fn original(server: &Server, token: &str, sha: &str, query: &str) -> reqwest::Response {
+    let path = format!("/api/v1/compliance/originals/{sha}?{query}");
+    server.get_auth(&path, token).await
+}
+
 async fn payload(server: &Server, token: &str, sha: &str) -> Value {
-    let r = server
-        .get_auth(
-            &format!("/api/v1/compliance/originals/{sha}?{BASIS}"),
-            token,
-        )
-        .await;
+    let r = original(server, token, sha, BASIS).await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -83,21 +97,12 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
     let second_id = second["message_id"].as_str().unwrap();
 
     // The operator adds an officer and gives them a token.
-    let officer: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "officer",
-                "add",
-                "--email",
-                "Auditor@Authority.TEST",
-                "--organisation",
-                "Social Insurance Audit Office",
-                "--json",
-            ])
-            .await,
+    let officer = add_officer(
+        &inst,
+        "Auditor@Authority.TEST",
+        "Social Insurance Audit Office",
     )
-    .unwrap();
+    .await;
     let officer_id = officer["user"]["id"].as_str().unwrap();
     assert_eq!(officer["user"]["role"], "officer");
     assert_eq!(officer["user"]["employer_id"], Value::Null);
@@ -162,15 +167,8 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
             "{body}"
         );
     }
-    let r = server
-        .get_auth(
-            &format!(
-                "/api/v1/compliance/originals/{}?reference_number=A",
-                first["sha256"].as_str().unwrap()
-            ),
-            token,
-        )
-        .await;
+    let first_sha = first["sha256"].as_str().unwrap();
+    let r = original(&server, token, first_sha, "reference_number=A").await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         count_actions(&inst, "compliance.search").await,
@@ -260,13 +258,7 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
 
     // Every search is in the log: who, basis, reference, filters, result count. The
     // person is there as its keyed hash only.
-    let (_, audits) = search(
-        &server,
-        token,
-        &format!("{BASIS}&action=compliance.search&limit=1000"),
-    )
-    .await;
-    let audits = audits["entries"].as_array().unwrap().clone();
+    let audits = entries(&server, token, "action=compliance.search&limit=1000").await;
     // This listing itself is logged after it is read: the earlier searches are all here.
     assert_eq!(audits.len(), 6, "{audits:?}");
     let mut saw_person = false;
@@ -293,15 +285,7 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
     assert!(saw_person);
 
     // The officer reads the first original: the exact bytes, logged with the basis.
-    let r = server
-        .get_auth(
-            &format!(
-                "/api/v1/compliance/originals/{}?{BASIS}",
-                first["sha256"].as_str().unwrap()
-            ),
-            token,
-        )
-        .await;
+    let r = original(&server, token, first_sha, BASIS).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), first_xml.as_bytes());
     // The employer reads it through its own API: logged as well.
@@ -312,13 +296,8 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
         )
         .await;
     assert_eq!(r.status(), 200);
-    let (_, reads) = search(
-        &server,
-        token,
-        &format!("{BASIS}&action=original.read&message_id={first_id}"),
-    )
-    .await;
-    let reads = reads["entries"].as_array().unwrap().clone();
+    let filters = format!("action=original.read&message_id={first_id}");
+    let reads = entries(&server, token, &filters).await;
     assert_eq!(reads.len(), 2, "{reads:?}");
     let employer_read = payload(&server, token, reads[0]["payload_sha256"].as_str().unwrap()).await;
     assert!(
@@ -336,12 +315,7 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
     assert_eq!(reads[1]["actor"], format!("user:{officer_id}"));
     assert_eq!(officer_read["reference_number"], "AUD-2026-017");
     // Unknown hash: 404.
-    let r = server
-        .get_auth(
-            &format!("/api/v1/compliance/originals/{}?{BASIS}", "0".repeat(64)),
-            token,
-        )
-        .await;
+    let r = original(&server, token, &"0".repeat(64), BASIS).await;
     assert_eq!(r.status(), 404);
 
     // No personal id is stored in clear in the person index.
@@ -438,22 +412,15 @@ async fn finds(server: &Server, token: &str, id: &str, i: usize) -> bool {
     subjects(&found).contains(&format!("submission:{id}"))
 }
 
+/// Adds a compliance officer (`ivan admin officer add --json`); returns what it printed.
+async fn add_officer(inst: &Instance, email: &str, organisation: &str) -> Value {
+    let args = ["admin", "officer", "add", "--email", email];
+    let args = [&args[..], &["--organisation", organisation, "--json"]].concat();
+    serde_json::from_str(&inst.run_ok(&args).await).unwrap()
+}
+
 async fn officer_token(inst: &Instance) -> String {
-    let officer: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "officer",
-                "add",
-                "--email",
-                "eve@authority.test",
-                "--organisation",
-                "Audit",
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let officer = add_officer(inst, "eve@authority.test", "Audit").await;
     let id = officer["user"]["id"].as_str().unwrap();
     let created: Value = serde_json::from_str(
         &inst
@@ -496,39 +463,22 @@ async fn evidence_bundles_verify_offline_and_fail_after_any_change(inst: Instanc
     let token = officer_token(&inst).await;
 
     // No grounds, no bundle; no selection, no bundle; an unknown filing is a 404.
-    let r = server
-        .get_auth(
-            &format!("/api/v1/compliance/evidence?message_id={id}"),
-            &token,
-        )
-        .await;
+    let r = evidence(&server, &format!("message_id={id}"), &token).await;
     assert_eq!(r.status(), 400);
-    let r = server
-        .get_auth(&format!("/api/v1/compliance/evidence?{BASIS}"), &token)
-        .await;
+    let r = evidence(&server, BASIS, &token).await;
     assert_eq!(r.status(), 400);
-    let r = server
-        .get_auth(
-            &format!("/api/v1/compliance/evidence?{BASIS}&message_id=0190aaaa-0000-7000-8000-000000000000"),
-            &token,
-        )
-        .await;
+    let r = evidence(
+        &server,
+        &format!("{BASIS}&message_id=0190aaaa-0000-7000-8000-000000000000"),
+        &token,
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    let r = server
-        .get_auth(
-            &format!("/api/v1/compliance/evidence?{BASIS}&message_id={id}"),
-            &filer.token,
-        )
-        .await;
+    let r = evidence(&server, &format!("{BASIS}&message_id={id}"), &filer.token).await;
     assert_eq!(r.status(), 401);
 
     // The bundle about the first filing.
-    let r = server
-        .get_auth(
-            &format!("/api/v1/compliance/evidence?{BASIS}&message_id={id}"),
-            &token,
-        )
-        .await;
+    let r = evidence(&server, &format!("{BASIS}&message_id={id}"), &token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-tar");
     let audit_seq: i64 = r.headers()["x-ivan-audit-log-seq"]

@@ -30,6 +30,13 @@ fn bomb(n: usize, ns: usize) -> Vec<u8> {
     x.into_bytes()
 }
 
+/// The log holds `n` refusals and nothing was stored as a submission.
+async fn assert_only_refusals(inst: &Instance, n: i64) {
+    let refusals = "SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'";
+    assert_eq!(inst.count(refusals).await, n);
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 0);
+}
+
 async fn shape_bombs_are_refused_before_parsing(inst: Instance) {
     let filer = set_up(&inst, "12345678").await;
     let server = inst.serve().await;
@@ -66,12 +73,7 @@ async fn shape_bombs_are_refused_before_parsing(inst: Instance) {
     }
     assert!(server.stop().await.success());
     // Each refusal is logged once; nothing else was stored.
-    assert_eq!(
-        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'")
-            .await,
-        3
-    );
-    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 0);
+    assert_only_refusals(&inst, 3).await;
 }
 
 /// Employer A sends four documents whose analysis takes the whole (small) budget each
@@ -430,12 +432,7 @@ async fn large_documents_that_cannot_be_cut_are_refused_by_their_shape(inst: Ins
         );
     }
     assert!(server.stop().await.success());
-    assert_eq!(
-        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'submission.refuse'")
-            .await,
-        2
-    );
-    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 0);
+    assert_only_refusals(&inst, 2).await;
     // The same documents below the threshold take the tree path: accepted (the
     // employer change) or refused for its totals (the repeated lines), not by shape.
     let server = inst.serve().await;

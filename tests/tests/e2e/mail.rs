@@ -5,7 +5,6 @@
 use ivan_e2e::filing::{Filer, file_signed, report, set_up};
 use ivan_e2e::{Instance, SandboxAuthority, Server, SmtpSink, e2e_tests, eventually};
 use retention::on_pool;
-use serde_json::Value;
 
 e2e_tests!(
     receipts_answers_and_overdue_warnings_are_mailed,
@@ -14,19 +13,7 @@ e2e_tests!(
 );
 
 async fn set_email(inst: &Instance, filer: &Filer, email: &str) {
-    let out = inst
-        .run_ok(&[
-            "admin",
-            "employer",
-            "set-email",
-            "--employer",
-            &filer.id,
-            "--email",
-            email,
-            "--json",
-        ])
-        .await;
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let v = ivan_e2e::filing::set_notify_email(inst, filer, email).await;
     assert_eq!(v["notify_email"], email);
     // A bad address is refused, and changes nothing.
     let bad = inst

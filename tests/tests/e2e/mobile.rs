@@ -118,6 +118,25 @@ async fn login(server: &Server, phone: &str, pin: &str) -> (StatusCode, Value) {
     .await
 }
 
+/// Signs the phone in with its PIN; returns its access token.
+async fn signed_in(server: &Server, phone: &str, pin: &str) -> String {
+    let (s, tokens) = login(server, phone, pin).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Pre-registration `pid` as the employer's API shows it.
+async fn preregistration(server: &Server, filer: &Filer, pid: &str) -> Value {
+    let (s, p) = get(
+        server,
+        &format!("/api/v1/preregistrations/{pid}"),
+        &filer.token,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    p
+}
+
 fn hire(effective: &str) -> Value {
     json!({"person_id": "9206154122", "surname": "Novák", "given_name": "Peter",
            "birth_date": "1992-06-15", "kind": "hire", "effective_date": effective})
@@ -190,9 +209,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
         got[0].text
     );
 
-    let (s, tokens) = login(&server, phone, &pin).await;
-    assert_eq!(s, StatusCode::OK, "{tokens}");
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let access = signed_in(&server, phone, &pin).await;
     let (_, list) = get(&server, "/api/v1/phone-accesses", &filer.token).await;
     let me = &list["items"][0];
     assert_eq!(me["registered"], true);
@@ -260,12 +277,7 @@ async fn pin_by_sms_login_prereg_forwarded_and_paired(inst: Instance) {
     );
     let form_id = file_form(&inst, &server, &filer, &form).await;
     let paired = eventually(20, "the pre-registration pairs with the form", || async {
-        let (_, v) = get(
-            &server,
-            &format!("/api/v1/preregistrations/{pid}"),
-            &filer.token,
-        )
-        .await;
+        let v = preregistration(&server, &filer, &pid).await;
         (v["state"] == "paired").then_some(v)
     })
     .await;
@@ -591,8 +603,7 @@ async fn overdue_preregistrations_are_reminded_and_listed_daily(inst: Instance) 
     let server = inst.serve_in_process(&pairs, clock.clone()).await;
     let phone = "+421904000001";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
-    let (_, tokens) = login(&server, phone, &pin).await;
-    let access = tokens["access_token"].as_str().unwrap();
+    let access = &signed_in(&server, phone, &pin).await;
     let filed = file_hire_on(&server, access, &day.to_string()).await;
     let number = filed["document_number"].as_str().unwrap().to_owned();
     let digests = || {
@@ -667,9 +678,7 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
         .await;
     let phone = "+421905000001";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
-    let (s, tokens) = login(&server, phone, &pin).await;
-    assert_eq!(s, StatusCode::OK);
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let access = signed_in(&server, phone, &pin).await;
     let started = std::time::Instant::now();
     assert_eq!(
         login(&server, "+421999999998", "12345678").await.0,
@@ -695,12 +704,7 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
     let pid = filed["id"].as_str().unwrap().to_owned();
     let form = prefilled_form(&server, &filer, &pid).await;
     let form_id = file_form(&inst, &server, &filer, &form).await;
-    let (_, p) = get(
-        &server,
-        &format!("/api/v1/preregistrations/{pid}"),
-        &filer.token,
-    )
-    .await;
+    let p = preregistration(&server, &filer, &pid).await;
     assert_eq!(p["state"], "paired", "paired when the form is accepted");
     let (s, _) = post(
         &server,
@@ -710,12 +714,7 @@ async fn logins_are_rate_limited_and_a_cancelled_form_unpairs(inst: Instance) {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, p) = get(
-        &server,
-        &format!("/api/v1/preregistrations/{pid}"),
-        &filer.token,
-    )
-    .await;
+    let p = preregistration(&server, &filer, &pid).await;
     assert_eq!(p["state"], "received", "{p}");
     assert!(p["paired_with"].is_null());
     let log = log_actions(&inst).await;
@@ -740,20 +739,14 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
         .await;
     let phone = "+421906000001";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
-    let (_, tokens) = login(&server, phone, &pin).await;
-    let access = tokens["access_token"].as_str().unwrap();
+    let access = &signed_in(&server, phone, &pin).await;
     let filed = file_hire(&server, access).await;
     let pid = filed["id"].as_str().unwrap().to_owned();
     let form = prefilled_form(&server, &filer, &pid).await;
     // The sandbox authority rejects filings whose sender reference starts with REJECT.
     let form = ivan_e2e::filing::set_attr(&form, "senderReference", "REJECT-1");
     let form_id = file_form(&inst, &server, &filer, &form).await;
-    let (_, p) = get(
-        &server,
-        &format!("/api/v1/preregistrations/{pid}"),
-        &filer.token,
-    )
-    .await;
+    let p = preregistration(&server, &filer, &pid).await;
     assert_eq!(p["state"], "paired");
     // Delivery and the answer polls are scheduled on the server's clock: tick it.
     eventually(30, "the authority rejects the form", || async {
@@ -771,12 +764,7 @@ async fn a_form_the_authority_rejects_is_unpaired_by_the_sweep(inst: Instance) {
     clock.settled(CLOCK_WORKERS).await;
     clock.advance(chrono::Duration::seconds(60));
     clock.settled(CLOCK_WORKERS).await;
-    let (_, v) = get(
-        &server,
-        &format!("/api/v1/preregistrations/{pid}"),
-        &filer.token,
-    )
-    .await;
+    let v = preregistration(&server, &filer, &pid).await;
     assert_eq!(v["state"], "received", "{v}");
     assert!(v["paired_with"].is_null(), "{v}");
     assert!(log_actions(&inst).await.contains("preregistration.unpair"));
@@ -791,9 +779,7 @@ async fn evidence_about_a_preregistration_verifies_offline(inst: Instance) {
     let server = inst.serve().await;
     let phone = "+421901123499";
     let (_, pin) = phone_with_pin(&server, &filer, phone).await;
-    let (s, tokens) = login(&server, phone, &pin).await;
-    assert_eq!(s, StatusCode::OK, "{tokens}");
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let access = signed_in(&server, phone, &pin).await;
     let filed = file_hire(&server, &access).await;
     let pid = filed["id"].as_str().unwrap().to_owned();
 

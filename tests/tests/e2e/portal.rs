@@ -35,8 +35,56 @@ fn enrolment_link(mail: &str) -> Option<String> {
     link.contains("/portal/enrol?token=").then_some(link)
 }
 
-async fn invite(inst: &Instance, filer: &Filer, email: &str, role: &str, env: &[(&str, &str)]) {
-    let mut cmd = inst.command(&[
+/// What `ivan` commands need to mail enrolment links that reach the portal.
+type PortalEnv = Vec<(&'static str, String)>;
+
+/// `ivan serve` on a free port, its portal at the `http://localhost:PORT` origin
+/// returned, mailing through a real SMTP sink; with the environment of the commands
+/// that invite people to it.
+async fn portal(inst: &Instance) -> (Server, SmtpSink, String, PortalEnv) {
+    let smtp = SmtpSink::start(inst.dir.path()).await;
+    let port = free_port();
+    let origin = format!("http://localhost:{port}");
+    let env: PortalEnv = vec![
+        ("IVAN_PORTAL__PUBLIC_URL", origin.clone()),
+        ("IVAN_MAIL__TRANSPORT", "smtp".into()),
+        ("IVAN_MAIL__SMTP_HOST", "127.0.0.1".into()),
+        ("IVAN_MAIL__SMTP_PORT", smtp.port.to_string()),
+        ("IVAN_MAIL__SMTP_SECURITY", "none".into()),
+        ("IVAN_MAIL__IDLE_MS", "100".into()),
+    ];
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = inst.serve_on(&format!("127.0.0.1:{port}"), &pairs).await;
+    (server, smtp, origin, env)
+}
+
+/// `ivan args…` with the portal's environment; asserts that it succeeds.
+async fn run_for_portal(inst: &Instance, env: &PortalEnv, args: &[&str]) -> Value {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    serde_json::from_str(&inst.run_ok_with(&pairs, args).await).unwrap()
+}
+
+/// The enrolment link of the mail that mentions `marker`, once it has arrived.
+async fn enrolment_mail(smtp: &SmtpSink, marker: &str) -> String {
+    eventually(30, &format!("the enrolment mail for {marker}"), || async {
+        smtp.messages()
+            .iter()
+            .filter(|m| m.contains(marker))
+            .find_map(|m| enrolment_link(m))
+    })
+    .await
+}
+
+/// Invites `email` as `role` of `filer` and answers the link mailed to them.
+async fn invite(
+    inst: &Instance,
+    smtp: &SmtpSink,
+    env: &PortalEnv,
+    filer: &Filer,
+    email: &str,
+    role: &str,
+) -> String {
+    let args = [
         "admin",
         "user",
         "invite",
@@ -47,19 +95,11 @@ async fn invite(inst: &Instance, filer: &Filer, email: &str, role: &str, env: &[
         "--role",
         role,
         "--json",
-    ]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "invite: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    ];
+    let v = run_for_portal(inst, env, &args).await;
     assert_eq!(v["user"]["email"], email);
     assert_eq!(v["user"]["role"], role);
+    enrolment_mail(smtp, email).await
 }
 
 /// Files a signed report through the API; returns its message id.
@@ -93,24 +133,8 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     let shot = |name: &str| format!("{backend}-{name}");
     let filer = set_up(&inst, "12345678").await;
     let other = set_up(&inst, "87654321").await;
-    let smtp = SmtpSink::start(inst.dir.path()).await;
-    let port = free_port();
-    let origin = format!("http://localhost:{port}");
-    let smtp_port = smtp.port.to_string();
-    let env = [
-        ("IVAN_PORTAL__PUBLIC_URL", origin.as_str()),
-        ("IVAN_MAIL__TRANSPORT", "smtp"),
-        ("IVAN_MAIL__SMTP_HOST", "127.0.0.1"),
-        ("IVAN_MAIL__SMTP_PORT", smtp_port.as_str()),
-        ("IVAN_MAIL__SMTP_SECURITY", "none"),
-        ("IVAN_MAIL__IDLE_MS", "100"),
-    ];
-    let server = inst.serve_on(&format!("127.0.0.1:{port}"), &env).await;
-    invite(&inst, &filer, "clerk@employer.test", "admin", &env).await;
-    let link = eventually(30, "the enrolment mail", || async {
-        smtp.messages().iter().find_map(|m| enrolment_link(m))
-    })
-    .await;
+    let (server, smtp, origin, env) = portal(&inst).await;
+    let link = invite(&inst, &smtp, &env, &filer, "clerk@employer.test", "admin").await;
     assert!(link.starts_with(&origin), "{link}");
 
     let browser = Browser::start().await;
@@ -486,14 +510,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     );
 
     // A clerk (invited, enrolled in the same browser) gets no admin pages.
-    invite(&inst, &filer, "clerk2@employer.test", "clerk", &env).await;
-    let clerk_link = eventually(30, "the clerk's enrolment mail", || async {
-        smtp.messages()
-            .iter()
-            .filter(|m| m.contains("clerk2@employer.test"))
-            .find_map(|m| enrolment_link(m))
-    })
-    .await;
+    let clerk_link = invite(&inst, &smtp, &env, &filer, "clerk2@employer.test", "clerk").await;
     browser.goto(&format!("{origin}/portal/dashboard")).await;
     browser.click("header form button").await;
     browser.wait_for_url_containing("/portal/sign-in").await;
@@ -589,21 +606,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
 /// cookie), so no browser is needed.
 async fn sessions_end_when_idle_or_too_old(inst: Instance) {
     inst.run_ok(&["migrate"]).await;
-    let created: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "E",
-                "--registration-number",
-                "11111111",
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let created: Value = ivan_e2e::filing::add_employer(&inst, "E", "11111111").await;
     let employer = created["id"].as_str().unwrap();
     // In-process on a manual clock: idleness passes when the test says.
     let clock = Arc::new(ManualClock::new());
@@ -768,21 +771,9 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
     let backend = format!("{:?}", inst.backend).to_lowercase();
     let shot = |name: &str| format!("{backend}-{name}");
     let filer = set_up(&inst, "55555555").await;
-    let smtp = SmtpSink::start(inst.dir.path()).await;
-    let port = free_port();
-    let origin = format!("http://localhost:{port}");
-    let smtp_port = smtp.port.to_string();
-    let env = [
-        ("IVAN_PORTAL__PUBLIC_URL", origin.as_str()),
-        ("IVAN_MAIL__TRANSPORT", "smtp"),
-        ("IVAN_MAIL__SMTP_HOST", "127.0.0.1"),
-        ("IVAN_MAIL__SMTP_PORT", smtp_port.as_str()),
-        ("IVAN_MAIL__SMTP_SECURITY", "none"),
-        ("IVAN_MAIL__IDLE_MS", "100"),
-    ];
-    let server = inst.serve_on(&format!("127.0.0.1:{port}"), &env).await;
+    let (server, smtp, origin, env) = portal(&inst).await;
     let filed = file_by_api(&inst, &server, &filer, 1).await;
-    let mut cmd = inst.command(&[
+    let args = [
         "admin",
         "officer",
         "add",
@@ -791,18 +782,9 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
         "--organisation",
         "Audit Office",
         "--json",
-    ]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    assert!(cmd.output().await.unwrap().status.success());
-    let link = eventually(30, "the officer's enrolment mail", || async {
-        smtp.messages()
-            .iter()
-            .filter(|m| m.contains("compliance officer of Audit Office"))
-            .find_map(|m| enrolment_link(m))
-    })
-    .await;
+    ];
+    run_for_portal(&inst, &env, &args).await;
+    let link = enrolment_mail(&smtp, "compliance officer of Audit Office").await;
 
     let browser = Browser::start().await;
     browser.add_virtual_authenticator().await;
@@ -878,14 +860,7 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
     browser.close().await;
 
     // An employer's admin gets no search page.
-    invite(&inst, &filer, "admin@employer.test", "admin", &env).await;
-    let admin_link = eventually(30, "the admin's enrolment mail", || async {
-        smtp.messages()
-            .iter()
-            .filter(|m| m.contains("admin@employer.test"))
-            .find_map(|m| enrolment_link(m))
-    })
-    .await;
+    let admin_link = invite(&inst, &smtp, &env, &filer, "admin@employer.test", "admin").await;
     let browser = Browser::start().await;
     browser.add_virtual_authenticator().await;
     browser.goto(&admin_link).await;

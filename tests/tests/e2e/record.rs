@@ -22,6 +22,33 @@ e2e_tests!(
     operators_are_named_by_flag_or_environment,
 );
 
+/// A tree hash as the log's JSON gives it (base64).
+fn tree_hash(v: &Value) -> tlog_tiles::Hash {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    tlog_tiles::Hash(b64.decode(v.as_str().unwrap()).unwrap().try_into().unwrap())
+}
+
+/// The hashes of a proof the log's API answered.
+fn proof_of(p: &Value) -> Vec<tlog_tiles::Hash> {
+    p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(tree_hash)
+        .collect()
+}
+
+/// The entry hashes of `ivan log tail --json` output, in order.
+fn entry_hashes(tail: &str) -> Vec<[u8; 32]> {
+    let hash = |line: &str| -> [u8; 32] {
+        let e: Value = serde_json::from_str(line).unwrap();
+        let hex = e["entry_hash"].as_str().unwrap();
+        hex::decode(hex).unwrap().try_into().unwrap()
+    };
+    tail.lines().map(hash).collect()
+}
+
 async fn serves_health_readiness_metrics_and_keys(inst: Instance) {
     let server = inst.serve().await;
     let r = server.get("/healthz").await;
@@ -103,15 +130,7 @@ async fn employer_add_is_logged_and_listed_once(inst: Instance) {
 
     // A duplicate is refused with one line, and leaves nothing behind.
     let dup = inst
-        .run(&[
-            "admin",
-            "employer",
-            "add",
-            "--name",
-            "Other",
-            "--registration-number",
-            "36123456",
-        ])
+        .run(&ivan_e2e::filing::employer_add("Other", "36123456"))
         .await;
     assert!(!dup.status.success());
     let err = String::from_utf8(dup.stderr).unwrap();
@@ -155,15 +174,10 @@ async fn employer_add_is_logged_and_listed_once(inst: Instance) {
 async fn populate(inst: &Instance, n: usize) {
     inst.run_ok(&["migrate"]).await;
     for i in 0..n {
-        inst.run_ok(&[
-            "admin",
-            "employer",
-            "add",
-            "--name",
+        inst.run_ok(&ivan_e2e::filing::employer_add(
             &format!("Employer {i}"),
-            "--registration-number",
             &format!("R-{i}"),
-        ])
+        ))
         .await;
     }
     let ok = inst.run_ok(&["log", "verify"]).await;
@@ -232,25 +246,10 @@ async fn verify_goes_red_when_the_tail_is_cut(inst: Instance) {
     // Checkpoint after every entry so the cut is provable.
     inst.run_ok(&["migrate"]).await;
     for i in 0..3 {
-        let out = inst
-            .command(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "E",
-                "--registration-number",
-                &format!("T-{i}"),
-            ])
-            .env("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1")
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let every_entry = [("IVAN_LEDGER__CHECKPOINT_EVERY_ENTRIES", "1")];
+        let number = format!("T-{i}");
+        let add = ivan_e2e::filing::employer_add("E", &number);
+        inst.run_ok_with(&every_entry, &add).await;
     }
     let verify = inst.run_ok(&["log", "verify"]).await;
     assert!(verify.contains("3 checkpoint signatures valid"), "{verify}");
@@ -312,39 +311,16 @@ async fn oversized_bodies_are_refused_before_they_are_read(inst: Instance) {
 /// of the chain's own entry hashes (by the RFC's MTH, `retention::testing::mth`), consistency proofs
 /// check between every pair of sizes, and bad queries are clear 400s.
 async fn log_proofs_are_served_and_check_against_the_chain(inst: Instance) {
-    use base64::Engine;
     let server = inst.serve().await;
     for i in 0..3 {
-        inst.run_ok(&[
-            "admin",
-            "employer",
-            "add",
-            "--name",
-            "Proof",
-            "--registration-number",
-            &format!("P-{i}"),
-        ])
-        .await;
+        inst.run_ok(&ivan_e2e::filing::employer_add("Proof", &format!("P-{i}")))
+            .await;
     }
     let tail = inst.run_ok(&["log", "tail", "--json", "-n", "1000"]).await;
-    let hashes: Vec<[u8; 32]> = tail
-        .lines()
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
-            hex::decode(e["entry_hash"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
+    let hashes = entry_hashes(&tail);
     let n = hashes.len() as u64;
     assert!(n >= 4, "{n} entries");
-    let b64 = |v: &Value| -> tlog_tiles::Hash {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap())
-            .unwrap();
-        tlog_tiles::Hash(raw.try_into().unwrap())
-    };
+    let b64 = tree_hash;
     let get = |path: String| {
         let server = &server;
         async move {
@@ -421,15 +397,7 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
     // A clean stop signed a checkpoint under the origin; a command configured with
     // another origin is refused before it appends anything.
     let out = inst
-        .command(&[
-            "admin",
-            "employer",
-            "add",
-            "--name",
-            "X",
-            "--registration-number",
-            "O-1",
-        ])
+        .command(&ivan_e2e::filing::employer_add("X", "O-1"))
         .env("IVAN_LEDGER__ORIGIN", "other.test/log")
         .output()
         .await
@@ -449,16 +417,7 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
             &["log", "tail", "--json", "-n", "1000"],
         )
         .await;
-    let hashes: Vec<[u8; 32]> = tail
-        .lines()
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
-            hex::decode(e["entry_hash"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
+    let hashes = entry_hashes(&tail);
     let n = hashes.len();
     assert_eq!(n, 3, "start, stop, start");
 
@@ -490,15 +449,14 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
     key.verify_strict(format!("{text}\n").as_bytes(), &signature)
         .unwrap();
     // `ivan log vkey` prints the same key in the signed-note form.
-    let out = inst
-        .command(&["log", "vkey"])
-        .env("IVAN_LEDGER__ORIGIN", "ivan.test/log")
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
+    let vkey = inst
+        .run_ok_with(
+            &[("IVAN_LEDGER__ORIGIN", "ivan.test/log")],
+            &["log", "vkey"],
+        )
+        .await;
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim_end(),
+        vkey.trim_end(),
         format!(
             "ivan.test/log+{}+{}",
             hex::encode(key_id),
@@ -553,12 +511,7 @@ async fn checkpoints_are_c2sp_notes_and_the_tree_is_served_as_tiles(inst: Instan
         .await;
     assert_eq!(p["tree_size"], n);
     assert_eq!(p["checkpoint"], note.as_str());
-    let proof: Vec<tlog_tiles::Hash> = p["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| tlog_tiles::Hash(b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap()))
-        .collect();
+    let proof = proof_of(&p);
     tlog_tiles::check_record(
         &proof,
         n as u64,
@@ -591,14 +544,9 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
     let origin = [("IVAN_LEDGER__ORIGIN", "ivan.test/log")];
     // First start: the keys are made; `ivan log vkey` names the log to the witness.
     assert!(inst.serve_with(&origin).await.stop().await.success());
-    let out = inst
-        .command(&["log", "vkey"])
-        .env("IVAN_LEDGER__ORIGIN", "ivan.test/log")
-        .output()
-        .await
-        .unwrap();
-    let log_vkey = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
-    let witness = Witness::start(inst.dir.path(), "witness.test/w1", &[&log_vkey]).await;
+    let log_vkey = inst.run_ok_with(&origin, &["log", "vkey"]).await;
+    let log_vkey = log_vkey.trim_end();
+    let witness = Witness::start(inst.dir.path(), "witness.test/w1", &[log_vkey]).await;
     let config = inst.dir.path().join("witnesses.toml");
     std::fs::write(
         &config,
@@ -615,19 +563,11 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
     ];
     let server = inst.serve_with(&env).await;
     for i in 0..3 {
-        inst.command(&[
-            "admin",
-            "employer",
-            "add",
-            "--name",
-            "W",
-            "--registration-number",
-            &format!("W-{i}"),
-        ])
-        .envs(env)
-        .status()
-        .await
-        .unwrap();
+        inst.command(&ivan_e2e::filing::employer_add("W", &format!("W-{i}")))
+            .envs(env)
+            .status()
+            .await
+            .unwrap();
     }
     // Cosigned: the served checkpoint carries the witness's line.
     let name_line = "\u{2014} witness.test/w1 ";
@@ -684,15 +624,7 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
     let forged = forger.serve_with(&env).await;
     for i in 0..6 {
         forger
-            .command(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "F",
-                "--registration-number",
-                &format!("F-{i}"),
-            ])
+            .command(&ivan_e2e::filing::employer_add("F", &format!("F-{i}")))
             .envs(env)
             .status()
             .await
@@ -724,12 +656,7 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one(inst: Instance) {
             "/api/v1/log/proof/consistency?first={witnessed_size}&second={forged_size}"
         ))
         .await;
-    let proof: Vec<tlog_tiles::Hash> = p["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| tlog_tiles::Hash(b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap()))
-        .collect();
+    let proof = proof_of(&p);
     let forged_root = tlog_tiles::Hash(
         b64.decode(p["root_hash"].as_str().unwrap())
             .unwrap()
@@ -868,44 +795,14 @@ async fn the_documented_python_check_proves_a_receipt_offline(inst: Instance) {
 /// one is refused before anything is written.
 async fn operators_are_named_by_flag_or_environment(inst: Instance) {
     inst.run_ok(&["migrate"]).await;
-    let add = |reg: &str| {
-        vec![
-            "admin".to_owned(),
-            "employer".into(),
-            "add".into(),
-            "--name".into(),
-            "N".into(),
-            "--registration-number".into(),
-            reg.into(),
-        ]
-    };
-    let mut args = add("OP-1");
-    args.extend(["--operator".to_owned(), "jana.novakova".to_owned()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    inst.run_ok(&args).await;
-    let out = inst
-        .command(&add("OP-2").iter().map(String::as_str).collect::<Vec<_>>())
-        .env("IVAN_OPERATOR", "peter@ops")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let add = ivan_e2e::filing::employer_add;
+    let operator = |name| ["--operator", name];
+    inst.run_ok(&[&add("N", "OP-1")[..], &operator("jana.novakova")].concat())
+        .await;
+    inst.run_ok_with(&[("IVAN_OPERATOR", "peter@ops")], &add("N", "OP-2"))
+        .await;
     let bad = inst
-        .run(&[
-            "admin",
-            "employer",
-            "add",
-            "--name",
-            "N",
-            "--registration-number",
-            "OP-3",
-            "--operator",
-            "two words",
-        ])
+        .run(&[&add("N", "OP-3")[..], &operator("two words")].concat())
         .await;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--operator"));

@@ -40,21 +40,7 @@ async fn create_json(inst: &Instance, employer: &str, label: &str, allow: &[&str
 
 async fn tokens_are_created_limited_by_address_listed_and_revoked(inst: Instance) {
     inst.run_ok(&["migrate"]).await;
-    let employer: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "Token Employer",
-                "--registration-number",
-                "T-1",
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let employer: Value = ivan_e2e::filing::add_employer(&inst, "Token Employer", "T-1").await;
     let eid = employer["id"].as_str().unwrap();
     let initial = employer["api_token"].as_str().unwrap();
 
@@ -154,50 +140,30 @@ async fn tokens_are_created_limited_by_address_listed_and_revoked(inst: Instance
     );
 
     // Revoked beside the running server: refused from the next request on.
-    let revoked: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "token",
-                "revoke",
-                "--employer",
-                eid,
-                "--token",
-                open_id,
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let revoke = |token| {
+        [
+            "admin",
+            "token",
+            "revoke",
+            "--employer",
+            eid,
+            "--token",
+            token,
+        ]
+    };
+    let revoked = inst
+        .run_ok(&[&revoke(open_id)[..], &["--json"]].concat())
+        .await;
+    let revoked: Value = serde_json::from_str(&revoked).unwrap();
     assert_eq!(revoked["id"], open_id);
     assert!(revoked["log_seq"].as_i64().unwrap() > 0);
     assert_eq!(api_status(&server, open_token).await, 401);
     assert_eq!(api_status(&server, &local_token).await, 200);
     // Twice is a conflict; another employer's (or no) token is not found.
-    let again = inst
-        .run(&[
-            "admin",
-            "token",
-            "revoke",
-            "--employer",
-            eid,
-            "--token",
-            open_id,
-        ])
-        .await;
+    let again = inst.run(&revoke(open_id)).await;
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
-    let unknown = inst
-        .run(&[
-            "admin",
-            "token",
-            "revoke",
-            "--employer",
-            eid,
-            "--token",
-            "0000000000000000",
-        ])
-        .await;
+    let unknown = inst.run(&revoke("0000000000000000")).await;
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no API token"));
     assert!(server.stop().await.success());
@@ -298,21 +264,7 @@ async fn forwarded_status(server: &Server, token: &str, xff: &str) -> u16 {
 /// claim an address with `X-Forwarded-For`.
 async fn forwarded_addresses_count_only_from_trusted_proxies(inst: Instance) {
     inst.run_ok(&["migrate"]).await;
-    let employer: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "employer",
-                "add",
-                "--name",
-                "E",
-                "--registration-number",
-                "22222222",
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let employer: Value = ivan_e2e::filing::add_employer(&inst, "E", "22222222").await;
     let id = employer["id"].as_str().unwrap();
     let created = create_json(&inst, id, "payroll", &["198.51.100.0/24"]).await;
     let token = created["api_token"].as_str().unwrap();

@@ -40,7 +40,7 @@ use super::{DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_MEMBERS, Manifest};
 const MAX_PROBLEMS: usize = 100;
 
 /// The checks, in the order a report lists them.
-const CHECKS: [&str; 13] = [
+pub(super) const CHECKS: [&str; 13] = [
     "archive",
     "manifest",
     "manifest-signature",
