@@ -439,6 +439,83 @@ mod tests {
         .unwrap();
     }
 
+    /// Migration 0016 gives every filing accepted before it a `forward_by` of its
+    /// hold window's end + 2 h (the deadline the forwarder applied to it), readable as
+    /// a time, on both backends.
+    #[tokio::test]
+    async fn forward_by_0016_gives_earlier_filings_the_2_h_deadline() {
+        let hold_until = "2026-11-01T10:00:00.123456Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+        let expected = "2026-11-01T12:00:00.123Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+        let insert = "INSERT INTO submissions (id, employer_id, document_type, document_number, \
+             status, sha256, size_bytes, received_at, hold_until, signer_fingerprint, log_seq, \
+             receipt, warnings, updated_at) VALUES ('s1', 'e1', 'contribution-report', \
+             'V2611000001', 'accepted', 'aa', 5, $1, $1, NULL, 7, 'jws', '[]', $1)";
+        let employer = "INSERT INTO employers (id, name, registration_number, created_at) \
+             VALUES ('e1', 'E', 'EMP-1', $1)";
+        let original = "INSERT INTO originals (sha256, size_bytes, media_type, stored_at) \
+             VALUES ('aa', 5, 'application/xml', $1)";
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let opts = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+        SQLITE_MIGRATOR.run_to(15, &pool).await.unwrap();
+        for sql in [original, employer, insert] {
+            sqlx::query(sql)
+                .bind(hold_until)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        SQLITE_MIGRATOR.run(&pool).await.unwrap();
+        let got: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT forward_by FROM submissions WHERE id = 's1'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        // SQLite's date arithmetic keeps milliseconds.
+        assert_eq!(got, expected);
+        // Stored in the form times are compared in (RFC 3339): later than an earlier
+        // bound time, earlier than a later one.
+        let overdue = "SELECT COUNT(*) FROM submissions WHERE forward_by < $1";
+        for (at, n) in [
+            (expected - chrono::Duration::seconds(1), 0),
+            (expected + chrono::Duration::milliseconds(1), 1),
+        ] {
+            let count: i64 = sqlx::query_scalar(overdue)
+                .bind(at)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(count, n, "{at}");
+        }
+
+        let pg = crate::testing::TempPg::create().await.unwrap();
+        let pool = PgPoolOptions::new().connect(pg.url()).await.unwrap();
+        POSTGRES_MIGRATOR.run_to(15, &pool).await.unwrap();
+        for sql in [original, employer, insert] {
+            sqlx::query(sql)
+                .bind(hold_until)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        POSTGRES_MIGRATOR.run(&pool).await.unwrap();
+        let got: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT forward_by FROM submissions WHERE id = 's1'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(got, hold_until + chrono::Duration::hours(2));
+        pool.close().await;
+    }
+
     #[test]
     fn redacts_password_only() {
         assert_eq!(

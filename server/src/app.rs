@@ -125,7 +125,8 @@ impl App {
             config.intake.clone(),
             persons.clone(),
         )
-        .with_pairing_tolerance_days(config.mobile.pairing_tolerance_days);
+        .with_pairing_tolerance_days(config.mobile.pairing_tolerance_days)
+        .with_forward_deadlines(config.forwarding.deadlines());
         // Forwarding: to the configured authority, or to a sandbox authority started
         // here on a loopback port (development default), through the same client and
         // protocol.
@@ -168,6 +169,7 @@ impl App {
             persons: persons.clone(),
             clock: clock.clone(),
             config: config.mobile.clone(),
+            forward_deadlines: config.forwarding.deadlines(),
         };
         let mobile = mobile_api::Mobile::new(
             db.clone(),

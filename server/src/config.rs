@@ -212,6 +212,7 @@ impl Config {
                     .into(),
             ));
         }
+        intake.check_hold_windows().map_err(Error::Config)?;
         if !(1..=100).contains(&intake.employer_share_percent) {
             return Err(Error::Config(
                 "intake.employer_share_percent must be 1 to 100".into(),
@@ -485,5 +486,58 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn hold_windows_and_deadlines_are_set_per_document_type() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ivan.toml",
+                "[intake.hold_window_secs_by_type]\n\"registration-form\" = 60\n\
+                 [forwarding.deadline_secs_by_type]\n\"contribution-report\" = 86400\n",
+            )?;
+            jail.set_env(
+                "IVAN_FORWARDING__DEADLINE_SECS_BY_TYPE",
+                r#"{"preregistration" = 600}"#,
+            );
+            let c = load(Some("ivan.toml")).unwrap();
+            let hold = |ty: &str| c.intake.hold_window(ty).num_seconds();
+            assert_eq!(
+                (hold("registration-form"), hold("employer-change")),
+                (60, 5 * 3600)
+            );
+            let deadlines = c.forwarding.deadlines();
+            // The environment's entries join the file's; unnamed types have the default.
+            assert_eq!(deadlines.of("preregistration").num_seconds(), 600);
+            assert_eq!(deadlines.of("contribution-report").num_seconds(), 86400);
+            assert_eq!(deadlines.of("employer-change").num_seconds(), 2 * 3600);
+            Ok(())
+        });
+        for (var, value, named) in [
+            (
+                "IVAN_FORWARDING__DEADLINE_SECS_BY_TYPE",
+                r#"{"payslip" = 60}"#,
+                "unknown document type \"payslip\"",
+            ),
+            (
+                "IVAN_FORWARDING__DEADLINE_SECS_BY_TYPE",
+                r#"{"registration-form" = 0}"#,
+                "at least 1",
+            ),
+            ("IVAN_FORWARDING__DEADLINE_SECS", "0", "at least 1"),
+            // A pre-registration has no cancel window to set.
+            (
+                "IVAN_INTAKE__HOLD_WINDOW_SECS_BY_TYPE",
+                r#"{"preregistration" = 60}"#,
+                "unknown document type \"preregistration\"",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = load(None).unwrap_err().to_string();
+                assert!(err.contains(named), "{var}={value}: {err}");
+                Ok(())
+            });
+        }
     }
 }

@@ -37,6 +37,8 @@ pub struct ServerHost {
     pub persons: crate::submissions::persons::PersonIndex,
     pub clock: Arc<dyn Clock>,
     pub config: MobileConfig,
+    /// When pre-registrations must reach the authority (`[forwarding]`).
+    pub forward_deadlines: crate::submissions::ForwardDeadlines,
 }
 
 /// The personal id rule of registration forms, as a pre-registration finding.
@@ -185,6 +187,7 @@ impl ServerHost {
             signed_digest: None,
             warnings: "[]".into(),
             hold_window: chrono::Duration::zero(),
+            forward_within: self.forward_deadlines.of(prereg::DOCUMENT_TYPE),
             person_keys: self.persons.keys_of([checked.person_id.as_str()]),
             persons_later: false,
         };
@@ -472,6 +475,7 @@ mod tests {
                 persons: crate::submissions::persons::PersonIndex::with_key([7; 32]),
                 clock: clock.clone(),
                 config: MobileConfig::default(),
+                forward_deadlines: Default::default(),
             };
             let mobile = Mobile::new(
                 env.db.clone(),

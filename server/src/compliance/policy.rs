@@ -41,23 +41,17 @@ impl Default for RetentionConfig {
 
 impl RetentionConfig {
     pub fn validate(&self) -> Result<(), Error> {
-        let known: Vec<&str> = crate::documents::DocumentType::ALL
-            .iter()
-            .map(|t| t.code())
+        let known: Vec<&str> = crate::documents::DocumentType::codes()
             .chain([mobile_api::prereg::DOCUMENT_TYPE])
             .collect();
+        crate::documents::check_type_names("retention.years", &self.years, &known)
+            .map_err(Error::Config)?;
         if self.default_years < MIN_YEARS {
             return Err(Error::Config(format!(
                 "retention.default_years must be at least {MIN_YEARS}"
             )));
         }
         for (ty, years) in &self.years {
-            if !known.contains(&ty.as_str()) {
-                return Err(Error::Config(format!(
-                    "retention.years: unknown document type {ty:?} (known: {})",
-                    known.join(", ")
-                )));
-            }
             if *years < MIN_YEARS {
                 return Err(Error::Config(format!(
                     "retention.years.{ty} must be at least {MIN_YEARS}"

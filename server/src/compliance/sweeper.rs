@@ -385,6 +385,7 @@ mod tests {
                 signed_digest: None,
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
+                forward_within: chrono::Duration::hours(2),
                 person_keys: persons.keys_of(["7005151000"]),
                 persons_later: false,
             },

@@ -190,6 +190,33 @@ pub fn xml_escape(s: &str) -> String {
     }
     out
 }
+/// Refuses a per-document-type setting (`setting` in the configuration) that names a
+/// type not in `known` (the profiles' codes, and `preregistration` where it applies).
+pub fn check_type_names<T>(
+    setting: &str,
+    values: &std::collections::BTreeMap<String, T>,
+    known: &[&str],
+) -> Result<(), String> {
+    match values.keys().find(|ty| !known.contains(&ty.as_str())) {
+        Some(ty) => Err(format!(
+            "{setting}: unknown document type {ty:?} (known: {})",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A duration set in seconds per document type: `by_type`'s value for `ty`, else
+/// `default`.
+pub fn per_type_secs(
+    default: u64,
+    by_type: &std::collections::BTreeMap<String, u64>,
+    ty: &str,
+) -> chrono::Duration {
+    let secs = by_type.get(ty).copied().unwrap_or(default);
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+}
+
 /// The XML-DSig namespace of the optional enveloped signature.
 pub const DSIG_NAMESPACE: &str = "http://www.w3.org/2000/09/xmldsig#";
 /// Findings returned at most (plus one `findings.truncated`).
@@ -309,6 +336,11 @@ impl DocumentType {
 
     pub fn from_code(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.code() == s)
+    }
+
+    /// The codes of every profile's type.
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        Self::ALL.into_iter().map(Self::code)
     }
 
     /// First letter of this type's document numbers (`R2611000123`); see the

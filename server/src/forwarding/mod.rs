@@ -121,8 +121,12 @@ impl Default for AuthorityConfig {
 pub struct ForwardingConfig {
     /// Run the outbox worker in this process.
     pub enabled: bool,
-    /// A filing not delivered this long after its hold window ended is overdue.
+    /// A filing not delivered this long after its hold window ended is overdue
+    /// (seconds; default 2 h). Each filing's deadline is fixed when it is accepted.
     pub deadline_secs: u64,
+    /// The deadline of particular document types (`"contribution-report" = 86400`),
+    /// in seconds; the others have `deadline_secs`.
+    pub deadline_secs_by_type: std::collections::BTreeMap<String, u64>,
     /// How long a claimed row stays this worker's; must exceed the longest attempt.
     pub lease_secs: u64,
     /// Rows claimed at once.
@@ -150,7 +154,8 @@ impl Default for ForwardingConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            deadline_secs: 2 * 3600,
+            deadline_secs: crate::submissions::DEFAULT_FORWARD_DEADLINE_SECS,
+            deadline_secs_by_type: std::collections::BTreeMap::new(),
             lease_secs: 300,
             batch: 32,
             concurrency: 8,
@@ -188,7 +193,27 @@ impl ForwardingConfig {
                 "forwarding.retry_base_ms, idle_ms and poll_interval_ms must be at least 1".into(),
             ));
         }
+        let known: Vec<&str> = crate::documents::DocumentType::codes()
+            .chain([mobile_api::prereg::DOCUMENT_TYPE])
+            .collect();
+        let by_type = &self.deadline_secs_by_type;
+        crate::documents::check_type_names("forwarding.deadline_secs_by_type", by_type, &known)
+            .map_err(Error::Config)?;
+        if self.deadline_secs == 0 || by_type.values().any(|&secs| secs == 0) {
+            return Err(Error::Config(
+                "forwarding.deadline_secs (and each of deadline_secs_by_type) must be at least 1"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The deadlines accepted filings are given.
+    pub fn deadlines(&self) -> crate::submissions::ForwardDeadlines {
+        crate::submissions::ForwardDeadlines {
+            default_secs: self.deadline_secs,
+            by_type: self.deadline_secs_by_type.clone(),
+        }
     }
 }
 
@@ -778,8 +803,7 @@ impl Forwarder {
     /// Flags overdue deliveries (once each) and refreshes the outbox gauges.
     async fn sweep(&self) -> Result<(), Error> {
         let now = self.clock.now();
-        let cutoff = now - secs(self.config.deadline_secs);
-        for id in outbox::newly_overdue(&self.db, cutoff, 100).await? {
+        for id in outbox::newly_overdue(&self.db, now, 100).await? {
             let work = outbox::flag_overdue_work(id.clone(), self.operator_mail.clone());
             if self
                 .ledger
@@ -795,7 +819,7 @@ impl Forwarder {
                 .await?
             {
                 metrics::counter!("ivan_forwarding_overdue_total").increment(1);
-                tracing::warn!(submission = %id, deadline_secs = self.config.deadline_secs, "forwarding is overdue");
+                tracing::warn!(submission = %id, "forwarding is overdue: not delivered by its forward_by time");
             }
         }
         let gauges = outbox::gauges(&self.db, now).await?;

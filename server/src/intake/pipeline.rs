@@ -86,6 +86,9 @@ pub struct IntakeConfig {
     pub budget_wait_secs: u64,
     /// How long after receipt an employer may still cancel (seconds; default 5 h).
     pub hold_window_secs: u64,
+    /// The hold window of particular document types (`"registration-form" = 3600`),
+    /// in seconds; the others have `hold_window_secs`.
+    pub hold_window_secs_by_type: std::collections::BTreeMap<String, u64>,
     /// Refuse signatures whose issuer has no CRL on file.
     pub require_crl: bool,
     /// Accept a CRL this long after its nextUpdate (seconds).
@@ -107,6 +110,20 @@ impl IntakeConfig {
             max_nodes: c.max_nodes,
         }
     }
+
+    /// The hold window of `document_type`.
+    pub fn hold_window(&self, document_type: &str) -> chrono::Duration {
+        let by_type = &self.hold_window_secs_by_type;
+        crate::documents::per_type_secs(self.hold_window_secs, by_type, document_type)
+    }
+
+    /// Refuses hold windows set for types that have none (only the profiles' types
+    /// can be cancelled).
+    pub fn check_hold_windows(&self) -> Result<(), String> {
+        let known: Vec<&str> = crate::documents::DocumentType::codes().collect();
+        let by_type = &self.hold_window_secs_by_type;
+        crate::documents::check_type_names("intake.hold_window_secs_by_type", by_type, &known)
+    }
 }
 
 impl Default for IntakeConfig {
@@ -126,6 +143,7 @@ impl Default for IntakeConfig {
             streaming_threshold_bytes: DEFAULT_STREAMING_THRESHOLD_BYTES,
             budget_wait_secs: 20,
             hold_window_secs: 5 * 3600,
+            hold_window_secs_by_type: std::collections::BTreeMap::new(),
             require_crl: true,
             crl_grace_secs: 0,
             trust_reload_secs: 5,
@@ -203,6 +221,8 @@ pub struct Intake {
     config: IntakeConfig,
     /// `mobile.pairing_tolerance_days`, for pairing accepted registration forms.
     pairing_tolerance_days: u32,
+    /// When accepted filings must reach the authority (`[forwarding]`).
+    forward_deadlines: submissions::ForwardDeadlines,
     persons: PersonIndex,
 }
 
@@ -421,6 +441,7 @@ impl Intake {
             analysis,
             config,
             pairing_tolerance_days: mobile_api::MobileConfig::default().pairing_tolerance_days,
+            forward_deadlines: submissions::ForwardDeadlines::default(),
             persons,
         }
     }
@@ -429,6 +450,13 @@ impl Intake {
     /// by at most `days` (`mobile.pairing_tolerance_days`).
     pub fn with_pairing_tolerance_days(mut self, days: u32) -> Self {
         self.pairing_tolerance_days = days;
+        self
+    }
+
+    /// Gives accepted filings their forwarding deadlines (`forwarding.deadline_secs`
+    /// and `forwarding.deadline_secs_by_type`).
+    pub fn with_forward_deadlines(mut self, deadlines: submissions::ForwardDeadlines) -> Self {
+        self.forward_deadlines = deadlines;
         self
     }
 
@@ -794,9 +822,8 @@ impl Intake {
             crl_sha256,
             signed_digest: Some(signed_digest.clone()),
             warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
-            hold_window: chrono::Duration::seconds(
-                i64::try_from(self.config.hold_window_secs).unwrap_or(i64::MAX / 1000),
-            ),
+            hold_window: self.config.hold_window(checked.document_type.code()),
+            forward_within: self.forward_deadlines.of(checked.document_type.code()),
             person_keys,
             persons_later: later.is_some(),
         };

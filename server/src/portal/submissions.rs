@@ -162,6 +162,8 @@ pub(super) struct CancelForm {
 pub(super) struct SubmissionPage {
     nav: Option<Nav>,
     s: Submission,
+    /// When it must reach the authority (its `forward_by`).
+    forward_by: String,
     notice: Option<&'static str>,
     warnings: Vec<ProblemEntry>,
     history: Vec<submissions::Step>,
@@ -213,6 +215,7 @@ pub(super) async fn submission_page(
         StatusCode::OK,
         &SubmissionPage {
             nav: Nav::of(&signed),
+            forward_by: when(&s.forward_by),
             s,
             notice,
             warnings,

@@ -54,6 +54,35 @@ pub async fn answers(db: &Db, submission_id: &str) -> Result<Vec<AnswerInfo>, Er
     outbox::answers(db, submission_id).await
 }
 
+/// The forwarding deadline when none is configured: 2 h after the hold window ends
+/// (the decree's time to the authority).
+pub const DEFAULT_FORWARD_DEADLINE_SECS: u64 = 2 * 3600;
+
+/// When accepted filings must reach the authority: this long after their hold window
+/// ends, per document type (`forwarding.deadline_secs`, `forwarding.deadline_secs_by_type`).
+/// Fixed on each submission when it is accepted ([`Submission::forward_by`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardDeadlines {
+    pub default_secs: u64,
+    pub by_type: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for ForwardDeadlines {
+    fn default() -> Self {
+        ForwardDeadlines {
+            default_secs: DEFAULT_FORWARD_DEADLINE_SECS,
+            by_type: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl ForwardDeadlines {
+    /// The deadline of `document_type`, counted from the end of its hold window.
+    pub fn of(&self, document_type: &str) -> Duration {
+        crate::documents::per_type_secs(self.default_secs, &self.by_type, document_type)
+    }
+}
+
 /// A submission as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Submission {
@@ -71,6 +100,11 @@ pub struct Submission {
     pub received_at: DateTime<Utc>,
     #[serde(serialize_with = "retention::ledger::serialize_time")]
     pub hold_until: DateTime<Utc>,
+    /// When it must have reached the authority: the end of the hold window plus the
+    /// forwarding deadline of its type, fixed when it was accepted. Later, it is
+    /// flagged overdue.
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    pub forward_by: DateTime<Utc>,
     pub sender_reference: Option<String>,
     #[serde(skip)]
     pub idempotency_key: Option<String>,
@@ -91,7 +125,7 @@ pub struct Submission {
 }
 
 const COLUMNS: &str = "id, employer_id, document_type, document_number, status, sha256, \
-    size_bytes, received_at, hold_until, sender_reference, idempotency_key, \
+    size_bytes, received_at, hold_until, forward_by, sender_reference, idempotency_key, \
     signer_fingerprint, crl_sha256, log_seq, receipt, warnings, updated_at, \
     authority_ref, delivered_at";
 
@@ -165,6 +199,8 @@ pub struct Accepting {
     /// JSON array of warnings.
     pub warnings: String,
     pub hold_window: Duration,
+    /// How long after the hold window the filing must reach the authority.
+    pub forward_within: Duration,
     /// Person index keys of every personal id the filing names, written in the
     /// transaction that records it ([`crate::submissions::persons`]).
     pub person_keys: Vec<crate::submissions::persons::PersonKey>,
@@ -297,6 +333,7 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
                     .push_bind(m.size_bytes)
                     .push_bind(m.received_at)
                     .push_bind(m.hold_until)
+                    .push_bind(m.forward_by)
                     .push_bind(&m.sender_reference)
                     .push_bind(&m.idempotency_key)
                     .push_bind(&m.signer_fingerprint)
@@ -462,6 +499,7 @@ fn made_of(
         size_bytes,
         received_at,
         hold_until: received_at + a.hold_window,
+        forward_by: received_at + a.hold_window + a.forward_within,
         sender_reference: a.sender_reference.clone(),
         idempotency_key: a.idempotency_key.clone(),
         signer_fingerprint: a.signer_fingerprint.clone(),
@@ -919,6 +957,7 @@ mod tests {
             signed_digest: None,
             warnings: "[]".into(),
             hold_window,
+            forward_within: Duration::hours(2),
             person_keys: crate::submissions::persons::PersonIndex::with_key([1; 32])
                 .keys_of([format!("{i:010}").as_str(), "shared"]),
             persons_later: false,

@@ -396,19 +396,15 @@ pub fn finish_work(
     })
 }
 
-/// Deliveries whose hold window ended before `cutoff`, not yet flagged overdue.
-pub async fn newly_overdue(
-    db: &Db,
-    cutoff: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<String>, Error> {
+/// Deliveries past their `forward_by` time at `now`, not yet flagged overdue.
+pub async fn newly_overdue(db: &Db, now: DateTime<Utc>, limit: i64) -> Result<Vec<String>, Error> {
     Ok(on_pool!(db, pool => {
         sqlx::query_scalar(
             "SELECT o.submission_id FROM outbox o JOIN submissions s ON s.id = o.submission_id \
-             WHERE o.phase = 'deliver' AND o.overdue_at IS NULL AND s.hold_until < $1 \
-             ORDER BY s.hold_until LIMIT $2",
+             WHERE o.phase = 'deliver' AND o.overdue_at IS NULL AND s.forward_by < $1 \
+             ORDER BY s.forward_by LIMIT $2",
         )
-        .bind(cutoff)
+        .bind(now)
         .bind(limit)
         .fetch_all(pool)
         .await

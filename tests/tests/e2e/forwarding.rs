@@ -21,6 +21,7 @@ e2e_tests!(
     refusal_rejection_and_cancel,
     tls_misconfiguration_is_refused_with_a_clear_error,
     a_hung_request_does_not_hold_back_the_others,
+    deadlines_are_per_document_type_and_fixed_at_acceptance,
 );
 
 /// Fast retries and polls, so tests take seconds, with timeouts that keep the lease
@@ -663,5 +664,66 @@ async fn two_servers_on_one_postgres_never_send_twice() {
         "both servers delivered:\n{la}\n---\n{lb}"
     );
     inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
+
+/// Hold windows and forwarding deadlines per document type: a filing's `forward_by` is
+/// the end of its type's hold window plus its type's deadline, fixed when it is
+/// accepted (a restart with other settings does not move it, new filings get the new
+/// ones), and it is flagged overdue at that time, not at the default 2 h.
+async fn deadlines_are_per_document_type_and_fixed_at_acceptance(inst: Instance) {
+    use chrono::{DateTime, Duration};
+    let filer = set_up(&inst, "12345678").await;
+    let (sandbox, authority) = tls_sandbox(&inst, &["--down-for-secs", "86400"]).await;
+    let clock = Arc::new(ManualClock::new());
+    let per_type = [
+        (
+            "IVAN_INTAKE__HOLD_WINDOW_SECS_BY_TYPE",
+            r#"{"contribution-report" = 60}"#,
+        ),
+        (
+            "IVAN_FORWARDING__DEADLINE_SECS_BY_TYPE",
+            r#"{"contribution-report" = 600, "preregistration" = 60}"#,
+        ),
+    ];
+    let mut vars = env(&per_type);
+    vars.extend(authority.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let server = inst.serve_in_process(&vars, clock.clone()).await;
+    let ids = file(&inst, &server, &filer, &refs("DL", 1)).await;
+    let times = |v: &Value| {
+        let at = |k: &str| DateTime::parse_from_rfc3339(v[k].as_str().unwrap()).unwrap();
+        (at("received_at"), at("hold_until"), at("forward_by"))
+    };
+    let first = show(&server, &filer, &ids[0]).await;
+    let (received, hold_until, forward_by) = times(&first);
+    assert_eq!(hold_until - received, Duration::seconds(60), "{first}");
+    assert_eq!(forward_by - hold_until, Duration::seconds(600), "{first}");
+    let overdue =
+        async |id: &str| steps(&show(&server, &filer, id).await).contains(&"overdue".to_owned());
+    // Just before forward_by: not overdue; just after (a sweep later): overdue.
+    for _ in 0..(660 / 5 - 1) {
+        clock.advance(Duration::seconds(5));
+        clock.settled(CLOCK_WORKERS).await;
+    }
+    assert!(!overdue(&ids[0]).await, "overdue before its forward_by");
+    for _ in 0..3 {
+        clock.advance(Duration::seconds(5));
+        clock.settled(CLOCK_WORKERS).await;
+    }
+    assert!(overdue(&ids[0]).await, "not overdue after its forward_by");
+    assert!(server.stop().await.success());
+
+    // Restarted with the defaults: the running deadline stays; a new filing gets the
+    // 2 h default after a hold window of 0 (FAST).
+    let mut vars = env(&[]);
+    vars.extend(authority.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let server = inst.serve_in_process(&vars, clock.clone()).await;
+    assert_eq!(times(&show(&server, &filer, &ids[0]).await).2, forward_by);
+    let later = file(&inst, &server, &filer, &refs("DL-LATER", 1)).await;
+    let v = show(&server, &filer, &later[0]).await;
+    let (received, hold_until, forward_by) = times(&v);
+    assert_eq!(hold_until, received, "{v}");
+    assert_eq!(forward_by - hold_until, Duration::hours(2), "{v}");
+    assert!(server.stop().await.success());
     sandbox.stop().await;
 }

@@ -238,6 +238,12 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .get_auth_json(&format!("/api/v1/submissions/{message_id}"), &filer.token)
         .await;
     assert_eq!(api["sha256"], sha.as_str());
+    // The page shows when it must reach the authority: the API's forward_by.
+    let forward_by = chrono::DateTime::parse_from_rfc3339(api["forward_by"].as_str().unwrap())
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    assert_eq!(browser.text("#forward-by").await, forward_by, "{api}");
     let receive = &api["history"][0];
     assert_eq!(receive["status"], "received");
     assert!(
