@@ -111,22 +111,7 @@ async fn officers_search_the_log_on_a_legal_basis_and_every_read_is_logged(inst:
         listed.contains(officer_id) && listed.contains("Social Insurance Audit Office"),
         "{listed}"
     );
-    let created: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "officer",
-                "token",
-                "create",
-                "--officer",
-                officer_id,
-                "--label",
-                "audit tool",
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let created = create_officer_token(&inst, officer_id, "audit tool").await;
     let token = created["token"].as_str().unwrap();
     assert!(token.starts_with("ivan-officer_"), "{token}");
     // An employer id is not an officer: no token for it.
@@ -419,25 +404,17 @@ async fn add_officer(inst: &Instance, email: &str, organisation: &str) -> Value 
     serde_json::from_str(&inst.run_ok(&args).await).unwrap()
 }
 
+/// An officer's API token (`ivan admin officer token create --json`): what it printed.
+async fn create_officer_token(inst: &Instance, officer: &str, label: &str) -> Value {
+    let args = ["admin", "officer", "token", "create", "--officer", officer];
+    let args = [&args[..], &["--label", label, "--json"]].concat();
+    serde_json::from_str(&inst.run_ok(&args).await).unwrap()
+}
+
 async fn officer_token(inst: &Instance) -> String {
     let officer = add_officer(inst, "eve@authority.test", "Audit").await;
     let id = officer["user"]["id"].as_str().unwrap();
-    let created: Value = serde_json::from_str(
-        &inst
-            .run_ok(&[
-                "admin",
-                "officer",
-                "token",
-                "create",
-                "--officer",
-                id,
-                "--label",
-                "t",
-                "--json",
-            ])
-            .await,
-    )
-    .unwrap();
+    let created = create_officer_token(inst, id, "t").await;
     created["token"].as_str().unwrap().to_owned()
 }
 
