@@ -27,6 +27,15 @@ pub(crate) fn migrator(backend: Backend) -> &'static Migrator {
     }
 }
 
+/// The newest migration this build carries for `backend`.
+pub fn latest_known(backend: Backend) -> i64 {
+    migrator(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Arbitrary but fixed key of the PostgreSQL advisory lock that serialises log
 /// appends across processes ("ivanlog" in ASCII).
 const PG_LEDGER_LOCK: i64 = 0x0069_7661_6e6c_6f67;
@@ -220,16 +229,78 @@ impl Db {
         } else {
             return Err(Error::UnsupportedUrl(redact_url(url)));
         };
+        // A newer build may have migrated the schema further (a rolling upgrade):
+        // that is fine when each newer migration says this build may run on it.
+        let newer = db.check_newer_migrations().await?;
         match policy {
-            MigrationPolicy::Apply => db.migrate().await?,
-            MigrationPolicy::RequireCurrent => {
+            MigrationPolicy::Apply if newer == 0 => db.migrate().await?,
+            MigrationPolicy::Apply | MigrationPolicy::RequireCurrent => {
                 let pending = db.pending_migrations().await?;
+                if pending > 0 && newer > 0 {
+                    // Ours would be applied after newer ones: out of order.
+                    return Err(Error::Invalid(format!(
+                        "the database has {newer} migration(s) newer than this build but lacks \
+                         {pending} of this build's; migrate it with the newest build"
+                    )));
+                }
                 if pending > 0 {
                     return Err(Error::SchemaOutdated { pending });
                 }
             }
         }
+        if newer > 0 {
+            tracing::warn!(
+                newer,
+                known = latest_known(db.backend()),
+                "the database schema has migrations newer than this build, each declared \
+                 compatible with it (a rolling upgrade in progress); run the newer build here \
+                 soon"
+            );
+        }
         Ok(db)
+    }
+
+    /// Checks the applied migrations this build does not carry (a newer build's) against
+    /// `schema_compatibility`: each must declare that builds knowing this build's newest
+    /// migration may run on it. Returns how many there are.
+    pub async fn check_newer_migrations(&self) -> Result<usize> {
+        let known = latest_known(self.backend());
+        let applied: Vec<i64> = on_pool!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            conn.ensure_migrations_table("_sqlx_migrations").await?;
+            conn.list_applied_migrations("_sqlx_migrations").await?.into_iter().map(|m| m.version).collect()
+        });
+        let newer: Vec<i64> = applied.into_iter().filter(|v| *v > known).collect();
+        for &version in &newer {
+            let declared: Option<i64> = on_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT oldest_compatible FROM schema_compatibility WHERE version = $1",
+                )
+                .bind(version)
+                .fetch_optional(pool)
+                .await?
+            });
+            match declared {
+                Some(oldest) if oldest <= known => {}
+                Some(oldest) => {
+                    return Err(Error::SchemaTooNew {
+                        version,
+                        declared: format!(
+                            "which needs builds that know migration {oldest} or later"
+                        ),
+                        known,
+                    });
+                }
+                None => {
+                    return Err(Error::SchemaTooNew {
+                        version,
+                        declared: "which declares no compatibility with older builds".into(),
+                        known,
+                    });
+                }
+            }
+        }
+        Ok(newer.len())
     }
 
     pub fn backend(&self) -> Backend {
@@ -459,28 +530,27 @@ mod tests {
         let original = "INSERT INTO originals (sha256, size_bytes, media_type, stored_at) \
              VALUES ('aa', 5, 'application/xml', $1)";
 
+        // A filing recorded under migration 0015, then the rest applied.
+        let upgraded = async |db: &Db| -> chrono::DateTime<chrono::Utc> {
+            on_pool!(db, pool => migrator(db.backend()).run_to(15, pool).await.unwrap());
+            for sql in [original, employer, insert] {
+                on_pool!(db, pool => sqlx::query(sql).bind(hold_until).execute(pool).await.map(drop).unwrap());
+            }
+            db.migrate().await.unwrap();
+            on_pool!(db, pool => sqlx::query_scalar("SELECT forward_by FROM submissions WHERE id = 's1'")
+                .fetch_one(pool)
+                .await
+                .unwrap())
+        };
+
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
         let opts = SqliteConnectOptions::from_str(&url)
             .unwrap()
             .create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
-        SQLITE_MIGRATOR.run_to(15, &pool).await.unwrap();
-        for sql in [original, employer, insert] {
-            sqlx::query(sql)
-                .bind(hold_until)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        SQLITE_MIGRATOR.run(&pool).await.unwrap();
-        let got: chrono::DateTime<chrono::Utc> =
-            sqlx::query_scalar("SELECT forward_by FROM submissions WHERE id = 's1'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let sqlite = Db::Sqlite(SqlitePoolOptions::new().connect_with(opts).await.unwrap());
         // SQLite's date arithmetic keeps milliseconds.
-        assert_eq!(got, expected);
+        assert_eq!(upgraded(&sqlite).await, expected);
         // Stored in the form times are compared in (RFC 3339): later than an earlier
         // bound time, earlier than a later one.
         let overdue = "SELECT COUNT(*) FROM submissions WHERE forward_by < $1";
@@ -488,32 +558,102 @@ mod tests {
             (expected - chrono::Duration::seconds(1), 0),
             (expected + chrono::Duration::milliseconds(1), 1),
         ] {
-            let count: i64 = sqlx::query_scalar(overdue)
+            let count: i64 = on_pool!(&sqlite, pool => sqlx::query_scalar(overdue)
                 .bind(at)
-                .fetch_one(&pool)
+                .fetch_one(pool)
                 .await
-                .unwrap();
+                .unwrap());
             assert_eq!(count, n, "{at}");
         }
 
         let pg = crate::testing::TempPg::create().await.unwrap();
-        let pool = PgPoolOptions::new().connect(pg.url()).await.unwrap();
-        POSTGRES_MIGRATOR.run_to(15, &pool).await.unwrap();
-        for sql in [original, employer, insert] {
-            sqlx::query(sql)
-                .bind(hold_until)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        POSTGRES_MIGRATOR.run(&pool).await.unwrap();
-        let got: chrono::DateTime<chrono::Utc> =
-            sqlx::query_scalar("SELECT forward_by FROM submissions WHERE id = 's1'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let postgres = Db::Postgres(PgPoolOptions::new().connect(pg.url()).await.unwrap());
+        let got = upgraded(&postgres).await;
         assert_eq!(got, hold_until + chrono::Duration::hours(2));
-        pool.close().await;
+        postgres.close().await;
+    }
+
+    /// From 0017 on, every migration says which builds may run on the schema it
+    /// leaves, in its own file (docs/OPERATIONS.md, "Upgrading").
+    #[test]
+    fn every_migration_from_0017_declares_its_compatibility() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            for m in migrator(backend).iter().filter(|m| m.version >= 17) {
+                let row = format!(
+                    "INSERT INTO schema_compatibility (version, oldest_compatible) VALUES ({},",
+                    m.version
+                );
+                assert!(
+                    m.sql.as_str().contains(&row),
+                    "{backend} migration {} ({}) does not declare its compatibility: {row} …",
+                    m.version,
+                    m.description
+                );
+            }
+        }
+    }
+
+    /// A newer build's migration that declares this build compatible is tolerated (the
+    /// node keeps starting during a rolling upgrade); one that does not, or declares
+    /// no compatibility, stops it with a message naming the migration.
+    #[tokio::test]
+    async fn newer_migrations_are_tolerated_only_when_declared_compatible() {
+        let sqlite = crate::testing::TestEnv::sqlite().await;
+        let pg = crate::testing::TestEnv::postgres().await;
+        for (env, url) in [(&sqlite, sqlite.url.clone()), (&pg, pg.url.clone())] {
+            let known = latest_known(env.db.backend());
+            let newer = |version: i64, oldest: Option<i64>| {
+                let db = env.db.clone();
+                async move {
+                    on_pool!(&db, pool => {
+                        sqlx::query(
+                            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                             execution_time) VALUES ($1, 'a newer build', TRUE, $2, 0)",
+                        )
+                        .bind(version)
+                        .bind(vec![0u8; 48])
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                        if let Some(oldest) = oldest {
+                            sqlx::query("INSERT INTO schema_compatibility VALUES ($1, $2)")
+                                .bind(version)
+                                .bind(oldest)
+                                .execute(pool)
+                                .await
+                                .unwrap();
+                        }
+                    })
+                }
+            };
+            newer(known + 1, Some(known)).await;
+            for policy in [MigrationPolicy::Apply, MigrationPolicy::RequireCurrent] {
+                let db = Db::connect(&url, 2, policy).await.unwrap();
+                assert_eq!(db.check_newer_migrations().await.unwrap(), 1);
+                db.close().await;
+            }
+            newer(known + 2, Some(known + 1)).await;
+            let err = Db::connect(&url, 2, MigrationPolicy::Apply)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::SchemaTooNew { version, .. } if version == known + 2),
+                "{err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("migration {}", known + 1)),
+                "{err}"
+            );
+            on_pool!(&env.db, pool => sqlx::query("UPDATE schema_compatibility SET oldest_compatible = $1 WHERE version = $2")
+                .bind(known).bind(known + 2).execute(pool).await.map(drop).unwrap());
+            newer(known + 3, None).await;
+            let err = Db::connect(&url, 2, MigrationPolicy::RequireCurrent)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("declares no compatibility"), "{err}");
+        }
     }
 
     #[test]

@@ -17,6 +17,18 @@ pub enum Error {
         "database schema is not up to date ({pending} migration(s) pending); run `ivan migrate`"
     )]
     SchemaOutdated { pending: usize },
+    /// The database has a migration this build does not carry, and it is not declared
+    /// compatible with this build (a contract migration, or one too far ahead).
+    #[error(
+        "the database schema is newer than this build: it has migration {version}, {declared}, \
+         and this build knows migrations up to {known}; run a build that knows it \
+         (docs/OPERATIONS.md, \"Upgrading\")"
+    )]
+    SchemaTooNew {
+        version: i64,
+        declared: String,
+        known: i64,
+    },
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("cannot open database {url}: {source}")]

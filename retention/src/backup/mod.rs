@@ -136,7 +136,8 @@ pub struct DatabaseDump {
     /// `sqlite-file` (`db/database.sqlite`) or `postgres-copy-text` (`db/<table>.copy`,
     /// PostgreSQL `COPY` text format, UTF-8, `DateStyle` ISO, time zone UTC).
     pub format: String,
-    /// PostgreSQL: every table of the schema except `_sqlx_migrations`, by name.
+    /// PostgreSQL: every table of the schema except the migrations' own
+    /// (`_sqlx_migrations`, `schema_compatibility`), by name.
     /// Empty for SQLite (the file holds everything).
     pub tables: Vec<TableDump>,
 }

@@ -64,17 +64,21 @@ pub async fn set_session(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// The tables the migrations themselves write (sqlx's record of them and
+/// `schema_compatibility`): a restore's migrations make them, so a dump leaves them out.
+const MIGRATIONS_OWN: &str = "('_sqlx_migrations', 'schema_compatibility')";
+
 /// Every table of the current schema except the migration bookkeeping, sorted by
 /// name, with its columns in attribute order (generated columns excluded).
 pub async fn tables(conn: &mut PgConnection) -> Result<Vec<(String, Vec<String>)>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.relname::text, a.attname::text FROM pg_class c \
          JOIN pg_attribute a ON a.attrelid = c.oid \
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
-         AND c.relname <> '_sqlx_migrations' AND a.attnum > 0 AND NOT a.attisdropped \
+         AND c.relname NOT IN {MIGRATIONS_OWN} AND a.attnum > 0 AND NOT a.attisdropped \
          AND a.attgenerated = '' \
-         ORDER BY c.relname, a.attnum",
-    )
+         ORDER BY c.relname, a.attnum"
+    )))
     .fetch_all(&mut *conn)
     .await?;
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
@@ -215,14 +219,14 @@ async fn fk_edges(conn: &mut PgConnection) -> Result<Vec<(String, String)>> {
 
 /// `(name, definition)` of the indexes that back no constraint.
 async fn secondary_indexes(conn: &mut PgConnection) -> Result<Vec<(String, String)>> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT ic.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
          JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
          WHERE t.relnamespace = current_schema()::regnamespace \
-         AND t.relname <> '_sqlx_migrations' \
+         AND t.relname NOT IN {MIGRATIONS_OWN} \
          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
-         ORDER BY 1",
-    )
+         ORDER BY 1"
+    )))
     .fetch_all(&mut *conn)
     .await?)
 }
@@ -269,13 +273,13 @@ impl KeyConstraint {
 /// The schema's primary-key, unique and foreign-key constraints (checks and
 /// not-null stay in force during the load: they cost little per row).
 async fn key_constraints(conn: &mut PgConnection) -> Result<Vec<KeyConstraint>> {
-    let rows: Vec<(String, String, String, bool)> = sqlx::query_as(
+    let rows: Vec<(String, String, String, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT t.relname::text, k.conname::text, pg_get_constraintdef(k.oid), k.contype = 'f' \
          FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid \
          WHERE t.relnamespace = current_schema()::regnamespace \
-         AND t.relname <> '_sqlx_migrations' AND k.contype IN ('p', 'u', 'f') \
-         ORDER BY 1, 2",
-    )
+         AND t.relname NOT IN {MIGRATIONS_OWN} AND k.contype IN ('p', 'u', 'f') \
+         ORDER BY 1, 2"
+    )))
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()

@@ -21,3 +21,4 @@ mod record;
 mod signed_content;
 mod submissions;
 mod tokens;
+mod upgrades;
