@@ -26,3 +26,58 @@ impl Clock for SystemClock {
         Utc::now().trunc_subsecs(6)
     }
 }
+
+/// A job run on a [`Clock`] at an interval until it is shut down: the sweeps and
+/// checks a server runs in the background. On a test's manual clock it runs when the
+/// clock is moved past its next time.
+#[derive(Debug)]
+pub struct Periodic {
+    handle: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Periodic {
+    /// Runs `job` after `first` (at once when zero), then every `every`, on `clock`.
+    /// A failed run is logged under `name` and the next run tries again.
+    pub fn start<F, Fut, E>(
+        name: &'static str,
+        clock: std::sync::Arc<dyn Clock>,
+        first: Duration,
+        every: Duration,
+        mut job: F,
+    ) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send,
+        E: std::fmt::Display,
+    {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(async move {
+            let mut wait = first;
+            loop {
+                if !wait.is_zero() {
+                    tokio::select! {
+                        () = clock.sleep(wait) => {}
+                        r = stopped.changed() => if r.is_err() || *stopped.borrow() { return },
+                    }
+                }
+                if *stopped.borrow() {
+                    return;
+                }
+                if let Err(e) = job().await {
+                    tracing::error!(error = %e, "{name} failed; tried again next time");
+                }
+                wait = every;
+            }
+        });
+        Periodic { handle, stop }
+    }
+
+    /// Stops it, letting a run in progress finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "a background task failed");
+        }
+    }
+}

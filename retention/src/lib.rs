@@ -43,7 +43,7 @@ pub mod receipts;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, Periodic, SystemClock};
 pub use db::{Backend, Db, DbConn, MigrationPolicy};
 pub use error::{Error, Kind as ErrorKind, Result, conflict_on_duplicate, io_unavailable};
 pub use ids::{Actor, EmployerId, FileRecord, MessageId, Sha256Hex};

@@ -17,8 +17,6 @@ use mobile_api::{Finding, Host, Mobile, MobileConfig, PhoneCaller};
 use retention::keys::Keys;
 use retention::ledger::{NewEntry, Payload, Work};
 use retention::{Actor, Clock, Db, Ledger, Sha256Hex};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::documents::{NAMESPACE, personal_id, xml_escape as esc};
 use crate::submissions::preregistrations::{self as rows, PairScope};
@@ -325,41 +323,23 @@ pub fn registration_form_xml(
     Ok(out)
 }
 
-/// The deadline sweeper of one `ivan serve`.
-#[derive(Debug)]
-pub struct SweeperTask {
-    pub(crate) handle: JoinHandle<()>,
-    pub(crate) stop: watch::Sender<bool>,
-}
-
-impl SweeperTask {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        if let Err(e) = self.handle.await {
-            tracing::error!(error = %e, "sweeper task failed");
-        }
-    }
-}
-
 /// Starts the sweeper: every `mobile.sweep_interval_secs` it pairs, flags overdue
 /// pre-registrations, queues reminders, sends each employer with overdue ones its
 /// daily list, and logs the finished hours of unknown-phone login failures
 /// ([`mobile_api::throttle::sweep`]).
-pub fn start_sweeper(mobile: Mobile) -> SweeperTask {
-    let (stop, mut stopped) = watch::channel(false);
-    let handle = tokio::spawn(async move {
-        let every = Duration::from_secs(mobile.config().sweep_interval_secs);
-        loop {
-            if let Err(e) = sweep(&mobile).await {
-                tracing::error!(error = %e, "pre-registration sweep failed");
-            }
-            tokio::select! {
-                () = mobile.clock().sleep(every) => {}
-                r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
-            }
-        }
-    });
-    SweeperTask { handle, stop }
+pub fn start_sweeper(mobile: Mobile) -> retention::Periodic {
+    let every = Duration::from_secs(mobile.config().sweep_interval_secs);
+    let clock = mobile.clock().clone();
+    retention::Periodic::start(
+        "pre-registration sweep",
+        clock,
+        Duration::ZERO,
+        every,
+        move || {
+            let mobile = mobile.clone();
+            async move { sweep(&mobile).await }
+        },
+    )
 }
 
 /// One sweep (see [`start_sweeper`]); also what tests drive with their own clock.

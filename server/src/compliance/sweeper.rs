@@ -38,7 +38,6 @@ use futures::future::BoxFuture;
 use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_pool};
 use serde::Serialize;
-use tokio::sync::watch;
 
 use super::policy::{MIN_YEARS, RetentionConfig, years_before};
 use crate::Error;
@@ -292,37 +291,26 @@ impl Sweeper {
 
     /// Runs [`Sweeper::sweep`] every `sweep_interval_secs` (the first a minute after
     /// start, or sooner if the interval is shorter) until shut down.
-    pub fn start(self) -> crate::preregistrations::SweeperTask {
-        let (stop_tx, mut stop) = watch::channel(false);
-        let handle = tokio::spawn(async move {
-            let mut wait = StdDuration::from_secs(60.min(self.config.sweep_interval_secs));
-            loop {
-                tokio::select! {
-                    () = self.clock.sleep(wait) => {}
-                    _ = stop.changed() => return,
-                }
-                if *stop.borrow() {
-                    return;
-                }
-                match self.sweep().await {
-                    Ok(s) if !s.purged_filings.is_empty() => tracing::info!(
+    pub fn start(self) -> retention::Periodic {
+        let every = StdDuration::from_secs(self.config.sweep_interval_secs);
+        let first = StdDuration::from_secs(60).min(every);
+        let clock = self.clock.clone();
+        let sweeper = Arc::new(self);
+        retention::Periodic::start("retention sweep", clock, first, every, move || {
+            let sweeper = sweeper.clone();
+            async move {
+                let s = sweeper.sweep().await?;
+                if !s.purged_filings.is_empty() {
+                    tracing::info!(
                         filings = s.purged_filings.len(),
                         originals = s.purged_originals,
                         held = s.held,
                         "retention sweep purged expired filings"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "retention sweep failed; retried next interval")
-                    }
+                    );
                 }
-                wait = StdDuration::from_secs(self.config.sweep_interval_secs);
+                Ok::<_, Error>(())
             }
-        });
-        crate::preregistrations::SweeperTask {
-            handle,
-            stop: stop_tx,
-        }
+        })
     }
 }
 
