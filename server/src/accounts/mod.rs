@@ -397,27 +397,29 @@ pub async fn user_by_handle(db: &Db, handle: &uuid::Uuid) -> Result<Option<User>
 
 /// The active user whose unique `column` (a name from this module) is `value`.
 async fn active_user_by(db: &Db, column: &'static str, value: &str) -> Result<Option<User>, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE {column} = $1 AND revoked_at IS NULL"
-        )))
-        .bind(value)
-        .fetch_optional(pool)
-        .await
-        .map_err(retention::Error::from)?
-    }))
+    let condition = format!("{column} = $1 AND revoked_at IS NULL");
+    Ok(users_where(db, &condition, Some(value)).await?.pop())
 }
 
 /// Users, optionally of one employer, oldest first.
 pub async fn list(db: &Db, employer_id: Option<&str>) -> Result<Vec<User>, Error> {
+    users_where(
+        db,
+        "($1 IS NULL OR employer_id = $1) ORDER BY id",
+        employer_id,
+    )
+    .await
+}
+
+/// The users `condition` (SQL of this module, over `$1` = `value`) selects.
+async fn users_where(db: &Db, condition: &str, value: Option<&str>) -> Result<Vec<User>, Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
     Ok(on_pool!(db, pool => {
-        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE ($1 IS NULL OR employer_id = $1) ORDER BY id"
-        )))
-        .bind(employer_id)
-        .fetch_all(pool)
-        .await
-        .map_err(retention::Error::from)?
+        sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_all(pool)
+            .await
+            .map_err(retention::Error::from)?
     }))
 }
 

@@ -19,7 +19,7 @@ use super::error::PortalError;
 use super::pages::safe_next;
 use super::render::{Nav, PageResult, ceremony_valid, json_attr, page, see_other};
 use super::session::{self, SignedIn};
-use super::submissions::{approve_step_up, step_up_prompt};
+use super::submissions::{StepUp, approve_step_up, step_up_prompt};
 use crate::Error;
 use crate::accounts::{self, User};
 
@@ -359,8 +359,7 @@ pub(super) async fn enrol(
 pub(super) struct ReauthPage {
     nav: Option<Nav>,
     csrf: String,
-    options: String,
-    ceremony: String,
+    step_up: StepUp,
     next: String,
 }
 
@@ -375,15 +374,13 @@ pub(super) async fn reauth_page(
     signed: SignedIn,
     Query(q): Query<NextQuery>,
 ) -> PageResult {
-    let (ceremony, options) =
-        step_up_prompt(&state, &signed, &Binding::reauth(&signed.session)).await?;
+    let step_up = step_up_prompt(&state, &signed, &Binding::reauth(&signed.session)).await?;
     Ok(page(
         StatusCode::OK,
         &ReauthPage {
             nav: Nav::of(&signed),
             csrf: signed.csrf.clone(),
-            options,
-            ceremony,
+            step_up,
             next: safe_next(&q.next).to_owned(),
         },
     ))

@@ -153,8 +153,7 @@ pub(super) async fn own(
 pub(super) struct CancelForm {
     remaining: String,
     until: String,
-    options: String,
-    ceremony: String,
+    step_up: StepUp,
 }
 
 #[derive(Template)]
@@ -192,12 +191,11 @@ pub(super) async fn submission_page(
     let s = own(&state, &signed, &id).await?;
     let now = state.intake.clock().now();
     let cancel = if s.status == submissions::Status::Accepted && s.hold_until > now {
-        let (ceremony, options) = step_up_prompt(&state, &signed, &Binding::cancel(&s.id)).await?;
+        let step_up = step_up_prompt(&state, &signed, &Binding::cancel(&s.id)).await?;
         Some(CancelForm {
             remaining: remaining(s.hold_until - now),
             until: when(&s.hold_until),
-            options,
-            ceremony,
+            step_up,
         })
     } else {
         None
@@ -307,15 +305,23 @@ pub(super) async fn cancel(
 }
 
 /// A passkey prompt approving `binding`: the ceremony id and the options for the page.
+/// A passkey prompt on a page: the ceremony's id and its options (as a JSON
+/// attribute) for `webauthn.js`.
+pub(super) struct StepUp {
+    pub(super) ceremony: String,
+    pub(super) options: String,
+}
+
 pub(super) async fn step_up_prompt(
     state: &PortalState,
     signed: &SignedIn,
     binding: &Binding,
-) -> Result<(String, String), PortalError> {
+) -> Result<StepUp, PortalError> {
     let now = state.intake.clock().now();
     let (ceremony, options) =
         ceremony::start_step_up(&state.portal, &state.db, &signed.user, binding, now).await?;
-    Ok((ceremony, json_attr(&options)?))
+    let options = json_attr(&options)?;
+    Ok(StepUp { ceremony, options })
 }
 
 /// Checks the passkey's answer to the prompt for `binding` and records which passkey

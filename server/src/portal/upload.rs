@@ -14,7 +14,7 @@ use super::ceremony::Binding;
 use super::render::{Nav, PageResult, page, see_other};
 use super::session::EmployerUser;
 use super::signin::{CeremonyForm, CsrfForm};
-use super::submissions::{approve_step_up, step_up_prompt};
+use super::submissions::{StepUp, approve_step_up, step_up_prompt};
 use crate::Error;
 use crate::error::ProblemEntry;
 use crate::intake::{Filed, SubmitError};
@@ -224,8 +224,7 @@ pub(super) struct PendingPage {
     document_type: String,
     sha256: String,
     warnings: Vec<ProblemEntry>,
-    options: String,
-    ceremony: String,
+    step_up: StepUp,
     csrf: String,
 }
 
@@ -254,8 +253,7 @@ pub(super) async fn pending_page(
         let form = upload_form(&state, &signed, Some(findings));
         return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &form));
     }
-    let (ceremony, options) =
-        step_up_prompt(&state, &signed, &Binding::approve_upload(&p.sha256)).await?;
+    let step_up = step_up_prompt(&state, &signed, &Binding::approve_upload(&p.sha256)).await?;
     Ok(page(
         StatusCode::OK,
         &PendingPage {
@@ -265,8 +263,7 @@ pub(super) async fn pending_page(
             document_type: preview.document_type.unwrap_or_default(),
             sha256: p.sha256,
             warnings: preview.warnings,
-            options,
-            ceremony,
+            step_up,
             csrf: signed.csrf.clone(),
         },
     ))
