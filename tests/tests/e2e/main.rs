@@ -8,6 +8,7 @@
 mod backup;
 mod browser_smoke;
 mod compliance;
+mod failover;
 mod faults;
 mod forwarding;
 mod front_door;
