@@ -211,6 +211,30 @@ impl App {
             clock.now(),
         )
         .await?;
+        let expiry_check = {
+            let (ledger, db, clock) = (ledger.clone(), db.clone(), clock.clone());
+            let days = config.intake.cert_expiry_warn_days.clone();
+            let every = std::time::Duration::from_secs(config.intake.cert_expiry_check_secs);
+            retention::Periodic::start(
+                "certificate expiry check",
+                clock.clone(),
+                std::time::Duration::ZERO,
+                every,
+                move || {
+                    let (ledger, db, now, days) =
+                        (ledger.clone(), db.clone(), clock.now(), days.clone());
+                    async move {
+                        let warned =
+                            crate::intake::material::warn_expiring(&ledger, &db, now, &days)
+                                .await?;
+                        if warned > 0 {
+                            tracing::info!(warned, "employers warned of expiring certificates");
+                        }
+                        Ok::<_, Error>(())
+                    }
+                },
+            )
+        };
         let failed_attempts = crate::failed_attempts::FailedAttempts::new(clock.clone());
         let attempts_task = failed_attempts.start(ledger.clone());
         let state = AppState {
@@ -255,6 +279,7 @@ impl App {
         sms_worker.shutdown().await;
         sweeper.shutdown().await;
         retention_sweeper.shutdown().await;
+        expiry_check.shutdown().await;
         // Large filings' person indexing in flight finishes (about 2 s for 200,000
         // persons); what a kill cuts short is caught up later, from the original.
         indexing.finish_in_flight().await;

@@ -140,6 +140,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(AdminCommand::Cert(CertCommand::List { json })) => {
             trust::cert_list(&config, json).await
         }
+        Command::Admin(AdminCommand::Cert(CertCommand::Remove {
+            employer,
+            fingerprint,
+            reason,
+            json,
+        })) => trust::cert_remove(&config, &employer, &fingerprint, &reason, json).await,
         Command::Admin(AdminCommand::Outbox(OutboxCommand::List { limit, json })) => {
             outbox::outbox_list(&config, limit, json).await
         }

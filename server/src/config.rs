@@ -213,6 +213,18 @@ impl Config {
             ));
         }
         intake.check_hold_windows().map_err(Error::Config)?;
+        if intake.cert_expiry_check_secs == 0
+            || intake
+                .cert_expiry_warn_days
+                .iter()
+                .any(|d| !(1..=3650).contains(d))
+        {
+            return Err(Error::Config(
+                "intake.cert_expiry_check_secs must be positive and each of \
+                 intake.cert_expiry_warn_days 1 to 3650"
+                    .into(),
+            ));
+        }
         if !(1..=100).contains(&intake.employer_share_percent) {
             return Err(Error::Config(
                 "intake.employer_share_percent must be 1 to 100".into(),

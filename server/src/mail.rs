@@ -147,6 +147,8 @@ pub enum Kind {
     Invitation,
     /// A phone access locked after sustained PIN guessing.
     PhoneAlert,
+    /// A registered signing certificate expires soon.
+    CertificateExpiry,
 }
 
 impl Kind {
@@ -158,6 +160,7 @@ impl Kind {
             Kind::PreregistrationDigest => "preregistration-digest",
             Kind::Invitation => "invitation",
             Kind::PhoneAlert => "phone-alert",
+            Kind::CertificateExpiry => "certificate-expiry",
         }
     }
 }
@@ -255,6 +258,7 @@ fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
         }
         Kind::Invitation => "Your access to the ivan employer portal".to_owned(),
         Kind::PhoneAlert => "A phone access was locked".to_owned(),
+        Kind::CertificateExpiry => "A signing certificate expires soon".to_owned(),
     };
     let body = format!(
         "{detail}\n\nMessage id: {submission_id}\nDetails: GET /api/v1/submissions/{submission_id}\n\n\

@@ -533,9 +533,9 @@ impl Server {
 }
 
 /// The workers of an in-process server that wait on its clock between passes (the
-/// pre-registration sweeper, the retention sweeper and the forwarding worker): what
-/// [`ManualClock::settled`] waits for after an advance.
-pub const CLOCK_WORKERS: usize = 3;
+/// pre-registration sweeper, the retention sweeper, the certificate expiry check and
+/// the forwarding worker): what [`ManualClock::settled`] waits for after an advance.
+pub const CLOCK_WORKERS: usize = 4;
 
 /// How a [`Server`] runs: `ivan serve` as a child process, or an
 /// [`ivan_server::app::App`] on a task of the test's own runtime.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use retention::SystemClock;
 
-use super::{OpenLedger, operator, read_db, read_file, to_json};
+use super::{OpenLedger, operator, read_db, read_file, show, to_json};
 use crate::Result;
 use crate::config::Config;
 use crate::intake::material;
@@ -41,8 +41,22 @@ pub enum CertCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List registered signing certificates.
+    /// List registered signing certificates (removed ones too, with when).
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a registered signing certificate from authorising filings (a key lost or
+    /// compromised, an employee gone). The certificate stays on record for the
+    /// filings it signed. Logged as `trust.cert.remove` with the reason.
+    Remove {
+        #[arg(long)]
+        employer: String,
+        /// The certificate's SHA-256 fingerprint (as `ivan admin cert list` shows it).
+        fingerprint: String,
+        /// Why it is removed (kept in the log).
+        #[arg(long)]
+        reason: String,
         #[arg(long)]
         json: bool,
     },
@@ -100,22 +114,55 @@ pub async fn trust_add(
 
 pub async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
     let list = read_db(config, async |db| material::list_employer_certs(db).await).await?;
-    if json {
-        println!("{}", to_json(&list));
-    } else {
+    show(json, &list, |list| {
         println!(
-            "{:<36}  {:<64}  {:<27}  SUBJECT",
-            "EMPLOYER", "FINGERPRINT (SHA-256)", "NOT AFTER"
+            "{:<36}  {:<64}  {:<27}  {:<8}  SUBJECT",
+            "EMPLOYER", "FINGERPRINT (SHA-256)", "NOT AFTER", "STATE"
         );
         for c in list {
+            let state = if c.removed_at.is_some() {
+                "removed"
+            } else {
+                "active"
+            };
             println!(
-                "{:<36}  {:<64}  {:<27}  {}",
+                "{:<36}  {:<64}  {:<27}  {:<8}  {}",
                 c.employer_id,
                 c.fingerprint,
                 retention::ledger::format_time(&c.not_after),
+                state,
                 c.subject
             );
         }
-    }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cert_remove(
+    config: &Config,
+    employer: &str,
+    fingerprint: &str,
+    reason: &str,
+    json: bool,
+) -> Result<ExitCode> {
+    let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
+        let actor = operator(config)?;
+        material::remove_employer_cert(
+            &record.ledger,
+            &record.db,
+            actor,
+            employer,
+            fingerprint,
+            reason,
+        )
+        .await
+    })
+    .await?;
+    let done = serde_json::json!({
+        "employer_id": employer, "fingerprint": fingerprint, "removed": true, "log_seq": log_seq
+    });
+    show(json, &done, |_| {
+        println!("certificate {fingerprint} of employer {employer} removed (log entry {log_seq})");
+    });
     Ok(ExitCode::SUCCESS)
 }

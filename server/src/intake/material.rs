@@ -32,7 +32,17 @@ pub struct RegisteredCert {
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     pub added_at: DateTime<Utc>,
+    /// Since when it no longer authorises filings (`ivan admin cert remove`).
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
+    pub removed_at: Option<DateTime<Utc>>,
+    /// The smallest `intake.cert_expiry_warn_days` step its employer was warned at.
+    #[serde(skip)]
+    pub expiry_warned_days: Option<i64>,
 }
+
+/// The columns of [`RegisteredCert`].
+const CERT_COLUMNS: &str = "fingerprint, employer_id, subject, issuer, serial, not_before, \
+    not_after, added_at, removed_at, expiry_warned_days";
 
 /// What an `admin … add` command reports.
 #[derive(Debug, Clone, Serialize)]
@@ -177,6 +187,8 @@ pub async fn add_employer_cert(
         not_before: info.not_before,
         not_after: info.not_after,
         added_at: now,
+        removed_at: None,
+        expiry_warned_days: None,
     };
     let der = info.der.clone();
     let r2 = row.clone();
@@ -211,41 +223,222 @@ pub async fn add_employer_cert(
     })
 }
 
-/// Every registered employer certificate, by employer then time added.
-pub async fn list_employer_certs(db: &Db) -> Result<Vec<RegisteredCert>, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT fingerprint, employer_id, subject, issuer, serial, not_before, not_after, added_at \
-             FROM employer_certificates ORDER BY employer_id, added_at, fingerprint",
+/// Stops a registered certificate of `employer_id` from authorising filings (its row
+/// and the filings it signed stay): logged as `trust.cert.remove` with the reason.
+pub async fn remove_employer_cert(
+    ledger: &Ledger,
+    db: &Db,
+    actor: Actor,
+    employer_id: &str,
+    fingerprint: &str,
+    reason: &str,
+) -> Result<i64, Error> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Error::Invalid(
+            "say why the certificate is removed (--reason, 1 to 500 characters)".into(),
+        ));
+    }
+    match cert(db, fingerprint).await? {
+        Some(c) if c.employer_id == employer_id && c.removed_at.is_none() => {}
+        Some(c) if c.employer_id == employer_id => {
+            return Err(Error::Conflict(format!(
+                "certificate {fingerprint} was removed already"
+            )));
+        }
+        _ => {
+            return Err(Error::NotFound(format!(
+                "employer {employer_id} has no registered certificate {fingerprint} \
+                 (see ivan admin cert list)"
+            )));
+        }
+    }
+    let (eid, fp) = (employer_id.to_owned(), fingerprint.to_owned());
+    let work: Work = retention::work!(|conn, at| {
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE employer_certificates SET removed_at = $1 \
+                 WHERE fingerprint = $2 AND employer_id = $3 AND removed_at IS NULL",
+            )
+            .bind(at.recorded_at()).bind(&fp).bind(&eid)
+            .execute(&mut *c).await?.rows_affected()
+        });
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(retention::Error::Conflict(format!(
+                "certificate {fp} was removed already"
+            )))
+        }
+    });
+    let payload = serde_json::json!({ "fingerprint": fingerprint, "reason": reason });
+    let at = ledger
+        .append_with(
+            NewEntry {
+                actor,
+                action: "trust.cert.remove".into(),
+                subject: format!("employer:{employer_id}"),
+                payload: Some(Payload::json(&payload)),
+            },
+            work,
         )
-        .fetch_all(pool).await.map_err(retention::Error::from)?
-    }))
+        .await?;
+    Ok(at.seq)
 }
 
-/// The employer's certificates that expire (or expired) before `before`, soonest
-/// first: what its dashboard warns about.
+/// Every registered employer certificate (removed ones too), by employer then time
+/// added.
+pub async fn list_employer_certs(db: &Db) -> Result<Vec<RegisteredCert>, Error> {
+    certs_where(db, "TRUE ORDER BY employer_id, added_at, fingerprint", &[]).await
+}
+
+/// The employer's certificates in use that expire (or expired) before `before`,
+/// soonest first: what its dashboard warns about.
 pub async fn expiring_certs(
     db: &Db,
     employer_id: &str,
     before: DateTime<Utc>,
 ) -> Result<Vec<RegisteredCert>, Error> {
+    let condition = "employer_id = $1 AND not_after < $2 AND removed_at IS NULL ORDER BY not_after";
+    certs_where(
+        db,
+        condition,
+        &[Bind::Text(employer_id), Bind::Time(before)],
+    )
+    .await
+}
+
+/// The registered certificate with `fingerprint`, if any (removed or not).
+pub async fn cert(db: &Db, fingerprint: &str) -> Result<Option<RegisteredCert>, Error> {
+    Ok(
+        certs_where(db, "fingerprint = $1", &[Bind::Text(fingerprint)])
+            .await?
+            .pop(),
+    )
+}
+
+/// A value for a `$n` of [`certs_where`].
+#[derive(Clone, Copy)]
+enum Bind<'a> {
+    Text(&'a str),
+    Time(DateTime<Utc>),
+}
+
+/// The certificates `condition` (SQL of this module over `$1`, `$2`, … = `binds`)
+/// selects.
+async fn certs_where(
+    db: &Db,
+    condition: &str,
+    binds: &[Bind<'_>],
+) -> Result<Vec<RegisteredCert>, Error> {
+    let sql = format!("SELECT {CERT_COLUMNS} FROM employer_certificates WHERE {condition}");
     Ok(on_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT fingerprint, employer_id, subject, issuer, serial, not_before, not_after, added_at \
-             FROM employer_certificates WHERE employer_id = $1 AND not_after < $2 ORDER BY not_after",
-        )
-        .bind(employer_id)
-        .bind(before)
-        .fetch_all(pool).await.map_err(retention::Error::from)?
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = match *b {
+                Bind::Text(t) => query.bind(t),
+                Bind::Time(t) => query.bind(t),
+            };
+        }
+        query.fetch_all(pool).await.map_err(retention::Error::from)?
     }))
 }
 
-/// The employer a certificate (by fingerprint) is registered for, if any.
-pub async fn cert_owner(db: &Db, fingerprint: &str) -> Result<Option<String>, Error> {
-    Ok(on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT employer_id FROM employer_certificates WHERE fingerprint = $1")
-            .bind(fingerprint).fetch_optional(pool).await.map_err(retention::Error::from)?
-    }))
+/// Warns employers, once per step of `warn_days` (e.g. 60, 30, 7), that a signing
+/// certificate they use expires within that many days: a `certificate.expiry-warning`
+/// log entry and a mail to the employer's notification address, in one transaction.
+/// Sets `ivan_employer_certificates_expiring{within_days}` for each step. Returns how
+/// many warnings were given.
+pub async fn warn_expiring(
+    ledger: &Ledger,
+    db: &Db,
+    now: DateTime<Utc>,
+    warn_days: &[u32],
+) -> Result<usize, Error> {
+    let within = |days: u32| chrono::Duration::days(i64::from(days));
+    let Some(&widest) = warn_days.iter().max() else {
+        return Ok(0);
+    };
+    let condition = "removed_at IS NULL AND not_after > $1 AND not_after <= $2 ORDER BY not_after";
+    let soon = certs_where(
+        db,
+        condition,
+        &[Bind::Time(now), Bind::Time(now + within(widest))],
+    )
+    .await?;
+    for &days in warn_days {
+        let n = soon
+            .iter()
+            .filter(|c| c.not_after <= now + within(days))
+            .count();
+        metrics::gauge!("ivan_employer_certificates_expiring", "within_days" => days.to_string())
+            .set(n as f64);
+    }
+    let mut warned = 0;
+    for c in soon {
+        let left = c.not_after - now;
+        let Some(step) = warn_days
+            .iter()
+            .copied()
+            .filter(|&d| left <= within(d))
+            .min()
+        else {
+            continue;
+        };
+        if c.expiry_warned_days.is_some_and(|w| w <= i64::from(step)) {
+            continue;
+        }
+        let expires = retention::ledger::format_time(&c.not_after);
+        let body = format!(
+            "The signing certificate {subject} (SHA-256 {fingerprint}) registered for your \
+             filings expires at {expires}, in {days} day(s). Have its successor registered \
+             before then (ask the operator): filings signed with an expired certificate are \
+             refused.\n",
+            subject = c.subject,
+            fingerprint = c.fingerprint,
+            // Whole days, rounded up: 5 days and 23 hours left is "in 6 day(s)".
+            days = (left.num_seconds() + 86_399) / 86_400,
+        );
+        let (fp, employer, step_i) = (
+            c.fingerprint.clone(),
+            c.employer_id.clone(),
+            i64::from(step),
+        );
+        let work: Work = retention::work!(|conn, at| {
+            on_conn!(&mut conn, cn => {
+                sqlx::query(
+                    "UPDATE employer_certificates SET expiry_warned_days = $1 WHERE fingerprint = $2",
+                )
+                .bind(step_i)
+                .bind(&fp)
+                .execute(&mut *cn)
+                .await?;
+            });
+            crate::mail::enqueue_to_employer(
+                &mut conn,
+                crate::mail::Kind::CertificateExpiry,
+                &employer,
+                &body,
+                at.recorded_at(),
+            )
+            .await
+        });
+        let payload = serde_json::json!({
+            "fingerprint": c.fingerprint, "not_after": expires, "within_days": step,
+        });
+        ledger
+            .append_with(
+                NewEntry::system(
+                    "certificate.expiry-warning",
+                    format!("employer:{}", c.employer_id),
+                    Some(Payload::json(&payload)),
+                ),
+                work,
+            )
+            .await?;
+        warned += 1;
+    }
+    Ok(warned)
 }
 
 async fn load_anchors(db: &Db) -> Result<Vec<Anchor>, Error> {

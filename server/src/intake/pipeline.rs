@@ -95,6 +95,11 @@ pub struct IntakeConfig {
     pub crl_grace_secs: u64,
     /// Trusted CAs and CRLs added by the CLI reach a running server within this time.
     pub trust_reload_secs: u64,
+    /// Employers are warned (log entry and mail) when a registered signing certificate
+    /// has this many days left, once per step (default 60, 30 and 7; empty: never).
+    pub cert_expiry_warn_days: Vec<u32>,
+    /// How often registered certificates are checked for those warnings (seconds).
+    pub cert_expiry_check_secs: u64,
 }
 
 impl IntakeConfig {
@@ -147,6 +152,8 @@ impl Default for IntakeConfig {
             require_crl: true,
             crl_grace_secs: 0,
             trust_reload_secs: 5,
+            cert_expiry_warn_days: vec![60, 30, 7],
+            cert_expiry_check_secs: 3600,
         }
     }
 }
@@ -560,8 +567,18 @@ impl Intake {
         }
         let signer = analysis.inspected.signer();
         let fingerprint = trust::fingerprint(signer);
-        let registered = match material::cert_owner(&self.db, &fingerprint).await? {
-            Some(owner) if owner == caller.employer_id => Ok(()),
+        let registered = match material::cert(&self.db, &fingerprint).await? {
+            Some(c) if c.employer_id == caller.employer_id => match c.removed_at {
+                None => Ok(()),
+                Some(at) => Err(ProblemEntry {
+                    code: "certificate.removed".into(),
+                    message: format!(
+                        "the signing certificate (SHA-256 {fingerprint}) was removed from this employer's registered certificates at {}; sign with a registered one",
+                        retention::ledger::format_time(&at)
+                    ),
+                    location: "/ds:Signature/ds:KeyInfo".into(),
+                }),
+            },
             Some(_) => Err(ProblemEntry {
                 code: "certificate.other-employer".into(),
                 message:

@@ -15,6 +15,8 @@ e2e_tests!(
     xmlsec1_signed_filing_is_accepted,
     sigterm_lets_an_upload_in_flight_finish,
     data_files_are_private_to_the_service_account,
+    a_removed_certificate_no_longer_authorises_filings,
+    employers_are_warned_before_their_certificates_expire,
 );
 
 async fn json(r: reqwest::Response) -> Value {
@@ -561,4 +563,157 @@ async fn data_files_are_private_to_the_service_account(inst: Instance) {
     assert!(server.stop().await.success());
     let (_, open) = open_to_others(&inst.data_dir);
     assert!(open.is_empty(), "after stop:\n{}", open.join("\n"));
+}
+
+/// The SHA-256 fingerprint of a PEM certificate, as `ivan admin cert list` shows it.
+fn fingerprint(pem: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl (ops/test.sh installs it)");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().rsplit('=').next().unwrap();
+    hex.replace(':', "").to_lowercase()
+}
+
+/// `ivan admin cert remove`: the certificate no longer signs filings (`422
+/// certificate.removed`, nothing stored), the removal is logged with its reason, the
+/// list shows it removed, what it signed before stays; removing it again, or one the
+/// employer does not have, is an error.
+async fn a_removed_certificate_no_longer_authorises_filings(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let server = inst.serve().await;
+    let before = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
+    let r = server.submit(&filer.token, before).await;
+    assert_eq!(r.status(), 201);
+    let earlier = json(r).await["message_id"].as_str().unwrap().to_owned();
+
+    let fp = fingerprint(&filer.keys.join("employer.pem"));
+    let remove = |fp: &str, reason: &str| {
+        let args = [
+            "admin",
+            "cert",
+            "remove",
+            "--employer",
+            &filer.id,
+            fp,
+            "--reason",
+        ];
+        [&args[..], &[reason, "--json"]]
+            .concat()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    let args = remove(&fp, "private key lost");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let removed: Value = serde_json::from_str(&inst.run_ok(&args).await).unwrap();
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert!(removed["log_seq"].as_i64().unwrap() > 0);
+
+    let after = sign(&inst, &filer, &report(&filer.registration, 2), "employer").await;
+    let r = server.submit(&filer.token, after).await;
+    assert_eq!(r.status(), 422);
+    let problem = json(r).await;
+    assert_eq!(
+        problem["errors"][0]["code"], "certificate.removed",
+        "{problem}"
+    );
+    assert_eq!(inst.count("SELECT COUNT(*) FROM submissions").await, 1);
+    let r = server
+        .get_auth(&format!("/api/v1/submissions/{earlier}"), &filer.token)
+        .await;
+    assert_eq!(r.status(), 200, "what it signed before stays");
+
+    let list: Value =
+        serde_json::from_str(&inst.run_ok(&["admin", "cert", "list", "--json"]).await).unwrap();
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["fingerprint"] == fp.as_str())
+        .unwrap();
+    assert!(listed["removed_at"].is_string(), "{listed}");
+    assert_eq!(
+        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'trust.cert.remove'")
+            .await,
+        1
+    );
+    for (fp, reason, says) in [
+        (fp.as_str(), "again", "removed already"),
+        (&"0".repeat(64), "unknown", "has no registered certificate"),
+        (fp.as_str(), " ", "say why"),
+    ] {
+        let args = remove(fp, reason);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = inst.run(&args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert!(server.stop().await.success());
+    inst.run_ok(&["log", "verify"]).await;
+}
+
+/// An employer is warned when a signing certificate it uses has 60, 30 and 7 days
+/// left: once per step, as a `certificate.expiry-warning` log entry and a mail naming
+/// the certificate; never for a removed certificate. In-process, on a manual clock.
+async fn employers_are_warned_before_their_certificates_expire(inst: Instance) {
+    use chrono::Duration;
+    let filer = set_up(&inst, "12345678").await;
+    ivan_e2e::filing::set_notify_email(&inst, &filer, "hr@employer.test").await;
+    // `ivan dev keys` certificates are valid for 730 days; the employer has three of
+    // them registered (and one expired). One is removed: no warnings about it.
+    let stranger = fingerprint(&filer.keys.join("stranger.pem"));
+    let remove = [
+        "admin",
+        "cert",
+        "remove",
+        "--employer",
+        &filer.id,
+        &stranger,
+    ];
+    inst.run_ok(&[&remove[..], &["--reason", "never used"]].concat())
+        .await;
+    let clock = std::sync::Arc::new(retention::testing::ManualClock::new());
+    let server = inst.serve_in_process(&[], clock.clone()).await;
+    let warnings = async || {
+        let sql = "SELECT COUNT(*) FROM log_entries WHERE action = 'certificate.expiry-warning'";
+        let mails = "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'certificate-expiry'";
+        (inst.count(sql).await, inst.count(mails).await)
+    };
+    let step = async |days: i64| {
+        clock.advance(Duration::days(days));
+        clock.settled(ivan_e2e::CLOCK_WORKERS).await;
+    };
+    step(1).await;
+    assert_eq!(warnings().await, (0, 0), "730 days left: no warning");
+    // 59 days left: the 60-day warning for each of the two certificates in use.
+    step(670).await;
+    assert_eq!(warnings().await, (2, 2));
+    step(1).await;
+    assert_eq!(warnings().await, (2, 2), "once per step");
+    step(30).await; // 28 days left
+    assert_eq!(warnings().await, (4, 4));
+    step(22).await; // 6 days left
+    assert_eq!(warnings().await, (6, 6));
+    let employer_fp = fingerprint(&filer.keys.join("employer.pem"));
+    let db = inst.db().await;
+    let bodies: Vec<String> = on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT body FROM mail_outbox WHERE kind = 'certificate-expiry' ORDER BY created_at")
+        .fetch_all(pool).await.unwrap());
+    db.close().await;
+    assert_eq!(
+        bodies.iter().filter(|b| b.contains(&employer_fp)).count(),
+        3,
+        "{bodies:#?}"
+    );
+    assert!(!bodies.iter().any(|b| b.contains(&stranger)), "{bodies:#?}");
+    assert!(
+        bodies.last().unwrap().contains("in 6 day(s)"),
+        "{bodies:#?}"
+    );
+    assert!(server.stop().await.success());
 }
