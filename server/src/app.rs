@@ -235,6 +235,36 @@ impl App {
                 },
             )
         };
+        let crl_fetch = {
+            let (ledger, db, clock) = (ledger.clone(), db.clone(), clock.clone());
+            let configured = config.intake.crl_urls.clone();
+            let every = std::time::Duration::from_secs(config.intake.crl_fetch_secs);
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|e| Error::Config(format!("CRL fetching: {e}")))?;
+            retention::Periodic::start(
+                "CRL fetch",
+                clock.clone(),
+                std::time::Duration::ZERO,
+                every,
+                move || {
+                    let (ledger, db, clock, http, configured) = (
+                        ledger.clone(),
+                        db.clone(),
+                        clock.clone(),
+                        http.clone(),
+                        configured.clone(),
+                    );
+                    async move {
+                        use crate::intake::material;
+                        let urls = material::crl_sources(&db, &configured).await?;
+                        material::fetch_crls(&ledger, &db, clock.as_ref(), &http, &urls).await?;
+                        Ok::<_, Error>(())
+                    }
+                },
+            )
+        };
         let failed_attempts = crate::failed_attempts::FailedAttempts::new(clock.clone());
         let attempts_task = failed_attempts.start(ledger.clone());
         let state = AppState {
@@ -280,6 +310,7 @@ impl App {
         sweeper.shutdown().await;
         retention_sweeper.shutdown().await;
         expiry_check.shutdown().await;
+        crl_fetch.shutdown().await;
         // Large filings' person indexing in flight finishes (about 2 s for 200,000
         // persons); what a kill cuts short is caught up later, from the original.
         indexing.finish_in_flight().await;

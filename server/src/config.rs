@@ -213,6 +213,16 @@ impl Config {
             ));
         }
         intake.check_hold_windows().map_err(Error::Config)?;
+        if intake.crl_fetch_secs == 0
+            || intake
+                .crl_urls
+                .iter()
+                .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(Error::Config(
+                "intake.crl_fetch_secs must be positive and intake.crl_urls http(s) URLs".into(),
+            ));
+        }
         if intake.cert_expiry_check_secs == 0
             || intake
                 .cert_expiry_warn_days

@@ -130,6 +130,8 @@ pub struct LeafSpec {
     /// Use this private key (PKCS#8 PEM; EC P-256/P-384, Ed25519 or RSA) instead of
     /// generating a new EC P-256 key.
     pub key_pem: Option<String>,
+    /// A CRL distribution point (an `http://` URL) to name in the certificate.
+    pub crl_url: Option<String>,
 }
 
 impl LeafSpec {
@@ -147,6 +149,7 @@ impl LeafSpec {
             extended_key_usages: vec![],
             ca: false,
             key_pem: None,
+            crl_url: None,
         }
     }
 }
@@ -335,6 +338,11 @@ pub fn issue(issuer: &Identity, spec: &LeafSpec) -> Result<Identity, DevError> {
     params.not_after = offset!(spec.not_after);
     params.serial_number = Some(serial_for(&key, &spec.common_name));
     params.use_authority_key_identifier_extension = true;
+    if let Some(url) = &spec.crl_url {
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![url.clone()],
+        }];
+    }
     let cert = params.signed_by(&key, &ca).map_err(generate)?;
     Ok(Identity {
         cert_der: cert.der().to_vec(),
@@ -373,19 +381,29 @@ pub fn sign_crl(issuer: &Identity, spec: &CrlSpec) -> Result<CrlFile, DevError> 
 
 /// The test PKI described in the module docs, in memory, relative to `now`.
 pub fn make_pki_in_memory(now: DateTime<Utc>) -> Result<Pki, DevError> {
+    make_pki(now, None)
+}
+
+/// [`make_pki_in_memory`], the test CA's certificates naming `crl_url` as their CRL
+/// distribution point.
+pub fn make_pki(now: DateTime<Utc>, crl_url: Option<&str>) -> Result<Pki, DevError> {
+    let signing = |name: &str| LeafSpec {
+        crl_url: crl_url.map(str::to_owned),
+        ..LeafSpec::signing(name, now)
+    };
     let ca = make_ca(
         "ivan Test Root CA",
         shift(now, -Duration::days(1)),
         shift(now, Duration::days(3652)),
     )?;
-    let employer = issue(&ca, &LeafSpec::signing("Test Employer", now))?;
-    let revoked = issue(&ca, &LeafSpec::signing("Test Employer (revoked)", now))?;
+    let employer = issue(&ca, &signing("Test Employer"))?;
+    let revoked = issue(&ca, &signing("Test Employer (revoked)"))?;
     let expired = issue(
         &ca,
         &LeafSpec {
             not_before: shift(now, -Duration::days(730)),
             not_after: shift(now, -Duration::days(365)),
-            ..LeafSpec::signing("Test Employer (expired)", now)
+            ..signing("Test Employer (expired)")
         },
     )?;
     let other_ca = make_ca(
@@ -420,7 +438,11 @@ pub fn make_pki_in_memory(now: DateTime<Utc>) -> Result<Pki, DevError> {
 
 /// Writes the test PKI into `dir` (see the module docs), refusing to overwrite
 /// anything, and returns where each file is.
-pub fn make_keys(dir: &Path, now: DateTime<Utc>) -> Result<DevPki, DevError> {
+pub fn make_keys(
+    dir: &Path,
+    now: DateTime<Utc>,
+    crl_url: Option<&str>,
+) -> Result<DevPki, DevError> {
     let at = |file: &str| dir.join(file);
     let out = DevPki {
         dir: dir.to_path_buf(),
@@ -438,7 +460,7 @@ pub fn make_keys(dir: &Path, now: DateTime<Utc>) -> Result<DevPki, DevError> {
         stranger_key: at("stranger.key"),
         crl: at("crl.pem"),
     };
-    let pki = make_pki_in_memory(now)?;
+    let pki = make_pki(now, crl_url)?;
     // (path, contents, secret)
     // The unrelated CA's key is of no use to anyone; it is not written.
     let files: [(&Path, &str, bool); 12] = [
@@ -527,7 +549,7 @@ mod tests {
     fn dev_make_keys_writes_a_pki_that_behaves_as_named() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("pki");
-        let out = make_keys(&dir, now()).unwrap();
+        let out = make_keys(&dir, now(), None).unwrap();
         let read = |p: &Path| std::fs::read(p).unwrap();
 
         let anchors = [Anchor::parse(&read(&out.ca_cert)).unwrap()];
@@ -601,9 +623,9 @@ mod tests {
     #[test]
     fn dev_make_keys_refuses_to_overwrite() {
         let tmp = tempfile::tempdir().unwrap();
-        make_keys(tmp.path(), now()).unwrap();
+        make_keys(tmp.path(), now(), None).unwrap();
         let before = std::fs::read(tmp.path().join("employer.pem")).unwrap();
-        let e = make_keys(tmp.path(), now()).unwrap_err();
+        let e = make_keys(tmp.path(), now(), None).unwrap_err();
         assert!(matches!(&e, DevError::Exists(p) if p.len() == 12), "{e}");
         assert!(
             e.to_string()
@@ -617,7 +639,7 @@ mod tests {
         // One file in the way: nothing is written.
         let other = tempfile::tempdir().unwrap();
         std::fs::write(other.path().join("crl.pem"), "mine").unwrap();
-        let e = make_keys(other.path(), now()).unwrap_err();
+        let e = make_keys(other.path(), now(), None).unwrap_err();
         assert!(e.to_string().contains("crl.pem"), "{e}");
         assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 1);
         assert_eq!(

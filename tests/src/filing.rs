@@ -38,17 +38,37 @@ pub async fn add_employer(inst: &Instance, name: &str, registration: &str) -> Va
 }
 
 pub async fn set_up(inst: &Instance, registration: &str) -> Filer {
+    set_up_with(inst, registration, Crl::Added).await
+}
+
+/// Where [`set_up_with`]'s employer gets the CA's CRL.
+#[derive(Debug, Clone, Copy)]
+pub enum Crl<'a> {
+    /// Added with `ivan admin crl add`.
+    Added,
+    /// Not added; the certificates name this URL as their CRL distribution point.
+    At(&'a str),
+}
+
+/// [`set_up`], with the CA's CRL added or left to be fetched from `Crl::At`.
+pub async fn set_up_with(inst: &Instance, registration: &str, crl: Crl<'_>) -> Filer {
     inst.run_ok(&["migrate"]).await;
     let keys = inst.dir.path().join(format!("pki-{registration}"));
-    inst.run_ok(&["dev", "keys", keys.to_str().unwrap()]).await;
+    let mut dev_keys = vec!["dev", "keys", keys.to_str().unwrap()];
+    if let Crl::At(url) = crl {
+        dev_keys.extend(["--crl-url", url]);
+    }
+    inst.run_ok(&dev_keys).await;
     let created = add_employer(inst, "Test Employer", registration).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let p = |f: &str| keys.join(f).to_str().unwrap().to_owned();
     // Each `dev keys` makes its own CA.
     inst.run_ok(&["admin", "ca", "add", &p("ca.pem"), "--json"])
         .await;
-    inst.run_ok(&["admin", "crl", "add", &p("crl.pem"), "--json"])
-        .await;
+    if let Crl::Added = crl {
+        inst.run_ok(&["admin", "crl", "add", &p("crl.pem"), "--json"])
+            .await;
+    }
     for cert in ["employer.pem", "revoked.pem", "expired.pem", "stranger.pem"] {
         inst.run_ok(&[
             "admin",

@@ -533,9 +533,10 @@ impl Server {
 }
 
 /// The workers of an in-process server that wait on its clock between passes (the
-/// pre-registration sweeper, the retention sweeper, the certificate expiry check and
-/// the forwarding worker): what [`ManualClock::settled`] waits for after an advance.
-pub const CLOCK_WORKERS: usize = 4;
+/// pre-registration sweeper, the retention sweeper, the certificate expiry check, the
+/// CRL fetch and the forwarding worker): what [`ManualClock::settled`] waits for after
+/// an advance.
+pub const CLOCK_WORKERS: usize = 5;
 
 /// How a [`Server`] runs: `ivan serve` as a child process, or an
 /// [`ivan_server::app::App`] on a task of the test's own runtime.

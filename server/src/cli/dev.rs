@@ -13,6 +13,10 @@ pub enum DevCommand {
     /// Write a test CA, employer certificates (valid, revoked, expired, from another CA) and a CRL into DIR.
     Keys {
         dir: PathBuf,
+        /// Name this URL as the CRL distribution point of the employer certificates
+        /// (where `ivan serve` then fetches the CA's CRL from).
+        #[arg(long, value_name = "URL")]
+        crl_url: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -34,8 +38,8 @@ pub enum DevCommand {
 
 pub fn dev(cmd: DevCommand) -> Result<ExitCode> {
     match cmd {
-        DevCommand::Keys { dir, json } => {
-            let pki = crate::dev::make_keys(&dir, chrono::Utc::now())
+        DevCommand::Keys { dir, crl_url, json } => {
+            let pki = crate::dev::make_keys(&dir, chrono::Utc::now(), crl_url.as_deref())
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             if json {
                 println!("{}", to_json(&pki));

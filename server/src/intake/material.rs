@@ -344,6 +344,112 @@ async fn certs_where(
     }))
 }
 
+/// The URLs CRLs are fetched from: `configured` (`intake.crl_urls`) and the CRL
+/// distribution points named by the trusted CAs and the certificates in use,
+/// without repeats.
+pub async fn crl_sources(db: &Db, configured: &[String]) -> Result<Vec<String>, Error> {
+    let ders: Vec<Vec<u8>> = on_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT der FROM employer_certificates WHERE removed_at IS NULL \
+             UNION ALL SELECT der FROM trust_anchors",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    let mut urls: Vec<String> = configured.to_vec();
+    for der in &ders {
+        for url in trust::crl_urls(der) {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+    }
+    Ok(urls)
+}
+
+/// The largest CRL fetched.
+const MAX_CRL_BYTES: usize = 20 * 1024 * 1024;
+
+/// Fetches the CRLs at `urls` and adds each one that a trusted CA issued and that is
+/// newer than every CRL on file from that CA (`trust.crl.add`, by the system, the CRL
+/// as its payload). A URL that fails is logged and tried again next round. Then counts
+/// the trusted CAs whose newest CRL is past its nextUpdate, or that have none
+/// (`ivan_crl_stale`, and a warning naming each). Returns how many CRLs were added.
+pub async fn fetch_crls(
+    ledger: &Ledger,
+    db: &Db,
+    clock: &dyn Clock,
+    http: &reqwest::Client,
+    urls: &[String],
+) -> Result<usize, Error> {
+    let mut added = 0;
+    for url in urls {
+        let bytes = match fetch(http, url).await {
+            Ok(b) => b,
+            Err(e) => {
+                metrics::counter!("ivan_crl_fetch_failures_total").increment(1);
+                tracing::warn!(%url, error = %e, "CRL not fetched; tried again next round");
+                continue;
+            }
+        };
+        let Ok(crl) = Crl::parse(&bytes) else {
+            tracing::warn!(%url, "not a CRL; ignored");
+            continue;
+        };
+        let newest = load_crls(db)
+            .await?
+            .into_iter()
+            .filter(|c| c.issuer_name() == crl.issuer_name())
+            .map(|c| c.this_update())
+            .max();
+        if newest.is_some_and(|t| t >= crl.this_update()) {
+            continue;
+        }
+        match add_crl(ledger, db, clock, Actor::System, &bytes).await {
+            Ok(a) => {
+                tracing::info!(%url, crl = %a.description, "CRL fetched and added");
+                added += 1;
+            }
+            Err(Error::Invalid(why)) => tracing::warn!(%url, %why, "fetched CRL not added"),
+            Err(Error::Record(retention::Error::Conflict(_))) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let now = clock.now();
+    let crls = load_crls(db).await?;
+    let mut stale = 0;
+    for anchor in load_anchors(db).await? {
+        let newest = crls
+            .iter()
+            .filter(|c| c.issued_by(&anchor))
+            .max_by_key(|c| c.this_update());
+        let current = newest.is_some_and(|c| c.next_update().is_none_or(|next| next > now));
+        if !current {
+            stale += 1;
+            tracing::warn!(ca = %anchor.subject(), "no current CRL for this trusted CA: its certificates cannot be checked for revocation");
+        }
+    }
+    metrics::gauge!("ivan_crl_stale").set(f64::from(stale));
+    Ok(added)
+}
+
+/// The body at `url`, at most [`MAX_CRL_BYTES`].
+async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let mut r = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("answered {}", r.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_CRL_BYTES {
+            return Err(format!("larger than {MAX_CRL_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Warns employers, once per step of `warn_days` (e.g. 60, 30, 7), that a signing
 /// certificate they use expires within that many days: a `certificate.expiry-warning`
 /// log entry and a mail to the employer's notification address, in one transaction.
@@ -518,5 +624,55 @@ impl Cache {
         });
         *state = Some((Instant::now(), snap.clone()));
         Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    retention::backend_tests!(crls_are_fetched_from_configured_urls_and_distribution_points);
+
+    /// The URLs configured first, then the distribution points the certificates in
+    /// use name, each once; a removed certificate's are no longer fetched.
+    async fn crls_are_fetched_from_configured_urls_and_distribution_points(
+        env: retention::testing::TestEnv,
+    ) {
+        let (ledger, task) = env.ledger(retention::LedgerConfig::default());
+        let clock = retention::SystemClock;
+        let url = "http://crl.test/ca.crl";
+        let pki = crate::dev::make_pki(clock.now(), Some(url)).unwrap();
+        let employer = crate::employers::add(&ledger, &clock, Actor::System, "E", "EMP-1")
+            .await
+            .unwrap()
+            .employer
+            .id;
+        for id in [&pki.employer, &pki.revoked] {
+            add_employer_cert(
+                &ledger,
+                &env.db,
+                &clock,
+                Actor::System,
+                &employer,
+                &id.cert_der,
+            )
+            .await
+            .unwrap();
+        }
+        let configured = vec!["http://other.test/x.crl".to_owned()];
+        let urls = crl_sources(&env.db, &configured).await.unwrap();
+        assert_eq!(urls, ["http://other.test/x.crl", url]);
+        for id in [&pki.employer, &pki.revoked] {
+            let fp = trust::fingerprint(&id.cert_der);
+            remove_employer_cert(&ledger, &env.db, Actor::System, &employer, &fp, "gone")
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            crl_sources(&env.db, &[]).await.unwrap(),
+            Vec::<String>::new()
+        );
+        task.shutdown().await;
     }
 }

@@ -100,6 +100,11 @@ pub struct IntakeConfig {
     pub cert_expiry_warn_days: Vec<u32>,
     /// How often registered certificates are checked for those warnings (seconds).
     pub cert_expiry_check_secs: u64,
+    /// CRLs are fetched from these URLs (`http`/`https`), and from the distribution
+    /// points that the trusted CAs and registered certificates name.
+    pub crl_urls: Vec<String>,
+    /// How often CRLs are fetched (seconds).
+    pub crl_fetch_secs: u64,
 }
 
 impl IntakeConfig {
@@ -154,6 +159,8 @@ impl Default for IntakeConfig {
             trust_reload_secs: 5,
             cert_expiry_warn_days: vec![60, 30, 7],
             cert_expiry_check_secs: 3600,
+            crl_urls: Vec::new(),
+            crl_fetch_secs: 3600,
         }
     }
 }

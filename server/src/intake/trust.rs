@@ -891,6 +891,34 @@ fn intermediate_named(
     })
 }
 
+/// The `http`/`https` URLs of a certificate's CRL distribution points (RFC 5280
+/// 4.2.1.13, full names only); none for an unreadable certificate.
+pub fn crl_urls(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    let Ok(cert) = parse_x509(der) else {
+        return Vec::new();
+    };
+    let mut urls = Vec::new();
+    for ext in cert.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() else {
+            continue;
+        };
+        for point in points.iter() {
+            let Some(DistributionPointName::FullName(names)) = &point.distribution_point else {
+                continue;
+            };
+            for name in names {
+                if let GeneralName::URI(uri) = name
+                    && (uri.starts_with("http://") || uri.starts_with("https://"))
+                {
+                    urls.push((*uri).to_owned());
+                }
+            }
+        }
+    }
+    urls
+}
+
 fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
@@ -1639,6 +1667,22 @@ mod tests {
             .unwrap();
         let a = check(&p, &leaf, &[crl(&p.crl.der)]).unwrap();
         assert!(a.subject.contains("RSA Employer"));
+    }
+
+    #[test]
+    fn crl_urls_are_read_from_the_distribution_points() {
+        let mut params = rcgen::CertificateParams::new(vec!["x.test".into()]).unwrap();
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![
+                "http://crl.example/ca.crl".into(),
+                "ldap://ldap.example/cn=CA".into(),
+            ],
+        }];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(crl_urls(cert.der()), ["http://crl.example/ca.crl"]);
+        assert!(crl_urls(&pki().employer.cert_der).is_empty());
+        assert!(crl_urls(b"not a certificate").is_empty());
     }
 
     #[test]

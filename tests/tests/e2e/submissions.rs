@@ -17,6 +17,7 @@ e2e_tests!(
     data_files_are_private_to_the_service_account,
     a_removed_certificate_no_longer_authorises_filings,
     employers_are_warned_before_their_certificates_expire,
+    crls_are_fetched_and_used,
 );
 
 async fn json(r: reqwest::Response) -> Value {
@@ -716,4 +717,75 @@ async fn employers_are_warned_before_their_certificates_expire(inst: Instance) {
         "{bodies:#?}"
     );
     assert!(server.stop().await.success());
+}
+
+/// CRLs are fetched from the distribution point the employer's certificates name (a
+/// real HTTP server on loopback serving the CA's CRL). Before it is up, a filing is
+/// refused (`require_crl`: revocation unknown); once fetched — `trust.crl.add` by the
+/// system — the employer's filing is accepted and the revoked certificate's refused
+/// as revoked.
+async fn crls_are_fetched_and_used(inst: Instance) {
+    let port = ivan_e2e::free_port();
+    let url = format!("http://127.0.0.1:{port}/crl.pem");
+    let filer =
+        ivan_e2e::filing::set_up_with(&inst, "12345678", ivan_e2e::filing::Crl::At(&url)).await;
+    let code = async |server: &ivan_e2e::Server, who: &str, variant: u32| {
+        let signed = sign(&inst, &filer, &report(&filer.registration, variant), who).await;
+        let r = server.submit(&filer.token, signed).await;
+        let status = r.status().as_u16();
+        let v = json(r).await;
+        let code = v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (status, code)
+    };
+    // Nothing answers at the distribution point yet.
+    let server = inst.serve().await;
+    let refused = code(&server, "employer", 1).await;
+    assert_eq!(refused, (422, "certificate.revocation-unknown".into()));
+    assert!(server.stop().await.success());
+
+    let _crl_server = tokio::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .arg("--directory")
+        .arg(&filer.keys)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    ivan_e2e::eventually(10, "the CRL server listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    let server = inst
+        .serve_with(&[("IVAN_INTAKE__TRUST_RELOAD_SECS", "1")])
+        .await;
+    let fetched =
+        "SELECT COUNT(*) FROM log_entries WHERE action = 'trust.crl.add' AND actor = 'system:ivan'";
+    ivan_e2e::eventually(30, "the CRL fetched", || async {
+        (inst.count(fetched).await == 1).then_some(())
+    })
+    .await;
+    ivan_e2e::eventually(30, "a filing accepted with the fetched CRL", || async {
+        (code(&server, "employer", 2).await.0 == 201).then_some(())
+    })
+    .await;
+    assert_eq!(
+        code(&server, "revoked", 3).await,
+        (422, "certificate.revoked".into())
+    );
+    assert!(server.stop().await.success());
+    assert_eq!(inst.count(fetched).await, 1);
+    inst.run_ok(&["log", "verify"]).await;
 }
