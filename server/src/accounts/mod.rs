@@ -701,6 +701,14 @@ mod tests {
     use retention::testing::TestEnv;
     use retention::{LedgerConfig, SystemClock, backend_tests};
 
+    /// The record refused the change as conflicting with what it holds.
+    fn assert_conflict(e: &Error) {
+        assert!(
+            matches!(e, Error::Record(retention::Error::Conflict(_))),
+            "{e}"
+        );
+    }
+
     backend_tests!(
         invitations_are_single_use_and_expire,
         the_last_passkey_stays_and_revocation_ends_sessions,
@@ -794,10 +802,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(
-            matches!(again, Error::Record(retention::Error::Conflict(_))),
-            "{again}"
-        );
+        assert_conflict(&again);
         assert!(
             invitation_is_none(&env, &token, now).await,
             "used link still valid"
@@ -858,10 +863,7 @@ mod tests {
         let dup = add_passkey(&ledger, &user, None, &passkey("BBBB"), "again", now)
             .await
             .unwrap_err();
-        assert!(
-            matches!(dup, Error::Record(retention::Error::Conflict(_))),
-            "{dup}"
-        );
+        assert_conflict(&dup);
         assert!(
             add_passkey(&ledger, &user, None, &passkey("CCCC"), " ", now)
                 .await
@@ -872,10 +874,7 @@ mod tests {
         let last = remove_passkey(&ledger, &user, "BBBB", now)
             .await
             .unwrap_err();
-        assert!(
-            matches!(last, Error::Record(retention::Error::Conflict(_))),
-            "{last}"
-        );
+        assert_conflict(&last);
         let unknown = remove_passkey(&ledger, &user, "ZZZZ", now)
             .await
             .unwrap_err();
@@ -901,10 +900,7 @@ mod tests {
         let again = revoke(&ledger, Actor::Operator("t".into()), &user.id, now)
             .await
             .unwrap_err();
-        assert!(
-            matches!(again, Error::Record(retention::Error::Conflict(_))),
-            "{again}"
-        );
+        assert_conflict(&again);
         task.shutdown().await;
         let actions: Vec<String> = retention::ledger::entries_after(&env.db, 0, 100)
             .await
