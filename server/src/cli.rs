@@ -129,6 +129,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(AdminCommand::Ca(CaCommand::Add { file, json })) => {
             trust::trust_add(&config, trust::TrustKind::Ca, &file, json).await
         }
+        Command::Admin(AdminCommand::Ca(CaCommand::List { json })) => {
+            trust::ca_list(&config, json).await
+        }
+        Command::Admin(AdminCommand::Ca(CaCommand::Remove {
+            sha256,
+            reason,
+            json,
+        })) => trust::ca_remove(&config, &sha256, &reason, json).await,
         Command::Admin(AdminCommand::Crl(CrlCommand::Add { file, json })) => {
             trust::trust_add(&config, trust::TrustKind::Crl, &file, json).await
         }

@@ -19,6 +19,23 @@ pub enum CaCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the CA certificates added (removed ones too, with when).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a CA (compromised, retired): certificates it issued no longer
+    /// sign filings. It stays on record for what it vouched for before. Logged as
+    /// `trust.ca.remove` with the reason.
+    Remove {
+        /// The CA certificate's SHA-256 (as `ivan admin ca list` shows it).
+        sha256: String,
+        /// Why it is removed (kept in the log).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +151,47 @@ pub async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
                 c.subject
             );
         }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn ca_list(config: &Config, json: bool) -> Result<ExitCode> {
+    let list = read_db(config, async |db| material::list_anchors(db).await).await?;
+    show(json, &list, |list| {
+        println!(
+            "{:<64}  {:<27}  {:<8}  SUBJECT",
+            "SHA-256", "NOT AFTER", "STATE"
+        );
+        for a in list {
+            let state = if a.removed_at.is_some() {
+                "removed"
+            } else {
+                "trusted"
+            };
+            let not_after = retention::ledger::format_time(&a.not_after);
+            println!(
+                "{:<64}  {:<27}  {:<8}  {}",
+                a.sha256, not_after, state, a.subject
+            );
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn ca_remove(
+    config: &Config,
+    sha256: &str,
+    reason: &str,
+    json: bool,
+) -> Result<ExitCode> {
+    let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
+        let actor = operator(config)?;
+        material::remove_anchor(&record.ledger, &record.db, actor, sha256, reason).await
+    })
+    .await?;
+    let done = serde_json::json!({ "sha256": sha256, "removed": true, "log_seq": log_seq });
+    show(json, &done, |_| {
+        println!("CA certificate {sha256} is no longer trusted (log entry {log_seq})");
     });
     Ok(ExitCode::SUCCESS)
 }

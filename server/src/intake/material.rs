@@ -223,6 +223,98 @@ pub async fn add_employer_cert(
     })
 }
 
+/// A trusted CA certificate, as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TrustedCa {
+    pub sha256: String,
+    pub subject: String,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    pub not_after: DateTime<Utc>,
+    #[serde(serialize_with = "retention::ledger::serialize_time")]
+    pub added_at: DateTime<Utc>,
+    /// Since when it is no longer trusted (`ivan admin ca remove`).
+    #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
+/// Every CA certificate added (removed ones too), in the order they were added.
+pub async fn list_anchors(db: &Db) -> Result<Vec<TrustedCa>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT sha256, subject, not_after, added_at, removed_at FROM trust_anchors \
+             ORDER BY added_at, sha256",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
+}
+
+/// Stops trusting the CA certificate with SHA-256 `sha256`: its certificates no
+/// longer sign filings (`certificate.untrusted`) once running servers reload their
+/// trust material. The row stays for the evidence of what was trusted before; logged
+/// as `trust.ca.remove` with the reason.
+pub async fn remove_anchor(
+    ledger: &Ledger,
+    db: &Db,
+    actor: Actor,
+    sha256: &str,
+    reason: &str,
+) -> Result<i64, Error> {
+    let reason = checked_reason(reason)?;
+    let removed_at = list_anchors(db)
+        .await?
+        .into_iter()
+        .find(|a| a.sha256 == sha256)
+        .map(|a| a.removed_at)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no trusted CA certificate {sha256} (see ivan admin ca list)"
+            ))
+        })?;
+    if removed_at.is_some() {
+        return Err(Error::Conflict(format!(
+            "CA certificate {sha256} was removed already"
+        )));
+    }
+    let sha = sha256.to_owned();
+    let work: Work = retention::work!(|conn, at| {
+        let changed = on_conn!(&mut conn, c => {
+            sqlx::query(
+                "UPDATE trust_anchors SET removed_at = $1 WHERE sha256 = $2 AND removed_at IS NULL",
+            )
+            .bind(at.recorded_at()).bind(&sha)
+            .execute(&mut *c).await?.rows_affected()
+        });
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(retention::Error::Conflict(format!(
+                "CA certificate {sha} was removed already"
+            )))
+        }
+    });
+    let payload = serde_json::json!({ "sha256": sha256, "reason": reason });
+    let entry = NewEntry {
+        actor,
+        action: "trust.ca.remove".into(),
+        subject: format!("certificate:{sha256}"),
+        payload: Some(Payload::json(&payload)),
+    };
+    Ok(ledger.append_with(entry, work).await?.seq)
+}
+
+/// A removal's reason: 1 to 500 characters, trimmed.
+fn checked_reason(reason: &str) -> Result<&str, Error> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Error::Invalid(
+            "say why it is removed (--reason, 1 to 500 characters)".into(),
+        ));
+    }
+    Ok(reason)
+}
+
 /// Stops a registered certificate of `employer_id` from authorising filings (its row
 /// and the filings it signed stay): logged as `trust.cert.remove` with the reason.
 pub async fn remove_employer_cert(
@@ -233,12 +325,7 @@ pub async fn remove_employer_cert(
     fingerprint: &str,
     reason: &str,
 ) -> Result<i64, Error> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(Error::Invalid(
-            "say why the certificate is removed (--reason, 1 to 500 characters)".into(),
-        ));
-    }
+    let reason = checked_reason(reason)?;
     match cert(db, fingerprint).await? {
         Some(c) if c.employer_id == employer_id && c.removed_at.is_none() => {}
         Some(c) if c.employer_id == employer_id => {
@@ -351,7 +438,7 @@ pub async fn crl_sources(db: &Db, configured: &[String]) -> Result<Vec<String>, 
     let ders: Vec<Vec<u8>> = on_pool!(db, pool => {
         sqlx::query_scalar(
             "SELECT der FROM employer_certificates WHERE removed_at IS NULL \
-             UNION ALL SELECT der FROM trust_anchors",
+             UNION ALL SELECT der FROM trust_anchors WHERE removed_at IS NULL",
         )
         .fetch_all(pool)
         .await
@@ -549,7 +636,7 @@ pub async fn warn_expiring(
 
 async fn load_anchors(db: &Db) -> Result<Vec<Anchor>, Error> {
     let ders: Vec<Vec<u8>> = on_pool!(db, pool => {
-        sqlx::query_scalar("SELECT der FROM trust_anchors ORDER BY added_at")
+        sqlx::query_scalar("SELECT der FROM trust_anchors WHERE removed_at IS NULL ORDER BY added_at")
             .fetch_all(pool).await.map_err(retention::Error::from)?
     });
     ders.iter()

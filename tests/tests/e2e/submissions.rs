@@ -18,6 +18,7 @@ e2e_tests!(
     a_removed_certificate_no_longer_authorises_filings,
     employers_are_warned_before_their_certificates_expire,
     crls_are_fetched_and_used,
+    a_removed_ca_is_no_longer_trusted,
 );
 
 async fn json(r: reqwest::Response) -> Value {
@@ -787,5 +788,59 @@ async fn crls_are_fetched_and_used(inst: Instance) {
     );
     assert!(server.stop().await.success());
     assert_eq!(inst.count(fetched).await, 1);
+    inst.run_ok(&["log", "verify"]).await;
+}
+
+/// `ivan admin ca remove`: certificates the CA issued no longer sign filings (`422
+/// certificate.untrusted`, once the running server reloads its trust material); the
+/// removal is logged with its reason and listed; removing it again is an error.
+async fn a_removed_ca_is_no_longer_trusted(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let server = inst
+        .serve_with(&[("IVAN_INTAKE__TRUST_RELOAD_SECS", "1")])
+        .await;
+    let signed = sign(&inst, &filer, &report(&filer.registration, 1), "employer").await;
+    assert_eq!(server.submit(&filer.token, signed).await.status(), 201);
+
+    let ca = fingerprint(&filer.keys.join("ca.pem"));
+    let remove = [
+        "admin",
+        "ca",
+        "remove",
+        &ca,
+        "--reason",
+        "key compromised",
+        "--json",
+    ];
+    let removed: Value = serde_json::from_str(&inst.run_ok(&remove).await).unwrap();
+    assert_eq!(removed["removed"], true, "{removed}");
+    let listed: Value =
+        serde_json::from_str(&inst.run_ok(&["admin", "ca", "list", "--json"]).await).unwrap();
+    assert!(listed[0]["removed_at"].is_string(), "{listed}");
+    assert_eq!(
+        inst.count("SELECT COUNT(*) FROM log_entries WHERE action = 'trust.ca.remove'")
+            .await,
+        1
+    );
+    let mut variant = 2;
+    let problem = ivan_e2e::eventually(30, "filings under the removed CA refused", || {
+        variant += 1;
+        let v = variant;
+        let (inst, filer, server) = (&inst, &filer, &server);
+        async move {
+            let signed = sign(inst, filer, &report(&filer.registration, v), "employer").await;
+            let r = server.submit(&filer.token, signed).await;
+            (r.status() == 422).then_some(json(r).await)
+        }
+    })
+    .await;
+    assert_eq!(
+        problem["errors"][0]["code"], "certificate.untrusted",
+        "{problem}"
+    );
+    let again = inst.run(&remove).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("removed already"));
+    assert!(server.stop().await.success());
     inst.run_ok(&["log", "verify"]).await;
 }
