@@ -265,11 +265,7 @@ impl Db {
     /// migration may run on it. Returns how many there are.
     pub async fn check_newer_migrations(&self) -> Result<usize> {
         let known = latest_known(self.backend());
-        let applied: Vec<i64> = on_pool!(self, pool => {
-            let mut conn = pool.acquire().await?;
-            conn.ensure_migrations_table("_sqlx_migrations").await?;
-            conn.list_applied_migrations("_sqlx_migrations").await?.into_iter().map(|m| m.version).collect()
-        });
+        let applied = self.applied_migrations().await?;
         let newer: Vec<i64> = applied.into_iter().filter(|v| *v > known).collect();
         for &version in &newer {
             let declared: Option<i64> = on_pool!(self, pool => {
@@ -332,23 +328,20 @@ impl Db {
 
     /// How many of this backend's migrations are not applied yet.
     pub async fn pending_migrations(&self) -> Result<usize> {
-        async fn pending<C: Migrate>(conn: &mut C, migrator: &Migrator) -> Result<usize> {
+        let applied = self.applied_migrations().await?;
+        Ok(migrator(self.backend())
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+            .count())
+    }
+
+    /// The versions of the migrations applied to this database (by any build).
+    async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        Ok(on_pool!(self, pool => {
+            let mut conn = pool.acquire().await?;
             conn.ensure_migrations_table("_sqlx_migrations").await?;
-            let applied: Vec<i64> = conn
-                .list_applied_migrations("_sqlx_migrations")
-                .await?
-                .into_iter()
-                .map(|m| m.version)
-                .collect();
-            Ok(migrator
-                .iter()
-                .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
-                .count())
-        }
-        match self {
-            Db::Sqlite(pool) => pending(&mut *pool.acquire().await?, &SQLITE_MIGRATOR).await,
-            Db::Postgres(pool) => pending(&mut *pool.acquire().await?, &POSTGRES_MIGRATOR).await,
-        }
+            conn.list_applied_migrations("_sqlx_migrations").await?.into_iter().map(|m| m.version).collect()
+        }))
     }
 
     /// Checks the database answers a trivial query.
