@@ -471,6 +471,8 @@ pub async fn fetch_crls(
     urls: &[String],
 ) -> Result<usize, Error> {
     let mut added = 0;
+    // What is on file, read once and kept up to date with what this round adds.
+    let mut crls = load_crls(db).await?;
     for url in urls {
         let bytes = match fetch(http, url).await {
             Ok(b) => b,
@@ -484,9 +486,8 @@ pub async fn fetch_crls(
             tracing::warn!(%url, "not a CRL; ignored");
             continue;
         };
-        let newest = load_crls(db)
-            .await?
-            .into_iter()
+        let newest = crls
+            .iter()
             .filter(|c| c.issuer_name() == crl.issuer_name())
             .map(|c| c.this_update())
             .max();
@@ -496,6 +497,7 @@ pub async fn fetch_crls(
         match add_crl(ledger, db, clock, Actor::System, &bytes).await {
             Ok(a) => {
                 tracing::info!(%url, crl = %a.description, "CRL fetched and added");
+                crls.push(crl);
                 added += 1;
             }
             Err(Error::Invalid(why)) => tracing::warn!(%url, %why, "fetched CRL not added"),
@@ -504,7 +506,6 @@ pub async fn fetch_crls(
         }
     }
     let now = clock.now();
-    let crls = load_crls(db).await?;
     let mut stale = 0;
     for anchor in load_anchors(db).await? {
         let newest = crls
