@@ -815,31 +815,27 @@ mod tests {
         assert_eq!(same.id, user.id);
         assert!(invitation_is_none(&env, &first, Utc::now()).await);
         assert!(!invitation_is_none(&env, &second, Utc::now()).await);
-        let err = invite(
-            &ledger,
-            &env.db,
-            &SystemClock,
-            Actor::Operator("t".into()),
-            "http://localhost:8080",
-            &Membership::employer(&employer, Role::Admin),
-            "clerk@example.test",
-            Duration::hours(24),
-        )
-        .await
-        .unwrap_err();
+        let refused = async |employer: &str, email: &str| {
+            let membership = Membership::employer(employer, Role::Admin);
+            let operator = Actor::Operator("t".into());
+            let origin = "http://localhost:8080";
+            let valid = Duration::hours(24);
+            invite(
+                &ledger,
+                &env.db,
+                &SystemClock,
+                operator,
+                origin,
+                &membership,
+                email,
+                valid,
+            )
+            .await
+            .unwrap_err()
+        };
+        let err = refused(&employer, "clerk@example.test").await;
         assert!(matches!(err, Error::Conflict(_)), "{err}");
-        let err = invite(
-            &ledger,
-            &env.db,
-            &SystemClock,
-            Actor::Operator("t".into()),
-            "http://localhost:8080",
-            &Membership::employer("no-such-employer", Role::Admin),
-            "a@example.test",
-            Duration::hours(24),
-        )
-        .await
-        .unwrap_err();
+        let err = refused("no-such-employer", "a@example.test").await;
         assert!(matches!(err, Error::NotFound(_)), "{err}");
         task.shutdown().await;
     }
