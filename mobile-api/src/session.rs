@@ -364,15 +364,10 @@ pub async fn revoke(
         actor,
         action: "phone.session-revoke".into(),
         subject: format!("phone-access:{access_id}"),
-        payload: Some(retention::Payload {
-            content: bytes::Bytes::from(
-                serde_json::json!({ "session_id": session_id, "reason": reason })
-                    .to_string()
-                    .into_bytes(),
-            )
-            .into(),
-            media_type: "application/json".into(),
-        }),
+        payload: Some(retention::Payload::json(&serde_json::json!({
+            "session_id": session_id,
+            "reason": reason,
+        }))),
     };
     ledger.append_once(entry, work).await?;
     Ok(())

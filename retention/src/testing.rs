@@ -288,7 +288,17 @@ pub struct S3Emulator {
 }
 
 impl S3Emulator {
+    /// An emulator whose bucket has no Object Lock.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// An emulator whose bucket was created with Object Lock (and so versioning).
+    pub async fn start_locked() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(object_lock: bool) -> Self {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -313,8 +323,13 @@ impl S3Emulator {
             match tokio::net::TcpStream::connect(&addr).await {
                 Ok(mut s) => {
                     // moto accepts an unsigned CreateBucket.
+                    let lock = if object_lock {
+                        "x-amz-bucket-object-lock-enabled: true\r\n"
+                    } else {
+                        ""
+                    };
                     let req = format!(
-                        "PUT /{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        "PUT /{} HTTP/1.1\r\nHost: {addr}\r\n{lock}Content-Length: 0\r\nConnection: close\r\n\r\n",
                         emulator.bucket
                     );
                     s.write_all(req.as_bytes())
@@ -345,6 +360,21 @@ impl S3Emulator {
             secret_access_key: Some("test".into()),
             allow_http: true,
         }
+    }
+
+    /// The environment that points `ivan` at this bucket (`[originals]`).
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("IVAN_ORIGINALS__BACKEND", "s3"),
+            ("IVAN_ORIGINALS__BUCKET", self.bucket.as_str()),
+            ("IVAN_ORIGINALS__ENDPOINT", self.endpoint.as_str()),
+            ("IVAN_ORIGINALS__ACCESS_KEY_ID", "test"),
+            ("IVAN_ORIGINALS__SECRET_ACCESS_KEY", "test"),
+            ("IVAN_ORIGINALS__ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     }
 }
 

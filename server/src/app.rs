@@ -21,7 +21,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use retention::keys::Keys;
 use retention::ledger::{NewEntry, Payload};
 use retention::{Actor, Clock, Db, Ledger, MigrationPolicy, Originals};
@@ -61,6 +60,17 @@ impl App {
         let db = open_db(&config, MigrationPolicy::Apply).await?;
         let originals = Originals::open(&config.originals, &config.data_dir)?;
         originals.ping().await?;
+        // Originals are evidence: in production an S3 bucket must keep them WORM.
+        match originals.require_worm().await {
+            Ok(()) => {}
+            Err(retention::Error::Invalid(why))
+                if config.environment != crate::config::Environment::Production =>
+            {
+                tracing::warn!("{why} (allowed outside production)");
+            }
+            Err(retention::Error::Invalid(why)) => return Err(Error::Config(why)),
+            Err(e) => return Err(e.into()),
+        }
         let keys = Arc::new(Keys::load_or_generate(&config.keys_dir())?);
         let persons = PersonIndex::load_or_generate(&config.keys_dir())?;
         retention::ledger::check_origin(&db, &config.ledger.origin(&keys)).await?;
@@ -126,7 +136,8 @@ impl App {
             persons.clone(),
         )
         .with_pairing_tolerance_days(config.mobile.pairing_tolerance_days)
-        .with_forward_deadlines(config.forwarding.deadlines());
+        .with_forward_deadlines(config.forwarding.deadlines())
+        .with_retention(config.retention.clone());
         // Forwarding: to the configured authority, or to a sandbox authority started
         // here on a loopback port (development default), through the same client and
         // protocol.
@@ -170,6 +181,7 @@ impl App {
             clock: clock.clone(),
             config: config.mobile.clone(),
             forward_deadlines: config.forwarding.deadlines(),
+            retention: config.retention.clone(),
         };
         let mobile = mobile_api::Mobile::new(
             db.clone(),
@@ -341,18 +353,11 @@ fn lifecycle_entry(action: &str, addr: SocketAddr, db: &Db, originals: &Original
         actor: Actor::System,
         action: action.into(),
         subject: format!("server:{addr}"),
-        payload: Some(Payload {
-            content: (Bytes::from(
-                serde_json::json!({
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "database": db.backend().to_string(),
-                    "originals": originals.describe(),
-                })
-                .to_string(),
-            ))
-            .into(),
-            media_type: "application/json".into(),
-        }),
+        payload: Some(Payload::json(&serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": db.backend().to_string(),
+            "originals": originals.describe(),
+        }))),
     }
 }
 

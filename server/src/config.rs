@@ -57,7 +57,7 @@ pub struct Config {
     /// The employer portal (origin, session lifetimes).
     pub portal: crate::portal::PortalConfig,
     /// How long filings' payloads are kept, and the sweeper that purges them.
-    pub retention: crate::compliance::policy::RetentionConfig,
+    pub retention: crate::documents::retention::RetentionConfig,
     /// Witnesses asked to cosign the log's checkpoints (`[[witnesses]]`, each with
     /// `url` and `vkey`; docs/LOG.md, "Witnesses"). None by default.
     pub witnesses: Vec<crate::cosigning::WitnessConfig>,
@@ -95,7 +95,7 @@ impl Default for Config {
             witnesses: Vec::new(),
             operator: None,
             portal: crate::portal::PortalConfig::default(),
-            retention: crate::compliance::policy::RetentionConfig::default(),
+            retention: crate::documents::retention::RetentionConfig::default(),
         }
     }
 }

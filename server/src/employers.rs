@@ -297,6 +297,7 @@ pub async fn set_email(
                 payload: Some(Payload {
                     content: Bytes::from(email.clone().into_bytes()).into(),
                     media_type: "text/plain".into(),
+                    retain_until: None,
                 }),
             },
             work,

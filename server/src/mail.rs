@@ -520,6 +520,7 @@ impl Mailer {
                 let payload = Payload {
                     content: Bytes::from(bytes).into(),
                     media_type: "message/rfc822".into(),
+                    retain_until: None,
                 };
                 let entry =
                     NewEntry::system("mail.send", format!("mail:{}", row.id), Some(payload));

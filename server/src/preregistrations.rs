@@ -37,6 +37,8 @@ pub struct ServerHost {
     pub config: MobileConfig,
     /// When pre-registrations must reach the authority (`[forwarding]`).
     pub forward_deadlines: crate::submissions::ForwardDeadlines,
+    /// How long they are kept (`[retention]`; their originals' Object Lock).
+    pub retention: crate::documents::retention::RetentionConfig,
 }
 
 /// The personal id rule of registration forms, as a pre-registration finding.
@@ -186,6 +188,9 @@ impl ServerHost {
             warnings: "[]".into(),
             hold_window: chrono::Duration::zero(),
             forward_within: self.forward_deadlines.of(prereg::DOCUMENT_TYPE),
+            retain_until: self
+                .retention
+                .retain_until(prereg::DOCUMENT_TYPE, self.clock.now()),
             person_keys: self.persons.keys_of([checked.person_id.as_str()]),
             persons_later: false,
         };
@@ -236,6 +241,7 @@ impl Host for ServerHost {
                         payload: Some(Payload {
                             content: bytes::Bytes::from(text.into_bytes()).into(),
                             media_type: "text/plain; charset=utf-8".into(),
+                            retain_until: None,
                         }),
                     },
                     work,
@@ -403,6 +409,7 @@ async fn send_digest(
         payload: Some(Payload {
             content: bytes::Bytes::from(body.into_bytes()).into(),
             media_type: "text/plain; charset=utf-8".into(),
+            retain_until: None,
         }),
     };
     ledger.append_once(entry, work).await?;
@@ -456,6 +463,7 @@ mod tests {
                 clock: clock.clone(),
                 config: MobileConfig::default(),
                 forward_deadlines: Default::default(),
+                retention: Default::default(),
             };
             let mobile = Mobile::new(
                 env.db.clone(),

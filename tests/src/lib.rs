@@ -57,6 +57,9 @@ pub struct Instance {
     pub dir: TempDir,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// Environment every command and server of this instance gets (e.g. the
+    /// originals store), after the data dir and database.
+    pub env: Vec<(String, String)>,
     _pg: Option<TempPg>,
 }
 
@@ -81,6 +84,7 @@ impl Instance {
             dir,
             data_dir,
             database_url,
+            env: Vec::new(),
             _pg: pg,
         }
     }
@@ -109,6 +113,7 @@ impl Instance {
         cmd.env("IVAN_DATA_DIR", &self.data_dir)
             .env("IVAN_DATABASE_URL", &self.database_url)
             .env("USER", "e2e-operator")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .args(args)
             .kill_on_drop(true);

@@ -126,6 +126,7 @@ async fn measure(env: &TestEnv, writers: usize, args: &Args) -> Result<Run> {
                         payload: payload.map(|n| Payload {
                             content: (distinct_bytes(n, w, i)).into(),
                             media_type: "application/octet-stream".into(),
+                            retain_until: None,
                         }),
                     };
                     let t = Instant::now();

@@ -206,6 +206,7 @@ async fn fill_with(ledger: &crate::Ledger, from: usize, n: usize) {
                     )))
                     .into(),
                     media_type: "application/xml".into(),
+                    retain_until: None,
                 }),
             })
             .await
@@ -706,6 +707,7 @@ async fn originals_purged_during_a_backup_are_not_damage() {
             payload: Some(Payload {
                 content: Bytes::from(format!("{{\"purged\":[\"{sha}\"]}}")).into(),
                 media_type: "application/json".into(),
+                retain_until: None,
             }),
         })
         .await

@@ -123,6 +123,9 @@ impl Default for LedgerConfig {
 pub struct Payload {
     pub content: Content,
     pub media_type: String,
+    /// On an originals bucket with Object Lock, keep the bytes write-once until at
+    /// least then (default: [`crate::originals::DEFAULT_LOCK_YEARS`] from the write).
+    pub retain_until: Option<DateTime<Utc>>,
 }
 
 /// A payload's bytes: in memory, or staged in the originals store as they arrived
@@ -139,6 +142,7 @@ impl Payload {
         Payload {
             content: Bytes::from(v.to_string()).into(),
             media_type: "application/json".into(),
+            retain_until: None,
         }
     }
 }
@@ -587,7 +591,9 @@ impl Ledger {
                     let size = i64::try_from(p.content.len())
                         .map_err(|_| Error::Invalid("payload too large".into()))?;
                     let sha256 = match p.content {
-                        Content::Memory(bytes) => self.originals.put(bytes).await?,
+                        Content::Memory(bytes) => {
+                            self.originals.put_until(bytes, p.retain_until).await?
+                        }
                         Content::Staged(staged) => self.originals.put_staged(staged).await?,
                     };
                     Some(PayloadMeta {

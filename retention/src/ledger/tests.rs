@@ -119,6 +119,7 @@ async fn appends_form_a_verified_chain(env: TestEnv) {
             e.payload = Some(Payload {
                 content: Bytes::from_static(b"<x>payload</x>").into(),
                 media_type: "application/xml".into(),
+                retain_until: None,
             });
         }
         let a = ledger.append(e).await.unwrap();
@@ -296,6 +297,7 @@ async fn corrupt_original_is_named(env: TestEnv) {
     e.payload = Some(Payload {
         content: (Bytes::from_static(b"the original")).into(),
         media_type: "text/plain".into(),
+        retain_until: None,
     });
     let a = ledger.append(e).await.unwrap();
     task.shutdown().await;

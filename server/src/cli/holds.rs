@@ -43,6 +43,12 @@ pub enum HoldCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Apply every hold to the originals bucket's legal holds again (after a bucket
+    /// failure a hold or release reported; nothing without Object Lock).
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
     /// List legal holds (active ones; --all for released ones too).
     List {
         #[arg(long)]
@@ -113,6 +119,21 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
                 println!("{}", to_json(&released));
             } else {
                 println!("hold {} released", released.id);
+            }
+        }
+        HoldCommand::Sync { json } => {
+            let set = OpenLedger::with(config, async |r: &OpenLedger| {
+                let mut set = 0;
+                for hold in holds::holds(&r.db, false).await? {
+                    set += holds::apply_to_storage(&r.db, r.ledger.originals(), &hold).await?;
+                }
+                Ok::<_, Error>(set)
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::json!({ "originals_set": set }));
+            } else {
+                println!("legal holds applied to {set} originals");
             }
         }
         HoldCommand::List { all, json } => {

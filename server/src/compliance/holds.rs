@@ -2,10 +2,17 @@
 //! filing or on all of an employer's filings keeps them while it is active;
 //! releasing it (`hold.release`, a reason required) lets the [`super::sweeper`]
 //! purge what has expired in the meantime.
+//!
+//! On an originals bucket with Object Lock the record's holds are also the
+//! storage's: after each change, every original of the filings the hold covers gets
+//! an S3 legal hold while any active hold covers a filing that names it, and loses
+//! it otherwise ([`apply_to_storage`]). Should the bucket fail meanwhile, the hold is
+//! recorded (and keeps the filings from the purge) and the command says so;
+//! `ivan admin hold sync` applies every hold again.
 
 use chrono::{DateTime, Utc};
 use retention::ledger::{NewEntry, Work};
-use retention::{Actor, Clock, Db, Ledger, Payload, on_conn, on_pool};
+use retention::{Actor, Clock, Db, Ledger, Originals, Payload, Sha256Hex, on_conn, on_pool};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -132,6 +139,7 @@ pub async fn add_hold(
             work,
         )
         .await?;
+    applied(ledger, db, &hold).await?;
     Ok(hold)
 }
 
@@ -190,12 +198,81 @@ pub async fn release_hold(
             work,
         )
         .await?;
-    Ok(Hold {
+    let released = Hold {
         released_at: Some(now),
         released_by: Some(actor.to_string()),
         release_reason: Some(why),
         ..hold
-    })
+    };
+    applied(ledger, db, &released).await?;
+    Ok(released)
+}
+
+/// [`apply_to_storage`] after `hold` was recorded: a failure says the record
+/// already holds it and how to apply it again.
+async fn applied(ledger: &Ledger, db: &Db, hold: &Hold) -> Result<(), Error> {
+    match apply_to_storage(db, ledger.originals(), hold).await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(hold = %hold.id, originals = n, "storage legal holds applied");
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::Unavailable(format!(
+            "the change to legal hold {} is recorded (the record's holds are what keeps \
+             filings from the purge), but the originals bucket's legal holds were not \
+             updated: {e}. Run `ivan admin hold sync` once the bucket answers",
+            hold.id
+        ))),
+    }
+}
+
+/// On an originals bucket with Object Lock, makes the S3 legal hold of every
+/// original of the filings `hold` covers match the record: on while an active hold
+/// covers any filing whose log names it, off otherwise. Answers how many originals
+/// it set (none without Object Lock).
+pub async fn apply_to_storage(db: &Db, originals: &Originals, hold: &Hold) -> Result<u64, Error> {
+    if !originals.is_worm().await? {
+        return Ok(0);
+    }
+    let shas: Vec<String> = on_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT DISTINCT e.payload_sha256 FROM log_entries e \
+             JOIN submissions s ON e.subject = 'submission:' || s.id \
+             JOIN originals o ON o.sha256 = e.payload_sha256 \
+             WHERE o.purged_at IS NULL \
+             AND (($1 = 'submission' AND s.id = $2) OR ($1 = 'employer' AND s.employer_id = $2)) \
+             ORDER BY e.payload_sha256",
+        )
+        .bind(&hold.scope)
+        .bind(&hold.target)
+        .fetch_all(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    let mut set = 0;
+    for sha in shas {
+        let Some(hash) = Sha256Hex::parse(&sha) else {
+            continue;
+        };
+        let holding: i64 = on_pool!(db, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM log_entries e \
+                 JOIN submissions s ON e.subject = 'submission:' || s.id \
+                 JOIN legal_holds h ON h.released_at IS NULL AND \
+                 ((h.scope = 'submission' AND h.target = s.id) \
+                  OR (h.scope = 'employer' AND h.target = s.employer_id)) \
+                 WHERE e.payload_sha256 = $1",
+            )
+            .bind(&sha)
+            .fetch_one(pool)
+            .await
+            .map_err(retention::Error::from)?
+        });
+        originals.set_legal_hold(&hash, holding > 0).await?;
+        set += 1;
+    }
+    Ok(set)
 }
 
 /// Legal holds, oldest first (only active ones if `active_only`).

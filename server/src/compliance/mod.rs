@@ -15,7 +15,6 @@
 pub mod evidence;
 pub mod holds;
 pub mod officers;
-pub mod policy;
 pub mod sweeper;
 
 use bytes::Bytes;

@@ -1,5 +1,6 @@
-//! The sweeper that purges what has expired: the [`super::policy`] says how long
-//! payloads are kept, [`super::holds`] what is kept longer.
+//! The sweeper that purges what has expired: the retention policy
+//! ([`crate::documents::retention`]) says how long payloads are kept,
+//! [`super::holds`] what is kept longer.
 //!
 //! A filing's **transaction ends** when the authority's final answer is recorded
 //! (`processed` or `rejected`, which implies it was delivered); its payloads — the
@@ -39,8 +40,8 @@ use retention::ledger::{NewEntry, Work};
 use retention::{Actor, Clock, Db, Ledger, Payload, Sha256Hex, on_pool};
 use serde::Serialize;
 
-use super::policy::{MIN_YEARS, RetentionConfig, years_before};
 use crate::Error;
+use crate::documents::retention::{MIN_YEARS, RetentionConfig, years_before};
 use crate::submissions::persons::{self, PersonIndex};
 use crate::submissions::{self, Status};
 
@@ -374,6 +375,7 @@ mod tests {
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),
                 forward_within: chrono::Duration::hours(2),
+                retain_until: chrono::Utc::now(),
                 person_keys: persons.keys_of(["7005151000"]),
                 persons_later: false,
             },
@@ -429,6 +431,7 @@ mod tests {
                 payload: Some(Payload {
                     content: answer.into(),
                     media_type: "application/xml".into(),
+                    retain_until: None,
                 }),
             })
             .await

@@ -166,6 +166,7 @@ mod employer_change;
 mod pension_record_sheet;
 pub mod personal_id;
 mod registration_form;
+pub mod retention;
 mod rules;
 mod schema;
 

@@ -632,6 +632,7 @@ impl Forwarder {
                         Some(Payload {
                             content: body.into(),
                             media_type: "application/json".into(),
+                            retain_until: None,
                         }),
                         outbox::Change::Delivered {
                             authority_ref: authority_ref.clone(),
@@ -663,6 +664,7 @@ impl Forwarder {
                     Some(Payload {
                         content: body.into(),
                         media_type,
+                        retain_until: None,
                     }),
                     outbox::Change::Refused,
                 )
@@ -730,6 +732,7 @@ impl Forwarder {
                 payload: Some(Payload {
                     content: d.bytes.clone().into(),
                     media_type: d.media_type.clone(),
+                    retain_until: None,
                 }),
             })
             .collect();
@@ -740,6 +743,7 @@ impl Forwarder {
             payload: Some(Payload {
                 content: raw.into(),
                 media_type: "application/json".into(),
+                retain_until: None,
             }),
         });
         let final_status = if final_action == "submission.process" {

@@ -668,6 +668,7 @@ fn bytes_of(der: &[u8], media_type: &str) -> Payload {
     Payload {
         content: bytes::Bytes::copy_from_slice(der).into(),
         media_type: media_type.into(),
+        retain_until: None,
     }
 }
 

@@ -237,6 +237,7 @@ pub struct Intake {
     pairing_tolerance_days: u32,
     /// When accepted filings must reach the authority (`[forwarding]`).
     forward_deadlines: submissions::ForwardDeadlines,
+    retention: crate::documents::retention::RetentionConfig,
     persons: PersonIndex,
 }
 
@@ -456,6 +457,7 @@ impl Intake {
             config,
             pairing_tolerance_days: mobile_api::MobileConfig::default().pairing_tolerance_days,
             forward_deadlines: submissions::ForwardDeadlines::default(),
+            retention: Default::default(),
             persons,
         }
     }
@@ -471,6 +473,16 @@ impl Intake {
     /// and `forwarding.deadline_secs_by_type`).
     pub fn with_forward_deadlines(mut self, deadlines: submissions::ForwardDeadlines) -> Self {
         self.forward_deadlines = deadlines;
+        self
+    }
+
+    /// Locks accepted filings' documents (on an originals bucket with Object Lock)
+    /// for their type's retention period (`[retention]`).
+    pub fn with_retention(
+        mut self,
+        retention: crate::documents::retention::RetentionConfig,
+    ) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -848,6 +860,9 @@ impl Intake {
             warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
             hold_window: self.config.hold_window(checked.document_type.code()),
             forward_within: self.forward_deadlines.of(checked.document_type.code()),
+            retain_until: self
+                .retention
+                .retain_until(checked.document_type.code(), self.clock.now()),
             person_keys,
             persons_later: later.is_some(),
         };

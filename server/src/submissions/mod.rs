@@ -201,6 +201,10 @@ pub struct Accepting {
     pub hold_window: Duration,
     /// How long after the hold window the filing must reach the authority.
     pub forward_within: Duration,
+    /// Until when its document is kept at least: on an originals bucket with Object
+    /// Lock, the retain-until date of what it files (filing time + its type's
+    /// retention period, [`crate::documents::retention::RetentionConfig::retain_until`]).
+    pub retain_until: DateTime<Utc>,
     /// Person index keys of every personal id the filing names, written in the
     /// transaction that records it ([`crate::submissions::persons`]).
     pub person_keys: Vec<crate::submissions::persons::PersonKey>,
@@ -227,6 +231,7 @@ pub async fn record(
     let xml = |content: &retention::Content| Payload {
         content: content.clone(),
         media_type: "application/xml".into(),
+        retain_until: Some(a.retain_until),
     };
     let entries = match &a.origin {
         Origin::Signed { .. } => vec![
@@ -246,6 +251,7 @@ pub async fn record(
                 Some(Payload {
                     content: request.clone().into(),
                     media_type: "application/json".into(),
+                    retain_until: Some(a.retain_until),
                 }),
             ),
             entry(Actor::System, "submission.validate", None),
@@ -544,6 +550,7 @@ pub async fn record_refusal(
             payload: Some(Payload {
                 content: bytes::Bytes::from(problem_json).into(),
                 media_type: "application/problem+json".into(),
+                retain_until: None,
             }),
         })
         .await?)
@@ -958,6 +965,7 @@ mod tests {
             warnings: "[]".into(),
             hold_window,
             forward_within: Duration::hours(2),
+            retain_until: Utc::now(),
             person_keys: crate::submissions::persons::PersonIndex::with_key([1; 32])
                 .keys_of([format!("{i:010}").as_str(), "shared"]),
             persons_later: false,

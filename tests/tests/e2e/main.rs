@@ -23,3 +23,4 @@ mod signed_content;
 mod submissions;
 mod tokens;
 mod upgrades;
+mod worm;

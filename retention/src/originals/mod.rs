@@ -3,8 +3,13 @@
 //! any change to it shows.
 //!
 //! Keys are `sha256/ab/cd/<64 hex>`. By default the store is a local directory under
-//! the data dir; an S3-compatible bucket (with Object Lock in production) is chosen by
-//! config. A put is durable before it returns (on the local backend the file, the
+//! the data dir; an S3-compatible bucket is chosen by config. A bucket with Object
+//! Lock keeps every original as a WORM object ([`worm`]): written locked in
+//! compliance mode until its retain-until date (a filing's document: filing time +
+//! its type's retention period; anything else [`DEFAULT_LOCK_YEARS`] from the
+//! write), legal holds set on it while a filing is held, and deletable only after
+//! that. Production refuses a bucket without Object Lock ([`Originals::require_worm`]).
+//! A put is durable before it returns (on the local backend the file, the
 //! directory it is linked into and every directory the put created are fsynced; the
 //! store root and its parent once, when the store is opened), putting the same bytes
 //! twice is a no-op, and a get re-checks the hash.
@@ -13,6 +18,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
@@ -23,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::fsio::fsync_dir;
 use crate::{Error, Result, Sha256Hex};
+
+pub mod worm;
+pub use worm::{DEFAULT_LOCK_YEARS, ObjectLock};
 
 /// Where originals live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +79,8 @@ pub struct Originals {
     store: Arc<dyn ObjectStore>,
     /// The root directory when the store is local.
     local_root: Option<PathBuf>,
+    /// Object Lock requests, when the store is an S3 bucket.
+    worm: Option<Arc<worm::Worm>>,
 }
 
 /// Above this size a put first asks whether the original is already stored.
@@ -114,6 +125,7 @@ impl Originals {
         Ok(Self {
             store: Arc::new(store),
             local_root: Some(root),
+            worm: None,
         })
     }
 
@@ -132,10 +144,42 @@ impl Originals {
         if let Some(secret) = &config.secret_access_key {
             builder = builder.with_secret_access_key(secret);
         }
+        let store = builder.build()?;
+        let worm = worm::Worm::new(config, store.credentials().clone())?;
         Ok(Self {
-            store: Arc::new(builder.build()?),
+            store: Arc::new(store),
             local_root: None,
+            worm: Some(Arc::new(worm)),
         })
+    }
+
+    /// The Object Lock side of this store when its bucket has Object Lock enabled
+    /// (asked once); `None` for a local store or a bucket without it.
+    async fn locked(&self) -> Result<Option<&worm::Worm>> {
+        match &self.worm {
+            Some(w) if w.enabled().await? => Ok(Some(w)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether originals are kept as WORM objects (an S3 bucket with Object Lock).
+    pub async fn is_worm(&self) -> Result<bool> {
+        Ok(self.locked().await?.is_some())
+    }
+
+    /// Refuses (with what to do) an S3 bucket without Object Lock, as production
+    /// does at start-up; a local store is the operator's to protect and passes.
+    pub async fn require_worm(&self) -> Result<()> {
+        if self.worm.is_some() && !self.is_worm().await? {
+            return Err(Error::Invalid(format!(
+                "the originals bucket ({}) has no Object Lock: originals are legal evidence \
+                 and must be write-once in production. Create the bucket with Object Lock \
+                 enabled (it cannot be turned on for an existing bucket without AWS \
+                 support) and point [originals] bucket at it",
+                self.store
+            )));
+        }
+        Ok(())
     }
 
     /// A human description of where originals live.
@@ -149,8 +193,20 @@ impl Originals {
     /// Stores `bytes` and returns their SHA-256. Durable when it returns. Storing bytes
     /// that are already there changes nothing.
     pub async fn put(&self, bytes: Bytes) -> Result<Sha256Hex> {
+        self.put_until(bytes, None).await
+    }
+
+    /// [`Originals::put`], kept as a WORM object until at least `until` (default:
+    /// [`DEFAULT_LOCK_YEARS`] from now) on a bucket with Object Lock; an original
+    /// already stored has its lock extended if it would end sooner.
+    pub async fn put_until(&self, bytes: Bytes, until: Option<DateTime<Utc>>) -> Result<Sha256Hex> {
         let sha256 = Sha256Hex::of_bytes(&bytes).await;
         let location = key(&sha256);
+        if let Some(worm) = self.locked().await? {
+            let until = until.unwrap_or_else(|| worm::default_retain_until(Utc::now()));
+            worm.put(&location, bytes, until).await?;
+            return Ok(sha256);
+        }
         // A large original already stored is not written again; for a small one,
         // writing it costs less than asking first (and a put is create-only).
         if bytes.len() > ASK_FIRST_ABOVE_BYTES {
@@ -212,15 +268,45 @@ impl Originals {
     }
 
     /// Removes the original with this hash (the retention policy's purge); `false`
-    /// when it was not there. On an S3 bucket with Object Lock, a delete before the
-    /// lock's retain-until date is refused by the bucket and comes back as an error.
+    /// when it was not there. On an S3 bucket with Object Lock every version goes,
+    /// and a delete before the lock's retain-until date, or under a legal hold, is
+    /// refused by the bucket and comes back as [`Error::Conflict`].
     pub async fn delete(&self, sha256: &Sha256Hex) -> Result<bool> {
+        if let Some(worm) = self.locked().await? {
+            return worm.delete(&key(sha256)).await;
+        }
         if !self.contains(sha256).await? {
             return Ok(false);
         }
         match self.store.delete(&key(sha256)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The Object Lock the original carries; `None` when the store has no Object
+    /// Lock or the original is not there.
+    pub async fn lock(&self, sha256: &Sha256Hex) -> Result<Option<ObjectLock>> {
+        match self.locked().await? {
+            Some(worm) => worm.lock(&key(sha256)).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Extends the original's lock to at least `until` (nothing without Object Lock).
+    pub async fn retain_until(&self, sha256: &Sha256Hex, until: DateTime<Utc>) -> Result<()> {
+        match self.locked().await? {
+            Some(worm) => worm.extend(&key(sha256), until).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Turns the storage's legal hold on the original on or off; `false` when the
+    /// store has no Object Lock (the record's holds still keep it from the purge).
+    pub async fn set_legal_hold(&self, sha256: &Sha256Hex, on: bool) -> Result<bool> {
+        match self.locked().await? {
+            Some(worm) => worm.legal_hold(&key(sha256), on).await.map(|()| true),
+            None => Ok(false),
         }
     }
 
@@ -612,6 +698,96 @@ mod tests {
         );
         let h = store.put(big.clone()).await.unwrap();
         assert_eq!(store.get(&h).await.unwrap(), big);
+    }
+
+    /// Waits (at most 20 s) until the real clock is past `t`: the bucket's locks
+    /// run on its own clock.
+    async fn until_past(t: DateTime<Utc>) {
+        for _ in 0..200 {
+            if Utc::now() > t + chrono::TimeDelta::milliseconds(200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the clock did not pass {t}");
+    }
+
+    #[tokio::test]
+    async fn an_object_lock_bucket_keeps_originals_write_once_until_their_date() {
+        let s3 = crate::testing::S3Emulator::start_locked().await;
+        let store = Originals::s3(&s3.config()).unwrap();
+        assert!(store.is_worm().await.unwrap());
+        store.require_worm().await.unwrap();
+        // Written locked in compliance mode, by default for the legal minimum.
+        let bytes = Bytes::from_static(b"<doc>filed</doc>");
+        let before = Utc::now();
+        let h = store.put(bytes.clone()).await.unwrap();
+        assert_eq!(store.get(&h).await.unwrap(), bytes);
+        let lock = store.lock(&h).await.unwrap().unwrap();
+        assert_eq!(lock.mode.as_deref(), Some("COMPLIANCE"));
+        let until = lock.retain_until.unwrap();
+        assert!(until >= worm::default_retain_until(before) - chrono::TimeDelta::seconds(1));
+        assert!(until <= worm::default_retain_until(Utc::now()) + chrono::TimeDelta::seconds(1));
+        assert!(!lock.legal_hold);
+        // A purge before that date fails at the storage, and leaves the bytes.
+        assert!(matches!(store.delete(&h).await, Err(Error::Conflict(_))));
+        assert_eq!(store.get(&h).await.unwrap(), bytes);
+        // Filed again with a later date: the lock grows; with an earlier one it stays.
+        let later = until + chrono::TimeDelta::days(400);
+        assert_eq!(
+            store.put_until(bytes.clone(), Some(later)).await.unwrap(),
+            h
+        );
+        let grown = store.lock(&h).await.unwrap().unwrap().retain_until.unwrap();
+        assert!(grown >= later, "{grown} < {later}");
+        store.put_until(bytes.clone(), Some(until)).await.unwrap();
+        store.retain_until(&h, until).await.unwrap();
+        assert_eq!(
+            store.lock(&h).await.unwrap().unwrap().retain_until,
+            Some(grown)
+        );
+
+        // One whose date passes: a legal hold still keeps it, until released.
+        let short = Utc::now() + chrono::TimeDelta::seconds(1);
+        let gone = store
+            .put_until(Bytes::from_static(b"<doc>short</doc>"), Some(short))
+            .await
+            .unwrap();
+        assert!(store.set_legal_hold(&gone, true).await.unwrap());
+        assert!(store.lock(&gone).await.unwrap().unwrap().legal_hold);
+        until_past(short + chrono::TimeDelta::seconds(1)).await;
+        assert!(matches!(store.delete(&gone).await, Err(Error::Conflict(_))));
+        assert!(store.contains(&gone).await.unwrap());
+        store.set_legal_hold(&gone, false).await.unwrap();
+        // Every version goes: nothing is left to read or list.
+        assert!(store.delete(&gone).await.unwrap());
+        assert!(!store.contains(&gone).await.unwrap());
+        assert!(matches!(
+            store.get(&gone).await,
+            Err(Error::MissingOriginal(_))
+        ));
+        assert!(!store.delete(&gone).await.unwrap());
+        let listed: Vec<_> = store.list().collect::<Vec<_>>().await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].as_ref().unwrap(), &h);
+    }
+
+    #[tokio::test]
+    async fn a_bucket_without_object_lock_is_told_apart() {
+        let s3 = crate::testing::S3Emulator::start().await;
+        let store = Originals::s3(&s3.config()).unwrap();
+        assert!(!store.is_worm().await.unwrap());
+        let refused = store.require_worm().await.unwrap_err().to_string();
+        assert!(refused.contains("has no Object Lock"), "{refused}");
+        // Plain objects, no lock and no legal hold to set.
+        let h = store.put(Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(store.lock(&h).await.unwrap(), None);
+        assert!(!store.set_legal_hold(&h, true).await.unwrap());
+        // A local store has nothing to refuse.
+        let dir = tempfile::tempdir().unwrap();
+        let local = Originals::local(dir.path()).unwrap();
+        assert!(!local.is_worm().await.unwrap());
+        local.require_worm().await.unwrap();
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The retention policy: how long filings' payloads are kept — `retention.years` per
 //! document type, `retention.default_years` = 10 otherwise, never less than
-//! [`MIN_YEARS`] — counted from the end of a filing's transaction. The
-//! [`super::sweeper`] applies it.
+//! [`MIN_YEARS`] — counted from the end of a filing's transaction. The compliance
+//! sweeper (`compliance::sweeper`) applies it; intake locks a filing's document on
+//! an originals bucket with Object Lock until filing time + its type's period
+//! ([`RetentionConfig::retain_until`]), which is never later than the purge.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// The legal minimum this intermediary keeps anything for.
-pub const MIN_YEARS: u32 = 10;
+/// The legal minimum this intermediary keeps anything for (every original on a
+/// bucket with Object Lock is locked at least this long from its write).
+pub const MIN_YEARS: u32 = retention::originals::DEFAULT_LOCK_YEARS;
 
 /// `[retention]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,9 +77,20 @@ impl RetentionConfig {
             .unwrap_or(self.default_years)
             .max(MIN_YEARS)
     }
+
+    /// Until when a filing of `document_type` made at `filed_at` is kept at least:
+    /// the retain-until date of its document's Object Lock. Its transaction ends
+    /// at or after `filed_at`, so the purge never comes before this.
+    pub fn retain_until(&self, document_type: &str, filed_at: DateTime<Utc>) -> DateTime<Utc> {
+        filed_at
+            .checked_add_months(Months::new(
+                self.years_for(document_type).saturating_mul(12),
+            ))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
 }
 
-pub(super) fn years_before(now: DateTime<Utc>, years: u32) -> DateTime<Utc> {
+pub(crate) fn years_before(now: DateTime<Utc>, years: u32) -> DateTime<Utc> {
     now.checked_sub_months(Months::new(years.saturating_mul(12)))
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
