@@ -138,6 +138,17 @@ impl App {
         .with_pairing_tolerance_days(config.mobile.pairing_tolerance_days)
         .with_forward_deadlines(config.forwarding.deadlines())
         .with_retention(config.retention.clone());
+        let intake = if config.intake.ocsp {
+            let http = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_millis(
+                    config.intake.ocsp_timeout_ms,
+                ))
+                .build()
+                .map_err(|e| Error::Config(format!("OCSP: {e}")))?;
+            intake.with_ocsp(http)
+        } else {
+            intake
+        };
         // Forwarding: to the configured authority, or to a sandbox authority started
         // here on a loopback port (development default), through the same client and
         // protocol.

@@ -223,6 +223,12 @@ impl Config {
                 "intake.crl_fetch_secs must be positive and intake.crl_urls http(s) URLs".into(),
             ));
         }
+        if intake.ocsp_timeout_ms == 0 {
+            return Err(Error::Config(
+                "intake.ocsp_timeout_ms must be at least 1 (intake.ocsp = false turns OCSP off)"
+                    .into(),
+            ));
+        }
         if intake.cert_expiry_check_secs == 0
             || intake
                 .cert_expiry_warn_days

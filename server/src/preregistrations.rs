@@ -184,6 +184,7 @@ impl ServerHost {
             idempotency_key,
             signer_fingerprint: None,
             crl_sha256: None,
+            ocsp_response: None,
             signed_digest: None,
             warnings: "[]".into(),
             hold_window: chrono::Duration::zero(),

@@ -32,6 +32,10 @@ pub enum DevCommand {
         /// The certificate of that key, PEM or DER (embedded in KeyInfo).
         #[arg(long)]
         cert: PathBuf,
+        /// CA certificates to send beside it (PEM, the signer's issuer first), for a
+        /// signer under an intermediate CA.
+        #[arg(long)]
+        chain: Option<PathBuf>,
         input: PathBuf,
     },
 }
@@ -55,14 +59,28 @@ pub fn dev(cmd: DevCommand) -> Result<ExitCode> {
             }
             eprintln!("These certificates are for testing only.");
         }
-        DevCommand::Sign { key, cert, input } => {
+        DevCommand::Sign {
+            key,
+            cert,
+            chain,
+            input,
+        } => {
             let key = read_file(&key)?;
             let cert = crate::intake::trust::parse_certificate_pem_or_der(&read_file(&cert)?)
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             let xml = String::from_utf8(read_file(&input)?)
                 .map_err(|_| Error::Invalid(format!("{} is not UTF-8", input.display())))?;
-            let signed = crate::intake::signature::sign_enveloped(&xml, &key, &cert.der)
-                .map_err(Error::Invalid)?;
+            let chain = match chain {
+                Some(path) => pem::parse_many(read_file(&path)?)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?
+                    .into_iter()
+                    .map(|p| p.into_contents())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let signed =
+                crate::intake::signature::sign_enveloped_chain(&xml, &key, &cert.der, &chain)
+                    .map_err(Error::Invalid)?;
             print!("{signed}");
         }
     }

@@ -371,6 +371,7 @@ mod tests {
                 idempotency_key: None,
                 signer_fingerprint: None,
                 crl_sha256: None,
+                ocsp_response: None,
                 signed_digest: None,
                 warnings: "[]".into(),
                 hold_window: chrono::Duration::zero(),

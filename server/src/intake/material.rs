@@ -117,9 +117,21 @@ pub async fn add_crl(
 ) -> Result<Added, Error> {
     let crl = Crl::parse(bytes).map_err(invalid)?;
     let anchors = load_anchors(db).await?;
-    if !anchors.iter().any(|a| crl.issued_by(a)) {
+    // A trusted CA's, or an intermediate CA's that issued a registered certificate.
+    // (Its signature is checked against the chain whenever it is used.)
+    if !anchors.iter().any(|a| crl.issued_by(a))
+        && certs_where(
+            db,
+            "removed_at IS NULL AND issuer = $1",
+            &[Bind::Text(&crl.issuer_name())],
+        )
+        .await?
+        .is_empty()
+    {
         return Err(Error::Invalid(format!(
-            "the CRL is issued by {}, which is not a trusted CA; add the CA first (ivan admin ca add)",
+            "the CRL is issued by {}, which is neither a trusted CA nor the CA of a registered \
+             certificate; add the CA first (ivan admin ca add), or register a certificate \
+             it issued (ivan admin cert add)",
             crl.issuer_name()
         )));
     }
@@ -524,14 +536,22 @@ pub async fn fetch_crls(
 
 /// The body at `url`, at most [`MAX_CRL_BYTES`].
 async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let mut r = http.get(url).send().await.map_err(|e| e.to_string())?;
+    body_at_most(http.get(url), MAX_CRL_BYTES).await
+}
+
+/// Sends `request`; the body of a success answer, at most `cap` bytes (else why not).
+pub(super) async fn body_at_most(
+    request: reqwest::RequestBuilder,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    let mut r = request.send().await.map_err(|e| e.to_string())?;
     if !r.status().is_success() {
         return Err(format!("answered {}", r.status()));
     }
     let mut body = Vec::new();
     while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_CRL_BYTES {
-            return Err(format!("larger than {MAX_CRL_BYTES} bytes"));
+        if body.len() + chunk.len() > cap {
+            return Err(format!("larger than {cap} bytes"));
         }
         body.extend_from_slice(&chunk);
     }

@@ -20,6 +20,7 @@ pub mod verified;
 pub use crate::xml::Refusal;
 
 pub mod material;
+pub mod ocsp;
 mod pipeline;
 #[cfg(test)]
 mod signature_tests;

@@ -105,6 +105,11 @@ pub struct IntakeConfig {
     pub crl_urls: Vec<String>,
     /// How often CRLs are fetched (seconds).
     pub crl_fetch_secs: u64,
+    /// Ask the OCSP responder a signing certificate names about its status
+    /// ([`super::ocsp`]); the CRL decision stands when it cannot be reached.
+    pub ocsp: bool,
+    /// The whole exchange with an OCSP responder, at most (milliseconds).
+    pub ocsp_timeout_ms: u64,
 }
 
 impl IntakeConfig {
@@ -161,6 +166,8 @@ impl Default for IntakeConfig {
             cert_expiry_check_secs: 3600,
             crl_urls: Vec::new(),
             crl_fetch_secs: 3600,
+            ocsp: true,
+            ocsp_timeout_ms: 5000,
         }
     }
 }
@@ -239,6 +246,21 @@ pub struct Intake {
     forward_deadlines: submissions::ForwardDeadlines,
     retention: crate::documents::retention::RetentionConfig,
     persons: PersonIndex,
+    /// Asks OCSP responders (`intake.ocsp`); none: not asked.
+    ocsp_http: Option<reqwest::Client>,
+}
+
+/// The answer refusing a filing whose signing certificate `r` refused.
+fn refused_signer(r: trust::Rejected) -> Verdict {
+    Verdict::Refuse {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        errors: vec![ProblemEntry {
+            code: r.code.to_owned(),
+            message: r.message,
+            location: "/ds:Signature/ds:KeyInfo".into(),
+        }],
+        warnings: vec![],
+    }
 }
 
 /// A filing's body held in memory, counted in the body budget until it is dropped.
@@ -268,6 +290,8 @@ struct Ready {
     checked: Checked,
     fingerprint: String,
     crl_sha256: Option<String>,
+    /// The OCSP responder's answer, when it was asked ([`super::ocsp`]).
+    ocsp_response: Option<Vec<u8>>,
     signed_digest: String,
     warnings: Vec<ProblemEntry>,
 }
@@ -459,6 +483,7 @@ impl Intake {
             forward_deadlines: submissions::ForwardDeadlines::default(),
             retention: Default::default(),
             persons,
+            ocsp_http: None,
         }
     }
 
@@ -483,6 +508,12 @@ impl Intake {
         retention: crate::documents::retention::RetentionConfig,
     ) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// Asks the OCSP responders signing certificates name, through `http`.
+    pub fn with_ocsp(mut self, http: reqwest::Client) -> Self {
+        self.ocsp_http = Some(http);
         self
     }
 
@@ -636,18 +667,11 @@ impl Intake {
             &policy,
         ) {
             Ok(a) => a,
-            Err(r) => {
-                let p = ProblemEntry {
-                    code: r.code.to_owned(),
-                    message: r.message,
-                    location: "/ds:Signature/ds:KeyInfo".into(),
-                };
-                return Ok(Verdict::Refuse {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    errors: vec![p],
-                    warnings: vec![],
-                });
-            }
+            Err(r) => return Ok(refused_signer(r)),
+        };
+        let ocsp_response = match self.ask_ocsp(signer, &accepted, now).await {
+            Ok(response) => response,
+            Err(r) => return Ok(refused_signer(r)),
         };
 
         let Analysis { checked, .. } = analysis;
@@ -684,9 +708,61 @@ impl Intake {
             checked,
             fingerprint,
             crl_sha256: accepted.crl_sha256,
+            ocsp_response,
             signed_digest: digest,
             warnings,
         })))
+    }
+
+    /// Asks the OCSP responder `signer` names (when `intake.ocsp`) about it: its
+    /// answer when that is `good`, a refusal when it is `revoked` or `unknown`, and
+    /// `None` when there is no responder or no answer that counts (the CRL decision
+    /// stands; counted and logged). See [`super::ocsp`].
+    async fn ask_ocsp(
+        &self,
+        signer: &[u8],
+        accepted: &trust::Accepted,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<u8>>, trust::Rejected> {
+        let Some(http) = &self.ocsp_http else {
+            return Ok(None);
+        };
+        let Some(url) = super::ocsp::responder_urls(signer).into_iter().next() else {
+            return Ok(None);
+        };
+        let timeout = std::time::Duration::from_millis(self.config.ocsp_timeout_ms);
+        let answer =
+            match super::ocsp::ask(http, &url, signer, &accepted.issuer_der, now, timeout).await {
+                Ok(a) => a,
+                Err(why) => {
+                    metrics::counter!("ivan_ocsp_failures_total").increment(1);
+                    tracing::warn!(%url, %why, "no usable OCSP answer; the CRL decision stands");
+                    return Ok(None);
+                }
+            };
+        let subject = &accepted.subject;
+        match answer.status {
+            super::ocsp::Status::Good => Ok(Some(answer.der)),
+            super::ocsp::Status::Revoked { at, reason } => Err(trust::Rejected::new(
+                trust::code::REVOKED,
+                format!(
+                    "the signing certificate \"{subject}\" (serial {}) was revoked on {}{}, according to the OCSP responder {url} (answer of {})",
+                    accepted.serial_hex,
+                    trust::when(at),
+                    reason
+                        .map(|r| format!(" (reason: {r})"))
+                        .unwrap_or_default(),
+                    trust::when(answer.this_update),
+                ),
+            )),
+            super::ocsp::Status::Unknown => Err(trust::Rejected::new(
+                trust::code::REVOCATION_UNKNOWN,
+                format!(
+                    "the OCSP responder {url} does not know the signing certificate \"{subject}\" (serial {}): its issuer does not vouch for it",
+                    accepted.serial_hex
+                ),
+            )),
+        }
     }
 
     /// Runs the checks of [`Intake::submit`] on a document without recording
@@ -823,6 +899,7 @@ impl Intake {
             mut checked,
             fingerprint,
             crl_sha256,
+            ocsp_response,
             signed_digest,
             warnings,
         } = ready;
@@ -856,6 +933,7 @@ impl Intake {
             idempotency_key: idempotency_key.map(str::to_owned),
             signer_fingerprint: Some(fingerprint),
             crl_sha256,
+            ocsp_response,
             signed_digest: Some(signed_digest.clone()),
             warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
             hold_window: self.config.hold_window(checked.document_type.code()),

@@ -313,12 +313,34 @@ pub fn sign_enveloped(xml: &str, key_pem: &[u8], cert_der: &[u8]) -> Result<Stri
     sign_enveloped_with(xml, key_pem, cert_der, Some(algorithm::EXC_C14N))
 }
 
+/// [`sign_enveloped`] with the CA certificates `chain` (DER, issuer of the signer
+/// first) sent beside the signer's in KeyInfo, as a signer under an intermediate CA
+/// sends them.
+pub fn sign_enveloped_chain(
+    xml: &str,
+    key_pem: &[u8],
+    cert_der: &[u8],
+    chain: &[Vec<u8>],
+) -> Result<String, String> {
+    sign_with(xml, key_pem, cert_der, chain, Some(algorithm::EXC_C14N))
+}
+
 /// [`sign_enveloped`] with the reference's canonicalisation `transform` after
 /// enveloped-signature (`None`: none, which means inclusive C14N 1.0).
 pub(crate) fn sign_enveloped_with(
     xml: &str,
     key_pem: &[u8],
     cert_der: &[u8],
+    transform: Option<&str>,
+) -> Result<String, String> {
+    sign_with(xml, key_pem, cert_der, &[], transform)
+}
+
+fn sign_with(
+    xml: &str,
+    key_pem: &[u8],
+    cert_der: &[u8],
+    chain: &[Vec<u8>],
     transform: Option<&str>,
 ) -> Result<String, String> {
     let key = bergshamra::keys::loader::load_pem_auto(key_pem, None)
@@ -359,7 +381,7 @@ pub(crate) fn sign_enveloped_with(
 <ds:Transform Algorithm=\"{env}\"/>{second}\
 </ds:Transforms><ds:DigestMethod Algorithm=\"{sha}\"/><ds:DigestValue></ds:DigestValue>\
 </ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue>\
-<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\
+<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate>{chain}</ds:X509Data></ds:KeyInfo>\
 </ds:Signature>{}",
         &xml[..close],
         &xml[close..],
@@ -367,6 +389,13 @@ pub(crate) fn sign_enveloped_with(
         env = algorithm::ENVELOPED_SIGNATURE,
         sha = algorithm::SHA256,
         cert = STANDARD.encode(cert_der),
+        chain = chain
+            .iter()
+            .map(|c| format!(
+                "<ds:X509Certificate>{}</ds:X509Certificate>",
+                STANDARD.encode(c)
+            ))
+            .collect::<String>(),
         second = transform
             .map(|t| format!("<ds:Transform Algorithm=\"{t}\"/>"))
             .unwrap_or_default(),

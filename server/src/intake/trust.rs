@@ -20,6 +20,7 @@
 //! | 6 | it is not revoked per the CRLs of its issuer (see below) | `certificate.revoked` |
 //! | 7 | when [`Policy::require_crl`]: a CRL of its issuer is on file … | `certificate.revocation-unknown` |
 //! | 8 | … and the newest one is current: nextUpdate + [`Policy::max_crl_age_after_next_update`] ≥ `now` | `certificate.crl-stale` |
+//! | 9 | every intermediate CA on the chain passes 6–8 against the CRLs of *its* issuer (the next CA up; the last one's is the trusted CA) | `certificate.revoked`, `certificate.revocation-unknown`, `certificate.crl-stale` |
 //!
 //! Extended key usage is not restricted: document signing certificates carry
 //! emailProtection, documentSigning, others or none, and all are accepted (a present
@@ -55,6 +56,12 @@
 //! newest CRL is still consulted for revocation but does not refuse the certificate
 //! (`crl_sha256` names it): "require a CRL" means "require a current one".
 //!
+//! The same rules hold one level up for every **intermediate CA** on the chain
+//! (rule 9): its issuer's CRLs (the root's, for a CA the root issued) are checked
+//! for it. [`Accepted::crl_sha256`] names the leaf's CRL; the intermediates' are
+//! the CRLs on file, which are never deleted, so a re-validation at the filing's
+//! moment finds the same ones.
+//!
 //! # Expired CAs
 //!
 //! Every certificate on the chain must be valid at `now`, the trusted CA's own
@@ -68,9 +75,7 @@
 //!
 //! # Not covered
 //!
-//! Revocation of intermediate CAs (only the leaf's issuer's CRLs are consulted:
-//! webpki's revocation depth is end-entity), OCSP, delta and indirect CRLs (refused
-//! by [`Crl::parse`]), certificate policies.
+//! OCSP, delta and indirect CRLs (refused by [`Crl::parse`]), certificate policies.
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -146,7 +151,7 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -172,6 +177,9 @@ pub struct Accepted {
     pub subject: String,
     pub serial_hex: String,
     pub not_after: DateTime<Utc>,
+    /// The certificate that issued the signing certificate (the first intermediate
+    /// of the chain, or the trusted CA): what an OCSP request names it by.
+    pub issuer_der: Vec<u8>,
 }
 
 /// How strict revocation checking is.
@@ -401,6 +409,18 @@ impl Crl {
         self.issuer_raw == anchor.subject_raw
     }
 
+    /// Whether this CRL lists `serial` for a reason a newer CRL cannot undo
+    /// (anything but certificateHold and removeFromCRL).
+    fn lists_permanently(&self, serial: &[u8]) -> bool {
+        match self.crl.find_serial(serial) {
+            Ok(Some(entry)) => !matches!(
+                entry.reason_code,
+                Some(RevocationReason::CertificateHold | RevocationReason::RemoveFromCrl)
+            ),
+            _ => false,
+        }
+    }
+
     fn newer_than(&self, other: &Crl) -> Ordering {
         self.this_update
             .cmp(&other.this_update)
@@ -475,11 +495,24 @@ pub fn check_signer(
         .map(|d| CertificateDer::from(d.as_slice()))
         .collect();
     let anchor_problem: RefCell<Option<Rejected>> = RefCell::new(None);
+    // The CA certificates of the chain found, leaf side first, and the trusted CA's.
+    let path_cas: RefCell<Option<PathCas>> = RefCell::new(None);
     let anchor_valid = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
         anchor_validity(path.anchor(), anchors, now).map_err(|(rejected, error)| {
             anchor_problem.borrow_mut().get_or_insert(rejected);
             error
-        })
+        })?;
+        if let Some(a) = anchors.iter().find(|a| a.anchor == *path.anchor()) {
+            let cas = path
+                .intermediate_certificates()
+                .map(|c| c.der().to_vec())
+                .collect();
+            path_cas.borrow_mut().get_or_insert(PathCas {
+                intermediates: cas,
+                anchor: a.der.clone(),
+            });
+        }
+        Ok(())
     };
     let chain = Chain {
         end_entity: &end_entity,
@@ -494,6 +527,7 @@ pub fn check_signer(
         }
         return Err(chain_error(e, &subject, &issuer, intermediates));
     }
+    let path_cas = path_cas.borrow_mut().take();
 
     // 6–8. Revocation.
     let serial = leaf.raw_serial();
@@ -538,7 +572,10 @@ pub fn check_signer(
 
     let Some((crl, listed)) = newest else {
         if !policy.require_crl {
-            return Ok(accepted(None, subject, &leaf, not_after));
+            if let Some(path) = &path_cas {
+                check_intermediates(path, crls, now, policy)?;
+            }
+            return Ok(accepted(None, subject, &leaf, not_after, &path_cas));
         }
         let mut message = format!(
             "the revocation status of the signing certificate \"{subject}\" cannot be checked: there is no CRL of its issuer \"{issuer}\" on file"
@@ -567,18 +604,111 @@ pub fn check_signer(
     }
     // A permanent revocation on an older CRL is not undone by a newer one.
     for older in rest {
-        let permanent = match older.crl.find_serial(serial) {
-            Ok(Some(entry)) => !matches!(
-                entry.reason_code,
-                Some(RevocationReason::CertificateHold | RevocationReason::RemoveFromCrl)
-            ),
-            _ => false,
-        };
-        if permanent && consult(older) == Some(Listed::Yes) {
+        if older.lists_permanently(serial) && consult(older) == Some(Listed::Yes) {
             return Err(revoked(older, serial, &subject, Some(crl)));
         }
     }
 
+    stale(crl, policy, now, "the signing certificate", &subject)?;
+    // 9. The intermediate CAs on the chain.
+    if let Some(path) = &path_cas {
+        check_intermediates(path, crls, now, policy)?;
+    }
+    Ok(accepted(
+        Some(crl.sha256.clone()),
+        subject,
+        &leaf,
+        not_after,
+        &path_cas,
+    ))
+}
+
+/// The CA certificates of a verified chain.
+#[derive(Debug, Clone)]
+struct PathCas {
+    /// The intermediates, the signer's issuer first.
+    intermediates: Vec<Vec<u8>>,
+    /// The trusted CA's certificate (the last intermediate's issuer).
+    anchor: Vec<u8>,
+}
+
+/// Rule 9: each intermediate CA certificate of the verified chain (leaf side first;
+/// the last is issued by the trusted CA) is not revoked per the
+/// CRLs of its issuer, chosen as for the leaf: signed by that issuer's key, issued
+/// no later than `now`, the newest decides and an older one's permanent revocation
+/// stands. With [`Policy::require_crl`] a current one must be on file.
+fn check_intermediates(
+    path: &PathCas,
+    crls: &[Crl],
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Result<(), Rejected> {
+    let unreadable = |e: String| {
+        Rejected::new(
+            code::MALFORMED,
+            format!("a CA certificate of the chain cannot be read: {e}"),
+        )
+    };
+    let cas = &path.intermediates;
+    for (i, der) in cas.iter().enumerate() {
+        let issuer_der = cas.get(i + 1).map(Vec::as_slice).unwrap_or(&path.anchor);
+        let ca = parse_x509(der).map_err(unreadable)?;
+        let issuer = parse_x509(issuer_der).map_err(unreadable)?;
+        let name = display_name(ca.subject());
+        let serial = ca.raw_serial();
+        let mut candidates: Vec<&Crl> = crls
+            .iter()
+            .filter(|c| c.issuer_raw == ca.issuer().as_raw() && c.this_update <= now)
+            .filter(|c| signed_by(c, &issuer))
+            .collect();
+        candidates.sort_by(|a, b| b.newer_than(a));
+        let mut counting = candidates.into_iter();
+        let Some(newest) = counting.next() else {
+            if policy.require_crl {
+                return Err(Rejected::new(
+                    code::REVOCATION_UNKNOWN,
+                    format!(
+                        "the revocation status of the intermediate CA \"{name}\" cannot be checked: there is no CRL of its issuer \"{}\" on file; the operator must add a current CRL (ivan admin crl add)",
+                        display_name(issuer.subject())
+                    ),
+                ));
+            }
+            continue;
+        };
+        if newest.crl.find_serial(serial).ok().flatten().is_some() {
+            return Err(revoked_as(
+                "the intermediate CA",
+                newest,
+                serial,
+                &name,
+                None,
+            ));
+        }
+        for older in counting {
+            if older.lists_permanently(serial) {
+                return Err(revoked_as(
+                    "the intermediate CA",
+                    older,
+                    serial,
+                    &name,
+                    Some(newest),
+                ));
+            }
+        }
+        stale(newest, policy, now, "the intermediate CA", &name)?;
+    }
+    Ok(())
+}
+
+/// Rules 8 and 9: with [`Policy::require_crl`], `crl` (the newest of the issuer of
+/// `what` "`subject`") must not be past its nextUpdate and the grace after it.
+fn stale(
+    crl: &Crl,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    what: &str,
+    subject: &str,
+) -> Result<(), Rejected> {
     if let Some(next_update) = crl.next_update
         && policy.require_crl
         && next_update
@@ -588,19 +718,27 @@ pub fn check_signer(
         return Err(Rejected::new(
             code::CRL_STALE,
             format!(
-                "the revocation status of the signing certificate \"{subject}\" cannot be checked: the newest CRL of its issuer \"{}\" (issued {}) was due to be replaced by {}; the operator must add a current CRL (ivan admin crl add)",
+                "the revocation status of {what} \"{subject}\" cannot be checked: the newest CRL of its issuer \"{}\" (issued {}) was due to be replaced by {}; the operator must add a current CRL (ivan admin crl add)",
                 crl.issuer_name,
                 when(crl.this_update),
                 when(next_update)
             ),
         ));
     }
-    Ok(accepted(
-        Some(crl.sha256.clone()),
-        subject,
-        &leaf,
-        not_after,
-    ))
+    Ok(())
+}
+
+/// Whether `crl` is signed by `issuer`'s key and may speak for CA certificates (its
+/// issuing distribution point, if any, does not limit it to end-entity ones).
+fn signed_by(crl: &Crl, issuer: &X509Certificate<'_>) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    let Ok((_, parsed)) = CertificateRevocationList::from_der(&crl.der) else {
+        return false;
+    };
+    let user_only = parsed.extensions().iter().any(|e| {
+        matches!(e.parsed_extension(), ParsedExtension::IssuingDistributionPoint(idp) if idp.only_contains_user_certs)
+    });
+    !user_only && parsed.verify_signature(issuer.public_key()).is_ok()
 }
 
 type PathCheck<'a> = dyn Fn(&webpki::VerifiedPath<'_>) -> Result<(), webpki::Error> + 'a;
@@ -644,16 +782,33 @@ fn accepted(
     subject: String,
     leaf: &X509Certificate<'_>,
     not_after: DateTime<Utc>,
+    path_cas: &Option<PathCas>,
 ) -> Accepted {
+    let issuer_der = path_cas
+        .as_ref()
+        .map(|p| p.intermediates.first().unwrap_or(&p.anchor).clone())
+        .unwrap_or_default();
     Accepted {
         crl_sha256,
         subject,
         serial_hex: serial_hex(leaf.raw_serial()),
         not_after,
+        issuer_der,
     }
 }
 
 fn revoked(crl: &Crl, serial: &[u8], subject: &str, newer: Option<&Crl>) -> Rejected {
+    revoked_as("the signing certificate", crl, serial, subject, newer)
+}
+
+/// [`revoked`] of `what` ("the signing certificate", "the intermediate CA").
+fn revoked_as(
+    what: &str,
+    crl: &Crl,
+    serial: &[u8],
+    subject: &str,
+    newer: Option<&Crl>,
+) -> Rejected {
     let entry = crl.crl.find_serial(serial).ok().flatten();
     let at = entry
         .as_ref()
@@ -666,7 +821,7 @@ fn revoked(crl: &Crl, serial: &[u8], subject: &str, newer: Option<&Crl>) -> Reje
         .map(|r| format!(" (reason: {})", reason_name(r)))
         .unwrap_or_default();
     let mut message = format!(
-        "the signing certificate \"{subject}\" (serial {}) was revoked{at}{reason}, according to the CRL of \"{}\" issued {}",
+        "{what} \"{subject}\" (serial {}) was revoked{at}{reason}, according to the CRL of \"{}\" issued {}",
         serial_hex(serial),
         crl.issuer_name,
         when(crl.this_update)
@@ -943,7 +1098,7 @@ fn unix_time(t: DateTime<Utc>) -> UnixTime {
 }
 
 /// `2026-11-23 10:08:55 UTC`
-fn when(t: DateTime<Utc>) -> String {
+pub(crate) fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -1500,6 +1655,25 @@ mod tests {
         assert!(check(&p, &p.employer, &[forged_old, real]).is_ok());
     }
 
+    /// A three-level PKI under `p`: the intermediate "Issuing CA", a signer it issued,
+    /// and its CRL (revoking nothing).
+    fn under_intermediate(p: &Pki) -> (Identity, Identity, Crl) {
+        let sub = p
+            .issue(&LeafSpec {
+                ca: true,
+                key_usages: vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+                ..LeafSpec::signing("Issuing CA", now())
+            })
+            .unwrap();
+        let leaf = dev::issue(&sub, &LeafSpec::signing("Employer Under Sub", now())).unwrap();
+        let sub_crl = crl(
+            &dev::sign_crl(&sub, &crl_spec(now() - Duration::hours(1), 1, vec![]))
+                .unwrap()
+                .der,
+        );
+        (sub, leaf, sub_crl)
+    }
+
     #[test]
     fn trust_follows_intermediates_and_checks_their_dates() {
         let p = pki();
@@ -1510,19 +1684,7 @@ mod tests {
             not_after: na,
             ..LeafSpec::signing(cn, now())
         };
-        let sub = p
-            .issue(&sub_spec(
-                "Issuing CA",
-                now() - Duration::days(1),
-                now() + Duration::days(1000),
-            ))
-            .unwrap();
-        let leaf = dev::issue(&sub, &LeafSpec::signing("Employer Under Sub", now())).unwrap();
-        let sub_crl = crl(
-            &dev::sign_crl(&sub, &crl_spec(now() - Duration::hours(1), 1, vec![]))
-                .unwrap()
-                .der,
-        );
+        let (sub, leaf, sub_crl) = under_intermediate(&p);
         let root_crl = crl(&p.crl.der);
         let inter = [sub.cert_der.clone()];
         let run = |inter: &[Vec<u8>], crls: &[Crl]| {
@@ -1577,6 +1739,111 @@ mod tests {
             m.contains("Old Issuing CA") && m.contains("2026-11-21 10:00:00 UTC"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn intermediate_cas_are_checked_against_their_issuers_crls() {
+        // A three-level PKI: root → "Issuing CA" → the employer's certificate.
+        let p = pki();
+        let (sub, leaf, sub_crl) = under_intermediate(&p);
+        let root_crl = crl(&p.crl.der);
+        let root_revoking = |reason| {
+            let revoked = vec![Revoked::of(&sub, now() - Duration::hours(2), reason).unwrap()];
+            crl(&p
+                .crl(&crl_spec(now() - Duration::minutes(30), 2, revoked))
+                .unwrap()
+                .der)
+        };
+        let inter = [sub.cert_der.clone()];
+        let run = |crls: &[Crl], policy: &Policy| {
+            check_signer(&leaf.cert_der, &inter, &anchors(&p), crls, now(), policy)
+        };
+        let lax = Policy {
+            require_crl: false,
+            ..Policy::default()
+        };
+        run(&[root_crl.clone(), sub_crl.clone()], &Policy::default()).unwrap();
+
+        // The root revokes the intermediate: its certificates are refused, naming it,
+        // whether or not a CRL is required and whatever the leaf's issuer says.
+        let compromised = root_revoking(Some(Reason::KeyCompromise));
+        let with_it = [root_crl.clone(), compromised.clone(), sub_crl.clone()];
+        let m = refused(run(&with_it, &Policy::default()), code::REVOKED);
+        assert!(
+            m.contains("the intermediate CA")
+                && m.contains("CN=Issuing CA\"")
+                && m.contains("key compromise"),
+            "{m}"
+        );
+        refused(run(std::slice::from_ref(&compromised), &lax), code::REVOKED);
+        // A newer root CRL that drops it does not undo a permanent revocation…
+        let newer_clean = crl(&p
+            .crl(&crl_spec(now() - Duration::minutes(10), 3, vec![]))
+            .unwrap()
+            .der);
+        let m = refused(
+            run(
+                &[compromised.clone(), newer_clean.clone(), sub_crl.clone()],
+                &Policy::default(),
+            ),
+            code::REVOKED,
+        );
+        assert!(m.contains("a revocation is permanent"), "{m}");
+        // …but lifts a hold.
+        let held = root_revoking(Some(Reason::CertificateHold));
+        run(&[held, newer_clean, sub_crl.clone()], &Policy::default()).unwrap();
+
+        // No CRL of the root on file: unknown when required, accepted otherwise.
+        let m = refused(
+            run(std::slice::from_ref(&sub_crl), &Policy::default()),
+            code::REVOCATION_UNKNOWN,
+        );
+        assert!(
+            m.contains("intermediate CA")
+                && m.contains("CN=Issuing CA\"")
+                && m.contains("ivan Test Root CA"),
+            "{m}"
+        );
+        run(std::slice::from_ref(&sub_crl), &lax).unwrap();
+        // A root CRL that is not the root's (another key under its name) does not count.
+        let impostor = dev::make_ca(
+            "ivan Test Root CA",
+            now() - Duration::days(1),
+            now() + Duration::days(100),
+        )
+        .unwrap();
+        let forged = crl(&dev::sign_crl(
+            &impostor,
+            &crl_spec(
+                now() - Duration::minutes(5),
+                9,
+                vec![Revoked::of(&sub, now() - Duration::hours(1), None).unwrap()],
+            ),
+        )
+        .unwrap()
+        .der);
+        run(
+            &[root_crl.clone(), forged.clone(), sub_crl.clone()],
+            &Policy::default(),
+        )
+        .unwrap();
+        refused(
+            run(&[forged, sub_crl.clone()], &Policy::default()),
+            code::REVOCATION_UNKNOWN,
+        );
+        // A stale root CRL is stale for the intermediate too.
+        let stale_root = crl(&p
+            .crl(&CrlSpec {
+                next_update: now() - Duration::days(1),
+                ..crl_spec(now() - Duration::days(40), 4, vec![])
+            })
+            .unwrap()
+            .der);
+        let m = refused(
+            run(&[stale_root, sub_crl], &Policy::default()),
+            code::CRL_STALE,
+        );
+        assert!(m.contains("intermediate CA"), "{m}");
     }
 
     #[test]

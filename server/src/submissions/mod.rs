@@ -193,6 +193,9 @@ pub struct Accepting {
     pub idempotency_key: Option<String>,
     pub signer_fingerprint: Option<String>,
     pub crl_sha256: Option<String>,
+    /// The OCSP responder's `good` answer about the signing certificate, kept as the
+    /// payload of the `submission.verify` entry (`application/ocsp-response`).
+    pub ocsp_response: Option<Vec<u8>>,
     /// What the signature covers (`signature::Inspected::content_digest`); none
     /// for a pre-registration.
     pub signed_digest: Option<String>,
@@ -240,7 +243,15 @@ pub async fn record(
                 "submission.receive",
                 Some(xml(&a.original)),
             ),
-            entry(Actor::System, "submission.verify", None),
+            entry(
+                Actor::System,
+                "submission.verify",
+                a.ocsp_response.clone().map(|der| Payload {
+                    content: bytes::Bytes::from(der).into(),
+                    media_type: "application/ocsp-response".into(),
+                    retain_until: Some(a.retain_until),
+                }),
+            ),
             entry(Actor::System, "submission.validate", None),
             entry(Actor::System, "submission.accept", None),
         ],
@@ -961,6 +972,7 @@ mod tests {
             idempotency_key: None,
             signer_fingerprint: None,
             crl_sha256: None,
+            ocsp_response: None,
             signed_digest: None,
             warnings: "[]".into(),
             hold_window,

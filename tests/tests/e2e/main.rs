@@ -7,6 +7,7 @@
 
 mod backup;
 mod browser_smoke;
+mod certificate_status;
 mod compliance;
 mod failover;
 mod faults;
