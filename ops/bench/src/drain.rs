@@ -6,8 +6,11 @@
 //! stopped and started again with forwarding enabled against an `ivan
 //! sandbox-authority` process (plain HTTP on loopback); the bench then watches the
 //! outbox until every filing is delivered and until every answer is in, and prints
-//! the rates. It checks that the authority received each filing exactly once. It
-//! prints figures and never fails on speed.
+//! the rates, and the request body bytes the authority received (the bytes on the
+//! wire, less HTTP's own). `--packages 0,50` runs once per value: 0 is one
+//! `POST /v1/messages` per filing, N > 1 gzip packages of up to N filings
+//! (`forwarding.package_max_filings`). It checks that the authority received each
+//! filing exactly once. It prints figures and never fails on speed.
 //!
 //! ```text
 //! cargo build --release --bin ivan
@@ -35,6 +38,9 @@ struct Args {
     /// Fault rates of the sandbox, one run each.
     #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.3])]
     fault_rate: Vec<f64>,
+    /// Filings per package, one run each: 0 = one request per filing.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 50])]
+    packages: Vec<usize>,
     /// Give up waiting after this long.
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
@@ -51,13 +57,21 @@ async fn main() -> Result<()> {
     let ivan = ivan_bench::bench_binary(args.target.ivan.clone(), &header)?;
     for backend in &args.target.backend {
         for &fault_rate in &args.fault_rate {
-            run(&ivan, backend, fault_rate, &args).await?;
+            for &packages in &args.packages {
+                run(&ivan, backend, fault_rate, packages, &args).await?;
+            }
         }
     }
     Ok(())
 }
 
-async fn run(ivan: &std::path::Path, backend: &str, fault_rate: f64, args: &Args) -> Result<()> {
+async fn run(
+    ivan: &std::path::Path,
+    backend: &str,
+    fault_rate: f64,
+    packages: usize,
+    args: &Args,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (url, _pg) = ivan_bench::database(backend, dir.path()).await?;
     let mut sandbox = Command::new(ivan)
@@ -110,7 +124,13 @@ async fn run(ivan: &std::path::Path, backend: &str, fault_rate: f64, args: &Args
     }
     stop(server).await;
     // 2. Drain.
-    let server = start(ivan, dir.path(), &url, &common).await?;
+    let packages_env = packages.to_string();
+    let mut env = common.to_vec();
+    env.push((
+        "IVAN_FORWARDING__PACKAGE_MAX_FILINGS",
+        packages_env.as_str(),
+    ));
+    let server = start(ivan, dir.path(), &url, &env).await?;
     let started = Instant::now();
     let db = retention::Db::connect(&url, 2, retention::MigrationPolicy::RequireCurrent).await?;
     let deadline = started + Duration::from_secs(args.max_seconds);
@@ -141,8 +161,13 @@ async fn run(ivan: &std::path::Path, backend: &str, fault_rate: f64, args: &Args
     stop(server).await;
     let _ = sandbox.kill().await;
     let delivered = delivered_after.unwrap_or(emptied);
+    let mode = if packages > 1 {
+        format!("packages of {packages}")
+    } else {
+        "single".to_owned()
+    };
     println!(
-        "{backend:<8} faults {:>3.0} %: {total} delivered in {:.1} s = {:.0} msg/s; outbox empty (answers in) after {:.1} s = {:.0} msg/s; processed {processed}; authority received {} (duplicates answered {}, posts {}, faults {})",
+        "{backend:<8} faults {:>3.0} % {mode}: {total} delivered in {:.1} s = {:.0} msg/s; outbox empty (answers in) after {:.1} s = {:.0} msg/s; processed {processed}; authority received {} (duplicates answered {}, posts {}, packages {}, faults {}); body bytes received {} = {:.0} per filing",
         fault_rate * 100.0,
         delivered.as_secs_f64(),
         total as f64 / delivered.as_secs_f64(),
@@ -151,7 +176,10 @@ async fn run(ivan: &std::path::Path, backend: &str, fault_rate: f64, args: &Args
         stats["received"],
         stats["duplicates"],
         stats["posts"],
-        stats["faults_injected"]
+        stats["packages"],
+        stats["faults_injected"],
+        stats["bytes_received"],
+        stats["bytes_received"].as_f64().unwrap_or_default() / total as f64
     );
     if stats["received"] != total || processed != total {
         println!("  NOT ALL FILINGS WERE DELIVERED EXACTLY ONCE");

@@ -62,6 +62,10 @@ pub struct SandboxArgs {
     /// request would be (tests of concurrent delivery).
     #[arg(long, default_value_t = 0)]
     pub stall_first_post_ms: u64,
+    /// Answer 415 to gzip-compressed packages (`POST /v1/packages`), offering only
+    /// uncompressed ones.
+    #[arg(long)]
+    pub refuse_gzip: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -95,6 +99,7 @@ pub async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -
         down_for_secs: args.down_for_secs,
         process_after_ms: args.process_after_ms,
         stall_first_post_ms: args.stall_first_post_ms,
+        refuse_gzip: args.refuse_gzip,
         tls,
     };
     crate::sandbox::check(&options)?;

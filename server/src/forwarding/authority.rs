@@ -47,6 +47,9 @@ pub enum Delivery {
 pub struct Transient {
     pub reason: String,
     pub retry_after: Option<Duration>,
+    /// The failure of a package, as told to a filing other than its first: one
+    /// failed request, already counted towards "the authority is down".
+    pub echo: bool,
 }
 
 impl Transient {
@@ -54,6 +57,7 @@ impl Transient {
         Self {
             reason: reason.into(),
             retry_after: None,
+            echo: false,
         }
     }
 }
@@ -91,6 +95,124 @@ pub struct DocumentRef {
     pub name: String,
     pub media_type: String,
     pub href: String,
+}
+
+/// What the authority made of a package.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Package {
+    /// One outcome per filing, in the order they were packed.
+    Answered(Vec<Result<Delivery, Transient>>),
+    /// `415`: it does not take this content coding; `accepts` is its
+    /// `Accept-Encoding` (RFC 7694).
+    Unsupported { accepts: String },
+    /// Another 4xx for the package as a whole (malformed, too large): no filing in
+    /// it was taken. Our packing is at fault, not the filings: they are sent one by
+    /// one instead.
+    Whole { status: u16, detail: String },
+}
+
+/// `200` to `POST /v1/packages`.
+#[derive(Debug, Deserialize)]
+struct PackageAnswer {
+    results: Vec<PackageResult>,
+}
+
+/// One filing's result in a package answer: the status and JSON the same filing
+/// alone would have been answered with.
+#[derive(Debug, Deserialize)]
+struct PackageResult {
+    message_id: String,
+    status: u16,
+    answer: serde_json::Value,
+}
+
+/// The content coding of a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Gzip,
+    Identity,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Identity => "identity",
+        }
+    }
+
+    fn encode(self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoding::Identity => Ok(bytes.to_vec()),
+            Encoding::Gzip => {
+                use std::io::Write;
+                let mut out = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(bytes.len() / 4),
+                    flate2::Compression::default(),
+                );
+                out.write_all(bytes)?;
+                out.finish()
+            }
+        }
+    }
+}
+
+/// The manifest of a package (`manifest.json`, its first entry).
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub messages: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub message_id: String,
+    pub employer: String,
+    pub document_type: String,
+    /// RFC 9530 form, as the `Content-Digest` of a single delivery.
+    pub content_digest: String,
+    pub size: u64,
+}
+
+/// RFC 9530 `Content-Digest` of `body` (`sha-256=:…:`).
+pub fn content_digest(body: &[u8]) -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(body);
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The tar of a package: `manifest.json`, then each filing named by its message id.
+fn package_tar(msgs: &[Outgoing<'_>]) -> std::io::Result<Vec<u8>> {
+    let manifest = Manifest {
+        version: 1,
+        messages: msgs
+            .iter()
+            .map(|m| ManifestEntry {
+                message_id: m.message_id.to_owned(),
+                employer: m.employer.to_owned(),
+                document_type: m.document_type.to_owned(),
+                content_digest: content_digest(&m.body),
+                size: m.body.len() as u64,
+            })
+            .collect(),
+    };
+    let manifest = serde_json::to_vec(&manifest).map_err(std::io::Error::other)?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes)
+    };
+    add("manifest.json", &manifest)?;
+    for m in msgs {
+        add(m.message_id, &m.body)?;
+    }
+    tar.into_inner()
 }
 
 /// One filing on its way out.
@@ -170,11 +292,7 @@ impl AuthorityClient {
 
     /// `POST /v1/messages`.
     pub async fn deliver(&self, msg: &Outgoing<'_>) -> Result<Delivery, Transient> {
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(&msg.body);
-        let content_digest = format!(
-            "sha-256=:{}:",
-            base64::engine::general_purpose::STANDARD.encode(digest)
-        );
+        let content_digest = content_digest(&msg.body);
         let response = self
             .http
             .post(format!("{}/v1/messages", self.base))
@@ -191,41 +309,95 @@ impl AuthorityClient {
         let media_type = media_type(&response);
         let wait = retry_after(&response);
         let body = read_capped(response, MAX_ANSWER_BYTES).await?;
-        match status {
-            200 | 202 | 409 => {
-                #[derive(Deserialize)]
-                struct Answer {
-                    authority_ref: String,
-                }
-                let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
-                    Transient::new(format!(
-                        "POST /v1/messages answered {status} without an authority_ref: {e}"
-                    ))
-                })?;
-                if answer.authority_ref.is_empty() || answer.authority_ref.len() > 200 {
-                    return Err(Transient::new(format!(
-                        "POST /v1/messages answered {status} with an unusable authority_ref"
-                    )));
-                }
-                Ok(Delivery::Taken {
-                    authority_ref: answer.authority_ref,
-                    status,
-                    body,
-                })
-            }
-            400..=499 if status != 408 && status != 429 => Ok(Delivery::Refused {
-                status,
-                media_type,
-                body,
-            }),
-            _ => Err(Transient {
-                retry_after: wait,
-                ..Transient::new(format!(
-                    "POST /v1/messages answered {status}: {}",
-                    snippet(&body)
-                ))
-            }),
+        classify("POST /v1/messages", status, media_type, wait, body)
+    }
+
+    /// `POST /v1/packages`: `msgs` in one tar (a `manifest.json`, then each filing
+    /// under its message id), `encoding`-compressed. The answer has one result per
+    /// filing, each classified as [`AuthorityClient::deliver`] classifies a single
+    /// answer; a package the authority cannot take as a whole is [`Package::Whole`],
+    /// an encoding it does not take [`Package::Unsupported`].
+    pub async fn deliver_package(
+        &self,
+        msgs: &[Outgoing<'_>],
+        encoding: Encoding,
+    ) -> Result<Package, Transient> {
+        let tar = package_tar(msgs).map_err(|e| Transient::new(format!("packing: {e}")))?;
+        let body = encoding
+            .encode(&tar)
+            .map_err(|e| Transient::new(format!("compressing the package: {e}")))?;
+        let mut request = self
+            .http
+            .post(format!("{}/v1/packages", self.base))
+            .header("content-type", "application/x-tar");
+        if encoding != Encoding::Identity {
+            request = request.header("content-encoding", encoding.name());
         }
+        let sent = body.len() as u64;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport("POST /v1/packages", &e))?;
+        metrics::counter!("ivan_forwarding_package_bytes_total").increment(sent);
+        let status = response.status().as_u16();
+        let accepts = response
+            .headers()
+            .get(reqwest::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let wait = retry_after(&response);
+        let body = read_capped(response, MAX_ANSWER_BYTES).await?;
+        match status {
+            200 => {}
+            415 => return Ok(Package::Unsupported { accepts }),
+            400..=499 if status != 408 && status != 429 => {
+                return Ok(Package::Whole {
+                    status,
+                    detail: snippet(&body),
+                });
+            }
+            _ => {
+                return Err(Transient {
+                    retry_after: wait,
+                    ..Transient::new(format!(
+                        "POST /v1/packages answered {status}: {}",
+                        snippet(&body)
+                    ))
+                });
+            }
+        }
+        let answer: PackageAnswer = serde_json::from_slice(&body)
+            .map_err(|e| Transient::new(format!("POST /v1/packages: unreadable answer: {e}")))?;
+        let results = msgs
+            .iter()
+            .map(|msg| {
+                let one = answer
+                    .results
+                    .iter()
+                    .find(|r| r.message_id.eq_ignore_ascii_case(msg.message_id))
+                    .ok_or_else(|| {
+                        Transient::new(format!(
+                            "POST /v1/packages: no result for message {}",
+                            msg.message_id
+                        ))
+                    })?;
+                let media_type = if one.status >= 400 {
+                    "application/problem+json"
+                } else {
+                    "application/json"
+                };
+                classify(
+                    "POST /v1/packages",
+                    one.status,
+                    media_type.to_owned(),
+                    None,
+                    Bytes::from(one.answer.to_string()),
+                )
+            })
+            .collect();
+        Ok(Package::Answered(results))
     }
 
     /// `GET /v1/messages/{authority_ref}`; the raw answer is returned with it.
@@ -266,6 +438,49 @@ impl AuthorityClient {
             });
         }
         Ok((media_type, body))
+    }
+}
+
+/// What a delivery answer (`status`, `body`) means: taken, refused for good, or a
+/// transient failure. `what` names the request in reasons.
+fn classify(
+    what: &str,
+    status: u16,
+    media_type: String,
+    wait: Option<Duration>,
+    body: Bytes,
+) -> Result<Delivery, Transient> {
+    match status {
+        200 | 202 | 409 => {
+            #[derive(Deserialize)]
+            struct Answer {
+                authority_ref: String,
+            }
+            let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+                Transient::new(format!(
+                    "{what} answered {status} without an authority_ref: {e}"
+                ))
+            })?;
+            if answer.authority_ref.is_empty() || answer.authority_ref.len() > 200 {
+                return Err(Transient::new(format!(
+                    "{what} answered {status} with an unusable authority_ref"
+                )));
+            }
+            Ok(Delivery::Taken {
+                authority_ref: answer.authority_ref,
+                status,
+                body,
+            })
+        }
+        400..=499 if status != 408 && status != 429 => Ok(Delivery::Refused {
+            status,
+            media_type,
+            body,
+        }),
+        _ => Err(Transient {
+            retry_after: wait,
+            ..Transient::new(format!("{what} answered {status}: {}", snippet(&body)))
+        }),
     }
 }
 

@@ -52,6 +52,7 @@
 //! `ivan_forwarding_delivery_seconds` (hold window end → delivered).
 
 pub mod authority;
+pub mod packer;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ use crate::Error;
 use crate::submissions::{Status, outbox};
 use authority::{AuthorityClient, Delivery, Outgoing, Transient};
 use outbox::{Claimed, Phase};
+
+/// Most filings in one package.
+pub const MAX_PACKAGE_FILINGS: usize = 1000;
+/// Largest package (uncompressed): the protocol's body limit.
+pub const MAX_PACKAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the authority is and how to reach it (`[authority]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +154,15 @@ pub struct ForwardingConfig {
     pub outage_after_failures: u32,
     /// Longest pause between probes while the authority is down.
     pub outage_probe_cap_secs: u64,
+    /// Filings per package (`POST /v1/packages`, [`packer`]); 0 or 1 (the default):
+    /// one `POST /v1/messages` per filing, for authorities without packages.
+    pub package_max_filings: usize,
+    /// A package leaves once its filings reach this many bytes (uncompressed).
+    pub package_max_bytes: usize,
+    /// … or this long after its first filing came (milliseconds).
+    pub package_max_wait_ms: u64,
+    /// `gzip` (default) or `identity`; a `415` answer to gzip turns it off.
+    pub package_encoding: authority::Encoding,
 }
 
 impl Default for ForwardingConfig {
@@ -166,6 +181,10 @@ impl Default for ForwardingConfig {
             idle_ms: 500,
             outage_after_failures: 10,
             outage_probe_cap_secs: 60,
+            package_max_filings: 0,
+            package_max_bytes: 16 * 1024 * 1024,
+            package_max_wait_ms: 200,
+            package_encoding: authority::Encoding::Gzip,
         }
     }
 }
@@ -193,6 +212,18 @@ impl ForwardingConfig {
                 "forwarding.retry_base_ms, idle_ms and poll_interval_ms must be at least 1".into(),
             ));
         }
+        if self.package_max_filings > MAX_PACKAGE_FILINGS
+            || (self.package_max_filings > 1
+                && (self.package_max_bytes == 0
+                    || self.package_max_bytes > MAX_PACKAGE_BYTES
+                    || self.package_max_wait_ms == 0))
+        {
+            return Err(Error::Config(format!(
+                "forwarding.package_max_filings must be at most {MAX_PACKAGE_FILINGS}, and with \
+                 packages package_max_bytes 1 to {MAX_PACKAGE_BYTES} and package_max_wait_ms \
+                 at least 1"
+            )));
+        }
         let known: Vec<&str> = crate::documents::DocumentType::codes()
             .chain([mobile_api::prereg::DOCUMENT_TYPE])
             .collect();
@@ -206,6 +237,16 @@ impl ForwardingConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The package limits, when filings travel in packages.
+    pub fn packages(&self) -> Option<packer::PackageLimits> {
+        (self.package_max_filings > 1).then(|| packer::PackageLimits {
+            max_filings: self.package_max_filings,
+            max_bytes: self.package_max_bytes,
+            max_wait: Duration::from_millis(self.package_max_wait_ms),
+            encoding: self.package_encoding,
+        })
     }
 
     /// The deadlines accepted filings are given.
@@ -313,6 +354,8 @@ pub struct Forwarder {
     owner: Arc<str>,
     /// Overdue mail also goes here (`mail.operator`).
     operator_mail: Option<String>,
+    /// Set when filings travel in packages.
+    packer: Option<packer::Packer>,
 }
 
 /// The running worker; [`ForwarderTask::shutdown`] lets attempts in flight finish.
@@ -351,10 +394,14 @@ impl Forwarder {
             config: Arc::new(config),
             owner: owner.into(),
             operator_mail,
+            packer: None,
         }
     }
 
-    pub fn start(self) -> ForwarderTask {
+    pub fn start(mut self) -> ForwarderTask {
+        if let Some(limits) = self.config.packages() {
+            self.packer = Some(packer::Packer::start(self.client.clone(), limits));
+        }
         let (stop, stopped) = watch::channel(false);
         let handle = tokio::spawn(self.run(stopped));
         ForwarderTask { handle, stop }
@@ -372,7 +419,12 @@ impl Forwarder {
         }
         let idle = Duration::from_millis(self.config.idle_ms);
         let sweep_every = Duration::from_secs(5);
-        let concurrency = self.config.concurrency;
+        // Attempts waiting for their package are idle: a package can only fill up
+        // with as many running at once.
+        let concurrency = self
+            .config
+            .concurrency
+            .max(self.config.packages().map_or(0, |p| p.max_filings));
         // The worker's timers run on its clock (a test's manual clock moves them); only
         // the few milliseconds rows wait to be given back together are real time.
         let mut next_sweep = self.clock.now();
@@ -550,7 +602,11 @@ impl Forwarder {
                 metrics::counter!("ivan_forwarding_attempts_total", "outcome" => "transient")
                     .increment(1);
                 Ended {
-                    attempt: Attempt::Transient { answered },
+                    attempt: if reason.echo {
+                        Attempt::Skipped
+                    } else {
+                        Attempt::Transient { answered }
+                    },
                     again: Some(outbox::Reschedule {
                         submission_id: id,
                         attempts,
@@ -610,13 +666,29 @@ impl Forwarder {
             .get(&hash)
             .await
             .map_err(|e| Failure::Internal(e.into()))?;
-        let outgoing = Outgoing {
-            message_id: &row.submission_id,
-            employer: &s.employer_registration,
-            document_type: &s.document_type,
-            body,
+        let delivery = match &self.packer {
+            Some(packer) => {
+                packer
+                    .deliver(packer::Parcel {
+                        message_id: row.submission_id.clone(),
+                        employer: s.employer_registration.clone(),
+                        document_type: s.document_type.clone(),
+                        body,
+                    })
+                    .await
+            }
+            None => {
+                self.client
+                    .deliver(&Outgoing {
+                        message_id: &row.submission_id,
+                        employer: &s.employer_registration,
+                        document_type: &s.document_type,
+                        body,
+                    })
+                    .await
+            }
         };
-        match self.client.deliver(&outgoing).await? {
+        match delivery? {
             Delivery::Taken {
                 authority_ref,
                 status: code,

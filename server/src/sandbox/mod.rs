@@ -90,6 +90,8 @@ pub struct SandboxOptions {
     /// (after `latency_ms`'s delay), as a hung request would be: tests check that one
     /// slow request does not hold back the others. `0`: no stall.
     pub stall_first_post_ms: u64,
+    /// Answer `415` to gzip-compressed packages (tests of the encoding fallback).
+    pub refuse_gzip: bool,
     /// `None`: plain HTTP.
     pub tls: Option<SandboxTls>,
 }
@@ -103,6 +105,7 @@ impl Default for SandboxOptions {
             down_for_secs: 0,
             process_after_ms: 1000,
             stall_first_post_ms: 0,
+            refuse_gzip: false,
             tls: None,
         }
     }

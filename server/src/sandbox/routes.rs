@@ -25,6 +25,7 @@ use crate::error::ProblemDocument;
 pub(super) fn router(sandbox: Arc<Sandbox>) -> Router {
     Router::new()
         .route("/v1/messages", post(post_message))
+        .route("/v1/packages", post(post_package))
         .route("/v1/messages/{authority_ref}", get(get_message))
         .route(
             "/v1/messages/{authority_ref}/documents/{n}",
@@ -157,10 +158,18 @@ pub(super) fn post_inner(
     if fault && !lost_answer {
         return sandbox.fault();
     }
+    if let Ok(body) = &body {
+        sandbox.count(|s| s.bytes_received += body.len() as u64);
+    }
     let outcome = accept(sandbox, headers, body);
     if lost_answer {
         return sandbox.fault();
     }
+    answered(sandbox, outcome)
+}
+
+/// The answer to a well-formed POST of one filing (alone or in a package).
+fn answered(sandbox: &Sandbox, outcome: Posted) -> Response {
     match outcome {
         Posted::Refused(response) => {
             sandbox.count(|s| s.refused += 1);
@@ -178,6 +187,162 @@ pub(super) fn post_inner(
             post_answer(StatusCode::CONFLICT, "duplicate", &authority_ref)
         }
     }
+}
+
+/// `POST /v1/packages`: a tar (`manifest.json`, then each filing under its message
+/// id), `gzip` or uncompressed; every filing in it is taken as if POSTed alone, and
+/// the answer lists each one's status and JSON. Faults and the down period apply to
+/// the package as a whole, a lost answer included.
+pub(super) async fn post_package(
+    State(sandbox): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    tokio::time::sleep(sandbox.latency()).await;
+    sandbox.count(|s| s.packages += 1);
+    if let Some(down) = sandbox.down() {
+        return down;
+    }
+    let fault = sandbox.roll_fault();
+    let lost_answer = fault && rand::random::<bool>();
+    if fault && !lost_answer {
+        return sandbox.fault();
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return problem(
+                rejection.status(),
+                problem_type::BODY,
+                format!("cannot read the package: {}", rejection.body_text()),
+            );
+        }
+    };
+    sandbox.count(|s| s.bytes_received += body.len() as u64);
+    let tar = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("identity") => body.to_vec(),
+        Some("gzip") if !sandbox.refuse_gzip => match gunzip(&body) {
+            Ok(tar) => tar,
+            Err(why) => return problem(StatusCode::BAD_REQUEST, problem_type::BODY, why),
+        },
+        Some(other) => {
+            let mut r = problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                problem_type::BODY,
+                format!("content coding {other:?} is not taken"),
+            );
+            let offered = if sandbox.refuse_gzip {
+                "identity"
+            } else {
+                "gzip, identity"
+            };
+            r.headers_mut()
+                .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(offered));
+            return r;
+        }
+    };
+    let (manifest, files) = match unpack(&tar) {
+        Ok(p) => p,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, problem_type::BODY, why),
+    };
+    let mut results = Vec::with_capacity(manifest.messages.len());
+    for entry in manifest.messages {
+        let mut one = HeaderMap::new();
+        for (name, value) in [
+            ("x-ivan-message-id", &entry.message_id),
+            ("x-ivan-employer", &entry.employer),
+            ("x-ivan-document-type", &entry.document_type),
+            ("content-digest", &entry.content_digest),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                one.insert(name, v);
+            }
+        }
+        let bytes = files.get(&entry.message_id).cloned().unwrap_or_default();
+        let response = answered(&sandbox, accept(&sandbox, &one, Ok(bytes)));
+        let status = response.status().as_u16();
+        let json = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .unwrap_or_default();
+        results.push(serde_json::json!({
+            "message_id": entry.message_id,
+            "status": status,
+            "answer": json,
+        }));
+    }
+    if lost_answer {
+        return sandbox.fault();
+    }
+    json(StatusCode::OK, &serde_json::json!({ "results": results }))
+}
+
+/// The tar of a gzip body, at most [`MAX_FILING_BYTES`].
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_FILING_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    if out.len() > MAX_FILING_BYTES {
+        return Err(format!(
+            "the package unpacks to more than {MAX_FILING_BYTES} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+/// The manifest and the files of a package tar.
+fn unpack(
+    tar: &[u8],
+) -> Result<
+    (
+        crate::forwarding::authority::Manifest,
+        std::collections::HashMap<String, Bytes>,
+    ),
+    String,
+> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(tar);
+    let mut manifest = None;
+    let mut files = std::collections::HashMap::new();
+    for entry in archive.entries().map_err(|e| format!("not a tar: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("not a tar: {e}"))?;
+        let name = entry
+            .path()
+            .map_err(|e| format!("a tar entry's name: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading {name}: {e}"))?;
+        if manifest.is_none() {
+            if name != "manifest.json" {
+                return Err("the first entry of a package must be manifest.json".into());
+            }
+            manifest = Some(
+                serde_json::from_slice::<crate::forwarding::authority::Manifest>(&bytes)
+                    .map_err(|e| format!("manifest.json: {e}"))?,
+            );
+        } else {
+            files.insert(name, Bytes::from(bytes));
+        }
+    }
+    let manifest = manifest.ok_or("an empty package")?;
+    if manifest.version != 1 || manifest.messages.len() > crate::forwarding::MAX_PACKAGE_FILINGS {
+        return Err(format!(
+            "manifest.json: version 1 with at most {} messages expected",
+            crate::forwarding::MAX_PACKAGE_FILINGS
+        ));
+    }
+    Ok((manifest, files))
 }
 
 /// Validates a POST and stores it if it is new and not refused.

@@ -21,6 +21,8 @@ pub(super) struct Sandbox {
     /// Set by `POST /v1/_outage/end`: the down period is over, whatever is left of it.
     pub(super) outage_ended: std::sync::atomic::AtomicBool,
     pub(super) process_after: Duration,
+    /// Answer `415` to gzip packages.
+    pub(super) refuse_gzip: bool,
     /// Taken by the first POST, which then stalls this long.
     pub(super) stall_first_post: Mutex<Option<Duration>>,
     pub(super) store: Mutex<Store>,
@@ -52,6 +54,11 @@ pub(super) struct Stats {
     pub(super) posts_while_down: u64,
     /// `400`/`413`/`422` answers given to `POST /v1/messages`.
     pub(super) refused: u64,
+    /// `POST /v1/packages` requests seen.
+    pub(super) packages: u64,
+    /// Request body bytes received by both POSTs, as sent (compressed packages
+    /// compressed): the bytes on the wire, less HTTP's own.
+    pub(super) bytes_received: u64,
 }
 
 #[derive(Debug)]
@@ -107,6 +114,7 @@ impl Sandbox {
                 .unwrap_or(now),
             outage_ended: std::sync::atomic::AtomicBool::new(false),
             process_after: Duration::from_millis(options.process_after_ms),
+            refuse_gzip: options.refuse_gzip,
             stall_first_post: Mutex::new(
                 (options.stall_first_post_ms > 0)
                     .then(|| Duration::from_millis(options.stall_first_post_ms)),

@@ -22,6 +22,7 @@ e2e_tests!(
     tls_misconfiguration_is_refused_with_a_clear_error,
     a_hung_request_does_not_hold_back_the_others,
     deadlines_are_per_document_type_and_fixed_at_acceptance,
+    packages_carry_each_filing_once_through_faults_and_refusals,
 );
 
 /// Fast retries and polls, so tests take seconds, with timeouts that keep the lease
@@ -106,6 +107,31 @@ fn remote(sandbox: &SandboxAuthority) -> Vec<(String, String)> {
         ("IVAN_AUTHORITY__MODE".to_owned(), "remote".to_owned()),
         ("IVAN_AUTHORITY__BASE_URL".to_owned(), sandbox.base.clone()),
     ]
+}
+
+/// A plain-HTTP sandbox authority started with `args`, and the env that points
+/// `ivan serve` at it.
+async fn sandbox_with(inst: &Instance, args: &[&str]) -> (SandboxAuthority, Vec<(String, String)>) {
+    let sandbox = SandboxAuthority::start(inst.dir.path(), args, reqwest::Client::new()).await;
+    let authority = remote(&sandbox);
+    (sandbox, authority)
+}
+
+/// Asserts that the authority holds exactly the filings `ids`, once each.
+async fn holds_exactly(sandbox: &SandboxAuthority, ids: impl Iterator<Item = &String>) {
+    let mut seen: Vec<String> = sandbox
+        .messages()
+        .await
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    let mut want: Vec<String> = ids.cloned().collect();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "the authority holds exactly our filings, once each"
+    );
 }
 
 /// How many deliveries the log records (one per filing, whatever the retries).
@@ -306,16 +332,7 @@ async fn faults_and_latency_over_mutual_tls_deliver_each_filing_once(inst: Insta
     let stats = sandbox.stats().await;
     assert_eq!(stats["received"], n, "{stats}");
     assert!(stats["faults_injected"].as_i64().unwrap() > 0, "{stats}");
-    let mut seen: Vec<String> = sandbox
-        .messages()
-        .await
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap().to_owned())
-        .collect();
-    seen.sort();
-    let mut want = ids.clone();
-    want.sort();
-    assert_eq!(seen, want, "the authority holds exactly our filings");
+    holds_exactly(&sandbox, ids.iter()).await;
     assert!(server.stop().await.success());
     assert_eq!(deliveries(&inst).await, n as i64);
     inst.run_ok(&["log", "verify"]).await;
@@ -421,13 +438,7 @@ async fn authority_down_then_back_drains_the_backlog_and_flags_overdue(inst: Ins
 /// (processed, refused, rejected) come back. No real time is waited for the window.
 async fn refusal_rejection_and_cancel(inst: Instance) {
     let filer = set_up(&inst, "12345678").await;
-    let sandbox = SandboxAuthority::start(
-        inst.dir.path(),
-        &["--process-after-ms", "100"],
-        reqwest::Client::new(),
-    )
-    .await;
-    let authority = remote(&sandbox);
+    let (sandbox, authority) = sandbox_with(&inst, &["--process-after-ms", "100"]).await;
     let clock = Arc::new(ManualClock::new());
     let mut vars: Vec<(&str, &str)> = FAST
         .iter()
@@ -519,18 +530,16 @@ async fn refusal_rejection_and_cancel(inst: Instance) {
 /// delivered itself once its attempt times out and is retried.
 async fn a_hung_request_does_not_hold_back_the_others(inst: Instance) {
     let filer = set_up(&inst, "12345678").await;
-    let sandbox = SandboxAuthority::start(
-        inst.dir.path(),
+    let (sandbox, authority) = sandbox_with(
+        &inst,
         &[
             "--process-after-ms",
             "100",
             "--stall-first-post-ms",
             "60000",
         ],
-        reqwest::Client::new(),
     )
     .await;
-    let authority = remote(&sandbox);
     // The hung request times out after 30 s (twice the 15 s the others get, plus
     // the time to sign them); the lease rule wants ≥ 4 × (1 + 30).
     let server = serve(
@@ -632,13 +641,8 @@ async fn tls_misconfiguration_is_refused_with_a_clear_error(inst: Instance) {
 async fn two_servers_on_one_postgres_never_send_twice() {
     let inst = Instance::new(Backend::Postgres).await;
     let filer = set_up(&inst, "12345678").await;
-    let sandbox = SandboxAuthority::start(
-        inst.dir.path(),
-        &["--latency-ms", "20", "--process-after-ms", "100"],
-        reqwest::Client::new(),
-    )
-    .await;
-    let authority = remote(&sandbox);
+    let (sandbox, authority) =
+        sandbox_with(&inst, &["--latency-ms", "20", "--process-after-ms", "100"]).await;
     // Small claims, so both servers find due rows.
     let each = [
         ("IVAN_INTAKE__HOLD_WINDOW_SECS", "2"),
@@ -724,6 +728,98 @@ async fn deadlines_are_per_document_type_and_fixed_at_acceptance(inst: Instance)
     let (received, hold_until, forward_by) = times(&v);
     assert_eq!(hold_until, received, "{v}");
     assert_eq!(forward_by - hold_until, Duration::hours(2), "{v}");
+    assert!(server.stop().await.success());
+    sandbox.stop().await;
+}
+
+/// Packages (`POST /v1/packages`, gzip) through an authority that fails 30 % of
+/// requests, half of them after taking the package (a lost answer): every filing
+/// reaches the authority once and its outcome comes back, a refused one is refused
+/// alone, and nothing travels outside packages.
+async fn packages_carry_each_filing_once_through_faults_and_refusals(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    let (sandbox, authority) = sandbox_with(
+        &inst,
+        &[
+            "--fault-rate",
+            "0.3",
+            "--latency-ms",
+            "20",
+            "--process-after-ms",
+            "200",
+        ],
+    )
+    .await;
+    // Filings fall due 2 s after each was filed, so several fall due together.
+    let server = serve(
+        &inst,
+        &authority,
+        &[
+            ("IVAN_INTAKE__HOLD_WINDOW_SECS", "2"),
+            ("IVAN_FORWARDING__PACKAGE_MAX_FILINGS", "8"),
+            ("IVAN_FORWARDING__PACKAGE_MAX_WAIT_MS", "300"),
+        ],
+    )
+    .await;
+    let mut wanted = refs("PKG", 10);
+    wanted.extend(["REFUSE-PKG".to_owned(), "REJECT-PKG".to_owned()]);
+    let ids = file(&inst, &server, &filer, &wanted).await;
+    let (ok, odd) = ids.split_at(10);
+    all_reach(&server, &filer, ok, "processed", 120).await;
+    all_reach(&server, &filer, &odd[..1], "refused_by_authority", 60).await;
+    all_reach(&server, &filer, &odd[1..], "rejected", 60).await;
+    let stats = sandbox.stats().await;
+    assert_eq!(
+        stats["received"], 11,
+        "the refused one is not stored: {stats}"
+    );
+    assert_eq!(
+        stats["posts"], 0,
+        "every filing travelled in a package: {stats}"
+    );
+    let packages = stats["packages"].as_i64().unwrap();
+    assert!(packages >= 1, "{stats}");
+    holds_exactly(&sandbox, ids.iter().filter(|id| **id != odd[0])).await;
+    assert!(server.metric("ivan_forwarding_package_bytes_total").await > 0.0);
+    // Filings did travel together: more filings than packages were sent.
+    let (sent, packed) = (
+        server.metric("ivan_forwarding_package_filings_sum").await,
+        server.metric("ivan_forwarding_package_filings_count").await,
+    );
+    assert!(
+        sent > packed && packed > 0.0,
+        "{sent} filings in {packed} packages"
+    );
+    assert!(server.stop().await.success());
+    assert_eq!(deliveries(&inst).await, 11);
+    inst.run_ok(&["log", "verify"]).await;
+    sandbox.stop().await;
+}
+
+/// An authority that does not take gzip (`415`, `Accept-Encoding: identity`) gets
+/// uncompressed packages from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_fall_back_to_identity_when_gzip_is_refused() {
+    let inst = Instance::new(ivan_e2e::Backend::Sqlite).await;
+    let filer = set_up(&inst, "12345678").await;
+    let (sandbox, authority) =
+        sandbox_with(&inst, &["--refuse-gzip", "--process-after-ms", "100"]).await;
+    let server = serve(
+        &inst,
+        &authority,
+        &[("IVAN_FORWARDING__PACKAGE_MAX_FILINGS", "4")],
+    )
+    .await;
+    let ids = file(&inst, &server, &filer, &refs("PLAIN", 3)).await;
+    all_reach(&server, &filer, &ids, "processed", 60).await;
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["received"], 3, "{stats}");
+    assert_eq!(stats["posts"], 0, "{stats}");
+    assert!(
+        server.log().contains("does not take gzip packages"),
+        "{}",
+        server.log()
+    );
     assert!(server.stop().await.success());
     sandbox.stop().await;
 }
