@@ -45,6 +45,9 @@ pub(super) struct Worm {
     enabled: OnceCell<bool>,
 }
 
+/// The namespace of S3's XML bodies.
+const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
 /// The lock an object carries now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectLock {
@@ -229,33 +232,31 @@ impl Worm {
             return Ok(());
         }
         let body = format!(
-            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            "<Retention xmlns=\"{S3_NS}\">\
              <Mode>COMPLIANCE</Mode><RetainUntilDate>{}</RetainUntilDate></Retention>",
             iso(until)
         );
-        let url = format!("{}?retention", self.object_url(key));
-        let (status, _, answer) = self.send(Method::PUT, &url, &[], body.into()).await?;
-        if !status.is_success() {
-            return Err(s3_error(
-                &format!("extending the lock of {key}"),
-                refusal(status, &answer),
-            ));
-        }
-        Ok(())
+        self.put_setting(key, "retention", body, "extending the lock")
+            .await
     }
 
     /// Turns the S3 legal hold of `key` on or off.
     pub(super) async fn legal_hold(&self, key: &Path, on: bool) -> Result<()> {
         let body = format!(
-            "<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-             <Status>{}</Status></LegalHold>",
+            "<LegalHold xmlns=\"{S3_NS}\"><Status>{}</Status></LegalHold>",
             if on { "ON" } else { "OFF" }
         );
-        let url = format!("{}?legal-hold", self.object_url(key));
+        self.put_setting(key, "legal-hold", body, "setting the legal hold")
+            .await
+    }
+
+    /// `PUT /bucket/key?{setting}` with the XML `body`; `what` names it in errors.
+    async fn put_setting(&self, key: &Path, setting: &str, body: String, what: &str) -> Result<()> {
+        let url = format!("{}?{setting}", self.object_url(key));
         let (status, _, answer) = self.send(Method::PUT, &url, &[], body.into()).await?;
         if !status.is_success() {
             return Err(s3_error(
-                &format!("setting the legal hold of {key}"),
+                &format!("{what} of {key}"),
                 refusal(status, &answer),
             ));
         }

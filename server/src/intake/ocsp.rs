@@ -152,14 +152,9 @@ fn signed_by(
     signature: &[u8],
     signed: &[u8],
 ) -> bool {
-    let Ok(alg) = algorithm.to_der() else {
-        return false;
-    };
-    let Ok((_, alg)) = x509_parser::x509::AlgorithmIdentifier::from_der(&alg) else {
-        return false;
-    };
-    let bits = x509_parser::der_parser::asn1_rs::BitString::new(0, signature);
-    x509_parser::verify::verify_signature(cert.public_key(), &alg, &bits, signed).is_ok()
+    algorithm
+        .to_der()
+        .is_ok_and(|alg| super::trust::verifies(cert.public_key(), &alg, signature, signed))
 }
 
 /// Reads a responder's answer `der` about `id` (issued by `issuer_der`), at `now`,

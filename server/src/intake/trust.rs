@@ -92,6 +92,7 @@ use webpki::{
     RevocationReason, UnknownStatusPolicy,
 };
 use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::num_bigint::BigUint;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -328,6 +329,15 @@ pub struct Crl {
     sha256: String,
     revoked_count: usize,
     crl: Arc<CertRevocationList<'static>>,
+    /// What the issuer signed: the TBS part of `der`, then the signature's algorithm
+    /// (DER) and value, read once here so checking the signature against an
+    /// intermediate's issuer ([`Crl::signed_by`]) parses nothing per filing.
+    tbs: std::ops::Range<usize>,
+    signature_algorithm: Vec<u8>,
+    signature: Vec<u8>,
+    /// Its issuing distribution point, if any, does not limit it to end-entity
+    /// certificates: it may speak for CA certificates.
+    covers_cas: bool,
 }
 
 impl fmt::Debug for Crl {
@@ -367,7 +377,17 @@ impl Crl {
             what,
             detail: format!("CRL of {issuer_name}: {e}"),
         })?;
+        let (tbs, signature_algorithm, signature) =
+            signed_parts(&der, parsed.tbs_cert_list.as_ref().len())
+                .ok_or_else(|| unreadable(what, "cannot locate what the issuer signed"))?;
+        let covers_cas = !parsed.extensions().iter().any(|e| {
+            matches!(e.parsed_extension(), ParsedExtension::IssuingDistributionPoint(idp) if idp.only_contains_user_certs)
+        });
         Ok(Crl {
+            tbs,
+            signature_algorithm,
+            signature,
+            covers_cas,
             issuer_raw: parsed.issuer().as_raw().to_vec(),
             number: parsed.crl_number().cloned(),
             revoked_count: parsed.iter_revoked_certificates().count(),
@@ -659,7 +679,7 @@ fn check_intermediates(
         let mut candidates: Vec<&Crl> = crls
             .iter()
             .filter(|c| c.issuer_raw == ca.issuer().as_raw() && c.this_update <= now)
-            .filter(|c| signed_by(c, &issuer))
+            .filter(|c| c.signed_by(&issuer))
             .collect();
         candidates.sort_by(|a, b| b.newer_than(a));
         let mut counting = candidates.into_iter();
@@ -728,17 +748,48 @@ fn stale(
     Ok(())
 }
 
-/// Whether `crl` is signed by `issuer`'s key and may speak for CA certificates (its
-/// issuing distribution point, if any, does not limit it to end-entity ones).
-fn signed_by(crl: &Crl, issuer: &X509Certificate<'_>) -> bool {
-    use x509_parser::extensions::ParsedExtension;
-    let Ok((_, parsed)) = CertificateRevocationList::from_der(&crl.der) else {
+/// Where, in a signed X.509 structure `der` (SEQUENCE { tbs, algorithm, signature })
+/// whose TBS part is `tbs_len` bytes, the TBS part lies; and the algorithm (DER) and
+/// signature value that follow it.
+fn signed_parts(der: &[u8], tbs_len: usize) -> Option<(std::ops::Range<usize>, Vec<u8>, Vec<u8>)> {
+    use x509_parser::der_parser::asn1_rs::{Any, BitString, FromDer as _};
+    let (_, outer) = Any::from_der(der).ok()?;
+    let start = der.len().checked_sub(outer.data.len())?;
+    let tail = der.get(start + tbs_len..)?;
+    let (rest, _) = x509_parser::x509::AlgorithmIdentifier::from_der(tail).ok()?;
+    let algorithm = tail.get(..tail.len() - rest.len())?.to_vec();
+    let (_, signature) = BitString::from_der(rest).ok()?;
+    Some((start..start + tbs_len, algorithm, signature.data.to_vec()))
+}
+
+/// Whether `signature` by `algorithm` (its DER) over `signed` verifies with `key`.
+pub(crate) fn verifies(
+    key: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+    algorithm: &[u8],
+    signature: &[u8],
+    signed: &[u8],
+) -> bool {
+    let Ok((_, algorithm)) = x509_parser::x509::AlgorithmIdentifier::from_der(algorithm) else {
         return false;
     };
-    let user_only = parsed.extensions().iter().any(|e| {
-        matches!(e.parsed_extension(), ParsedExtension::IssuingDistributionPoint(idp) if idp.only_contains_user_certs)
-    });
-    !user_only && parsed.verify_signature(issuer.public_key()).is_ok()
+    let bits = x509_parser::der_parser::asn1_rs::BitString::new(0, signature);
+    x509_parser::verify::verify_signature(key, &algorithm, &bits, signed).is_ok()
+}
+
+impl Crl {
+    /// Whether this CRL is signed by `issuer`'s key and may speak for CA
+    /// certificates (rule 9).
+    fn signed_by(&self, issuer: &X509Certificate<'_>) -> bool {
+        self.covers_cas
+            && self.der.get(self.tbs.clone()).is_some_and(|tbs| {
+                verifies(
+                    issuer.public_key(),
+                    &self.signature_algorithm,
+                    &self.signature,
+                    tbs,
+                )
+            })
+    }
 }
 
 type PathCheck<'a> = dyn Fn(&webpki::VerifiedPath<'_>) -> Result<(), webpki::Error> + 'a;
@@ -1049,7 +1100,7 @@ fn intermediate_named(
 /// The `http`/`https` URLs of a certificate's CRL distribution points (RFC 5280
 /// 4.2.1.13, full names only); none for an unreadable certificate.
 pub fn crl_urls(der: &[u8]) -> Vec<String> {
-    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    use x509_parser::extensions::{DistributionPointName, GeneralName};
     let Ok(cert) = parse_x509(der) else {
         return Vec::new();
     };
