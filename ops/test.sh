@@ -5,7 +5,8 @@
 #
 # Installs and starts what it needs idempotently: PostgreSQL, xmlsec1, openssl,
 # chromium and chromium-driver (Debian packages), and the Python test
-# peers (moto, an S3 emulator the tests start themselves) in a virtualenv. Cargo's target dir
+# peers (moto, an S3 emulator the tests start themselves) in a virtualenv, and promtool
+# (unpacked from Debian's prometheus package) for the alert rules. Cargo's target dir
 # defaults to ~/.cache/ivan-target so repeated runs (and CI on a fresh clone) reuse
 # earlier builds.
 set -euo pipefail
@@ -61,6 +62,30 @@ python3 ops/layers.py
 
 step "one owner per table (ops/owners.py)"
 python3 ops/owners.py
+
+step "Prometheus alert rules (promtool)"
+# Only promtool, unpacked from Debian's prometheus package into a cache dir: the
+# package is never installed, so no Prometheus server is set up or started here.
+promtool_dir="${IVAN_TEST_PROMTOOL_DIR:-$HOME/.cache/ivan-promtool}"
+promtool=$(command -v promtool || echo "$promtool_dir/promtool")
+if [ ! -x "$promtool" ]; then
+  deb_dir=$(mktemp -d)
+  chown _apt "$deb_dir" 2>/dev/null || true # apt-get download (as root) fetches as _apt
+  if DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    (cd "$deb_dir" && apt-get download -qq prometheus) &&
+    mkdir -p "$promtool_dir" &&
+    dpkg-deb --fsys-tarfile "$deb_dir"/prometheus_*.deb |
+    tar -xO ./usr/bin/promtool >"$deb_dir/promtool"; then
+    install -m 0755 "$deb_dir/promtool" "$promtool_dir/promtool"
+  fi
+  rm -rf "$deb_dir"
+fi
+if [ -x "$promtool" ]; then
+  "$promtool" check rules ops/prometheus/alerts.yml
+  "$promtool" test rules ops/prometheus/alerts_test.yml
+else
+  echo "promtool unavailable (Debian package prometheus could not be fetched): alert rules not checked, skipped"
+fi
 
 step "build the ivan binary the end-to-end tests spawn"
 cargo build --locked --bin ivan

@@ -171,6 +171,10 @@ pub struct ProblemDocument {
     /// Warnings found before the refusal (submission refusals only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<ProblemEntry>>,
+    /// The request's id (its `X-Request-Id`), as on the server's log line for it:
+    /// quote it when reporting a problem. Set on every answered problem document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl ProblemDocument {
@@ -183,6 +187,7 @@ impl ProblemDocument {
             sha256: None,
             errors: None,
             warnings: None,
+            instance: None,
         }
     }
 
@@ -202,51 +207,124 @@ impl ProblemEntry {
     }
 }
 
-/// Turns the plain-text error responses of lower layers (tower-http's body limit and
-/// timeout, axum's extractor rejections) into problem documents, so every error the
-/// API answers is `application/problem+json`.
-pub async fn problem_for_bare_errors(
+/// Makes every error the HTTP layer answers a problem document that names its
+/// request: the plain-text error responses of lower layers (tower-http's body limit
+/// and timeout, axum's extractor rejections) become problem documents in our own
+/// words ([`reworded`]), and every problem document gets `instance`, the request's
+/// id (`X-Request-Id`, also on the request's log line). The portal's HTML error
+/// pages are left as they are.
+pub async fn problem_documents(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_problem = resp
+    let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        // Problem documents, and the portal's HTML error pages, are answers already.
-        .is_some_and(|ct| {
-            ct.starts_with("application/problem+json") || ct.starts_with("text/html")
-        });
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .unwrap_or_default();
+    let is_problem = content_type.starts_with("application/problem+json");
+    if !(status.is_client_error() || status.is_server_error())
+        || content_type.starts_with("text/html")
+    {
         return resp;
     }
-    let detail = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            Some("the request body is larger than this endpoint accepts".to_owned())
-        }
-        StatusCode::REQUEST_TIMEOUT => Some("the request took too long".to_owned()),
-        _ => None,
-    };
     let (mut parts, body) = resp.into_parts();
-    let detail = match detail {
-        Some(d) => Some(d),
-        None => axum::body::to_bytes(body, 4096)
-            .await
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-            .filter(|s| !s.is_empty()),
+    // Problem documents are small; a larger body is not one of ours.
+    let Ok(bytes) = axum::body::to_bytes(body, PROBLEM_MAX_BYTES).await else {
+        return ProblemDocument::new(status, None).into_response();
     };
-    let mut problem = ProblemDocument::new(status, detail).into_response();
+    let mut problem: serde_json::Value = if is_problem {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+        }
+    } else {
+        let detail = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Some("the request body is larger than this endpoint accepts".to_owned())
+            }
+            StatusCode::REQUEST_TIMEOUT => Some("the request took too long".to_owned()),
+            _ => Some(reworded(String::from_utf8_lossy(&bytes).trim())).filter(|s| !s.is_empty()),
+        };
+        serde_json::to_value(ProblemDocument::new(status, detail)).unwrap_or_default()
+    };
+    if let (Some(id), Some(fields)) = (request_id, problem.as_object_mut()) {
+        fields.insert("instance".to_owned(), serde_json::Value::String(id));
+    }
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_TYPE);
-    for (k, v) in parts.headers.drain() {
-        if let Some(k) = k {
-            problem.headers_mut().entry(k).or_insert(v);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The largest problem document [`problem_documents`] reads back to add `instance`.
+const PROBLEM_MAX_BYTES: usize = 1 << 20;
+
+/// axum's rejection wording, and ours. The cause after the colon (serde's "missing
+/// field `x`", "invalid digit found in string") is kept: it says what is wrong.
+const REWORDED: &[(&str, &str)] = &[
+    (
+        "Failed to deserialize query string",
+        "the query string is not valid",
+    ),
+    (
+        "Failed to parse the request body as JSON",
+        "the body is not valid JSON",
+    ),
+    (
+        "Failed to deserialize the JSON body into the target type",
+        "the body does not have the expected fields",
+    ),
+    (
+        "Expected request with `Content-Type: application/json`",
+        "the body must be sent as Content-Type: application/json",
+    ),
+    ("Failed to deserialize form body", "the form is not valid"),
+    ("Failed to deserialize form", "the form is not valid"),
+    (
+        "Form requests must have `Content-Type: application/x-www-form-urlencoded`",
+        "the form must be sent as Content-Type: application/x-www-form-urlencoded",
+    ),
+    ("Invalid URL", "the URL path is not valid"),
+    (
+        "Failed to buffer the request body",
+        "the request body could not be read",
+    ),
+    (
+        "Request body didn't contain valid UTF-8",
+        "the body is not valid UTF-8",
+    ),
+];
+
+/// An extractor's rejection text in the service's own words (see [`REWORDED`]);
+/// any other text as it is.
+pub(crate) fn reworded(text: &str) -> String {
+    for (theirs, ours) in REWORDED {
+        if let Some(rest) = text.strip_prefix(theirs) {
+            let cause = rest.trim_start_matches(':').trim();
+            return if cause.is_empty() {
+                (*ours).to_owned()
+            } else {
+                format!("{ours}: {cause}")
+            };
         }
     }
-    problem
+    text.to_owned()
+}
+
+/// A query string that does not fit its endpoint, in the service's words.
+pub(crate) fn bad_query(rejection: &axum::extract::rejection::QueryRejection) -> Error {
+    Error::Invalid(reworded(&rejection.body_text()))
 }
 
 impl IntoResponse for ProblemDocument {
@@ -309,5 +387,71 @@ impl IntoResponse for Error {
             _ => {}
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::FromRequest;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Fields {
+        limit: u32,
+    }
+
+    /// axum's own rejection texts, from its real extractors, come out in our words:
+    /// a newer axum that rewords them fails here, not in a client's face.
+    #[tokio::test]
+    async fn extractor_rejections_are_reworded() {
+        let mut texts = Vec::new();
+        let uri: axum::http::Uri = "/x?limit=many".parse().unwrap();
+        let Err(e) = axum::extract::Query::<Fields>::try_from_uri(&uri) else {
+            panic!()
+        };
+        texts.push(e.body_text());
+        let request = |ct: &str, body: &'static str| {
+            axum::http::Request::builder()
+                .method("POST")
+                .header(header::CONTENT_TYPE, ct)
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        for (ct, body) in [
+            ("application/json", "{not"),
+            ("application/json", "{}"),
+            ("text/plain", "{}"),
+        ] {
+            let Err(e) = axum::Json::<Fields>::from_request(request(ct, body), &()).await else {
+                panic!()
+            };
+            texts.push(e.body_text());
+        }
+        for (ct, body) in [
+            ("application/x-www-form-urlencoded", "limit=x"),
+            ("text/plain", "limit=1"),
+        ] {
+            let Err(e) = axum::Form::<Fields>::from_request(request(ct, body), &()).await else {
+                panic!()
+            };
+            texts.push(e.body_text());
+        }
+        for text in texts {
+            let ours = reworded(&text);
+            assert_ne!(ours, text, "not reworded: {text}");
+            for library in [
+                "Failed to",
+                "Expected request",
+                "deserialize",
+                "`Content-Type",
+            ] {
+                assert!(!ours.contains(library), "{ours:?} (from {text:?})");
+            }
+        }
+        assert_eq!(
+            reworded("Failed to deserialize query string: limit: invalid digit found in string"),
+            "the query string is not valid: limit: invalid digit found in string"
+        );
     }
 }

@@ -96,7 +96,7 @@ pub fn router(
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(track_metrics))
-                .layer(middleware::from_fn(crate::error::problem_for_bare_errors))
+                .layer(middleware::from_fn(crate::error::problem_documents))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(http.request_timeout_secs),
@@ -163,21 +163,38 @@ fn forwarded_client(
     client
 }
 
+/// Counts and times every request, and writes its one log line at info level:
+/// method, route pattern, status, latency and request id (the span's fields).
 async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let _in_flight = crate::telemetry::Gauged::new(metrics::gauge!("ivan_http_requests_in_flight"));
     let method = req.method().to_string();
-    // The route pattern, not the raw path, keeps label cardinality bounded.
+    // The route pattern, not the raw path, keeps label cardinality bounded (and a
+    // query, which can hold a secret, out of the log).
     let path = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    let labels = [("method", method), ("path", path), ("status", status)];
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    tracing::info!(
+        target: "ivan::request",
+        method = %method,
+        route = %path,
+        status,
+        // Milliseconds to the microsecond.
+        latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        "request"
+    );
+    let labels = [
+        ("method", method),
+        ("path", path),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("ivan_http_requests_total", &labels).increment(1);
     metrics::histogram!("ivan_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     resp
 }
 
@@ -246,6 +263,7 @@ async fn probe_write(dir: std::path::PathBuf) -> Result<()> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::refresh_at_scrape(&state.data_dir, &state.db).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -380,7 +398,7 @@ type QueryResult<T> =
 
 fn query<T>(q: QueryResult<T>) -> Result<T> {
     q.map(|axum::extract::Query(q)| q)
-        .map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))
+        .map_err(|e| crate::error::bad_query(&e))
 }
 
 /// A proof as JSON: hashes in standard base64, as C2SP checkpoints write them. The

@@ -904,3 +904,16 @@ impl SmtpSink {
         let _ = self.child.kill().await;
     }
 }
+
+/// A problem document without its `instance` (the request id, different on every
+/// answer): for comparing two answers that must be alike.
+pub fn sans_instance(problem: &serde_json::Value) -> serde_json::Value {
+    let mut p = problem.clone();
+    if let Some(fields) = p.as_object_mut() {
+        assert!(
+            fields.remove("instance").is_some(),
+            "no instance in {problem}"
+        );
+    }
+    p
+}

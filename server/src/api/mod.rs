@@ -503,7 +503,7 @@ async fn list(
     Authenticated(caller): Authenticated,
     query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>> {
-    let Query(q) = query.map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(|e| crate::error::bad_query(&e))?;
     let status = match &q.status {
         Some(s) => Some(s.parse::<submissions::Status>().map_err(|_| {
             Error::Invalid(format!(

@@ -160,7 +160,7 @@ pub(super) async fn preregistrations(
     Authenticated(caller): Authenticated,
     query: std::result::Result<Query<PreregQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PreregPage>> {
-    let Query(q) = query.map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(|e| crate::error::bad_query(&e))?;
     let wanted = q
         .state
         .as_deref()

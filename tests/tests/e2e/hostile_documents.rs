@@ -372,7 +372,10 @@ async fn large_documents_are_streamed_with_the_tree_paths_verdicts(inst: Instanc
                 streamed["errors"][0]["location"]
             );
         } else {
-            assert_eq!(tree, streamed);
+            assert_eq!(
+                ivan_e2e::sans_instance(tree),
+                ivan_e2e::sans_instance(streamed)
+            );
         }
     }
     assert!(

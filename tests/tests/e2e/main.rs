@@ -22,6 +22,7 @@ mod portal;
 mod record;
 mod signed_content;
 mod submissions;
+mod telemetry;
 mod tokens;
 mod upgrades;
 mod worm;
