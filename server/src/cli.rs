@@ -7,11 +7,29 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::Parser;
 use retention::keys::Keys;
 use retention::ledger::LedgerTask;
 use retention::{Actor, Db, Ledger, MigrationPolicy, Originals, SystemClock};
+
+/// `println!` for the commands' output: see [`write_out`].
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the commands' output: see [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
 
 mod args;
 mod backup;
@@ -58,12 +76,46 @@ pub fn main() -> ExitCode {
     // gone) must not hold the process past its shutdown grace period.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
+        Ok(_) if STDOUT.load(Ordering::Relaxed) == STDOUT_FAILED => ExitCode::FAILURE,
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What became of the commands' output: written, its reader gone, or failed.
+static STDOUT: AtomicU8 = AtomicU8::new(STDOUT_OPEN);
+const STDOUT_OPEN: u8 = 0;
+const STDOUT_READER_GONE: u8 = 1;
+const STDOUT_FAILED: u8 = 2;
+
+/// Writes a command's output to stdout. When the reader has closed the pipe
+/// (`ivan admin hold add --json | head -1`) the rest of the output is dropped and
+/// the command carries on to its end: the work a command does never stops half-way
+/// because nobody reads what it prints, and no panic. Any other write failure (a
+/// full disk under a redirect) is reported once on stderr and makes the command
+/// exit 1 after its work.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if STDOUT.load(Ordering::Relaxed) != STDOUT_OPEN {
+        return;
+    }
+    // Line-buffered: a failed write surfaces at the line's end.
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT.store(STDOUT_READER_GONE, Ordering::Relaxed);
+        } else {
+            STDOUT.store(STDOUT_FAILED, Ordering::Relaxed);
+            eprintln!("error: cannot write the output: {e}");
+        }
+    }
+}
+
+/// Whether stdout's reader has gone away (a following command stops then).
+pub(crate) fn stdout_gone() -> bool {
+    STDOUT.load(Ordering::Relaxed) != STDOUT_OPEN
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -94,7 +146,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Migrate => {
             prepare_data_dir(&config.data_dir)?;
             let db = open_db(&config, MigrationPolicy::Apply).await?;
-            println!(
+            outln!(
                 "database migrated: {} ({})",
                 retention::db::redact_url(&config.database_url()),
                 db.backend()
@@ -103,7 +155,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
-            print!("{}", config.to_redacted_toml());
+            out!("{}", config.to_redacted_toml());
             eprintln!("config OK");
             Ok(ExitCode::SUCCESS)
         }
@@ -116,7 +168,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }) => log::log_tail(&config, lines, follow, json, legal_basis.as_deref()).await,
         Command::Log(LogCommand::Vkey) => {
             let keys = Keys::load(&config.keys_dir())?;
-            println!("{}", keys.checkpoint_vkey(&config.ledger.origin(&keys)));
+            outln!("{}", keys.checkpoint_vkey(&config.ledger.origin(&keys)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Evidence(cmd) => evidence::run(&config, cmd).await,
@@ -144,7 +196,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             employer,
             file,
             json,
-        })) => trust::trust_add(&config, trust::TrustKind::Cert(employer), &file, json).await,
+        })) => {
+            let employer = employer_id(&config, &employer).await?;
+            trust::trust_add(&config, trust::TrustKind::Cert(employer), &file, json).await
+        }
         Command::Admin(AdminCommand::Cert(CertCommand::List { json })) => {
             trust::cert_list(&config, json).await
         }
@@ -153,7 +208,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             fingerprint,
             reason,
             json,
-        })) => trust::cert_remove(&config, &employer, &fingerprint, &reason, json).await,
+        })) => {
+            let employer = employer_id(&config, &employer).await?;
+            trust::cert_remove(&config, &employer, &fingerprint, &reason, json).await
+        }
         Command::Admin(AdminCommand::Outbox(OutboxCommand::List { limit, json })) => {
             outbox::outbox_list(&config, limit, json).await
         }
@@ -173,6 +231,23 @@ async fn read_db<T>(config: &Config, query: impl AsyncFnOnce(&Db) -> Result<T>) 
     let result = query(&db).await;
     db.close().await;
     result
+}
+
+/// The id of the employer an operator named with `--employer`: its id or its
+/// registration number. An unknown employer is an error (exit 1), not an empty list.
+async fn employer_id(config: &Config, named: &str) -> Result<String> {
+    read_db(config, async |db| {
+        Ok(crate::employers::find(db, named).await?.id)
+    })
+    .await
+}
+
+/// [`employer_id`] of an optional `--employer`.
+async fn employer_id_opt(config: &Config, named: Option<String>) -> Result<Option<String>> {
+    match named {
+        Some(named) => Ok(Some(employer_id(config, &named).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The ledger as a command opens it to append to the log: everything such a command
@@ -304,7 +379,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// lines for people.
 fn show<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) {
     if json {
-        println!("{}", to_json(value));
+        outln!("{}", to_json(value));
     } else {
         human(value);
     }
@@ -315,7 +390,7 @@ fn print_fields(fields: &[(&str, &dyn std::fmt::Display)]) {
     let width = fields.iter().map(|(label, _)| label.len() + 1).max();
     let width = width.unwrap_or(0);
     for (label, value) in fields {
-        println!("{:<width$}  {value}", format!("{label}:"));
+        outln!("{:<width$}  {value}", format!("{label}:"));
     }
 }
 

@@ -142,9 +142,14 @@ impl Config {
     /// The configuration `fig` holds, with `operator` (not a key), checked.
     fn extract(fig: Figment, operator: Option<String>) -> Result<Self, Error> {
         let mut config: Config = fig.extract().map_err(|e| {
-            // One line: the first problem, where it came from.
-            let first = e.into_iter().next();
-            Error::Config(first.map_or_else(|| "invalid".into(), |e| e.to_string()))
+            let mut problems = Problems::default();
+            for e in e {
+                problems.push(plain_figment_error(&e));
+            }
+            problems
+                .into_result()
+                .err()
+                .unwrap_or_else(|| Error::Config("invalid".into()))
         })?;
         config.operator = operator;
         config.validate()?;
@@ -172,17 +177,20 @@ impl Config {
         Self::extract(fig, operator)
     }
 
-    /// Checks the values [`Config::load`] read (and those a test set by hand).
+    /// Checks the values [`Config::load`] read (and those a test set by hand). Every
+    /// problem is reported at once, one per line, so a production configuration is
+    /// fixed in one pass rather than one restart per mistake.
     pub fn validate(&self) -> Result<(), Error> {
+        let mut problems = Problems::default();
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
             || url.starts_with("postgresql:"))
         {
-            return Err(Error::Config(format!(
+            problems.push(format!(
                 "database_url {:?} must start with sqlite:// or postgres://",
                 retention::db::redact_url(&url)
-            )));
+            ));
         }
         let http = &self.http;
         if http.body_limit_bytes == 0
@@ -192,12 +200,11 @@ impl Config {
             || http.max_connections == 0
             || http.max_connections_per_source == 0
         {
-            return Err(Error::Config(
+            problems.push(
                 "http.body_limit_bytes, json_body_limit_bytes, request_timeout_secs, \
                  header_read_timeout_secs, max_connections and max_connections_per_source \
-                 must be positive"
-                    .into(),
-            ));
+                 must be positive",
+            );
         }
         let intake = &self.intake;
         if intake.max_document_bytes == 0
@@ -206,28 +213,25 @@ impl Config {
             || intake.max_depth == 0
             || intake.max_nodes == 0
         {
-            return Err(Error::Config(
+            problems.push(
                 "intake.max_document_bytes, body_budget_bytes, analysis_budget_bytes, max_depth \
-                 and max_nodes must be positive"
-                    .into(),
-            ));
+                 and max_nodes must be positive",
+            );
         }
-        intake.check_hold_windows().map_err(Error::Config)?;
+        problems.check(intake.check_hold_windows().map_err(Error::Config));
         if intake.crl_fetch_secs == 0
             || intake
                 .crl_urls
                 .iter()
                 .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
         {
-            return Err(Error::Config(
-                "intake.crl_fetch_secs must be positive and intake.crl_urls http(s) URLs".into(),
-            ));
+            problems
+                .push("intake.crl_fetch_secs must be positive and intake.crl_urls http(s) URLs");
         }
         if intake.ocsp_timeout_ms == 0 {
-            return Err(Error::Config(
-                "intake.ocsp_timeout_ms must be at least 1 (intake.ocsp = false turns OCSP off)"
-                    .into(),
-            ));
+            problems.push(
+                "intake.ocsp_timeout_ms must be at least 1 (intake.ocsp = false turns OCSP off)",
+            );
         }
         if intake.cert_expiry_check_secs == 0
             || intake
@@ -235,30 +239,26 @@ impl Config {
                 .iter()
                 .any(|d| !(1..=3650).contains(d))
         {
-            return Err(Error::Config(
+            problems.push(
                 "intake.cert_expiry_check_secs must be positive and each of \
-                 intake.cert_expiry_warn_days 1 to 3650"
-                    .into(),
-            ));
+                 intake.cert_expiry_warn_days 1 to 3650",
+            );
         }
         if !(1..=100).contains(&intake.employer_share_percent) {
-            return Err(Error::Config(
-                "intake.employer_share_percent must be 1 to 100".into(),
-            ));
+            problems.push("intake.employer_share_percent must be 1 to 100");
         }
-        crate::employers::parse_allowed_ips(&self.http.trusted_proxies)
-            .map_err(|e| Error::Config(format!("http.trusted_proxies: {e}")))?;
+        problems.check(
+            crate::employers::parse_allowed_ips(&self.http.trusted_proxies)
+                .map(drop)
+                .map_err(|e| Error::Config(format!("http.trusted_proxies: {e}"))),
+        );
         if self.database_max_connections == 0 {
-            return Err(Error::Config(
-                "database_max_connections must be positive".into(),
-            ));
+            problems.push("database_max_connections must be positive");
         }
         if self.ledger.checkpoint_every_entries == 0 || self.ledger.max_batch == 0 {
-            return Err(Error::Config(
-                "ledger.checkpoint_every_entries and ledger.max_batch must be positive".into(),
-            ));
+            problems.push("ledger.checkpoint_every_entries and ledger.max_batch must be positive");
         }
-        self.ledger.check_origin().map_err(Error::Config)?;
+        problems.check(self.ledger.check_origin().map_err(Error::Config));
         if let Some(name) = &self.operator
             && (name.is_empty()
                 || name.len() > 64
@@ -266,55 +266,50 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c)))
         {
-            return Err(Error::Config(format!(
+            problems.push(format!(
                 "--operator {name:?}: 1 to 64 of A-Z a-z 0-9 . _ @ -"
-            )));
+            ));
         }
         for w in &self.witnesses {
-            w.check().map_err(Error::Config)?;
+            problems.check(w.check().map_err(Error::Config));
         }
         match (self.authority.mode, &self.authority.base_url) {
             (AuthorityMode::Sandbox, _) if self.environment == Environment::Production => {
-                return Err(Error::Config(
+                problems.push(
                     "authority.mode = \"sandbox\" is for development; production needs \
-                     authority.mode = \"remote\" with authority.base_url"
-                        .into(),
-                ));
+                     authority.mode = \"remote\" with authority.base_url",
+                );
             }
             (AuthorityMode::Sandbox, Some(_)) => {
-                return Err(Error::Config(
-                    "authority.base_url is only used with authority.mode = \"remote\"".into(),
-                ));
+                problems.push("authority.base_url is only used with authority.mode = \"remote\"");
             }
             (AuthorityMode::Remote, None) => {
-                return Err(Error::Config(
-                    "authority.mode = \"remote\" needs authority.base_url".into(),
-                ));
+                problems.push("authority.mode = \"remote\" needs authority.base_url");
             }
             _ => {}
         }
-        self.forwarding.validate(&self.authority)?;
-        self.mail.validate()?;
+        problems.check(self.forwarding.validate(&self.authority));
+        problems.check(self.mail.validate());
         if self.environment == Environment::Production && self.mail.transport == MailTransport::File
         {
-            return Err(Error::Config(
+            problems.push(
                 "mail.transport = \"file\" is for development; production needs \
-                 mail.transport = \"smtp\""
-                    .into(),
-            ));
+                 mail.transport = \"smtp\"",
+            );
         }
-        self.mobile.validate().map_err(Error::Config)?;
+        problems.check(self.mobile.validate().map_err(Error::Config));
         if self.environment == Environment::Production && self.sms_config().is_dev() {
-            return Err(Error::Config(
+            problems.push(
                 "the SMS dev outbox is for development; production needs [sms] with \
-                 transport = \"smpp\" or \"http_gateway\""
-                    .into(),
-            ));
+                 transport = \"smpp\" or \"http_gateway\"",
+            );
         }
-        self.portal
-            .validate(self.environment == Environment::Production)?;
-        self.retention.validate()?;
-        Ok(())
+        problems.check(
+            self.portal
+                .validate(self.environment == Environment::Production),
+        );
+        problems.check(self.retention.validate());
+        problems.into_result()
     }
 
     /// The SMS transport in force (the default is the development outbox file).
@@ -567,5 +562,84 @@ mod tests {
                 Ok(())
             });
         }
+    }
+}
+
+/// The problems [`Config::validate`] found, reported together.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Notes the problem a part's own check found, if any.
+    fn check(&mut self, checked: Result<(), Error>) {
+        match checked {
+            Ok(()) => {}
+            Err(Error::Config(problem)) => self.push(problem),
+            Err(other) => self.push(other.to_string()),
+        }
+    }
+
+    /// One problem on the error's line; several each on a line of their own.
+    fn into_result(self) -> Result<(), Error> {
+        match self.0.as_slice() {
+            [] => Ok(()),
+            [one] => Err(Error::Config(one.clone())),
+            many => Err(Error::Config(format!(
+                "{} problems:\n  - {}",
+                many.len(),
+                many.join("\n  - ")
+            ))),
+        }
+    }
+}
+
+/// One figment error in the words of this configuration: where (the file, or the
+/// environment variable), which key, what is wrong; no profile names or serde types.
+fn plain_figment_error(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = e.path.join(".");
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment variable"));
+    let place = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        _ if from_env && !e.path.is_empty() => {
+            format!(
+                "environment variable IVAN_{}",
+                e.path.join("__").to_ascii_uppercase()
+            )
+        }
+        Some(figment::Source::File(path)) if key.is_empty() => path.display().to_string(),
+        Some(figment::Source::File(path)) => format!("{}: {key}", path.display()),
+        _ => key,
+    };
+    let expected = |what: &str| match what {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number ≥ 0".to_owned(),
+        "isize" | "i64" | "i32" | "i16" | "i8" => "a whole number".to_owned(),
+        "f64" | "f32" => "a number".to_owned(),
+        "socket address" => "an address such as 127.0.0.1:8080".to_owned(),
+        other => other.to_owned(),
+    };
+    let what = match &e.kind {
+        Kind::InvalidType(actual, wanted) | Kind::InvalidValue(actual, wanted) => {
+            format!("expected {}, found {actual}", expected(wanted))
+        }
+        Kind::UnknownField(field, known) => {
+            format!("unknown key `{field}` (known here: {})", known.join(", "))
+        }
+        Kind::UnknownVariant(value, known) => {
+            format!("unknown value {value:?} (one of: {})", known.join(", "))
+        }
+        Kind::MissingField(field) => format!("missing key `{field}`"),
+        other => other.to_string(),
+    };
+    if place.is_empty() {
+        what
+    } else {
+        format!("{place}: {what}")
     }
 }

@@ -709,6 +709,29 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Employer>, Error> {
     }))
 }
 
+/// The employer an operator names by its id or its registration number (the id
+/// wins should one employer's id be another's registration number); an unknown
+/// name is [`Error::NotFound`], never an empty answer.
+pub async fn find(db: &Db, id_or_registration: &str) -> Result<Employer, Error> {
+    let named = id_or_registration.trim();
+    let found: Option<Employer> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT id, name, registration_number, created_at FROM employers \
+             WHERE id = $1 OR registration_number = $1 \
+             ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(named)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    });
+    found.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no employer with id or registration number {named:?} (`ivan admin employer list` shows them)"
+        ))
+    })
+}
+
 /// Every employer, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<Employer>, Error> {
     Ok(on_pool!(db, pool => {

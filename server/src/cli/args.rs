@@ -28,23 +28,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading the global flags are listed under in every command's help.
+const GLOBAL: &str = "Global options (any command)";
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// TOML config file [env: IVAN_CONFIG]
-    #[arg(long, global = true, env = "IVAN_CONFIG", value_name = "FILE")]
+    /// TOML config file.
+    #[arg(long, global = true, env = "IVAN_CONFIG", value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
-    /// Listen address, e.g. 127.0.0.1:8080 [env: IVAN_LISTEN]
-    #[arg(long, global = true, value_name = "ADDR")]
+    /// Listen address, e.g. 127.0.0.1:8080 (overrides `listen`; also IVAN_LISTEN).
+    #[arg(long, global = true, value_name = "ADDR", help_heading = GLOBAL)]
     pub listen: Option<SocketAddr>,
-    /// Data directory (SQLite file, originals, keys) [env: IVAN_DATA_DIR]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Data directory: SQLite database, originals, keys (overrides `data_dir`; also
+    /// IVAN_DATA_DIR). Admin commands need the server's.
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
-    /// sqlite://PATH or postgres://… [env: IVAN_DATABASE_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    /// sqlite://PATH or postgres://… (overrides `database_url`; also
+    /// IVAN_DATABASE_URL). Admin commands need the server's.
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub database_url: Option<String>,
     /// Who you are, as the log records your actions (`operator:NAME`). Required in
     /// production; in development the login name stands in.
-    #[arg(long, global = true, env = "IVAN_OPERATOR", value_name = "NAME")]
+    #[arg(long, global = true, env = "IVAN_OPERATOR", value_name = "NAME", help_heading = GLOBAL)]
     pub operator: Option<String>,
 }
 
@@ -122,4 +127,52 @@ pub enum AdminCommand {
     /// Legal holds: keep filings past their retention period.
     #[command(subcommand)]
     Hold(holds::HoldCommand),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every flag and argument of every command explains itself; the global flags
+    /// are listed under their own heading; clap's own `[env: …]` is not doubled.
+    #[test]
+    fn every_flag_has_help_and_global_flags_stand_apart() {
+        let mut missing = Vec::new();
+        let mut doubled = Vec::new();
+        let mut stack = vec![(String::from("ivan"), Cli::command())];
+        while let Some((path, cmd)) = stack.pop() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} --{id}"));
+                }
+                if help.contains("[env:") {
+                    doubled.push(format!("{path} --{id}"));
+                }
+                if arg.is_global_set() {
+                    assert_eq!(arg.get_help_heading(), Some(GLOBAL), "{path} --{id}");
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "flags without help:\n{}",
+            missing.join("\n")
+        );
+        assert!(
+            doubled.is_empty(),
+            "help repeating clap's [env: …]:\n{}",
+            doubled.join("\n")
+        );
+        Cli::command().debug_assert();
+    }
 }

@@ -25,6 +25,7 @@ pub enum BackupCommand {
     /// while the service runs. DIR may hold earlier snapshots: originals are shared
     /// and only new ones are copied. The snapshot holds the signing keys: protect it.
     Create {
+        /// The backup directory (created if missing).
         dir: PathBuf,
         /// Print the summary (with timings) as JSON.
         #[arg(long)]
@@ -33,6 +34,7 @@ pub enum BackupCommand {
     /// Check a snapshot without restoring it: COMPLETE, the manifest's signature,
     /// every file's size and SHA-256, every original re-hashed. Exit 3 on problems.
     Verify {
+        /// The backup directory.
         dir: PathBuf,
         /// The snapshot id (default: the newest complete snapshot).
         #[arg(long)]
@@ -82,24 +84,24 @@ async fn create(config: &Config, dir: &Path, json: bool) -> Result<ExitCode> {
     db.close().await;
     let s = made?;
     if json {
-        println!("{}", to_json(&s));
+        outln!("{}", to_json(&s));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("snapshot {} written to {}", s.snapshot, s.dir);
-    println!(
+    outln!("snapshot {} written to {}", s.snapshot, s.dir);
+    outln!(
         "  database   {}, {} in {:.2} s",
         s.backend,
         human_bytes(s.db_bytes),
         s.db_seconds
     );
-    println!(
+    outln!(
         "  log        {} entries, head {}, last checkpoint {}",
         s.log_tree_size,
         s.head_hash,
         s.checkpoint_tree_size
             .map_or_else(|| "none".to_owned(), |t| format!("at {t}"))
     );
-    println!(
+    outln!(
         "  originals  {} ({}): {} copied ({}) into {} new pack(s), {} already in the backup, in {:.2} s",
         s.originals,
         human_bytes(s.originals_bytes),
@@ -109,9 +111,9 @@ async fn create(config: &Config, dir: &Path, json: bool) -> Result<ExitCode> {
         s.originals_skipped,
         s.originals_seconds
     );
-    println!("  keys       {} files", s.keys);
-    println!("  signed by  checkpoint key {}", s.key_id);
-    println!("  total      {:.2} s", s.total_seconds);
+    outln!("  keys       {} files", s.keys);
+    outln!("  signed by  checkpoint key {}", s.key_id);
+    outln!("  total      {:.2} s", s.total_seconds);
     eprintln!("The snapshot holds the signing keys and secrets: keep the backup protected.");
     Ok(ExitCode::SUCCESS)
 }
@@ -122,7 +124,7 @@ async fn verify(dir: &Path, snapshot: Option<&str>, json: bool) -> Result<ExitCo
     bars.clear();
     let r = report?;
     if json {
-        println!("{}", to_json(&r));
+        outln!("{}", to_json(&r));
     } else {
         for id in &r.partial_snapshots_skipped {
             eprintln!(
@@ -140,22 +142,22 @@ async fn verify(dir: &Path, snapshot: Option<&str>, json: bool) -> Result<ExitCo
             human_bytes(r.originals_bytes)
         );
         if r.ok {
-            println!("backup OK: {what}, all re-hashed");
+            outln!("backup OK: {what}, all re-hashed");
             if let Some(kid) = &r.key_id {
-                println!(
+                outln!(
                     "manifest signed by checkpoint key {kid} (compare with /.well-known/ivan/checkpoint-keys.json)"
                 );
             }
         } else {
-            println!(
+            outln!(
                 "backup verification FAILED: {what}; {} problem(s):",
                 r.problems_total
             );
             for p in &r.problems {
-                println!("  {p}");
+                outln!("  {p}");
             }
             if r.problems_total > r.problems.len() as u64 {
-                println!(
+                outln!(
                     "  … and {} more",
                     r.problems_total - r.problems.len() as u64
                 );
@@ -184,10 +186,10 @@ pub async fn run_restore(config: &Config, args: RestoreArgs) -> Result<ExitCode>
     bars.clear();
     let s = done?;
     if args.json {
-        println!("{}", to_json(&s));
+        outln!("{}", to_json(&s));
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "restored snapshot {} ({}, created {}) into {} and {}",
         s.snapshot,
         s.backend,
@@ -195,8 +197,8 @@ pub async fn run_restore(config: &Config, args: RestoreArgs) -> Result<ExitCode>
         retention::db::redact_url(&url),
         config.data_dir.display()
     );
-    println!("  checked    the snapshot in {:.2} s", s.check_seconds);
-    println!(
+    outln!("  checked    the snapshot in {:.2} s", s.check_seconds);
+    outln!(
         "  database   {}{} in {:.2} s",
         human_bytes(s.db_bytes),
         if s.tables > 0 {
@@ -206,25 +208,29 @@ pub async fn run_restore(config: &Config, args: RestoreArgs) -> Result<ExitCode>
         },
         s.db_seconds
     );
-    println!(
+    outln!(
         "  originals  {} ({}) in {:.2} s",
         s.originals,
         human_bytes(s.bytes),
         s.originals_seconds
     );
-    println!("  keys       {} files", s.keys);
-    println!(
+    outln!("  keys       {} files", s.keys);
+    outln!(
         "  verified   log OK: {} entries chained, {} checkpoint signatures valid (in {:.2} s, beside the copy), {} originals intact (in {:.2} s)",
-        s.log_entries, s.checkpoints, s.log_seconds, s.originals_verified, s.verify_seconds
+        s.log_entries,
+        s.checkpoints,
+        s.log_seconds,
+        s.originals_verified,
+        s.verify_seconds
     );
-    println!(
+    outln!(
         "  head       entry {} hash {} = the snapshot's; last checkpoint {}",
         s.tree_size,
         s.head_hash,
         s.checkpoint_tree_size
             .map_or_else(|| "none".to_owned(), |t| format!("at {t}"))
     );
-    println!("  total      {:.2} s", s.total_seconds);
+    outln!("  total      {:.2} s", s.total_seconds);
     Ok(ExitCode::SUCCESS)
 }
 

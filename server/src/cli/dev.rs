@@ -12,18 +12,23 @@ use crate::{Error, Result};
 pub enum DevCommand {
     /// Write a test CA, employer certificates (valid, revoked, expired, from another CA) and a CRL into DIR.
     Keys {
+        /// Directory to write the test PKI into (created if missing).
         dir: PathBuf,
         /// Name this URL as the CRL distribution point of the employer certificates
         /// (where `ivan serve` then fetches the CA's CRL from).
         #[arg(long, value_name = "URL")]
         crl_url: Option<String>,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Write TLS test material for the authority link into DIR: a CA, a server
     /// certificate for localhost/127.0.0.1, a client certificate, and a second CA's
     /// server and client certificates (for "wrong certificate" tests).
-    Tls { dir: PathBuf },
+    Tls {
+        /// Directory to write the TLS test material into (created if missing).
+        dir: PathBuf,
+    },
     /// Sign IN.xml with an enveloped XML-DSig (the profile `ivan` accepts); the signed document goes to stdout.
     Sign {
         /// Private key, PKCS#8 PEM (EC P-256 or RSA).
@@ -36,6 +41,7 @@ pub enum DevCommand {
         /// signer under an intermediate CA.
         #[arg(long)]
         chain: Option<PathBuf>,
+        /// The XML document to sign (IN.xml).
         input: PathBuf,
     },
 }
@@ -46,16 +52,30 @@ pub fn dev(cmd: DevCommand) -> Result<ExitCode> {
             let pki = crate::dev::make_keys(&dir, chrono::Utc::now(), crl_url.as_deref())
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             if json {
-                println!("{}", to_json(&pki));
+                outln!("{}", to_json(&pki));
             } else {
-                println!("test PKI written to {}:", dir.display());
-                println!("{pki:#?}");
+                outln!("test PKI written to {}:", dir.display());
+                super::print_fields(&[
+                    ("CA certificate", &pki.ca_cert.display()),
+                    ("CA key", &pki.ca_key.display()),
+                    ("CRL", &pki.crl.display()),
+                    ("employer certificate", &pki.employer_cert.display()),
+                    ("employer key", &pki.employer_key.display()),
+                    ("employer fingerprint", &pki.employer_fingerprint),
+                    ("revoked certificate", &pki.revoked_cert.display()),
+                    ("revoked key", &pki.revoked_key.display()),
+                    ("expired certificate", &pki.expired_cert.display()),
+                    ("expired key", &pki.expired_key.display()),
+                    ("other CA certificate", &pki.other_ca_cert.display()),
+                    ("stranger certificate", &pki.stranger_cert.display()),
+                    ("stranger key", &pki.stranger_key.display()),
+                ]);
                 eprintln!("These keys are for testing only.");
             }
         }
         DevCommand::Tls { dir } => {
             for path in crate::sandbox::write_dev_tls(&dir)? {
-                println!("{}", path.display());
+                outln!("{}", path.display());
             }
             eprintln!("These certificates are for testing only.");
         }
@@ -81,7 +101,7 @@ pub fn dev(cmd: DevCommand) -> Result<ExitCode> {
             let signed =
                 crate::intake::signature::sign_enveloped_chain(&xml, &key, &cert.der, &chain)
                     .map_err(Error::Invalid)?;
-            print!("{signed}");
+            out!("{signed}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,25 +13,32 @@ use crate::{Result, employers};
 pub enum EmployerCommand {
     /// Onboard an employer; prints its id and its API token (shown only this once).
     Add {
+        /// The employer's name as registered.
         #[arg(long)]
         name: String,
+        /// The employer's registration number at the authority (letters, digits, '-', '/').
         #[arg(long)]
         registration_number: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List employers.
     List {
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Set the address that gets the employer's mail (receipts, answers, overdue
     /// forwarding); logged.
     SetEmail {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
+        /// The address that gets the mail.
         #[arg(long)]
         email: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -42,6 +49,7 @@ pub enum TokenCommand {
     /// Create another API token for an employer; prints it (shown only this once).
     /// Logged as `api-token.create`.
     Create {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
         /// What the token is for (1 to 100 characters), e.g. the payroll system.
@@ -52,24 +60,29 @@ pub enum TokenCommand {
         /// address.
         #[arg(long = "allow", value_name = "CIDR")]
         allow: Vec<String>,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List an employer's API tokens, newest first (revoked ones too; never secrets).
     List {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke an API token (by its id, the part after `ivan_`): it stops working at
     /// once. Logged as `api-token.revoke`.
     Revoke {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
         /// The token id (16 hex digits).
         #[arg(long = "token", value_name = "TOKEN_ID")]
         token: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -109,6 +122,7 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
             email,
             json,
         } => {
+            let employer = super::employer_id(config, &employer).await?;
             let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::set_email(&record.ledger, operator(config)?, &employer, &email).await
             })
@@ -117,18 +131,20 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
             let done =
                 serde_json::json!({"id": employer, "notify_email": email, "log_seq": log_seq});
             show(json, &done, |_| {
-                println!("mail for employer {employer} now goes to {email}");
+                outln!("mail for employer {employer} now goes to {email}");
             });
         }
         EmployerCommand::List { json } => {
             let list = read_db(config, async |db| employers::list(db).await).await?;
             show(json, &list, |list| {
-                println!(
+                outln!(
                     "{:<36}  {:<16}  {:<27}  NAME",
-                    "ID", "REGISTRATION", "CREATED"
+                    "ID",
+                    "REGISTRATION",
+                    "CREATED"
                 );
                 for e in list {
-                    println!(
+                    outln!(
                         "{:<36}  {:<16}  {:<27}  {}",
                         e.id,
                         e.registration_number,
@@ -150,6 +166,7 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             allow,
             json,
         } => {
+            let employer = super::employer_id(config, &employer).await?;
             let created = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::create_token(
                     &record.ledger,
@@ -175,17 +192,22 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             });
         }
         TokenCommand::List { employer, json } => {
+            let employer = super::employer_id(config, &employer).await?;
             let list = read_db(config, async |db| {
                 employers::list_tokens(db, &employer).await
             })
             .await?;
             show(json, &list, |list| {
-                println!(
+                outln!(
                     "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  LABEL",
-                    "ID", "CREATED", "REVOKED", "CREATED BY", "ALLOWED FROM"
+                    "ID",
+                    "CREATED",
+                    "REVOKED",
+                    "CREATED BY",
+                    "ALLOWED FROM"
                 );
                 for t in list {
-                    println!(
+                    outln!(
                         "{:<16}  {:<27}  {:<27}  {:<24}  {:<24}  {}",
                         t.id,
                         retention::ledger::format_time(&t.created_at),
@@ -204,6 +226,7 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             token,
             json,
         } => {
+            let employer = super::employer_id(config, &employer).await?;
             let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::revoke_token(&record.ledger, operator(config)?, &employer, &token).await
             })
@@ -212,7 +235,7 @@ pub async fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
                 "id": token, "employer_id": employer, "revoked": true, "log_seq": log_seq
             });
             show(json, &done, |_| {
-                println!("API token {token} of employer {employer} revoked (log entry {log_seq})");
+                outln!("API token {token} of employer {employer} revoked (log entry {log_seq})");
             });
         }
     }

@@ -24,8 +24,10 @@ pub enum EvidenceCommand {
         /// A filing's message id (repeat for more).
         #[arg(long = "message-id", value_name = "ID")]
         message_ids: Vec<String>,
+        /// Filings of this employer (its id or registration number).
         #[arg(long)]
         employer: Option<String>,
+        /// Filings with this document number.
         #[arg(long)]
         document_number: Option<String>,
         /// Filings naming this personal id.
@@ -46,11 +48,13 @@ pub enum EvidenceCommand {
         /// Where to write the bundle (must not exist).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Check a bundle offline (no database): says what it checked; exit 3 if any check fails.
     Verify {
+        /// The bundle file (as `ivan evidence export` wrote it).
         bundle: PathBuf,
         /// The intermediary's published checkpoint keys (JWKS, from
         /// /.well-known/ivan/checkpoint-keys.json) to pin the bundle's keys to.
@@ -60,6 +64,7 @@ pub enum EvidenceCommand {
         /// cosigned the checkpoint the bundle's proofs are under; repeatable.
         #[arg(long = "witness", value_name = "VKEY")]
         witnesses: Vec<String>,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -79,6 +84,7 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
             out,
             json,
         } => {
+            let employer = super::employer_id_opt(config, employer).await?;
             let basis = Basis::new(Some(&legal_basis), Some(&reference_number))?;
             let selection = Selection {
                 message_ids,
@@ -143,14 +149,14 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
                 }
             };
             if json {
-                println!("{}", to_json(&exported));
+                outln!("{}", to_json(&exported));
             } else {
-                println!("bundle:       {}", out.display());
-                println!("filings:      {}", exported.filings.len());
-                println!("bytes:        {}", exported.bytes);
-                println!("manifest:     sha256 {}", exported.manifest_sha256);
-                println!("signed by:    {}", exported.checkpoint_key_ids.join(", "));
-                println!("log entry:    {}", exported.audit_log_seq);
+                outln!("bundle:       {}", out.display());
+                outln!("filings:      {}", exported.filings.len());
+                outln!("bytes:        {}", exported.bytes);
+                outln!("manifest:     sha256 {}", exported.manifest_sha256);
+                outln!("signed by:    {}", exported.checkpoint_key_ids.join(", "));
+                outln!("log entry:    {}", exported.audit_log_seq);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -185,9 +191,9 @@ pub async fn run(config: &Config, cmd: EvidenceCommand) -> Result<ExitCode> {
             .await
             .map_err(|e| Error::Invalid(format!("verification task failed: {e}")))??;
             if json {
-                println!("{}", to_json(&report));
+                outln!("{}", to_json(&report));
             } else {
-                print!("{report}");
+                out!("{report}");
             }
             Ok(if report.ok() {
                 ExitCode::SUCCESS

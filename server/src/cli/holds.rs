@@ -18,41 +18,49 @@ pub enum HoldCommand {
     /// Keep a filing (--message-id) or all of an employer's filings (--employer) past
     /// their retention period. Logged as `hold.add`.
     Add {
+        /// The filing to keep (its message id).
         #[arg(
             long,
             conflicts_with = "employer",
             required_unless_present = "employer"
         )]
         message_id: Option<String>,
+        /// Keep all filings of this employer (its id or registration number).
         #[arg(long)]
         employer: Option<String>,
         /// Why (required; e.g. the court order or case).
         #[arg(long)]
         reason: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Release a hold: the sweeper may purge what has expired meanwhile. Logged as
     /// `hold.release`.
     Release {
+        /// The hold to release (its id, as `ivan admin hold list` shows it).
         #[arg(long = "hold", value_name = "HOLD_ID")]
         hold: String,
         /// Why (required).
         #[arg(long)]
         reason: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Apply every hold to the originals bucket's legal holds again (after a bucket
     /// failure a hold or release reported; nothing without Object Lock).
     Sync {
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List legal holds (active ones; --all for released ones too).
     List {
+        /// Released holds too.
         #[arg(long)]
         all: bool,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -63,6 +71,7 @@ pub enum RetentionCommand {
     /// Run the retention sweep now (the server runs it every
     /// retention.sweep_interval_secs): purge expired, unheld, ended filings.
     Sweep {
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -76,6 +85,7 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
             reason,
             json,
         } => {
+            let employer = super::employer_id_opt(config, employer).await?;
             let (scope, target) = match (message_id, employer) {
                 (Some(m), None) => (Scope::Submission, m),
                 (None, Some(e)) => (Scope::Employer, e),
@@ -97,9 +107,9 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
             })
             .await?;
             if json {
-                println!("{}", to_json(&hold));
+                outln!("{}", to_json(&hold));
             } else {
-                println!("hold {} on {} {}", hold.id, hold.scope, hold.target);
+                outln!("hold {} on {} {}", hold.id, hold.scope, hold.target);
             }
         }
         HoldCommand::Release { hold, reason, json } => {
@@ -116,9 +126,9 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
             })
             .await?;
             if json {
-                println!("{}", to_json(&released));
+                outln!("{}", to_json(&released));
             } else {
-                println!("hold {} released", released.id);
+                outln!("hold {} released", released.id);
             }
         }
         HoldCommand::Sync { json } => {
@@ -131,19 +141,22 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
             })
             .await?;
             if json {
-                println!("{}", serde_json::json!({ "originals_set": set }));
+                outln!("{}", serde_json::json!({ "originals_set": set }));
             } else {
-                println!("legal holds applied to {set} originals");
+                outln!("legal holds applied to {set} originals");
             }
         }
         HoldCommand::List { all, json } => {
             let list = read_db(config, async |db| holds::holds(db, !all).await).await?;
             if json {
-                println!("{}", to_json(&list));
+                outln!("{}", to_json(&list));
             } else {
-                println!(
+                outln!(
                     "{:<36}  {:<10}  {:<36}  {:<8}  REASON",
-                    "ID", "SCOPE", "TARGET", "STATE"
+                    "ID",
+                    "SCOPE",
+                    "TARGET",
+                    "STATE"
                 );
                 for h in list {
                     let state = if h.released_at.is_some() {
@@ -151,9 +164,13 @@ pub async fn hold(config: &Config, cmd: HoldCommand) -> Result<ExitCode> {
                     } else {
                         "active"
                     };
-                    println!(
+                    outln!(
                         "{:<36}  {:<10}  {:<36}  {:<8}  {}",
-                        h.id, h.scope, h.target, state, h.reason
+                        h.id,
+                        h.scope,
+                        h.target,
+                        state,
+                        h.reason
                     );
                 }
             }
@@ -179,9 +196,9 @@ pub async fn retention(config: &Config, cmd: RetentionCommand) -> Result<ExitCod
     })
     .await?;
     if json {
-        println!("{}", to_json(&swept));
+        outln!("{}", to_json(&swept));
     } else {
-        println!(
+        outln!(
             "purged {} filings ({} originals deleted, {} shared payloads kept); {} expired filings held; {} filings indexed; {} portal rows removed",
             swept.purged_filings.len(),
             swept.purged_originals,

@@ -95,7 +95,7 @@ pub async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
     }
     if json {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
-        println!(
+        outln!(
             "{}",
             to_json(&serde_json::json!({
                 "ok": report.ok(),
@@ -107,7 +107,7 @@ pub async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
             }))
         );
     } else if report.ok() {
-        println!(
+        outln!(
             "log OK: {} entries chained, {} checkpoint signatures valid, {} originals intact, {} purged by the retention policy (hashes kept)",
             report.entries,
             report.checkpoints,
@@ -115,12 +115,14 @@ pub async fn log_verify(config: &Config, json: bool) -> Result<ExitCode> {
             report.purged
         );
     } else {
-        println!(
+        outln!(
             "log verification FAILED after {} entries, {} checkpoints, {} originals:",
-            report.entries, report.checkpoints, report.originals
+            report.entries,
+            report.checkpoints,
+            report.originals
         );
         for p in &report.problems {
-            println!("  {p}");
+            outln!("  {p}");
         }
     }
     Ok(if report.ok() {
@@ -145,9 +147,9 @@ pub async fn log_tail(
     let db = open_db(config, MigrationPolicy::RequireCurrent).await?;
     let print = |e: &Entry| {
         if json {
-            println!("{}", serde_json::to_string(e).unwrap_or_default());
+            outln!("{}", serde_json::to_string(e).unwrap_or_default());
         } else {
-            println!(
+            outln!(
                 "{:>8}  {}  {:<24}  {:<20}  {}{}",
                 e.seq,
                 retention::ledger::format_time(&e.recorded_at),
@@ -182,6 +184,10 @@ pub async fn log_tail(
                         last = e.seq;
                     }
                     let _ = std::io::stdout().flush();
+                    // Nobody reads any more (`log tail -f | head`): stop following.
+                    if super::stdout_gone() {
+                        break;
+                    }
                 }
             }
         }

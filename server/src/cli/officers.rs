@@ -16,23 +16,28 @@ pub enum OfficerCommand {
     /// Invite a compliance officer: mails a single-use enrolment link (passkey, as for
     /// employers' users). Logged as `user.invite` with role `officer`.
     Add {
+        /// The officer's e-mail address (the enrolment link goes there).
         #[arg(long)]
         email: String,
         /// The officer's organisation (1 to 200 characters).
         #[arg(long)]
         organisation: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List compliance officers (revoked ones too).
     List {
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke an officer: no more sign-ins, sessions end, tokens stop working.
     Revoke {
+        /// The officer's user id (as `ivan admin officer list` shows it).
         #[arg(long)]
         officer: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -46,26 +51,32 @@ pub enum OfficerTokenCommand {
     /// Create a personal API token for an officer; prints it (shown only this once).
     /// Logged as `officer-token.create`.
     Create {
+        /// The officer's user id (as `ivan admin officer list` shows it).
         #[arg(long)]
         officer: String,
         /// What the token is for (1 to 100 characters).
         #[arg(long)]
         label: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List officer tokens (of one officer, or all), newest first; never secrets.
     List {
+        /// Only this officer's tokens (their user id).
         #[arg(long)]
         officer: Option<String>,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke an officer token by id (the part after `ivan-officer_`). Logged as
     /// `officer-token.revoke`.
     Revoke {
+        /// The token id (the part after `ivan-officer_`).
         #[arg(long = "token", value_name = "TOKEN_ID")]
         token: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -88,12 +99,14 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
         OfficerCommand::List { json } => {
             let list = read_db(config, async |db| officers::list(db).await).await?;
             show(json, &list, |list| {
-                println!(
+                outln!(
                     "{:<36}  {:<8}  {:<32}  EMAIL",
-                    "ID", "STATE", "ORGANISATION"
+                    "ID",
+                    "STATE",
+                    "ORGANISATION"
                 );
                 for u in list {
-                    println!(
+                    outln!(
                         "{:<36}  {:<8}  {:<32}  {}",
                         u.id,
                         active_or_revoked(&u.revoked_at),
@@ -124,7 +137,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             .await?;
             let done = serde_json::json!({ "revoked": officer, "log_seq": log_seq });
             show(json, &done, |_| {
-                println!("officer {officer} revoked (log entry {log_seq})");
+                outln!("officer {officer} revoked (log entry {log_seq})");
             });
         }
         OfficerCommand::Token(OfficerTokenCommand::Create {
@@ -161,10 +174,10 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             })
             .await?;
             show(json, &list, |list| {
-                println!("{:<16}  {:<36}  {:<8}  LABEL", "ID", "OFFICER", "STATE");
+                outln!("{:<16}  {:<36}  {:<8}  LABEL", "ID", "OFFICER", "STATE");
                 for t in list {
                     let state = active_or_revoked(&t.revoked_at);
-                    println!("{:<16}  {:<36}  {:<8}  {}", t.id, t.user_id, state, t.label);
+                    outln!("{:<16}  {:<36}  {:<8}  {}", t.id, t.user_id, state, t.label);
                 }
             });
         }
@@ -176,7 +189,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
             .await?;
             let done = serde_json::json!({ "revoked": token, "log_seq": log_seq });
             show(json, &done, |_| {
-                println!("officer token {token} revoked (log entry {log_seq})");
+                outln!("officer token {token} revoked (log entry {log_seq})");
             });
         }
     }

@@ -12,8 +12,10 @@ use crate::config::Config;
 pub enum OutboxCommand {
     /// Rows due first, with attempts, lease holder and the last error.
     List {
+        /// Show at most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -25,14 +27,18 @@ pub async fn outbox_list(config: &Config, limit: i64, json: bool) -> Result<Exit
     })
     .await?;
     if json {
-        println!("{}", to_json(&rows));
+        outln!("{}", to_json(&rows));
     } else {
-        println!(
+        outln!(
             "{:<36}  {:<11}  {:<7}  {:<27}  {:>8}  LAST ERROR",
-            "MESSAGE ID", "DOCUMENT", "PHASE", "DUE", "ATTEMPTS"
+            "MESSAGE ID",
+            "DOCUMENT",
+            "PHASE",
+            "DUE",
+            "ATTEMPTS"
         );
         for r in rows {
-            println!(
+            outln!(
                 "{:<36}  {:<11}  {:<7}  {:<27}  {:>8}  {}{}",
                 r.submission_id,
                 r.document_number,

@@ -104,7 +104,7 @@ pub async fn sandbox_authority(listen: Option<SocketAddr>, args: &SandboxArgs) -
     };
     crate::sandbox::check(&options)?;
     // A stable line for scripts and tests (the port may have been 0).
-    println!("sandbox-authority listening on {scheme}://{bound}");
+    outln!("sandbox-authority listening on {scheme}://{bound}");
     let _ = std::io::stdout().flush();
     crate::sandbox::run(listener, options, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -118,7 +118,7 @@ pub async fn witness(listen: Option<SocketAddr>, cmd: &WitnessCommand) -> Result
     };
     match cmd {
         WitnessCommand::Vkey { key } => {
-            println!("{}", cosigner(key)?.vkey());
+            outln!("{}", cosigner(key)?.vkey());
             Ok(ExitCode::SUCCESS)
         }
         WitnessCommand::Serve { key, logs, state } => {
@@ -131,7 +131,7 @@ pub async fn witness(listen: Option<SocketAddr>, cmd: &WitnessCommand) -> Result
                 .local_addr()
                 .map_err(|source| Error::Listen { addr, source })?;
             // A stable line for scripts and tests (the port may have been 0).
-            println!(
+            outln!(
                 "witness {} listening on http://{bound}",
                 witness.cosigner().name()
             );

@@ -15,12 +15,15 @@ use crate::intake::material;
 pub enum CaCommand {
     /// Trust a CA certificate (PEM or DER) for employers' signing certificates.
     Add {
+        /// The certificate or CRL file (PEM or DER).
         file: PathBuf,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List the CA certificates added (removed ones too, with when).
     List {
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -33,6 +36,7 @@ pub enum CaCommand {
         /// Why it is removed (kept in the log).
         #[arg(long)]
         reason: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -42,7 +46,9 @@ pub enum CaCommand {
 pub enum CrlCommand {
     /// Add a CRL (PEM or DER) issued by a trusted CA; the newest one per CA is used.
     Add {
+        /// The certificate or CRL file (PEM or DER).
         file: PathBuf,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -52,14 +58,18 @@ pub enum CrlCommand {
 pub enum CertCommand {
     /// Register a signing certificate (PEM or DER) for an employer.
     Add {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
+        /// The certificate or CRL file (PEM or DER).
         file: PathBuf,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List registered signing certificates (removed ones too, with when).
     List {
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -67,6 +77,7 @@ pub enum CertCommand {
     /// compromised, an employee gone). The certificate stays on record for the
     /// filings it signed. Logged as `trust.cert.remove` with the reason.
     Remove {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
         /// The certificate's SHA-256 fingerprint (as `ivan admin cert list` shows it).
@@ -74,6 +85,7 @@ pub enum CertCommand {
         /// Why it is removed (kept in the log).
         #[arg(long)]
         reason: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -120,11 +132,11 @@ pub async fn trust_add(
     })
     .await?;
     if json {
-        println!("{}", to_json(&added));
+        outln!("{}", to_json(&added));
     } else {
-        println!("added:      {}", added.description);
-        println!("sha256:     {}", added.sha256);
-        println!("log entry:  {}", added.log_seq);
+        outln!("added:      {}", added.description);
+        outln!("sha256:     {}", added.sha256);
+        outln!("log entry:  {}", added.log_seq);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -132,9 +144,12 @@ pub async fn trust_add(
 pub async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
     let list = read_db(config, async |db| material::list_employer_certs(db).await).await?;
     show(json, &list, |list| {
-        println!(
+        outln!(
             "{:<36}  {:<64}  {:<27}  {:<8}  SUBJECT",
-            "EMPLOYER", "FINGERPRINT (SHA-256)", "NOT AFTER", "STATE"
+            "EMPLOYER",
+            "FINGERPRINT (SHA-256)",
+            "NOT AFTER",
+            "STATE"
         );
         for c in list {
             let state = if c.removed_at.is_some() {
@@ -142,7 +157,7 @@ pub async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
             } else {
                 "active"
             };
-            println!(
+            outln!(
                 "{:<36}  {:<64}  {:<27}  {:<8}  {}",
                 c.employer_id,
                 c.fingerprint,
@@ -158,9 +173,11 @@ pub async fn cert_list(config: &Config, json: bool) -> Result<ExitCode> {
 pub async fn ca_list(config: &Config, json: bool) -> Result<ExitCode> {
     let list = read_db(config, async |db| material::list_anchors(db).await).await?;
     show(json, &list, |list| {
-        println!(
+        outln!(
             "{:<64}  {:<27}  {:<8}  SUBJECT",
-            "SHA-256", "NOT AFTER", "STATE"
+            "SHA-256",
+            "NOT AFTER",
+            "STATE"
         );
         for a in list {
             let state = if a.removed_at.is_some() {
@@ -169,9 +186,12 @@ pub async fn ca_list(config: &Config, json: bool) -> Result<ExitCode> {
                 "trusted"
             };
             let not_after = retention::ledger::format_time(&a.not_after);
-            println!(
+            outln!(
                 "{:<64}  {:<27}  {:<8}  {}",
-                a.sha256, not_after, state, a.subject
+                a.sha256,
+                not_after,
+                state,
+                a.subject
             );
         }
     });
@@ -191,7 +211,7 @@ pub async fn ca_remove(
     .await?;
     let done = serde_json::json!({ "sha256": sha256, "removed": true, "log_seq": log_seq });
     show(json, &done, |_| {
-        println!("CA certificate {sha256} is no longer trusted (log entry {log_seq})");
+        outln!("CA certificate {sha256} is no longer trusted (log entry {log_seq})");
     });
     Ok(ExitCode::SUCCESS)
 }
@@ -220,7 +240,7 @@ pub async fn cert_remove(
         "employer_id": employer, "fingerprint": fingerprint, "removed": true, "log_seq": log_seq
     });
     show(json, &done, |_| {
-        println!("certificate {fingerprint} of employer {employer} removed (log entry {log_seq})");
+        outln!("certificate {fingerprint} of employer {employer} removed (log entry {log_seq})");
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -13,26 +13,34 @@ pub enum UserCommand {
     /// Invite a user: mails a single-use enrolment link (valid `portal.invitation_valid_secs`)
     /// through the mail outbox. Inviting an active user again sends a fresh link.
     Invite {
+        /// The employer: its id or its registration number.
         #[arg(long)]
         employer: String,
+        /// The user's e-mail address (the enrolment link goes there).
         #[arg(long)]
         email: String,
+        /// What the user may do in the portal.
         #[arg(long, value_enum)]
         role: crate::accounts::Role,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List users (of one employer, or all).
     List {
+        /// Only this employer's users (its id or registration number).
         #[arg(long)]
         employer: Option<String>,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a user: no more sign-ins; their sessions end now.
     Revoke {
+        /// The user's id (as `ivan admin user list` shows it).
         #[arg(long)]
         user: String,
+        /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -47,22 +55,27 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             role,
             json,
         } => {
+            let employer = super::employer_id(config, &employer).await?;
             let membership = accounts::Membership::employer(&employer, role);
             let about = |u: &accounts::User| ("role", u.role.clone());
             invite(config, json, membership, &email, about).await?;
         }
         UserCommand::List { employer, json } => {
+            let employer = super::employer_id_opt(config, employer).await?;
             let users = read_db(config, async |db| {
                 accounts::list(db, employer.as_deref()).await
             })
             .await?;
             show(json, &users, |users| {
-                println!(
+                outln!(
                     "{:<36}  {:<36}  {:<7}  {:<8}  EMAIL",
-                    "ID", "EMPLOYER", "ROLE", "STATE"
+                    "ID",
+                    "EMPLOYER",
+                    "ROLE",
+                    "STATE"
                 );
                 for u in users {
-                    println!(
+                    outln!(
                         "{:<36}  {:<36}  {:<7}  {:<8}  {}",
                         u.id,
                         u.employer_id.as_deref().unwrap_or("-"),
@@ -84,7 +97,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             })?;
             let done = serde_json::json!({"id": user, "revoked": true, "log_seq": log_seq});
             show(json, &done, |_| {
-                println!("user {user} revoked; their sessions have ended");
+                outln!("user {user} revoked; their sessions have ended");
             });
         }
     }

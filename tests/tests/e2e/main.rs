@@ -8,6 +8,7 @@
 mod backup;
 mod browser_smoke;
 mod certificate_status;
+mod cli;
 mod compliance;
 mod failover;
 mod faults;
