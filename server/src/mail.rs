@@ -44,10 +44,10 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailConfig {
-    /// `file` (development: append to `file`) or `smtp`.
+    /// `file` (development: one `.eml` file per message in `dir`) or `smtp`.
     pub transport: MailTransport,
-    /// The file sink; default `<data_dir>/mail-sink.txt`.
-    pub file: Option<PathBuf>,
+    /// The development sink's directory; default `<data_dir>/mail`.
+    pub dir: Option<PathBuf>,
     /// The sender, e.g. `ivan <no-reply@ivan.example>`.
     pub from: String,
     /// Where overdue-forwarding mail for the operator goes (none if unset).
@@ -85,7 +85,7 @@ impl Default for MailConfig {
     fn default() -> Self {
         Self {
             transport: MailTransport::File,
-            file: None,
+            dir: None,
             from: "ivan <ivan@localhost>".into(),
             operator: None,
             smtp_host: "localhost".into(),
@@ -356,6 +356,8 @@ struct Outgoing {
     envelope: lettre::address::Envelope,
     sent: Vec<u8>,
     logged: Vec<u8>,
+    /// The links of a secret-bearing message, as sent (empty otherwise).
+    links: Vec<String>,
 }
 
 /// How mail leaves.
@@ -420,12 +422,9 @@ impl Mailer {
     ) -> Result<Self, Error> {
         let from = parse_mailbox(&config.from, "mail.from")?;
         let sender = match config.transport {
-            MailTransport::File => Sender::File(
-                config
-                    .file
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join("mail-sink.txt")),
-            ),
+            MailTransport::File => {
+                Sender::File(config.dir.clone().unwrap_or_else(|| data_dir.join("mail")))
+            }
             MailTransport::Smtp => {
                 let host = config.smtp_host.as_str();
                 let tls = |host: &str| {
@@ -490,7 +489,16 @@ impl Mailer {
             Err(reason) => return self.retry(&row, &reason).await,
         };
         let sent = match &self.sender {
-            Sender::File(path) => append_to_file(path, &out.sent).map_err(|e| e.to_string()),
+            Sender::File(dir) => write_eml(dir, &row.id, &out.sent)
+                .map(|path| {
+                    // Development only (production refuses the file sink): show the
+                    // links of a message that carries a secret (an enrolment link),
+                    // so one can follow it without opening the file.
+                    for link in out.links.iter() {
+                        tracing::info!(to = %row.recipient, file = %path.display(), "dev mail link: {link}");
+                    }
+                })
+                .map_err(|e| e.to_string()),
             Sender::Smtp(smtp) => smtp
                 .send_raw(&out.envelope, &out.sent)
                 .await
@@ -542,7 +550,21 @@ impl Mailer {
         // is the sent one with only the secret left out.
         let date = std::time::SystemTime::from(self.clock.now());
         let message_id = format!("<{}@{}>", row.id, self.from.email.domain());
+        // The development sink's files are for reading: the text as written, in
+        // `binary` transfer encoding (no quoted-printable `=3D` or soft breaks in
+        // links, which are longer than 8-bit's 76-character lines allow; no base64
+        // for accents). Over SMTP lettre picks the encoding every relay passes.
+        let readable = matches!(self.sender, Sender::File(_));
         let message = |body: String| {
+            let body = if readable {
+                lettre::message::Body::new_with_encoding(
+                    body,
+                    lettre::message::header::ContentTransferEncoding::Binary,
+                )
+                .unwrap_or_else(lettre::message::Body::new)
+            } else {
+                lettre::message::Body::new(body)
+            };
             Message::builder()
                 .from(self.from.clone())
                 .to(to.clone())
@@ -554,14 +576,23 @@ impl Mailer {
                 .map_err(|e| e.to_string())
         };
         let logged = message(row.body.clone())?;
-        let sent = match &row.secret {
-            None => logged.clone(),
-            Some(secret) => message(row.body.replacen(SECRET_PLACEHOLDER, secret, 1))?,
+        let (sent, links) = match &row.secret {
+            None => (logged.clone(), Vec::new()),
+            Some(secret) => {
+                let body = row.body.replacen(SECRET_PLACEHOLDER, secret, 1);
+                let links = body
+                    .split_whitespace()
+                    .filter(|w| w.starts_with("https://") || w.starts_with("http://"))
+                    .map(str::to_owned)
+                    .collect();
+                (message(body)?, links)
+            }
         };
         Ok(Outgoing {
             envelope: sent.envelope().clone(),
             sent: sent.formatted(),
             logged: logged.formatted(),
+            links,
         })
     }
 
@@ -576,18 +607,20 @@ impl Mailer {
     }
 }
 
-/// The development sink: each message appended, then fsynced.
-fn append_to_file(path: &Path, message: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+/// The development sink: each message in a file of its own, `<dir>/<time>-<id>.eml`
+/// (names sort in sending order; any mail reader opens them), written and fsynced.
+/// Returns the file's path.
+fn write_eml(dir: &Path, id: &str, message: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let path = dir.join(format!("{stamp}-{id}.eml"));
     let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     f.write_all(message)?;
-    f.write_all(b"\n\n")?;
-    f.sync_data()
+    f.sync_data()?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -917,3 +917,18 @@ pub fn sans_instance(problem: &serde_json::Value) -> serde_json::Value {
     }
     p
 }
+
+/// Every message of the development mail sink (`<data_dir>/mail/*.eml`, one file per
+/// message), in sending order, as one text.
+pub fn dev_mail(data_dir: &Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("mail"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -113,9 +113,8 @@ async fn the_development_file_sink_needs_no_server(inst: Instance) {
     set_email(&inst, &filer, "clerk@employer.test").await;
     let server = inst.serve_with(&[("IVAN_MAIL__IDLE_MS", "100")]).await;
     let id = file(&inst, &server, &filer, 2).await;
-    let sink = inst.data_dir.join("mail-sink.txt");
     eventually(30, "the receipt in the file sink", || async {
-        let text = std::fs::read_to_string(&sink).unwrap_or_default();
+        let text = ivan_e2e::dev_mail(&inst.data_dir);
         text.contains(&format!("Filing received: {id}"))
             .then_some(())
     })
@@ -136,12 +135,9 @@ async fn run_env(inst: &Instance, args: &[&str], env: &[(&str, &str)]) -> String
 }
 
 /// The origins of the enrolment links in the file sink (quoted-printable undone).
-fn enrolment_origins(sink: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(sink)
-        .unwrap_or_default()
-        .replace("=\r\n", "")
-        .replace("=\n", "")
-        .replace("=3D", "=");
+fn enrolment_origins(data_dir: &std::path::Path) -> Vec<String> {
+    // The dev sink's messages are 8-bit text: links as sent, no quoted-printable.
+    let text = ivan_e2e::dev_mail(data_dir);
     text.match_indices("/portal/enrol?token=")
         .map(|(at, _)| {
             let before = &text[..at];
@@ -208,9 +204,8 @@ async fn enrolment_links_point_at_the_server_not_at_the_command(inst: Instance) 
     )
     .await;
 
-    let sink = inst.data_dir.join("mail-sink.txt");
     let origins = eventually(30, "four enrolment mails in the file sink", || async {
-        let o = enrolment_origins(&sink);
+        let o = enrolment_origins(&inst.data_dir);
         (o.len() == 4).then_some(o)
     })
     .await;
@@ -221,5 +216,16 @@ async fn enrolment_links_point_at_the_server_not_at_the_command(inst: Instance) 
         "{origins:?}"
     );
     assert_eq!(count("https://portal.example.test"), 1, "{origins:?}");
+    // The README's way to find the link works: one whole line of a `.eml` file,
+    // and `ivan serve` (development sink) prints it too.
+    let text = ivan_e2e::dev_mail(&inst.data_dir);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("{origin}/portal/enrol?token=")))
+        .unwrap_or_else(|| panic!("no whole enrolment link line in {text}"));
+    let link = line.trim();
+    assert!(!link.contains("=3D") && !link.ends_with('='), "{link}");
+    let log = server.log();
+    assert!(log.contains(&format!("dev mail link: {link}")), "{log}");
     assert!(server.stop().await.success());
 }

@@ -507,13 +507,8 @@ async fn lockout_after_five_wrong_pins_and_employers_are_isolated(inst: Instance
         1,
         "the employer is alerted"
     );
-    let sink = inst.data_dir.join("mail-sink.txt");
     eventually(30, "the lockout alert mailed to the employer", || async {
-        // Quoted-printable soft line breaks undone.
-        let text = std::fs::read_to_string(&sink)
-            .unwrap_or_default()
-            .replace("=\r\n", "")
-            .replace("=\n", "");
+        let text = ivan_e2e::dev_mail(&inst.data_dir);
         (text.contains("A phone access was locked") && text.contains(&id)).then_some(())
     })
     .await;
