@@ -20,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server", 
 LAYERS = [
     # Foundations: errors, logs and metrics, the front door's connection handling,
     # what a server records for the command line, a test PKI.
-    ["error", "telemetry", "connections", "settings", "dev"],
+    ["error", "telemetry", "connections", "settings", "dev", "i18n"],
     # Reading untrusted XML: the parser and its limits, the streamed source of a
     # staged body, cancellation, the refusal they answer with.
     ["xml"],

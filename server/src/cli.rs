@@ -136,6 +136,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         operator: cli.global.operator.clone(),
     };
     let config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    // Times in mails and texts for people: the employers' zone.
+    crate::i18n::set_time_zone(config.portal.tz());
     let quiet = !matches!(cli.command, Command::Serve);
     crate::telemetry::init_logging(
         config.log_format,

@@ -45,6 +45,10 @@ pub fn router(
     intake: &IntakeConfig,
 ) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
+    let portal_state = crate::portal::PortalState {
+        app: state.clone(),
+        portal,
+    };
     // The submission endpoint takes documents up to the intake limit, the JSON API
     // small bodies, everything else the general limit. Each refuses an oversized body
     // (by its Content-Length, or as it streams in) before reading it whole.
@@ -71,10 +75,7 @@ pub fn router(
         .merge(api)
         .merge(mobile_api::http::router::<Error, AppState>(state.mobile.clone()))
         .with_state(state.clone())
-        .merge(
-            crate::portal::router(&portal, intake)
-                .with_state(crate::portal::PortalState { app: state, portal }),
-        )
+        .merge(crate::portal::router(&portal_state.portal, intake).with_state(portal_state.clone()))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
@@ -97,6 +98,10 @@ pub fn router(
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(track_metrics))
                 .layer(middleware::from_fn(crate::error::problem_documents))
+                .layer(middleware::from_fn_with_state(
+                    portal_state,
+                    crate::portal::error::error_pages,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(http.request_timeout_secs),
@@ -470,8 +475,13 @@ async fn consistency_proof(
     ))
 }
 
-async fn not_found() -> ProblemDocument {
-    ProblemDocument::new(StatusCode::NOT_FOUND, Some("no such resource".into()))
+/// An unknown address: the portal's page under `/portal/`, a problem document
+/// elsewhere.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path() == "/portal" || uri.path().starts_with("/portal/") {
+        return crate::portal::error::not_found();
+    }
+    ProblemDocument::new(StatusCode::NOT_FOUND, Some("no such resource".into())).into_response()
 }
 
 #[cfg(test)]

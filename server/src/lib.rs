@@ -47,6 +47,7 @@ pub mod error;
 pub mod failed_attempts;
 pub mod forwarding;
 pub mod http;
+pub mod i18n;
 pub mod intake;
 pub mod mail;
 pub mod portal;

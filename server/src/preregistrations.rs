@@ -384,7 +384,7 @@ async fn send_digest(
             p.surname,
             p.kind,
             p.effective_date,
-            retention::ledger::format_time(&p.deadline_at),
+            crate::i18n::shown(&p.deadline_at),
             p.id
         ));
     }

@@ -123,20 +123,21 @@ pub fn localhost_url(url: &str) -> String {
 
 /// Chrome's WebAuthn extension commands, relative to `session/{id}/webauthn/`.
 #[derive(Debug)]
-struct WebAuthnCmd {
+struct SessionCmd {
     method: Method,
+    /// Below `session/{id}/`: `webauthn/…`, or chromedriver's `goog/cdp/execute`.
     path: String,
     body: Option<Value>,
 }
 
-impl WebDriverCompatibleCommand for WebAuthnCmd {
+impl WebDriverCompatibleCommand for SessionCmd {
     fn endpoint(
         &self,
         base_url: &Url,
         session_id: Option<&str>,
     ) -> Result<Url, url_error::ParseError> {
         let session = session_id.expect("a WebDriver session is open");
-        base_url.join(&format!("session/{session}/webauthn/{}", self.path))
+        base_url.join(&format!("session/{session}/{}", self.path))
     }
 
     fn method_and_body(&self, _request_url: &Url) -> (Method, Option<String>) {
@@ -330,7 +331,11 @@ impl Browser {
     async fn webauthn(&self, method: Method, path: String, body: Option<Value>) -> Value {
         let what = format!("{method} webauthn/{path}");
         self.client
-            .issue_cmd(WebAuthnCmd { method, path, body })
+            .issue_cmd(SessionCmd {
+                method,
+                path: format!("webauthn/{path}"),
+                body,
+            })
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
@@ -510,6 +515,54 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
+    }
+
+    /// Screenshots of the page as a desktop (1280 px wide) and a phone (390 px)
+    /// show it: `<name>-1280.png` and `<name>-390.png`. Panics, naming the widest
+    /// elements, if the page scrolls sideways at 390 px.
+    pub async fn screenshots(&self, name: &str) {
+        for (width, height, mobile) in [(1280, 1024, false), (390, 844, true)] {
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+            )
+            .await;
+            self.screenshot(&format!("{name}-{width}")).await;
+            if width == 390 {
+                let overflow = self
+                    .execute(
+                        "const w = document.documentElement.clientWidth;
+                         if (document.documentElement.scrollWidth <= w) return null;
+                         return [...document.querySelectorAll('body *')]
+                           .filter(e => e.getBoundingClientRect().right > w + 1)
+                           .slice(0, 5)
+                           .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                                + (e.className ? '.' + e.className : '')
+                                + ' ' + Math.round(e.getBoundingClientRect().right) + 'px');",
+                        vec![],
+                    )
+                    .await;
+                assert!(
+                    overflow.is_null(),
+                    "{name} scrolls sideways at 390 px; too wide: {overflow}\n{}",
+                    self.context().await
+                );
+            }
+        }
+        self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+            .await;
+    }
+
+    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.client
+            .issue_cmd(SessionCmd {
+                method: Method::POST,
+                path: "goog/cdp/execute".to_owned(),
+                body: Some(json!({"cmd": cmd, "params": params})),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
     }
 
     /// For failure messages: the current URL and the start of the page source.

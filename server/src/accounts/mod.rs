@@ -117,6 +117,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "retention::ledger::serialize_opt_time")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The portal language the user chose (`en`, `sk`, `cs`); `None`: the browser's.
+    #[serde(skip)]
+    pub language: Option<String>,
 }
 
 impl User {
@@ -134,7 +137,22 @@ impl User {
 }
 
 const USER_COLUMNS: &str =
-    "id, employer_id, organisation, email, role, webauthn_handle, created_at, revoked_at";
+    "id, employer_id, organisation, email, role, webauthn_handle, created_at, revoked_at, language";
+
+/// Keeps the portal language a user chose (a preference, not a transaction: not
+/// logged).
+pub async fn set_language(db: &Db, user_id: &str, language: &str) -> Result<(), Error> {
+    on_pool!(db, pool => {
+        sqlx::query("UPDATE users SET language = $1 WHERE id = $2")
+            .bind(language)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(drop)
+            .map_err(retention::Error::from)?
+    });
+    Ok(())
+}
 
 /// What `invite` did.
 #[derive(Debug, Clone, Serialize)]
@@ -243,6 +261,7 @@ pub async fn invite(
                 webauthn_handle: uuid::Uuid::new_v4().to_string(),
                 created_at: now,
                 revoked_at: None,
+                language: None,
             },
             true,
         ),
@@ -263,7 +282,7 @@ pub async fn invite(
          Open this link on the device that will hold your passkey, before {expires}:\n\n\
          {origin}/portal/enrol?token={invitation_id}.{placeholder}\n\n\
          The link works once. If you did not expect this message, ignore it.\n",
-        expires = retention::ledger::format_time(&expires_at),
+        expires = crate::i18n::shown(&expires_at),
         origin = portal_origin.trim_end_matches('/'),
         placeholder = mail::SECRET_PLACEHOLDER,
     );

@@ -602,7 +602,7 @@ pub async fn warn_expiring(
         if c.expiry_warned_days.is_some_and(|w| w <= i64::from(step)) {
             continue;
         }
-        let expires = retention::ledger::format_time(&c.not_after);
+        let expires = crate::i18n::shown(&c.not_after);
         let body = format!(
             "The signing certificate {subject} (SHA-256 {fingerprint}) registered for your \
              filings expires at {expires}, in {days} day(s). Have its successor registered \

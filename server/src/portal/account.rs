@@ -1,16 +1,17 @@
-//! The account page: a user's passkeys.
+//! The account page: a user's language and passkeys.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 
 use super::PortalState;
 use super::ceremony::Kind;
-use super::render::{Nav, PageResult, page, see_other, when};
+use super::render::{Page, PageResult, page, see_other};
 use super::session::SignedIn;
 use super::signin::{CsrfForm, EnrolPage, RegisterForm, finish_registration, start_registration};
 use crate::accounts::{self};
+use crate::i18n::Lang;
 
 pub(super) struct KeyRow {
     id: String,
@@ -22,50 +23,97 @@ pub(super) struct KeyRow {
 #[derive(Template)]
 #[template(path = "portal/account.html")]
 pub(super) struct AccountPage {
-    nav: Option<Nav>,
+    page: Page,
+    notice: Option<String>,
     email: String,
     role: String,
     session_ends: String,
+    languages: [Lang; 3],
     keys: Vec<KeyRow>,
     csrf: String,
 }
 
-pub(super) async fn account(State(state): State<PortalState>, signed: SignedIn) -> PageResult {
+/// What was just done, for the notice at the top (`?done=`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Done {
+    done: String,
+}
+
+pub(super) async fn account(
+    State(state): State<PortalState>,
+    headers: HeaderMap,
+    signed: SignedIn,
+    Query(done): Query<Done>,
+) -> PageResult {
     signed.require_recent("/portal/account")?;
+    let p = Page::of(&signed, &state, &headers);
+    let notice = match done.done.as_str() {
+        "passkey" => Some(p.t("account-passkey-added-notice")),
+        "language" => Some(p.t("account-language-saved")),
+        _ => None,
+    };
     let keys = accounts::passkeys(&state.db, &signed.user.id)
         .await?
         .into_iter()
         .map(|k| KeyRow {
             id: k.id,
             name: k.name,
-            created: when(&k.created_at),
-            last_used: k.last_used_at.as_ref().map_or_else(|| "never".into(), when),
+            created: p.when(&k.created_at),
+            last_used: k
+                .last_used_at
+                .as_ref()
+                .map_or_else(|| p.t("never"), |t| p.when(t)),
         })
         .collect();
     Ok(page(
         StatusCode::OK,
         &AccountPage {
-            nav: Nav::of(&signed),
+            notice,
             email: signed.user.email.clone(),
             role: signed.user.role.clone(),
-            session_ends: when(&signed.expires_at),
+            session_ends: p.when(&signed.expires_at),
+            languages: Lang::ALL,
             keys,
             csrf: signed.csrf.clone(),
+            page: p,
         },
     ))
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct LanguageForm {
+    csrf: String,
+    language: String,
+}
+
+/// Keeps the user's choice of language; every page of theirs is in it from now on.
+pub(super) async fn set_language(
+    State(state): State<PortalState>,
+    signed: SignedIn,
+    Form(f): Form<LanguageForm>,
+) -> PageResult {
+    signed.check_csrf(&f.csrf)?;
+    let lang = Lang::from_tag(&f.language)
+        .ok_or_else(|| crate::Error::Invalid(format!("no language {:?}", f.language)))?;
+    accounts::set_language(&state.db, &signed.user.id, lang.tag()).await?;
+    Ok(see_other("/portal/account?done=language"))
+}
+
 pub(super) async fn new_passkey_page(
     State(state): State<PortalState>,
+    headers: HeaderMap,
     signed: SignedIn,
 ) -> PageResult {
     signed.require_recent("/portal/account")?;
     let (options, ceremony) = start_registration(&state, &signed.user, Kind::AddPasskey).await?;
+    let p = Page::of(&signed, &state, &headers);
     Ok(page(
         StatusCode::OK,
         &EnrolPage {
-            nav: Nav::of(&signed),
-            heading: "Add a passkey",
+            heading: p.t("account-passkey-add"),
+            default_name: p.t("account-passkey-another"),
+            page: p,
             action: "/portal/account/passkeys",
             email: signed.user.email.clone(),
             role: signed.user.role.clone(),
@@ -73,7 +121,6 @@ pub(super) async fn new_passkey_page(
             ceremony,
             token: String::new(),
             csrf: signed.csrf.clone(),
-            default_name: "another passkey",
         },
     ))
 }
@@ -96,7 +143,7 @@ pub(super) async fn add_passkey(
         now,
     )
     .await?;
-    Ok(see_other("/portal/account"))
+    Ok(see_other("/portal/account?done=passkey"))
 }
 
 pub(super) async fn remove_passkey(

@@ -25,7 +25,7 @@ use mobile_api::prereg;
 use serde::Deserialize;
 
 use super::PortalState;
-use super::render::{Nav, PageResult, page, see_other, when};
+use super::render::{Page, PageResult, page, see_other};
 use super::session::EmployerUser;
 use super::signin::CsrfForm;
 use crate::employers;
@@ -87,9 +87,9 @@ struct PhoneRow {
 #[derive(Template)]
 #[template(path = "portal/phones.html")]
 struct PhonesPage {
-    nav: Option<Nav>,
+    page: Page,
     csrf: String,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     items: Vec<PhoneRow>,
 }
 
@@ -101,11 +101,13 @@ struct Done {
 
 async fn phones(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Query(d): Query<Done>,
 ) -> PageResult {
     signed.require_admin()?;
     signed.require_recent("/portal/phones")?;
+    let p = Page::of(&signed, &state, &headers);
     let m = &state.mobile;
     let items = access::list(m.db(), &signed.employer_id)
         .await
@@ -115,7 +117,7 @@ async fn phones(
             last_login: a
                 .last_login_at
                 .as_ref()
-                .map_or_else(|| "never".into(), when),
+                .map_or_else(|| p.t("never"), |t| p.when(t)),
             id: a.id,
             phone: a.phone,
             holder_name: a.holder_name,
@@ -127,15 +129,15 @@ async fn phones(
         })
         .collect();
     let notice = match d.done.as_str() {
-        "added" => Some("Phone added. Generate its PIN next."),
-        "sent" => Some("The PIN is on its way by SMS."),
-        "deactivated" => Some("Deactivated: its PIN no longer works and its sessions have ended."),
+        "added" => Some(p.t("phones-added")),
+        "sent" => Some(p.t("phones-sent")),
+        "deactivated" => Some(p.t("phones-deactivated-notice")),
         _ => None,
     };
     Ok(page(
         StatusCode::OK,
         &PhonesPage {
-            nav: Nav::of(&signed),
+            page: p,
             csrf: signed.csrf.clone(),
             notice,
             items,
@@ -180,18 +182,19 @@ async fn add_phone(
 #[derive(Template)]
 #[template(path = "portal/secret.html")]
 struct SecretPage {
-    nav: Option<Nav>,
+    page: Page,
     heading: String,
     intro: String,
     secret: String,
-    warning: &'static str,
-    follow_up: Option<(String, &'static str)>,
+    warning: String,
+    follow_up: Option<(String, String)>,
     csrf: String,
     back: &'static str,
 }
 
 async fn new_pin(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -208,18 +211,16 @@ async fn new_pin(
     )
     .await
     .map_err(crate::Error::from)?;
+    let p = Page::of(&signed, &state, &headers);
     Ok(page(
         StatusCode::OK,
         &SecretPage {
-            nav: Nav::of(&signed),
-            heading: format!("PIN for {}", a.phone),
-            intro: format!(
-                "The PIN for {} ({}). Tell it to them, or send it by SMS:",
-                a.holder_name, a.phone
-            ),
+            heading: p.t1("pin-heading", "phone", &a.phone),
+            intro: p.t2("pin-intro", "holder", &a.holder_name, "phone", &a.phone),
             secret: pin,
-            warning: "This PIN is shown only now. Any earlier PIN of this phone no longer works.",
-            follow_up: Some((format!("/portal/phones/{}/send", a.id), "Send it by SMS")),
+            warning: p.t("pin-warning"),
+            follow_up: Some((format!("/portal/phones/{}/send", a.id), p.t("pin-send"))),
+            page: p,
             csrf: signed.csrf.clone(),
             back: "/portal/phones",
         },
@@ -295,7 +296,7 @@ struct PreregRow {
 #[derive(Template)]
 #[template(path = "portal/preregistrations.html")]
 struct PreregsPage {
-    nav: Option<Nav>,
+    page: Page,
     states: [&'static str; prereg::State::ALL.len()],
     state: String,
     items: Vec<PreregRow>,
@@ -312,6 +313,7 @@ struct PreregQuery {
 
 async fn preregistrations(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Query(q): Query<PreregQuery>,
 ) -> PageResult {
@@ -326,29 +328,30 @@ async fn preregistrations(
         phone_access_id: None,
     };
     let (items, next) = preregistrations::page(&state.db, &signed.employer_id, &filter).await?;
+    let p = Page::of(&signed, &state, &headers);
     Ok(page(
         StatusCode::OK,
         &PreregsPage {
-            nav: Nav::of(&signed),
             states: prereg::State::ALL.map(prereg::State::as_str),
             next: next
                 .map(|after| format!("/portal/preregistrations?state={}&after={after}", q.state)),
             state: q.state,
             items: items
                 .into_iter()
-                .map(|p| PreregRow {
-                    deadline: when(&p.deadline_at),
-                    id: p.id,
-                    document_number: p.document_number,
-                    person_id: p.person_id,
-                    surname: p.surname,
-                    given_name: p.given_name,
-                    kind: p.kind.as_str(),
-                    effective_date: p.effective_date,
-                    state: p.state.as_str(),
-                    paired_with: p.paired_with,
+                .map(|r| PreregRow {
+                    deadline: p.when(&r.deadline_at),
+                    id: r.id,
+                    document_number: r.document_number,
+                    person_id: r.person_id,
+                    surname: r.surname,
+                    given_name: r.given_name,
+                    kind: r.kind.as_str(),
+                    effective_date: r.effective_date,
+                    state: r.state.as_str(),
+                    paired_with: r.paired_with,
                 })
                 .collect(),
+            page: p,
         },
     ))
 }
@@ -374,48 +377,64 @@ struct TokenRow {
     allowed: String,
     created: String,
     created_by: String,
+    created_by_id: String,
     revoked: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "portal/tokens.html")]
 struct TokensPage {
-    nav: Option<Nav>,
+    page: Page,
     csrf: String,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     items: Vec<TokenRow>,
 }
 
 async fn tokens(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Query(d): Query<Done>,
 ) -> PageResult {
     signed.require_admin()?;
     signed.require_recent("/portal/tokens")?;
-    let items = employers::list_tokens(&state.db, &signed.employer_id)
-        .await?
+    let p = Page::of(&signed, &state, &headers);
+    let tokens = employers::list_tokens(&state.db, &signed.employer_id).await?;
+    let mut emails = std::collections::HashMap::new();
+    for t in &tokens {
+        if let Some(("user", uid)) = t.created_by.as_deref().and_then(|a| a.split_once(':'))
+            && !emails.contains_key(uid)
+            && let Some(u) = crate::accounts::user(&state.db, uid).await?
+        {
+            emails.insert(uid.to_owned(), u.email);
+        }
+    }
+    let items = tokens
         .into_iter()
-        .map(|t| TokenRow {
-            label: t.label.unwrap_or_default(),
-            allowed: if t.allowed_ips.is_empty() {
-                "any address".into()
-            } else {
-                t.allowed_ips.join(", ")
-            },
-            created: when(&t.created_at),
-            created_by: t.created_by.unwrap_or_default(),
-            revoked: t.revoked_at.as_ref().map(when),
-            id: t.id,
+        .map(|t| {
+            let created_by_id = t.created_by.unwrap_or_default();
+            TokenRow {
+                label: t.label.unwrap_or_default(),
+                allowed: if t.allowed_ips.is_empty() {
+                    p.t("tokens-any-address")
+                } else {
+                    t.allowed_ips.join(", ")
+                },
+                created: p.when(&t.created_at),
+                created_by: p.actor(&created_by_id, &emails),
+                created_by_id,
+                revoked: t.revoked_at.as_ref().map(|r| p.when(r)),
+                id: t.id,
+            }
         })
         .collect();
     Ok(page(
         StatusCode::OK,
         &TokensPage {
-            nav: Nav::of(&signed),
             csrf: signed.csrf.clone(),
-            notice: (d.done == "revoked").then_some("Revoked: the token no longer works."),
+            notice: (d.done == "revoked").then(|| p.t("tokens-revoked-notice")),
             items,
+            page: p,
         },
     ))
 }
@@ -437,6 +456,7 @@ impl HasCsrf for NewToken {
 
 async fn create_token(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Form(f): Form<NewToken>,
 ) -> PageResult {
@@ -457,21 +477,23 @@ async fn create_token(
         &allowed,
     )
     .await?;
+    let p = Page::of(&signed, &state, &headers);
     let mut r = page(
         StatusCode::CREATED,
         &SecretPage {
-            nav: Nav::of(&signed),
-            heading: format!("API token \u{201c}{}\u{201d}", created.label),
+            heading: p.t1("token-heading", "label", &created.label),
             intro: if created.allowed_ips.is_empty() {
-                "Give this token to your payroll software. It works from any address:".into()
+                p.t("token-intro-any")
             } else {
-                format!(
-                    "Give this token to your payroll software. It works only from {}:",
-                    created.allowed_ips.join(", ")
+                p.t1(
+                    "token-intro-from",
+                    "addresses",
+                    &created.allowed_ips.join(", "),
                 )
             },
             secret: created.api_token,
-            warning: "This token is shown only now; ivan keeps only its hash.",
+            warning: p.t("token-warning"),
+            page: p,
             follow_up: None,
             csrf: signed.csrf.clone(),
             back: "/portal/tokens",

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::PortalState;
-use super::render::{Nav, PageResult, page, when};
+use super::render::{Page, PageResult, page};
 use super::session::OfficerUser;
 use crate::compliance::{self, Basis, Channel, Filters, FoundEntry};
 
@@ -47,6 +47,8 @@ struct Row {
     actor: String,
     action: String,
     subject: String,
+    /// The filing the entry is about, in words: document number · employer.
+    filing: Option<String>,
     payload: Option<String>,
     purged: bool,
 }
@@ -54,7 +56,7 @@ struct Row {
 #[derive(Template)]
 #[template(path = "portal/compliance.html")]
 struct SearchPage {
-    nav: Option<Nav>,
+    page: Page,
     csrf: String,
     organisation: String,
     form: SearchForm,
@@ -67,6 +69,7 @@ struct SearchPage {
 }
 
 fn render(
+    p: Page,
     signed: &OfficerUser,
     form: SearchForm,
     status: StatusCode,
@@ -75,7 +78,7 @@ fn render(
     Ok(page(
         status,
         &SearchPage {
-            nav: Nav::of(signed),
+            page: p,
             csrf: signed.csrf.clone(),
             organisation: signed.officer.organisation.clone(),
             form,
@@ -89,8 +92,13 @@ fn render(
     ))
 }
 
-async fn search_page(signed: OfficerUser) -> PageResult {
-    render(&signed, SearchForm::default(), StatusCode::OK, None)
+async fn search_page(
+    State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
+    signed: OfficerUser,
+) -> PageResult {
+    let p = Page::of(&signed, &state, &headers);
+    render(p, &signed, SearchForm::default(), StatusCode::OK, None)
 }
 
 fn day(s: &str, end: bool) -> Result<Option<DateTime<Utc>>, String> {
@@ -110,23 +118,28 @@ fn opt(s: &str) -> Option<String> {
 
 async fn search(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: OfficerUser,
     Form(f): Form<SearchForm>,
 ) -> PageResult {
     signed.check_csrf(&f.csrf)?;
+    let p = Page::of(&signed, &state, &headers);
     let basis = match Basis::new(Some(&f.legal_basis), Some(&f.reference_number)) {
         Ok(b) => b,
-        Err(e) => return render(&signed, f, StatusCode::BAD_REQUEST, Some(e.to_string())),
+        Err(e) => return render(p, &signed, f, StatusCode::BAD_REQUEST, Some(e.to_string())),
     };
     let (from, to) = match (day(&f.from, false), day(&f.to, true)) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return render(&signed, f, StatusCode::BAD_REQUEST, Some(e)),
+        (Err(e), _) | (_, Err(e)) => {
+            return render(p, &signed, f, StatusCode::BAD_REQUEST, Some(e));
+        }
     };
     let before = match opt(&f.before).map(|b| b.parse::<i64>()) {
         None => None,
         Some(Ok(b)) => Some(b),
         Some(Err(_)) => {
             return render(
+                p,
                 &signed,
                 f,
                 StatusCode::BAD_REQUEST,
@@ -159,16 +172,33 @@ async fn search(
     {
         Ok(found) => found,
         Err(crate::Error::Invalid(m)) => {
-            return render(&signed, f, StatusCode::BAD_REQUEST, Some(m));
+            return render(p, &signed, f, StatusCode::BAD_REQUEST, Some(m));
         }
         Err(e) => return Err(e.into()),
     };
+    // Each filing named once, by its document number and employer.
+    let mut filings = std::collections::HashMap::new();
+    for e in &found.entries {
+        if let Some(id) = e.subject.strip_prefix("submission:")
+            && !filings.contains_key(id)
+        {
+            let label = crate::submissions::label(&state.db, id).await?;
+            filings.insert(
+                id.to_owned(),
+                label.map(|(n, employer)| format!("{n} · {employer}")),
+            );
+        }
+    }
     let rows = found
         .entries
         .into_iter()
         .map(|e: FoundEntry| Row {
             seq: e.seq,
-            at: when(&e.recorded_at),
+            at: p.when(&e.recorded_at),
+            filing: e
+                .subject
+                .strip_prefix("submission:")
+                .and_then(|id| filings.get(id).cloned().flatten()),
             actor: e.actor,
             action: e.action,
             subject: e.subject,
@@ -179,7 +209,6 @@ async fn search(
     Ok(page(
         StatusCode::OK,
         &SearchPage {
-            nav: Nav::of(&signed),
             csrf: signed.csrf.clone(),
             organisation: signed.officer.organisation.clone(),
             form: SearchForm {
@@ -192,6 +221,7 @@ async fn search(
             query_id: found.query_id,
             audit_log_seq: found.audit_log_seq,
             next_before: found.next_before,
+            page: p,
         },
     ))
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use chrono::Duration;
 
 use super::PortalState;
-use super::render::{Nav, PageResult, page, see_other, when};
+use super::render::{Page, PageResult, page, see_other};
 use super::session::SignedIn;
 use crate::employers;
 use crate::intake::material;
@@ -23,7 +23,7 @@ pub(super) struct DuePrereg {
 #[derive(Template)]
 #[template(path = "portal/dashboard.html")]
 pub(super) struct DashboardPage {
-    nav: Option<Nav>,
+    page: Page,
     employer: String,
     counts: Vec<(&'static str, i64)>,
     overdue: Vec<(String, String, String)>,
@@ -34,13 +34,18 @@ pub(super) struct DashboardPage {
 /// Rows per warning list.
 const ROWS: i64 = 50;
 
-pub(super) async fn dashboard(State(state): State<PortalState>, signed: SignedIn) -> PageResult {
+pub(super) async fn dashboard(
+    State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
+    signed: SignedIn,
+) -> PageResult {
     // Compliance officers belong to no employer: their home is the log search.
     let Some(employer) = signed.user.employer_id.clone() else {
         return Ok(see_other("/portal/compliance"));
     };
     let now = state.intake.clock().now();
     let db = &state.db;
+    let page_ = Page::of(&signed, &state, &headers);
     let name = employers::get(db, &employer)
         .await?
         .ok_or_else(|| crate::Error::NotFound("the employer no longer exists".into()))?
@@ -53,12 +58,11 @@ pub(super) async fn dashboard(State(state): State<PortalState>, signed: SignedIn
     Ok(page(
         StatusCode::OK,
         &DashboardPage {
-            nav: Nav::of(&signed),
             employer: name,
             counts: counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
             overdue: overdue
                 .into_iter()
-                .map(|(id, n, at)| (id, n, when(&at)))
+                .map(|(id, n, at)| (id, n, page_.when(&at)))
                 .collect(),
             preregs: preregs
                 .into_iter()
@@ -66,21 +70,22 @@ pub(super) async fn dashboard(State(state): State<PortalState>, signed: SignedIn
                     surname: p.surname,
                     given_name: p.given_name,
                     kind: p.kind.as_str(),
-                    deadline: when(&p.deadline_at),
+                    deadline: page_.when(&p.deadline_at),
                     state: p.state.as_str(),
                 })
                 .collect(),
             certs: certs
                 .into_iter()
                 .map(|c| {
-                    let verb = if c.not_after <= now {
-                        "expired"
+                    let key = if c.not_after <= now {
+                        "dashboard-cert-expired"
                     } else {
-                        "valid until"
+                        "dashboard-cert-valid-until"
                     };
-                    (c.subject, format!("{verb} {}", when(&c.not_after)))
+                    (c.subject, page_.t1(key, "at", &page_.when(&c.not_after)))
                 })
                 .collect(),
+            page: page_,
         },
     ))
 }

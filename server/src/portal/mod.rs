@@ -12,6 +12,10 @@
 //!   [`admin`]: phone accesses, pre-registrations, API tokens (askama templates
 //!   under `server/templates/portal`).
 //!
+//! Pages are in the user's language ([`crate::i18n`]; every template reaches its
+//! texts, labels and times through [`render::Page`]); a refusal is a page in that
+//! language with the user's navigation ([`error::error_pages`]).
+//!
 //! Pages work without scripts, except the WebAuthn ceremonies, which need
 //! `navigator.credentials` (one small script, `/portal/static/webauthn.js`, the only
 //! script the Content-Security-Policy allows).
@@ -61,6 +65,9 @@ pub struct PortalConfig {
     /// Managing passkeys, API tokens and phone accesses needs a passkey assertion
     /// (sign-in or re-confirmation) from the last this many seconds.
     pub reauth_valid_secs: u64,
+    /// The time zone the portal (and mail) shows times in: the employers' own (IANA
+    /// name, e.g. `Europe/Bratislava`, `Europe/Prague`).
+    pub time_zone: String,
 }
 
 impl Default for PortalConfig {
@@ -74,11 +81,19 @@ impl Default for PortalConfig {
             upload_valid_secs: 30 * 60,
             sign_ins_per_minute_per_source: 30,
             reauth_valid_secs: 600,
+            time_zone: "Europe/Bratislava".into(),
         }
     }
 }
 
 impl PortalConfig {
+    /// `time_zone` (checked at load; Europe/Bratislava should it not parse).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone
+            .parse()
+            .unwrap_or(chrono_tz::Europe::Bratislava)
+    }
+
     /// How long an enrolment link stays valid (`invitation_valid_secs`).
     pub fn invitation_valid(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::try_from(self.invitation_valid_secs).unwrap_or(86_400))
@@ -113,6 +128,12 @@ impl PortalConfig {
     }
 
     pub fn validate(&self, production: bool) -> Result<(), Error> {
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(Error::Config(format!(
+                "portal.time_zone {:?} is not an IANA time zone (e.g. Europe/Bratislava)",
+                self.time_zone
+            )));
+        }
         if production && self.public_url.is_none() {
             return Err(Error::Config(
                 "production needs portal.public_url (the https origin of the portal)".into(),

@@ -13,6 +13,7 @@
 //! | `POST /portal/submissions/{id}/cancel` | cancel inside the window (step-up bound to the message id) |
 //! | `GET /portal/upload`, `POST /portal/upload` | choose a file; the API's checks, nothing stored if it fails |
 //! | `GET /portal/uploads/{id}`, `POST …/approve`, `POST …/discard` | approve a checked upload (step-up bound to its SHA-256) |
+//! | `POST /portal/account/language` | keep the user's portal language |
 //! | `GET /portal/account`, `GET /portal/account/passkeys/new`, `POST /portal/account/passkeys`, `POST /portal/account/passkeys/{id}/remove` | passkeys |
 //!
 //! Ids of another employer answer 404, exactly like ids that do not exist.
@@ -69,6 +70,7 @@ pub fn routes() -> Router<PortalState> {
             get(signin::reauth_page).post(signin::reauth),
         )
         .route("/portal/account", get(account::account))
+        .route("/portal/account/language", post(account::set_language))
         .route(
             "/portal/account/passkeys/new",
             get(account::new_passkey_page),

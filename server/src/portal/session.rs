@@ -129,9 +129,7 @@ impl SignedIn {
         if self.user.is_admin() {
             Ok(())
         } else {
-            Err(PortalError::Forbidden(
-                "this page is for the employer's portal admins".into(),
-            ))
+            Err(PortalError::Forbidden("error-admins-only"))
         }
     }
 }
@@ -164,23 +162,19 @@ macro_rules! narrowed_extractor {
                 state: &PortalState,
             ) -> Result<Self, PortalError> {
                 let $signed = SignedIn::from_request_parts(parts, state).await?;
-                $narrow.ok_or_else(|| PortalError::Forbidden($refusal.into()))
+                $narrow.ok_or_else(|| PortalError::Forbidden($refusal))
             }
         }
     };
 }
 
-narrowed_extractor!(
-    EmployerUser,
-    "this page is for employers' users",
-    |signed| {
-        let employer_id = signed.user.employer_id.clone();
-        employer_id.map(|employer_id| EmployerUser {
-            signed,
-            employer_id,
-        })
-    }
-);
+narrowed_extractor!(EmployerUser, "error-employers-only", |signed| {
+    let employer_id = signed.user.employer_id.clone();
+    employer_id.map(|employer_id| EmployerUser {
+        signed,
+        employer_id,
+    })
+});
 
 impl EmployerUser {
     /// The caller as intake and the submissions module know it.
@@ -205,14 +199,10 @@ pub struct OfficerUser {
     pub officer: crate::compliance::officers::Officer,
 }
 
-narrowed_extractor!(
-    OfficerUser,
-    "this page is for compliance officers",
-    |signed| {
-        let officer = crate::compliance::officers::Officer::of_user(&signed.user);
-        officer.map(|officer| OfficerUser { signed, officer })
-    }
-);
+narrowed_extractor!(OfficerUser, "error-officers-only", |signed| {
+    let officer = crate::compliance::officers::Officer::of_user(&signed.user);
+    officer.map(|officer| OfficerUser { signed, officer })
+});
 
 /// The value of the cookie `name`, if the request has it.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -17,7 +17,7 @@ use super::PortalState;
 use super::ceremony::{self, Binding, Kind};
 use super::error::PortalError;
 use super::pages::safe_next;
-use super::render::{Nav, PageResult, ceremony_valid, json_attr, page, see_other};
+use super::render::{Page, PageResult, ceremony_valid, json_attr, page, see_other};
 use super::session::{self, SignedIn};
 use super::submissions::{StepUp, approve_step_up, step_up_prompt};
 use crate::Error;
@@ -26,13 +26,14 @@ use crate::accounts::{self, User};
 #[derive(Template)]
 #[template(path = "portal/sign_in.html")]
 pub(super) struct SignInPage {
-    nav: Option<Nav>,
+    page: Page,
     options: String,
     ceremony: String,
 }
 
 pub(super) async fn sign_in_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     source: mobile_api::http::Source,
 ) -> PageResult {
     limit(&state, &source)?;
@@ -57,7 +58,7 @@ pub(super) async fn sign_in_page(
     Ok(page(
         StatusCode::OK,
         &SignInPage {
-            nav: None,
+            page: Page::anonymous(&state, &headers),
             options: json_attr(&options)?,
             ceremony: id,
         },
@@ -186,8 +187,8 @@ pub(super) async fn sign_out(
 #[derive(Template)]
 #[template(path = "portal/enrol.html")]
 pub(super) struct EnrolPage {
-    pub(super) nav: Option<Nav>,
-    pub(super) heading: &'static str,
+    pub(super) page: Page,
+    pub(super) heading: String,
     pub(super) action: &'static str,
     pub(super) email: String,
     pub(super) role: String,
@@ -195,7 +196,7 @@ pub(super) struct EnrolPage {
     pub(super) ceremony: String,
     pub(super) token: String,
     pub(super) csrf: String,
-    pub(super) default_name: &'static str,
+    pub(super) default_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,11 +206,7 @@ pub(super) struct TokenQuery {
 }
 
 pub(super) fn invalid_link() -> PortalError {
-    PortalError::App(Error::NotFound(
-        "This enrolment link is not valid: it was used already, has expired, or is \
-         incomplete. Ask your operator for a new invitation."
-            .into(),
-    ))
+    PortalError::Keyed(StatusCode::NOT_FOUND, "error-invalid-link")
 }
 
 /// Starts a passkey registration for `user`; returns the options and ceremony id.
@@ -251,6 +248,7 @@ pub(super) async fn start_registration(
 
 pub(super) async fn enrol_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     source: mobile_api::http::Source,
     Query(q): Query<TokenQuery>,
 ) -> PageResult {
@@ -260,11 +258,13 @@ pub(super) async fn enrol_page(
         .await?
         .ok_or_else(invalid_link)?;
     let (options, ceremony) = start_registration(&state, &user, Kind::Enrol).await?;
+    let p = Page::anonymous(&state, &headers);
     Ok(page(
         StatusCode::OK,
         &EnrolPage {
-            nav: None,
-            heading: "Register your passkey",
+            heading: p.t("enrol-title"),
+            default_name: p.t("enrol-default-name"),
+            page: p,
             action: "/portal/enrol",
             email: user.email.clone(),
             role: user.role.clone(),
@@ -272,7 +272,6 @@ pub(super) async fn enrol_page(
             ceremony,
             token: q.token,
             csrf: String::new(),
-            default_name: "my passkey",
         },
     ))
 }
@@ -357,7 +356,7 @@ pub(super) async fn enrol(
 #[derive(Template)]
 #[template(path = "portal/reauth.html")]
 pub(super) struct ReauthPage {
-    nav: Option<Nav>,
+    page: Page,
     csrf: String,
     step_up: StepUp,
     next: String,
@@ -371,6 +370,7 @@ pub(super) struct NextQuery {
 
 pub(super) async fn reauth_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: SignedIn,
     Query(q): Query<NextQuery>,
 ) -> PageResult {
@@ -378,7 +378,7 @@ pub(super) async fn reauth_page(
     Ok(page(
         StatusCode::OK,
         &ReauthPage {
-            nav: Nav::of(&signed),
+            page: Page::of(&signed, &state, &headers),
             csrf: signed.csrf.clone(),
             step_up,
             next: safe_next(&q.next).to_owned(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::PortalState;
 use super::ceremony::{self, Binding};
 use super::error::PortalError;
-use super::render::{Nav, PageResult, json_attr, page, see_other, when};
+use super::render::{Page, PageResult, json_attr, page, see_other};
 use super::session::{EmployerUser, SignedIn};
 use super::signin::{CeremonyForm, log_user_event};
 use crate::Error;
@@ -48,7 +48,9 @@ pub(super) struct Row {
 #[derive(Template)]
 #[template(path = "portal/submissions.html")]
 pub(super) struct SubmissionsPage {
-    nav: Option<Nav>,
+    page: Page,
+    /// Whether any filter is set (the filter form then shows open).
+    filtered: bool,
     filter: ListQuery,
     states: [&'static str; submissions::Status::ALL.len()],
     types: Vec<&'static str>,
@@ -69,6 +71,7 @@ pub(super) fn day(s: &str, what: &str) -> Result<Option<DateTime<Utc>>, Error> {
 
 pub(super) async fn submissions_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
@@ -110,16 +113,20 @@ pub(super) async fn submissions_page(
         url.push_str(&format!("&before={before}"));
         url
     });
+    let p = Page::of(&signed, &state, &headers);
+    let filtered = [&q.state, &q.kind, &q.from, &q.to, &q.number]
+        .iter()
+        .any(|f| !f.is_empty());
     Ok(page(
         StatusCode::OK,
         &SubmissionsPage {
-            nav: Nav::of(&signed),
+            filtered,
             types,
             states: submissions::Status::ALL.map(submissions::Status::as_str),
             rows: rows
                 .into_iter()
                 .map(|s| Row {
-                    received_at: when(&s.received_at),
+                    received_at: p.when(&s.received_at),
                     id: s.id,
                     document_number: s.document_number,
                     document_type: s.document_type,
@@ -128,6 +135,7 @@ pub(super) async fn submissions_page(
                 .collect(),
             filter: q,
             next,
+            page: p,
         },
     ))
 }
@@ -159,13 +167,14 @@ pub(super) struct CancelForm {
 #[derive(Template)]
 #[template(path = "portal/submission.html")]
 pub(super) struct SubmissionPage {
-    nav: Option<Nav>,
+    page: Page,
     s: Submission,
+    received_at: String,
     /// When it must reach the authority (its `forward_by`).
     forward_by: String,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     warnings: Vec<ProblemEntry>,
-    history: Vec<submissions::Step>,
+    history: Vec<HistoryRow>,
     answers: Vec<crate::submissions::AnswerInfo>,
     cancel: Option<CancelForm>,
     csrf: String,
@@ -177,6 +186,16 @@ pub(super) struct Notice {
     done: String,
 }
 
+/// One step of a submission's history as people read it; the ids are in the
+/// details.
+pub(super) struct HistoryRow {
+    status: String,
+    at: String,
+    actor: String,
+    actor_id: String,
+    log_seq: i64,
+}
+
 pub(super) fn remaining(d: Duration) -> String {
     let m = d.num_minutes().max(0);
     format!("{} h {:02} min", m / 60, m % 60)
@@ -184,36 +203,59 @@ pub(super) fn remaining(d: Duration) -> String {
 
 pub(super) async fn submission_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Path(id): Path<String>,
     Query(n): Query<Notice>,
 ) -> PageResult {
     let s = own(&state, &signed, &id).await?;
+    let p = Page::of(&signed, &state, &headers);
     let now = state.intake.clock().now();
     let cancel = if s.status == submissions::Status::Accepted && s.hold_until > now {
         let step_up = step_up_prompt(&state, &signed, &Binding::cancel(&s.id)).await?;
         Some(CancelForm {
             remaining: remaining(s.hold_until - now),
-            until: when(&s.hold_until),
+            until: p.when(&s.hold_until),
             step_up,
         })
     } else {
         None
     };
     let warnings = serde_json::from_str(&s.warnings).unwrap_or_default();
-    let history = submissions::history(&state.db, &s.id).await?;
+    let steps = submissions::history(&state.db, &s.id).await?;
+    // Portal users by e-mail (a submission has a handful of steps).
+    let mut emails = std::collections::HashMap::new();
+    for step in &steps {
+        if let Some(("user", uid)) = step.actor.split_once(':')
+            && !emails.contains_key(uid)
+            && let Some(u) = crate::accounts::user(&state.db, uid).await?
+        {
+            emails.insert(uid.to_owned(), u.email);
+        }
+    }
+    let history = steps
+        .into_iter()
+        .map(|h| HistoryRow {
+            at: p.when_text(&h.at),
+            actor: p.actor(&h.actor, &emails),
+            status: h.status,
+            actor_id: h.actor,
+            log_seq: h.log_seq,
+        })
+        .collect();
     let answers = crate::submissions::answers(&state.db, &s.id).await?;
     let notice = match n.done.as_str() {
-        "filed" => Some("Filed. The signed receipt is below."),
-        "repeated" => Some("These exact bytes had been filed already: this is that filing."),
-        "cancelled" => Some("Cancelled. It will not be forwarded."),
+        "filed" => Some(p.t("submission-filed")),
+        "repeated" => Some(p.t("submission-repeated")),
+        "cancelled" => Some(p.t("submission-cancelled")),
         _ => None,
     };
     Ok(page(
         StatusCode::OK,
         &SubmissionPage {
-            nav: Nav::of(&signed),
-            forward_by: when(&s.forward_by),
+            forward_by: p.when(&s.forward_by),
+            received_at: p.when(&s.received_at),
+            page: p,
             s,
             notice,
             warnings,

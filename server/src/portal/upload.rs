@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::PortalState;
 use super::ceremony::Binding;
-use super::render::{Nav, PageResult, page, see_other};
+use super::error::PortalError;
+use super::render::{Page, PageResult, page, see_other};
 use super::session::EmployerUser;
 use super::signin::{CeremonyForm, CsrfForm};
 use super::submissions::{StepUp, approve_step_up, step_up_prompt};
@@ -38,7 +39,7 @@ impl Findings {
 #[derive(Template)]
 #[template(path = "portal/upload.html")]
 pub(super) struct UploadPage {
-    nav: Option<Nav>,
+    page: Page,
     csrf: String,
     max_mib: usize,
     result: Option<Findings>,
@@ -47,10 +48,11 @@ pub(super) struct UploadPage {
 pub(super) fn upload_form(
     state: &PortalState,
     signed: &EmployerUser,
+    headers: &axum::http::HeaderMap,
     result: Option<Findings>,
 ) -> UploadPage {
     UploadPage {
-        nav: Nav::of(signed),
+        page: Page::of(signed, state, headers),
         csrf: signed.csrf.clone(),
         max_mib: state.intake.config().max_document_bytes / (1024 * 1024),
         result,
@@ -59,13 +61,18 @@ pub(super) fn upload_form(
 
 pub(super) async fn upload_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
 ) -> PageResult {
-    Ok(page(StatusCode::OK, &upload_form(&state, &signed, None)))
+    Ok(page(
+        StatusCode::OK,
+        &upload_form(&state, &signed, &headers, None),
+    ))
 }
 
 pub(super) async fn upload(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     mut form: Multipart,
 ) -> PageResult {
@@ -100,7 +107,10 @@ pub(super) async fn upload(
     }
     signed.check_csrf(csrf.as_deref().unwrap_or(""))?;
     let Some((name, body)) = file.filter(|(_, b)| !b.is_empty()) else {
-        return Err(Error::Invalid("choose a file to upload".into()).into());
+        return Err(PortalError::Keyed(
+            StatusCode::BAD_REQUEST,
+            "upload-choose-file",
+        ));
     };
     let caller = signed.caller(&state.db).await?;
     let preview = state.intake.check(&caller, &body).await?;
@@ -108,9 +118,12 @@ pub(super) async fn upload(
         return Ok(see_other(&format!("/portal/submissions/{}", first.id)));
     }
     if !preview.errors.is_empty() {
-        let headline = format!(
-            "{name} cannot be filed: {} problem(s). Nothing was stored.",
-            preview.errors.len()
+        let headline = Page::of(&signed, &state, &headers).t2(
+            "upload-refused",
+            "file",
+            &name,
+            "count",
+            &preview.errors.len().to_string(),
         );
         let status = if preview.status.is_client_error() {
             preview.status
@@ -118,7 +131,10 @@ pub(super) async fn upload(
             StatusCode::UNPROCESSABLE_ENTITY
         };
         let findings = Findings::new(headline, preview.errors, preview.warnings);
-        return Ok(page(status, &upload_form(&state, &signed, Some(findings))));
+        return Ok(page(
+            status,
+            &upload_form(&state, &signed, &headers, Some(findings)),
+        ));
     }
     let now = state.intake.clock().now();
     let id = hex::encode(retention::keys::os_random::<16>()?);
@@ -218,7 +234,7 @@ pub(super) async fn drop_pending(state: &PortalState, id: &str) -> Result<(), Er
 #[derive(Template)]
 #[template(path = "portal/pending.html")]
 pub(super) struct PendingPage {
-    nav: Option<Nav>,
+    page: Page,
     id: String,
     file_name: String,
     document_type: String,
@@ -230,6 +246,7 @@ pub(super) struct PendingPage {
 
 pub(super) async fn pending_page(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Path(id): Path<String>,
 ) -> PageResult {
@@ -244,20 +261,22 @@ pub(super) async fn pending_page(
     if !preview.errors.is_empty() {
         // Kept until it expires or is discarded: the problem may pass (a CRL about to
         // be renewed); approving it now would only be refused.
-        let headline = format!(
-            "{} cannot be filed now: {} problem(s). Nothing was filed.",
-            p.file_name,
-            preview.errors.len()
+        let headline = Page::of(&signed, &state, &headers).t2(
+            "upload-refused-now",
+            "file",
+            &p.file_name,
+            "count",
+            &preview.errors.len().to_string(),
         );
         let findings = Findings::new(headline, preview.errors, preview.warnings);
-        let form = upload_form(&state, &signed, Some(findings));
+        let form = upload_form(&state, &signed, &headers, Some(findings));
         return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &form));
     }
     let step_up = step_up_prompt(&state, &signed, &Binding::approve_upload(&p.sha256)).await?;
     Ok(page(
         StatusCode::OK,
         &PendingPage {
-            nav: Nav::of(&signed),
+            page: Page::of(&signed, &state, &headers),
             id,
             file_name: p.file_name,
             document_type: preview.document_type.unwrap_or_default(),
@@ -271,6 +290,7 @@ pub(super) async fn pending_page(
 
 pub(super) async fn approve(
     State(state): State<PortalState>,
+    headers: axum::http::HeaderMap,
     signed: EmployerUser,
     Path(id): Path<String>,
     Form(f): Form<CeremonyForm>,
@@ -315,11 +335,15 @@ pub(super) async fn approve(
                 warnings: Vec<ProblemEntry>,
             }
             let doc: Answered = serde_json::from_slice(&r.body).unwrap_or_default();
-            let headline = format!("{} was refused at filing.", p.file_name);
+            let headline = Page::of(&signed, &state, &headers).t1(
+                "upload-refused-at-filing",
+                "file",
+                &p.file_name,
+            );
             let findings = Findings::new(headline, doc.errors, doc.warnings);
             Ok(page(
                 r.status,
-                &upload_form(&state, &signed, Some(findings)),
+                &upload_form(&state, &signed, &headers, Some(findings)),
             ))
         }
         Err(SubmitError::Internal(e)) => Err(e.into()),

@@ -533,7 +533,10 @@ fn made_of(
 /// What the receipt mail says after its first line.
 fn receipt_mail(m: &Submission, hold_window: Duration) -> String {
     let when = if hold_window > Duration::zero() {
-        format!("It can be cancelled until {}.", format_time(&m.hold_until))
+        format!(
+            "It can be cancelled until {}.",
+            crate::i18n::shown(&m.hold_until)
+        )
     } else {
         "It is being forwarded to the authority.".to_owned()
     };
@@ -541,7 +544,7 @@ fn receipt_mail(m: &Submission, hold_window: Duration) -> String {
         "Your {} was received and accepted as {} at {}. {when}",
         m.document_type,
         m.document_number,
-        format_time(&m.received_at),
+        crate::i18n::shown(&m.received_at),
     )
 }
 
@@ -608,6 +611,21 @@ pub async fn count_by_status(db: &Db, employer_id: &str) -> Result<Vec<(Status, 
         .into_iter()
         .map(|(status, n)| Ok((status.parse().map_err(Error::Internal)?, n)))
         .collect()
+}
+
+/// What people call a filing, for a compliance officer's search results: its
+/// document number and its employer's name (`None` for an unknown id).
+pub async fn label(db: &Db, id: &str) -> Result<Option<(String, String)>, Error> {
+    Ok(on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT s.document_number, e.name FROM submissions s \
+             JOIN employers e ON e.id = s.employer_id WHERE s.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(retention::Error::from)?
+    }))
 }
 
 /// The employer's submission with this id (another employer's is `None`).

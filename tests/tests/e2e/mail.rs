@@ -113,12 +113,26 @@ async fn the_development_file_sink_needs_no_server(inst: Instance) {
     set_email(&inst, &filer, "clerk@employer.test").await;
     let server = inst.serve_with(&[("IVAN_MAIL__IDLE_MS", "100")]).await;
     let id = file(&inst, &server, &filer, 2).await;
-    eventually(30, "the receipt in the file sink", || async {
+    let text = eventually(30, "the receipt in the file sink", || async {
         let text = ivan_e2e::dev_mail(&inst.data_dir);
         text.contains(&format!("Filing received: {id}"))
-            .then_some(())
+            .then_some(text)
     })
     .await;
+    // Times in mails as in the portal: minutes, in the employers' zone.
+    let line = text
+        .lines()
+        .find(|l| l.contains("was received and accepted"))
+        .unwrap();
+    let at = &line[line.find(" at ").unwrap() + 4..];
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(&at[..16], "%Y-%m-%d %H:%M").is_ok(),
+        "{line}"
+    );
+    assert!(
+        at[16..].starts_with(" CET") || at[16..].starts_with(" CEST"),
+        "{line}"
+    );
     assert!(server.stop().await.success());
 }
 

@@ -120,6 +120,48 @@ async fn write_signed(inst: &Instance, filer: &Filer, variant: u32) -> std::path
     path
 }
 
+/// The text of message `key` in `lang` as `server/locales/<lang>/portal.ftl` has it.
+fn message(lang: &str, key: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/locales");
+    let text = std::fs::read_to_string(format!("{path}/{lang}/portal.ftl")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
+        .unwrap_or_else(|| panic!("no {key} in {lang}"))
+        .to_owned()
+}
+
+/// Chooses the portal's language on the account page.
+async fn choose_language(browser: &Browser, origin: &str, lang: &str) {
+    browser.goto(&format!("{origin}/portal/account")).await;
+    browser
+        .execute(
+            "document.getElementById('language').value = arguments[0]",
+            vec![Value::String(lang.to_owned())],
+        )
+        .await;
+    browser.click("#set-language").await;
+    browser.wait_for_url_containing("done=language").await;
+    assert_eq!(
+        browser
+            .execute("return document.documentElement.lang", vec![])
+            .await,
+        lang
+    );
+}
+
+/// The submission page's state as its machine id (`data-state`).
+async fn state_id(browser: &Browser) -> String {
+    browser
+        .execute(
+            "return document.getElementById('state').dataset.state",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Uploads a file in the portal and waits for the approval page; returns its URL.
 async fn upload(browser: &Browser, origin: &str, path: &std::path::Path) -> String {
     browser.goto(&format!("{origin}/portal/upload")).await;
@@ -143,11 +185,11 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     // Enrol from the mailed link: the passkey is made, the session starts.
     browser.goto(&link).await;
     browser.wait_for("#register").await;
-    browser.screenshot(&shot("enrol")).await;
+    browser.screenshots(&shot("enrol")).await;
     browser.click("#register").await;
     browser.wait_for_url_containing("/portal/dashboard").await;
     assert!(browser.text("h1").await.starts_with("Dashboard"));
-    browser.screenshot(&shot("dashboard")).await;
+    browser.screenshots(&shot("dashboard")).await;
     let creds = browser.authenticator_credentials(&authenticator).await;
     assert_eq!(creds.as_array().unwrap().len(), 1, "{creds}");
     assert_eq!(creds[0]["isResidentCredential"], true);
@@ -164,7 +206,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.wait_for_url_containing("/portal/sign-in").await;
     browser.goto(&format!("{origin}/portal/dashboard")).await;
     browser.wait_for_url_containing("/portal/sign-in").await;
-    browser.screenshot(&shot("sign-in")).await;
+    browser.screenshots(&shot("sign-in")).await;
     browser.click("#sign-in").await;
     browser.wait_for_url_containing("/portal/dashboard").await;
 
@@ -184,7 +226,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         page.contains("cannot be filed") && page.contains("signature."),
         "{page}"
     );
-    browser.screenshot(&shot("upload-refused")).await;
+    browser.screenshots(&shot("upload-refused")).await;
     let after = inst.count("SELECT COUNT(*) FROM log_entries").await;
     assert_eq!(before, after, "a portal check wrote to the log");
 
@@ -192,7 +234,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     // second, approves nothing.
     let second = upload(&browser, &origin, &write_signed(&inst, &filer, 2).await).await;
     let first = upload(&browser, &origin, &write_signed(&inst, &filer, 1).await).await;
-    browser.screenshot(&shot("approve")).await;
+    browser.screenshots(&shot("approve")).await;
     let second_id = second.rsplit('/').next().unwrap().to_owned();
     browser
         .execute(
@@ -222,11 +264,17 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     // Approving the first, with its own step-up, files it.
     browser.goto(&first).await;
     browser.wait_for("#approve").await;
+    // The fingerprint is explained and folded into the details.
+    assert!(browser.text("details summary").await.contains("SHA-256"));
+    browser.click("details summary").await;
     let sha = browser.text("#sha256").await;
     browser.click("#approve").await;
     let filed = browser.wait_for_url_containing("done=filed").await;
-    browser.screenshot(&shot("filed")).await;
-    assert_eq!(browser.text("#state").await, "accepted");
+    browser.screenshots(&shot("filed")).await;
+    assert_eq!(browser.text("#state").await, "Accepted");
+    assert_eq!(state_id(&browser).await, "accepted");
+    // Ids are in the details.
+    browser.click("details.ids summary").await;
     let message_id = browser.text("#message-id").await;
     let number = browser
         .text("h1")
@@ -238,10 +286,12 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .get_auth_json(&format!("/api/v1/submissions/{message_id}"), &filer.token)
         .await;
     assert_eq!(api["sha256"], sha.as_str());
-    // The page shows when it must reach the authority: the API's forward_by.
+    // The page shows when it must reach the authority: the API's forward_by, in the
+    // portal's time zone (Europe/Bratislava), to the minute.
     let forward_by = chrono::DateTime::parse_from_rfc3339(api["forward_by"].as_str().unwrap())
         .unwrap()
-        .format("%Y-%m-%d %H:%M:%S UTC")
+        .with_timezone(&chrono_tz::Europe::Bratislava)
+        .format("%Y-%m-%d %H:%M %Z")
         .to_string();
     assert_eq!(browser.text("#forward-by").await, forward_by, "{api}");
     let receive = &api["history"][0];
@@ -257,19 +307,26 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     // The list shows it; cancel it with a step-up.
     browser.goto(&format!("{origin}/portal/submissions")).await;
     browser.wait_for("table").await;
-    browser.screenshot(&shot("submissions")).await;
+    browser.screenshots(&shot("submissions")).await;
     assert!(browser.source().await.contains(&message_id));
     browser
         .click(&format!("a[href='/portal/submissions/{message_id}']"))
         .await;
     browser.wait_for("#cancel").await;
-    assert!(browser.text("#remaining").await.contains(" h "));
-    browser.screenshot(&shot("submission")).await;
+    assert!(browser.text("#cancel-window").await.contains(" h "));
+    // Who did what, in words: the approving user by e-mail, not `user:<id>`.
+    let history = browser.text("#history").await;
+    assert!(
+        history.contains("clerk@employer.test") && !history.contains("user:"),
+        "{history}"
+    );
+    browser.screenshots(&shot("submission")).await;
     browser.click("#cancel").await;
     browser.wait_for_url_containing("done=cancelled").await;
-    assert_eq!(browser.text("#state").await, "cancelled");
+    assert_eq!(state_id(&browser).await, "cancelled");
+    assert_eq!(browser.text("#state").await, "Cancelled");
     check_step_up_offline(&inst, "cancel", &message_id, &origin).await;
-    browser.screenshot(&shot("cancelled")).await;
+    browser.screenshots(&shot("cancelled")).await;
 
     // Phone accesses (admin): add a phone, generate its PIN, shown once.
     browser.goto(&format!("{origin}/portal/phones")).await;
@@ -284,7 +341,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         pin.len() == 8 && pin.bytes().all(|b| b.is_ascii_digit()),
         "{pin}"
     );
-    browser.screenshot(&shot("pin")).await;
+    browser.screenshots(&shot("pin")).await;
     let login = server
         .http
         .post(server.url("/mobile/v1/session"))
@@ -300,7 +357,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         row.contains("Jana Nováková") && row.contains("yes"),
         "registered: {row}"
     );
-    browser.screenshot(&shot("phones")).await;
+    browser.screenshots(&shot("phones")).await;
     // A second PIN, sent by SMS this time (the development outbox), then deactivation.
     browser.click("button.new-pin").await;
     browser.wait_for("#follow-up").await;
@@ -313,7 +370,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         .goto(&format!("{origin}/portal/preregistrations"))
         .await;
     browser.wait_for("h1").await;
-    browser.screenshot(&shot("preregistrations")).await;
+    browser.screenshots(&shot("preregistrations")).await;
 
     // Credential management needs a recent passkey confirmation: with none on the
     // session, the tokens page asks for one first, then comes back.
@@ -327,7 +384,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser
         .wait_for_url_containing("/portal/reauth?next=/portal/tokens")
         .await;
-    browser.screenshot(&shot("reauth")).await;
+    browser.screenshots(&shot("reauth")).await;
     browser.click("#confirm").await;
     browser.wait_for("#create-token").await;
     check_step_up_offline(&inst, "reauth", "", &origin).await;
@@ -340,7 +397,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.wait_for("#secret").await;
     let token = browser.text("#secret").await;
     assert!(token.starts_with("ivan_"), "{token}");
-    browser.screenshot(&shot("token")).await;
+    browser.screenshots(&shot("token")).await;
     assert_eq!(
         server
             .get_auth("/api/v1/submissions", &token)
@@ -351,7 +408,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     browser.goto(&format!("{origin}/portal/tokens")).await;
     browser.wait_for("table").await;
     assert!(browser.source().await.contains("10.0.0.0/8"));
-    browser.screenshot(&shot("tokens")).await;
+    browser.screenshots(&shot("tokens")).await;
     // Revoking the employer's first (operator-made) token stops it.
     let first_token = filer.token.split('_').nth(1).unwrap().to_owned();
     browser
@@ -366,6 +423,55 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
             .await
             .status(),
         401
+    );
+
+    // The portal in the user's language: chosen on the account page, kept with the
+    // user, every page in it (the browser tests take the translated pages too).
+    for lang in ["sk", "cs"] {
+        choose_language(&browser, &origin, lang).await;
+        for (page, path) in [
+            ("dashboard", "/portal/dashboard".to_owned()),
+            ("submissions", "/portal/submissions".to_owned()),
+            ("submission", format!("/portal/submissions/{message_id}")),
+            ("tokens", "/portal/tokens".to_owned()),
+        ] {
+            browser.goto(&format!("{origin}{path}")).await;
+            assert_eq!(
+                browser
+                    .execute("return document.documentElement.lang", vec![])
+                    .await,
+                lang
+            );
+            let nav = browser
+                .text("header nav a[href='/portal/submissions']")
+                .await;
+            assert_eq!(nav, message(lang, "nav-submissions"), "{page} in {lang}");
+            browser.screenshots(&shot(&format!("{page}-{lang}"))).await;
+        }
+        browser
+            .goto(&format!("{origin}/portal/submissions/{message_id}"))
+            .await;
+        assert_eq!(
+            browser.text("#state").await,
+            message(lang, "state-cancelled")
+        );
+    }
+    choose_language(&browser, &origin, "en").await;
+    // Before sign-in the browser's Accept-Language decides.
+    let sign_in = server
+        .http
+        .get(server.url("/portal/sign-in"))
+        .header("accept-language", "cs-CZ,cs;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sign_in.contains("<html lang=\"cs\">"), "{sign_in}");
+    assert!(
+        sign_in.contains(&message("cs", "sign-in-button")),
+        "{sign_in}"
     );
 
     // Another employer's ids answer 404 on every portal route, like unknown ids; a
@@ -394,6 +500,7 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
         format!("/portal/submissions/{theirs}/answers/1"),
         format!("/portal/preregistrations/{theirs}/registration-form"),
         "/portal/submissions/01900000-0000-7000-8000-000000000000".to_owned(),
+        "/portal/no-such-page".to_owned(),
     ] {
         let r = http
             .get(format!("{base}{path}"))
@@ -402,7 +509,23 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
             .await
             .unwrap();
         assert_eq!(r.status(), 404, "GET {path}");
+        // A portal page with the navigation, in the user's words (was: raw JSON for
+        // an unknown address).
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("<nav") && body.contains("href=\"/portal/submissions\""),
+            "{body}"
+        );
+        assert!(body.contains("<h1>Not found</h1>"), "{body}");
     }
+    browser.goto(&format!("{origin}/portal/no-such-page")).await;
+    browser.screenshots(&shot("not-found")).await;
     let csrf = {
         let page = http
             .get(format!("{base}/portal/upload"))
@@ -526,14 +649,18 @@ async fn clerk_enrols_files_and_cancels_with_passkeys(inst: Instance) {
     assert!(!browser.source().await.contains("/portal/phones"));
     for path in ["/portal/phones", "/portal/tokens"] {
         browser.goto(&format!("{origin}{path}")).await;
+        let page = browser.source().await;
         assert!(
-            browser
-                .source()
-                .await
-                .contains("for the employer's portal admins"),
+            page.contains("for the employer's portal admins"),
             "a clerk reached {path}"
         );
+        // A refusal keeps the navigation (was: only "Continue").
+        assert!(
+            page.contains("<nav") && page.contains("clerk2@employer.test"),
+            "{page}"
+        );
     }
+    browser.screenshots(&shot("forbidden")).await;
 
     // The operator revokes the clerk: the browser's session ends at once.
     let users: Value = serde_json::from_str(
@@ -800,7 +927,7 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
     assert!(browser.text("h1").await.contains("log search"));
     let page = browser.source().await;
     assert!(page.contains("Audit Office") && !page.contains("/portal/submissions"));
-    browser.screenshot(&shot("compliance-search")).await;
+    browser.screenshots(&shot("compliance-search")).await;
     // No employer pages for an officer.
     for path in ["/portal/submissions", "/portal/upload", "/portal/tokens"] {
         browser.goto(&format!("{origin}{path}")).await;
@@ -840,6 +967,12 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
     browser.wait_for("#results").await;
     let results = browser.text("#results").await;
     assert!(results.contains("submission.receive"), "{results}");
+    // The filing in words: its document number and its employer's name.
+    let filing = browser.text("#results td.filing").await;
+    assert!(
+        filing.ends_with(" · Test Employer") && filing.len() > " · Test Employer".len(),
+        "{filing}"
+    );
     assert!(
         results.contains(&format!("submission:{filed}")),
         "{results}"
@@ -850,7 +983,7 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
             .await
             .contains("recorded as log entry")
     );
-    browser.screenshot(&shot("compliance-results")).await;
+    browser.screenshots(&shot("compliance-results")).await;
     assert_eq!(searches().await, 1);
     // Opening the original is logged with the grounds.
     browser.click("#results form button").await;

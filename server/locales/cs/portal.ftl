@@ -1,0 +1,257 @@
+# Portál zaměstnavatele, čeština.
+# Klíče jsou společné se server/locales/<jazyk>/portal.ftl; src/i18n.rs testuje, že
+# každý jazyk obsahuje každý klíč.
+
+portal-name = portál ivan
+nav-label = Hlavní
+nav-log-search = Vyhledávání v deníku transakcí
+nav-dashboard = Přehled
+nav-submissions = Podání
+nav-upload = Nahrát
+nav-preregistrations = Předběžné registrace
+nav-phones = Přístupy z telefonu
+nav-tokens = API tokeny
+nav-account = Účet
+nav-sign-out = Odhlásit se
+
+none = Žádné.
+any = libovolný
+yes = ano
+no = ne
+done = Hotovo
+more = Další
+details = Podrobnosti (identifikátory)
+filter = Filtrovat
+filter-active = filtrováno
+filter-clear = Zrušit filtr
+newest-first = Od nejnovějších
+warnings = Upozornění
+errors = Chyby
+bytes = { $n } B
+
+col-person = Osoba
+col-kind = Druh
+col-deadline = Termín
+col-state = Stav
+col-type = Typ dokumentu
+col-number = Číslo dokumentu
+col-received = Přijato
+col-at = Kdy
+col-by = Kdo
+col-log-entry = Záznam v deníku transakcí
+col-phone = Telefon
+col-holder = Držitel
+col-actions = Akce
+col-created = Vytvořeno
+
+role-admin = administrátor
+role-clerk = referent
+role-officer = pracovník kontroly
+
+type-contribution-report = Přehled o výši pojistného
+type-registration-form = Oznámení o nástupu do zaměstnání
+type-employer-change = Změna údajů zaměstnavatele
+type-pension-record-sheet = Evidenční list důchodového pojištění
+
+state-accepted = Přijato
+state-cancelled = Zrušeno
+state-forwarding = Předává se
+state-delivered = Doručeno úřadu
+state-processed = Zpracováno úřadem
+state-rejected = Zamítnuto úřadem
+state-refused_by_authority = Odmítnuto úřadem
+state-received = Čeká na oznámení o nástupu do zaměstnání
+state-overdue = Po termínu
+state-paired = Spárováno
+state-hire = Nástup
+state-termination = Ukončení
+
+actor-user = uživatel portálu
+actor-operator = operátor { $name }
+actor-system = ivan (automaticky)
+actor-authority = úřad
+actor-api = mzdový software (API)
+actor-phone = mobilní aplikace
+
+error-continue = Pokračovat
+error-not-found = Na této adrese nic není. Adresa mohla být chybně zadána, nebo patří jinému zaměstnavateli.
+error-session-ended = Vaše relace skončila. Přihlaste se znovu; nic nebylo změněno.
+error-csrf = Tento formulář byl zastaralý nebo nepocházel z tohoto portálu, proto byl odmítnut a nic nebylo změněno. Načtěte stránku znovu a akci opakujte.
+error-wrong-approval = Toto schválení přístupovým klíčem bylo uděleno pro jiný dokument nebo jinou akci, proto zde nic neschvaluje. Nic nebylo změněno.
+error-ours = Na naší straně došlo k chybě. Zkuste to prosím později; pokud šlo o podání nebo jeho zrušení, nejprve zkontrolujte příslušné podání: mohlo být již provedeno.
+error-title-400 = Požadavek nelze použít
+error-title-401 = Přihlaste se znovu
+error-title-403 = Nepovoleno
+error-title-404 = Nenalezeno
+error-title-409 = Již provedeno
+error-title-410 = Již neexistuje
+error-title-413 = Příliš velké
+error-title-429 = Příliš mnoho pokusů
+error-title-500 = Došlo k chybě
+error-title-503 = Dočasně nedostupné
+error-title-other = Došlo k chybě
+
+sign-in-title = Přihlášení
+sign-in-explain = Přihlaste se přístupovým klíčem, který jste zaregistrovali prostřednictvím registračního e-mailu.
+sign-in-button = Přihlásit se přístupovým klíčem
+sign-in-noscript = Přihlášení přístupovým klíčem vyžaduje JavaScript pro zobrazení výzvy k použití klíče.
+
+enrol-explain = Vaše zařízení vás vyzve k vytvoření přístupového klíče (otisk prstu, obličej, PIN nebo bezpečnostní klíč). Slouží k přihlašování a ke schvalování podání.
+enrol-name = Název tohoto přístupového klíče
+enrol-create = Vytvořit přístupový klíč
+
+reauth-title = Potvrzení přístupovým klíčem
+reauth-explain = Správa přístupových klíčů, API tokenů a přístupů z telefonu vyžaduje nové potvrzení přístupovým klíčem. Poté budete přesměrováni zpět.
+reauth-confirm = Potvrdit přístupovým klíčem
+
+dashboard-by-state = Podání podle stavu
+dashboard-none-yet = Zatím žádná podání.
+dashboard-upload-first = Nahrajte podepsané podání.
+dashboard-overdue = Předání úřadu po termínu
+dashboard-overdue-since = po termínu od { $at }
+dashboard-preregs = Předběžné registrace čekající na oznámení o nástupu do zaměstnání
+dashboard-preregs-none = Žádné s termínem do jednoho dne.
+dashboard-preregs-all = Všechny předběžné registrace
+dashboard-certs = Podpisové certifikáty, jejichž platnost skončila nebo skončí do 60 dnů
+
+submissions-filter = Filtrovat podání
+submissions-from = Přijato od (datum)
+submissions-to = Přijato před (datum)
+submissions-number = Číslo dokumentu začíná na
+submissions-none = Filtru neodpovídá žádné podání.
+submissions-older = Starší podání
+
+submission-title = Podání { $number }
+submission-forward-by = Musí být doručeno úřadu do
+submission-your-ref = Vaše značka
+submission-authority-ref = Značka úřadu
+submission-download-original = Stáhnout originál
+submission-download-receipt = Stáhnout podepsané potvrzení o přijetí
+submission-history = Historie
+submission-answers = Odpovědi úřadu
+submission-answer = Odpověď { $n }
+submission-cancel = Zrušení
+submission-cancel-explain = Toto podání lze ještě zrušit po dobu { $remaining } (do { $until }). Zrušení vyžaduje váš přístupový klíč.
+submission-cancel-button = Zrušit toto podání přístupovým klíčem
+submission-message-id = Identifikátor zprávy
+submission-size = Velikost
+
+upload-title = Nahrání podepsaného podání
+upload-explain = Vyberte podepsaný dokument XML. Zkontroluje se přesně tak, jako jej kontroluje API; nic nebude podáno, dokud jej na další stránce neschválíte přístupovým klíčem.
+upload-file = Podepsaný dokument (XML, nejvýše { $mib } MiB)
+upload-check = Zkontrolovat
+
+pending-title = Schválení nahraného dokumentu
+pending-file = Soubor
+pending-checked = Kontrola
+pending-no-errors = bez chyb
+pending-warnings = bez chyb, počet upozornění: { $count }
+pending-explain = Schválením podáte úřadu přesně tento dokument. Potvrzujete to svým přístupovým klíčem.
+pending-fingerprint = Otisk dokumentu (SHA-256)
+pending-fingerprint-explain = Otisk přesného bajtového obsahu souboru: potvrzení o přijetí i úřad podle něj dokument označují, takže si můžete ověřit, že jde o soubor, který jste vybrali.
+pending-approve = Schválit a podat přístupovým klíčem
+pending-discard = Zahodit
+
+account-title = Účet
+account-heading = Váš účet
+account-session-ends = relace skončí nejpozději { $at }
+account-language = Jazyk
+account-language-label = Jazyk portálu
+account-language-save = Uložit
+account-language-saved = Portál nyní používá zvolený jazyk.
+account-passkeys = Přístupové klíče
+account-passkey-name = Název
+account-passkey-added = Přidáno
+account-passkey-used = Naposledy použito
+account-passkey-remove = Odebrat
+account-passkey-only = (váš jediný přístupový klíč)
+account-passkey-add = Přidat přístupový klíč
+account-passkey-added-notice = Váš nový přístupový klíč je připraven: od této chvíle se jím můžete přihlašovat.
+
+phones-explain = Osoby, které zde oprávníte, podávají z mobilní aplikace předběžné registrace nástupů a ukončení zaměstnání; přihlašují se telefonním číslem a PINem.
+phones-add-heading = Oprávnit telefon
+phones-number = Telefonní číslo (v mezinárodním formátu, např. +421901123456)
+phones-holder = Jméno držitele
+phones-add = Přidat
+phones-list = Telefony
+phones-none = Zatím žádné přístupy z telefonu.
+phones-registered = Zaregistrováno
+phones-last-login = Poslední přihlášení
+phones-deactivated = deaktivován
+phones-locked = uzamčen (odemkne jej nový PIN)
+phones-active = aktivní
+phones-no-pin = zatím bez PINu
+phones-regenerate-pin = Vygenerovat nový PIN
+phones-generate-pin = Vygenerovat PIN
+phones-send-pin = Odeslat PIN v SMS
+phones-deactivate = Deaktivovat
+
+preregs-explain = Podány z telefonů. Ke každé je nutné do jejího termínu podat úplné podepsané Oznámení o nástupu do zaměstnání; oznámení se s ní spáruje automaticky.
+preregs-filter = Filtrovat předběžné registrace
+preregs-effective = Datum účinnosti
+preregs-form = Oznámení o nástupu do zaměstnání
+preregs-paired = spárováno
+preregs-create-form = Vytvořit oznámení o nástupu do zaměstnání
+
+tokens-explain = Váš mzdový software podává přes API pomocí tokenu. Token lze omezit na adresy, ze kterých jej lze používat.
+tokens-create-heading = Vytvoření tokenu
+tokens-label = Označení
+tokens-allowed = Povolené adresy (jedna IP adresa nebo blok CIDR na řádek; prázdné: libovolné)
+tokens-create = Vytvořit
+tokens-list = Tokeny
+tokens-allowed-from = Povoleno z
+tokens-revoked = zneplatněn { $at }
+tokens-revoke = Zneplatnit
+
+compliance-heading = Vyhledávání v deníku transakcí
+compliance-explain = Pracovník kontroly organizace { $organisation }. Každé vyhledávání a každý otevřený originál se zaznamenává do deníku transakcí spolu s právním základem a spisovou značkou, které uvedete.
+compliance-grounds = Odůvodnění (povinné)
+compliance-legal-basis = Právní základ
+compliance-reference = Spisová značka
+compliance-filters = Filtry (všechny nepovinné, kombinují se)
+compliance-employer = Identifikátor zaměstnavatele
+compliance-person = Identifikátor osoby
+compliance-action = Akce (např. submission.accept nebo submission.*)
+compliance-from = Od (den)
+compliance-to = Do (den, včetně)
+compliance-search = Hledat
+compliance-results = Výsledky
+compliance-audit = Dotaz { $query } byl zaznamenán jako záznam deníku transakcí { $seq };
+compliance-shown = počet zobrazených záznamů: { $count }, od nejnovějších.
+compliance-col-action = Akce
+compliance-col-subject = Subjekt
+compliance-col-original = Originál
+compliance-purged = vymazáno
+compliance-open = Otevřít
+compliance-older = Starší záznamy
+dashboard-cert-expired = platnost skončila { $at }
+dashboard-cert-valid-until = platný do { $at }
+never = nikdy
+account-passkey-another = další přístupový klíč
+enrol-title = Registrace přístupového klíče
+enrol-default-name = můj přístupový klíč
+error-invalid-link = Tento registrační odkaz není platný: již byl použit, vypršela jeho platnost nebo je neúplný. Požádejte svého operátora o novou pozvánku.
+submission-filed = Podáno. Podepsané potvrzení o přijetí najdete níže.
+submission-repeated = Přesně tento obsah již byl podán: jde o toto dřívější podání.
+submission-cancelled = Zrušeno. Podání nebude předáno úřadu.
+upload-refused = Soubor { $file } nelze podat, počet problémů: { $count }. Nic nebylo uloženo.
+upload-refused-now = Soubor { $file } nyní nelze podat, počet problémů: { $count }. Nic nebylo podáno.
+upload-refused-at-filing = Soubor { $file } byl při podání odmítnut.
+upload-choose-file = Vyberte soubor, který chcete nahrát.
+phones-added = Telefon byl přidán. Nyní pro něj vygenerujte PIN.
+phones-sent = PIN byl odeslán v SMS.
+phones-deactivated-notice = Deaktivováno: PIN tohoto telefonu již nefunguje a jeho relace byly ukončeny.
+pin-heading = PIN pro { $phone }
+pin-intro = PIN pro { $holder } ({ $phone }). Sdělte jej držiteli, nebo jej odešlete v SMS:
+pin-warning = Tento PIN se zobrazuje pouze nyní. Všechny dřívější PINy tohoto telefonu již nefungují.
+pin-send = Odeslat v SMS
+tokens-any-address = libovolná adresa
+tokens-revoked-notice = Zneplatněno: token již nefunguje.
+token-heading = API token „{ $label }“
+token-intro-any = Předejte tento token svému mzdovému softwaru. Funguje z libovolné adresy:
+token-intro-from = Předejte tento token svému mzdovému softwaru. Funguje pouze z { $addresses }:
+token-warning = Tento token se zobrazuje pouze nyní; ivan uchovává jen jeho hash.
+error-admins-only = Tato stránka je určena administrátorům portálu zaměstnavatele.
+error-employers-only = Tato stránka je určena uživatelům zaměstnavatelů.
+error-officers-only = Tato stránka je určena pracovníkům kontroly.
+compliance-col-filing = Podání (číslo dokumentu · zaměstnavatel)

@@ -1,0 +1,257 @@
+# The employer portal, English (the default, and the fallback of every language).
+# Keys are shared by server/locales/<lang>/portal.ftl; src/i18n.rs tests that every
+# language has every key.
+
+portal-name = ivan portal
+nav-label = Main
+nav-log-search = Log search
+nav-dashboard = Dashboard
+nav-submissions = Submissions
+nav-upload = Upload
+nav-preregistrations = Pre-registrations
+nav-phones = Phone accesses
+nav-tokens = API tokens
+nav-account = Account
+nav-sign-out = Sign out
+
+none = None.
+any = any
+yes = yes
+no = no
+done = Done
+more = More
+details = Details (identifiers)
+filter = Filter
+filter-active = filtered
+filter-clear = Clear
+newest-first = Newest first
+warnings = Warnings
+errors = Errors
+bytes = { $n } bytes
+
+col-person = Person
+col-kind = Kind
+col-deadline = Deadline
+col-state = State
+col-type = Document type
+col-number = Document number
+col-received = Received
+col-at = When
+col-by = By
+col-log-entry = Log entry
+col-phone = Phone
+col-holder = Holder
+col-actions = Actions
+col-created = Created
+
+role-admin = administrator
+role-clerk = clerk
+role-officer = compliance officer
+
+type-contribution-report = Contribution report
+type-registration-form = Registration form
+type-employer-change = Employer change
+type-pension-record-sheet = Pension record sheet
+
+state-accepted = Accepted
+state-cancelled = Cancelled
+state-forwarding = Being forwarded
+state-delivered = Delivered to the authority
+state-processed = Processed by the authority
+state-rejected = Rejected by the authority
+state-refused_by_authority = Refused by the authority
+state-received = Waiting for its registration form
+state-overdue = Overdue
+state-paired = Paired
+state-hire = Hire
+state-termination = Termination
+
+actor-user = a portal user
+actor-operator = operator { $name }
+actor-system = ivan (automatic)
+actor-authority = the authority
+actor-api = payroll software (API)
+actor-phone = mobile app
+
+error-continue = Continue
+error-not-found = There is nothing at this address. It may have been mistyped, or belong to another employer.
+error-session-ended = Your session has ended. Sign in again; nothing was changed.
+error-csrf = This form was out of date or did not come from this portal, so it was refused and nothing was changed. Reload the page and try again.
+error-wrong-approval = This passkey approval was given for another document or action, so it approves nothing here. Nothing was changed.
+error-ours = Something went wrong on our side. Try again later; if you were filing or cancelling, look at the submission first: it may have gone through.
+error-title-400 = The request could not be used
+error-title-401 = Sign in again
+error-title-403 = Not allowed
+error-title-404 = Not found
+error-title-409 = Already done
+error-title-410 = Gone
+error-title-413 = Too large
+error-title-429 = Too many attempts
+error-title-500 = Something went wrong
+error-title-503 = Temporarily unavailable
+error-title-other = Something went wrong
+
+sign-in-title = Sign in
+sign-in-explain = Sign in with the passkey you registered from your enrolment e-mail.
+sign-in-button = Sign in with a passkey
+sign-in-noscript = Signing in with a passkey needs JavaScript for the passkey prompt.
+
+enrol-explain = Your device will ask you to create a passkey (fingerprint, face, PIN or security key). It is how you sign in and approve filings.
+enrol-name = Name of this passkey
+enrol-create = Create passkey
+
+reauth-title = Confirm with your passkey
+reauth-explain = Managing passkeys, API tokens and phone accesses needs a fresh confirmation with your passkey. You will then be taken back.
+reauth-confirm = Confirm with my passkey
+
+dashboard-by-state = Submissions by state
+dashboard-none-yet = No submissions yet.
+dashboard-upload-first = Upload a signed filing.
+dashboard-overdue = Forwarding overdue
+dashboard-overdue-since = overdue since { $at }
+dashboard-preregs = Pre-registrations waiting for their registration form
+dashboard-preregs-none = None due within a day.
+dashboard-preregs-all = All pre-registrations
+dashboard-certs = Signing certificates expired or expiring within 60 days
+
+submissions-filter = Filter submissions
+submissions-from = Received from (date)
+submissions-to = Received before (date)
+submissions-number = Document number starts with
+submissions-none = No submissions match.
+submissions-older = Older submissions
+
+submission-title = Submission { $number }
+submission-forward-by = To reach the authority by
+submission-your-ref = Your reference
+submission-authority-ref = Authority reference
+submission-download-original = Download the original
+submission-download-receipt = Download the signed receipt
+submission-history = History
+submission-answers = Authority answers
+submission-answer = Answer { $n }
+submission-cancel = Cancel
+submission-cancel-explain = This filing can still be cancelled for { $remaining } (until { $until }). Cancelling needs your passkey.
+submission-cancel-button = Cancel this filing with my passkey
+submission-message-id = Message id
+submission-size = Size
+
+upload-title = Upload a signed filing
+upload-explain = Choose the signed XML document. It is checked exactly as the API checks it; nothing is filed until you approve it with your passkey on the next page.
+upload-file = Signed document (XML, at most { $mib } MiB)
+upload-check = Check
+
+pending-title = Approve the upload
+pending-file = File
+pending-checked = Checked
+pending-no-errors = no errors
+pending-warnings = no errors, { $count } warning(s)
+pending-explain = Approving files exactly this document with the authority. Your passkey confirms it.
+pending-fingerprint = Document fingerprint (SHA-256)
+pending-fingerprint-explain = A fingerprint of the file's exact bytes: your receipt and the authority name the document by it, so you can check it is the file you chose.
+pending-approve = Approve and file with my passkey
+pending-discard = Discard
+
+account-title = Account
+account-heading = Your account
+account-session-ends = session ends at the latest { $at }
+account-language = Language
+account-language-label = Language of the portal
+account-language-save = Save
+account-language-saved = The portal now speaks your chosen language.
+account-passkeys = Passkeys
+account-passkey-name = Name
+account-passkey-added = Added
+account-passkey-used = Last used
+account-passkey-remove = Remove
+account-passkey-only = (your only passkey)
+account-passkey-add = Add a passkey
+account-passkey-added-notice = Your new passkey is ready: you can sign in with it from now on.
+
+phones-explain = People you authorise here file preliminary hires and terminations from the mobile app, signing in with their phone number and a PIN.
+phones-add-heading = Authorise a phone
+phones-number = Phone number (international format, e.g. +421901123456)
+phones-holder = Holder's name
+phones-add = Add
+phones-list = Phones
+phones-none = No phone accesses yet.
+phones-registered = Registered
+phones-last-login = Last login
+phones-deactivated = deactivated
+phones-locked = locked (a new PIN unlocks it)
+phones-active = active
+phones-no-pin = no PIN yet
+phones-regenerate-pin = Regenerate PIN
+phones-generate-pin = Generate PIN
+phones-send-pin = Send PIN by SMS
+phones-deactivate = Deactivate
+
+preregs-explain = Filed from phones. Each needs its full registration form, signed, by its deadline; the form pairs with it automatically.
+preregs-filter = Filter pre-registrations
+preregs-effective = Effective
+preregs-form = Registration form
+preregs-paired = paired
+preregs-create-form = Create registration form
+
+tokens-explain = Your payroll software files through the API with a token. A token can be limited to the addresses it may be used from.
+tokens-create-heading = Create a token
+tokens-label = Label
+tokens-allowed = Allowed addresses (one IP address or CIDR block per line; empty: any)
+tokens-create = Create
+tokens-list = Tokens
+tokens-allowed-from = Allowed from
+tokens-revoked = revoked { $at }
+tokens-revoke = Revoke
+
+compliance-heading = Transaction log search
+compliance-explain = Compliance officer of { $organisation }. Every search and every original you open is recorded in the log with the legal basis and reference number you give.
+compliance-grounds = Grounds (required)
+compliance-legal-basis = Legal basis
+compliance-reference = Reference number
+compliance-filters = Filters (all optional, combined)
+compliance-employer = Employer id
+compliance-person = Personal id
+compliance-action = Action (e.g. submission.accept, or submission.*)
+compliance-from = From (day)
+compliance-to = To (day, inclusive)
+compliance-search = Search
+compliance-results = Results
+compliance-audit = Query { $query } recorded as log entry { $seq };
+compliance-shown = { $count } entries shown, newest first.
+compliance-col-action = Action
+compliance-col-subject = Subject
+compliance-col-original = Original
+compliance-purged = purged
+compliance-open = Open
+compliance-older = Older entries
+dashboard-cert-expired = expired { $at }
+dashboard-cert-valid-until = valid until { $at }
+never = never
+account-passkey-another = another passkey
+enrol-title = Register your passkey
+enrol-default-name = my passkey
+error-invalid-link = This enrolment link is not valid: it was used already, has expired, or is incomplete. Ask your operator for a new invitation.
+submission-filed = Filed. The signed receipt is below.
+submission-repeated = These exact bytes had been filed already: this is that filing.
+submission-cancelled = Cancelled. It will not be forwarded.
+upload-refused = { $file } cannot be filed: { $count } problem(s). Nothing was stored.
+upload-refused-now = { $file } cannot be filed now: { $count } problem(s). Nothing was filed.
+upload-refused-at-filing = { $file } was refused at filing.
+upload-choose-file = Choose a file to upload.
+phones-added = Phone added. Generate its PIN next.
+phones-sent = The PIN is on its way by SMS.
+phones-deactivated-notice = Deactivated: its PIN no longer works and its sessions have ended.
+pin-heading = PIN for { $phone }
+pin-intro = The PIN for { $holder } ({ $phone }). Tell it to them, or send it by SMS:
+pin-warning = This PIN is shown only now. Any earlier PIN of this phone no longer works.
+pin-send = Send it by SMS
+tokens-any-address = any address
+tokens-revoked-notice = Revoked: the token no longer works.
+token-heading = API token “{ $label }”
+token-intro-any = Give this token to your payroll software. It works from any address:
+token-intro-from = Give this token to your payroll software. It works only from { $addresses }:
+token-warning = This token is shown only now; ivan keeps only its hash.
+error-admins-only = This page is for the employer's portal admins.
+error-employers-only = This page is for employers' users.
+error-officers-only = This page is for compliance officers.
+compliance-col-filing = Filing (document number · employer)

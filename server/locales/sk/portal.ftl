@@ -1,0 +1,257 @@
+# Portál pre zamestnávateľov, slovenčina.
+# Kľúče sú spoločné pre server/locales/<lang>/portal.ftl; src/i18n.rs testuje, že každý
+# jazyk obsahuje každý kľúč.
+
+portal-name = Portál ivan
+nav-label = Hlavná navigácia
+nav-log-search = Vyhľadávanie v denníku
+nav-dashboard = Prehľad
+nav-submissions = Podania
+nav-upload = Nahrať podanie
+nav-preregistrations = Predbežné registrácie
+nav-phones = Prístupy z telefónu
+nav-tokens = API tokeny
+nav-account = Účet
+nav-sign-out = Odhlásiť sa
+
+none = Žiadne.
+any = všetky
+yes = áno
+no = nie
+done = Hotovo
+more = Ďalšie
+details = Podrobnosti (identifikátory)
+filter = Filtrovať
+filter-active = filtrované
+filter-clear = Zrušiť filter
+newest-first = Od najnovších
+warnings = Upozornenia
+errors = Chyby
+bytes = { $n } B
+
+col-person = Osoba
+col-kind = Druh
+col-deadline = Lehota
+col-state = Stav
+col-type = Typ dokumentu
+col-number = Číslo dokumentu
+col-received = Prijaté
+col-at = Kedy
+col-by = Kto
+col-log-entry = Záznam v denníku
+col-phone = Telefón
+col-holder = Držiteľ
+col-actions = Akcie
+col-created = Vytvorené
+
+role-admin = administrátor
+role-clerk = referent
+role-officer = pracovník kontroly
+
+type-contribution-report = Mesačný výkaz
+type-registration-form = Registračný list fyzickej osoby
+type-employer-change = Zmena údajov zamestnávateľa
+type-pension-record-sheet = Evidenčný list dôchodkového poistenia
+
+state-accepted = Prijaté
+state-cancelled = Zrušené
+state-forwarding = Odosiela sa
+state-delivered = Doručené úradu
+state-processed = Spracované úradom
+state-rejected = Zamietnuté úradom
+state-refused_by_authority = Odmietnuté úradom
+state-received = Čaká na registračný list
+state-overdue = Po lehote
+state-paired = Spárované
+state-hire = Nástup do zamestnania
+state-termination = Skončenie zamestnania
+
+actor-user = používateľ portálu
+actor-operator = operátor { $name }
+actor-system = ivan (automaticky)
+actor-authority = úrad
+actor-api = mzdový softvér (API)
+actor-phone = mobilná aplikácia
+
+error-continue = Pokračovať
+error-not-found = Na tejto adrese sa nič nenachádza. Adresa mohla byť zadaná nesprávne alebo patrí inému zamestnávateľovi.
+error-session-ended = Vaša relácia sa skončila. Prihláste sa znova; nič sa nezmenilo.
+error-csrf = Tento formulár bol zastaraný alebo nepochádzal z tohto portálu, preto bol odmietnutý a nič sa nezmenilo. Obnovte stránku a skúste to znova.
+error-wrong-approval = Toto schválenie prístupovým kľúčom bolo udelené pre iný dokument alebo inú akciu, preto tu nič neschvaľuje. Nič sa nezmenilo.
+error-ours = Na našej strane nastala chyba. Skúste to znova neskôr; ak ste podávali alebo rušili podanie, najprv si ho skontrolujte: mohlo prebehnúť úspešne.
+error-title-400 = Požiadavku nemožno spracovať
+error-title-401 = Prihláste sa znova
+error-title-403 = Nie je povolené
+error-title-404 = Nenájdené
+error-title-409 = Už vykonané
+error-title-410 = Už neexistuje
+error-title-413 = Príliš veľké
+error-title-429 = Príliš veľa pokusov
+error-title-500 = Nastala chyba
+error-title-503 = Dočasne nedostupné
+error-title-other = Nastala chyba
+
+sign-in-title = Prihlásenie
+sign-in-explain = Prihláste sa prístupovým kľúčom, ktorý ste zaregistrovali pomocou registračného e-mailu.
+sign-in-button = Prihlásiť sa prístupovým kľúčom
+sign-in-noscript = Prihlásenie prístupovým kľúčom vyžaduje JavaScript, ktorý zobrazí výzvu na použitie prístupového kľúča.
+
+enrol-explain = Vaše zariadenie vás vyzve na vytvorenie prístupového kľúča (odtlačok prsta, tvár, PIN alebo bezpečnostný kľúč). Pomocou neho sa budete prihlasovať a schvaľovať podania.
+enrol-name = Názov tohto prístupového kľúča
+enrol-create = Vytvoriť prístupový kľúč
+
+reauth-title = Potvrďte prístupovým kľúčom
+reauth-explain = Správa prístupových kľúčov, API tokenov a prístupov z telefónu vyžaduje nové potvrdenie prístupovým kľúčom. Potom budete presmerovaný späť.
+reauth-confirm = Potvrdiť mojím prístupovým kľúčom
+
+dashboard-by-state = Podania podľa stavu
+dashboard-none-yet = Zatiaľ nemáte žiadne podania.
+dashboard-upload-first = Nahrajte podpísané podanie.
+dashboard-overdue = Oneskorené odoslanie úradu
+dashboard-overdue-since = po lehote od { $at }
+dashboard-preregs = Predbežné registrácie čakajúce na registračný list
+dashboard-preregs-none = Žiadne s lehotou do jedného dňa.
+dashboard-preregs-all = Všetky predbežné registrácie
+dashboard-certs = Podpisové certifikáty, ktorých platnosť uplynula alebo uplynie do 60 dní
+
+submissions-filter = Filtrovať podania
+submissions-from = Prijaté od (dátum)
+submissions-to = Prijaté pred (dátum)
+submissions-number = Číslo dokumentu začína na
+submissions-none = Filtru nezodpovedajú žiadne podania.
+submissions-older = Staršie podania
+
+submission-title = Podanie { $number }
+submission-forward-by = Doručiť úradu do
+submission-your-ref = Vaša značka
+submission-authority-ref = Značka úradu
+submission-download-original = Stiahnuť originál
+submission-download-receipt = Stiahnuť podpísané potvrdenie o prijatí
+submission-history = História
+submission-answers = Odpovede úradu
+submission-answer = Odpoveď { $n }
+submission-cancel = Zrušenie podania
+submission-cancel-explain = Toto podanie môžete ešte zrušiť (zostáva { $remaining }, do { $until }). Na zrušenie potrebujete svoj prístupový kľúč.
+submission-cancel-button = Zrušiť toto podanie mojím prístupovým kľúčom
+submission-message-id = Identifikátor správy
+submission-size = Veľkosť
+
+upload-title = Nahrať podpísané podanie
+upload-explain = Vyberte podpísaný dokument XML. Skontroluje sa presne tak, ako ho kontroluje API; nič sa nepodá, kým ho na ďalšej stránke neschválite prístupovým kľúčom.
+upload-file = Podpísaný dokument (XML, najviac { $mib } MiB)
+upload-check = Skontrolovať
+
+pending-title = Schváľte nahraté podanie
+pending-file = Súbor
+pending-checked = Kontrola
+pending-no-errors = bez chýb
+pending-warnings = bez chýb, počet upozornení: { $count }
+pending-explain = Schválením podáte úradu presne tento dokument. Potvrdzujete to svojím prístupovým kľúčom.
+pending-fingerprint = Odtlačok dokumentu (SHA-256)
+pending-fingerprint-explain = Odtlačok presného obsahu súboru (jeho bajtov): potvrdenie o prijatí aj úrad označujú dokument práve ním, takže si môžete overiť, že ide o súbor, ktorý ste vybrali.
+pending-approve = Schváliť a podať mojím prístupovým kľúčom
+pending-discard = Zahodiť
+
+account-title = Účet
+account-heading = Váš účet
+account-session-ends = relácia sa skončí najneskôr { $at }
+account-language = Jazyk
+account-language-label = Jazyk portálu
+account-language-save = Uložiť
+account-language-saved = Portál teraz používa vami zvolený jazyk.
+account-passkeys = Prístupové kľúče
+account-passkey-name = Názov
+account-passkey-added = Pridaný
+account-passkey-used = Naposledy použitý
+account-passkey-remove = Odstrániť
+account-passkey-only = (váš jediný prístupový kľúč)
+account-passkey-add = Pridať prístupový kľúč
+account-passkey-added-notice = Váš nový prístupový kľúč je pripravený: odteraz sa ním môžete prihlasovať.
+
+phones-explain = Osoby, ktoré tu oprávnite, podávajú z mobilnej aplikácie predbežné nástupy do zamestnania a skončenia zamestnania; prihlasujú sa telefónnym číslom a kódom PIN.
+phones-add-heading = Oprávniť telefón
+phones-number = Telefónne číslo (v medzinárodnom formáte, napr. +421901123456)
+phones-holder = Meno držiteľa
+phones-add = Pridať
+phones-list = Telefóny
+phones-none = Zatiaľ žiadne prístupy z telefónu.
+phones-registered = Zaregistrovaný
+phones-last-login = Posledné prihlásenie
+phones-deactivated = deaktivovaný
+phones-locked = zablokovaný (odblokuje ho nový PIN)
+phones-active = aktívny
+phones-no-pin = zatiaľ bez PIN
+phones-regenerate-pin = Vygenerovať nový PIN
+phones-generate-pin = Vygenerovať PIN
+phones-send-pin = Odoslať PIN v SMS
+phones-deactivate = Deaktivovať
+
+preregs-explain = Podané z telefónov. Ku každej je potrebné v lehote podať úplný podpísaný registračný list; list sa s ňou spáruje automaticky.
+preregs-filter = Filtrovať predbežné registrácie
+preregs-effective = Účinnosť od
+preregs-form = Registračný list
+preregs-paired = spárovaný
+preregs-create-form = Vytvoriť registračný list
+
+tokens-explain = Váš mzdový softvér podáva cez API pomocou tokenu. Použitie tokenu možno obmedziť na adresy, z ktorých sa môže používať.
+tokens-create-heading = Vytvoriť token
+tokens-label = Označenie
+tokens-allowed = Povolené adresy (jedna IP adresa alebo blok CIDR na riadok; prázdne: ľubovoľná)
+tokens-create = Vytvoriť
+tokens-list = Tokeny
+tokens-allowed-from = Povolené z
+tokens-revoked = zneplatnený { $at }
+tokens-revoke = Zneplatniť
+
+compliance-heading = Vyhľadávanie v denníku transakcií
+compliance-explain = Pracovník kontroly organizácie { $organisation }. Každé vyhľadávanie a každý otvorený originál sa zaznamenajú do denníka transakcií spolu s právnym základom a spisovou značkou, ktoré uvediete.
+compliance-grounds = Odôvodnenie (povinné)
+compliance-legal-basis = Právny základ
+compliance-reference = Spisová značka
+compliance-filters = Filtre (všetky nepovinné, kombinujú sa)
+compliance-employer = Identifikátor zamestnávateľa
+compliance-person = Identifikátor osoby
+compliance-action = Akcia (napr. submission.accept alebo submission.*)
+compliance-from = Od (deň)
+compliance-to = Do (deň, vrátane)
+compliance-search = Hľadať
+compliance-results = Výsledky
+compliance-audit = Dopyt { $query } bol zaznamenaný v denníku ako záznam { $seq };
+compliance-shown = počet zobrazených záznamov: { $count }, od najnovších.
+compliance-col-action = Akcia
+compliance-col-subject = Predmet
+compliance-col-original = Originál
+compliance-purged = vymazaný
+compliance-open = Otvoriť
+compliance-older = Staršie záznamy
+dashboard-cert-expired = platnosť uplynula { $at }
+dashboard-cert-valid-until = platný do { $at }
+never = nikdy
+account-passkey-another = ďalší prístupový kľúč
+enrol-title = Zaregistrujte si prístupový kľúč
+enrol-default-name = môj prístupový kľúč
+error-invalid-link = Tento registračný odkaz nie je platný: už bol použitý, jeho platnosť uplynula alebo je neúplný. Požiadajte svojho operátora o novú pozvánku.
+submission-filed = Podané. Podpísané potvrdenie o prijatí nájdete nižšie.
+submission-repeated = Presne tento obsah (bajt po bajte) už bol podaný: ide o toto skoršie podanie.
+submission-cancelled = Zrušené. Podanie sa úradu neodošle.
+upload-refused = Súbor { $file } nemožno podať, počet problémov: { $count }. Nič sa neuložilo.
+upload-refused-now = Súbor { $file } teraz nemožno podať, počet problémov: { $count }. Nič sa nepodalo.
+upload-refused-at-filing = Súbor { $file } bol pri podaní odmietnutý.
+upload-choose-file = Vyberte súbor, ktorý chcete nahrať.
+phones-added = Telefón bol pridaný. Teraz preň vygenerujte PIN.
+phones-sent = PIN sa odosiela v SMS.
+phones-deactivated-notice = Deaktivovaný: PIN tohto telefónu už nefunguje a jeho relácie sa skončili.
+pin-heading = PIN pre { $phone }
+pin-intro = PIN pre { $holder } ({ $phone }). Oznámte ho držiteľovi alebo ho odošlite v SMS:
+pin-warning = Tento PIN sa zobrazuje iba teraz. Žiadny skorší PIN tohto telefónu už nefunguje.
+pin-send = Odoslať v SMS
+tokens-any-address = ľubovoľná adresa
+tokens-revoked-notice = Zneplatnený: token už nefunguje.
+token-heading = API token „{ $label }“
+token-intro-any = Tento token zadajte do svojho mzdového softvéru. Funguje z ľubovoľnej adresy:
+token-intro-from = Tento token zadajte do svojho mzdového softvéru. Funguje iba z povolených adries ({ $addresses }):
+token-warning = Tento token sa zobrazuje iba teraz; ivan uchováva iba jeho hash.
+error-admins-only = Táto stránka je určená administrátorom portálu zamestnávateľa.
+error-employers-only = Táto stránka je určená používateľom zamestnávateľov.
+error-officers-only = Táto stránka je určená pracovníkom kontroly.
+compliance-col-filing = Podanie (číslo dokumentu · zamestnávateľ)
