@@ -139,6 +139,24 @@ impl User {
 const USER_COLUMNS: &str =
     "id, employer_id, organisation, email, role, webauthn_handle, created_at, revoked_at, language";
 
+/// The e-mail address of each portal user among `actors` (log actors such as
+/// `user:<id>`; others are skipped), by user id: how pages name who acted.
+pub async fn emails_of(
+    db: &Db,
+    actors: &[&str],
+) -> Result<std::collections::HashMap<String, String>, Error> {
+    let mut emails = std::collections::HashMap::new();
+    for actor in actors {
+        if let Some(("user", id)) = actor.split_once(':')
+            && !emails.contains_key(id)
+            && let Some(u) = user(db, id).await?
+        {
+            emails.insert(id.to_owned(), u.email);
+        }
+    }
+    Ok(emails)
+}
+
 /// Keeps the portal language a user chose (a preference, not a transaction: not
 /// logged).
 pub async fn set_language(db: &Db, user_id: &str, language: &str) -> Result<(), Error> {

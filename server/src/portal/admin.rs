@@ -400,15 +400,14 @@ async fn tokens(
     signed.require_recent("/portal/tokens")?;
     let p = Page::of(&signed, &state, &headers);
     let tokens = employers::list_tokens(&state.db, &signed.employer_id).await?;
-    let mut emails = std::collections::HashMap::new();
-    for t in &tokens {
-        if let Some(("user", uid)) = t.created_by.as_deref().and_then(|a| a.split_once(':'))
-            && !emails.contains_key(uid)
-            && let Some(u) = crate::accounts::user(&state.db, uid).await?
-        {
-            emails.insert(uid.to_owned(), u.email);
-        }
-    }
+    let emails = crate::accounts::emails_of(
+        &state.db,
+        &tokens
+            .iter()
+            .filter_map(|t| t.created_by.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     let items = tokens
         .into_iter()
         .map(|t| {

@@ -44,7 +44,9 @@ pub(super) struct SearchForm {
 struct Row {
     seq: i64,
     at: String,
+    /// Who acted, in words (a portal user by e-mail); `actor_id` as the log has it.
     actor: String,
+    actor_id: String,
     action: String,
     subject: String,
     /// The filing the entry is about, in words: document number · employer.
@@ -176,7 +178,17 @@ async fn search(
         }
         Err(e) => return Err(e.into()),
     };
-    // Each filing named once, by its document number and employer.
+    // Each filing named once, by its document number and employer; each portal user
+    // by e-mail.
+    let emails = crate::accounts::emails_of(
+        &state.db,
+        &found
+            .entries
+            .iter()
+            .map(|e| e.actor.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     let mut filings = std::collections::HashMap::new();
     for e in &found.entries {
         if let Some(id) = e.subject.strip_prefix("submission:")
@@ -199,7 +211,8 @@ async fn search(
                 .subject
                 .strip_prefix("submission:")
                 .and_then(|id| filings.get(id).cloned().flatten()),
-            actor: e.actor,
+            actor: p.actor(&e.actor, &emails),
+            actor_id: e.actor,
             action: e.action,
             subject: e.subject,
             purged: e.payload_purged,

@@ -159,7 +159,7 @@ impl Page {
             Some(("operator", name)) => self.t_with("actor-operator", &[("name", &name)]),
             Some(("system", _)) => self.t("actor-system"),
             Some(("authority", _)) => self.t("actor-authority"),
-            Some(("employer" | "token", _)) => self.t("actor-api"),
+            Some(("api-token", _)) => self.t("actor-api"),
             Some(("phone", _)) => self.t("actor-phone"),
             _ => actor.to_owned(),
         }

@@ -223,16 +223,11 @@ pub(super) async fn submission_page(
     };
     let warnings = serde_json::from_str(&s.warnings).unwrap_or_default();
     let steps = submissions::history(&state.db, &s.id).await?;
-    // Portal users by e-mail (a submission has a handful of steps).
-    let mut emails = std::collections::HashMap::new();
-    for step in &steps {
-        if let Some(("user", uid)) = step.actor.split_once(':')
-            && !emails.contains_key(uid)
-            && let Some(u) = crate::accounts::user(&state.db, uid).await?
-        {
-            emails.insert(uid.to_owned(), u.email);
-        }
-    }
+    let emails = crate::accounts::emails_of(
+        &state.db,
+        &steps.iter().map(|s| s.actor.as_str()).collect::<Vec<_>>(),
+    )
+    .await?;
     let history = steps
         .into_iter()
         .map(|h| HistoryRow {

@@ -967,6 +967,8 @@ async fn officer_searches_the_log_on_a_legal_basis(inst: Instance) {
     browser.wait_for("#results").await;
     let results = browser.text("#results").await;
     assert!(results.contains("submission.receive"), "{results}");
+    // Who acted, in words (the raw actor in the cell's title).
+    assert!(results.contains("payroll software (API)"), "{results}");
     // The filing in words: its document number and its employer's name.
     let filing = browser.text("#results td.filing").await;
     assert!(
