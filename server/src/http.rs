@@ -478,7 +478,7 @@ async fn consistency_proof(
 /// An unknown address: the portal's page under `/portal/`, a problem document
 /// elsewhere.
 async fn not_found(uri: axum::http::Uri) -> Response {
-    if uri.path() == "/portal" || uri.path().starts_with("/portal/") {
+    if crate::portal::error::is_portal_path(uri.path()) {
         return crate::portal::error::not_found();
     }
     ProblemDocument::new(StatusCode::NOT_FOUND, Some("no such resource".into())).into_response()

@@ -102,6 +102,11 @@ impl ErrorText {
     }
 }
 
+/// Whether `path` is the portal's (`/portal` and below).
+pub fn is_portal_path(path: &str) -> bool {
+    path == "/portal" || path.starts_with("/portal/")
+}
+
 /// The portal's "not found" page (an unknown portal address).
 pub fn not_found() -> Response {
     PortalError::Keyed(StatusCode::NOT_FOUND, "error-not-found").into_response()
@@ -173,6 +178,10 @@ pub async fn error_pages(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // Only portal addresses have portal error pages: the APIs pay nothing here.
+    if !is_portal_path(req.uri().path()) {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let (method, uri, headers) = (
         parts.method.clone(),
