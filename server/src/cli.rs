@@ -413,8 +413,15 @@ async fn invite(
     json: bool,
     membership: crate::accounts::Membership,
     email: &str,
+    language: Option<&str>,
     about: impl FnOnce(&crate::accounts::User) -> (&'static str, String),
 ) -> Result<()> {
+    let language = language
+        .map(|l| {
+            crate::i18n::Lang::from_tag(l)
+                .ok_or_else(|| Error::Invalid(format!("--language {l:?}: one of en, sk, cs")))
+        })
+        .transpose()?;
     let valid = config.portal.invitation_valid();
     let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
         let origin = invitation_origin(config, &record.db).await?;
@@ -428,6 +435,7 @@ async fn invite(
             &membership,
             email,
             valid,
+            language,
         )
         .await?;
         Ok((invited, origin))

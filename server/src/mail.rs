@@ -256,7 +256,8 @@ fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
         Kind::PreregistrationDigest => {
             "Pre-registrations waiting for their registration form".to_owned()
         }
-        Kind::Invitation => "Your access to the ivan employer portal".to_owned(),
+        // Composed in the invited user's language by `accounts::invite`.
+        Kind::Invitation => "Your access to the ivan portal".to_owned(),
         Kind::PhoneAlert => "A phone access was locked".to_owned(),
         Kind::CertificateExpiry => "A signing certificate expires soon".to_owned(),
     };
@@ -302,11 +303,13 @@ pub const SECRET_PLACEHOLDER: &str = "{{secret}}";
 
 /// Queues a message to `recipient` whose body holds [`SECRET_PLACEHOLDER`] exactly
 /// once; `secret` replaces it when the message is sent (and only then). Inside the
-/// caller's transaction.
+/// caller's transaction. `subject` and `body` are in the recipient's language.
+#[allow(clippy::too_many_arguments)]
 pub async fn enqueue_with_secret(
     conn: &mut DbConn<'_>,
     kind: Kind,
     recipient: &str,
+    subject: &str,
     body: &str,
     secret: &str,
     now: DateTime<Utc>,
@@ -320,7 +323,6 @@ pub async fn enqueue_with_secret(
             "a secret-bearing mail needs one placeholder and a URL-safe secret".into(),
         ));
     }
-    let (subject, _) = text(kind, "", "");
     on_conn!(conn, c => {
         sqlx::query(
             "INSERT INTO mail_outbox (id, kind, recipient, subject, body, secret, submission_id, \
@@ -329,7 +331,7 @@ pub async fn enqueue_with_secret(
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(kind.as_str())
         .bind(recipient)
-        .bind(&subject)
+        .bind(subject)
         .bind(body)
         .bind(secret)
         .bind(now)

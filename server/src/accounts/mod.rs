@@ -218,6 +218,7 @@ pub async fn invite(
     membership: &Membership,
     email: &str,
     valid: Duration,
+    language: Option<crate::i18n::Lang>,
 ) -> Result<Invited, Error> {
     let email = mail::parse_address(email)?.to_ascii_lowercase();
     let role = membership.role();
@@ -268,7 +269,12 @@ pub async fn invite(
                 u.organisation.as_deref().unwrap_or("?")
             )));
         }
-        Some(u) => (u, false),
+        Some(mut u) => {
+            if let Some(l) = language {
+                u.language = Some(l.tag().to_owned());
+            }
+            (u, false)
+        }
         None => (
             User {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -279,7 +285,7 @@ pub async fn invite(
                 webauthn_handle: uuid::Uuid::new_v4().to_string(),
                 created_at: now,
                 revoked_at: None,
-                language: None,
+                language: language.map(|l| l.tag().to_owned()),
             },
             true,
         ),
@@ -287,23 +293,37 @@ pub async fn invite(
     let invitation_id = hex::encode(os_random::<8>()?);
     let secret = URL_SAFE_NO_PAD.encode(os_random::<32>()?);
     let expires_at = now + valid;
+    // In the language asked for, else the one the user chose, else English; the
+    // user's portal is in it from their first page.
+    let lang = user
+        .language
+        .as_deref()
+        .and_then(crate::i18n::Lang::from_tag)
+        .unwrap_or_default();
     let invited_as = match membership {
-        Membership::Employer { role, .. } => {
-            format!("the ivan employer portal as {}", role.as_str())
-        }
+        Membership::Employer { role, .. } => lang.t_with(
+            "mail-invited-employer",
+            &[("role", &lang.label("role", role.as_str()))],
+        ),
         Membership::Officer { organisation } => {
-            format!("the ivan portal as a compliance officer of {organisation}")
+            lang.t_with("mail-invited-officer", &[("organisation", organisation)])
         }
     };
-    let body = format!(
-        "You are invited to {invited_as} ({email}).\n\n\
-         Open this link on the device that will hold your passkey, before {expires}:\n\n\
-         {origin}/portal/enrol?token={invitation_id}.{placeholder}\n\n\
-         The link works once. If you did not expect this message, ignore it.\n",
-        expires = crate::i18n::shown(&expires_at),
-        origin = portal_origin.trim_end_matches('/'),
-        placeholder = mail::SECRET_PLACEHOLDER,
+    let link = format!(
+        "{}/portal/enrol?token={invitation_id}.{}",
+        portal_origin.trim_end_matches('/'),
+        mail::SECRET_PLACEHOLDER,
     );
+    let body = lang.t_with(
+        "mail-invitation-body",
+        &[
+            ("invited_as", &invited_as),
+            ("email", &email),
+            ("expires", &crate::i18n::shown(&expires_at)),
+            ("link", &link),
+        ],
+    );
+    let subject = lang.t("mail-invitation-subject");
     let payload = serde_json::json!({
         "user_id": user.id,
         "employer_id": membership.employer_id(),
@@ -323,8 +343,8 @@ pub async fn invite(
         if is_new {
             let inserted = on_conn!(&mut conn, c => {
                 sqlx::query(
-                    "INSERT INTO users (id, employer_id, organisation, email, role, webauthn_handle, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO users (id, employer_id, organisation, email, role, webauthn_handle, created_at, language) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&row.id)
                 .bind(&row.employer_id)
@@ -333,6 +353,7 @@ pub async fn invite(
                 .bind(&row.role)
                 .bind(&row.webauthn_handle)
                 .bind(row.created_at)
+                .bind(&row.language)
                 .execute(&mut *c)
                 .await
                 .map(drop)
@@ -342,6 +363,12 @@ pub async fn invite(
             })?;
         }
         on_conn!(&mut conn, c => {
+            // A language given with a new invitation of a known user is theirs now.
+            sqlx::query("UPDATE users SET language = $1 WHERE id = $2 AND $1 IS NOT NULL")
+                .bind(&row.language)
+                .bind(&row.id)
+                .execute(&mut *c)
+                .await?;
             // Earlier unused links of this user stop working.
             sqlx::query(
                 "UPDATE user_invitations SET expires_at = $1 WHERE user_id = $2 \
@@ -367,6 +394,7 @@ pub async fn invite(
             &mut conn,
             mail::Kind::Invitation,
             &row.email,
+            &subject,
             &body,
             &secret,
             now,
@@ -788,6 +816,7 @@ mod tests {
             &Membership::employer(employer, role),
             " Clerk@Example.TEST ",
             Duration::hours(24),
+            None,
         )
         .await
         .unwrap();
@@ -866,6 +895,7 @@ mod tests {
                 &membership,
                 email,
                 valid,
+                None,
             )
             .await
             .unwrap_err()

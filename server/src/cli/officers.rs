@@ -22,6 +22,9 @@ pub enum OfficerCommand {
         /// The officer's organisation (1 to 200 characters).
         #[arg(long)]
         organisation: String,
+        /// The language of the invitation and of the officer's portal: en, sk or cs.
+        #[arg(long, value_name = "LANG")]
+        language: Option<String>,
         /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
@@ -87,6 +90,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
         OfficerCommand::Add {
             email,
             organisation,
+            language,
             json,
         } => {
             let membership = crate::accounts::Membership::officer(&organisation)?;
@@ -94,7 +98,7 @@ pub async fn run(config: &Config, cmd: OfficerCommand) -> Result<ExitCode> {
                 let organisation = u.organisation.clone().unwrap_or_default();
                 ("organisation", organisation)
             };
-            invite(config, json, membership, &email, about).await?;
+            invite(config, json, membership, &email, language.as_deref(), about).await?;
         }
         OfficerCommand::List { json } => {
             let list = read_db(config, async |db| officers::list(db).await).await?;

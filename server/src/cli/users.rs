@@ -22,6 +22,10 @@ pub enum UserCommand {
         /// What the user may do in the portal.
         #[arg(long, value_enum)]
         role: crate::accounts::Role,
+        /// The language of the invitation and of the user's portal: en, sk or cs
+        /// (default: the one the user chose before, else English).
+        #[arg(long, value_name = "LANG")]
+        language: Option<String>,
         /// Print the result as JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
@@ -53,12 +57,13 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             employer,
             email,
             role,
+            language,
             json,
         } => {
             let employer = super::employer_id(config, &employer).await?;
             let membership = accounts::Membership::employer(&employer, role);
             let about = |u: &accounts::User| ("role", u.role.clone());
-            invite(config, json, membership, &email, about).await?;
+            invite(config, json, membership, &email, language.as_deref(), about).await?;
         }
         UserCommand::List { employer, json } => {
             let employer = super::employer_id_opt(config, employer).await?;

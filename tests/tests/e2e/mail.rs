@@ -10,6 +10,7 @@ e2e_tests!(
     receipts_answers_and_overdue_warnings_are_mailed,
     the_development_file_sink_needs_no_server,
     enrolment_links_point_at_the_server_not_at_the_command,
+    invitations_are_in_the_users_language,
 );
 
 async fn set_email(inst: &Instance, filer: &Filer, email: &str) {
@@ -241,5 +242,59 @@ async fn enrolment_links_point_at_the_server_not_at_the_command(inst: Instance) 
     assert!(!link.contains("=3D") && !link.ends_with('='), "{link}");
     let log = server.log();
     assert!(log.contains(&format!("dev mail link: {link}")), "{log}");
+    assert!(server.stop().await.success());
+}
+
+/// `user invite --language sk`: the invitation is in Slovak, and so is the user's
+/// portal from its first page; an unknown language is refused.
+async fn invitations_are_in_the_users_language(inst: Instance) {
+    set_up(&inst, "12345678").await;
+    let server = inst.serve_with(&[("IVAN_MAIL__IDLE_MS", "100")]).await;
+    let invite = |email: &'static str, lang: &'static str| {
+        [
+            "admin",
+            "user",
+            "invite",
+            "--employer",
+            "12345678",
+            "--email",
+            email,
+            "--role",
+            "clerk",
+            "--language",
+            lang,
+        ]
+    };
+    let out = inst.run(&invite("x@employer.test", "de")).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one of en, sk, cs"));
+    inst.run_ok(&invite("jana@employer.test", "sk")).await;
+    inst.run_ok(&invite("petr@employer.test", "cs")).await;
+    let text = eventually(30, "two invitations in the file sink", || async {
+        let text = ivan_e2e::dev_mail(&inst.data_dir);
+        (text.matches("/portal/enrol?token=").count() == 2).then_some(text)
+    })
+    .await;
+    assert!(
+        text.contains(
+            "Pozývame Vás do portálu zamestnávateľov ivan ako referent (jana@employer.test)."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Zveme Vás do portálu zaměstnavatelů ivan jako referent (petr@employer.test)."
+        ),
+        "{text}"
+    );
+    // Times in the mail as everywhere: minutes, the employers' zone.
+    assert!(text.contains(" CET:") || text.contains(" CEST:"), "{text}");
+    assert_eq!(
+        inst.count(
+            "SELECT COUNT(*) FROM users WHERE email = 'jana@employer.test' AND language = 'sk'"
+        )
+        .await,
+        1
+    );
     assert!(server.stop().await.success());
 }
