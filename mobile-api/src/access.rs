@@ -608,15 +608,16 @@ async fn lock(mobile: &Mobile, row: &LoginRow, phone: &str, failures: i64) -> Re
     if locked {
         metrics::counter!("ivan_mobile_lockouts_total").increment(1);
         tracing::warn!(phone_access = %row.id, "phone access locked after {failures} wrong PINs in {window} s");
-        let text = format!(
-            "The phone access {} ({phone}) was locked after {failures} wrong PINs within {} hours, \
-             which looks like someone guessing its PIN. Its sessions have ended. Check with the \
-             phone user, then generate a new PIN (POST /api/v1/phone-accesses/{}/pin) to unlock it.",
-            row.id,
-            window / 3600,
-            row.id
-        );
-        mobile.host().alert_employer(&row.employer_id, text).await?;
+        let alert = crate::Alert::PhoneLocked {
+            access_id: row.id.clone(),
+            phone: phone.to_owned(),
+            failures,
+            window_hours: window / 3600,
+        };
+        mobile
+            .host()
+            .alert_employer(&row.employer_id, alert)
+            .await?;
     }
     Ok(())
 }

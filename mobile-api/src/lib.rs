@@ -67,8 +67,40 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
 
     /// Tells the employer something it must act on (a phone access locked after
     /// sustained PIN guessing): the server logs it and queues mail to the employer's
-    /// notification address.
-    fn alert_employer(&self, employer_id: &str, text: String) -> BoxFuture<'_, Result<(), Error>>;
+    /// notification address, in the employer's language.
+    fn alert_employer(&self, employer_id: &str, alert: Alert) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+/// What the mobile channel tells an employer ([`Host::alert_employer`]): the facts;
+/// the host words them in the employer's language. `Display` is the English text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    /// A phone access locked after `failures` wrong PINs within `window_hours`.
+    PhoneLocked {
+        access_id: String,
+        phone: String,
+        failures: i64,
+        window_hours: u64,
+    },
+}
+
+impl std::fmt::Display for Alert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Alert::PhoneLocked {
+                access_id,
+                phone,
+                failures,
+                window_hours,
+            } => write!(
+                f,
+                "The phone access {access_id} ({phone}) was locked after {failures} wrong PINs \
+                 within {window_hours} hours, which looks like someone guessing its PIN. Its \
+                 sessions have ended. Check with the phone user, then generate a new PIN \
+                 (POST /api/v1/phone-accesses/{access_id}/pin) to unlock it."
+            ),
+        }
+    }
 }
 
 /// Everything the mobile channel's handlers and workers share.

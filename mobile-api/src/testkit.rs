@@ -39,8 +39,12 @@ impl Host for FakeHost {
         Box::pin(async { Ok((Vec::new(), None)) })
     }
 
-    fn alert_employer(&self, employer_id: &str, text: String) -> BoxFuture<'_, Result<(), Error>> {
-        let employer = employer_id.to_owned();
+    fn alert_employer(
+        &self,
+        employer_id: &str,
+        alert: crate::Alert,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        let (employer, text) = (employer_id.to_owned(), alert.to_string());
         Box::pin(async move {
             self.alerts
                 .lock()

@@ -262,9 +262,7 @@ pub async fn add(
     })
 }
 
-/// Sets the employer's notification address, recorded as `employer.set-email` (payload:
-/// the new address) in the same transaction. Returns the address as stored and the
-/// entry's position.
+/// Sets the address that gets the employer's mail. Logged as `employer.set-email`.
 pub async fn set_email(
     ledger: &Ledger,
     actor: Actor,
@@ -272,11 +270,68 @@ pub async fn set_email(
     email: &str,
 ) -> Result<(String, i64), Error> {
     let email = crate::mail::parse_address(email)?;
-    let (id, address) = (employer_id.to_owned(), email.clone());
+    let seq = set_setting(ledger, actor, employer_id, Setting::NotifyEmail, &email).await?;
+    Ok((email, seq))
+}
+
+/// Sets the language of the employer's mail (receipts, answers, warnings).
+/// Logged as `employer.set-language`.
+pub async fn set_language(
+    ledger: &Ledger,
+    actor: Actor,
+    employer_id: &str,
+    language: crate::i18n::Lang,
+) -> Result<i64, Error> {
+    set_setting(
+        ledger,
+        actor,
+        employer_id,
+        Setting::Language,
+        language.tag(),
+    )
+    .await
+}
+
+/// An employer's setting an operator changes, with the log entry naming the change.
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    NotifyEmail,
+    Language,
+}
+
+impl Setting {
+    fn column(self) -> &'static str {
+        match self {
+            Setting::NotifyEmail => "notify_email",
+            Setting::Language => "language",
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            Setting::NotifyEmail => "employer.set-email",
+            Setting::Language => "employer.set-language",
+        }
+    }
+}
+
+/// Writes one setting of an employer and logs it (the value is the entry's payload).
+async fn set_setting(
+    ledger: &Ledger,
+    actor: Actor,
+    employer_id: &str,
+    setting: Setting,
+    value: &str,
+) -> Result<i64, Error> {
+    let (id, value_owned) = (employer_id.to_owned(), value.to_owned());
+    let sql = format!(
+        "UPDATE employers SET {} = $1 WHERE id = $2",
+        setting.column()
+    );
     let work: Work = retention::work!(|conn, _at| {
         let n = on_conn!(&mut conn, c => {
-            sqlx::query("UPDATE employers SET notify_email = $1 WHERE id = $2")
-                .bind(&address)
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(&value_owned)
                 .bind(&id)
                 .execute(&mut *c)
                 .await?
@@ -292,10 +347,10 @@ pub async fn set_email(
         .append_with(
             NewEntry {
                 actor,
-                action: "employer.set-email".into(),
+                action: setting.action().into(),
                 subject: format!("employer:{employer_id}"),
                 payload: Some(Payload {
-                    content: Bytes::from(email.clone().into_bytes()).into(),
+                    content: Bytes::from(value.to_owned().into_bytes()).into(),
                     media_type: "text/plain".into(),
                     retain_until: None,
                 }),
@@ -303,7 +358,7 @@ pub async fn set_email(
             work,
         )
         .await?;
-    Ok((email, appended.seq))
+    Ok(appended.seq)
 }
 
 /// What [`create_token`] returns: the token (the only time it is ever shown), its

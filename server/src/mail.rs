@@ -39,6 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Error;
+use crate::i18n::Lang;
 
 /// `[mail]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,32 +175,74 @@ pub enum To<'a> {
     Address(&'a str),
 }
 
-/// Queues mail about `submission_id` inside the caller's transaction (one statement).
-/// `detail` is the event in one sentence.
+/// Words of a mail in the recipient's language: the employer's own
+/// (`employers.language`), English for an address of the operator's.
+pub type Words<'a> = &'a (dyn Fn(Lang) -> String + Send + Sync);
+
+/// Queues mail about `submission_id` inside the caller's transaction. `detail` is
+/// the event in one sentence, in the language it is given.
 pub async fn enqueue(
     conn: &mut DbConn<'_>,
     kind: Kind,
     to: To<'_>,
     submission_id: &str,
-    detail: &str,
+    detail: Words<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), retention::Error> {
     let one = Queued {
         to,
         submission_id,
-        detail: detail.to_owned(),
+        detail,
         now,
     };
     enqueue_many(conn, kind, std::slice::from_ref(&one)).await
 }
 
 /// One mail of [`enqueue_many`].
-#[derive(Debug)]
 pub struct Queued<'a> {
     pub to: To<'a>,
     pub submission_id: &'a str,
-    pub detail: String,
+    pub detail: Words<'a>,
     pub now: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Queued<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("to", &self.to)
+            .field("submission_id", &self.submission_id)
+            .field("detail", &(self.detail)(Lang::En))
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+/// The language each employer of these submissions reads its mail in (one query
+/// per 500 submissions, inside the caller's transaction).
+async fn employer_languages(
+    conn: &mut DbConn<'_>,
+    submission_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Lang>, retention::Error> {
+    let mut langs = std::collections::HashMap::new();
+    for chunk in submission_ids.chunks(500) {
+        let rows: Vec<(String, Option<String>)> = on_conn!(conn, c => {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT s.id, e.language FROM submissions s \
+                 JOIN employers e ON e.id = s.employer_id WHERE s.id IN (",
+            );
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(&mut *c).await?
+        });
+        for (id, lang) in rows {
+            let lang = lang.as_deref().and_then(Lang::from_tag).unwrap_or_default();
+            langs.insert(id, lang);
+        }
+    }
+    Ok(langs)
 }
 
 /// [`enqueue`] for many mails of one kind, in a few multi-row statements.
@@ -208,14 +251,23 @@ pub async fn enqueue_many(
     kind: Kind,
     mails: &[Queued<'_>],
 ) -> Result<(), retention::Error> {
+    let to_employers: Vec<&str> = mails
+        .iter()
+        .filter(|m| m.to == To::Employer)
+        .map(|m| m.submission_id)
+        .collect();
+    let langs = employer_languages(conn, &to_employers).await?;
     let rows: Vec<(String, Option<&str>, String, String, &Queued<'_>)> = mails
         .iter()
         .map(|m| {
-            let (subject, body) = text(kind, m.submission_id, &m.detail);
-            let address = match m.to {
-                To::Employer => None,
-                To::Address(a) => Some(a),
+            let (address, lang) = match m.to {
+                To::Employer => (
+                    None,
+                    langs.get(m.submission_id).copied().unwrap_or_default(),
+                ),
+                To::Address(a) => (Some(a), Lang::En),
             };
+            let (subject, body) = text(lang, kind, m.submission_id, &(m.detail)(lang));
             (uuid::Uuid::now_v7().to_string(), address, subject, body, m)
         })
         .collect();
@@ -248,24 +300,11 @@ pub async fn enqueue_many(
     Ok(())
 }
 
-fn text(kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
-    let subject = match kind {
-        Kind::Receipt => format!("Filing received: {submission_id}"),
-        Kind::Answer => format!("Authority answer for filing {submission_id}"),
-        Kind::Overdue => format!("Forwarding overdue: filing {submission_id}"),
-        Kind::PreregistrationDigest => {
-            "Pre-registrations waiting for their registration form".to_owned()
-        }
-        // Composed in the invited user's language by `accounts::invite`.
-        Kind::Invitation => "Your access to the ivan portal".to_owned(),
-        Kind::PhoneAlert => "A phone access was locked".to_owned(),
-        Kind::CertificateExpiry => "A signing certificate expires soon".to_owned(),
-    };
-    let body = format!(
-        "{detail}\n\nMessage id: {submission_id}\nDetails: GET /api/v1/submissions/{submission_id}\n\n\
-         This message was sent by ivan; the signed receipt and the authority's answers are\n\
-         available through the API.\n"
-    );
+/// A mail's subject, and its body around `detail`, in `lang`.
+fn text(lang: Lang, kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
+    let id: &dyn std::fmt::Display = &submission_id;
+    let subject = lang.t_with(&format!("mail-subject-{}", kind.as_str()), &[("id", id)]);
+    let body = lang.t_with("mail-frame", &[("detail", &detail), ("id", id)]);
     (subject, body)
 }
 
@@ -275,10 +314,22 @@ pub async fn enqueue_to_employer(
     conn: &mut DbConn<'_>,
     kind: Kind,
     employer_id: &str,
-    body: &str,
+    body: Words<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), retention::Error> {
-    let (subject, _) = text(kind, "", "");
+    let language: Option<Option<String>> = on_conn!(conn, c => {
+        sqlx::query_scalar("SELECT language FROM employers WHERE id = $1")
+            .bind(employer_id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    let lang = language
+        .flatten()
+        .as_deref()
+        .and_then(Lang::from_tag)
+        .unwrap_or_default();
+    let (subject, _) = text(lang, kind, "", "");
+    let body = body(lang);
     on_conn!(conn, c => {
         sqlx::query(
             "INSERT INTO mail_outbox (id, kind, recipient, subject, body, submission_id, \
@@ -289,7 +340,7 @@ pub async fn enqueue_to_employer(
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(kind.as_str())
         .bind(&subject)
-        .bind(body)
+        .bind(&body)
         .bind(now)
         .bind(employer_id)
         .execute(&mut *c)
@@ -643,9 +694,37 @@ mod tests {
 
     #[test]
     fn texts_name_the_message() {
-        let (subject, body) = text(Kind::Answer, "m-1", "The authority processed it.");
-        assert!(subject.contains("m-1"));
-        assert!(body.starts_with("The authority processed it."));
+        let (subject, body) = text(Lang::En, Kind::Answer, "m-1", "The authority processed it.");
+        assert_eq!(subject, "Authority answer for filing m-1");
+        assert!(
+            body.starts_with("The authority processed it.\n\nMessage id: m-1\n"),
+            "{body}"
+        );
         assert!(body.contains("/api/v1/submissions/m-1"));
+        let (subject, body) = text(Lang::Sk, Kind::Receipt, "m-2", "Prijaté.");
+        assert_eq!(
+            subject,
+            Lang::Sk.t_with("mail-subject-receipt", &[("id", &"m-2")])
+        );
+        assert_ne!(subject, text(Lang::En, Kind::Receipt, "m-2", "").0);
+        assert!(
+            body.starts_with("Prijaté.") && body.contains("m-2"),
+            "{body}"
+        );
+        // Every kind has a subject in every language.
+        for lang in Lang::ALL {
+            for kind in [
+                Kind::Receipt,
+                Kind::Answer,
+                Kind::Overdue,
+                Kind::PreregistrationDigest,
+                Kind::Invitation,
+                Kind::PhoneAlert,
+                Kind::CertificateExpiry,
+            ] {
+                let (subject, _) = text(lang, kind, "x", "");
+                assert!(!subject.starts_with("mail-"), "{lang:?} {kind:?}");
+            }
+        }
     }
 }

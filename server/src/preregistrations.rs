@@ -222,14 +222,17 @@ impl Host for ServerHost {
     fn alert_employer(
         &self,
         employer_id: &str,
-        text: String,
+        alert: mobile_api::Alert,
     ) -> BoxFuture<'_, Result<(), mobile_api::Error>> {
         let eid = employer_id.to_owned();
+        // English in the server log and the log entry; the employer's language in the mail.
+        let text = alert.to_string();
         Box::pin(async move {
-            let (mail_eid, body) = (eid.clone(), text.clone());
+            let mail_eid = eid.clone();
             let work: Work = retention::work!(|conn, at| {
                 let now = at.recorded_at();
-                mail::enqueue_to_employer(&mut conn, mail::Kind::PhoneAlert, &mail_eid, &body, now)
+                let words = |lang: crate::i18n::Lang| alert_words(lang, &alert);
+                mail::enqueue_to_employer(&mut conn, mail::Kind::PhoneAlert, &mail_eid, &words, now)
                     .await
             });
             tracing::warn!(employer = %eid, "{text}");
@@ -330,6 +333,26 @@ pub fn registration_form_xml(
     Ok(out)
 }
 
+/// An alert of the mobile channel in `lang`.
+fn alert_words(lang: crate::i18n::Lang, alert: &mobile_api::Alert) -> String {
+    match alert {
+        mobile_api::Alert::PhoneLocked {
+            access_id,
+            phone,
+            failures,
+            window_hours,
+        } => lang.t_with(
+            "mail-phone-locked",
+            &[
+                ("id", access_id),
+                ("phone", phone),
+                ("failures", failures),
+                ("hours", window_hours),
+            ],
+        ),
+    }
+}
+
 /// Starts the sweeper: every `mobile.sweep_interval_secs` it pairs, flags overdue
 /// pre-registrations, queues reminders, sends each employer with overdue ones its
 /// daily list, and logs the finished hours of unknown-phone login failures
@@ -371,25 +394,50 @@ async fn send_digest(
     overdue: &[Preregistration],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let mut body = format!(
-        "{} pre-registration(s) filed from phones are past their deadline without a registration form:\n\n",
-        overdue.len()
-    );
-    for p in overdue {
-        body.push_str(&format!(
-            "- {} {}: {} {}, {} on {}, due {} (GET /api/v1/preregistrations/{}/registration-form)\n",
-            p.document_number,
-            p.person_id,
-            p.given_name,
-            p.surname,
-            p.kind,
-            p.effective_date,
-            crate::i18n::shown(&p.deadline_at),
-            p.id
-        ));
-    }
-    body.push_str("\nFile the registration form for each; they pair automatically.\n");
-    let (eid, text) = (employer_id.to_owned(), body.clone());
+    // The list in a language: the employer's in the mail, English in the log.
+    let lines: Vec<[String; 8]> = overdue
+        .iter()
+        .map(|p| {
+            [
+                p.document_number.clone(),
+                p.person_id.clone(),
+                p.given_name.clone(),
+                p.surname.clone(),
+                p.kind.as_str().to_owned(),
+                p.effective_date.clone(),
+                crate::i18n::shown(&p.deadline_at),
+                p.id.clone(),
+            ]
+        })
+        .collect();
+    let digest = move |lang: crate::i18n::Lang| {
+        let count = lines.len();
+        let mut body = lang.t_with("mail-digest-intro", &[("count", &count)]);
+        body.push_str("\n\n");
+        for [number, person, given, surname, kind, effective, due, id] in &lines {
+            let kind = lang.label("state", kind);
+            body.push_str(&lang.t_with(
+                "mail-digest-line",
+                &[
+                    ("number", number),
+                    ("person", person),
+                    ("given", given),
+                    ("surname", surname),
+                    ("kind", &kind),
+                    ("effective", effective),
+                    ("due", due),
+                    ("id", id),
+                ],
+            ));
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(&lang.t("mail-digest-outro"));
+        body.push('\n');
+        body
+    };
+    let body = digest(crate::i18n::Lang::En);
+    let eid = employer_id.to_owned();
     let work: Work = retention::work!(|conn, at| {
         // The day is the sweeper's (its clock may be injected); the mail's time the log's.
         rows::mark_digest(&mut conn, &eid, now).await?;
@@ -398,7 +446,7 @@ async fn send_digest(
             &mut conn,
             mail::Kind::PreregistrationDigest,
             &eid,
-            &text,
+            &digest,
             at,
         )
         .await
@@ -419,6 +467,25 @@ async fn send_digest(
 
 #[cfg(test)]
 mod tests {
+
+    /// A locked phone's alert is worded in the employer's language; the English
+    /// wording is the mobile channel's own (its log text).
+    #[test]
+    fn alerts_are_worded_in_the_employers_language() {
+        let alert = mobile_api::Alert::PhoneLocked {
+            access_id: "pa-1".into(),
+            phone: "+421901000001".into(),
+            failures: 8,
+            window_hours: 24,
+        };
+        assert_eq!(
+            alert_words(crate::i18n::Lang::En, &alert),
+            alert.to_string()
+        );
+        let sk = alert_words(crate::i18n::Lang::Sk, &alert);
+        assert!(sk.contains("+421901000001") && sk.contains("/api/v1/phone-accesses/pa-1/pin"));
+        assert!(sk.starts_with("Prístup z telefónu pa-1"), "{sk}");
+    }
     use super::*;
     use retention::ledger::LedgerTask;
     use retention::testing::{ManualClock, TestEnv};

@@ -42,6 +42,19 @@ pub enum EmployerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the language of the employer's mail (receipts, answers, warnings): en, sk
+    /// or cs; logged.
+    SetLanguage {
+        /// The employer: its id or its registration number.
+        #[arg(long)]
+        employer: String,
+        /// en, sk or cs.
+        #[arg(long, value_name = "LANG")]
+        language: String,
+        /// Print the result as JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +145,25 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
                 serde_json::json!({"id": employer, "notify_email": email, "log_seq": log_seq});
             show(json, &done, |_| {
                 outln!("mail for employer {employer} now goes to {email}");
+            });
+        }
+        EmployerCommand::SetLanguage {
+            employer,
+            language,
+            json,
+        } => {
+            let employer = super::employer_id(config, &employer).await?;
+            let lang = crate::i18n::Lang::from_tag(&language).ok_or_else(|| {
+                crate::Error::Invalid(format!("--language {language:?}: one of en, sk, cs"))
+            })?;
+            let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
+                employers::set_language(&record.ledger, operator(config)?, &employer, lang).await
+            })
+            .await?;
+            let done =
+                serde_json::json!({"id": employer, "language": lang.tag(), "log_seq": log_seq});
+            show(json, &done, |_| {
+                outln!("mail for employer {employer} is now in {}", lang.name());
             });
         }
         EmployerCommand::List { json } => {

@@ -603,16 +603,21 @@ pub async fn warn_expiring(
             continue;
         }
         let expires = crate::i18n::shown(&c.not_after);
-        let body = format!(
-            "The signing certificate {subject} (SHA-256 {fingerprint}) registered for your \
-             filings expires at {expires}, in {days} day(s). Have its successor registered \
-             before then (ask the operator): filings signed with an expired certificate are \
-             refused.\n",
-            subject = c.subject,
-            fingerprint = c.fingerprint,
-            // Whole days, rounded up: 5 days and 23 hours left is "in 6 day(s)".
-            days = (left.num_seconds() + 86_399) / 86_400,
-        );
+        // Whole days, rounded up: 5 days and 23 hours left is "in 6 day(s)".
+        let days = (left.num_seconds() + 86_399) / 86_400;
+        let (subject, fingerprint) = (c.subject.clone(), c.fingerprint.clone());
+        let expires_at = expires.clone();
+        let body = move |lang: crate::i18n::Lang| {
+            lang.t_with(
+                "mail-cert-expiry",
+                &[
+                    ("subject", &subject),
+                    ("fingerprint", &fingerprint),
+                    ("expires", &expires_at),
+                    ("days", &days),
+                ],
+            )
+        };
         let (fp, employer, step_i) = (
             c.fingerprint.clone(),
             c.employer_id.clone(),

@@ -409,13 +409,21 @@ async fn write_rows(mut conn: DbConn<'_>, items: &[Described<'_>]) -> retention:
         .map(|m| (m.id.as_str(), m.hold_until, m.received_at))
         .collect();
     outbox::enqueue_many(&mut conn, &queued).await?;
-    let receipts: Vec<crate::mail::Queued<'_>> = made
+    let words: Vec<_> = made
         .iter()
         .zip(&recordings)
-        .map(|(m, (r, _))| crate::mail::Queued {
+        .map(|(m, (r, _))| {
+            let hold_window = r.accepting.hold_window;
+            move |lang: crate::i18n::Lang| receipt_mail(lang, m, hold_window)
+        })
+        .collect();
+    let receipts: Vec<crate::mail::Queued<'_>> = made
+        .iter()
+        .zip(&words)
+        .map(|(m, words)| crate::mail::Queued {
             to: crate::mail::To::Employer,
             submission_id: &m.id,
-            detail: receipt_mail(m, r.accepting.hold_window),
+            detail: words,
             now: m.received_at,
         })
         .collect();
@@ -531,20 +539,23 @@ fn made_of(
 }
 
 /// What the receipt mail says after its first line.
-fn receipt_mail(m: &Submission, hold_window: Duration) -> String {
+fn receipt_mail(lang: crate::i18n::Lang, m: &Submission, hold_window: Duration) -> String {
     let when = if hold_window > Duration::zero() {
-        format!(
-            "It can be cancelled until {}.",
-            crate::i18n::shown(&m.hold_until)
+        lang.t_with(
+            "mail-receipt-cancellable",
+            &[("until", &crate::i18n::shown(&m.hold_until))],
         )
     } else {
-        "It is being forwarded to the authority.".to_owned()
+        lang.t("mail-receipt-forwarding")
     };
-    format!(
-        "Your {} was received and accepted as {} at {}. {when}",
-        m.document_type,
-        m.document_number,
-        crate::i18n::shown(&m.received_at),
+    lang.t_with(
+        "mail-receipt",
+        &[
+            ("type", &lang.label("type", &m.document_type)),
+            ("number", &m.document_number),
+            ("at", &crate::i18n::shown(&m.received_at)),
+            ("when", &when),
+        ],
     )
 }
 

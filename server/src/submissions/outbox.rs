@@ -385,10 +385,11 @@ pub fn finish_work(
             crate::mail::Kind::Answer,
             crate::mail::To::Employer,
             &submission_id,
-            &format!(
-                "The authority has answered: the filing is {final_status} ({} answer document(s)).",
-                documents.len()
-            ),
+            &|lang: crate::i18n::Lang| {
+                let state = lang.label("state", final_status.as_str());
+                let count = documents.len();
+                lang.t_with("mail-answer", &[("state", &state), ("count", &count)])
+            },
             last.recorded_at,
         )
         .await?;
@@ -431,14 +432,13 @@ pub fn flag_overdue_work(submission_id: String, operator: Option<String>) -> Wor
         if n != 1 {
             return Err(conflict("already flagged or delivered"));
         }
-        let detail = "The filing has not reached the authority within the promised time; \
-                      ivan keeps trying and will deliver it as soon as the authority answers.";
+        let detail = |lang: crate::i18n::Lang| lang.t("mail-overdue");
         crate::mail::enqueue(
             &mut conn,
             crate::mail::Kind::Overdue,
             crate::mail::To::Employer,
             &submission_id,
-            detail,
+            &detail,
             at,
         )
         .await?;
@@ -448,7 +448,7 @@ pub fn flag_overdue_work(submission_id: String, operator: Option<String>) -> Wor
                 crate::mail::Kind::Overdue,
                 crate::mail::To::Address(operator),
                 &submission_id,
-                detail,
+                &detail,
                 at,
             )
             .await?;

@@ -11,6 +11,7 @@ e2e_tests!(
     the_development_file_sink_needs_no_server,
     enrolment_links_point_at_the_server_not_at_the_command,
     invitations_are_in_the_users_language,
+    employers_mail_is_in_their_language,
 );
 
 async fn set_email(inst: &Instance, filer: &Filer, email: &str) {
@@ -88,7 +89,8 @@ async fn receipts_answers_and_overdue_warnings_are_mailed(inst: Instance) {
         &format!("Authority answer for filing {id}"),
         "clerk@employer.test",
     );
-    assert!(answer.contains("processed"), "{answer}");
+    // The final state in words, as the portal shows it.
+    assert!(answer.contains("Processed by the authority"), "{answer}");
     assert!(server.stop().await.success());
     // Each message sent is in the log, with the message as its payload.
     let db = inst.db().await;
@@ -296,5 +298,44 @@ async fn invitations_are_in_the_users_language(inst: Instance) {
         .await,
         1
     );
+    assert!(server.stop().await.success());
+}
+
+/// `employer set-language --language sk`: the employer's mail (here the receipt) is
+/// in Slovak from then on; the setting is logged; an unknown language is refused.
+async fn employers_mail_is_in_their_language(inst: Instance) {
+    let filer = set_up(&inst, "12345678").await;
+    set_email(&inst, &filer, "clerk@employer.test").await;
+    let set = |lang: &'static str| {
+        [
+            "admin",
+            "employer",
+            "set-language",
+            "--employer",
+            "12345678",
+            "--language",
+            lang,
+            "--json",
+        ]
+    };
+    let out = inst.run(&set("de")).await;
+    assert_eq!(out.status.code(), Some(1));
+    let done: serde_json::Value = serde_json::from_str(&inst.run_ok(&set("sk")).await).unwrap();
+    assert_eq!(done["language"], "sk");
+    assert_eq!(done["id"], filer.id.as_str());
+    let server = inst.serve_with(&[("IVAN_MAIL__IDLE_MS", "100")]).await;
+    let id = file(&inst, &server, &filer, 3).await;
+    let text = eventually(30, "the Slovak receipt in the file sink", || async {
+        let text = ivan_e2e::dev_mail(&inst.data_dir);
+        text.contains(&format!("Identifikátor správy: {id}"))
+            .then_some(text)
+    })
+    .await;
+    assert!(text.contains("bolo prijaté pod číslom"), "{text}");
+    assert!(!text.contains("was received and accepted"), "{text}");
+    let log = inst
+        .run_ok(&["log", "tail", "--json", "--lines", "50"])
+        .await;
+    assert!(log.contains("\"employer.set-language\""), "{log}");
     assert!(server.stop().await.success());
 }
