@@ -235,6 +235,12 @@ async fn read_db<T>(config: &Config, query: impl AsyncFnOnce(&Db) -> Result<T>) 
     result
 }
 
+/// The language a `--language` names, or the error listing those there are.
+fn language_arg(tag: &str) -> Result<crate::i18n::Lang> {
+    tag.parse()
+        .map_err(|e| Error::Invalid(format!("--language {e}")))
+}
+
 /// The id of the employer an operator named with `--employer`: its id or its
 /// registration number. An unknown employer is an error (exit 1), not an empty list.
 async fn employer_id(config: &Config, named: &str) -> Result<String> {
@@ -416,12 +422,7 @@ async fn invite(
     language: Option<&str>,
     about: impl FnOnce(&crate::accounts::User) -> (&'static str, String),
 ) -> Result<()> {
-    let language = language
-        .map(|l| {
-            crate::i18n::Lang::from_tag(l)
-                .ok_or_else(|| Error::Invalid(format!("--language {l:?}: one of en, sk, cs")))
-        })
-        .transpose()?;
+    let language = language.map(language_arg).transpose()?;
     let valid = config.portal.invitation_valid();
     let (invited, origin) = OpenLedger::with(config, async |record: &OpenLedger| {
         let origin = invitation_origin(config, &record.db).await?;

@@ -94,9 +94,7 @@ impl Lang {
     /// The message `key` in this language (English if this language lacks it; the
     /// key itself if English does too, which a unit test rules out).
     pub fn t(self, key: &str) -> String {
-        LOCALES
-            .try_lookup(&self.id(), key)
-            .unwrap_or_else(|| key.to_owned())
+        self.try_t(key).unwrap_or_else(|| key.to_owned())
     }
 
     /// The message `key`, if this language (or English) has it.
@@ -119,15 +117,26 @@ impl Lang {
     /// document type: `state-refused_by_authority`), or the id itself when there is
     /// no such message (an id from a newer version).
     pub fn label(self, prefix: &str, value: &str) -> String {
-        let key = format!("{prefix}-{value}");
-        LOCALES
-            .try_lookup(&self.id(), &key)
+        self.try_t(&format!("{prefix}-{value}"))
             .unwrap_or_else(|| value.to_owned())
     }
 }
 
+/// A language named by its tag (`--language sk`, the account page's form); the
+/// error lists the languages there are.
+impl std::str::FromStr for Lang {
+    type Err = String;
+
+    fn from_str(tag: &str) -> Result<Self, String> {
+        Lang::from_tag(tag).ok_or_else(|| format!("{tag:?}: one of en, sk, cs"))
+    }
+}
+
+/// The zone times are shown in when none is configured: the employers' own.
+pub const DEFAULT_ZONE: chrono_tz::Tz = chrono_tz::Europe::Bratislava;
+
 /// The zone times are shown in to people (`portal.time_zone`), set once at start-up
-/// by [`set_time_zone`]; Europe/Bratislava until then.
+/// by [`set_time_zone`]; [`DEFAULT_ZONE`] until then.
 static ZONE: std::sync::OnceLock<chrono_tz::Tz> = std::sync::OnceLock::new();
 
 /// Sets the zone [`shown`] uses (the first call wins: one zone per process).
@@ -138,20 +147,12 @@ pub fn set_time_zone(tz: chrono_tz::Tz) {
 /// A time as mails and other texts for people show it: [`when`] in the process's
 /// zone ([`set_time_zone`]).
 pub fn shown(t: &DateTime<Utc>) -> String {
-    when(
-        t,
-        ZONE.get().copied().unwrap_or(chrono_tz::Europe::Bratislava),
-    )
+    when(t, ZONE.get().copied().unwrap_or(DEFAULT_ZONE))
 }
 
 /// A time as people read it everywhere in `ivan`: `2026-12-05 11:26 CET`, in `tz`.
 pub fn when(t: &DateTime<Utc>, tz: chrono_tz::Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
-}
-
-/// A day as people read it: `2026-12-05`.
-pub fn day(t: &chrono::NaiveDate) -> String {
-    t.format("%Y-%m-%d").to_string()
 }
 
 #[cfg(test)]

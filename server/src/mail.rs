@@ -302,10 +302,16 @@ pub async fn enqueue_many(
 
 /// A mail's subject, and its body around `detail`, in `lang`.
 fn text(lang: Lang, kind: Kind, submission_id: &str, detail: &str) -> (String, String) {
-    let id: &dyn std::fmt::Display = &submission_id;
-    let subject = lang.t_with(&format!("mail-subject-{}", kind.as_str()), &[("id", id)]);
-    let body = lang.t_with("mail-frame", &[("detail", &detail), ("id", id)]);
-    (subject, body)
+    let body = lang.t_with("mail-frame", &[("detail", &detail), ("id", &submission_id)]);
+    (subject(lang, kind, submission_id), body)
+}
+
+/// A mail's subject in `lang` (`submission_id` for the kinds about one filing).
+pub(crate) fn subject(lang: Lang, kind: Kind, submission_id: &str) -> String {
+    lang.t_with(
+        &format!("mail-subject-{}", kind.as_str()),
+        &[("id", &submission_id)],
+    )
 }
 
 /// Queues mail to an employer's notification address (none if it has none), not
@@ -328,7 +334,7 @@ pub async fn enqueue_to_employer(
         .as_deref()
         .and_then(Lang::from_tag)
         .unwrap_or_default();
-    let (subject, _) = text(lang, kind, "", "");
+    let subject = subject(lang, kind, "");
     let body = body(lang);
     on_conn!(conn, c => {
         sqlx::query(

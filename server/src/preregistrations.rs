@@ -395,38 +395,23 @@ async fn send_digest(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     // The list in a language: the employer's in the mail, English in the log.
-    let lines: Vec<[String; 8]> = overdue
-        .iter()
-        .map(|p| {
-            [
-                p.document_number.clone(),
-                p.person_id.clone(),
-                p.given_name.clone(),
-                p.surname.clone(),
-                p.kind.as_str().to_owned(),
-                p.effective_date.clone(),
-                crate::i18n::shown(&p.deadline_at),
-                p.id.clone(),
-            ]
-        })
-        .collect();
+    let overdue = overdue.to_vec();
     let digest = move |lang: crate::i18n::Lang| {
-        let count = lines.len();
+        let count = overdue.len();
         let mut body = lang.t_with("mail-digest-intro", &[("count", &count)]);
         body.push_str("\n\n");
-        for [number, person, given, surname, kind, effective, due, id] in &lines {
-            let kind = lang.label("state", kind);
+        for p in &overdue {
             body.push_str(&lang.t_with(
                 "mail-digest-line",
                 &[
-                    ("number", number),
-                    ("person", person),
-                    ("given", given),
-                    ("surname", surname),
-                    ("kind", &kind),
-                    ("effective", effective),
-                    ("due", due),
-                    ("id", id),
+                    ("number", &p.document_number),
+                    ("person", &p.person_id),
+                    ("given", &p.given_name),
+                    ("surname", &p.surname),
+                    ("kind", &lang.label("state", p.kind.as_str())),
+                    ("effective", &p.effective_date),
+                    ("due", &crate::i18n::shown(&p.deadline_at)),
+                    ("id", &p.id),
                 ],
             ));
             body.push('\n');

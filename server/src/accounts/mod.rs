@@ -323,7 +323,7 @@ pub async fn invite(
             ("link", &link),
         ],
     );
-    let subject = lang.t("mail-subject-invitation");
+    let subject = mail::subject(lang, mail::Kind::Invitation, "");
     let payload = serde_json::json!({
         "user_id": user.id,
         "employer_id": membership.employer_id(),

@@ -153,9 +153,7 @@ pub async fn employer(config: &Config, cmd: EmployerCommand) -> Result<ExitCode>
             json,
         } => {
             let employer = super::employer_id(config, &employer).await?;
-            let lang = crate::i18n::Lang::from_tag(&language).ok_or_else(|| {
-                crate::Error::Invalid(format!("--language {language:?}: one of en, sk, cs"))
-            })?;
+            let lang = super::language_arg(&language)?;
             let log_seq = OpenLedger::with(config, async |record: &OpenLedger| {
                 employers::set_language(&record.ledger, operator(config)?, &employer, lang).await
             })

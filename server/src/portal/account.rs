@@ -94,8 +94,10 @@ pub(super) async fn set_language(
     Form(f): Form<LanguageForm>,
 ) -> PageResult {
     signed.check_csrf(&f.csrf)?;
-    let lang = Lang::from_tag(&f.language)
-        .ok_or_else(|| crate::Error::Invalid(format!("no language {:?}", f.language)))?;
+    let lang: Lang = f
+        .language
+        .parse()
+        .map_err(|e| crate::Error::Invalid(format!("language {e}")))?;
     accounts::set_language(&state.db, &signed.user.id, lang.tag()).await?;
     Ok(see_other("/portal/account?done=language"))
 }

@@ -87,11 +87,9 @@ impl Default for PortalConfig {
 }
 
 impl PortalConfig {
-    /// `time_zone` (checked at load; Europe/Bratislava should it not parse).
+    /// `time_zone` (checked at load; [`crate::i18n::DEFAULT_ZONE`] should it not parse).
     pub fn tz(&self) -> chrono_tz::Tz {
-        self.time_zone
-            .parse()
-            .unwrap_or(chrono_tz::Europe::Bratislava)
+        self.time_zone.parse().unwrap_or(crate::i18n::DEFAULT_ZONE)
     }
 
     /// How long an enrolment link stays valid (`invitation_valid_secs`).

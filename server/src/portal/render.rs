@@ -73,7 +73,7 @@ impl Page {
     pub(super) fn plain() -> Self {
         Self {
             lang: Lang::En,
-            tz: chrono_tz::Europe::Bratislava,
+            tz: crate::i18n::DEFAULT_ZONE,
             nav: None,
         }
     }
